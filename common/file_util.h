@@ -1,0 +1,34 @@
+// Small file-system helpers with absl::Status errors that name the path.
+//
+// Durability: WriteFileAtomic writes to a temporary sibling, fsyncs it, renames it over the
+// target and fsyncs the directory, so a reader sees the old or the new content, never a mix.
+// Thread-safe as far as the file system is: distinct paths may be used concurrently.
+#ifndef PECO_COMMON_FILE_UTIL_H_
+#define PECO_COMMON_FILE_UTIL_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace peco {
+
+// Whole content of a file. NotFound when it does not exist, Internal on a read error.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// Writes `data` to `path` (not atomic, but fsynced before returning).
+absl::Status WriteFileSynced(const std::string& path, absl::string_view data);
+
+// Atomically replaces `path` with `data` (see the file comment).
+absl::Status WriteFileAtomic(const std::string& path, absl::string_view data);
+
+// fsyncs a directory so that renames and creations inside it are durable.
+absl::Status FsyncDirectory(const std::string& dir);
+
+// fsyncs an existing file.
+absl::Status FsyncFile(const std::string& path);
+
+}  // namespace peco
+
+#endif  // PECO_COMMON_FILE_UTIL_H_
