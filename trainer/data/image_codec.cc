@@ -1,0 +1,126 @@
+#include "trainer/data/image_codec.h"
+
+#include <png.h>
+#include <turbojpeg.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace peco::trainer {
+namespace {
+
+// A per-thread decompressor handle, created on first use and destroyed at thread exit.
+class ThreadJpegDecompressor {
+ public:
+  ThreadJpegDecompressor() : handle_(tjInitDecompress()) {}
+  ~ThreadJpegDecompressor() {
+    if (handle_ != nullptr) tjDestroy(handle_);
+  }
+  tjhandle get() const { return handle_; }
+
+ private:
+  tjhandle handle_;
+};
+
+tjhandle JpegHandle() {
+  thread_local ThreadJpegDecompressor decompressor;
+  return decompressor.get();
+}
+
+// Guards against decompression bombs: far above any realistic training image.
+constexpr int64_t kMaxPixels = int64_t{1} << 28;
+
+}  // namespace
+
+absl::StatusOr<Image> DecodeJpeg(absl::string_view data, int min_decode_side,
+                                 absl::string_view what) {
+  tjhandle handle = JpegHandle();
+  if (handle == nullptr) {
+    return absl::InternalError(absl::StrCat(what, ": cannot create a JPEG decompressor"));
+  }
+  const auto* buf = reinterpret_cast<const unsigned char*>(data.data());
+  int width = 0, height = 0, subsamp = 0, colorspace = 0;
+  if (tjDecompressHeader3(handle, buf, static_cast<unsigned long>(data.size()), &width, &height,
+                          &subsamp, &colorspace) != 0) {
+    return absl::DataLossError(
+        absl::StrCat(what, ": not a decodable JPEG: ", tjGetErrorStr2(handle)));
+  }
+  if (width <= 0 || height <= 0 || int64_t{width} * height > kMaxPixels) {
+    return absl::DataLossError(
+        absl::StrCat(what, ": JPEG has unsupported size ", width, "x", height));
+  }
+  int out_w = width, out_h = height;
+  if (min_decode_side > 0) {
+    int num_factors = 0;
+    const tjscalingfactor* factors = tjGetScalingFactors(&num_factors);
+    for (int i = 0; factors != nullptr && i < num_factors; ++i) {
+      const tjscalingfactor f = factors[i];
+      if (f.num > f.denom) continue;  // Only downscaling.
+      const int w = TJSCALED(width, f), h = TJSCALED(height, f);
+      if (std::min(w, h) >= min_decode_side && int64_t{w} * h < int64_t{out_w} * out_h) {
+        out_w = w;
+        out_h = h;
+      }
+    }
+  }
+  const bool grey = colorspace == TJCS_GRAY;
+  Image image = Image::Zeros(out_h, out_w, grey ? 1 : 3);
+  if (tjDecompress2(handle, buf, static_cast<unsigned long>(data.size()), image.pixels.data(),
+                    out_w, /*pitch=*/0, out_h, grey ? TJPF_GRAY : TJPF_RGB, TJFLAG_FASTDCT) != 0) {
+    // Warnings (e.g. premature end of data) still produce a usable image with libjpeg-turbo
+    // >= 2.1 via tjGetErrorCode; treat anything else as corrupt.
+    if (tjGetErrorCode(handle) != TJERR_WARNING) {
+      return absl::DataLossError(
+          absl::StrCat(what, ": JPEG decode failed: ", tjGetErrorStr2(handle)));
+    }
+  }
+  return image;
+}
+
+absl::StatusOr<Image> DecodePng(absl::string_view data, absl::string_view what) {
+  png_image png;
+  std::memset(&png, 0, sizeof(png));
+  png.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_memory(&png, data.data(), data.size())) {
+    const std::string message = png.message;
+    png_image_free(&png);
+    return absl::DataLossError(absl::StrCat(what, ": not a decodable PNG: ", message));
+  }
+  if (png.width == 0 || png.height == 0 || int64_t{png.width} * png.height > kMaxPixels) {
+    png_image_free(&png);
+    return absl::DataLossError(
+        absl::StrCat(what, ": PNG has unsupported size ", png.width, "x", png.height));
+  }
+  const bool color = (png.format & PNG_FORMAT_FLAG_COLOR) != 0;
+  png.format = color ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
+  Image image =
+      Image::Zeros(static_cast<int>(png.height), static_cast<int>(png.width), color ? 3 : 1);
+  png_color background{0, 0, 0};
+  if (!png_image_finish_read(&png, &background, image.pixels.data(), /*row_stride=*/0,
+                             /*colormap=*/nullptr)) {
+    const std::string message = png.message;
+    png_image_free(&png);
+    return absl::DataLossError(absl::StrCat(what, ": PNG decode failed: ", message));
+  }
+  return image;
+}
+
+absl::StatusOr<Image> DecodeImage(absl::string_view data, int min_decode_side,
+                                  absl::string_view what) {
+  if (data.size() >= 3 && static_cast<unsigned char>(data[0]) == 0xFF &&
+      static_cast<unsigned char>(data[1]) == 0xD8 && static_cast<unsigned char>(data[2]) == 0xFF) {
+    return DecodeJpeg(data, min_decode_side, what);
+  }
+  static constexpr unsigned char kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (data.size() >= 8 && std::memcmp(data.data(), kPngSignature, 8) == 0) {
+    return DecodePng(data, what);
+  }
+  return absl::DataLossError(absl::StrCat(what, ": neither a JPEG nor a PNG (", data.size(),
+                                          " bytes, unrecognised signature)"));
+}
+
+}  // namespace peco::trainer

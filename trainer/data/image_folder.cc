@@ -1,0 +1,117 @@
+#include "trainer/data/image_folder.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "trainer/data/image_codec.h"
+
+namespace peco::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool IsImageFile(const fs::path& path) {
+  const std::string ext = absl::AsciiStrToLower(path.extension().string());
+  return ext == ".jpg" || ext == ".jpeg" || ext == ".png";
+}
+
+struct Sample {
+  std::string path;
+  int64_t label;
+};
+
+class ImageFolderDataset : public Dataset {
+ public:
+  ImageFolderDataset(std::string root, ImageFolderOptions options, std::vector<std::string> classes,
+                     std::vector<Sample> samples)
+      : root_(std::move(root)),
+        options_(options),
+        classes_(std::move(classes)),
+        samples_(std::move(samples)) {}
+
+  int64_t size() const override { return static_cast<int64_t>(samples_.size()); }
+  int64_t num_classes() const override { return static_cast<int64_t>(classes_.size()); }
+  std::string name() const override { return absl::StrCat("image-folder:", root_); }
+
+  absl::StatusOr<Example> Get(int64_t index) const override {
+    if (index < 0 || index >= size()) {
+      return absl::OutOfRangeError(
+          absl::StrCat(name(), ": index ", index, " out of range [0, ", size(), ")"));
+    }
+    const Sample& sample = samples_[static_cast<size_t>(index)];
+    absl::StatusOr<std::string> data = ReadFileToString(sample.path);
+    if (!data.ok()) return absl::DataLossError(data.status().message());
+    Example example;
+    ASSIGN_OR_RETURN(example.image, DecodeImage(*data, options_.min_decode_side, sample.path));
+    example.label = sample.label;
+    return example;
+  }
+
+ private:
+  const std::string root_;
+  const ImageFolderOptions options_;
+  const std::vector<std::string> classes_;
+  const std::vector<Sample> samples_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Dataset>> OpenImageFolder(const std::string& root,
+                                                         ImageFolderOptions options) {
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) {
+    return absl::NotFoundError(absl::StrCat("image folder ", root, ": not a directory"));
+  }
+  std::vector<std::string> classes;
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    if (it->is_directory(type_ec)) classes.push_back(it->path().filename().string());
+  }
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("image folder ", root, ": cannot list: ", ec.message()));
+  }
+  std::sort(classes.begin(), classes.end());
+
+  std::vector<Sample> samples;
+  for (size_t label = 0; label < classes.size(); ++label) {
+    const fs::path class_dir = fs::path(root) / classes[label];
+    std::vector<std::string> files;
+    for (fs::recursive_directory_iterator
+             it(class_dir, fs::directory_options::follow_directory_symlink, ec),
+         end;
+         !ec && it != end; it.increment(ec)) {
+      std::error_code type_ec;
+      if (it->is_regular_file(type_ec) && IsImageFile(it->path())) {
+        files.push_back(it->path().string());
+      }
+    }
+    if (ec) {
+      return absl::UnavailableError(
+          absl::StrCat("image folder ", class_dir.string(), ": cannot list: ", ec.message()));
+    }
+    std::sort(files.begin(), files.end());
+    for (std::string& file : files) {
+      samples.push_back({std::move(file), static_cast<int64_t>(label)});
+    }
+  }
+  if (samples.empty()) {
+    return absl::NotFoundError(absl::StrCat("image folder ", root,
+                                            ": no .jpg/.jpeg/.png files in class sub-folders (",
+                                            classes.size(), " sub-folders)"));
+  }
+  return std::unique_ptr<Dataset>(
+      new ImageFolderDataset(root, options, std::move(classes), std::move(samples)));
+}
+
+}  // namespace peco::trainer
