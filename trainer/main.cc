@@ -1,1 +1,140 @@
-int main() { return 0; }
+// peco-train: runs one rank of one job, or exports a checkpoint.
+//
+//   peco-train tokenizer --config FILE.yaml [--resume DIR]
+//   peco-train export --checkpoint DIR --out FILE.pt
+//
+// Progress goes to stdout as newline-delimited JSON events and to stderr as readable lines.
+// Exit codes: 0 done (or stopped cleanly by SIGTERM with a final checkpoint), 2 bad usage or
+// configuration (not worth retrying), 3 non-finite loss (not retried), 1 any other failure.
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/json_writer.h"
+#include "trainer/engine/progress.h"
+#include "trainer/engine/stop_signal.h"
+#include "trainer/export/tokenizer_export.h"
+#include "trainer/tasks/tokenizer_config.h"
+#include "trainer/tasks/tokenizer_task.h"
+
+namespace peco::trainer {
+namespace {
+
+constexpr char kUsage[] =
+    "usage:\n"
+    "  peco-train tokenizer --config FILE.yaml [--resume DIR]\n"
+    "  peco-train export --checkpoint DIR --out FILE.pt\n";
+
+int ExitCodeFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return 0;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+      return 2;
+    case absl::StatusCode::kFailedPrecondition:
+      return 3;
+    default:
+      return 1;
+  }
+}
+
+int Fail(ProgressSink& progress, const absl::Status& status) {
+  JsonWriter event;
+  event.Add("event", "error")
+      .Add("code", absl::StatusCodeToString(status.code()))
+      .Add("message", std::string(status.message()));
+  progress.Emit(event);
+  progress.Log(absl::StrCat("error: ", status.message()));
+  return ExitCodeFor(status);
+}
+
+// Parses `--name value` pairs; returns false on a malformed or unknown flag.
+bool ParseFlags(int argc, char** argv, const std::vector<std::string>& known,
+                std::map<std::string, std::string>* flags, std::string* error) {
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--", 0) != 0) {
+      *error = absl::StrCat("unexpected argument '", arg, "'");
+      return false;
+    }
+    std::string name = arg.substr(2), value;
+    const size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      *error = absl::StrCat("--", name, " needs a value");
+      return false;
+    }
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      *error = absl::StrCat("unknown flag --", name);
+      return false;
+    }
+    (*flags)[name] = value;
+  }
+  return true;
+}
+
+int RunTokenizer(int argc, char** argv, ProgressSink& progress) {
+  std::map<std::string, std::string> flags;
+  std::string error;
+  if (!ParseFlags(argc, argv, {"config", "resume"}, &flags, &error) || flags.count("config") == 0) {
+    std::cerr << (error.empty() ? "--config is required" : error) << "\n" << kUsage;
+    return 2;
+  }
+  absl::StatusOr<TokenizerJobConfig> config = LoadTokenizerConfig(flags["config"]);
+  if (!config.ok()) return Fail(progress, config.status());
+  InstallStopSignalHandlers();
+  TokenizerRunOptions options;
+  options.resume_from = flags["resume"];
+  options.progress = &progress;
+  absl::StatusOr<TokenizerRunResult> result = RunTokenizerJob(*config, options);
+  if (!result.ok()) return Fail(progress, result.status());
+  return 0;
+}
+
+int RunExport(int argc, char** argv, ProgressSink& progress) {
+  std::map<std::string, std::string> flags;
+  std::string error;
+  if (!ParseFlags(argc, argv, {"checkpoint", "out"}, &flags, &error) || flags.count("checkpoint") == 0 ||
+      flags.count("out") == 0) {
+    std::cerr << (error.empty() ? "--checkpoint and --out are required" : error) << "\n" << kUsage;
+    return 2;
+  }
+  absl::StatusOr<LoadedTokenizer> loaded = LoadTokenizerCheckpoint(flags["checkpoint"]);
+  if (!loaded.ok()) return Fail(progress, loaded.status());
+  absl::Status status = ExportTokenizer(loaded->model, flags["out"]);
+  if (!status.ok()) return Fail(progress, status);
+  JsonWriter event;
+  event.Add("event", "exported")
+      .Add("checkpoint", loaded->checkpoint_dir)
+      .Add("step", loaded->step)
+      .Add("path", flags["out"]);
+  progress.Emit(event);
+  progress.Log(absl::StrCat("exported ", loaded->checkpoint_dir, " (step ", loaded->step, ") to ",
+                            flags["out"], " with taming VQModel key names"));
+  return 0;
+}
+
+}  // namespace
+}  // namespace peco::trainer
+
+int main(int argc, char** argv) {
+  using namespace peco::trainer;
+  ProgressSink progress;
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    std::cerr << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  if (command == "tokenizer") return RunTokenizer(argc, argv, progress);
+  if (command == "export") return RunExport(argc, argv, progress);
+  std::cerr << "unknown command '" << command << "'\n" << kUsage;
+  return 2;
+}

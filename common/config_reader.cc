@@ -1,0 +1,153 @@
+#include "common/config_reader.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+
+namespace peco {
+namespace {
+
+template <typename T>
+bool Convert(const YAML::Node& node, T* out) {
+  if (!node.IsScalar()) return false;
+  try {
+    *out = node.as<T>();
+    return true;
+  } catch (const YAML::Exception&) {
+    return false;
+  }
+}
+
+template <typename T>
+bool ConvertList(const YAML::Node& node, std::vector<T>* out) {
+  if (!node.IsSequence()) return false;
+  std::vector<T> values;
+  for (const YAML::Node& item : node) {
+    T value;
+    if (!Convert(item, &value)) return false;
+    values.push_back(value);
+  }
+  *out = std::move(values);
+  return true;
+}
+
+}  // namespace
+
+ConfigReader::ConfigReader(YAML::Node node, std::string source, std::string prefix)
+    : node_(std::move(node)), source_(std::move(source)), prefix_(std::move(prefix)) {}
+
+absl::StatusOr<ConfigReader> ConfigReader::FromString(absl::string_view text, std::string source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": not valid YAML: ", e.what()));
+  }
+  if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  if (!root.IsMap()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": expected a mapping at the top"));
+  }
+  return ConfigReader(root, std::move(source), "");
+}
+
+absl::StatusOr<ConfigReader> ConfigReader::FromFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return FromString(text, path);
+}
+
+bool ConfigReader::Has(absl::string_view key) const {
+  return node_.IsMap() && node_[std::string(key)].IsDefined();
+}
+
+std::string ConfigReader::PathOf(absl::string_view key) const {
+  return prefix_.empty() ? std::string(key) : absl::StrCat(prefix_, ".", key);
+}
+
+YAML::Node ConfigReader::Take(absl::string_view key) {
+  consumed_.insert(std::string(key));
+  if (!node_.IsMap()) return YAML::Node();
+  // A const lookup does not insert the key into the document.
+  const YAML::Node& const_node = node_;
+  return const_node[std::string(key)];
+}
+
+absl::Status ConfigReader::TypeError(absl::string_view key, absl::string_view expected) const {
+  return absl::InvalidArgumentError(
+      absl::StrCat(source_.empty() ? "" : absl::StrCat(source_, ": "), PathOf(key), ": expected ",
+                   expected));
+}
+
+#define PECO_DEFINE_READ_(Type, Converter, what)                                \
+  absl::Status ConfigReader::Read(absl::string_view key, Type* value) {         \
+    YAML::Node node = Take(key);                                                \
+    if (!node.IsDefined() || node.IsNull()) return absl::OkStatus();            \
+    if (!Converter(node, value)) return TypeError(key, what);                   \
+    return absl::OkStatus();                                                    \
+  }
+
+PECO_DEFINE_READ_(int64_t, Convert, "an integer")
+PECO_DEFINE_READ_(int, Convert, "an integer")
+PECO_DEFINE_READ_(double, Convert, "a number")
+PECO_DEFINE_READ_(bool, Convert, "true or false")
+PECO_DEFINE_READ_(std::string, Convert, "a string")
+PECO_DEFINE_READ_(std::vector<int64_t>, ConvertList, "a list of integers")
+PECO_DEFINE_READ_(std::vector<int>, ConvertList, "a list of integers")
+PECO_DEFINE_READ_(std::vector<double>, ConvertList, "a list of numbers")
+#undef PECO_DEFINE_READ_
+
+absl::Status ConfigReader::ReadEnum(absl::string_view key, const std::vector<std::string>& allowed,
+                                    std::string* value) {
+  std::string read = *value;
+  RETURN_IF_ERROR(Read(key, &read));
+  for (const std::string& option : allowed) {
+    if (read == option) {
+      *value = read;
+      return absl::OkStatus();
+    }
+  }
+  return TypeError(key, absl::StrCat("one of ", absl::StrJoin(allowed, ", "), " (got '", read, "')"));
+}
+
+absl::StatusOr<ConfigReader> ConfigReader::Child(absl::string_view key) {
+  YAML::Node node = Take(key);
+  if (!node.IsDefined() || node.IsNull()) {
+    return ConfigReader(YAML::Node(YAML::NodeType::Map), source_, PathOf(key));
+  }
+  if (!node.IsMap()) return TypeError(key, "a mapping");
+  return ConfigReader(node, source_, PathOf(key));
+}
+
+absl::Status ConfigReader::Finish() const {
+  if (!node_.IsMap()) return absl::OkStatus();
+  for (const auto& entry : node_) {
+    const std::string key = entry.first.as<std::string>();
+    if (consumed_.count(key) == 0) {
+      std::vector<std::string> known(consumed_.begin(), consumed_.end());
+      return absl::InvalidArgumentError(absl::StrCat(
+          source_.empty() ? "" : absl::StrCat(source_, ": "), PathOf(key),
+          ": unknown field (known fields here: ", absl::StrJoin(known, ", "), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ExpectPositive(absl::string_view field, double value) {
+  if (value > 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(field, ": expected a value > 0, got ", value));
+}
+
+absl::Status ExpectNonNegative(absl::string_view field, double value) {
+  if (value >= 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(field, ": expected a value >= 0, got ", value));
+}
+
+absl::Status ExpectInRange(absl::string_view field, double value, double low, double high) {
+  if (value >= low && value <= high) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": expected a value in [", low, ", ", high, "], got ", value));
+}
+
+}  // namespace peco

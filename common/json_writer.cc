@@ -1,0 +1,88 @@
+#include "common/json_writer.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace peco {
+
+std::string JsonWriter::Quote(absl::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += absl::StrFormat("\\u%04x", static_cast<int>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += "\"";
+  return out;
+}
+
+void JsonWriter::Key(absl::string_view key) {
+  if (!body_.empty()) body_ += ",";
+  body_ += Quote(key);
+  body_ += ":";
+}
+
+JsonWriter& JsonWriter::Add(absl::string_view key, absl::string_view value) {
+  Key(key);
+  body_ += Quote(value);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Add(absl::string_view key, int64_t value) {
+  Key(key);
+  absl::StrAppend(&body_, value);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Add(absl::string_view key, uint64_t value) {
+  Key(key);
+  absl::StrAppend(&body_, value);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Add(absl::string_view key, double value) {
+  Key(key);
+  if (std::isfinite(value)) {
+    body_ += absl::StrFormat("%.9g", value);
+  } else {
+    body_ += "null";
+  }
+  return *this;
+}
+
+JsonWriter& JsonWriter::Add(absl::string_view key, bool value) {
+  Key(key);
+  body_ += value ? "true" : "false";
+  return *this;
+}
+
+JsonWriter& JsonWriter::Add(absl::string_view key, const std::vector<int64_t>& values) {
+  Key(key);
+  body_ += "[";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) body_ += ",";
+    absl::StrAppend(&body_, values[i]);
+  }
+  body_ += "]";
+  return *this;
+}
+
+JsonWriter& JsonWriter::AddRaw(absl::string_view key, absl::string_view json) {
+  Key(key);
+  absl::StrAppend(&body_, json);
+  return *this;
+}
+
+}  // namespace peco

@@ -1,0 +1,175 @@
+#include "trainer/engine/checkpoint.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+
+namespace peco::trainer {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr char kStepPrefix[] = "step-";
+
+struct ManifestEntry {
+  std::string digest;
+  uint64_t size = 0;
+  std::string name;
+};
+
+absl::StatusOr<std::vector<ManifestEntry>> ParseManifest(const std::string& dir) {
+  const std::string path = (fs::path(dir) / kManifestName).string();
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  std::vector<ManifestEntry> entries;
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    ++line_number;
+    std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits(' ', 2));
+    ManifestEntry entry;
+    if (parts.size() != 3 || parts[0].size() != 64 || !absl::SimpleAtoi(parts[1], &entry.size) ||
+        parts[2].empty() || parts[2].find('/') != std::string::npos || parts[2] == "..") {
+      return absl::DataLossError(absl::StrCat(path, ": line ", line_number,
+                                              " is not '<sha256> <size> <name>'"));
+    }
+    entry.digest = parts[0];
+    entry.name = parts[2];
+    entries.push_back(std::move(entry));
+  }
+  if (entries.empty()) return absl::DataLossError(absl::StrCat(path, ": lists no files"));
+  return entries;
+}
+
+absl::Status CheckEntry(const std::string& dir, const ManifestEntry& entry, std::string* contents) {
+  const std::string path = (fs::path(dir) / entry.name).string();
+  ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
+  if (data.size() != entry.size) {
+    return absl::DataLossError(absl::StrCat("checkpoint file ", path, " has ", data.size(),
+                                            " bytes, MANIFEST says ", entry.size));
+  }
+  if (Sha256Hex(data) != entry.digest) {
+    return absl::DataLossError(
+        absl::StrCat("checkpoint file ", path, " does not match its SHA-256 in MANIFEST"));
+  }
+  if (contents != nullptr) *contents = std::move(data);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int64_t CheckpointStep(const std::string& dir) {
+  const std::string name = fs::path(dir).filename().string();
+  if (name.rfind(kStepPrefix, 0) != 0) return -1;
+  int64_t step = -1;
+  if (!absl::SimpleAtoi(name.substr(sizeof(kStepPrefix) - 1), &step)) return -1;
+  return step;
+}
+
+absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t step,
+                                            const CheckpointFiles& files) {
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", root, ": ", ec.message()));
+  const std::string name = absl::StrFormat("%s%012d", kStepPrefix, step);
+  const fs::path final_dir = fs::path(root) / name;
+  const fs::path tmp_dir = fs::path(root) / absl::StrCat(".tmp-", name, "-", ::getpid());
+  fs::remove_all(tmp_dir, ec);
+  fs::create_directories(tmp_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", tmp_dir.string(), ": ", ec.message()));
+  std::string manifest;
+  for (const auto& [file, data] : files) {
+    if (file.empty() || file.find('/') != std::string::npos || file == kManifestName) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid checkpoint file name '", file, "'"));
+    }
+    RETURN_IF_ERROR(WriteFileSynced((tmp_dir / file).string(), data));
+    absl::StrAppend(&manifest, Sha256Hex(data), " ", data.size(), " ", file, "\n");
+  }
+  RETURN_IF_ERROR(WriteFileSynced((tmp_dir / kManifestName).string(), manifest));
+  RETURN_IF_ERROR(FsyncDirectory(tmp_dir.string()));
+  if (fs::exists(final_dir)) {
+    // Same step written again (a resumed run re-reaching it): replace it atomically enough by
+    // moving the old one aside first.
+    const fs::path old_dir = fs::path(root) / absl::StrCat(".old-", name, "-", ::getpid());
+    fs::rename(final_dir, old_dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot move aside ", final_dir.string()));
+    fs::rename(tmp_dir, final_dir, ec);
+    fs::remove_all(old_dir);
+  } else {
+    fs::rename(tmp_dir, final_dir, ec);
+  }
+  if (ec) return absl::InternalError(absl::StrCat("cannot rename onto ", final_dir.string(), ": ", ec.message()));
+  RETURN_IF_ERROR(FsyncDirectory(root));
+  return final_dir.string();
+}
+
+absl::StatusOr<CheckpointFiles> ReadCheckpoint(const std::string& dir) {
+  ASSIGN_OR_RETURN(std::vector<ManifestEntry> entries, ParseManifest(dir));
+  CheckpointFiles files;
+  for (const ManifestEntry& entry : entries) {
+    std::string contents;
+    RETURN_IF_ERROR(CheckEntry(dir, entry, &contents));
+    files[entry.name] = std::move(contents);
+  }
+  return files;
+}
+
+absl::Status VerifyCheckpoint(const std::string& dir) {
+  ASSIGN_OR_RETURN(std::vector<ManifestEntry> entries, ParseManifest(dir));
+  for (const ManifestEntry& entry : entries) RETURN_IF_ERROR(CheckEntry(dir, entry, nullptr));
+  return absl::OkStatus();
+}
+
+std::vector<std::string> ListCheckpoints(const std::string& root) {
+  std::vector<std::pair<int64_t, std::string>> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    if (!entry.is_directory()) continue;
+    const int64_t step = CheckpointStep(entry.path().string());
+    if (step >= 0) found.emplace_back(step, entry.path().string());
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> dirs;
+  for (auto& item : found) dirs.push_back(std::move(item.second));
+  return dirs;
+}
+
+absl::StatusOr<RestoredCheckpoint> RestoreLatest(const std::string& root) {
+  std::vector<std::string> dirs = ListCheckpoints(root);
+  RestoredCheckpoint restored;
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+    absl::StatusOr<CheckpointFiles> files = ReadCheckpoint(*it);
+    if (files.ok()) {
+      restored.dir = *it;
+      restored.files = *std::move(files);
+      return restored;
+    }
+    restored.skipped.push_back(std::string(files.status().message()));
+  }
+  std::string reasons;
+  for (const std::string& s : restored.skipped) absl::StrAppend(&reasons, "; ", s);
+  return absl::NotFoundError(absl::StrCat("no verified checkpoint under ", root, reasons));
+}
+
+absl::Status ApplyRetention(const std::string& root, int keep_last, const std::string& keep_dir) {
+  std::vector<std::string> dirs = ListCheckpoints(root);
+  const int64_t excess = static_cast<int64_t>(dirs.size()) - std::max(keep_last, 1);
+  for (int64_t i = 0; i < excess; ++i) {
+    if (!keep_dir.empty() && fs::path(dirs[i]) == fs::path(keep_dir)) continue;
+    std::error_code ec;
+    fs::remove_all(dirs[i], ec);
+    if (ec && ec != std::errc::no_such_file_or_directory) {
+      return absl::InternalError(absl::StrCat("cannot delete ", dirs[i], ": ", ec.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace peco::trainer

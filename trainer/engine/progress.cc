@@ -1,0 +1,36 @@
+#include "trainer/engine/progress.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace peco::trainer {
+
+void ProgressSink::WriteAll(int fd, const std::string& text) {
+  const char* p = text.data();
+  size_t left = text.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;  // The reader went away; training goes on and the checkpoint still lands.
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+
+void ProgressSink::Emit(const JsonWriter& event) {
+  const std::string line = event.str() + "\n";
+  absl::MutexLock lock(&mu_);
+  WriteAll(machine_fd_, line);
+}
+
+void ProgressSink::Log(absl::string_view line) {
+  std::string text(line);
+  text += "\n";
+  absl::MutexLock lock(&mu_);
+  WriteAll(human_fd_, text);
+}
+
+}  // namespace peco::trainer

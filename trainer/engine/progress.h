@@ -1,0 +1,39 @@
+// The trainer's progress channel (DESIGN.md section 2).
+//
+// Each event is one JSON object on one line of the machine stream (stdout by default, read by
+// the worker daemon through an inherited pipe); a readable summary goes to the human stream
+// (stderr). Lines are written whole with a single write() each.
+//
+// Thread-safe: events from several threads are serialised by a mutex.
+#ifndef PECO_TRAINER_ENGINE_PROGRESS_H_
+#define PECO_TRAINER_ENGINE_PROGRESS_H_
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "common/json_writer.h"
+
+namespace peco::trainer {
+
+class ProgressSink {
+ public:
+  // File descriptors are borrowed, not closed.
+  ProgressSink(int machine_fd = 1, int human_fd = 2) : machine_fd_(machine_fd), human_fd_(human_fd) {}
+
+  // Writes `event` (whose "event" field names its type) as one line to the machine stream.
+  void Emit(const JsonWriter& event);
+  // Writes a readable line to the human stream.
+  void Log(absl::string_view line);
+
+ private:
+  void WriteAll(int fd, const std::string& text);
+
+  absl::Mutex mu_;
+  int machine_fd_;
+  int human_fd_;
+};
+
+}  // namespace peco::trainer
+
+#endif  // PECO_TRAINER_ENGINE_PROGRESS_H_

@@ -1,0 +1,68 @@
+#include "trainer/engine/runtime.h"
+
+#include <ATen/autocast_mode.h>
+#include <sched.h>
+#include <torch/version.h>
+
+#include <thread>
+
+namespace peco::trainer {
+
+int AvailableCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int count = CPU_COUNT(&set);
+    if (count > 0) return count;
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw > 0 ? static_cast<int>(hw) : 1;
+}
+
+int ConfigureThreads(int requested) {
+  const int threads = requested > 0 ? requested : AvailableCores();
+  at::set_num_threads(threads);
+  return at::get_num_threads();
+}
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define PECO_AUTOCAST_DEVICE_API 1
+#endif
+
+AutocastGuard::AutocastGuard(bool enabled, torch::Device device)
+    : enabled_(enabled), cuda_(device.is_cuda()) {
+  if (!enabled_) return;
+#ifdef PECO_AUTOCAST_DEVICE_API
+  const at::DeviceType type = cuda_ ? at::kCUDA : at::kCPU;
+  previous_ = at::autocast::is_autocast_enabled(type);
+  at::autocast::set_autocast_dtype(type, at::kBFloat16);
+  at::autocast::set_autocast_enabled(type, true);
+#else
+  if (cuda_) {
+    previous_ = at::autocast::is_enabled();
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+  } else {
+    previous_ = at::autocast::is_cpu_enabled();
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+  }
+#endif
+  at::autocast::increment_nesting();
+}
+
+AutocastGuard::~AutocastGuard() {
+  if (!enabled_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#ifdef PECO_AUTOCAST_DEVICE_API
+  at::autocast::set_autocast_enabled(cuda_ ? at::kCUDA : at::kCPU, previous_);
+#else
+  if (cuda_) {
+    at::autocast::set_enabled(previous_);
+  } else {
+    at::autocast::set_cpu_enabled(previous_);
+  }
+#endif
+}
+
+}  // namespace peco::trainer

@@ -1,0 +1,61 @@
+// The PeCo tokenizer: VQGAN encoder, quant_conv, vector quantizer, post_quant_conv, decoder.
+//
+// Submodule names are taming's `VQModel` ones (encoder., decoder., quantize.embedding.weight,
+// quant_conv., post_quant_conv.), so named_parameters() is exactly the official key list
+// (shared/spec/keys/vqgan_f16_8192_224.txt for the paper preset).
+//
+// Not thread-safe (a LibTorch module).
+#ifndef PECO_TRAINER_MODELS_VQ_TOKENIZER_H_
+#define PECO_TRAINER_MODELS_VQ_TOKENIZER_H_
+
+#include <torch/torch.h>
+
+#include "absl/status/status.h"
+#include "trainer/models/vector_quantizer.h"
+#include "trainer/models/vqgan.h"
+
+namespace peco::trainer {
+
+struct VqTokenizerConfig {
+  VqganConfig vqgan;
+  VectorQuantizerConfig quantizer;
+
+  absl::Status Validate(const std::string& prefix) const;
+};
+
+struct TokenizerOutput {
+  torch::Tensor reconstruction;  // [B, 3, R, R]
+  torch::Tensor z;               // quant_conv output [B, D, r, r]
+  QuantizerOutput quantized;
+};
+
+class VqTokenizerImpl : public torch::nn::Module {
+ public:
+  explicit VqTokenizerImpl(const VqTokenizerConfig& config);
+
+  // Full autoencoder pass with straight-through quantization.
+  TokenizerOutput forward(const torch::Tensor& x);
+  // quant_conv(encoder(x)).
+  torch::Tensor EncodeLatent(const torch::Tensor& x);
+  // Token ids [B, r, r] for images in [-1, 1] (no gradients).
+  torch::Tensor Tokenize(const torch::Tensor& x);
+  // Images from token ids.
+  torch::Tensor DecodeIndices(const torch::Tensor& indices);
+
+  VqganDecoder& decoder() { return decoder_; }
+  VectorQuantizer& quantizer() { return quantize_; }
+  const VqTokenizerConfig& config() const { return config_; }
+
+ private:
+  VqTokenizerConfig config_;
+  VqganEncoder encoder_{nullptr};
+  VqganDecoder decoder_{nullptr};
+  VectorQuantizer quantize_{nullptr};
+  torch::nn::Conv2d quant_conv_{nullptr};
+  torch::nn::Conv2d post_quant_conv_{nullptr};
+};
+TORCH_MODULE(VqTokenizer);
+
+}  // namespace peco::trainer
+
+#endif  // PECO_TRAINER_MODELS_VQ_TOKENIZER_H_

@@ -1,0 +1,31 @@
+#include "trainer/tasks/data_config.h"
+
+#include "absl/strings/str_cat.h"
+#include "trainer/data/fashion_mnist.h"
+#include "trainer/data/image_folder.h"
+#include "trainer/data/synthetic.h"
+
+namespace peco::trainer {
+
+absl::StatusOr<std::shared_ptr<const Dataset>> OpenDataset(const DataConfig& config, uint64_t seed) {
+  absl::StatusOr<std::unique_ptr<Dataset>> dataset;
+  if (config.source == "fashion_mnist") {
+    dataset = OpenFashionMnist(config.path, config.split);
+  } else if (config.source == "image_folder") {
+    ImageFolderOptions options;
+    options.min_decode_side = static_cast<int>(config.image_size);
+    dataset = OpenImageFolder(config.path, options);
+  } else if (config.source == "synthetic") {
+    const int side = static_cast<int>(config.image_size);
+    dataset = MakeSyntheticDataset(config.synthetic_size, side, side, 3, 10, seed);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("data.source: unknown source '", config.source, "'"));
+  }
+  if (!dataset.ok()) {
+    return absl::Status(dataset.status().code(),
+                        absl::StrCat("data.path: ", dataset.status().message()));
+  }
+  return std::shared_ptr<const Dataset>(std::move(*dataset));
+}
+
+}  // namespace peco::trainer

@@ -1,0 +1,83 @@
+// The tokenizer job's configuration: YAML mapped onto typed options, validated before training.
+//
+// Every field has a default (the small preset's shape); unknown fields, wrong types and values
+// out of range are InvalidArgument errors naming the dotted field path, e.g.
+// "model.ch_mult: 3 levels downsample by 4, which does not divide the image size 30".
+// configs/tokenizer_*.yaml document each field.
+//
+// Value types; thread-compatible.
+#ifndef PECO_TRAINER_TASKS_TOKENIZER_CONFIG_H_
+#define PECO_TRAINER_TASKS_TOKENIZER_CONFIG_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/config_reader.h"
+#include "trainer/tasks/data_config.h"
+#include "trainer/engine/lr_schedule.h"
+#include "trainer/losses/perceptual_loss.h"
+#include "trainer/models/patch_discriminator.h"
+#include "trainer/models/vq_tokenizer.h"
+
+namespace peco::trainer {
+
+struct GanConfig {
+  bool enabled = false;
+  double disc_weight = 0.8;
+  int64_t disc_start = 0;
+  PatchDiscriminatorConfig discriminator;
+};
+
+struct TokenizerLossConfig {
+  std::string pixel = "l1";  // l1 | l2
+  double pixel_weight = 1.0;
+  double codebook_weight = 1.0;
+  double perceptual_weight = 1.0;  // 0 disables the perceptual network entirely
+  PerceptualLossConfig perceptual;
+  GanConfig gan;
+};
+
+struct OptimConfig {
+  std::string optimizer = "adam";  // adam | adamw
+  LrSchedule schedule;
+  std::vector<double> betas = {0.5, 0.9};
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  double grad_clip = 0.0;  // 0 = off
+};
+
+struct TrainConfig {
+  int64_t max_steps = 1000;
+  std::string precision = "fp32";  // fp32 | bf16
+  std::string device = "cpu";      // cpu | cuda
+  int64_t log_every = 10;
+  int64_t checkpoint_every = 200;
+  int keep_checkpoints = 3;
+  std::string output_dir = "runs/tokenizer";
+};
+
+struct TokenizerJobConfig {
+  uint64_t seed = 0;
+  int threads = 0;  // 0 = the cores available
+  DataConfig data;
+  VqTokenizerConfig model;
+  TokenizerLossConfig loss;
+  OptimConfig optim;
+  TrainConfig train;
+  std::string source_text;  // the YAML as given, stored in checkpoints
+
+  // Checks ranges and consistency; with `check_paths`, also that the dataset directory and the
+  // perceptual weights exist (what a training run needs, not what loading a checkpoint needs).
+  absl::Status Validate(bool check_paths = true) const;
+};
+
+// Parses and validates. `source` names the document in errors (usually the file path).
+absl::StatusOr<TokenizerJobConfig> ParseTokenizerConfig(const std::string& yaml,
+                                                        const std::string& source,
+                                                        bool check_paths = true);
+absl::StatusOr<TokenizerJobConfig> LoadTokenizerConfig(const std::string& path);
+
+}  // namespace peco::trainer
+
+#endif  // PECO_TRAINER_TASKS_TOKENIZER_CONFIG_H_

@@ -1,0 +1,503 @@
+#include "trainer/tasks/tokenizer_task.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/config_reader.h"
+#include "common/json_writer.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "trainer/engine/checkpoint.h"
+#include "trainer/engine/module_state.h"
+#include "trainer/engine/runtime.h"
+#include "trainer/engine/stop_signal.h"
+#include "trainer/losses/gan_loss.h"
+#include "trainer/losses/perceptual_loss.h"
+#include "trainer/models/patch_discriminator.h"
+#include "trainer/util/torch_status.h"
+
+namespace peco::trainer {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr char kConfigFile[] = "config.yaml";
+constexpr char kModelFile[] = "model.pt";
+constexpr char kOptimizerFile[] = "optimizer.pt";
+constexpr char kDiscriminatorFile[] = "discriminator.pt";
+constexpr char kDiscOptimizerFile[] = "disc_optimizer.pt";
+constexpr char kRngFile[] = "rng.pt";
+constexpr char kStateFile[] = "trainer_state.json";
+
+std::string CheckpointRoot(const TokenizerJobConfig& config) {
+  return (fs::path(config.train.output_dir) / "checkpoints").string();
+}
+
+struct TrainerState {
+  int64_t step = 0;
+  LoaderPosition loader;
+  std::string config_sha256;
+};
+
+std::string StateToJson(const TrainerState& state, const TokenizerJobConfig& config, bool final) {
+  JsonWriter w;
+  w.Add("kind", "tokenizer")
+      .Add("step", state.step)
+      .Add("epoch", state.loader.epoch)
+      .Add("batch", state.loader.batch)
+      .Add("seed", static_cast<uint64_t>(config.seed))
+      .Add("config_sha256", state.config_sha256)
+      .Add("final", final);
+  return w.str() + "\n";
+}
+
+absl::StatusOr<TrainerState> StateFromJson(const std::string& json, const std::string& source) {
+  ASSIGN_OR_RETURN(ConfigReader r, ConfigReader::FromString(json, source));
+  TrainerState state;
+  std::string kind, sha;
+  int64_t seed = 0;
+  bool final = false;
+  RETURN_IF_ERROR(r.Read("kind", &kind));
+  if (kind != "tokenizer") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": holds a '", kind, "' checkpoint, expected a tokenizer checkpoint"));
+  }
+  RETURN_IF_ERROR(r.Read("step", &state.step));
+  RETURN_IF_ERROR(r.Read("epoch", &state.loader.epoch));
+  RETURN_IF_ERROR(r.Read("batch", &state.loader.batch));
+  RETURN_IF_ERROR(r.Read("seed", &seed));
+  RETURN_IF_ERROR(r.Read("config_sha256", &state.config_sha256));
+  RETURN_IF_ERROR(r.Read("final", &final));
+  RETURN_IF_ERROR(r.Finish());
+  return state;
+}
+
+// Finds the checkpoint to resume: `path` itself when it holds a MANIFEST, otherwise the newest
+// verified checkpoint of the run directory `path`.
+absl::StatusOr<RestoredCheckpoint> FindCheckpoint(const std::string& path, ProgressSink* progress) {
+  if (fs::exists(fs::path(path) / kManifestName)) {
+    ASSIGN_OR_RETURN(CheckpointFiles files, ReadCheckpoint(path));
+    return RestoredCheckpoint{path, std::move(files), {}};
+  }
+  std::string root = path;
+  if (fs::is_directory(fs::path(path) / "checkpoints")) root = (fs::path(path) / "checkpoints").string();
+  ASSIGN_OR_RETURN(RestoredCheckpoint restored, RestoreLatest(root));
+  if (progress != nullptr) {
+    for (const std::string& reason : restored.skipped) {
+      progress->Log(absl::StrCat("warning: skipped a damaged checkpoint: ", reason));
+    }
+  }
+  return restored;
+}
+
+absl::StatusOr<const std::string*> FileIn(const CheckpointFiles& files, const char* name,
+                                          const std::string& dir) {
+  auto it = files.find(name);
+  if (it == files.end()) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", dir, " lacks ", name));
+  }
+  return &it->second;
+}
+
+// Running sums of the step metrics between two log events.
+struct MetricWindow {
+  double loss = 0, pixel = 0, perceptual = 0, codebook = 0, generator = 0, disc = 0, gan_weight = 0;
+  int64_t steps = 0, images = 0;
+  double data_wait_at_start = 0;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+
+  void Reset(double data_wait) {
+    *this = MetricWindow();
+    data_wait_at_start = data_wait;
+  }
+};
+
+class TokenizerTrainer {
+ public:
+  TokenizerTrainer(const TokenizerJobConfig& config, const TokenizerRunOptions& options)
+      : config_(config), options_(options), progress_(*options.progress) {}
+
+  absl::Status Setup();
+  absl::StatusOr<TokenizerRunResult> Train();
+
+ private:
+  absl::Status BuildModels();
+  absl::Status Restore(const RestoredCheckpoint& checkpoint);
+  absl::StatusOr<std::string> SaveCheckpoint(bool final);
+  void TrainStep(const torch::Tensor& images);
+  void EmitMetrics();
+
+  const TokenizerJobConfig& config_;
+  const TokenizerRunOptions& options_;
+  ProgressSink& progress_;
+
+  torch::Device device_{torch::kCPU};
+  bool bf16_ = false;
+  VqTokenizer model_{nullptr};
+  PatchDiscriminator discriminator_{nullptr};
+  std::unique_ptr<PerceptualLoss> perceptual_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::unique_ptr<torch::optim::Optimizer> disc_optimizer_;
+  std::shared_ptr<const Dataset> dataset_;
+  std::unique_ptr<DataLoader> loader_;
+  TrainerState state_;
+  MetricWindow window_;
+  int64_t last_saved_step_ = -1;
+  std::string last_checkpoint_;
+};
+
+std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimConfig& optim,
+                                                       std::vector<torch::Tensor> params) {
+  const auto betas = std::make_tuple(optim.betas[0], optim.betas[1]);
+  if (optim.optimizer == "adamw") {
+    return std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(optim.schedule.base_lr)
+                    .betas(betas)
+                    .eps(optim.eps)
+                    .weight_decay(optim.weight_decay));
+  }
+  return std::make_unique<torch::optim::Adam>(
+      params, torch::optim::AdamOptions(optim.schedule.base_lr)
+                  .betas(betas)
+                  .eps(optim.eps)
+                  .weight_decay(optim.weight_decay));
+}
+
+void SetLearningRate(torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+}
+
+absl::Status TokenizerTrainer::BuildModels() {
+  if (config_.train.device == "cuda") {
+    if (!torch::cuda::is_available()) {
+      return absl::InvalidArgumentError(
+          "train.device: cuda requested but this LibTorch has no CUDA device");
+    }
+    device_ = torch::Device(torch::kCUDA);
+  }
+  bf16_ = config_.train.precision == "bf16";
+  // Seeded construction: the same config gives the same initial weights.
+  torch::manual_seed(config_.seed);
+  model_ = VqTokenizer(config_.model);
+  model_->to(device_);
+  optimizer_ = MakeOptimizer(config_.optim, model_->parameters());
+  if (config_.loss.gan.enabled) {
+    discriminator_ = PatchDiscriminator(config_.loss.gan.discriminator, config_.seed + 1);
+    discriminator_->to(device_);
+    disc_optimizer_ = MakeOptimizer(config_.optim, discriminator_->parameters());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TokenizerTrainer::Setup() {
+  const int threads = ConfigureThreads(config_.threads);
+  state_.config_sha256 = Sha256Hex(config_.source_text);
+  const std::string root = CheckpointRoot(config_);
+  if (options_.resume_from.empty() && !ListCheckpoints(root).empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "train.output_dir: ", config_.train.output_dir,
+        " already holds checkpoints; pass --resume ", config_.train.output_dir,
+        " to continue that run, or choose another output_dir"));
+  }
+  RETURN_IF_ERROR(TorchCall("building the tokenizer", [&] { return BuildModels(); }));
+  if (config_.loss.perceptual_weight > 0) {
+    ASSIGN_OR_RETURN(perceptual_, PerceptualLoss::Create(config_.loss.perceptual));
+    RETURN_IF_ERROR(TorchCall("perceptual extractor", [&] { perceptual_->extractor()->to(device_); }));
+    if (config_.loss.perceptual.weights_path.empty()) {
+      progress_.Log(absl::StrCat(
+          "warning: the perceptual network is a randomly initialised ViT (", perceptual_->source(),
+          "): set loss.perceptual.weights to a MoCo v3 checkpoint for PeCo's perceptual codebook"));
+    }
+  }
+  if (!options_.resume_from.empty()) {
+    ASSIGN_OR_RETURN(RestoredCheckpoint checkpoint, FindCheckpoint(options_.resume_from, &progress_));
+    RETURN_IF_ERROR(Restore(checkpoint));
+    last_saved_step_ = state_.step;
+    last_checkpoint_ = checkpoint.dir;
+  }
+  ASSIGN_OR_RETURN(dataset_, OpenDataset(config_.data, config_.seed));
+  ASSIGN_OR_RETURN(loader_, DataLoader::Create(dataset_, config_.data.loader, state_.loader));
+
+  int64_t parameters = 0;
+  for (const auto& p : model_->parameters()) parameters += p.numel();
+  JsonWriter start;
+  start.Add("event", "start")
+      .Add("kind", "tokenizer")
+      .Add("step", state_.step)
+      .Add("max_steps", config_.train.max_steps)
+      .Add("threads", threads)
+      .Add("parameters", parameters)
+      .Add("dataset", dataset_->name())
+      .Add("dataset_size", dataset_->size())
+      .Add("perceptual", perceptual_ ? perceptual_->source() : std::string("off"))
+      .Add("precision", config_.train.precision)
+      .Add("device", config_.train.device);
+  progress_.Emit(start);
+  progress_.Log(absl::StrFormat(
+      "tokenizer: %d parameters, %s (%d images), %d threads, %s, starting at step %d of %d",
+      parameters, dataset_->name(), dataset_->size(), threads, config_.train.precision, state_.step,
+      config_.train.max_steps));
+  window_.Reset(loader_->data_wait_seconds());
+  return absl::OkStatus();
+}
+
+absl::Status TokenizerTrainer::Restore(const RestoredCheckpoint& checkpoint) {
+  const std::string& dir = checkpoint.dir;
+  ASSIGN_OR_RETURN(const std::string* state_json, FileIn(checkpoint.files, kStateFile, dir));
+  ASSIGN_OR_RETURN(state_, StateFromJson(*state_json, absl::StrCat(dir, "/", kStateFile)));
+  ASSIGN_OR_RETURN(const std::string* stored_config, FileIn(checkpoint.files, kConfigFile, dir));
+  // The model must be the same shape; other changes (more steps, new output dir) are allowed.
+  ASSIGN_OR_RETURN(TokenizerJobConfig previous, ParseTokenizerConfig(*stored_config, dir + "/config.yaml", /*check_paths=*/false));
+  if (previous.model.vqgan.ch != config_.model.vqgan.ch ||
+      previous.model.vqgan.ch_mult != config_.model.vqgan.ch_mult ||
+      previous.model.quantizer.num_codes != config_.model.quantizer.num_codes ||
+      previous.model.quantizer.dim != config_.model.quantizer.dim ||
+      previous.data.image_size != config_.data.image_size ||
+      previous.loss.gan.enabled != config_.loss.gan.enabled) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--resume: checkpoint ", dir, " was trained with a different model, image size or GAN "
+        "setting than this config; resume with the checkpoint's config.yaml"));
+  }
+  state_.config_sha256 = Sha256Hex(config_.source_text);
+  ASSIGN_OR_RETURN(const std::string* model_bytes, FileIn(checkpoint.files, kModelFile, dir));
+  ASSIGN_OR_RETURN(const std::string* optim_bytes, FileIn(checkpoint.files, kOptimizerFile, dir));
+  ASSIGN_OR_RETURN(const std::string* rng_bytes, FileIn(checkpoint.files, kRngFile, dir));
+  RETURN_IF_ERROR(TorchCall(absl::StrCat("restoring ", dir), [&] {
+    DeserializeModule(*model_bytes, *model_);
+    DeserializeOptimizer(*optim_bytes, *optimizer_);
+    DeserializeCpuRng(*rng_bytes);
+  }));
+  if (discriminator_) {
+    ASSIGN_OR_RETURN(const std::string* disc, FileIn(checkpoint.files, kDiscriminatorFile, dir));
+    ASSIGN_OR_RETURN(const std::string* disc_opt, FileIn(checkpoint.files, kDiscOptimizerFile, dir));
+    RETURN_IF_ERROR(TorchCall(absl::StrCat("restoring ", dir), [&] {
+      DeserializeModule(*disc, *discriminator_);
+      DeserializeOptimizer(*disc_opt, *disc_optimizer_);
+    }));
+  }
+  progress_.Log(absl::StrCat("resumed from ", dir, " at step ", state_.step));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> TokenizerTrainer::SaveCheckpoint(bool final) {
+  CheckpointFiles files;
+  state_.loader = loader_->position();
+  RETURN_IF_ERROR(TorchCall("serialising the checkpoint", [&] {
+    files[kModelFile] = SerializeModule(*model_);
+    files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
+    files[kRngFile] = SerializeCpuRng();
+    if (discriminator_) {
+      files[kDiscriminatorFile] = SerializeModule(*discriminator_);
+      files[kDiscOptimizerFile] = SerializeOptimizer(*disc_optimizer_);
+    }
+  }));
+  files[kConfigFile] = config_.source_text;
+  files[kStateFile] = StateToJson(state_, config_, final);
+  const std::string root = CheckpointRoot(config_);
+  ASSIGN_OR_RETURN(std::string dir, WriteCheckpoint(root, state_.step, files));
+  RETURN_IF_ERROR(ApplyRetention(root, config_.train.keep_checkpoints, dir));
+  int64_t bytes = 0;
+  for (const auto& [name, data] : files) bytes += static_cast<int64_t>(data.size());
+  JsonWriter event;
+  event.Add("event", "checkpoint").Add("step", state_.step).Add("path", dir).Add("bytes", bytes).Add("final", final);
+  progress_.Emit(event);
+  last_saved_step_ = state_.step;
+  last_checkpoint_ = dir;
+  return dir;
+}
+
+void TokenizerTrainer::TrainStep(const torch::Tensor& images) {
+  const double lr = config_.optim.schedule.At(state_.step);
+  SetLearningRate(*optimizer_, lr);
+  const TokenizerLossConfig& loss_config = config_.loss;
+  const bool gan_active = discriminator_ && state_.step >= loss_config.gan.disc_start;
+
+  TokenizerOutput out;
+  {
+    AutocastGuard autocast(bf16_, device_);
+    out = model_->forward(images);
+  }
+  torch::Tensor reconstruction = out.reconstruction.to(torch::kFloat32);
+  torch::Tensor pixel = loss_config.pixel == "l1" ? (reconstruction - images).abs().mean()
+                                                  : (reconstruction - images).pow(2).mean();
+  torch::Tensor nll = loss_config.pixel_weight * pixel;
+  torch::Tensor perceptual;
+  if (perceptual_) {
+    AutocastGuard autocast(bf16_, device_);
+    perceptual = loss_config.perceptual_weight * perceptual_->Compute(reconstruction, images);
+    nll = nll + perceptual;
+  }
+  torch::Tensor codebook = out.quantized.loss.to(torch::kFloat32);
+  torch::Tensor total = nll + loss_config.codebook_weight * codebook;
+  torch::Tensor generator_loss, gan_weight;
+  if (gan_active) {
+    discriminator_->eval();  // the generator pass must not update BatchNorm statistics
+    torch::Tensor logits_fake;
+    {
+      AutocastGuard autocast(bf16_, device_);
+      logits_fake = discriminator_->forward(reconstruction);
+    }
+    generator_loss = GeneratorLoss(logits_fake.to(torch::kFloat32));
+    gan_weight = AdaptiveGanWeight(nll, generator_loss, model_->decoder()->last_layer_weight(),
+                                   loss_config.gan.disc_weight);
+    total = total + gan_weight * generator_loss;
+  }
+  optimizer_->zero_grad();
+  total.backward();
+  if (config_.optim.grad_clip > 0) {
+    torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optim.grad_clip);
+  }
+  optimizer_->step();
+
+  torch::Tensor disc_loss;
+  if (gan_active) {
+    SetLearningRate(*disc_optimizer_, lr);
+    discriminator_->train();
+    torch::Tensor logits_real, logits_fake;
+    {
+      AutocastGuard autocast(bf16_, device_);
+      logits_real = discriminator_->forward(images.detach());
+      logits_fake = discriminator_->forward(reconstruction.detach());
+    }
+    disc_loss = HingeDiscriminatorLoss(logits_real.to(torch::kFloat32), logits_fake.to(torch::kFloat32));
+    disc_optimizer_->zero_grad();
+    disc_loss.backward();
+    disc_optimizer_->step();
+  }
+  if (config_.model.quantizer.dead_code_steps > 0) {
+    auto generator = at::detail::createCPUGenerator(config_.seed * 1000003 + state_.step);
+    model_->quantizer()->RestartDeadCodes(out.z.to(torch::kCPU), generator);
+  }
+
+  const double total_value = total.item<double>();
+  if (!std::isfinite(total_value)) {
+    throw std::runtime_error(absl::StrCat("non-finite loss at step ", state_.step));
+  }
+  window_.loss += total_value;
+  window_.pixel += pixel.item<double>();
+  window_.codebook += codebook.item<double>();
+  if (perceptual.defined()) window_.perceptual += perceptual.item<double>();
+  if (generator_loss.defined()) window_.generator += generator_loss.item<double>();
+  if (gan_weight.defined()) window_.gan_weight += gan_weight.item<double>();
+  if (disc_loss.defined()) window_.disc += disc_loss.item<double>();
+  window_.steps += 1;
+  window_.images += images.size(0);
+  ++state_.step;
+}
+
+void TokenizerTrainer::EmitMetrics() {
+  if (window_.steps == 0) return;
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - window_.start).count();
+  const double wait = loader_->data_wait_seconds() - window_.data_wait_at_start;
+  const double n = static_cast<double>(window_.steps);
+  CodeUsage usage = model_->quantizer()->TakeUsage();
+  const double lr = config_.optim.schedule.At(state_.step - 1);
+  JsonWriter event;
+  event.Add("event", "step")
+      .Add("step", state_.step)
+      .Add("epoch", loader_->position().epoch)
+      .Add("loss", window_.loss / n)
+      .Add("loss_pixel", window_.pixel / n)
+      .Add("loss_perceptual", window_.perceptual / n)
+      .Add("loss_codebook", window_.codebook / n)
+      .Add("lr", lr)
+      .Add("images_per_second", window_.images / std::max(seconds, 1e-9))
+      .Add("step_seconds", seconds / n)
+      .Add("data_wait_seconds", wait)
+      .Add("data_wait_share", wait / std::max(seconds, 1e-9))
+      .Add("codes_used", usage.codes_used)
+      .Add("codebook_size", config_.model.quantizer.num_codes)
+      .Add("perplexity", usage.perplexity)
+      .Add("skipped_samples", loader_->skipped_samples());
+  if (discriminator_) {
+    event.Add("loss_generator", window_.generator / n)
+        .Add("loss_discriminator", window_.disc / n)
+        .Add("gan_weight", window_.gan_weight / n);
+  }
+  progress_.Emit(event);
+  progress_.Log(absl::StrFormat(
+      "step %d/%d  loss %.4f (pixel %.4f, perceptual %.4f, codebook %.4f)  lr %.2e  %.1f img/s  "
+      "codes %d/%d  perplexity %.1f",
+      state_.step, config_.train.max_steps, window_.loss / n, window_.pixel / n,
+      window_.perceptual / n, window_.codebook / n, lr, window_.images / std::max(seconds, 1e-9),
+      usage.codes_used, config_.model.quantizer.num_codes, usage.perplexity));
+  window_.Reset(loader_->data_wait_seconds());
+}
+
+absl::StatusOr<TokenizerRunResult> TokenizerTrainer::Train() {
+  model_->train();
+  TokenizerRunResult result;
+  while (state_.step < config_.train.max_steps) {
+    if (StopRequested()) {
+      result.stopped_by_signal = true;
+      break;
+    }
+    ASSIGN_OR_RETURN(Batch batch, loader_->Next());
+    torch::Tensor images = batch.views[0].to(device_);
+    absl::Status step_status = TorchCall(absl::StrCat("step ", state_.step), [&] { TrainStep(images); });
+    if (!step_status.ok()) {
+      if (absl::StrContains(step_status.message(), "non-finite loss")) {
+        return absl::FailedPreconditionError(step_status.message());
+      }
+      return step_status;
+    }
+    if (state_.step % config_.train.log_every == 0) EmitMetrics();
+    if (state_.step % config_.train.checkpoint_every == 0) {
+      RETURN_IF_ERROR(SaveCheckpoint(/*final=*/state_.step == config_.train.max_steps).status());
+    }
+  }
+  EmitMetrics();
+  if (last_saved_step_ != state_.step) {
+    RETURN_IF_ERROR(SaveCheckpoint(/*final=*/!result.stopped_by_signal).status());
+  }
+  result.final_step = state_.step;
+  result.last_checkpoint = last_checkpoint_;
+  JsonWriter done;
+  done.Add("event", result.stopped_by_signal ? "stopped" : "completed")
+      .Add("step", state_.step)
+      .Add("checkpoint", last_checkpoint_);
+  progress_.Emit(done);
+  progress_.Log(absl::StrCat(result.stopped_by_signal ? "stopped by signal" : "completed", " at step ",
+                             state_.step, "; checkpoint: ", last_checkpoint_));
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<TokenizerRunResult> RunTokenizerJob(const TokenizerJobConfig& config,
+                                                   const TokenizerRunOptions& options) {
+  if (options.progress == nullptr) return absl::InvalidArgumentError("progress sink is required");
+  TokenizerTrainer trainer(config, options);
+  RETURN_IF_ERROR(trainer.Setup());
+  return trainer.Train();
+}
+
+absl::StatusOr<LoadedTokenizer> LoadTokenizerCheckpoint(const std::string& path) {
+  ASSIGN_OR_RETURN(RestoredCheckpoint checkpoint, FindCheckpoint(path, nullptr));
+  const std::string& dir = checkpoint.dir;
+  ASSIGN_OR_RETURN(const std::string* config_text, FileIn(checkpoint.files, kConfigFile, dir));
+  ASSIGN_OR_RETURN(const std::string* state_json, FileIn(checkpoint.files, kStateFile, dir));
+  ASSIGN_OR_RETURN(TrainerState state, StateFromJson(*state_json, dir + "/" + kStateFile));
+  ASSIGN_OR_RETURN(const std::string* model_bytes, FileIn(checkpoint.files, kModelFile, dir));
+  LoadedTokenizer loaded;
+  // Without path checks: the dataset it trained on may not exist where the checkpoint is used.
+  absl::StatusOr<TokenizerJobConfig> config =
+      ParseTokenizerConfig(*config_text, dir + "/config.yaml", /*check_paths=*/false);
+  if (!config.ok()) return config.status();
+  loaded.config = *std::move(config);
+  loaded.step = state.step;
+  loaded.checkpoint_dir = dir;
+  RETURN_IF_ERROR(TorchCall(absl::StrCat("loading ", dir), [&] {
+    loaded.model = VqTokenizer(loaded.config.model);
+    DeserializeModule(*model_bytes, *loaded.model);
+    loaded.model->eval();
+  }));
+  return loaded;
+}
+
+}  // namespace peco::trainer
