@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/json_writer.h"
 #include "trainer/engine/progress.h"
+#include "trainer/engine/runtime.h"
 #include "trainer/engine/stop_signal.h"
 #include "trainer/export/tokenizer_export.h"
 #include "trainer/tasks/tokenizer_config.h"
@@ -127,6 +128,7 @@ int RunExport(int argc, char** argv, ProgressSink& progress) {
 
 int main(int argc, char** argv) {
   using namespace peco::trainer;
+  EnsurePassiveOpenMpWait(argv);
   ProgressSink progress;
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     std::cerr << kUsage;

@@ -4,9 +4,19 @@
 #include <sched.h>
 #include <torch/version.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <thread>
 
 namespace peco::trainer {
+
+void EnsurePassiveOpenMpWait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  ::execv("/proc/self/exe", argv);
+  // execv failed (no /proc): carry on with the default policy.
+}
 
 int AvailableCores() {
   cpu_set_t set;

@@ -1,0 +1,289 @@
+// End-to-end tests of `peco-train tokenizer` and `peco-train export` as processes: training on
+// real Fashion-MNIST images, step-exact resume after SIGTERM, refusal of bad configurations,
+// and the exported file as Python's torch.load sees it.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <yaml-cpp/yaml.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "tests/test_util/subprocess.h"
+#include "trainer/engine/checkpoint.h"
+#include "trainer/engine/module_state.h"
+#include "trainer/models/patch_discriminator.h"
+#include "trainer/export/tokenizer_export.h"
+#include "trainer/models/weights.h"
+#include "trainer/tasks/tokenizer_config.h"
+#include "trainer/tasks/tokenizer_task.h"
+
+namespace peco::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+using ::peco::testing::Subprocess;
+
+constexpr char kFashionMnist[] = "/usr/share/datasets/fashion-mnist";
+
+std::string TempDir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("peco_run_test_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+// A tiny tokenizer on 16x16 Fashion-MNIST crops, with the perceptual term and (optionally) the
+// GAN on, so that every piece of training state takes part.
+std::string TinyConfig(const std::string& output_dir, int max_steps, bool gan) {
+  std::string yaml = R"(kind: tokenizer
+seed: 7
+threads: 2
+data: {source: fashion_mnist, path: /usr/share/datasets/fashion-mnist, image_size: 16,
+       batch_size: 8, num_workers: 2, prefetch: 4}
+transform: {scale_min: 0.7, horizontal_flip: true}
+model: {ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [8], z_channels: 32,
+        n_embed: 64, embed_dim: 16}
+loss:
+  perceptual_weight: 0.1
+  perceptual: {seed: 3, blocks: [1, 2],
+               extractor: {img_size: 16, patch_size: 4, embed_dim: 32, depth: 2, num_heads: 2}}
+)";
+  if (gan) yaml += "  gan: {enabled: true, disc_start: 3, ndf: 8, n_layers: 2}\n";
+  yaml += "optim: {lr: 1.0e-3, warmup_steps: 2, grad_clip: 1.0}\n";
+  yaml += "train: {max_steps: " + std::to_string(max_steps) +
+          ", log_every: 1, checkpoint_every: 1000, output_dir: " + output_dir + "}\n";
+  return yaml;
+}
+
+std::string WriteConfig(const std::string& dir, const std::string& yaml) {
+  const std::string path = dir + "/config.yaml";
+  std::ofstream(path) << yaml;
+  return path;
+}
+
+struct RunResult {
+  int exit_code = -1;
+  std::vector<YAML::Node> events;
+  std::vector<YAML::Node> Of(const std::string& type) const {
+    std::vector<YAML::Node> out;
+    for (const auto& e : events) {
+      if (e["event"].as<std::string>() == type) out.push_back(e);
+    }
+    return out;
+  }
+};
+
+// Runs peco-train; when `stop_at_step` > 0 sends SIGTERM once a step event reaches it.
+RunResult RunTrain(const std::vector<std::string>& args, const std::string& log, int stop_at_step = 0) {
+  std::vector<std::string> argv = {PECO_TRAIN_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Subprocess process(argv, log);
+  RunResult result;
+  EXPECT_TRUE(process.started());
+  std::string line;
+  bool signalled = false;
+  while (process.ReadLine(&line)) {
+    YAML::Node event = YAML::Load(line);
+    result.events.push_back(event);
+    if (stop_at_step > 0 && !signalled && event["event"].as<std::string>() == "step" &&
+        event["step"].as<int>() >= stop_at_step) {
+      process.Signal(SIGTERM);
+      signalled = true;
+    }
+  }
+  result.exit_code = process.Wait();
+  return result;
+}
+
+TEST(TokenizerRunTest, TrainingOnFashionMnistLowersReconstructionLossAndUsesManyCodes) {
+  const std::string dir = TempDir("learn");
+  std::string yaml = TinyConfig(dir + "/run", 150, /*gan=*/false);
+  const std::string config = WriteConfig(dir, yaml);
+  RunResult run = RunTrain({"tokenizer", "--config", config}, dir + "/stderr.log");
+  ASSERT_EQ(run.exit_code, 0);
+  std::vector<YAML::Node> steps = run.Of("step");
+  ASSERT_GE(steps.size(), 100u);
+  // Mean pixel loss of the first and last ten logged steps.
+  double first = 0, last = 0;
+  for (int i = 0; i < 10; ++i) {
+    first += steps[i]["loss_pixel"].as<double>() / 10;
+    last += steps[steps.size() - 1 - i]["loss_pixel"].as<double>() / 10;
+  }
+  EXPECT_LT(last, 0.6 * first) << "first " << first << " last " << last;
+  int codes = 0;
+  for (size_t i = steps.size() - 10; i < steps.size(); ++i) {
+    codes = std::max(codes, steps[i]["codes_used"].as<int>());
+  }
+  EXPECT_GT(codes, 8) << "codebook collapsed to " << codes << " codes";
+  ASSERT_EQ(run.Of("completed").size(), 1u);
+  EXPECT_EQ(run.Of("completed")[0]["step"].as<int>(), 150);
+  EXPECT_EQ(ListCheckpoints(dir + "/run/checkpoints").size(), 1u);
+}
+
+// Loads two serialised Adam states over fresh copies of a module and compares every moment.
+template <typename MakeModule>
+void ExpectSameAdamState(const std::string& a_bytes, const std::string& b_bytes, MakeModule make) {
+  auto a_module = make();
+  auto b_module = make();
+  torch::optim::Adam a(a_module->parameters()), b(b_module->parameters());
+  DeserializeOptimizer(a_bytes, a);
+  DeserializeOptimizer(b_bytes, b);
+  std::vector<torch::Tensor> a_params = a_module->parameters(), b_params = b_module->parameters();
+  ASSERT_EQ(a.state().size(), a_params.size());
+  for (size_t i = 0; i < a_params.size(); ++i) {
+    auto& sa = static_cast<torch::optim::AdamParamState&>(
+        *a.state().at(c10::guts::to_string(a_params[i].unsafeGetTensorImpl())));
+    auto& sb = static_cast<torch::optim::AdamParamState&>(
+        *b.state().at(c10::guts::to_string(b_params[i].unsafeGetTensorImpl())));
+    EXPECT_EQ(sa.step(), sb.step());
+    EXPECT_TRUE(torch::equal(sa.exp_avg(), sb.exp_avg())) << "exp_avg of parameter " << i;
+    EXPECT_TRUE(torch::equal(sa.exp_avg_sq(), sb.exp_avg_sq())) << "exp_avg_sq of parameter " << i;
+  }
+}
+
+TEST(TokenizerRunTest, ResumeAfterSigtermIsStepExact) {
+  const std::string dir = TempDir("resume");
+  constexpr int kSteps = 12;
+  const std::string straight = WriteConfig(dir, TinyConfig(dir + "/straight", kSteps, true));
+  RunResult a = RunTrain({"tokenizer", "--config", straight}, dir + "/a.log");
+  ASSERT_EQ(a.exit_code, 0);
+
+  fs::create_directories(dir + "/b");
+  const std::string split = WriteConfig(dir + "/b", TinyConfig(dir + "/split", kSteps, true));
+  RunResult first_half = RunTrain({"tokenizer", "--config", split}, dir + "/b1.log", kSteps / 2);
+  ASSERT_EQ(first_half.exit_code, 0);
+  ASSERT_EQ(first_half.Of("stopped").size(), 1u) << "the SIGTERM arrived after training finished";
+  const int stopped_at = first_half.Of("stopped")[0]["step"].as<int>();
+  ASSERT_LT(stopped_at, kSteps);
+  RunResult second_half =
+      RunTrain({"tokenizer", "--config", split, "--resume", dir + "/split"}, dir + "/b2.log");
+  ASSERT_EQ(second_half.exit_code, 0);
+  ASSERT_EQ(second_half.Of("start")[0]["step"].as<int>(), stopped_at);
+
+  auto a_model = LoadTokenizerCheckpoint(dir + "/straight");
+  auto b_model = LoadTokenizerCheckpoint(dir + "/split");
+  ASSERT_TRUE(a_model.ok()) << a_model.status();
+  ASSERT_TRUE(b_model.ok()) << b_model.status();
+  EXPECT_EQ(a_model->step, kSteps);
+  EXPECT_EQ(b_model->step, kSteps);
+  NamedTensors a_state = ModuleState(*a_model->model);
+  NamedTensors b_state = ModuleState(*b_model->model);
+  ASSERT_EQ(a_state.size(), b_state.size());
+  for (size_t i = 0; i < a_state.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a_state[i].second, b_state[i].second)) << a_state[i].first;
+  }
+  // The optimizer moments and discriminator are part of the resumed state too.
+  auto a_files = ReadCheckpoint(ListCheckpoints(dir + "/straight/checkpoints").back());
+  auto b_files = ReadCheckpoint(ListCheckpoints(dir + "/split/checkpoints").back());
+  ASSERT_TRUE(a_files.ok() && b_files.ok());
+  ExpectSameAdamState(a_files->at("optimizer.pt"), b_files->at("optimizer.pt"),
+                      [&] { return VqTokenizer(a_model->config.model).ptr(); });
+  ExpectSameAdamState(a_files->at("disc_optimizer.pt"), b_files->at("disc_optimizer.pt"), [&] {
+    return PatchDiscriminator(a_model->config.loss.gan.discriminator, 0).ptr();
+  });
+  PatchDiscriminator a_disc(a_model->config.loss.gan.discriminator, 0);
+  PatchDiscriminator b_disc(a_model->config.loss.gan.discriminator, 0);
+  DeserializeModule(a_files->at("discriminator.pt"), *a_disc);
+  DeserializeModule(b_files->at("discriminator.pt"), *b_disc);
+  NamedTensors a_d = ModuleState(*a_disc), b_d = ModuleState(*b_disc);
+  for (size_t i = 0; i < a_d.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a_d[i].second, b_d[i].second)) << "discriminator " << a_d[i].first;
+  }
+  // Same losses at every step after the resume point.
+  std::map<int, double> a_loss;
+  for (const auto& e : a.Of("step")) a_loss[e["step"].as<int>()] = e["loss"].as<double>();
+  for (const auto& e : second_half.Of("step")) {
+    EXPECT_EQ(e["loss"].as<double>(), a_loss[e["step"].as<int>()]) << "step " << e["step"];
+  }
+}
+
+TEST(TokenizerRunTest, FreshRunRefusesAnOutputDirWithCheckpoints) {
+  const std::string dir = TempDir("refuse");
+  const std::string config = WriteConfig(dir, TinyConfig(dir + "/run", 2, false));
+  ASSERT_EQ(RunTrain({"tokenizer", "--config", config}, dir + "/1.log").exit_code, 0);
+  RunResult again = RunTrain({"tokenizer", "--config", config}, dir + "/2.log");
+  EXPECT_NE(again.exit_code, 0);
+  ASSERT_EQ(again.Of("error").size(), 1u);
+  EXPECT_NE(again.Of("error")[0]["message"].as<std::string>().find("train.output_dir"), std::string::npos);
+}
+
+TEST(TokenizerRunTest, BadConfigStopsBeforeTrainingNamingTheField) {
+  const std::string dir = TempDir("bad");
+  std::string yaml = TinyConfig(dir + "/run", 2, false);
+  yaml.replace(yaml.find("n_embed"), 7, "n_embedd");
+  const std::string config = WriteConfig(dir, yaml);
+  RunResult run = RunTrain({"tokenizer", "--config", config}, dir + "/stderr.log");
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_TRUE(run.Of("start").empty());
+  ASSERT_EQ(run.Of("error").size(), 1u);
+  EXPECT_NE(run.Of("error")[0]["message"].as<std::string>().find("model.n_embedd: unknown field"),
+            std::string::npos);
+  EXPECT_FALSE(fs::exists(dir + "/run/checkpoints"));
+}
+
+TEST(TokenizerRunTest, ExportedCheckpointLoadsInPythonWithTheModelsKeys) {
+  if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "needs Debian's python3-torch";
+  const std::string dir = TempDir("export");
+  const std::string config = WriteConfig(dir, TinyConfig(dir + "/run", 2, false));
+  ASSERT_EQ(RunTrain({"tokenizer", "--config", config}, dir + "/train.log").exit_code, 0);
+  const std::string out = dir + "/tokenizer.pt";
+  RunResult exported = RunTrain({"export", "--checkpoint", dir + "/run", "--out", out}, dir + "/export.log");
+  ASSERT_EQ(exported.exit_code, 0);
+  auto loaded = LoadTokenizerCheckpoint(dir + "/run");
+  ASSERT_TRUE(loaded.ok());
+  // Expected names, shapes and a checksum of every tensor, for Python to compare.
+  std::ofstream expected(dir + "/expected.txt");
+  for (const auto& item : loaded->model->named_parameters()) {
+    expected << item.key() << " " << item.value().sum().item<double>() << " "
+             << item.value().numel() << "\n";
+  }
+  expected.close();
+  const std::string script =
+      "import sys, torch\n"
+      "sd = torch.load(sys.argv[1])['state_dict']\n"
+      "want = [l.split() for l in open(sys.argv[2])]\n"
+      "assert list(sd.keys()) == [w[0] for w in want], 'key order differs'\n"
+      "for name, total, numel in want:\n"
+      "    t = sd[name]\n"
+      "    assert t.numel() == int(numel), name\n"
+      "    assert abs(t.double().sum().item() - float(total)) <= 1e-3 * max(1.0, abs(float(total))), name\n"
+      "print('ok', len(sd))\n";
+  std::ofstream(dir + "/check.py") << script;
+  const std::string command = "/usr/bin/python3 " + dir + "/check.py " + out + " " + dir +
+                              "/expected.txt > " + dir + "/python.log 2>&1";
+  EXPECT_EQ(std::system(command.c_str()), 0) << "see " << dir << "/python.log";
+}
+
+TEST(TokenizerRunTest, PaperPresetExportHasTheOfficialKeysAndShapes) {
+  if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "needs Debian's python3-torch";
+  torch::set_num_threads(2);
+  auto config = LoadTokenizerConfig(std::string(PECO_SOURCE_DIR) + "/configs/tokenizer_paper.yaml");
+  if (!config.ok()) {
+    // The preset names an ImageNet folder that this machine may not have: parse without paths.
+    std::ifstream in(std::string(PECO_SOURCE_DIR) + "/configs/tokenizer_paper.yaml");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    config = ParseTokenizerConfig(text, "tokenizer_paper.yaml", /*check_paths=*/false);
+  }
+  ASSERT_TRUE(config.ok()) << config.status();
+  const std::string dir = TempDir("paper");
+  VqTokenizer model(config->model);
+  ASSERT_TRUE(ExportTokenizer(model, dir + "/paper.pt").ok());
+  const std::string script =
+      "import sys, torch\n"
+      "sd = torch.load(sys.argv[1])['state_dict']\n"
+      "got = [f'{k} {list(v.shape)}' for k, v in sd.items()]\n"
+      "want = [l.strip() for l in open(sys.argv[2]) if l.strip()]\n"
+      "assert sorted(got) == sorted(want), set(got) ^ set(want)\n"
+      "print('ok', len(got))\n";
+  std::ofstream(dir + "/check.py") << script;
+  const std::string command = "/usr/bin/python3 " + dir + "/check.py " + dir + "/paper.pt " +
+                              PECO_SHARED_DIR + "/spec/keys/vqgan_f16_8192_224.txt > " + dir +
+                              "/python.log 2>&1";
+  EXPECT_EQ(std::system(command.c_str()), 0) << "see " << dir << "/python.log";
+  fs::remove(dir + "/paper.pt");
+}
+
+}  // namespace
+}  // namespace peco::trainer
