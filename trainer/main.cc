@@ -1,11 +1,12 @@
 // peco-train: runs one rank of one job, or exports a checkpoint.
 //
-//   peco-train tokenizer --config FILE.yaml [--resume DIR]
+//   peco-train tokenizer --config FILE.yaml [--resume DIR] [--output_dir DIR]
 //   peco-train export --checkpoint DIR --out FILE.pt
 //
 // Progress goes to stdout as newline-delimited JSON events and to stderr as readable lines.
 // Exit codes: 0 done (or stopped cleanly by SIGTERM with a final checkpoint), 2 bad usage or
 // configuration (not worth retrying), 3 non-finite loss (not retried), 1 any other failure.
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 #include <map>
@@ -26,7 +27,7 @@ namespace {
 
 constexpr char kUsage[] =
     "usage:\n"
-    "  peco-train tokenizer --config FILE.yaml [--resume DIR]\n"
+    "  peco-train tokenizer --config FILE.yaml [--resume DIR] [--output_dir DIR]\n"
     "  peco-train export --checkpoint DIR --out FILE.pt\n";
 
 int ExitCodeFor(const absl::Status& status) {
@@ -85,12 +86,15 @@ bool ParseFlags(int argc, char** argv, const std::vector<std::string>& known,
 int RunTokenizer(int argc, char** argv, ProgressSink& progress) {
   std::map<std::string, std::string> flags;
   std::string error;
-  if (!ParseFlags(argc, argv, {"config", "resume"}, &flags, &error) || flags.count("config") == 0) {
+  if (!ParseFlags(argc, argv, {"config", "resume", "output_dir"}, &flags, &error) ||
+      flags.count("config") == 0) {
     std::cerr << (error.empty() ? "--config is required" : error) << "\n" << kUsage;
     return 2;
   }
   absl::StatusOr<TokenizerJobConfig> config = LoadTokenizerConfig(flags["config"]);
   if (!config.ok()) return Fail(progress, config.status());
+  // --output_dir overrides train.output_dir (the worker gives every job its own directory).
+  if (flags.count("output_dir") > 0) config->train.output_dir = flags["output_dir"];
   InstallStopSignalHandlers();
   TokenizerRunOptions options;
   options.resume_from = flags["resume"];
