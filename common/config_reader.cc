@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 
@@ -75,17 +76,16 @@ YAML::Node ConfigReader::Take(absl::string_view key) {
 }
 
 absl::Status ConfigReader::TypeError(absl::string_view key, absl::string_view expected) const {
-  return absl::InvalidArgumentError(
-      absl::StrCat(source_.empty() ? "" : absl::StrCat(source_, ": "), PathOf(key), ": expected ",
-                   expected));
+  return absl::InvalidArgumentError(absl::StrCat(source_.empty() ? "" : absl::StrCat(source_, ": "),
+                                                 PathOf(key), ": expected ", expected));
 }
 
-#define PECO_DEFINE_READ_(Type, Converter, what)                                \
-  absl::Status ConfigReader::Read(absl::string_view key, Type* value) {         \
-    YAML::Node node = Take(key);                                                \
-    if (!node.IsDefined() || node.IsNull()) return absl::OkStatus();            \
-    if (!Converter(node, value)) return TypeError(key, what);                   \
-    return absl::OkStatus();                                                    \
+#define PECO_DEFINE_READ_(Type, Converter, what)                        \
+  absl::Status ConfigReader::Read(absl::string_view key, Type* value) { \
+    YAML::Node node = Take(key);                                        \
+    if (!node.IsDefined() || node.IsNull()) return absl::OkStatus();    \
+    if (!Converter(node, value)) return TypeError(key, what);           \
+    return absl::OkStatus();                                            \
   }
 
 PECO_DEFINE_READ_(int64_t, Convert, "an integer")
@@ -108,7 +108,8 @@ absl::Status ConfigReader::ReadEnum(absl::string_view key, const std::vector<std
       return absl::OkStatus();
     }
   }
-  return TypeError(key, absl::StrCat("one of ", absl::StrJoin(allowed, ", "), " (got '", read, "')"));
+  return TypeError(key,
+                   absl::StrCat("one of ", absl::StrJoin(allowed, ", "), " (got '", read, "')"));
 }
 
 absl::StatusOr<ConfigReader> ConfigReader::Child(absl::string_view key) {
@@ -126,12 +127,55 @@ absl::Status ConfigReader::Finish() const {
     const std::string key = entry.first.as<std::string>();
     if (consumed_.count(key) == 0) {
       std::vector<std::string> known(consumed_.begin(), consumed_.end());
-      return absl::InvalidArgumentError(absl::StrCat(
-          source_.empty() ? "" : absl::StrCat(source_, ": "), PathOf(key),
-          ": unknown field (known fields here: ", absl::StrJoin(known, ", "), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source_.empty() ? "" : absl::StrCat(source_, ": "), PathOf(key),
+                       ": unknown field (known fields here: ", absl::StrJoin(known, ", "), ")"));
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ApplyConfigOverrides(const std::string& yaml,
+                                                 const std::vector<std::string>& overrides) {
+  if (overrides.empty()) return yaml;
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config: not valid YAML: ", e.what()));
+  }
+  if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  for (const std::string& item : overrides) {
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--set ", item, ": expected key.path=value"));
+    }
+    std::vector<std::string> path = absl::StrSplit(item.substr(0, eq), '.');
+    YAML::Node value;
+    try {
+      value = YAML::Load(item.substr(eq + 1));
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(absl::StrCat("--set ", item, ": value is not YAML"));
+    }
+    // Walk down, creating mappings as needed; YAML::Node assignment aliases, so `node` is the
+    // live child inside `root`.
+    YAML::Node node = root;
+    for (size_t i = 0; i + 1 < path.size(); ++i) {
+      YAML::Node child = node[path[i]];
+      if (!child.IsDefined() || child.IsNull()) {
+        node[path[i]] = YAML::Node(YAML::NodeType::Map);
+        child = node[path[i]];
+      } else if (!child.IsMap()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--set ", item, ": ", path[i], " is not a mapping"));
+      }
+      node.reset(child);
+    }
+    node[path.back()] = value;
+  }
+  YAML::Emitter out;
+  out << root;
+  return std::string(out.c_str()) + "\n";
 }
 
 absl::Status ExpectPositive(absl::string_view field, double value) {

@@ -68,6 +68,12 @@ class ConfigReader {
   std::set<std::string> consumed_;
 };
 
+// Applies `key.path=value` overrides (value parsed as YAML, so `[1, 2]` is a list) to a YAML
+// document and returns the resulting document as YAML text. InvalidArgument naming the override
+// when it is not `path=value`, or when the path runs through a non-mapping value.
+absl::StatusOr<std::string> ApplyConfigOverrides(const std::string& yaml,
+                                                 const std::vector<std::string>& overrides);
+
 // Field-range helpers for Options::Validate() methods: InvalidArgument naming `field`.
 absl::Status ExpectPositive(absl::string_view field, double value);
 absl::Status ExpectNonNegative(absl::string_view field, double value);

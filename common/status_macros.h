@@ -13,14 +13,14 @@
 #define PECO_CONCAT_INNER_(a, b) a##b
 #define PECO_CONCAT_(a, b) PECO_CONCAT_INNER_(a, b)
 
-#define RETURN_IF_ERROR(expr)                 \
-  do {                                        \
-    ::absl::Status peco_status_ = (expr);     \
+#define RETURN_IF_ERROR(expr)                    \
+  do {                                           \
+    ::absl::Status peco_status_ = (expr);        \
     if (!peco_status_.ok()) return peco_status_; \
   } while (0)
 
-#define PECO_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                \
+#define PECO_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)   \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

@@ -1,6 +1,6 @@
 // peco-train: runs one rank of one job, or exports a checkpoint.
 //
-//   peco-train tokenizer --config FILE.yaml [--resume DIR] [--output_dir DIR]
+//   peco-train tokenizer --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set a.b=v]...
 //   peco-train export --checkpoint DIR --out FILE.pt
 //
 // Progress goes to stdout as newline-delimited JSON events and to stderr as readable lines.
@@ -14,6 +14,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/config_reader.h"
+#include "common/file_util.h"
 #include "common/json_writer.h"
 #include "trainer/engine/progress.h"
 #include "trainer/engine/runtime.h"
@@ -27,7 +29,8 @@ namespace {
 
 constexpr char kUsage[] =
     "usage:\n"
-    "  peco-train tokenizer --config FILE.yaml [--resume DIR] [--output_dir DIR]\n"
+    "  peco-train tokenizer --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set "
+    "key=value]...\n"
     "  peco-train export --checkpoint DIR --out FILE.pt\n";
 
 int ExitCodeFor(const absl::Status& status) {
@@ -54,9 +57,11 @@ int Fail(ProgressSink& progress, const absl::Status& status) {
   return ExitCodeFor(status);
 }
 
-// Parses `--name value` pairs; returns false on a malformed or unknown flag.
+// Parses `--name value` pairs; returns false on a malformed or unknown flag. Repeated `--set`
+// flags are collected in `sets`.
 bool ParseFlags(int argc, char** argv, const std::vector<std::string>& known,
-                std::map<std::string, std::string>* flags, std::string* error) {
+                std::map<std::string, std::string>* flags, std::string* error,
+                std::vector<std::string>* sets = nullptr) {
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg.rfind("--", 0) != 0) {
@@ -78,7 +83,11 @@ bool ParseFlags(int argc, char** argv, const std::vector<std::string>& known,
       *error = absl::StrCat("unknown flag --", name);
       return false;
     }
-    (*flags)[name] = value;
+    if (name == "set" && sets != nullptr) {
+      sets->push_back(value);
+    } else {
+      (*flags)[name] = value;
+    }
   }
   return true;
 }
@@ -86,12 +95,18 @@ bool ParseFlags(int argc, char** argv, const std::vector<std::string>& known,
 int RunTokenizer(int argc, char** argv, ProgressSink& progress) {
   std::map<std::string, std::string> flags;
   std::string error;
-  if (!ParseFlags(argc, argv, {"config", "resume", "output_dir"}, &flags, &error) ||
+  std::vector<std::string> sets;
+  if (!ParseFlags(argc, argv, {"config", "resume", "output_dir", "set"}, &flags, &error, &sets) ||
       flags.count("config") == 0) {
     std::cerr << (error.empty() ? "--config is required" : error) << "\n" << kUsage;
     return 2;
   }
-  absl::StatusOr<TokenizerJobConfig> config = LoadTokenizerConfig(flags["config"]);
+  absl::StatusOr<std::string> text = peco::ReadFileToString(flags["config"]);
+  if (!text.ok()) return Fail(progress, text.status());
+  // --set key.path=value overrides the file (kept in checkpoints as the effective config).
+  text = peco::ApplyConfigOverrides(*text, sets);
+  if (!text.ok()) return Fail(progress, text.status());
+  absl::StatusOr<TokenizerJobConfig> config = ParseTokenizerConfig(*text, flags["config"]);
   if (!config.ok()) return Fail(progress, config.status());
   // --output_dir overrides train.output_dir (the worker gives every job its own directory).
   if (flags.count("output_dir") > 0) config->train.output_dir = flags["output_dir"];
@@ -107,8 +122,8 @@ int RunTokenizer(int argc, char** argv, ProgressSink& progress) {
 int RunExport(int argc, char** argv, ProgressSink& progress) {
   std::map<std::string, std::string> flags;
   std::string error;
-  if (!ParseFlags(argc, argv, {"checkpoint", "out"}, &flags, &error) || flags.count("checkpoint") == 0 ||
-      flags.count("out") == 0) {
+  if (!ParseFlags(argc, argv, {"checkpoint", "out"}, &flags, &error) ||
+      flags.count("checkpoint") == 0 || flags.count("out") == 0) {
     std::cerr << (error.empty() ? "--checkpoint and --out are required" : error) << "\n" << kUsage;
     return 2;
   }

@@ -13,8 +13,8 @@
 #include "tests/test_util/subprocess.h"
 #include "trainer/engine/checkpoint.h"
 #include "trainer/engine/module_state.h"
-#include "trainer/models/patch_discriminator.h"
 #include "trainer/export/tokenizer_export.h"
+#include "trainer/models/patch_discriminator.h"
 #include "trainer/models/weights.h"
 #include "trainer/tasks/tokenizer_config.h"
 #include "trainer/tasks/tokenizer_task.h"
@@ -76,7 +76,8 @@ struct RunResult {
 };
 
 // Runs peco-train; when `stop_at_step` > 0 sends SIGTERM once a step event reaches it.
-RunResult RunTrain(const std::vector<std::string>& args, const std::string& log, int stop_at_step = 0) {
+RunResult RunTrain(const std::vector<std::string>& args, const std::string& log,
+                   int stop_at_step = 0) {
   std::vector<std::string> argv = {PECO_TRAIN_BINARY};
   argv.insert(argv.end(), args.begin(), args.end());
   Subprocess process(argv, log);
@@ -206,7 +207,8 @@ TEST(TokenizerRunTest, FreshRunRefusesAnOutputDirWithCheckpoints) {
   RunResult again = RunTrain({"tokenizer", "--config", config}, dir + "/2.log");
   EXPECT_NE(again.exit_code, 0);
   ASSERT_EQ(again.Of("error").size(), 1u);
-  EXPECT_NE(again.Of("error")[0]["message"].as<std::string>().find("train.output_dir"), std::string::npos);
+  EXPECT_NE(again.Of("error")[0]["message"].as<std::string>().find("train.output_dir"),
+            std::string::npos);
 }
 
 TEST(TokenizerRunTest, BadConfigStopsBeforeTrainingNamingTheField) {
@@ -229,7 +231,8 @@ TEST(TokenizerRunTest, ExportedCheckpointLoadsInPythonWithTheModelsKeys) {
   const std::string config = WriteConfig(dir, TinyConfig(dir + "/run", 2, false));
   ASSERT_EQ(RunTrain({"tokenizer", "--config", config}, dir + "/train.log").exit_code, 0);
   const std::string out = dir + "/tokenizer.pt";
-  RunResult exported = RunTrain({"export", "--checkpoint", dir + "/run", "--out", out}, dir + "/export.log");
+  RunResult exported =
+      RunTrain({"export", "--checkpoint", dir + "/run", "--out", out}, dir + "/export.log");
   ASSERT_EQ(exported.exit_code, 0);
   auto loaded = LoadTokenizerCheckpoint(dir + "/run");
   ASSERT_TRUE(loaded.ok());
@@ -248,7 +251,8 @@ TEST(TokenizerRunTest, ExportedCheckpointLoadsInPythonWithTheModelsKeys) {
       "for name, total, numel in want:\n"
       "    t = sd[name]\n"
       "    assert t.numel() == int(numel), name\n"
-      "    assert abs(t.double().sum().item() - float(total)) <= 1e-3 * max(1.0, abs(float(total))), name\n"
+      "    assert abs(t.double().sum().item() - float(total)) <= 1e-3 * max(1.0, "
+      "abs(float(total))), name\n"
       "print('ok', len(sd))\n";
   std::ofstream(dir + "/check.py") << script;
   const std::string command = "/usr/bin/python3 " + dir + "/check.py " + out + " " + dir +

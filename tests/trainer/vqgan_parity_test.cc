@@ -76,7 +76,8 @@ TEST_F(VqganParityTest, StraightThroughGradientReachesEncoder) {
   // A loss on the reconstruction only: its gradient must pass the quantizer to the encoder.
   out.reconstruction.pow(2).mean().backward();
   for (const auto& item : model_->named_parameters()) {
-    if (item.key().rfind("encoder.conv_in", 0) == 0 && item.key().find("weight") != std::string::npos) {
+    if (item.key().rfind("encoder.conv_in", 0) == 0 &&
+        item.key().find("weight") != std::string::npos) {
       ASSERT_TRUE(item.value().grad().defined());
       EXPECT_GT(item.value().grad().abs().sum().item<double>(), 0.0);
     }

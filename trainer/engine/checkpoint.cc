@@ -37,8 +37,8 @@ absl::StatusOr<std::vector<ManifestEntry>> ParseManifest(const std::string& dir)
     ManifestEntry entry;
     if (parts.size() != 3 || parts[0].size() != 64 || !absl::SimpleAtoi(parts[1], &entry.size) ||
         parts[2].empty() || parts[2].find('/') != std::string::npos || parts[2] == "..") {
-      return absl::DataLossError(absl::StrCat(path, ": line ", line_number,
-                                              " is not '<sha256> <size> <name>'"));
+      return absl::DataLossError(
+          absl::StrCat(path, ": line ", line_number, " is not '<sha256> <size> <name>'"));
     }
     entry.digest = parts[0];
     entry.name = parts[2];
@@ -83,7 +83,9 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t ste
   const fs::path tmp_dir = fs::path(root) / absl::StrCat(".tmp-", name, "-", ::getpid());
   fs::remove_all(tmp_dir, ec);
   fs::create_directories(tmp_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", tmp_dir.string(), ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("cannot create ", tmp_dir.string(), ": ", ec.message()));
   std::string manifest;
   for (const auto& [file, data] : files) {
     if (file.empty() || file.find('/') != std::string::npos || file == kManifestName) {
@@ -105,7 +107,9 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t ste
   } else {
     fs::rename(tmp_dir, final_dir, ec);
   }
-  if (ec) return absl::InternalError(absl::StrCat("cannot rename onto ", final_dir.string(), ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("cannot rename onto ", final_dir.string(), ": ", ec.message()));
   RETURN_IF_ERROR(FsyncDirectory(root));
   return final_dir.string();
 }

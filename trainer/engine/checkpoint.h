@@ -53,7 +53,8 @@ absl::StatusOr<RestoredCheckpoint> RestoreLatest(const std::string& root);
 
 // Keeps the newest `keep_last` checkpoints (and `keep_dir` if given), deleting older ones; a
 // missing directory is not an error (idempotent).
-absl::Status ApplyRetention(const std::string& root, int keep_last, const std::string& keep_dir = "");
+absl::Status ApplyRetention(const std::string& root, int keep_last,
+                            const std::string& keep_dir = "");
 
 }  // namespace peco::trainer
 

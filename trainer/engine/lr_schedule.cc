@@ -24,7 +24,8 @@ absl::Status LrSchedule::Validate(const std::string& prefix) const {
         absl::StrCat(prefix, "schedule: expected cosine or constant, got '", kind, "'"));
   }
   if (!(base_lr > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, "lr: expected a value > 0, got ", base_lr));
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "lr: expected a value > 0, got ", base_lr));
   }
   if (min_lr < 0 || min_lr > base_lr) {
     return absl::InvalidArgumentError(

@@ -19,7 +19,8 @@ namespace peco::trainer {
 class ProgressSink {
  public:
   // File descriptors are borrowed, not closed.
-  ProgressSink(int machine_fd = 1, int human_fd = 2) : machine_fd_(machine_fd), human_fd_(human_fd) {}
+  ProgressSink(int machine_fd = 1, int human_fd = 2)
+      : machine_fd_(machine_fd), human_fd_(human_fd) {}
 
   // Writes `event` (whose "event" field names its type) as one line to the machine stream.
   void Emit(const JsonWriter& event);

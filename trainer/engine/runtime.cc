@@ -3,7 +3,6 @@
 #include <ATen/autocast_mode.h>
 #include <sched.h>
 #include <torch/version.h>
-
 #include <unistd.h>
 
 #include <cstdlib>

@@ -1,8 +1,7 @@
 #include "trainer/engine/stop_signal.h"
 
-#include <csignal>
-
 #include <atomic>
+#include <csignal>
 
 namespace peco::trainer {
 namespace {

@@ -2,7 +2,8 @@
 
 namespace peco::trainer {
 
-torch::Tensor HingeDiscriminatorLoss(const torch::Tensor& logits_real, const torch::Tensor& logits_fake) {
+torch::Tensor HingeDiscriminatorLoss(const torch::Tensor& logits_real,
+                                     const torch::Tensor& logits_fake) {
   return 0.5 * (torch::relu(1.0 - logits_real).mean() + torch::relu(1.0 + logits_fake).mean());
 }
 

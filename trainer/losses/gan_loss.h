@@ -9,7 +9,8 @@
 namespace peco::trainer {
 
 // 0.5 * (mean(relu(1 - real)) + mean(relu(1 + fake))).
-torch::Tensor HingeDiscriminatorLoss(const torch::Tensor& logits_real, const torch::Tensor& logits_fake);
+torch::Tensor HingeDiscriminatorLoss(const torch::Tensor& logits_real,
+                                     const torch::Tensor& logits_fake);
 
 // -mean(D(x_rec)).
 torch::Tensor GeneratorLoss(const torch::Tensor& logits_fake);

@@ -20,19 +20,19 @@ absl::Status PerceptualLossConfig::Validate(const std::string& prefix) const {
   }
   for (int64_t b : blocks) {
     if (b < 1 || b > extractor.depth) {
-      return absl::InvalidArgumentError(absl::StrCat(prefix, "blocks: block ", b,
-                                                     " is outside the extractor's depth 1..",
-                                                     extractor.depth));
+      return absl::InvalidArgumentError(absl::StrCat(
+          prefix, "blocks: block ", b, " is outside the extractor's depth 1..", extractor.depth));
     }
   }
   if (!layer_weights.empty() && layer_weights.size() != blocks.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, "layer_weights: expected ", blocks.size(),
-                                                   " weights (one per block), got ",
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "layer_weights: expected ",
+                                                   blocks.size(), " weights (one per block), got ",
                                                    layer_weights.size()));
   }
   for (double w : layer_weights) {
     if (w < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(prefix, "layer_weights: expected >= 0, got ", w));
+      return absl::InvalidArgumentError(
+          absl::StrCat(prefix, "layer_weights: expected >= 0, got ", w));
     }
   }
   return absl::OkStatus();
@@ -59,10 +59,12 @@ absl::Status LoadTimmVitWeights(const std::string& path, TimmVit& vit) {
 absl::StatusOr<std::unique_ptr<PerceptualLoss>> PerceptualLoss::Create(
     const PerceptualLossConfig& config) {
   RETURN_IF_ERROR(config.Validate("loss.perceptual."));
-  ASSIGN_OR_RETURN(TimmVit vit, TorchCall("perceptual extractor", [&] { return TimmVit(config.extractor); }));
+  ASSIGN_OR_RETURN(TimmVit vit,
+                   TorchCall("perceptual extractor", [&] { return TimmVit(config.extractor); }));
   std::string source;
   if (config.weights_path.empty()) {
-    RETURN_IF_ERROR(TorchCall("perceptual extractor", [&] { vit->InitializeRandom(config.random_seed); }));
+    RETURN_IF_ERROR(
+        TorchCall("perceptual extractor", [&] { vit->InitializeRandom(config.random_seed); }));
     source = absl::StrCat("random (seed ", config.random_seed, ")");
   } else {
     RETURN_IF_ERROR(LoadTimmVitWeights(config.weights_path, vit));
@@ -70,10 +72,12 @@ absl::StatusOr<std::unique_ptr<PerceptualLoss>> PerceptualLoss::Create(
   }
   vit->eval();
   for (auto& p : vit->parameters()) p.set_requires_grad(false);
-  return std::unique_ptr<PerceptualLoss>(new PerceptualLoss(config, std::move(vit), std::move(source)));
+  return std::unique_ptr<PerceptualLoss>(
+      new PerceptualLoss(config, std::move(vit), std::move(source)));
 }
 
-PerceptualLoss::PerceptualLoss(const PerceptualLossConfig& config, TimmVit extractor, std::string source)
+PerceptualLoss::PerceptualLoss(const PerceptualLossConfig& config, TimmVit extractor,
+                               std::string source)
     : config_(config), extractor_(std::move(extractor)), source_(std::move(source)) {
   mean_ = torch::tensor({0.485, 0.456, 0.406}, torch::kFloat32).view({1, 3, 1, 1});
   std_ = torch::tensor({0.229, 0.224, 0.225}, torch::kFloat32).view({1, 3, 1, 1});
@@ -101,7 +105,8 @@ std::vector<torch::Tensor> PerceptualLoss::Features(const torch::Tensor& images)
   return features;
 }
 
-torch::Tensor PerceptualLoss::Compute(const torch::Tensor& reconstruction, const torch::Tensor& target,
+torch::Tensor PerceptualLoss::Compute(const torch::Tensor& reconstruction,
+                                      const torch::Tensor& target,
                                       std::vector<torch::Tensor>* per_block) {
   std::vector<torch::Tensor> target_features;
   {
@@ -114,7 +119,9 @@ torch::Tensor PerceptualLoss::Compute(const torch::Tensor& reconstruction, const
   for (size_t i = 0; i < rec_features.size(); ++i) {
     const double weight = config_.layer_weights.empty() ? 1.0 : config_.layer_weights[i];
     torch::Tensor term =
-        weight * torch::mean((rec_features[i].to(torch::kFloat32) - target_features[i].to(torch::kFloat32)).pow(2));
+        weight *
+        torch::mean(
+            (rec_features[i].to(torch::kFloat32) - target_features[i].to(torch::kFloat32)).pow(2));
     if (per_block != nullptr) per_block->push_back(term.detach());
     total = total + term;
   }

@@ -29,8 +29,8 @@ namespace peco::trainer {
 
 struct PerceptualLossConfig {
   TimmVitConfig extractor;
-  std::string weights_path;        // empty: seeded random extractor
-  uint64_t random_seed = 0;        // used when weights_path is empty
+  std::string weights_path;                     // empty: seeded random extractor
+  uint64_t random_seed = 0;                     // used when weights_path is empty
   std::vector<int64_t> blocks = {3, 6, 9, 12};  // counted from 1
   std::vector<double> layer_weights;            // empty: 1 for every block
   bool include_cls_token = true;

@@ -6,7 +6,8 @@ namespace peco::trainer {
 namespace {
 
 torch::nn::Conv2d Conv4(int64_t in, int64_t out, int64_t stride, bool bias) {
-  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 4).stride(stride).padding(1).bias(bias));
+  return torch::nn::Conv2d(
+      torch::nn::Conv2dOptions(in, out, 4).stride(stride).padding(1).bias(bias));
 }
 
 torch::nn::LeakyReLU Leaky() {
@@ -15,7 +16,8 @@ torch::nn::LeakyReLU Leaky() {
 
 }  // namespace
 
-PatchDiscriminatorImpl::PatchDiscriminatorImpl(const PatchDiscriminatorConfig& config, uint64_t seed) {
+PatchDiscriminatorImpl::PatchDiscriminatorImpl(const PatchDiscriminatorConfig& config,
+                                               uint64_t seed) {
   torch::nn::Sequential seq;
   seq->push_back(Conv4(config.in_channels, config.ndf, 2, true));
   seq->push_back(Leaky());

@@ -9,8 +9,8 @@ namespace peco::trainer {
 
 absl::Status TimmVitConfig::Validate(const std::string& prefix) const {
   if (patch_size <= 0 || img_size <= 0 || img_size % patch_size != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, "patch_size: expected a divisor of img_size ",
-                                                   img_size, ", got ", patch_size));
+    return absl::InvalidArgumentError(absl::StrCat(
+        prefix, "patch_size: expected a divisor of img_size ", img_size, ", got ", patch_size));
   }
   if (embed_dim <= 0 || num_heads <= 0 || embed_dim % num_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -24,7 +24,8 @@ absl::Status TimmVitConfig::Validate(const std::string& prefix) const {
     return absl::InvalidArgumentError(absl::StrCat(prefix, "depth: expected > 0, got ", depth));
   }
   if (mlp_ratio <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, "mlp_ratio: expected > 0, got ", mlp_ratio));
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "mlp_ratio: expected > 0, got ", mlp_ratio));
   }
   return absl::OkStatus();
 }
@@ -38,12 +39,14 @@ torch::Tensor SinCosPositionEmbedding(int64_t grid, int64_t dim, double temperat
   omega = 1.0 / torch::pow(temperature, omega);
   torch::Tensor out_w = torch::outer(mesh[0].flatten(), omega);
   torch::Tensor out_h = torch::outer(mesh[1].flatten(), omega);
-  torch::Tensor pos = torch::cat({torch::sin(out_w), torch::cos(out_w), torch::sin(out_h), torch::cos(out_h)}, 1);
+  torch::Tensor pos =
+      torch::cat({torch::sin(out_w), torch::cos(out_w), torch::sin(out_h), torch::cos(out_h)}, 1);
   return torch::cat({torch::zeros({1, dim}), pos}, 0).unsqueeze(0);
 }
 
 TimmAttentionImpl::TimmAttentionImpl(int64_t dim, int64_t num_heads) : num_heads_(num_heads) {
-  qkv_ = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(true)));
+  qkv_ =
+      register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(true)));
   proj_ = register_module("proj", torch::nn::Linear(dim, dim));
 }
 
@@ -52,7 +55,8 @@ torch::Tensor TimmAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t head_dim = c / num_heads_;
   torch::Tensor qkv = qkv_(x).reshape({b, n, 3, num_heads_, head_dim}).permute({2, 0, 3, 1, 4});
   torch::Tensor q = qkv[0], k = qkv[1], v = qkv[2];
-  torch::Tensor attn = torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * std::pow(head_dim, -0.5), -1);
+  torch::Tensor attn =
+      torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * std::pow(head_dim, -0.5), -1);
   torch::Tensor out = torch::matmul(attn, v).transpose(1, 2).reshape({b, n, c});
   return proj_(out);
 }
@@ -65,9 +69,11 @@ TimmMlpImpl::TimmMlpImpl(int64_t dim, int64_t hidden) {
 torch::Tensor TimmMlpImpl::forward(const torch::Tensor& x) { return fc2_(torch::gelu(fc1_(x))); }
 
 TimmBlockImpl::TimmBlockImpl(int64_t dim, int64_t num_heads, double mlp_ratio, double eps) {
-  norm1_ = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(eps)));
+  norm1_ =
+      register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(eps)));
   attn_ = register_module("attn", TimmAttention(dim, num_heads));
-  norm2_ = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(eps)));
+  norm2_ =
+      register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(eps)));
   mlp_ = register_module("mlp", TimmMlp(dim, static_cast<int64_t>(dim * mlp_ratio)));
 }
 
@@ -90,7 +96,8 @@ TimmVitImpl::TimmVitImpl(const TimmVitConfig& config) : config_(config) {
   for (int64_t i = 0; i < config.depth; ++i) {
     blocks_->push_back(TimmBlock(dim, config.num_heads, config.mlp_ratio, config.ln_eps));
   }
-  norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(config.ln_eps)));
+  norm_ = register_module(
+      "norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(config.ln_eps)));
 }
 
 std::vector<torch::Tensor> TimmVitImpl::BlockOutputs(const torch::Tensor& x,
@@ -130,7 +137,10 @@ void TimmVitImpl::InitializeRandom(uint64_t seed) {
     if (name == "cls_token") {
       p.normal_(0.0, 1e-6, generator);
     } else if (name.find("norm") != std::string::npos) {
-      if (name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0) p.fill_(1.0); else p.zero_();
+      if (name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0)
+        p.fill_(1.0);
+      else
+        p.zero_();
     } else if (name.compare(name.size() - 4, 4, "bias") == 0) {
       p.zero_();
     } else if (name == "patch_embed.proj.weight") {

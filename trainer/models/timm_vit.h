@@ -73,7 +73,8 @@ class TimmVitImpl : public torch::nn::Module {
 
   // Token sequences [B, 1+N, D] after each block in `blocks` (counted from 1), before the final
   // norm, in the order given. Runs only as deep as the largest requested block.
-  std::vector<torch::Tensor> BlockOutputs(const torch::Tensor& x, const std::vector<int64_t>& blocks);
+  std::vector<torch::Tensor> BlockOutputs(const torch::Tensor& x,
+                                          const std::vector<int64_t>& blocks);
 
   // Random initialisation from `seed` (timm-style: trunc-normal 0.02 linears, zero biases,
   // xavier-uniform patch projection), independent of the global RNG.

@@ -43,8 +43,8 @@ torch::Tensor VectorQuantizerImpl::NearestCodes(const torch::Tensor& flat) {
   // ||z||^2 + ||e||^2 - 2 z.e, in fp32 even under autocast so ties break as in fp32.
   torch::Tensor z32 = flat.to(torch::kFloat32);
   torch::Tensor e32 = codes.to(torch::kFloat32);
-  torch::Tensor distances = z32.pow(2).sum(1, /*keepdim=*/true) + e32.pow(2).sum(1) -
-                            2 * torch::matmul(z32, e32.t());
+  torch::Tensor distances =
+      z32.pow(2).sum(1, /*keepdim=*/true) + e32.pow(2).sum(1) - 2 * torch::matmul(z32, e32.t());
   return distances.argmin(1);
 }
 
@@ -104,9 +104,11 @@ int64_t VectorQuantizerImpl::RestartDeadCodes(const torch::Tensor& z, at::Genera
   torch::Tensor dead = (steps_since_used_ >= config_.dead_code_steps).nonzero().flatten();
   const int64_t count = dead.numel();
   if (count == 0) return 0;
-  torch::Tensor flat = z.detach().permute({0, 2, 3, 1}).reshape({-1, config_.dim}).to(torch::kFloat32);
+  torch::Tensor flat =
+      z.detach().permute({0, 2, 3, 1}).reshape({-1, config_.dim}).to(torch::kFloat32);
   torch::Tensor pick = torch::randint(flat.size(0), {count}, generator, torch::kInt64);
-  embedding_->weight.index_copy_(0, dead, flat.index_select(0, pick).to(embedding_->weight.dtype()));
+  embedding_->weight.index_copy_(0, dead,
+                                 flat.index_select(0, pick).to(embedding_->weight.dtype()));
   steps_since_used_.index_fill_(0, dead, 0);
   return count;
 }

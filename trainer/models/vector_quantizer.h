@@ -38,8 +38,8 @@ struct QuantizerOutput {
 
 // Code-usage statistics over a window of batches.
 struct CodeUsage {
-  int64_t codes_used = 0;   // distinct codes assigned at least once
-  double perplexity = 0;    // exp(entropy of the assignment histogram)
+  int64_t codes_used = 0;  // distinct codes assigned at least once
+  double perplexity = 0;   // exp(entropy of the assignment histogram)
 };
 
 class VectorQuantizerImpl : public torch::nn::Module {
@@ -69,8 +69,8 @@ class VectorQuantizerImpl : public torch::nn::Module {
 
   VectorQuantizerConfig config_;
   torch::nn::Embedding embedding_{nullptr};
-  torch::Tensor window_counts_;    // [K] assignments in the current statistics window
-  torch::Tensor steps_since_used_; // [K] buffer "steps_since_used", part of the checkpoint
+  torch::Tensor window_counts_;     // [K] assignments in the current statistics window
+  torch::Tensor steps_since_used_;  // [K] buffer "steps_since_used", part of the checkpoint
 };
 TORCH_MODULE(VectorQuantizer);
 

@@ -13,12 +13,12 @@ VqTokenizerImpl::VqTokenizerImpl(const VqTokenizerConfig& config) : config_(conf
   encoder_ = register_module("encoder", VqganEncoder(config.vqgan));
   decoder_ = register_module("decoder", VqganDecoder(config.vqgan));
   quantize_ = register_module("quantize", VectorQuantizer(config.quantizer));
-  quant_conv_ = register_module(
-      "quant_conv",
-      torch::nn::Conv2d(torch::nn::Conv2dOptions(config.vqgan.z_channels, config.quantizer.dim, 1)));
-  post_quant_conv_ = register_module(
-      "post_quant_conv",
-      torch::nn::Conv2d(torch::nn::Conv2dOptions(config.quantizer.dim, config.vqgan.z_channels, 1)));
+  quant_conv_ =
+      register_module("quant_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(
+                                        config.vqgan.z_channels, config.quantizer.dim, 1)));
+  post_quant_conv_ =
+      register_module("post_quant_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(
+                                             config.quantizer.dim, config.vqgan.z_channels, 1)));
 }
 
 torch::Tensor VqTokenizerImpl::EncodeLatent(const torch::Tensor& x) {

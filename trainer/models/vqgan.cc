@@ -27,11 +27,12 @@ bool Contains(const std::vector<int64_t>& values, int64_t value) {
 absl::Status VqganConfig::Validate(const std::string& prefix) const {
   auto field = [&](absl::string_view name) { return absl::StrCat(prefix, name); };
   if (ch <= 0 || ch % 32 != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field("ch"), ": expected a positive multiple of 32 (GroupNorm has 32 groups), got ", ch));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field("ch"), ": expected a positive multiple of 32 (GroupNorm has 32 groups), got ", ch));
   }
   if (ch_mult.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(field("ch_mult"), ": expected at least one level"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field("ch_mult"), ": expected at least one level"));
   }
   for (int64_t m : ch_mult) {
     if (m <= 0) {
@@ -43,9 +44,9 @@ absl::Status VqganConfig::Validate(const std::string& prefix) const {
     return absl::InvalidArgumentError(absl::StrCat(field("ch_mult"), ": at most 8 levels"));
   }
   if (resolution <= 0 || resolution % downsample_factor() != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field("ch_mult"), ": ", ch_mult.size(), " levels downsample by ", downsample_factor(),
-        ", which does not divide the image size ", resolution));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field("ch_mult"), ": ", ch_mult.size(), " levels downsample by ",
+                     downsample_factor(), ", which does not divide the image size ", resolution));
   }
   if (num_res_blocks <= 0) {
     return absl::InvalidArgumentError(
@@ -117,8 +118,9 @@ UpsampleImpl::UpsampleImpl(int64_t channels) {
 }
 
 torch::Tensor UpsampleImpl::forward(const torch::Tensor& x) {
-  torch::Tensor up = F::interpolate(
-      x, F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest));
+  torch::Tensor up = F::interpolate(x, F::InterpolateFuncOptions()
+                                           .scale_factor(std::vector<double>{2.0, 2.0})
+                                           .mode(torch::kNearest));
   return conv_(up);
 }
 
@@ -144,7 +146,8 @@ VqganEncoderImpl::VqganEncoderImpl(const VqganConfig& config) {
     for (int64_t i = 0; i < config.num_res_blocks; ++i) {
       stage->blocks->push_back(ResnetBlock(block_in, block_out, config.dropout));
       block_in = block_out;
-      if (Contains(config.attn_resolutions, resolution)) stage->attns->push_back(AttnBlock(block_in));
+      if (Contains(config.attn_resolutions, resolution))
+        stage->attns->push_back(AttnBlock(block_in));
     }
     if (level != levels - 1) {
       stage->downsample = stage->register_module("downsample", Downsample(block_in));
@@ -189,7 +192,8 @@ VqganDecoderImpl::VqganDecoderImpl(const VqganConfig& config) {
     for (int64_t i = 0; i < config.num_res_blocks + 1; ++i) {
       stage->blocks->push_back(ResnetBlock(block_in, block_out, config.dropout));
       block_in = block_out;
-      if (Contains(config.attn_resolutions, resolution)) stage->attns->push_back(AttnBlock(block_in));
+      if (Contains(config.attn_resolutions, resolution))
+        stage->attns->push_back(AttnBlock(block_in));
     }
     if (level != 0) {
       stage->upsample = stage->register_module("upsample", Upsample(block_in));

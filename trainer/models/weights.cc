@@ -16,8 +16,10 @@ std::string ShapeString(at::IntArrayRef sizes) {
 
 NamedTensors ModuleState(const torch::nn::Module& module) {
   NamedTensors out;
-  for (const auto& item : module.named_parameters()) out.emplace_back(item.key(), item.value().detach());
-  for (const auto& item : module.named_buffers()) out.emplace_back(item.key(), item.value().detach());
+  for (const auto& item : module.named_parameters())
+    out.emplace_back(item.key(), item.value().detach());
+  for (const auto& item : module.named_buffers())
+    out.emplace_back(item.key(), item.value().detach());
   return out;
 }
 
@@ -31,13 +33,13 @@ absl::Status LoadNamedTensors(torch::nn::Module& module, const NamedTensors& ten
     known[name] = true;
     auto it = given.find(name);
     if (it == given.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": missing key '", name, "' (expected shape ",
-                                                     ShapeString(target.sizes()), ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": missing key '", name, "' (expected shape ", ShapeString(target.sizes()), ")"));
     }
     if (it->second->sizes() != target.sizes()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, ": key '", name, "' has shape ", ShapeString(it->second->sizes()), ", expected ",
-          ShapeString(target.sizes())));
+      return absl::InvalidArgumentError(absl::StrCat(what, ": key '", name, "' has shape ",
+                                                     ShapeString(it->second->sizes()),
+                                                     ", expected ", ShapeString(target.sizes())));
     }
     copies.emplace_back(target, it->second);
     return absl::OkStatus();

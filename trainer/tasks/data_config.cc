@@ -7,7 +7,8 @@
 
 namespace peco::trainer {
 
-absl::StatusOr<std::shared_ptr<const Dataset>> OpenDataset(const DataConfig& config, uint64_t seed) {
+absl::StatusOr<std::shared_ptr<const Dataset>> OpenDataset(const DataConfig& config,
+                                                           uint64_t seed) {
   absl::StatusOr<std::unique_ptr<Dataset>> dataset;
   if (config.source == "fashion_mnist") {
     dataset = OpenFashionMnist(config.path, config.split);
@@ -19,7 +20,8 @@ absl::StatusOr<std::shared_ptr<const Dataset>> OpenDataset(const DataConfig& con
     const int side = static_cast<int>(config.image_size);
     dataset = MakeSyntheticDataset(config.synthetic_size, side, side, 3, 10, seed);
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("data.source: unknown source '", config.source, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.source: unknown source '", config.source, "'"));
   }
   if (!dataset.ok()) {
     return absl::Status(dataset.status().code(),

@@ -16,10 +16,10 @@ namespace peco::trainer {
 struct DataConfig {
   std::string source = "fashion_mnist";  // fashion_mnist | image_folder | synthetic
   std::string path = "/usr/share/datasets/fashion-mnist";
-  std::string split = "train";            // fashion_mnist: train | test
+  std::string split = "train";  // fashion_mnist: train | test
   int64_t image_size = 32;
-  int64_t synthetic_size = 1024;          // images in the synthetic dataset
-  LoaderOptions loader;                   // batch_size, num_workers, prefetch (+ transform)
+  int64_t synthetic_size = 1024;  // images in the synthetic dataset
+  LoaderOptions loader;           // batch_size, num_workers, prefetch (+ transform)
 };
 
 // Opens the configured dataset. Errors name `data.path` and what was expected there.

@@ -10,7 +10,8 @@ namespace peco::trainer {
 namespace {
 
 absl::Status ReadData(ConfigReader& r, DataConfig* data) {
-  RETURN_IF_ERROR(r.ReadEnum("source", {"fashion_mnist", "image_folder", "synthetic"}, &data->source));
+  RETURN_IF_ERROR(
+      r.ReadEnum("source", {"fashion_mnist", "image_folder", "synthetic"}, &data->source));
   RETURN_IF_ERROR(r.Read("path", &data->path));
   RETURN_IF_ERROR(r.ReadEnum("split", {"train", "test"}, &data->split));
   RETURN_IF_ERROR(r.Read("image_size", &data->image_size));
@@ -116,9 +117,9 @@ absl::Status TokenizerJobConfig::Validate(bool check_paths) const {
   if (check_paths && data.source != "synthetic") {
     std::error_code ec;
     if (!fs::is_directory(data.path, ec)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "data.path: expected a readable directory for the ", data.source, " dataset, got '",
-          data.path, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("data.path: expected a readable directory for the ", data.source,
+                       " dataset, got '", data.path, "'"));
     }
   }
   if (data.image_size < 8 || data.image_size > 4096) {
@@ -132,7 +133,8 @@ absl::Status TokenizerJobConfig::Validate(bool check_paths) const {
   RETURN_IF_ERROR(data.loader.Validate());
   RETURN_IF_ERROR(model.Validate("model."));
   if (loss.pixel_weight < 0) return absl::InvalidArgumentError("loss.pixel_weight: expected >= 0");
-  if (loss.codebook_weight < 0) return absl::InvalidArgumentError("loss.codebook_weight: expected >= 0");
+  if (loss.codebook_weight < 0)
+    return absl::InvalidArgumentError("loss.codebook_weight: expected >= 0");
   if (loss.perceptual_weight < 0) {
     return absl::InvalidArgumentError("loss.perceptual_weight: expected >= 0");
   }
@@ -140,14 +142,17 @@ absl::Status TokenizerJobConfig::Validate(bool check_paths) const {
     RETURN_IF_ERROR(loss.perceptual.Validate("loss.perceptual."));
     if (check_paths && !loss.perceptual.weights_path.empty() &&
         !std::filesystem::exists(loss.perceptual.weights_path)) {
-      return absl::InvalidArgumentError(absl::StrCat("loss.perceptual.weights: file not found: ",
-                                                     loss.perceptual.weights_path));
+      return absl::InvalidArgumentError(
+          absl::StrCat("loss.perceptual.weights: file not found: ", loss.perceptual.weights_path));
     }
   }
   if (loss.gan.enabled) {
-    if (loss.gan.disc_weight < 0) return absl::InvalidArgumentError("loss.gan.disc_weight: expected >= 0");
-    if (loss.gan.disc_start < 0) return absl::InvalidArgumentError("loss.gan.disc_start: expected >= 0");
-    if (loss.gan.discriminator.ndf <= 0) return absl::InvalidArgumentError("loss.gan.ndf: expected > 0");
+    if (loss.gan.disc_weight < 0)
+      return absl::InvalidArgumentError("loss.gan.disc_weight: expected >= 0");
+    if (loss.gan.disc_start < 0)
+      return absl::InvalidArgumentError("loss.gan.disc_start: expected >= 0");
+    if (loss.gan.discriminator.ndf <= 0)
+      return absl::InvalidArgumentError("loss.gan.ndf: expected > 0");
     if (loss.gan.discriminator.n_layers < 1 || loss.gan.discriminator.n_layers > 6) {
       return absl::InvalidArgumentError("loss.gan.n_layers: expected a value in [1, 6]");
     }
@@ -158,20 +163,24 @@ absl::Status TokenizerJobConfig::Validate(bool check_paths) const {
     return absl::InvalidArgumentError("optim.betas: expected two values in [0, 1)");
   }
   if (!(optim.eps > 0)) return absl::InvalidArgumentError("optim.eps: expected a value > 0");
-  if (optim.weight_decay < 0) return absl::InvalidArgumentError("optim.weight_decay: expected >= 0");
-  if (optim.grad_clip < 0) return absl::InvalidArgumentError("optim.grad_clip: expected >= 0 (0 = off)");
+  if (optim.weight_decay < 0)
+    return absl::InvalidArgumentError("optim.weight_decay: expected >= 0");
+  if (optim.grad_clip < 0)
+    return absl::InvalidArgumentError("optim.grad_clip: expected >= 0 (0 = off)");
   if (train.max_steps <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("train.max_steps: expected a value > 0, got ", train.max_steps));
   }
-  if (train.log_every <= 0) return absl::InvalidArgumentError("train.log_every: expected a value > 0");
+  if (train.log_every <= 0)
+    return absl::InvalidArgumentError("train.log_every: expected a value > 0");
   if (train.checkpoint_every <= 0) {
     return absl::InvalidArgumentError("train.checkpoint_every: expected a value > 0");
   }
   if (train.keep_checkpoints < 1) {
     return absl::InvalidArgumentError("train.keep_checkpoints: expected a value >= 1");
   }
-  if (train.output_dir.empty()) return absl::InvalidArgumentError("train.output_dir: expected a path");
+  if (train.output_dir.empty())
+    return absl::InvalidArgumentError("train.output_dir: expected a path");
   if (threads < 0) return absl::InvalidArgumentError("threads: expected >= 0 (0 = all cores)");
   return absl::OkStatus();
 }

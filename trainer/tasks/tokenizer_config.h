@@ -14,11 +14,11 @@
 
 #include "absl/status/statusor.h"
 #include "common/config_reader.h"
-#include "trainer/tasks/data_config.h"
 #include "trainer/engine/lr_schedule.h"
 #include "trainer/losses/perceptual_loss.h"
 #include "trainer/models/patch_discriminator.h"
 #include "trainer/models/vq_tokenizer.h"
+#include "trainer/tasks/data_config.h"
 
 namespace peco::trainer {
 

@@ -84,7 +84,8 @@ absl::StatusOr<RestoredCheckpoint> FindCheckpoint(const std::string& path, Progr
     return RestoredCheckpoint{path, std::move(files), {}};
   }
   std::string root = path;
-  if (fs::is_directory(fs::path(path) / "checkpoints")) root = (fs::path(path) / "checkpoints").string();
+  if (fs::is_directory(fs::path(path) / "checkpoints"))
+    root = (fs::path(path) / "checkpoints").string();
   ASSIGN_OR_RETURN(RestoredCheckpoint restored, RestoreLatest(root));
   if (progress != nullptr) {
     for (const std::string& reason : restored.skipped) {
@@ -154,17 +155,17 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimConfig& optim,
                                                        std::vector<torch::Tensor> params) {
   const auto betas = std::make_tuple(optim.betas[0], optim.betas[1]);
   if (optim.optimizer == "adamw") {
-    return std::make_unique<torch::optim::AdamW>(
-        params, torch::optim::AdamWOptions(optim.schedule.base_lr)
-                    .betas(betas)
-                    .eps(optim.eps)
-                    .weight_decay(optim.weight_decay));
+    return std::make_unique<torch::optim::AdamW>(params,
+                                                 torch::optim::AdamWOptions(optim.schedule.base_lr)
+                                                     .betas(betas)
+                                                     .eps(optim.eps)
+                                                     .weight_decay(optim.weight_decay));
   }
-  return std::make_unique<torch::optim::Adam>(
-      params, torch::optim::AdamOptions(optim.schedule.base_lr)
-                  .betas(betas)
-                  .eps(optim.eps)
-                  .weight_decay(optim.weight_decay));
+  return std::make_unique<torch::optim::Adam>(params,
+                                              torch::optim::AdamOptions(optim.schedule.base_lr)
+                                                  .betas(betas)
+                                                  .eps(optim.eps)
+                                                  .weight_decay(optim.weight_decay));
 }
 
 void SetLearningRate(torch::optim::Optimizer& optimizer, double lr) {
@@ -198,15 +199,16 @@ absl::Status TokenizerTrainer::Setup() {
   state_.config_sha256 = Sha256Hex(config_.source_text);
   const std::string root = CheckpointRoot(config_);
   if (options_.resume_from.empty() && !ListCheckpoints(root).empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "train.output_dir: ", config_.train.output_dir,
-        " already holds checkpoints; pass --resume ", config_.train.output_dir,
-        " to continue that run, or choose another output_dir"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("train.output_dir: ", config_.train.output_dir,
+                     " already holds checkpoints; pass --resume ", config_.train.output_dir,
+                     " to continue that run, or choose another output_dir"));
   }
   RETURN_IF_ERROR(TorchCall("building the tokenizer", [&] { return BuildModels(); }));
   if (config_.loss.perceptual_weight > 0) {
     ASSIGN_OR_RETURN(perceptual_, PerceptualLoss::Create(config_.loss.perceptual));
-    RETURN_IF_ERROR(TorchCall("perceptual extractor", [&] { perceptual_->extractor()->to(device_); }));
+    RETURN_IF_ERROR(
+        TorchCall("perceptual extractor", [&] { perceptual_->extractor()->to(device_); }));
     if (config_.loss.perceptual.weights_path.empty()) {
       progress_.Log(absl::StrCat(
           "warning: the perceptual network is a randomly initialised ViT (", perceptual_->source(),
@@ -214,7 +216,8 @@ absl::Status TokenizerTrainer::Setup() {
     }
   }
   if (!options_.resume_from.empty()) {
-    ASSIGN_OR_RETURN(RestoredCheckpoint checkpoint, FindCheckpoint(options_.resume_from, &progress_));
+    ASSIGN_OR_RETURN(RestoredCheckpoint checkpoint,
+                     FindCheckpoint(options_.resume_from, &progress_));
     RETURN_IF_ERROR(Restore(checkpoint));
     last_saved_step_ = state_.step;
     last_checkpoint_ = checkpoint.dir;
@@ -251,16 +254,19 @@ absl::Status TokenizerTrainer::Restore(const RestoredCheckpoint& checkpoint) {
   ASSIGN_OR_RETURN(state_, StateFromJson(*state_json, absl::StrCat(dir, "/", kStateFile)));
   ASSIGN_OR_RETURN(const std::string* stored_config, FileIn(checkpoint.files, kConfigFile, dir));
   // The model must be the same shape; other changes (more steps, new output dir) are allowed.
-  ASSIGN_OR_RETURN(TokenizerJobConfig previous, ParseTokenizerConfig(*stored_config, dir + "/config.yaml", /*check_paths=*/false));
+  ASSIGN_OR_RETURN(
+      TokenizerJobConfig previous,
+      ParseTokenizerConfig(*stored_config, dir + "/config.yaml", /*check_paths=*/false));
   if (previous.model.vqgan.ch != config_.model.vqgan.ch ||
       previous.model.vqgan.ch_mult != config_.model.vqgan.ch_mult ||
       previous.model.quantizer.num_codes != config_.model.quantizer.num_codes ||
       previous.model.quantizer.dim != config_.model.quantizer.dim ||
       previous.data.image_size != config_.data.image_size ||
       previous.loss.gan.enabled != config_.loss.gan.enabled) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--resume: checkpoint ", dir, " was trained with a different model, image size or GAN "
-        "setting than this config; resume with the checkpoint's config.yaml"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--resume: checkpoint ", dir,
+                     " was trained with a different model, image size or GAN "
+                     "setting than this config; resume with the checkpoint's config.yaml"));
   }
   state_.config_sha256 = Sha256Hex(config_.source_text);
   ASSIGN_OR_RETURN(const std::string* model_bytes, FileIn(checkpoint.files, kModelFile, dir));
@@ -273,7 +279,8 @@ absl::Status TokenizerTrainer::Restore(const RestoredCheckpoint& checkpoint) {
   }));
   if (discriminator_) {
     ASSIGN_OR_RETURN(const std::string* disc, FileIn(checkpoint.files, kDiscriminatorFile, dir));
-    ASSIGN_OR_RETURN(const std::string* disc_opt, FileIn(checkpoint.files, kDiscOptimizerFile, dir));
+    ASSIGN_OR_RETURN(const std::string* disc_opt,
+                     FileIn(checkpoint.files, kDiscOptimizerFile, dir));
     RETURN_IF_ERROR(TorchCall(absl::StrCat("restoring ", dir), [&] {
       DeserializeModule(*disc, *discriminator_);
       DeserializeOptimizer(*disc_opt, *disc_optimizer_);
@@ -303,7 +310,11 @@ absl::StatusOr<std::string> TokenizerTrainer::SaveCheckpoint(bool final) {
   int64_t bytes = 0;
   for (const auto& [name, data] : files) bytes += static_cast<int64_t>(data.size());
   JsonWriter event;
-  event.Add("event", "checkpoint").Add("step", state_.step).Add("path", dir).Add("bytes", bytes).Add("final", final);
+  event.Add("event", "checkpoint")
+      .Add("step", state_.step)
+      .Add("path", dir)
+      .Add("bytes", bytes)
+      .Add("final", final);
   progress_.Emit(event);
   last_saved_step_ = state_.step;
   last_checkpoint_ = dir;
@@ -363,7 +374,8 @@ void TokenizerTrainer::TrainStep(const torch::Tensor& images) {
       logits_real = discriminator_->forward(images.detach());
       logits_fake = discriminator_->forward(reconstruction.detach());
     }
-    disc_loss = HingeDiscriminatorLoss(logits_real.to(torch::kFloat32), logits_fake.to(torch::kFloat32));
+    disc_loss =
+        HingeDiscriminatorLoss(logits_real.to(torch::kFloat32), logits_fake.to(torch::kFloat32));
     disc_optimizer_->zero_grad();
     disc_loss.backward();
     disc_optimizer_->step();
@@ -439,7 +451,8 @@ absl::StatusOr<TokenizerRunResult> TokenizerTrainer::Train() {
     }
     ASSIGN_OR_RETURN(Batch batch, loader_->Next());
     torch::Tensor images = batch.views[0].to(device_);
-    absl::Status step_status = TorchCall(absl::StrCat("step ", state_.step), [&] { TrainStep(images); });
+    absl::Status step_status =
+        TorchCall(absl::StrCat("step ", state_.step), [&] { TrainStep(images); });
     if (!step_status.ok()) {
       if (absl::StrContains(step_status.message(), "non-finite loss")) {
         return absl::FailedPreconditionError(step_status.message());
@@ -462,8 +475,8 @@ absl::StatusOr<TokenizerRunResult> TokenizerTrainer::Train() {
       .Add("step", state_.step)
       .Add("checkpoint", last_checkpoint_);
   progress_.Emit(done);
-  progress_.Log(absl::StrCat(result.stopped_by_signal ? "stopped by signal" : "completed", " at step ",
-                             state_.step, "; checkpoint: ", last_checkpoint_));
+  progress_.Log(absl::StrCat(result.stopped_by_signal ? "stopped by signal" : "completed",
+                             " at step ", state_.step, "; checkpoint: ", last_checkpoint_));
   return result;
 }
 
