@@ -200,6 +200,23 @@ TEST(TokenizerRunTest, ResumeAfterSigtermIsStepExact) {
   }
 }
 
+TEST(TokenizerRunTest, Bf16AutocastTrainsWithTheGanAndPerceptualTerms) {
+  const std::string dir = TempDir("bf16");
+  std::string yaml = TinyConfig(dir + "/run", 4, /*gan=*/true);
+  yaml.replace(yaml.find("log_every"), 0, "precision: bf16, ");
+  RunResult run = RunTrain({"tokenizer", "--config", WriteConfig(dir, yaml)}, dir + "/stderr.log");
+  ASSERT_EQ(run.exit_code, 0);
+  EXPECT_EQ(run.Of("start")[0]["precision"].as<std::string>(), "bf16");
+  std::vector<YAML::Node> steps = run.Of("step");
+  ASSERT_EQ(steps.size(), 4u);
+  for (const YAML::Node& step : steps) {
+    // Non-finite values are written as null, which would not parse as a double.
+    EXPECT_GT(step["loss"].as<double>(), 0.0);
+    EXPECT_GT(step["loss_perceptual"].as<double>(), 0.0);
+  }
+  EXPECT_NE(steps.back()["loss_discriminator"].as<double>(), 0.0);
+}
+
 TEST(TokenizerRunTest, FreshRunRefusesAnOutputDirWithCheckpoints) {
   const std::string dir = TempDir("refuse");
   const std::string config = WriteConfig(dir, TinyConfig(dir + "/run", 2, false));

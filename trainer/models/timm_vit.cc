@@ -69,11 +69,9 @@ TimmMlpImpl::TimmMlpImpl(int64_t dim, int64_t hidden) {
 torch::Tensor TimmMlpImpl::forward(const torch::Tensor& x) { return fc2_(torch::gelu(fc1_(x))); }
 
 TimmBlockImpl::TimmBlockImpl(int64_t dim, int64_t num_heads, double mlp_ratio, double eps) {
-  norm1_ =
-      register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(eps)));
+  norm1_ = register_module("norm1", Fp32LayerNorm(dim, eps));
   attn_ = register_module("attn", TimmAttention(dim, num_heads));
-  norm2_ =
-      register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(eps)));
+  norm2_ = register_module("norm2", Fp32LayerNorm(dim, eps));
   mlp_ = register_module("mlp", TimmMlp(dim, static_cast<int64_t>(dim * mlp_ratio)));
 }
 
@@ -96,15 +94,15 @@ TimmVitImpl::TimmVitImpl(const TimmVitConfig& config) : config_(config) {
   for (int64_t i = 0; i < config.depth; ++i) {
     blocks_->push_back(TimmBlock(dim, config.num_heads, config.mlp_ratio, config.ln_eps));
   }
-  norm_ = register_module(
-      "norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(config.ln_eps)));
+  norm_ = register_module("norm", Fp32LayerNorm(dim, config.ln_eps));
 }
 
 std::vector<torch::Tensor> TimmVitImpl::BlockOutputs(const torch::Tensor& x,
                                                      const std::vector<int64_t>& blocks) {
   const int64_t deepest = blocks.empty() ? 0 : *std::max_element(blocks.begin(), blocks.end());
   torch::Tensor h = patch_proj_(x).flatten(2).transpose(1, 2);  // [B, N, D]
-  h = torch::cat({cls_token_.expand({h.size(0), -1, -1}), h}, 1) + pos_embed_;
+  h = torch::cat({cls_token_.expand({h.size(0), -1, -1}).to(h.scalar_type()), h}, 1) +
+      pos_embed_.to(h.scalar_type());
   std::vector<torch::Tensor> by_depth(deepest + 1);
   for (int64_t i = 0; i < deepest; ++i) {
     h = blocks_[i]->as<TimmBlock>()->forward(h);

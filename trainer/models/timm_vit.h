@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "trainer/models/fp32_norm.h"
 
 namespace peco::trainer {
 
@@ -61,7 +62,7 @@ class TimmBlockImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
-  torch::nn::LayerNorm norm1_{nullptr}, norm2_{nullptr};
+  Fp32LayerNorm norm1_{nullptr}, norm2_{nullptr};
   TimmAttention attn_{nullptr};
   TimmMlp mlp_{nullptr};
 };
@@ -87,7 +88,7 @@ class TimmVitImpl : public torch::nn::Module {
   torch::Tensor cls_token_, pos_embed_;
   torch::nn::Conv2d patch_proj_{nullptr};
   torch::nn::ModuleList blocks_{nullptr};
-  torch::nn::LayerNorm norm_{nullptr};
+  Fp32LayerNorm norm_{nullptr};
 };
 TORCH_MODULE(TimmVit);
 

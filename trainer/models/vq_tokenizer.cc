@@ -27,7 +27,9 @@ torch::Tensor VqTokenizerImpl::EncodeLatent(const torch::Tensor& x) {
 
 TokenizerOutput VqTokenizerImpl::forward(const torch::Tensor& x) {
   TokenizerOutput out;
-  out.z = EncodeLatent(x);
+  // The quantizer works in fp32 even under autocast: nearest-code ties and the codebook loss
+  // must not depend on bf16 rounding.
+  out.z = EncodeLatent(x).to(torch::kFloat32);
   out.quantized = quantize_(out.z);
   out.reconstruction = decoder_(post_quant_conv_(out.quantized.z_q));
   return out;

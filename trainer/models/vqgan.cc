@@ -63,9 +63,7 @@ absl::Status VqganConfig::Validate(const std::string& prefix) const {
   return absl::OkStatus();
 }
 
-torch::nn::GroupNorm MakeNormalize(int64_t channels) {
-  return torch::nn::GroupNorm(torch::nn::GroupNormOptions(32, channels).eps(1e-6).affine(true));
-}
+Fp32GroupNorm MakeNormalize(int64_t channels) { return Fp32GroupNorm(32, channels, 1e-6); }
 
 ResnetBlockImpl::ResnetBlockImpl(int64_t in_channels, int64_t out_channels, double dropout)
     : in_channels_(in_channels), out_channels_(out_channels) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "trainer/models/fp32_norm.h"
 
 namespace peco::trainer {
 
@@ -41,8 +42,8 @@ struct VqganConfig {
   absl::Status Validate(const std::string& prefix) const;
 };
 
-// GroupNorm(32, eps 1e-6, affine), as taming's Normalize.
-torch::nn::GroupNorm MakeNormalize(int64_t channels);
+// GroupNorm(32, eps 1e-6, affine), as taming's Normalize (computed in fp32).
+Fp32GroupNorm MakeNormalize(int64_t channels);
 
 class ResnetBlockImpl : public torch::nn::Module {
  public:
@@ -51,7 +52,7 @@ class ResnetBlockImpl : public torch::nn::Module {
 
  private:
   int64_t in_channels_, out_channels_;
-  torch::nn::GroupNorm norm1_{nullptr}, norm2_{nullptr};
+  Fp32GroupNorm norm1_{nullptr}, norm2_{nullptr};
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, nin_shortcut_{nullptr};
   torch::nn::Dropout dropout_{nullptr};
 };
@@ -64,7 +65,7 @@ class AttnBlockImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
-  torch::nn::GroupNorm norm_{nullptr};
+  Fp32GroupNorm norm_{nullptr};
   torch::nn::Conv2d q_{nullptr}, k_{nullptr}, v_{nullptr}, proj_out_{nullptr};
 };
 TORCH_MODULE(AttnBlock);
@@ -125,7 +126,7 @@ class VqganEncoderImpl : public torch::nn::Module {
   torch::nn::Conv2d conv_in_{nullptr};
   std::vector<VqganLevel> levels_;
   VqganMid mid_{nullptr};
-  torch::nn::GroupNorm norm_out_{nullptr};
+  Fp32GroupNorm norm_out_{nullptr};
   torch::nn::Conv2d conv_out_{nullptr};
 };
 TORCH_MODULE(VqganEncoder);
@@ -142,7 +143,7 @@ class VqganDecoderImpl : public torch::nn::Module {
   torch::nn::Conv2d conv_in_{nullptr};
   VqganMid mid_{nullptr};
   std::vector<VqganLevel> levels_;  // index = level, 0 at the highest resolution
-  torch::nn::GroupNorm norm_out_{nullptr};
+  Fp32GroupNorm norm_out_{nullptr};
   torch::nn::Conv2d conv_out_{nullptr};
 };
 TORCH_MODULE(VqganDecoder);
