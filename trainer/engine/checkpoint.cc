@@ -50,7 +50,14 @@ absl::StatusOr<std::vector<ManifestEntry>> ParseManifest(const std::string& dir)
 
 absl::Status CheckEntry(const std::string& dir, const ManifestEntry& entry, std::string* contents) {
   const std::string path = (fs::path(dir) / entry.name).string();
-  ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
+  absl::StatusOr<std::string> read = ReadFileToString(path);
+  if (absl::IsNotFound(read.status())) {
+    // A listed file that is gone (or a damaged name in MANIFEST) is damage like any other.
+    return absl::DataLossError(
+        absl::StrCat("checkpoint file ", path, " is listed in MANIFEST but missing"));
+  }
+  if (!read.ok()) return read.status();
+  std::string data = *std::move(read);
   if (data.size() != entry.size) {
     return absl::DataLossError(absl::StrCat("checkpoint file ", path, " has ", data.size(),
                                             " bytes, MANIFEST says ", entry.size));
@@ -60,6 +67,26 @@ absl::Status CheckEntry(const std::string& dir, const ManifestEntry& entry, std:
         absl::StrCat("checkpoint file ", path, " does not match its SHA-256 in MANIFEST"));
   }
   if (contents != nullptr) *contents = std::move(data);
+  return absl::OkStatus();
+}
+
+// Every regular file in `dir` must be listed: an unlisted one means MANIFEST lost lines
+// (truncated at a line boundary), which would otherwise silently drop files.
+absl::Status CheckNoUnlistedFiles(const std::string& dir,
+                                  const std::vector<ManifestEntry>& entries) {
+  std::error_code ec;
+  for (const auto& item : fs::directory_iterator(dir, ec)) {
+    const std::string name = item.path().filename().string();
+    if (name == kManifestName) continue;
+    const bool listed = std::any_of(entries.begin(), entries.end(),
+                                    [&](const ManifestEntry& e) { return e.name == name; });
+    if (!listed) {
+      return absl::DataLossError(absl::StrCat(
+          "checkpoint file ", item.path().string(), " is not listed in ",
+          (fs::path(dir) / kManifestName).string(), " (MANIFEST damaged or truncated)"));
+    }
+  }
+  if (ec) return absl::InternalError(absl::StrCat("cannot list ", dir, ": ", ec.message()));
   return absl::OkStatus();
 }
 
@@ -81,6 +108,13 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t ste
   const std::string name = absl::StrFormat("%s%012d", kStepPrefix, step);
   const fs::path final_dir = fs::path(root) / name;
   const fs::path tmp_dir = fs::path(root) / absl::StrCat(".tmp-", name, "-", ::getpid());
+  // Refuse bad names before creating anything, so a refused write leaves no temporary directory.
+  for (const auto& [file, data] : files) {
+    if (file.empty() || file.find('/') != std::string::npos || file == kManifestName ||
+        file == "." || file == "..") {
+      return absl::InvalidArgumentError(absl::StrCat("invalid checkpoint file name '", file, "'"));
+    }
+  }
   fs::remove_all(tmp_dir, ec);
   fs::create_directories(tmp_dir, ec);
   if (ec)
@@ -88,9 +122,6 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t ste
         absl::StrCat("cannot create ", tmp_dir.string(), ": ", ec.message()));
   std::string manifest;
   for (const auto& [file, data] : files) {
-    if (file.empty() || file.find('/') != std::string::npos || file == kManifestName) {
-      return absl::InvalidArgumentError(absl::StrCat("invalid checkpoint file name '", file, "'"));
-    }
     RETURN_IF_ERROR(WriteFileSynced((tmp_dir / file).string(), data));
     absl::StrAppend(&manifest, Sha256Hex(data), " ", data.size(), " ", file, "\n");
   }
@@ -116,6 +147,7 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t ste
 
 absl::StatusOr<CheckpointFiles> ReadCheckpoint(const std::string& dir) {
   ASSIGN_OR_RETURN(std::vector<ManifestEntry> entries, ParseManifest(dir));
+  RETURN_IF_ERROR(CheckNoUnlistedFiles(dir, entries));
   CheckpointFiles files;
   for (const ManifestEntry& entry : entries) {
     std::string contents;
@@ -127,6 +159,7 @@ absl::StatusOr<CheckpointFiles> ReadCheckpoint(const std::string& dir) {
 
 absl::Status VerifyCheckpoint(const std::string& dir) {
   ASSIGN_OR_RETURN(std::vector<ManifestEntry> entries, ParseManifest(dir));
+  RETURN_IF_ERROR(CheckNoUnlistedFiles(dir, entries));
   for (const ManifestEntry& entry : entries) RETURN_IF_ERROR(CheckEntry(dir, entry, nullptr));
   return absl::OkStatus();
 }

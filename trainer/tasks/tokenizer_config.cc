@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 
@@ -130,7 +131,13 @@ absl::Status TokenizerJobConfig::Validate(bool check_paths) const {
     return absl::InvalidArgumentError(
         absl::StrCat("data.synthetic_size: expected a value > 0, got ", data.synthetic_size));
   }
-  RETURN_IF_ERROR(data.loader.Validate());
+  if (absl::Status status = data.loader.Validate(); !status.ok()) {
+    // LoaderOptions names its own fields; report the YAML keys they were read from.
+    return absl::Status(
+        status.code(),
+        absl::StrReplaceAll(status.message(), {{"data.num_threads:", "data.num_workers:"},
+                                               {"data.prefetch_batches:", "data.prefetch:"}}));
+  }
   RETURN_IF_ERROR(model.Validate("model."));
   if (loss.pixel_weight < 0) return absl::InvalidArgumentError("loss.pixel_weight: expected >= 0");
   if (loss.codebook_weight < 0)

@@ -1,0 +1,288 @@
+#include "trainer/engine/checkpoint.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+
+namespace peco::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+std::string MakeTempDir() {
+  std::string pattern = absl::StrCat(::testing::TempDir(), "/checkpoint_test_XXXXXX");
+  char* dir = ::mkdtemp(pattern.data());
+  EXPECT_NE(dir, nullptr);
+  return pattern;
+}
+
+CheckpointFiles SampleFiles(int variant = 0) {
+  std::string binary;
+  for (int i = 0; i < 300; ++i) binary.push_back(static_cast<char>((i * 7 + variant) % 256));
+  return {{"model.pt", binary},
+          {"optimizer.pt", absl::StrCat("optimizer state ", variant)},
+          {"state.json", absl::StrCat("{\"step\":", variant, "}")},
+          {"with space.txt", "names may contain spaces"}};
+}
+
+std::string MustWrite(const std::string& root, int64_t step, const CheckpointFiles& files) {
+  absl::StatusOr<std::string> dir = WriteCheckpoint(root, step, files);
+  EXPECT_TRUE(dir.ok()) << dir.status();
+  return dir.ok() ? *dir : "";
+}
+
+std::vector<std::string> Names(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+void Rewrite(const std::string& path, const std::string& data) {
+  ASSERT_TRUE(WriteFileSynced(path, data).ok());
+}
+
+std::string Read(const std::string& path) {
+  absl::StatusOr<std::string> data = ReadFileToString(path);
+  EXPECT_TRUE(data.ok()) << data.status();
+  return data.ok() ? *data : "";
+}
+
+TEST(CheckpointTest, WriteThenReadRoundTrips) {
+  const std::string root = MakeTempDir() + "/ckpts";  // created on demand
+  const CheckpointFiles files = SampleFiles(3);
+  const std::string dir = MustWrite(root, 42, files);
+  EXPECT_EQ(fs::path(dir).filename(), "step-000000000042");
+  EXPECT_EQ(CheckpointStep(dir), 42);
+  absl::StatusOr<CheckpointFiles> read = ReadCheckpoint(dir);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(*read, files);
+  EXPECT_TRUE(VerifyCheckpoint(dir).ok());
+  // Exactly the files plus MANIFEST; no temporary directories left in the root.
+  std::vector<std::string> expected = {"MANIFEST", "model.pt", "optimizer.pt", "state.json",
+                                       "with space.txt"};
+  EXPECT_EQ(Names(dir), expected);
+  EXPECT_EQ(Names(root), std::vector<std::string>{"step-000000000042"});
+}
+
+TEST(CheckpointTest, EmptyFileRoundTrips) {
+  const std::string root = MakeTempDir();
+  const CheckpointFiles files = {{"empty", ""}, {"x", "y"}};
+  absl::StatusOr<CheckpointFiles> read = ReadCheckpoint(MustWrite(root, 1, files));
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(*read, files);
+}
+
+TEST(CheckpointTest, FlippingAnyByteOfAnyDataFileIsDataLossNamingIt) {
+  const std::string root = MakeTempDir();
+  const std::string dir = MustWrite(root, 7, SampleFiles());
+  for (const auto& [name, data] : SampleFiles()) {
+    const std::string path = (fs::path(dir) / name).string();
+    // First, middle and last byte of each file.
+    for (size_t pos : {size_t{0}, data.size() / 2, data.size() - 1}) {
+      std::string damaged = data;
+      damaged[pos] = static_cast<char>(damaged[pos] ^ 0x01);
+      Rewrite(path, damaged);
+      absl::StatusOr<CheckpointFiles> read = ReadCheckpoint(dir);
+      EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss) << name << " byte " << pos;
+      EXPECT_THAT(read.status().message(), HasSubstr(path));
+      EXPECT_FALSE(VerifyCheckpoint(dir).ok()) << name << " byte " << pos;
+      Rewrite(path, data);
+    }
+    ASSERT_TRUE(ReadCheckpoint(dir).ok()) << "restoring " << name;
+  }
+}
+
+TEST(CheckpointTest, FlippingAnyByteOfManifestIsDetected) {
+  const std::string root = MakeTempDir();
+  const std::string dir = MustWrite(root, 7, SampleFiles());
+  const std::string manifest_path = (fs::path(dir) / kManifestName).string();
+  const std::string manifest = Read(manifest_path);
+  ASSERT_FALSE(manifest.empty());
+  for (size_t pos = 0; pos < manifest.size(); ++pos) {
+    for (unsigned char mask : {0x01, 0x80}) {
+      std::string damaged = manifest;
+      damaged[pos] = static_cast<char>(damaged[pos] ^ mask);
+      Rewrite(manifest_path, damaged);
+      absl::StatusOr<CheckpointFiles> read = ReadCheckpoint(dir);
+      ASSERT_FALSE(read.ok()) << "byte " << pos << " mask " << int{mask};
+      EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss)
+          << "byte " << pos << ": " << read.status();
+      EXPECT_THAT(read.status().message(), HasSubstr("MANIFEST")) << "byte " << pos;
+      EXPECT_THAT(read.status().message(), HasSubstr(dir)) << "byte " << pos;
+      EXPECT_FALSE(VerifyCheckpoint(dir).ok()) << "byte " << pos;
+    }
+  }
+  Rewrite(manifest_path, manifest);
+  EXPECT_TRUE(ReadCheckpoint(dir).ok());
+}
+
+TEST(CheckpointTest, ManifestDamageCases) {
+  const std::string root = MakeTempDir();
+  const std::string dir = MustWrite(root, 7, SampleFiles());
+  const std::string manifest_path = (fs::path(dir) / kManifestName).string();
+  const std::string manifest = Read(manifest_path);
+
+  struct Case {
+    std::string label;
+    std::string text;
+  };
+  const size_t first_newline = manifest.find('\n');
+  const std::vector<Case> cases = {
+      {"empty", ""},
+      {"first line only", manifest.substr(0, first_newline + 1)},
+      {"last line dropped", manifest.substr(0, manifest.rfind('\n', manifest.size() - 2) + 1)},
+      {"cut mid-line", manifest.substr(0, manifest.size() / 2)},
+      {"garbage", "this is not a manifest\n"},
+      {"path traversal", absl::StrCat(std::string(64, 'a'), " 3 ../x\n")},
+      {"negative size", absl::StrCat(std::string(64, 'a'), " -3 model.pt\n")},
+  };
+  for (const Case& c : cases) {
+    Rewrite(manifest_path, c.text);
+    absl::StatusOr<CheckpointFiles> read = ReadCheckpoint(dir);
+    EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss)
+        << c.label << ": " << read.status();
+    EXPECT_THAT(read.status().message(), HasSubstr("MANIFEST")) << c.label;
+  }
+  ASSERT_TRUE(fs::remove(manifest_path));
+  absl::StatusOr<CheckpointFiles> read = ReadCheckpoint(dir);
+  EXPECT_FALSE(read.ok());
+  EXPECT_THAT(read.status().message(), HasSubstr(manifest_path));
+}
+
+TEST(CheckpointTest, TruncationAndDeletionAreDetected) {
+  const std::string root = MakeTempDir();
+  const std::string dir = MustWrite(root, 1, SampleFiles());
+  const std::string path = (fs::path(dir) / "model.pt").string();
+  const std::string data = Read(path);
+  for (size_t keep : {size_t{0}, size_t{1}, data.size() - 1}) {
+    Rewrite(path, data.substr(0, keep));
+    absl::StatusOr<CheckpointFiles> read = ReadCheckpoint(dir);
+    EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss) << "kept " << keep;
+    EXPECT_THAT(read.status().message(), HasSubstr(path));
+  }
+  // Appending is damage too.
+  Rewrite(path, data + "x");
+  EXPECT_EQ(ReadCheckpoint(dir).status().code(), absl::StatusCode::kDataLoss);
+  // A listed file that is gone.
+  ASSERT_TRUE(fs::remove(path));
+  absl::StatusOr<CheckpointFiles> read = ReadCheckpoint(dir);
+  EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss) << read.status();
+  EXPECT_THAT(read.status().message(), HasSubstr(path));
+}
+
+TEST(CheckpointTest, RestoreLatestFallsBackPastDamagedNewest) {
+  const std::string root = MakeTempDir();
+  MustWrite(root, 100, SampleFiles(1));
+  const std::string middle = MustWrite(root, 200, SampleFiles(2));
+  const std::string newest = MustWrite(root, 300, SampleFiles(3));
+
+  absl::StatusOr<RestoredCheckpoint> restored = RestoreLatest(root);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(restored->dir, newest);
+  EXPECT_EQ(restored->files, SampleFiles(3));
+  EXPECT_TRUE(restored->skipped.empty());
+
+  const std::string damaged_path = (fs::path(newest) / "state.json").string();
+  Rewrite(damaged_path, "{\"step\":9}");
+  restored = RestoreLatest(root);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(restored->dir, middle);
+  EXPECT_EQ(restored->files, SampleFiles(2));
+  ASSERT_EQ(restored->skipped.size(), 1u);
+  EXPECT_THAT(restored->skipped[0], HasSubstr(damaged_path));
+}
+
+TEST(CheckpointTest, RestoreLatestWithNothingVerifiedIsNotFound) {
+  const std::string root = MakeTempDir();
+  EXPECT_EQ(RestoreLatest(root).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(RestoreLatest(root + "/missing").status().code(), absl::StatusCode::kNotFound);
+  const std::string only = MustWrite(root, 5, SampleFiles());
+  ASSERT_TRUE(fs::remove(fs::path(only) / "optimizer.pt"));
+  absl::StatusOr<RestoredCheckpoint> restored = RestoreLatest(root);
+  EXPECT_EQ(restored.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(restored.status().message(), HasSubstr("optimizer.pt"));
+}
+
+TEST(CheckpointTest, ListCheckpointsSortsByStepAndIgnoresOthers) {
+  const std::string root = MakeTempDir();
+  const std::string s10 = MustWrite(root, 10, SampleFiles());
+  const std::string s9 = MustWrite(root, 9, SampleFiles());
+  const std::string s1000 = MustWrite(root, 1000, SampleFiles());
+  fs::create_directories(fs::path(root) / ".tmp-step-000000002000-123");
+  fs::create_directories(fs::path(root) / ".old-step-000000000010-123");
+  fs::create_directories(fs::path(root) / "step-notanumber");
+  fs::create_directories(fs::path(root) / "other");
+  Rewrite((fs::path(root) / "step-000000005000").string(), "a file, not a directory");
+  EXPECT_EQ(ListCheckpoints(root), (std::vector<std::string>{s9, s10, s1000}));
+  EXPECT_TRUE(ListCheckpoints(root + "/missing").empty());
+  absl::StatusOr<RestoredCheckpoint> restored = RestoreLatest(root);
+  ASSERT_TRUE(restored.ok());
+  EXPECT_EQ(restored->dir, s1000);
+}
+
+TEST(CheckpointTest, CheckpointStepParsesNames) {
+  EXPECT_EQ(CheckpointStep("/a/b/step-000000000123"), 123);
+  EXPECT_EQ(CheckpointStep("step-0"), 0);
+  EXPECT_EQ(CheckpointStep("/a/.tmp-step-000000000123-5"), -1);
+  EXPECT_EQ(CheckpointStep("/a/step-12x"), -1);
+  EXPECT_EQ(CheckpointStep("/a/other"), -1);
+}
+
+TEST(CheckpointTest, ApplyRetentionKeepsNewestAndKeepDirAndIsIdempotent) {
+  const std::string root = MakeTempDir();
+  std::vector<std::string> dirs;
+  for (int64_t step : {1, 2, 3, 4, 5, 6}) dirs.push_back(MustWrite(root, step, SampleFiles()));
+  ASSERT_TRUE(ApplyRetention(root, 2, dirs[0]).ok());
+  const std::vector<std::string> expected = {dirs[0], dirs[4], dirs[5]};
+  EXPECT_EQ(ListCheckpoints(root), expected);
+  ASSERT_TRUE(ApplyRetention(root, 2, dirs[0]).ok());
+  EXPECT_EQ(ListCheckpoints(root), expected);
+  for (const std::string& dir : expected) EXPECT_TRUE(ReadCheckpoint(dir).ok()) << dir;
+
+  ASSERT_TRUE(ApplyRetention(root, 2).ok());
+  EXPECT_EQ(ListCheckpoints(root), (std::vector<std::string>{dirs[4], dirs[5]}));
+  // keep_last below 1 still keeps the newest.
+  ASSERT_TRUE(ApplyRetention(root, 0).ok());
+  EXPECT_EQ(ListCheckpoints(root), (std::vector<std::string>{dirs[5]}));
+  EXPECT_TRUE(ApplyRetention(root + "/missing", 3).ok());
+}
+
+TEST(CheckpointTest, RewritingSameStepReplacesIt) {
+  const std::string root = MakeTempDir();
+  const std::string first = MustWrite(root, 50, SampleFiles(1));
+  const CheckpointFiles second_files = {{"only.bin", "new content"}};
+  const std::string second = MustWrite(root, 50, second_files);
+  EXPECT_EQ(first, second);
+  absl::StatusOr<CheckpointFiles> read = ReadCheckpoint(second);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(*read, second_files);
+  EXPECT_EQ(Names(second), (std::vector<std::string>{"MANIFEST", "only.bin"}));
+  EXPECT_EQ(Names(root), std::vector<std::string>{"step-000000000050"});
+}
+
+TEST(CheckpointTest, InvalidFileNamesAreRefusedWithoutLeftovers) {
+  const std::string root = MakeTempDir();
+  for (const std::string& bad : {std::string("a/b"), std::string(""), std::string("MANIFEST"),
+                                 std::string(".."), std::string("/abs")}) {
+    CheckpointFiles files = SampleFiles();
+    files[bad] = "x";
+    absl::StatusOr<std::string> dir = WriteCheckpoint(root, 3, files);
+    EXPECT_EQ(dir.status().code(), absl::StatusCode::kInvalidArgument) << "'" << bad << "'";
+    EXPECT_THAT(dir.status().message(), HasSubstr(absl::StrCat("'", bad, "'")));
+  }
+  EXPECT_TRUE(ListCheckpoints(root).empty());
+  EXPECT_TRUE(Names(root).empty()) << "a refused write left files behind";
+}
+
+}  // namespace
+}  // namespace peco::trainer

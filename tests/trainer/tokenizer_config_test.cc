@@ -1,0 +1,208 @@
+#include "trainer/tasks/tokenizer_config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/file_util.h"
+
+namespace peco::trainer {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A complete, valid config that needs no dataset on disk.
+constexpr char kMinimal[] = R"(kind: tokenizer
+seed: 3
+data:
+  source: synthetic
+  image_size: 32
+  synthetic_size: 64
+  batch_size: 8
+  num_workers: 1
+  prefetch: 2
+model:
+  ch: 32
+  ch_mult: [1, 2, 2]
+  num_res_blocks: 1
+  attn_resolutions: [8]
+  z_channels: 32
+  n_embed: 64
+  embed_dim: 16
+  beta: 0.25
+loss:
+  pixel: l1
+  perceptual_weight: 0.1
+  perceptual:
+    seed: 0
+    blocks: [2, 4]
+    extractor: {img_size: 32, patch_size: 4, embed_dim: 64, depth: 4, num_heads: 2}
+  gan:
+    enabled: false
+optim:
+  optimizer: adam
+  lr: 2.0e-3
+  min_lr: 1.0e-4
+  warmup_steps: 5
+  betas: [0.5, 0.9]
+train:
+  max_steps: 40
+  precision: fp32
+  output_dir: runs/test
+)";
+
+// kMinimal with the line `from` (which must occur exactly once) replaced by `to`.
+std::string With(const std::string& from, const std::string& to) {
+  const std::string text = kMinimal;
+  const size_t pos = text.find(from + "\n");
+  EXPECT_NE(pos, std::string::npos) << from;
+  EXPECT_EQ(text.find(from + "\n", pos + 1), std::string::npos) << from << " occurs twice";
+  if (pos == std::string::npos) return text;
+  return text.substr(0, pos) + to + "\n" + text.substr(pos + from.size() + 1);
+}
+
+void ExpectInvalid(const std::string& yaml, const std::string& needle) {
+  absl::StatusOr<TokenizerJobConfig> config = ParseTokenizerConfig(yaml, "bad.yaml");
+  ASSERT_FALSE(config.ok()) << "accepted, expected an error naming " << needle;
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument) << config.status();
+  EXPECT_THAT(config.status().message(), HasSubstr(needle));
+}
+
+TEST(TokenizerConfigTest, SmallPresetParses) {
+  const std::string path = absl::StrCat(PECO_SOURCE_DIR, "/configs/tokenizer_small.yaml");
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  ASSERT_TRUE(text.ok()) << text.status();
+  // Parse without path checks so the test does not depend on the dataset package; a
+  // dataset-dependent parse is below.
+  absl::StatusOr<TokenizerJobConfig> config = ParseTokenizerConfig(*text, path, false);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->data.source, "fashion_mnist");
+  EXPECT_EQ(config->data.image_size, 32);
+  EXPECT_EQ(config->data.loader.batch_size, 32);
+  EXPECT_EQ(config->model.vqgan.ch_mult, (std::vector<int64_t>{1, 2, 2}));
+  EXPECT_EQ(config->model.vqgan.resolution, 32);
+  EXPECT_EQ(config->model.quantizer.num_codes, 512);
+  EXPECT_EQ(config->loss.perceptual.blocks, (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(config->loss.perceptual.extractor.depth, 4);
+  EXPECT_DOUBLE_EQ(config->optim.schedule.base_lr, 2.0e-3);
+  EXPECT_EQ(config->optim.schedule.total_steps, config->train.max_steps);
+  EXPECT_EQ(config->train.precision, "fp32");
+  EXPECT_EQ(config->source_text, *text);
+  if (std::filesystem::is_directory(config->data.path)) {
+    absl::StatusOr<TokenizerJobConfig> loaded = LoadTokenizerConfig(path);
+    EXPECT_TRUE(loaded.ok()) << loaded.status();
+  }
+}
+
+TEST(TokenizerConfigTest, MinimalParsesWithDerivedFields) {
+  absl::StatusOr<TokenizerJobConfig> config = ParseTokenizerConfig(kMinimal, "min.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->seed, 3u);
+  EXPECT_EQ(config->data.loader.seed, 3u);
+  EXPECT_EQ(config->data.loader.batch_size, 8);
+  EXPECT_EQ(config->data.loader.num_threads, 1);
+  EXPECT_EQ(config->data.loader.prefetch_batches, 2);
+  EXPECT_EQ(config->model.quantizer.dim, 16);
+  EXPECT_EQ(config->model.vqgan.resolution, 32);
+  EXPECT_EQ(config->data.loader.transform.output_sizes, std::vector<int>{32});
+  EXPECT_EQ(config->optim.schedule.total_steps, 40);
+  EXPECT_EQ(config->optim.schedule.warmup_steps, 5);
+  EXPECT_EQ(config->train.output_dir, "runs/test");
+}
+
+TEST(TokenizerConfigTest, UnknownTopLevelField) {
+  ExpectInvalid(absl::StrCat(kMinimal, "extra_field: 1\n"), "extra_field");
+  ExpectInvalid(absl::StrCat(kMinimal, "extra_field: 1\n"), "unknown field");
+}
+
+TEST(TokenizerConfigTest, MisspelledNestedField) {
+  ExpectInvalid(With("  ch_mult: [1, 2, 2]", "  ch_mlt: [1, 2, 2]"), "model.ch_mlt");
+  ExpectInvalid(With("    seed: 0", "    sed: 0"), "loss.perceptual.sed");
+  ExpectInvalid(With("    enabled: false", "    enabled: false\n    disc_wieght: 1"),
+                "loss.gan.disc_wieght");
+  ExpectInvalid(With("    extractor: {img_size: 32, patch_size: 4, embed_dim: 64, depth: 4, "
+                     "num_heads: 2}",
+                     "    extractor: {img_size: 32, patch_size: 4, embed_dim: 64, depth: 4, "
+                     "heads: 2}"),
+                "loss.perceptual.extractor.heads");
+}
+
+TEST(TokenizerConfigTest, WrongTypes) {
+  ExpectInvalid(With("  batch_size: 8", "  batch_size: \"eight\""),
+                "data.batch_size: expected an integer");
+  ExpectInvalid(With("  ch_mult: [1, 2, 2]", "  ch_mult: 2"), "model.ch_mult: expected a list");
+  ExpectInvalid(With("  lr: 2.0e-3", "  lr: fast"), "optim.lr: expected a number");
+  ExpectInvalid(With("model:", "model: 3\nunused:"), "model: expected a mapping");
+}
+
+TEST(TokenizerConfigTest, OutOfRangeValues) {
+  ExpectInvalid(With("  lr: 2.0e-3", "  lr: -1"), "optim.lr");
+  ExpectInvalid(With("  batch_size: 8", "  batch_size: 0"), "data.batch_size");
+  ExpectInvalid(With("  max_steps: 40", "  max_steps: 0"), "train.max_steps");
+  ExpectInvalid(With("  betas: [0.5, 0.9]", "  betas: [0.5]"), "optim.betas");
+  ExpectInvalid(With("  betas: [0.5, 0.9]", "  betas: [0.5, 1.0]"), "optim.betas");
+  ExpectInvalid(With("  min_lr: 1.0e-4", "  min_lr: 1.0"), "optim.min_lr");
+  ExpectInvalid(With("  image_size: 32", "  image_size: 4"), "data.image_size");
+  ExpectInvalid(With("  n_embed: 64", "  n_embed: 1"), "model.n_embed");
+  ExpectInvalid(With("  ch: 32", "  ch: 48"), "model.ch");
+  ExpectInvalid(With("  precision: fp32", "  precision: fp16"), "train.precision");
+  ExpectInvalid(With("  pixel: l1", "  pixel: l3"), "loss.pixel");
+  ExpectInvalid(With("kind: tokenizer", "kind: pretrain"), "kind");
+}
+
+TEST(TokenizerConfigTest, LoaderErrorsNameTheYamlKeys) {
+  ExpectInvalid(With("  num_workers: 1", "  num_workers: 0"), "data.num_workers");
+  ExpectInvalid(With("  prefetch: 2", "  prefetch: 0"), "data.prefetch:");
+}
+
+TEST(TokenizerConfigTest, ChMultMustDivideImageSize) {
+  std::string yaml = With("  image_size: 32", "  image_size: 36");
+  yaml = absl::StrReplaceAll(yaml, {{"ch_mult: [1, 2, 2]", "ch_mult: [1, 2, 2, 2]"}});
+  ExpectInvalid(yaml, "model.ch_mult");
+  ExpectInvalid(yaml, "36");
+}
+
+TEST(TokenizerConfigTest, PerceptualBlockBeyondExtractorDepth) {
+  ExpectInvalid(With("    blocks: [2, 4]", "    blocks: [2, 5]"), "loss.perceptual.blocks");
+  ExpectInvalid(With("    blocks: [2, 4]", "    blocks: [0]"), "loss.perceptual.blocks");
+  ExpectInvalid(With("    blocks: [2, 4]", "    blocks: [2, 4]\n    layer_weights: [1.0]"),
+                "loss.perceptual.layer_weights");
+  // With the perceptual loss off, its network is not validated.
+  absl::StatusOr<TokenizerJobConfig> off = ParseTokenizerConfig(
+      absl::StrReplaceAll(With("    blocks: [2, 4]", "    blocks: [2, 5]"),
+                          {{"perceptual_weight: 0.1", "perceptual_weight: 0"}}),
+      "off.yaml");
+  EXPECT_TRUE(off.ok()) << off.status();
+}
+
+TEST(TokenizerConfigTest, MissingPerceptualWeightsFile) {
+  const std::string yaml =
+      With("    seed: 0", "    seed: 0\n    weights: /nonexistent/peco/moco.pth");
+  ExpectInvalid(yaml, "loss.perceptual.weights");
+  EXPECT_TRUE(ParseTokenizerConfig(yaml, "x.yaml", /*check_paths=*/false).ok());
+}
+
+TEST(TokenizerConfigTest, MissingDatasetPath) {
+  const std::string yaml =
+      With("  source: synthetic", "  source: fashion_mnist\n  path: /nonexistent/peco/dataset");
+  ExpectInvalid(yaml, "data.path");
+  ExpectInvalid(yaml, "/nonexistent/peco/dataset");
+  absl::StatusOr<TokenizerJobConfig> unchecked =
+      ParseTokenizerConfig(yaml, "unchecked.yaml", /*check_paths=*/false);
+  ASSERT_TRUE(unchecked.ok()) << unchecked.status();
+  EXPECT_EQ(unchecked->data.path, "/nonexistent/peco/dataset");
+}
+
+TEST(TokenizerConfigTest, InvalidYamlNamesSource) {
+  absl::StatusOr<TokenizerJobConfig> config = ParseTokenizerConfig("data: [1, 2\n", "broken.yaml");
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(), HasSubstr("broken.yaml"));
+}
+
+}  // namespace
+}  // namespace peco::trainer
