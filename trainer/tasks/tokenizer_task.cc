@@ -357,6 +357,11 @@ void TokenizerTrainer::TrainStep(const torch::Tensor& images) {
                                    loss_config.gan.disc_weight);
     total = total + gan_weight * generator_loss;
   }
+  // Refuse a non-finite loss before it reaches the weights: the last checkpoint stays clean.
+  const double total_value = total.item<double>();
+  if (!std::isfinite(total_value)) {
+    throw std::runtime_error(absl::StrCat("non-finite loss at step ", state_.step));
+  }
   optimizer_->zero_grad();
   total.backward();
   if (config_.optim.grad_clip > 0) {
@@ -385,10 +390,6 @@ void TokenizerTrainer::TrainStep(const torch::Tensor& images) {
     model_->quantizer()->RestartDeadCodes(out.z.to(torch::kCPU), generator);
   }
 
-  const double total_value = total.item<double>();
-  if (!std::isfinite(total_value)) {
-    throw std::runtime_error(absl::StrCat("non-finite loss at step ", state_.step));
-  }
   window_.loss += total_value;
   window_.pixel += pixel.item<double>();
   window_.codebook += codebook.item<double>();
