@@ -1,0 +1,167 @@
+// JobStore: the coordinator's durable state (DESIGN.md section 7) behind an interface: jobs,
+// attempts, workers, checkpoint records and metric history. SqliteJobStore
+// (coordinator/sqlite_job_store.h) is the production implementation; tests may fake it.
+//
+// Records are the wire messages of proto/peco/v1 so that nothing is translated twice.
+//
+// Contract shared by every implementation:
+//  - Every method is thread-safe and atomic: it either applies all of its writes or none.
+//  - A method that returns OK has made its writes durable (a coordinator killed right after
+//    the return finds them on restart).
+//  - Fencing: every write about an attempt (state updates, metric points, checkpoint records)
+//    names the attempt it believes is current; a write that names another attempt is refused
+//    with FailedPrecondition and changes nothing, so a stale rank cannot corrupt a new attempt.
+//  - Errors: NotFound for a missing id, InvalidArgument for a malformed request,
+//    FailedPrecondition for a fencing or state-machine refusal, AlreadyExists for an
+//    idempotency-key reuse with different content, Internal/Unavailable for storage failures
+//    (the message names the operation).
+#ifndef PECO_COORDINATOR_JOB_STORE_H_
+#define PECO_COORDINATOR_JOB_STORE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "peco/v1/checkpoint.pb.h"
+#include "peco/v1/job.pb.h"
+#include "peco/v1/metrics.pb.h"
+#include "peco/v1/worker.pb.h"
+
+namespace peco::coordinator {
+
+// A submission. The store assigns the id and the submit order.
+struct NewJob {
+  v1::JobSpec spec;
+  // Idempotency key ("" = none): a second CreateJob with the same key returns the first job.
+  std::string client_request_id;
+  // QUEUED, or WAITING for a job whose dependency has not succeeded yet.
+  v1::JobState initial_state = v1::JOB_STATE_QUEUED;
+  int64_t submit_time_us = 0;
+};
+
+struct CreateJobResult {
+  v1::Job job;
+  bool created = false;  // false: client_request_id matched an existing job
+};
+
+// A state change of the current attempt (fenced by expected_attempt).
+struct JobStateUpdate {
+  std::string job_id;
+  int64_t expected_attempt = 0;
+  v1::JobState new_state = v1::JOB_STATE_UNSPECIFIED;
+  std::string reason;  // stored as failure_reason for FAILED, on the attempt otherwise
+  int64_t time_us = 0;
+};
+
+// The start of the next attempt: the job moves to ASSIGNED with attempt expected_attempt + 1.
+struct NewAttempt {
+  std::string job_id;
+  int64_t expected_attempt = 0;  // the job's current attempt (0 before the first start)
+  std::string resume_checkpoint_id;
+  int64_t resume_step = 0;
+  std::vector<v1::RankPlacement> placements;
+  std::string master_addr;
+  int32_t master_port = 0;
+  int64_t time_us = 0;
+};
+
+struct JobQuery {
+  std::vector<v1::JobState> states;  // empty = every state
+  int32_t page_size = 100;           // 1..1000
+  std::string page_token;            // "" = first page
+};
+
+struct JobPage {
+  std::vector<v1::Job> jobs;    // in submit order
+  std::string next_page_token;  // "" = no more
+};
+
+struct MetricQuery {
+  std::string job_id;
+  std::optional<int32_t> rank;  // unset = every rank
+  // false (the curve): points of an attempt past the step a later attempt resumed from are
+  // hidden (DESIGN.md section 5). true: every point ever acknowledged.
+  bool include_superseded = false;
+};
+
+class JobStore {
+ public:
+  JobStore() = default;
+  virtual ~JobStore() = default;
+  JobStore(const JobStore&) = delete;
+  JobStore& operator=(const JobStore&) = delete;
+
+  // ---- Jobs ----
+
+  // Creates a job, or returns the existing one when new_job.client_request_id was used before
+  // with an identical spec (AlreadyExists when the spec differs). InvalidArgument when
+  // initial_state is neither QUEUED nor WAITING.
+  virtual absl::StatusOr<CreateJobResult> CreateJob(const NewJob& new_job) = 0;
+
+  // Returns the job; NotFound when there is none.
+  virtual absl::StatusOr<v1::Job> GetJob(const std::string& job_id) = 0;
+
+  // Returns one page of jobs in submit order. InvalidArgument for a bad page size or token.
+  virtual absl::StatusOr<JobPage> ListJobs(const JobQuery& query) = 0;
+
+  // Moves the job (and its current attempt, if any) to update.new_state and returns the job.
+  // FailedPrecondition when the job's attempt is not update.expected_attempt (fencing) or the
+  // transition is illegal (coordinator/job_state_machine.h). Sets start_time_us on the first
+  // RUNNING and end_time_us on a terminal state.
+  virtual absl::StatusOr<v1::Job> UpdateJobState(const JobStateUpdate& update) = 0;
+
+  // Starts the next attempt: records it and moves the job to ASSIGNED. A restart (the job was
+  // RESTARTING) increments restart_count. FailedPrecondition on a fencing or state refusal.
+  virtual absl::StatusOr<v1::Attempt> BeginAttempt(const NewAttempt& attempt) = 0;
+
+  // Returns every attempt of a job, oldest first (empty for a job never started).
+  virtual absl::StatusOr<std::vector<v1::Attempt>> ListAttempts(const std::string& job_id) = 0;
+
+  // ---- Workers ----
+
+  // Inserts or replaces the worker record with worker.id (InvalidArgument when empty).
+  virtual absl::Status UpsertWorker(const v1::WorkerInfo& worker) = 0;
+
+  // Returns the worker; NotFound when there is none.
+  virtual absl::StatusOr<v1::WorkerInfo> GetWorker(const std::string& worker_id) = 0;
+
+  // Returns every worker, ordered by id.
+  virtual absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers() = 0;
+
+  // ---- Checkpoints ----
+
+  // Records a verified checkpoint. Idempotent on info.id (AlreadyExists if the same id comes
+  // with other content). FailedPrecondition when info.attempt is not the job's current attempt.
+  virtual absl::Status AddCheckpoint(const v1::CheckpointInfo& info) = 0;
+
+  // Returns the checkpoint record; NotFound when there is none.
+  virtual absl::StatusOr<v1::CheckpointInfo> GetCheckpoint(const std::string& checkpoint_id) = 0;
+
+  // Returns a job's checkpoints ordered by (step, attempt).
+  virtual absl::StatusOr<std::vector<v1::CheckpointInfo>> ListCheckpoints(
+      const std::string& job_id) = 0;
+
+  // Removes a checkpoint record; OK when it is already gone (idempotent retention).
+  virtual absl::Status DeleteCheckpoint(const std::string& checkpoint_id) = 0;
+
+  // ---- Metrics ----
+
+  // Appends points of one attempt of one job; returns how many (point, name) values were new.
+  // Idempotent on (job, attempt, rank, step, name): a resent value is ignored (first write
+  // wins). FailedPrecondition, writing nothing, when `attempt` is not the job's current attempt
+  // or a point names another job or attempt.
+  virtual absl::StatusOr<int64_t> AppendMetricPoints(
+      const std::string& job_id, int64_t attempt, const std::vector<v1::MetricPoint>& points) = 0;
+
+  // Returns the metric history ordered by (step, attempt, rank), one MetricPoint per
+  // (attempt, rank, step) with every name recorded for it. See MetricQuery for hiding.
+  virtual absl::StatusOr<std::vector<v1::MetricPoint>> ListMetricPoints(
+      const MetricQuery& query) = 0;
+};
+
+}  // namespace peco::coordinator
+
+#endif  // PECO_COORDINATOR_JOB_STORE_H_

@@ -1,0 +1,711 @@
+#include "coordinator/sqlite_job_store.h"
+
+#include <sqlite3.h>
+
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "coordinator/job_state_machine.h"
+#include "google/protobuf/util/message_differencer.h"
+
+namespace peco::coordinator {
+namespace {
+
+using ::google::protobuf::util::MessageDifferencer;
+
+absl::Status SqliteError(sqlite3* db, int rc, const char* operation) {
+  std::string message = absl::StrCat(operation, ": sqlite: ", sqlite3_errstr(rc));
+  if (db != nullptr) absl::StrAppend(&message, " (", sqlite3_errmsg(db), ")");
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) return absl::UnavailableError(message);
+  return absl::InternalError(message);
+}
+
+constexpr const char* kSchemaV1[] = {
+    "CREATE TABLE jobs ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  client_request_id TEXT,"
+    "  state INTEGER NOT NULL,"
+    "  attempt INTEGER NOT NULL,"
+    "  record BLOB NOT NULL)",
+    "CREATE UNIQUE INDEX jobs_by_client_request_id ON jobs(client_request_id)"
+    "  WHERE client_request_id IS NOT NULL",
+    "CREATE TABLE attempts ("
+    "  job_id TEXT NOT NULL REFERENCES jobs(id),"
+    "  number INTEGER NOT NULL,"
+    "  resume_step INTEGER NOT NULL,"
+    "  record BLOB NOT NULL,"
+    "  PRIMARY KEY (job_id, number)) WITHOUT ROWID",
+    "CREATE TABLE workers (id TEXT PRIMARY KEY, record BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE checkpoints ("
+    "  id TEXT PRIMARY KEY,"
+    "  job_id TEXT NOT NULL REFERENCES jobs(id),"
+    "  attempt INTEGER NOT NULL,"
+    "  step INTEGER NOT NULL,"
+    "  record BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX checkpoints_by_job ON checkpoints(job_id, step, attempt)",
+    "CREATE TABLE metric_points ("
+    "  job_id TEXT NOT NULL REFERENCES jobs(id),"
+    "  attempt INTEGER NOT NULL,"
+    "  rank INTEGER NOT NULL,"
+    "  step INTEGER NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  value REAL NOT NULL,"
+    "  time_us INTEGER NOT NULL,"
+    "  PRIMARY KEY (job_id, attempt, rank, step, name)) WITHOUT ROWID",
+};
+
+template <typename Message>
+absl::StatusOr<Message> ParseRecord(const void* data, int size, const char* operation) {
+  Message message;
+  if (!message.ParseFromArray(data, size)) {
+    return absl::DataLossError(
+        absl::StrCat(operation, ": corrupt ", Message::descriptor()->name(), " record"));
+  }
+  return message;
+}
+
+}  // namespace
+
+// A cached prepared statement with typed binds and reads; resets and clears bindings when it goes
+// out of scope so the cache can hand it out again.
+class SqliteJobStore::Statement {
+ public:
+  Statement(sqlite3* db, sqlite3_stmt* stmt, const char* operation)
+      : db_(db), stmt_(stmt), operation_(operation) {}
+  ~Statement() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& Bind(int index, int64_t value) {
+    Check(sqlite3_bind_int64(stmt_, index, value));
+    return *this;
+  }
+  Statement& Bind(int index, double value) {
+    Check(sqlite3_bind_double(stmt_, index, value));
+    return *this;
+  }
+  Statement& Bind(int index, const std::string& value) {
+    Check(sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()),
+                            SQLITE_TRANSIENT));
+    return *this;
+  }
+  Statement& BindBlob(int index, const std::string& value) {
+    Check(sqlite3_bind_blob(stmt_, index, value.data(), static_cast<int>(value.size()),
+                            SQLITE_TRANSIENT));
+    return *this;
+  }
+  Statement& BindNull(int index) {
+    Check(sqlite3_bind_null(stmt_, index));
+    return *this;
+  }
+
+  // Returns true when a row is available, false when the statement is done.
+  absl::StatusOr<bool> Step() {
+    if (!bind_status_.ok()) return bind_status_;
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqliteError(db_, rc, operation_);
+  }
+  // Runs a statement that returns no rows.
+  absl::Status Run() { return Step().status(); }
+
+  int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
+  double Double(int column) const { return sqlite3_column_double(stmt_, column); }
+  std::string Text(int column) const {
+    const unsigned char* text = sqlite3_column_text(stmt_, column);
+    return text == nullptr ? std::string()
+                           : std::string(reinterpret_cast<const char*>(text),
+                                         sqlite3_column_bytes(stmt_, column));
+  }
+  template <typename Message>
+  absl::StatusOr<Message> Record(int column) const {
+    return ParseRecord<Message>(sqlite3_column_blob(stmt_, column),
+                                sqlite3_column_bytes(stmt_, column), operation_);
+  }
+
+ private:
+  void Check(int rc) {
+    if (rc != SQLITE_OK && bind_status_.ok()) bind_status_ = SqliteError(db_, rc, operation_);
+  }
+
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+  const char* operation_;
+  absl::Status bind_status_;
+};
+
+absl::Status SqliteJobStore::Options::Validate() const {
+  if (path.empty()) return absl::InvalidArgumentError("SqliteJobStore::Options.path is empty");
+  if (busy_timeout_ms < 0) {
+    return absl::InvalidArgumentError("SqliteJobStore::Options.busy_timeout_ms is negative");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const Options& options) {
+  RETURN_IF_ERROR(options.Validate());
+  sqlite3* db = nullptr;
+  int rc =
+      sqlite3_open_v2(options.path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status status = SqliteError(db, rc, "opening the job store");
+    sqlite3_close(db);
+    return absl::Status(status.code(), absl::StrCat(status.message(), ": ", options.path));
+  }
+  sqlite3_busy_timeout(db, options.busy_timeout_ms);
+  std::unique_ptr<SqliteJobStore> store(new SqliteJobStore(db));
+  absl::MutexLock lock(&store->mu_);
+  {
+    // journal_mode returns the mode it ended up in; anything but WAL (e.g. a file system without
+    // shared memory) would silently weaken the durability contract.
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     store->Prepare("PRAGMA journal_mode=WAL", "enabling WAL"));
+    Statement wal(db, stmt, "enabling WAL");
+    ASSIGN_OR_RETURN(bool has_row, wal.Step());
+    if (!has_row || wal.Text(0) != "wal") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("opening the job store: WAL mode unavailable for ", options.path));
+    }
+  }
+  RETURN_IF_ERROR(store->Exec("PRAGMA synchronous=FULL", "setting synchronous=FULL"));
+  RETURN_IF_ERROR(store->Exec("PRAGMA foreign_keys=ON", "enabling foreign keys"));
+  RETURN_IF_ERROR(store->MigrateSchema());
+  return store;
+}
+
+SqliteJobStore::SqliteJobStore(sqlite3* db) : db_(db) {}
+
+SqliteJobStore::~SqliteJobStore() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+  statements_.clear();
+  sqlite3_close(db_);
+}
+
+absl::Status SqliteJobStore::Exec(const std::string& sql, const char* operation) {
+  char* error = nullptr;
+  int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error);
+  if (rc != SQLITE_OK) {
+    absl::Status status = SqliteError(db_, rc, operation);
+    sqlite3_free(error);
+    return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<sqlite3_stmt*> SqliteJobStore::Prepare(const std::string& sql,
+                                                      const char* operation) {
+  auto it = statements_.find(sql);
+  if (it != statements_.end()) return it->second;
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+  if (rc != SQLITE_OK) return SqliteError(db_, rc, operation);
+  statements_.emplace(sql, stmt);
+  return stmt;
+}
+
+template <typename Fn>
+auto SqliteJobStore::InTransaction(const char* operation, Fn body) -> decltype(body()) {
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE", operation));
+  auto result = body();
+  if (!result.ok()) {
+    // A failed ROLLBACK leaves nothing better to report than the original error.
+    Exec("ROLLBACK", operation).IgnoreError();
+    return result;
+  }
+  absl::Status commit = Exec("COMMIT", operation);
+  if (!commit.ok()) {
+    Exec("ROLLBACK", operation).IgnoreError();
+    return commit;
+  }
+  return result;
+}
+
+absl::Status SqliteJobStore::MigrateSchema() {
+  constexpr const char* kOp = "migrating the job store schema";
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("PRAGMA user_version", kOp));
+  int64_t version = 0;
+  {
+    Statement query(db_, stmt, kOp);
+    ASSIGN_OR_RETURN(bool has_row, query.Step());
+    if (has_row) version = query.Int(0);
+  }
+  if (version == kSchemaVersion) return absl::OkStatus();
+  if (version > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(kOp, ": database schema version ", version,
+                                                      " is newer than this coordinator's (",
+                                                      kSchemaVersion, ")"));
+  }
+  return InTransaction(kOp, [&]() -> absl::Status {
+    for (const char* sql : kSchemaV1) RETURN_IF_ERROR(Exec(sql, kOp));
+    return Exec(absl::StrCat("PRAGMA user_version=", kSchemaVersion), kOp);
+  });
+}
+
+absl::StatusOr<v1::Job> SqliteJobStore::LoadJob(const std::string& job_id, const char* op) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("SELECT record FROM jobs WHERE id = ?1", op));
+  Statement query(db_, stmt, op);
+  query.Bind(1, job_id);
+  ASSIGN_OR_RETURN(bool has_row, query.Step());
+  if (!has_row) return absl::NotFoundError(absl::StrCat(op, ": no job ", job_id));
+  return query.Record<v1::Job>(0);
+}
+
+absl::Status SqliteJobStore::StoreJob(const v1::Job& job, const char* op) {
+  ASSIGN_OR_RETURN(
+      sqlite3_stmt * stmt,
+      Prepare("UPDATE jobs SET state = ?2, attempt = ?3, record = ?4 WHERE id = ?1", op));
+  Statement update(db_, stmt, op);
+  update.Bind(1, job.id())
+      .Bind(2, static_cast<int64_t>(job.state()))
+      .Bind(3, job.attempt())
+      .BindBlob(4, job.SerializeAsString());
+  return update.Run();
+}
+
+absl::StatusOr<v1::Attempt> SqliteJobStore::LoadAttempt(const std::string& job_id, int64_t number,
+                                                        const char* op) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("SELECT record FROM attempts WHERE job_id = ?1 AND number = ?2", op));
+  Statement query(db_, stmt, op);
+  query.Bind(1, job_id).Bind(2, number);
+  ASSIGN_OR_RETURN(bool has_row, query.Step());
+  if (!has_row) {
+    return absl::NotFoundError(absl::StrCat(op, ": no attempt ", number, " of job ", job_id));
+  }
+  return query.Record<v1::Attempt>(0);
+}
+
+absl::Status SqliteJobStore::StoreAttempt(const v1::Attempt& attempt, const char* op) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("INSERT OR REPLACE INTO attempts (job_id, number, resume_step, record)"
+                           " VALUES (?1, ?2, ?3, ?4)",
+                           op));
+  Statement insert(db_, stmt, op);
+  insert.Bind(1, attempt.job_id())
+      .Bind(2, attempt.number())
+      .Bind(3, attempt.resume_step())
+      .BindBlob(4, attempt.SerializeAsString());
+  return insert.Run();
+}
+
+// ---- Jobs ----
+
+absl::StatusOr<CreateJobResult> SqliteJobStore::CreateJob(const NewJob& new_job) {
+  constexpr const char* kOp = "creating a job";
+  if (new_job.initial_state != v1::JOB_STATE_QUEUED &&
+      new_job.initial_state != v1::JOB_STATE_WAITING) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": initial state must be queued or waiting, not ",
+                     JobStateName(new_job.initial_state)));
+  }
+  absl::MutexLock lock(&mu_);
+  return InTransaction(kOp, [&]() -> absl::StatusOr<CreateJobResult> {
+    if (!new_job.client_request_id.empty()) {
+      ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                       Prepare("SELECT record FROM jobs WHERE client_request_id = ?1", kOp));
+      Statement query(db_, stmt, kOp);
+      query.Bind(1, new_job.client_request_id);
+      ASSIGN_OR_RETURN(bool has_row, query.Step());
+      if (has_row) {
+        ASSIGN_OR_RETURN(v1::Job existing, query.Record<v1::Job>(0));
+        if (!MessageDifferencer::Equals(existing.spec(), new_job.spec)) {
+          return absl::AlreadyExistsError(
+              absl::StrCat(kOp, ": client_request_id ", new_job.client_request_id,
+                           " was used for job ", existing.id(), " with a different spec"));
+        }
+        return CreateJobResult{std::move(existing), false};
+      }
+    }
+    int64_t seq = 1;
+    {
+      ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                       Prepare("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs", kOp));
+      Statement query(db_, stmt, kOp);
+      ASSIGN_OR_RETURN(bool has_row, query.Step());
+      if (has_row) seq = query.Int(0);
+    }
+    v1::Job job;
+    job.set_id(absl::StrFormat("job-%06d", seq));
+    *job.mutable_spec() = new_job.spec;
+    job.set_state(new_job.initial_state);
+    job.set_submit_time_us(new_job.submit_time_us);
+    job.set_client_request_id(new_job.client_request_id);
+    job.set_submit_seq(seq);
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     Prepare("INSERT INTO jobs (seq, id, client_request_id, state, attempt, record)"
+                             " VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+                             kOp));
+    Statement insert(db_, stmt, kOp);
+    insert.Bind(1, seq).Bind(2, job.id()).Bind(4, static_cast<int64_t>(job.state()));
+    if (new_job.client_request_id.empty()) {
+      insert.BindNull(3);
+    } else {
+      insert.Bind(3, new_job.client_request_id);
+    }
+    insert.BindBlob(5, job.SerializeAsString());
+    RETURN_IF_ERROR(insert.Run());
+    return CreateJobResult{std::move(job), true};
+  });
+}
+
+absl::StatusOr<v1::Job> SqliteJobStore::GetJob(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  return LoadJob(job_id, "getting a job");
+}
+
+absl::StatusOr<JobPage> SqliteJobStore::ListJobs(const JobQuery& query) {
+  constexpr const char* kOp = "listing jobs";
+  if (query.page_size < 1 || query.page_size > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": page_size ", query.page_size, " is outside 1..1000"));
+  }
+  int64_t after_seq = 0;
+  if (!query.page_token.empty() &&
+      (!absl::SimpleAtoi(query.page_token, &after_seq) || after_seq < 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": bad page_token ", query.page_token));
+  }
+  std::string sql = "SELECT seq, record FROM jobs WHERE seq > ?1";
+  if (!query.states.empty()) {
+    std::vector<int> states(query.states.begin(), query.states.end());
+    absl::StrAppend(&sql, " AND state IN (", absl::StrJoin(states, ","), ")");
+  }
+  absl::StrAppend(&sql, " ORDER BY seq LIMIT ?2");
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql, kOp));
+  Statement select(db_, stmt, kOp);
+  // One extra row tells whether another page exists.
+  select.Bind(1, after_seq).Bind(2, static_cast<int64_t>(query.page_size) + 1);
+  JobPage page;
+  int64_t last_seq = 0;
+  while (true) {
+    ASSIGN_OR_RETURN(bool has_row, select.Step());
+    if (!has_row) break;
+    if (static_cast<int>(page.jobs.size()) == query.page_size) {
+      page.next_page_token = absl::StrCat(last_seq);
+      break;
+    }
+    last_seq = select.Int(0);
+    ASSIGN_OR_RETURN(v1::Job job, select.Record<v1::Job>(1));
+    page.jobs.push_back(std::move(job));
+  }
+  return page;
+}
+
+absl::StatusOr<v1::Job> SqliteJobStore::UpdateJobState(const JobStateUpdate& update) {
+  constexpr const char* kOp = "updating a job state";
+  absl::MutexLock lock(&mu_);
+  return InTransaction(kOp, [&]() -> absl::StatusOr<v1::Job> {
+    ASSIGN_OR_RETURN(v1::Job job, LoadJob(update.job_id, kOp));
+    if (job.attempt() != update.expected_attempt) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(kOp, ": job ", job.id(), " is at attempt ", job.attempt(),
+                       ", the update names attempt ", update.expected_attempt));
+    }
+    absl::Status legal = CheckTransition(job.state(), update.new_state);
+    if (!legal.ok()) {
+      return absl::Status(legal.code(),
+                          absl::StrCat(kOp, ": job ", job.id(), ": ", legal.message()));
+    }
+    bool was_terminal = IsTerminal(job.state());
+    job.set_state(update.new_state);
+    if (update.new_state == v1::JOB_STATE_RUNNING && job.start_time_us() == 0) {
+      job.set_start_time_us(update.time_us);
+    }
+    if (IsTerminal(update.new_state)) job.set_end_time_us(update.time_us);
+    if (was_terminal) job.set_end_time_us(0);  // resumed
+    if (update.new_state == v1::JOB_STATE_FAILED) job.set_failure_reason(update.reason);
+    RETURN_IF_ERROR(StoreJob(job, kOp));
+    // The attempt record follows the job until the attempt ends (RESTARTING or terminal).
+    if (job.attempt() > 0 && !was_terminal) {
+      ASSIGN_OR_RETURN(v1::Attempt attempt, LoadAttempt(job.id(), job.attempt(), kOp));
+      attempt.set_state(update.new_state);
+      if (update.new_state == v1::JOB_STATE_RESTARTING || IsTerminal(update.new_state)) {
+        attempt.set_end_time_us(update.time_us);
+        attempt.set_failure_reason(update.reason);
+      }
+      RETURN_IF_ERROR(StoreAttempt(attempt, kOp));
+    }
+    return job;
+  });
+}
+
+absl::StatusOr<v1::Attempt> SqliteJobStore::BeginAttempt(const NewAttempt& request) {
+  constexpr const char* kOp = "beginning an attempt";
+  if (request.placements.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": no rank placements"));
+  }
+  if (request.resume_step < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": negative resume_step"));
+  }
+  absl::MutexLock lock(&mu_);
+  return InTransaction(kOp, [&]() -> absl::StatusOr<v1::Attempt> {
+    ASSIGN_OR_RETURN(v1::Job job, LoadJob(request.job_id, kOp));
+    if (job.attempt() != request.expected_attempt) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(kOp, ": job ", job.id(), " is at attempt ", job.attempt(),
+                       ", the request names attempt ", request.expected_attempt));
+    }
+    absl::Status legal = CheckTransition(job.state(), v1::JOB_STATE_ASSIGNED);
+    if (!legal.ok()) {
+      return absl::Status(legal.code(),
+                          absl::StrCat(kOp, ": job ", job.id(), ": ", legal.message()));
+    }
+    if (job.state() == v1::JOB_STATE_RESTARTING) job.set_restart_count(job.restart_count() + 1);
+    job.set_attempt(job.attempt() + 1);
+    job.set_state(v1::JOB_STATE_ASSIGNED);
+    v1::Attempt attempt;
+    attempt.set_job_id(job.id());
+    attempt.set_number(job.attempt());
+    attempt.set_state(v1::JOB_STATE_ASSIGNED);
+    attempt.set_resume_checkpoint_id(request.resume_checkpoint_id);
+    attempt.set_resume_step(request.resume_step);
+    for (const v1::RankPlacement& placement : request.placements) {
+      *attempt.add_placements() = placement;
+    }
+    attempt.set_master_addr(request.master_addr);
+    attempt.set_master_port(request.master_port);
+    attempt.set_start_time_us(request.time_us);
+    RETURN_IF_ERROR(StoreJob(job, kOp));
+    RETURN_IF_ERROR(StoreAttempt(attempt, kOp));
+    return attempt;
+  });
+}
+
+absl::StatusOr<std::vector<v1::Attempt>> SqliteJobStore::ListAttempts(const std::string& job_id) {
+  constexpr const char* kOp = "listing attempts";
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(LoadJob(job_id, kOp).status());
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("SELECT record FROM attempts WHERE job_id = ?1 ORDER BY number", kOp));
+  Statement select(db_, stmt, kOp);
+  select.Bind(1, job_id);
+  std::vector<v1::Attempt> attempts;
+  while (true) {
+    ASSIGN_OR_RETURN(bool has_row, select.Step());
+    if (!has_row) break;
+    ASSIGN_OR_RETURN(v1::Attempt attempt, select.Record<v1::Attempt>(0));
+    attempts.push_back(std::move(attempt));
+  }
+  return attempts;
+}
+
+// ---- Workers ----
+
+absl::Status SqliteJobStore::UpsertWorker(const v1::WorkerInfo& worker) {
+  constexpr const char* kOp = "storing a worker";
+  if (worker.id().empty()) return absl::InvalidArgumentError(absl::StrCat(kOp, ": empty id"));
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("INSERT OR REPLACE INTO workers (id, record) VALUES (?1, ?2)", kOp));
+  Statement insert(db_, stmt, kOp);
+  insert.Bind(1, worker.id()).BindBlob(2, worker.SerializeAsString());
+  return insert.Run();
+}
+
+absl::StatusOr<v1::WorkerInfo> SqliteJobStore::GetWorker(const std::string& worker_id) {
+  constexpr const char* kOp = "getting a worker";
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("SELECT record FROM workers WHERE id = ?1", kOp));
+  Statement select(db_, stmt, kOp);
+  select.Bind(1, worker_id);
+  ASSIGN_OR_RETURN(bool has_row, select.Step());
+  if (!has_row) return absl::NotFoundError(absl::StrCat(kOp, ": no worker ", worker_id));
+  return select.Record<v1::WorkerInfo>(0);
+}
+
+absl::StatusOr<std::vector<v1::WorkerInfo>> SqliteJobStore::ListWorkers() {
+  constexpr const char* kOp = "listing workers";
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("SELECT record FROM workers ORDER BY id", kOp));
+  Statement select(db_, stmt, kOp);
+  std::vector<v1::WorkerInfo> workers;
+  while (true) {
+    ASSIGN_OR_RETURN(bool has_row, select.Step());
+    if (!has_row) break;
+    ASSIGN_OR_RETURN(v1::WorkerInfo worker, select.Record<v1::WorkerInfo>(0));
+    workers.push_back(std::move(worker));
+  }
+  return workers;
+}
+
+// ---- Checkpoints ----
+
+absl::Status SqliteJobStore::AddCheckpoint(const v1::CheckpointInfo& info) {
+  constexpr const char* kOp = "recording a checkpoint";
+  if (info.id().empty()) return absl::InvalidArgumentError(absl::StrCat(kOp, ": empty id"));
+  absl::MutexLock lock(&mu_);
+  return InTransaction(kOp, [&]() -> absl::Status {
+    {
+      ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                       Prepare("SELECT record FROM checkpoints WHERE id = ?1", kOp));
+      Statement select(db_, stmt, kOp);
+      select.Bind(1, info.id());
+      ASSIGN_OR_RETURN(bool has_row, select.Step());
+      if (has_row) {
+        // A retried upload of a committed checkpoint succeeds even after the attempt moved on.
+        ASSIGN_OR_RETURN(v1::CheckpointInfo existing, select.Record<v1::CheckpointInfo>(0));
+        if (MessageDifferencer::Equals(existing, info)) return absl::OkStatus();
+        return absl::AlreadyExistsError(
+            absl::StrCat(kOp, ": checkpoint ", info.id(), " exists with other content"));
+      }
+    }
+    ASSIGN_OR_RETURN(v1::Job job, LoadJob(info.job_id(), kOp));
+    if (job.attempt() != info.attempt()) {
+      return absl::FailedPreconditionError(absl::StrCat(kOp, ": job ", job.id(), " is at attempt ",
+                                                        job.attempt(), ", checkpoint ", info.id(),
+                                                        " comes from attempt ", info.attempt()));
+    }
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     Prepare("INSERT INTO checkpoints (id, job_id, attempt, step, record)"
+                             " VALUES (?1, ?2, ?3, ?4, ?5)",
+                             kOp));
+    Statement insert(db_, stmt, kOp);
+    insert.Bind(1, info.id())
+        .Bind(2, info.job_id())
+        .Bind(3, info.attempt())
+        .Bind(4, info.step())
+        .BindBlob(5, info.SerializeAsString());
+    return insert.Run();
+  });
+}
+
+absl::StatusOr<v1::CheckpointInfo> SqliteJobStore::GetCheckpoint(const std::string& checkpoint_id) {
+  constexpr const char* kOp = "getting a checkpoint";
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("SELECT record FROM checkpoints WHERE id = ?1", kOp));
+  Statement select(db_, stmt, kOp);
+  select.Bind(1, checkpoint_id);
+  ASSIGN_OR_RETURN(bool has_row, select.Step());
+  if (!has_row) return absl::NotFoundError(absl::StrCat(kOp, ": no checkpoint ", checkpoint_id));
+  return select.Record<v1::CheckpointInfo>(0);
+}
+
+absl::StatusOr<std::vector<v1::CheckpointInfo>> SqliteJobStore::ListCheckpoints(
+    const std::string& job_id) {
+  constexpr const char* kOp = "listing checkpoints";
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(
+      sqlite3_stmt * stmt,
+      Prepare("SELECT record FROM checkpoints WHERE job_id = ?1 ORDER BY step, attempt", kOp));
+  Statement select(db_, stmt, kOp);
+  select.Bind(1, job_id);
+  std::vector<v1::CheckpointInfo> checkpoints;
+  while (true) {
+    ASSIGN_OR_RETURN(bool has_row, select.Step());
+    if (!has_row) break;
+    ASSIGN_OR_RETURN(v1::CheckpointInfo info, select.Record<v1::CheckpointInfo>(0));
+    checkpoints.push_back(std::move(info));
+  }
+  return checkpoints;
+}
+
+absl::Status SqliteJobStore::DeleteCheckpoint(const std::string& checkpoint_id) {
+  constexpr const char* kOp = "deleting a checkpoint";
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("DELETE FROM checkpoints WHERE id = ?1", kOp));
+  Statement remove(db_, stmt, kOp);
+  remove.Bind(1, checkpoint_id);
+  return remove.Run();
+}
+
+// ---- Metrics ----
+
+absl::StatusOr<int64_t> SqliteJobStore::AppendMetricPoints(
+    const std::string& job_id, int64_t attempt, const std::vector<v1::MetricPoint>& points) {
+  constexpr const char* kOp = "appending metric points";
+  for (const v1::MetricPoint& point : points) {
+    if (point.job_id() != job_id || point.attempt() != attempt) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(kOp, ": a point of job ", point.job_id(), " attempt ", point.attempt(),
+                       " was sent as job ", job_id, " attempt ", attempt));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  return InTransaction(kOp, [&]() -> absl::StatusOr<int64_t> {
+    ASSIGN_OR_RETURN(v1::Job job, LoadJob(job_id, kOp));
+    if (attempt < 1 || job.attempt() != attempt) {
+      return absl::FailedPreconditionError(absl::StrCat(kOp, ": job ", job_id, " is at attempt ",
+                                                        job.attempt(), ", points from ", attempt));
+    }
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     Prepare("INSERT OR IGNORE INTO metric_points"
+                             " (job_id, attempt, rank, step, name, value, time_us)"
+                             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                             kOp));
+    int64_t inserted = 0;
+    for (const v1::MetricPoint& point : points) {
+      // Sorted names keep the write order (and so the first-write-wins outcome) deterministic.
+      std::map<std::string, double> values(point.values().begin(), point.values().end());
+      for (const auto& [name, value] : values) {
+        Statement insert(db_, stmt, kOp);
+        insert.Bind(1, job_id)
+            .Bind(2, attempt)
+            .Bind(3, static_cast<int64_t>(point.rank()))
+            .Bind(4, point.step())
+            .Bind(5, name)
+            .Bind(6, value)
+            .Bind(7, point.time_us());
+        RETURN_IF_ERROR(insert.Run());
+        inserted += sqlite3_changes(db_);
+      }
+    }
+    return inserted;
+  });
+}
+
+absl::StatusOr<std::vector<v1::MetricPoint>> SqliteJobStore::ListMetricPoints(
+    const MetricQuery& query) {
+  constexpr const char* kOp = "listing metric points";
+  absl::MutexLock lock(&mu_);
+  // A point of attempt A at step S is superseded when a later attempt resumed from a step < S.
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("SELECT attempt, rank, step, name, value, time_us FROM metric_points m"
+                           " WHERE job_id = ?1 AND (?2 IS NULL OR rank = ?2) AND (?3 OR NOT EXISTS"
+                           " (SELECT 1 FROM attempts a WHERE a.job_id = m.job_id"
+                           "  AND a.number > m.attempt AND a.resume_step < m.step))"
+                           " ORDER BY step, attempt, rank, name",
+                           kOp));
+  RETURN_IF_ERROR(LoadJob(query.job_id, kOp).status());
+  Statement select(db_, stmt, kOp);
+  select.Bind(1, query.job_id);
+  if (query.rank.has_value()) {
+    select.Bind(2, static_cast<int64_t>(*query.rank));
+  } else {
+    select.BindNull(2);
+  }
+  select.Bind(3, static_cast<int64_t>(query.include_superseded ? 1 : 0));
+  std::vector<v1::MetricPoint> points;
+  while (true) {
+    ASSIGN_OR_RETURN(bool has_row, select.Step());
+    if (!has_row) break;
+    int64_t attempt = select.Int(0);
+    int32_t rank = static_cast<int32_t>(select.Int(1));
+    int64_t step = select.Int(2);
+    if (points.empty() || points.back().attempt() != attempt || points.back().rank() != rank ||
+        points.back().step() != step) {
+      v1::MetricPoint& point = points.emplace_back();
+      point.set_job_id(query.job_id);
+      point.set_attempt(attempt);
+      point.set_rank(rank);
+      point.set_step(step);
+      point.set_time_us(select.Int(5));
+    }
+    (*points.back().mutable_values())[select.Text(3)] = select.Double(4);
+  }
+  return points;
+}
+
+}  // namespace peco::coordinator

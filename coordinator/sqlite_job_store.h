@@ -1,0 +1,114 @@
+// SqliteJobStore: the JobStore (coordinator/job_store.h) on one SQLite database file.
+//
+// Durability: the database runs in WAL mode with synchronous=FULL, and every public method is
+// one transaction, so an OK return means the writes survive a crash of the process or machine.
+// The schema version is kept in PRAGMA user_version; Open() creates a fresh database, accepts
+// the current version and refuses (FailedPrecondition) a newer one.
+//
+// Records are serialized proto messages next to the columns that queries filter on.
+//
+// Thread-safety: every public method is thread-safe (one internal mutex serializes them; SQLite
+// itself is opened without its own locking). One process should own a database file at a time.
+//
+// Usage:
+//   SqliteJobStore::Options options;
+//   options.path = "/var/lib/peco/coordinator.db";
+//   ASSIGN_OR_RETURN(std::unique_ptr<SqliteJobStore> store, SqliteJobStore::Open(options));
+//   ASSIGN_OR_RETURN(CreateJobResult result, store->CreateJob(new_job));
+#ifndef PECO_COORDINATOR_SQLITE_JOB_STORE_H_
+#define PECO_COORDINATOR_SQLITE_JOB_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "coordinator/job_store.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace peco::coordinator {
+
+class SqliteJobStore : public JobStore {
+ public:
+  // The schema version this code writes (PRAGMA user_version).
+  static constexpr int kSchemaVersion = 1;
+
+  struct Options {
+    // Database file; its directory must exist. Created when missing.
+    std::string path;
+    // How long a statement waits for a lock held by another connection, in milliseconds.
+    int busy_timeout_ms = 5000;
+
+    // Returns InvalidArgument naming the first bad field.
+    absl::Status Validate() const;
+  };
+
+  // Opens (creating if needed) the database at options.path. InvalidArgument for bad options,
+  // FailedPrecondition for a database written by a newer schema, Internal for SQLite errors.
+  static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const Options& options);
+
+  // Finalizes the statements and closes the database.
+  ~SqliteJobStore() override;
+
+  absl::StatusOr<CreateJobResult> CreateJob(const NewJob& new_job) override;
+  absl::StatusOr<v1::Job> GetJob(const std::string& job_id) override;
+  absl::StatusOr<JobPage> ListJobs(const JobQuery& query) override;
+  absl::StatusOr<v1::Job> UpdateJobState(const JobStateUpdate& update) override;
+  absl::StatusOr<v1::Attempt> BeginAttempt(const NewAttempt& attempt) override;
+  absl::StatusOr<std::vector<v1::Attempt>> ListAttempts(const std::string& job_id) override;
+
+  absl::Status UpsertWorker(const v1::WorkerInfo& worker) override;
+  absl::StatusOr<v1::WorkerInfo> GetWorker(const std::string& worker_id) override;
+  absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers() override;
+
+  absl::Status AddCheckpoint(const v1::CheckpointInfo& info) override;
+  absl::StatusOr<v1::CheckpointInfo> GetCheckpoint(const std::string& checkpoint_id) override;
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> ListCheckpoints(
+      const std::string& job_id) override;
+  absl::Status DeleteCheckpoint(const std::string& checkpoint_id) override;
+
+  absl::StatusOr<int64_t> AppendMetricPoints(const std::string& job_id, int64_t attempt,
+                                             const std::vector<v1::MetricPoint>& points) override;
+  absl::StatusOr<std::vector<v1::MetricPoint>> ListMetricPoints(const MetricQuery& query) override;
+
+ private:
+  class Statement;  // a borrowed cached prepared statement, reset when it goes out of scope
+
+  explicit SqliteJobStore(sqlite3* db);
+
+  // Runs SQL without results (pragmas, schema, transaction control).
+  absl::Status Exec(const std::string& sql, const char* operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns the cached prepared statement for `sql`, preparing it on first use.
+  absl::StatusOr<sqlite3_stmt*> Prepare(const std::string& sql, const char* operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status MigrateSchema() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT, rolling back when it fails.
+  template <typename Fn>
+  auto InTransaction(const char* operation, Fn body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_)
+      -> decltype(body());
+
+  absl::StatusOr<v1::Job> LoadJob(const std::string& job_id, const char* operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status StoreJob(const v1::Job& job, const char* operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::Attempt> LoadAttempt(const std::string& job_id, int64_t number,
+                                          const char* operation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status StoreAttempt(const v1::Attempt& attempt, const char* operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  sqlite3* const db_;  // owned; used only under mu_
+  std::map<std::string, sqlite3_stmt*> statements_ ABSL_GUARDED_BY(mu_);  // owned
+};
+
+}  // namespace peco::coordinator
+
+#endif  // PECO_COORDINATOR_SQLITE_JOB_STORE_H_
