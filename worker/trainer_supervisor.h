@@ -210,7 +210,7 @@ class TrainerSupervisor {
 
   // Asks every running rank to stop: SIGTERM now (trainers write a final checkpoint and print
   // `stopped`), SIGKILL from the first Poll() at or after now + `grace`. A second call can only
-  // bring the deadline forward. No effect once the outcome is known.
+  // bring the deadline forward. No effect before Start() or once the outcome is known.
   void Cancel(absl::Duration grace);
 
   // Returns the outcome once known.
