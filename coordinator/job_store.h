@@ -52,7 +52,9 @@ struct JobStateUpdate {
   std::string job_id;
   int64_t expected_attempt = 0;
   v1::JobState new_state = v1::JOB_STATE_UNSPECIFIED;
-  std::string reason;  // stored as failure_reason for FAILED, on the attempt otherwise
+  // The job's failure_reason for FAILED; also the attempt's failure_reason when the attempt ends
+  // (RESTARTING or a terminal state).
+  std::string reason;
   int64_t time_us = 0;
 };
 
