@@ -104,9 +104,13 @@ absl::StatusOr<const std::string*> FileIn(const CheckpointFiles& files, const ch
   return &it->second;
 }
 
-// Running sums of the step metrics between two log events.
+// Running sums of the step metrics between two log events. The loss parts stay on the device
+// and are read once per log event, so a step costs one host sync (the non-finite check).
+enum MetricPart { kPixel, kPerceptual, kCodebook, kGenerator, kDiscriminator, kGanWeight, kParts };
+
 struct MetricWindow {
-  double loss = 0, pixel = 0, perceptual = 0, codebook = 0, generator = 0, disc = 0, gan_weight = 0;
+  double loss = 0;
+  torch::Tensor parts;  // [kParts] sums, on the training device
   int64_t steps = 0, images = 0;
   double data_wait_at_start = 0;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
@@ -391,12 +395,13 @@ void TokenizerTrainer::TrainStep(const torch::Tensor& images) {
   }
 
   window_.loss += total_value;
-  window_.pixel += pixel.item<double>();
-  window_.codebook += codebook.item<double>();
-  if (perceptual.defined()) window_.perceptual += perceptual.item<double>();
-  if (generator_loss.defined()) window_.generator += generator_loss.item<double>();
-  if (gan_weight.defined()) window_.gan_weight += gan_weight.item<double>();
-  if (disc_loss.defined()) window_.disc += disc_loss.item<double>();
+  torch::Tensor zero = torch::zeros({}, total.options().dtype(torch::kFloat32));
+  auto part = [&](const torch::Tensor& t) {
+    return t.defined() ? t.detach().to(torch::kFloat32).reshape({}) : zero;
+  };
+  torch::Tensor parts = torch::stack({part(pixel), part(perceptual), part(codebook),
+                                      part(generator_loss), part(disc_loss), part(gan_weight)});
+  window_.parts = window_.parts.defined() ? window_.parts + parts : parts;
   window_.steps += 1;
   window_.images += images.size(0);
   ++state_.step;
@@ -408,6 +413,11 @@ void TokenizerTrainer::EmitMetrics() {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - window_.start).count();
   const double wait = loader_->data_wait_seconds() - window_.data_wait_at_start;
   const double n = static_cast<double>(window_.steps);
+  double sums[kParts] = {};
+  {
+    torch::Tensor host = window_.parts.to(torch::kCPU, torch::kFloat64).contiguous();
+    for (int i = 0; i < kParts; ++i) sums[i] = host.data_ptr<double>()[i];
+  }
   CodeUsage usage = model_->quantizer()->TakeUsage();
   const double lr = config_.optim.schedule.At(state_.step - 1);
   JsonWriter event;
@@ -415,9 +425,9 @@ void TokenizerTrainer::EmitMetrics() {
       .Add("step", state_.step)
       .Add("epoch", loader_->position().epoch)
       .Add("loss", window_.loss / n)
-      .Add("loss_pixel", window_.pixel / n)
-      .Add("loss_perceptual", window_.perceptual / n)
-      .Add("loss_codebook", window_.codebook / n)
+      .Add("loss_pixel", sums[kPixel] / n)
+      .Add("loss_perceptual", sums[kPerceptual] / n)
+      .Add("loss_codebook", sums[kCodebook] / n)
       .Add("lr", lr)
       .Add("images_per_second", window_.images / std::max(seconds, 1e-9))
       .Add("step_seconds", seconds / n)
@@ -428,16 +438,16 @@ void TokenizerTrainer::EmitMetrics() {
       .Add("perplexity", usage.perplexity)
       .Add("skipped_samples", loader_->skipped_samples());
   if (discriminator_) {
-    event.Add("loss_generator", window_.generator / n)
-        .Add("loss_discriminator", window_.disc / n)
-        .Add("gan_weight", window_.gan_weight / n);
+    event.Add("loss_generator", sums[kGenerator] / n)
+        .Add("loss_discriminator", sums[kDiscriminator] / n)
+        .Add("gan_weight", sums[kGanWeight] / n);
   }
   progress_.Emit(event);
   progress_.Log(absl::StrFormat(
       "step %d/%d  loss %.4f (pixel %.4f, perceptual %.4f, codebook %.4f)  lr %.2e  %.1f img/s  "
       "codes %d/%d  perplexity %.1f",
-      state_.step, config_.train.max_steps, window_.loss / n, window_.pixel / n,
-      window_.perceptual / n, window_.codebook / n, lr, window_.images / std::max(seconds, 1e-9),
+      state_.step, config_.train.max_steps, window_.loss / n, sums[kPixel] / n,
+      sums[kPerceptual] / n, sums[kCodebook] / n, lr, window_.images / std::max(seconds, 1e-9),
       usage.codes_used, config_.model.quantizer.num_codes, usage.perplexity));
   window_.Reset(loader_->data_wait_seconds());
 }
