@@ -277,6 +277,9 @@ struct ExitCase {
   std::string reason;
 };
 
+// Readable ctest names: the expected reason instead of the struct's bytes.
+void PrintTo(const ExitCase& c, std::ostream* os) { *os << c.reason; }
+
 class ExitCodeTest : public TrainerSupervisorTest,
                      public ::testing::WithParamInterface<ExitCase> {};
 
