@@ -2,6 +2,11 @@
 //
 //   peco-train tokenizer --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set a.b=v]...
 //   peco-train export --checkpoint DIR --out FILE.pt
+//   peco-train validate --config FILE.yaml [--check_paths true|false] [--set a.b=v]...
+//
+// `validate` parses and checks a job config without training: exit 0 after an `input` event per
+// file or directory the job would read and a `valid` event; exit 2 with an `error` event naming
+// the field otherwise. The coordinator runs it on every submitted spec.
 //
 // Progress goes to stdout as newline-delimited JSON events and to stderr as readable lines.
 // Exit codes: 0 done (or stopped cleanly by SIGTERM with a final checkpoint), 2 bad usage or
@@ -31,7 +36,8 @@ constexpr char kUsage[] =
     "usage:\n"
     "  peco-train tokenizer --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set "
     "key=value]...\n"
-    "  peco-train export --checkpoint DIR --out FILE.pt\n";
+    "  peco-train export --checkpoint DIR --out FILE.pt\n"
+    "  peco-train validate --config FILE.yaml [--check_paths true|false] [--set key=value]...\n";
 
 int ExitCodeFor(const absl::Status& status) {
   switch (status.code()) {
@@ -142,6 +148,45 @@ int RunExport(int argc, char** argv, ProgressSink& progress) {
   return 0;
 }
 
+int RunValidate(int argc, char** argv, ProgressSink& progress) {
+  std::map<std::string, std::string> flags;
+  std::string error;
+  std::vector<std::string> sets;
+  if (!ParseFlags(argc, argv, {"config", "check_paths", "set"}, &flags, &error, &sets) ||
+      flags.count("config") == 0) {
+    std::cerr << (error.empty() ? "--config is required" : error) << "\n" << kUsage;
+    return 2;
+  }
+  bool check_paths = true;
+  if (flags.count("check_paths") > 0) {
+    const std::string& value = flags["check_paths"];
+    if (value != "true" && value != "false") {
+      std::cerr << "--check_paths: expected true or false, got '" << value << "'\n";
+      return 2;
+    }
+    check_paths = value == "true";
+  }
+  absl::StatusOr<std::string> text = peco::ReadFileToString(flags["config"]);
+  if (!text.ok()) return Fail(progress, text.status());
+  text = peco::ApplyConfigOverrides(*text, sets);
+  if (!text.ok()) return Fail(progress, text.status());
+  absl::StatusOr<TokenizerJobConfig> config =
+      ParseTokenizerConfig(*text, flags["config"], check_paths);
+  if (!config.ok()) return Fail(progress, config.status());
+  auto emit_input = [&](const char* field, const std::string& path) {
+    if (path.empty()) return;
+    JsonWriter event;
+    event.Add("event", "input").Add("field", field).Add("path", path);
+    progress.Emit(event);
+  };
+  if (config->data.source != "synthetic") emit_input("data.path", config->data.path);
+  emit_input("loss.perceptual.weights", config->loss.perceptual.weights_path);
+  JsonWriter event;
+  event.Add("event", "valid").Add("kind", "tokenizer").Add("max_steps", config->train.max_steps);
+  progress.Emit(event);
+  return 0;
+}
+
 }  // namespace
 }  // namespace peco::trainer
 
@@ -156,6 +201,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   if (command == "tokenizer") return RunTokenizer(argc, argv, progress);
   if (command == "export") return RunExport(argc, argv, progress);
+  if (command == "validate") return RunValidate(argc, argv, progress);
   std::cerr << "unknown command '" << command << "'\n" << kUsage;
   return 2;
 }

@@ -19,7 +19,7 @@
 #include "common/status_macros.h"
 #include "yaml-cpp/yaml.h"
 
-namespace peco::worker {
+namespace peco {
 namespace {
 
 // Longest stdout line kept whole; longer ones are cut and counted as unparsed.
@@ -514,4 +514,4 @@ std::vector<RankStatus> TrainerSupervisor::GetRankStatuses() const {
   return result;
 }
 
-}  // namespace peco::worker
+}  // namespace peco

@@ -45,10 +45,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "worker/clock.h"
-#include "worker/process_launcher.h"
+#include "common/clock.h"
+#include "common/process_launcher.h"
 
-namespace peco::worker {
+namespace peco {
 
 // Where an event or line came from.
 struct TrainerTag {
@@ -262,6 +262,6 @@ class TrainerSupervisor {
   int wake_write_fd_ = -1;
 };
 
-}  // namespace peco::worker
+}  // namespace peco
 
 #endif  // PECO_WORKER_TRAINER_SUPERVISOR_H_

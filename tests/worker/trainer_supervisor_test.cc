@@ -16,13 +16,13 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "common/clock.h"
 #include "common/json_writer.h"
+#include "common/process_launcher.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "worker/clock.h"
-#include "worker/process_launcher.h"
 
-namespace peco::worker {
+namespace peco {
 namespace {
 
 using ::testing::ElementsAre;
@@ -493,4 +493,4 @@ TEST(ParseTrainerEventLineTest, ParsesJsonWriterOutput) {
 }
 
 }  // namespace
-}  // namespace peco::worker
+}  // namespace peco

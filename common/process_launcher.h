@@ -8,8 +8,8 @@
 // child started (a shell's children, data-loader helpers). The child's stdout is a pipe the
 // parent reads (the NDJSON progress channel), its stdin is /dev/null, its stderr is appended to
 // a log file (or inherited), and every other descriptor of the parent is closed in the child.
-#ifndef PECO_WORKER_PROCESS_LAUNCHER_H_
-#define PECO_WORKER_PROCESS_LAUNCHER_H_
+#ifndef PECO_COMMON_PROCESS_LAUNCHER_H_
+#define PECO_COMMON_PROCESS_LAUNCHER_H_
 
 #include <sys/types.h>
 
@@ -21,7 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace peco::worker {
+namespace peco {
 
 // How a process ended: exactly one of `exit_code` (>= 0) and `signal` (> 0) is set.
 struct ExitStatus {
@@ -112,6 +112,6 @@ class PosixProcessLauncher : public ProcessLauncher {
 // (when inherited) with `spec.env` applied, one "NAME=value" entry per name. Exposed for tests.
 std::vector<std::string> BuildChildEnvironment(const LaunchSpec& spec);
 
-}  // namespace peco::worker
+}  // namespace peco
 
-#endif  // PECO_WORKER_PROCESS_LAUNCHER_H_
+#endif  // PECO_COMMON_PROCESS_LAUNCHER_H_

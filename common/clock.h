@@ -5,15 +5,15 @@
 // on the wall clock to see a timeout fire.
 //
 // Thread-safety: every implementation here is safe to call from any thread.
-#ifndef PECO_WORKER_CLOCK_H_
-#define PECO_WORKER_CLOCK_H_
+#ifndef PECO_COMMON_CLOCK_H_
+#define PECO_COMMON_CLOCK_H_
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
-namespace peco::worker {
+namespace peco {
 
 // Abstract time source.
 class Clock {
@@ -64,6 +64,6 @@ class FakeClock : public Clock {
   absl::Time now_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace peco::worker
+}  // namespace peco
 
-#endif  // PECO_WORKER_CLOCK_H_
+#endif  // PECO_COMMON_CLOCK_H_

@@ -1,4 +1,4 @@
-#include "worker/process_launcher.h"
+#include "common/process_launcher.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -13,7 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace peco::worker {
+namespace peco {
 namespace {
 
 using ::testing::HasSubstr;
@@ -168,4 +168,4 @@ TEST(ProcessLauncherTest, Errors) {
 }
 
 }  // namespace
-}  // namespace peco::worker
+}  // namespace peco

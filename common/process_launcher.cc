@@ -1,4 +1,4 @@
-#include "worker/process_launcher.h"
+#include "common/process_launcher.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +19,7 @@
 
 extern char** environ;
 
-namespace peco::worker {
+namespace peco {
 namespace {
 
 std::string ErrnoText(int error) { return ::strerror(error); }
@@ -247,4 +247,4 @@ absl::StatusOr<std::unique_ptr<Process>> PosixProcessLauncher::Launch(const Laun
   return std::unique_ptr<Process>(new PosixProcess(pid, read_end.release()));
 }
 
-}  // namespace peco::worker
+}  // namespace peco
