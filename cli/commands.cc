@@ -1,0 +1,640 @@
+#include "cli/commands.h"
+
+#include <memory>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "cli/args.h"
+#include "cli/checkpoint_download.h"
+#include "cli/format.h"
+#include "cli/spec_file.h"
+#include "cli/watch.h"
+#include "common/status_macros.h"
+
+namespace peco::cli {
+namespace {
+
+// One parsed invocation of a command.
+class Invocation;
+using Handler = int (*)(Invocation&);
+
+struct Command {
+  std::string name;
+  std::string args;  // "FILE.yaml", "JOB", ...
+  std::string summary;
+  std::vector<FlagSpec> flags;
+  size_t positional;  // exact number of positional arguments
+  Handler run;
+};
+
+const std::vector<FlagSpec>& GlobalFlags() {
+  static const auto* flags = new std::vector<FlagSpec>{
+      {"coordinator", 0, "ADDR",
+       "coordinator address (else $PECO_COORDINATOR, else "
+       "<data_dir>/coordinator.addr)"},
+      {"token", 0, "TOKEN", "user token (else $PECO_TOKEN, else <data_dir>/user.token)"},
+      {"data_dir", 0, "DIR",
+       "coordinator data directory (else $PECO_DATA_DIR, else ~/.local/share/peco)"},
+      {"output", 'o', "FORMAT", "table (default) or json"},
+      {"timeout", 0, "DURATION", "deadline of each call (default 30s)"},
+  };
+  return *flags;
+}
+
+class Invocation {
+ public:
+  Invocation(const CliContext& context, const Command& command, ParsedArgs args,
+             OutputFormat format, absl::Duration timeout)
+      : context_(context),
+        command_(command),
+        args_(std::move(args)),
+        format_(format),
+        timeout_(timeout) {}
+
+  const ParsedArgs& args() const { return args_; }
+  const std::string& positional(size_t i) const { return args_.positional.at(i); }
+  bool json() const { return format_ == OutputFormat::kJson; }
+  const CliContext& context() const { return context_; }
+  std::ostream& out() const { return *context_.out; }
+  absl::Time now() const { return context_.now(); }
+
+  // The connection, created on first use.
+  absl::StatusOr<Connection*> Connect() {
+    if (connection_ == nullptr) {
+      ConnectionFlags flags{args_.Last("coordinator"), args_.Last("token"), args_.Last("data_dir")};
+      ASSIGN_OR_RETURN(Endpoint endpoint, ResolveEndpoint(flags, context_.env));
+      ASSIGN_OR_RETURN(connection_, Connection::Create(endpoint, timeout_));
+    }
+    return connection_.get();
+  }
+
+  // Reports an error and returns kExitFailure.
+  int Fail(const absl::Status& status) const {
+    *context_.err << "peco " << command_.name << ": " << status.message() << "\n";
+    return kExitFailure;
+  }
+
+  // Reports a usage error and returns kExitUsage.
+  int UsageError(absl::string_view message) const {
+    *context_.err << "peco " << command_.name << ": " << message << "\nRun 'peco " << command_.name
+                  << " --help' for usage.\n";
+    return kExitUsage;
+  }
+
+  // Writes `message` as JSON; returns kExitOk or the failure.
+  int PrintJson(const google::protobuf::Message& message) const {
+    absl::StatusOr<std::string> json = ToJson(message);
+    if (!json.ok()) return Fail(json.status());
+    out() << *json;
+    return kExitOk;
+  }
+
+ private:
+  const CliContext& context_;
+  const Command& command_;
+  const ParsedArgs args_;
+  const OutputFormat format_;
+  const absl::Duration timeout_;
+  std::unique_ptr<Connection> connection_;
+};
+
+// Streams WatchJob until the job ends; reconnects after UNAVAILABLE. Returns the exit code.
+int WatchUntilDone(Invocation& inv, const std::string& job_id) {
+  absl::StatusOr<Connection*> conn = inv.Connect();
+  if (!conn.ok()) return inv.Fail(conn.status());
+  const CliContext& context = inv.context();
+  WatchRenderer renderer(job_id, {.tty = context.out_is_tty && !inv.json()});
+  int failures = 0;
+  while (!renderer.done()) {
+    std::unique_ptr<grpc::ClientContext> call = (*conn)->StreamContext();
+    v1::WatchJobRequest request;
+    request.set_job_id(job_id);
+    request.set_include_history(true);
+    std::unique_ptr<grpc::ClientReaderInterface<v1::WatchJobEvent>> reader =
+        (*conn)->stub()->WatchJob(call.get(), request);
+    v1::WatchJobEvent event;
+    while (!renderer.done() && reader->Read(&event)) {
+      failures = 0;
+      const int64_t before = renderer.events_consumed();
+      const std::string text = renderer.Consume(event);
+      if (inv.json()) {
+        if (renderer.events_consumed() == before) continue;  // a replayed duplicate
+        absl::StatusOr<std::string> line = ToJsonLine(event);
+        if (!line.ok()) return inv.Fail(line.status());
+        inv.out() << *line << "\n" << std::flush;
+      } else if (!text.empty()) {
+        inv.out() << text << std::flush;
+      }
+    }
+    if (renderer.done()) call->TryCancel();
+    const grpc::Status status = reader->Finish();
+    if (renderer.done()) break;
+    if (!inv.json()) inv.out() << renderer.Finish() << std::flush;
+    if (status.ok()) {
+      // The stream ended before a terminal state arrived (the coordinator shut down): ask.
+      std::unique_ptr<grpc::ClientContext> get_call = (*conn)->UnaryContext();
+      v1::GetJobRequest get;
+      get.set_job_id(job_id);
+      v1::GetJobResponse response;
+      absl::Status get_status = (*conn)->ToStatus(
+          (*conn)->stub()->GetJob(get_call.get(), get, &response), absl::StrCat("GetJob ", job_id));
+      if (get_status.ok() && IsTerminal(response.job().state())) {
+        v1::WatchJobEvent final_event;
+        v1::JobStateChange* change = final_event.mutable_state_change();
+        change->set_job_id(job_id);
+        change->set_attempt(response.job().attempt());
+        change->set_state(response.job().state());
+        change->set_reason(response.job().failure_reason());
+        change->set_time_us(response.job().end_time_us());
+        const std::string text = renderer.Consume(final_event);
+        if (inv.json()) {
+          absl::StatusOr<std::string> line = ToJsonLine(final_event);
+          if (line.ok()) inv.out() << *line << "\n";
+        } else {
+          inv.out() << text;
+        }
+        break;
+      }
+      if (!get_status.ok() && !absl::IsUnavailable(get_status)) return inv.Fail(get_status);
+    } else if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      return inv.Fail((*conn)->ToStatus(status, absl::StrCat("WatchJob ", job_id)));
+    }
+    if (++failures > context.max_reconnects) {
+      return inv.Fail(
+          (*conn)->ToStatus(status, absl::StrCat("WatchJob ", job_id, " (gave up after ",
+                                                 context.max_reconnects, " reconnects)")));
+    }
+    *context.err << "peco watch: lost the stream of " << job_id << " ("
+                 << (status.ok() ? "ended early" : status.error_message()) << "); reconnecting\n";
+    absl::SleepFor(context.reconnect_backoff);
+  }
+  if (!inv.json()) inv.out() << renderer.Finish() << std::flush;
+  return renderer.progress().state == v1::JOB_STATE_SUCCEEDED ? kExitOk : kExitFailure;
+}
+
+int RunSubmit(Invocation& inv) {
+  const std::string& path = inv.positional(0);
+  std::vector<std::string> overrides = inv.args().All("set");
+  absl::StatusOr<v1::JobSpec> spec = ReadJobSpecFile(path, overrides);
+  if (!spec.ok()) {
+    if (absl::IsInvalidArgument(spec.status()) || absl::IsNotFound(spec.status())) {
+      return inv.UsageError(spec.status().message());
+    }
+    return inv.Fail(spec.status());
+  }
+  if (inv.args().Has("name")) {
+    const std::string name = inv.args().Last("name");
+    if (name.empty()) return inv.UsageError("--name: expected a non-empty name");
+    spec->set_name(name);
+  }
+  if (inv.args().Has("priority")) {
+    absl::StatusOr<int64_t> priority =
+        ParseIntFlag("--priority", inv.args().Last("priority"), INT32_MIN, INT32_MAX);
+    if (!priority.ok()) return inv.UsageError(priority.status().message());
+    spec->set_priority(static_cast<int32_t>(*priority));
+  }
+
+  // One id per invocation: gRPC's retries of this call, and the coordinator's idempotent
+  // SubmitJob, then can never create two jobs.
+  v1::SubmitJobRequest request;
+  request.set_client_request_id(NewClientRequestId());
+  *request.mutable_spec() = *std::move(spec);
+  if (inv.args().Has("dry_run")) return inv.PrintJson(request);
+
+  absl::StatusOr<Connection*> conn = inv.Connect();
+  if (!conn.ok()) return inv.Fail(conn.status());
+  std::unique_ptr<grpc::ClientContext> call = (*conn)->UnaryContext();
+  v1::SubmitJobResponse response;
+  absl::Status status = (*conn)->ToStatus(
+      (*conn)->stub()->SubmitJob(call.get(), request, &response), absl::StrCat("SubmitJob ", path));
+  if (!status.ok()) return inv.Fail(status);
+  if (inv.json()) {
+    if (int code = inv.PrintJson(response); code != kExitOk) return code;
+  } else {
+    const v1::Job& job = response.job();
+    inv.out() << (response.created() ? "submitted " : "already submitted (same request): ")
+              << job.id() << " (" << job.spec().name() << ", " << JobKindName(job.spec().kind())
+              << ", " << JobStateName(job.state()) << ")\n";
+  }
+  if (!inv.args().Has("watch")) return kExitOk;
+  return WatchUntilDone(inv, response.job().id());
+}
+
+int RunList(Invocation& inv) {
+  v1::ListJobsRequest request;
+  for (const std::string& value : inv.args().All("state")) {
+    for (absl::string_view item : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+      absl::StatusOr<v1::JobState> state = ParseJobState(item);
+      if (!state.ok()) return inv.UsageError(absl::StrCat("--state: ", state.status().message()));
+      request.add_states(*state);
+    }
+  }
+  int64_t limit = 0;  // 0 = all
+  if (inv.args().Has("limit")) {
+    absl::StatusOr<int64_t> parsed = ParseIntFlag("--limit", inv.args().Last("limit"), 1, 1000000);
+    if (!parsed.ok()) return inv.UsageError(parsed.status().message());
+    limit = *parsed;
+  }
+  absl::StatusOr<Connection*> conn = inv.Connect();
+  if (!conn.ok()) return inv.Fail(conn.status());
+
+  v1::ListJobsResponse all;
+  std::string token;
+  int pages = 0;
+  do {
+    if (limit > 0) {
+      request.set_page_size(static_cast<int32_t>(std::min<int64_t>(limit - all.jobs_size(), 500)));
+    }
+    request.set_page_token(token);
+    std::unique_ptr<grpc::ClientContext> call = (*conn)->UnaryContext();
+    v1::ListJobsResponse page;
+    absl::Status status = (*conn)->ToStatus((*conn)->stub()->ListJobs(call.get(), request, &page),
+                                            absl::StrCat("ListJobs page ", pages + 1));
+    if (!status.ok()) return inv.Fail(status);
+    ++pages;
+    for (v1::Job& job : *page.mutable_jobs()) {
+      if (limit > 0 && all.jobs_size() >= limit) break;
+      *all.add_jobs() = std::move(job);
+    }
+    if (!page.next_page_token().empty() && page.next_page_token() == token) {
+      return inv.Fail(absl::InternalError(
+          absl::StrCat("ListJobs returned page token '", token, "' twice; stopping")));
+    }
+    token = page.next_page_token();
+  } while (!token.empty() && (limit == 0 || all.jobs_size() < limit));
+  // With --limit, scripts get the token to continue from.
+  all.set_next_page_token(token);
+
+  if (inv.json()) return inv.PrintJson(all);
+  std::vector<v1::Job> jobs(all.jobs().begin(), all.jobs().end());
+  if (jobs.empty()) {
+    inv.out() << "no jobs\n";
+  } else {
+    inv.out() << FormatJobTable(jobs, inv.now());
+  }
+  if (!token.empty()) {
+    *inv.context().err << "(more jobs: raise --limit to see them)\n";
+  }
+  return kExitOk;
+}
+
+int RunGet(Invocation& inv) {
+  absl::StatusOr<Connection*> conn = inv.Connect();
+  if (!conn.ok()) return inv.Fail(conn.status());
+  v1::GetJobRequest request;
+  request.set_job_id(inv.positional(0));
+  v1::GetJobResponse response;
+  std::unique_ptr<grpc::ClientContext> call = (*conn)->UnaryContext();
+  absl::Status status = (*conn)->ToStatus((*conn)->stub()->GetJob(call.get(), request, &response),
+                                          absl::StrCat("GetJob ", request.job_id()));
+  if (!status.ok()) return inv.Fail(status);
+  if (inv.json()) return inv.PrintJson(response);
+  inv.out() << FormatJobDetails(response, inv.now());
+  return kExitOk;
+}
+
+int RunWatch(Invocation& inv) { return WatchUntilDone(inv, inv.positional(0)); }
+
+int RunCancel(Invocation& inv) {
+  absl::StatusOr<Connection*> conn = inv.Connect();
+  if (!conn.ok()) return inv.Fail(conn.status());
+  v1::CancelJobRequest request;
+  request.set_job_id(inv.positional(0));
+  request.set_reason(inv.args().Last("reason", "cancelled with peco cancel"));
+  v1::CancelJobResponse response;
+  std::unique_ptr<grpc::ClientContext> call = (*conn)->UnaryContext();
+  absl::Status status =
+      (*conn)->ToStatus((*conn)->stub()->CancelJob(call.get(), request, &response),
+                        absl::StrCat("CancelJob ", request.job_id()));
+  if (!status.ok()) return inv.Fail(status);
+  if (inv.json()) return inv.PrintJson(response);
+  const v1::Job& job = response.job();
+  if (IsTerminal(job.state())) {
+    inv.out() << job.id() << " " << JobStateName(job.state()) << "\n";
+  } else {
+    inv.out() << job.id() << " cancelling (" << JobStateName(job.state())
+              << "): trainers write a final checkpoint and stop\n";
+  }
+  return kExitOk;
+}
+
+int RunResume(Invocation& inv) {
+  absl::StatusOr<Connection*> conn = inv.Connect();
+  if (!conn.ok()) return inv.Fail(conn.status());
+  v1::ResumeJobRequest request;
+  request.set_job_id(inv.positional(0));
+  request.set_checkpoint_id(inv.args().Last("checkpoint"));
+  v1::ResumeJobResponse response;
+  std::unique_ptr<grpc::ClientContext> call = (*conn)->UnaryContext();
+  absl::Status status =
+      (*conn)->ToStatus((*conn)->stub()->ResumeJob(call.get(), request, &response),
+                        absl::StrCat("ResumeJob ", request.job_id()));
+  if (!status.ok()) return inv.Fail(status);
+  if (inv.json()) return inv.PrintJson(response);
+  inv.out() << response.job().id() << " resuming from "
+            << (request.checkpoint_id().empty() ? "its latest checkpoint" : request.checkpoint_id())
+            << " (" << JobStateName(response.job().state()) << ")\n";
+  return kExitOk;
+}
+
+int RunCheckpoints(Invocation& inv) {
+  absl::StatusOr<Connection*> conn = inv.Connect();
+  if (!conn.ok()) return inv.Fail(conn.status());
+  v1::ListCheckpointsRequest request;
+  request.set_job_id(inv.positional(0));
+  v1::ListCheckpointsResponse response;
+  std::unique_ptr<grpc::ClientContext> call = (*conn)->UnaryContext();
+  absl::Status status =
+      (*conn)->ToStatus((*conn)->stub()->ListCheckpoints(call.get(), request, &response),
+                        absl::StrCat("ListCheckpoints ", request.job_id()));
+  if (!status.ok()) return inv.Fail(status);
+  if (inv.json()) return inv.PrintJson(response);
+  if (response.checkpoints().empty()) {
+    inv.out() << "no checkpoints for " << request.job_id() << "\n";
+    return kExitOk;
+  }
+  inv.out() << FormatCheckpointTable({response.checkpoints().begin(), response.checkpoints().end()},
+                                     inv.now());
+  return kExitOk;
+}
+
+// Receives the stream into `dir`; returns the checkpoint's info once committed.
+absl::StatusOr<v1::CheckpointInfo> Download(Connection& conn, const std::string& checkpoint_id,
+                                            const std::string& dir) {
+  const std::string what = absl::StrCat("DownloadCheckpoint ", checkpoint_id);
+  std::unique_ptr<grpc::ClientContext> call = conn.StreamContext();
+  v1::DownloadCheckpointRequest request;
+  request.set_checkpoint_id(checkpoint_id);
+  std::unique_ptr<grpc::ClientReaderInterface<v1::DownloadCheckpointResponse>> reader =
+      conn.stub()->DownloadCheckpoint(call.get(), request);
+  // Ends the call early on a local error (the server stops sending).
+  auto abandon = [&](absl::Status status) {
+    call->TryCancel();
+    reader->Finish();
+    return status;
+  };
+  v1::DownloadCheckpointResponse message;
+  if (!reader->Read(&message)) {
+    RETURN_IF_ERROR(conn.ToStatus(reader->Finish(), what));
+    return absl::DataLossError(absl::StrCat(what, ": the stream ended before the checkpoint info"));
+  }
+  if (!message.has_info()) {
+    return abandon(absl::DataLossError(absl::StrCat(what,
+                                                    ": the stream did not start with the "
+                                                    "checkpoint info")));
+  }
+  const v1::CheckpointInfo info = message.info();
+  absl::StatusOr<std::unique_ptr<CheckpointDownload>> download =
+      CheckpointDownload::Begin(dir, info);
+  if (!download.ok()) return abandon(download.status());
+  while (reader->Read(&message)) {
+    if (!message.has_chunk()) {
+      return abandon(absl::DataLossError(absl::StrCat(what, ": a second checkpoint info")));
+    }
+    absl::Status status = (*download)->Write(message.chunk());
+    if (!status.ok())
+      return abandon(absl::Status(status.code(), absl::StrCat(what, ": ", status.message())));
+  }
+  RETURN_IF_ERROR(conn.ToStatus(reader->Finish(), what));
+  absl::Status status = (*download)->Commit();
+  if (!status.ok()) {
+    return absl::Status(status.code(), absl::StrCat(what, ": ", status.message(),
+                                                    " (nothing was written to ", dir, ")"));
+  }
+  return info;
+}
+
+int RunDownload(Invocation& inv) {
+  absl::StatusOr<Connection*> conn = inv.Connect();
+  if (!conn.ok()) return inv.Fail(conn.status());
+  const std::string& checkpoint_id = inv.positional(0);
+  const std::string& dir = inv.positional(1);
+  absl::StatusOr<v1::CheckpointInfo> info = Download(**conn, checkpoint_id, dir);
+  if (!info.ok()) return inv.Fail(info.status());
+  if (inv.json()) return inv.PrintJson(*info);
+  int64_t bytes = 0;
+  for (const v1::ManifestEntry& entry : info->manifest()) bytes += entry.size();
+  inv.out() << "downloaded " << checkpoint_id << " (step " << info->step() << ", "
+            << info->manifest_size() << " files, " << FormatBytes(bytes)
+            << ", SHA-256 verified) to " << dir << "\n";
+  return kExitOk;
+}
+
+int RunWorkers(Invocation& inv) {
+  absl::StatusOr<Connection*> conn = inv.Connect();
+  if (!conn.ok()) return inv.Fail(conn.status());
+  v1::ListWorkersResponse response;
+  std::unique_ptr<grpc::ClientContext> call = (*conn)->UnaryContext();
+  absl::Status status = (*conn)->ToStatus(
+      (*conn)->stub()->ListWorkers(call.get(), v1::ListWorkersRequest(), &response), "ListWorkers");
+  if (!status.ok()) return inv.Fail(status);
+  if (inv.json()) return inv.PrintJson(response);
+  if (response.workers().empty()) {
+    inv.out() << "no workers\n";
+    return kExitOk;
+  }
+  inv.out() << FormatWorkerTable({response.workers().begin(), response.workers().end()}, inv.now());
+  return kExitOk;
+}
+
+const std::vector<Command>& Commands() {
+  static const auto* commands = new std::vector<Command>{
+      {"submit",
+       "FILE.yaml",
+       "submit a job from a spec file (docs/SERVICE.md)",
+       {{"set", 0, "KEY=VALUE",
+         "override a spec field before reading it (repeatable), "
+         "e.g. --set train.max_steps=50 --set job.world_size=2"},
+        {"name", 0, "NAME", "job name (default: job.name, else the file name)"},
+        {"priority", 0, "P", "priority, higher runs first (default: job.priority, else 0)"},
+        {"watch", 0, "", "watch the job after submitting; exit status as for watch"},
+        {"dry_run", 0, "", "print the request as JSON instead of sending it"}},
+       1,
+       RunSubmit},
+      {"list",
+       "",
+       "list jobs, newest first",
+       {{"state", 0, "STATE",
+         "only jobs in this state (repeatable or comma-separated): queued, "
+         "waiting, assigned, running, restarting, succeeded, failed, "
+         "cancelled"},
+        {"limit", 0, "N", "show at most N jobs (default: all)"}},
+       0,
+       RunList},
+      {"get", "JOB", "show a job and its attempts", {}, 1, RunGet},
+      {"watch",
+       "JOB",
+       "follow a job's progress until it ends; exit 0 if it SUCCEEDED, 1 if it FAILED or was "
+       "CANCELLED",
+       {},
+       1,
+       RunWatch},
+      {"cancel",
+       "JOB",
+       "cancel a job (trainers write a final checkpoint, then stop)",
+       {{"reason", 0, "TEXT", "why, recorded with the job"}},
+       1,
+       RunCancel},
+      {"resume",
+       "JOB",
+       "start a new attempt of a job from a committed checkpoint",
+       {{"checkpoint", 0, "ID", "checkpoint to resume from (default: the latest)"}},
+       1,
+       RunResume},
+      {"checkpoints", "JOB", "list a job's committed checkpoints", {}, 1, RunCheckpoints},
+      {"download",
+       "CKPT DIR",
+       "download a checkpoint into the new directory DIR, verifying every file's SHA-256",
+       {},
+       2,
+       RunDownload},
+      {"workers", "", "list the workers and their free devices", {}, 0, RunWorkers},
+  };
+  return *commands;
+}
+
+std::string MainUsage() {
+  std::string out =
+      "peco: submit and follow training jobs on a peco coordinator.\n\n"
+      "Usage: peco [global flags] COMMAND [arguments] [flags]\n\nCommands:\n";
+  size_t width = 0;
+  for (const Command& command : Commands()) {
+    width = std::max(width, command.name.size() + 1 + command.args.size());
+  }
+  for (const Command& command : Commands()) {
+    const std::string left = absl::StrCat(command.name, " ", command.args);
+    absl::StrAppend(&out, "  ", left, std::string(width - left.size() + 3, ' '), command.summary,
+                    "\n");
+  }
+  absl::StrAppend(&out, "\nGlobal flags:\n", FlagHelp(GlobalFlags()),
+                  "\nExit status: 0 ok, 1 a call or the watched job failed, 2 usage error.\n"
+                  "Run 'peco COMMAND --help' for a command's flags.\n");
+  return out;
+}
+
+std::string CommandUsage(const Command& command) {
+  std::string out = absl::StrCat(
+      "Usage: peco ", command.name, command.args.empty() ? "" : absl::StrCat(" ", command.args),
+      command.flags.empty() ? "" : " [flags]", "\n\n", command.summary, "\n");
+  if (!command.flags.empty()) absl::StrAppend(&out, "\nFlags:\n", FlagHelp(command.flags));
+  absl::StrAppend(&out, "\nGlobal flags:\n", FlagHelp(GlobalFlags()));
+  return out;
+}
+
+// Index of the command word in `args`, skipping global flags and their values; -1 when absent.
+int FindCommand(const std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg.empty() || arg[0] != '-') return static_cast<int>(i);
+    if (arg == "--") return i + 1 < args.size() ? static_cast<int>(i) + 1 : -1;
+    // A global flag without '=' (or an attached short value) takes the next argument.
+    const bool attached = arg.find('=') != std::string::npos || (arg[1] != '-' && arg.size() > 2);
+    if (arg == "-h" || arg == "--help" || attached) continue;
+    for (const FlagSpec& spec : GlobalFlags()) {
+      const bool matches =
+          arg == absl::StrCat("--", spec.name) ||
+          (spec.short_name != 0 && arg == absl::StrCat("-", std::string(1, spec.short_name)));
+      if (matches && !spec.value_name.empty()) ++i;
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+std::string NewClientRequestId() {
+  static absl::Mutex mu(absl::kConstInit);
+  static absl::BitGen* gen = new absl::BitGen();
+  uint64_t high;
+  uint64_t low;
+  {
+    absl::MutexLock lock(&mu);
+    high = absl::Uniform<uint64_t>(*gen);
+    low = absl::Uniform<uint64_t>(*gen);
+  }
+  high = (high & ~uint64_t{0xf000}) | uint64_t{0x4000};          // version 4
+  low = (low & ~(uint64_t{0xc} << 60)) | (uint64_t{0x8} << 60);  // RFC 4122 variant
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", high >> 32, (high >> 16) & 0xffff,
+                         high & 0xffff, low >> 48, low & 0xffffffffffffULL);
+}
+
+int RunCli(const std::vector<std::string>& args, const CliContext& context) {
+  std::ostream& err = *context.err;
+  const int index = FindCommand(args);
+  if (index < 0) {
+    for (const std::string& arg : args) {
+      if (arg == "-h" || arg == "--help") {
+        *context.out << MainUsage();
+        return kExitOk;
+      }
+    }
+    err << MainUsage();
+    return kExitUsage;
+  }
+  const std::string& name = args[index];
+  if (name == "help") {
+    *context.out << MainUsage();
+    return kExitOk;
+  }
+  const Command* command = nullptr;
+  for (const Command& candidate : Commands()) {
+    if (candidate.name == name) command = &candidate;
+  }
+  if (command == nullptr) {
+    err << "peco: unknown command '" << name << "'\nRun 'peco --help' for the commands.\n";
+    return kExitUsage;
+  }
+
+  std::vector<std::string> rest(args.begin(), args.begin() + index);
+  rest.insert(rest.end(), args.begin() + index + 1, args.end());
+  std::vector<FlagSpec> specs = GlobalFlags();
+  specs.insert(specs.end(), command->flags.begin(), command->flags.end());
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(rest, specs);
+  auto usage_error = [&](absl::string_view message) {
+    err << "peco " << name << ": " << message << "\nRun 'peco " << name << " --help' for usage.\n";
+    return kExitUsage;
+  };
+  if (!parsed.ok()) return usage_error(parsed.status().message());
+  if (parsed->help) {
+    *context.out << CommandUsage(*command);
+    return kExitOk;
+  }
+  if (parsed->positional.size() < command->positional) {
+    std::vector<std::string> names = absl::StrSplit(command->args, ' ');
+    return usage_error(absl::StrCat("missing argument ", names[parsed->positional.size()]));
+  }
+  if (parsed->positional.size() > command->positional) {
+    return usage_error(
+        absl::StrCat("unexpected argument '", parsed->positional[command->positional], "'"));
+  }
+  for (const std::string& flag : {"coordinator", "token", "data_dir", "output", "timeout", "name",
+                                  "priority", "limit", "reason", "checkpoint"}) {
+    if (parsed->All(flag).size() > 1) {
+      return usage_error(absl::StrCat("--", flag, " given more than once"));
+    }
+  }
+  OutputFormat format = OutputFormat::kTable;
+  const std::string output = parsed->Last("output", "table");
+  if (output == "json") {
+    format = OutputFormat::kJson;
+  } else if (output != "table") {
+    return usage_error(absl::StrCat("-o/--output: expected table or json, got '", output, "'"));
+  }
+  absl::Duration timeout = absl::Seconds(30);
+  if (parsed->Has("timeout")) {
+    absl::StatusOr<absl::Duration> parsed_timeout =
+        ParseDurationFlag("--timeout", parsed->Last("timeout"));
+    if (!parsed_timeout.ok()) return usage_error(parsed_timeout.status().message());
+    timeout = *parsed_timeout;
+  }
+  Invocation invocation(context, *command, *std::move(parsed), format, timeout);
+  return command->run(invocation);
+}
+
+}  // namespace peco::cli

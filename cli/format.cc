@@ -1,0 +1,265 @@
+#include "cli/format.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "cli/spec_file.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace peco::cli {
+namespace {
+
+constexpr v1::JobState kJobStates[] = {
+    v1::JOB_STATE_QUEUED,  v1::JOB_STATE_WAITING,    v1::JOB_STATE_ASSIGNED,
+    v1::JOB_STATE_RUNNING, v1::JOB_STATE_RESTARTING, v1::JOB_STATE_SUCCEEDED,
+    v1::JOB_STATE_FAILED,  v1::JOB_STATE_CANCELLED,
+};
+
+std::string StripPrefix(const std::string& name, absl::string_view prefix) {
+  return absl::StartsWith(name, prefix) ? name.substr(prefix.size()) : name;
+}
+
+absl::Time FromMicros(int64_t time_us) { return absl::FromUnixMicros(time_us); }
+
+std::string Or(const std::string& value, const std::string& fallback = "-") {
+  return value.empty() ? fallback : value;
+}
+
+std::string Runtime(int64_t start_us, int64_t end_us, absl::Time now) {
+  if (start_us <= 0) return "-";
+  const absl::Time end = end_us > 0 ? FromMicros(end_us) : now;
+  return HumanDuration(end - FromMicros(start_us));
+}
+
+std::string Dependency(const v1::Dependency& dependency) {
+  switch (dependency.target_case()) {
+    case v1::Dependency::kJobId:
+      return absl::StrCat("job ", dependency.job_id());
+    case v1::Dependency::kCheckpointId:
+      return absl::StrCat("checkpoint ", dependency.checkpoint_id());
+    default:
+      return "-";
+  }
+}
+
+std::string Restarts(const v1::Job& job) {
+  if (!job.spec().has_max_restarts()) return absl::StrCat(job.restart_count());
+  return absl::StrCat(job.restart_count(), "/", job.spec().max_restarts());
+}
+
+}  // namespace
+
+TextTable::TextTable(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
+
+void TextTable::AddRow(std::vector<std::string> cells) {
+  cells.resize(rows_.front().size());
+  rows_.push_back(std::move(cells));
+}
+
+std::string TextTable::Render() const {
+  std::vector<size_t> widths(rows_.front().size(), 0);
+  for (const auto& row : rows_) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      widths[i] = std::max(widths[i], std::max<size_t>(row[i].size(), 1));  // "" shows as "-"
+    }
+  }
+  std::string out;
+  for (const auto& row : rows_) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      const std::string& cell = row[i].empty() ? std::string("-") : row[i];
+      absl::StrAppend(&line, cell);
+      if (i + 1 < row.size()) line.append(widths[i] - std::min(widths[i], cell.size()) + 2, ' ');
+    }
+    absl::StrAppend(&out, absl::StripTrailingAsciiWhitespace(line), "\n");
+  }
+  return out;
+}
+
+std::string HumanDuration(absl::Duration duration) {
+  if (duration < absl::ZeroDuration()) duration = absl::ZeroDuration();
+  if (duration < absl::Seconds(1)) {
+    return absl::StrCat(absl::ToInt64Milliseconds(duration), "ms");
+  }
+  const int64_t seconds = absl::ToInt64Seconds(duration);
+  if (seconds < 60) return absl::StrCat(seconds, "s");
+  if (seconds < 3600) return absl::StrFormat("%dm%02ds", seconds / 60, seconds % 60);
+  if (seconds < 86400) return absl::StrFormat("%dh%02dm", seconds / 3600, seconds % 3600 / 60);
+  return absl::StrFormat("%dd%02dh", seconds / 86400, seconds % 86400 / 3600);
+}
+
+std::string FormatAge(int64_t time_us, absl::Time now) {
+  if (time_us <= 0) return "-";
+  return absl::StrCat(HumanDuration(now - FromMicros(time_us)), " ago");
+}
+
+std::string FormatTime(int64_t time_us) {
+  if (time_us <= 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", FromMicros(time_us), absl::LocalTimeZone());
+}
+
+std::string FormatBytes(int64_t bytes) {
+  if (bytes < 1024) return absl::StrCat(bytes, " B");
+  constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  int unit = -1;
+  while (value >= 1024 && unit < 3) {
+    value /= 1024;
+    ++unit;
+  }
+  return absl::StrFormat(value < 10 ? "%.2f %s" : "%.1f %s", value, kUnits[unit]);
+}
+
+std::string JobStateName(v1::JobState state) {
+  return StripPrefix(v1::JobState_Name(state), "JOB_STATE_");
+}
+
+std::string WorkerStateName(v1::WorkerState state) {
+  return StripPrefix(v1::WorkerState_Name(state), "WORKER_STATE_");
+}
+
+absl::StatusOr<v1::JobState> ParseJobState(absl::string_view text) {
+  const std::string upper = StripPrefix(absl::AsciiStrToUpper(text), "JOB_STATE_");
+  std::vector<std::string> names;
+  for (v1::JobState state : kJobStates) {
+    if (JobStateName(state) == upper) return state;
+    names.push_back(absl::AsciiStrToLower(JobStateName(state)));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown job state '", text, "' (one of ", absl::StrJoin(names, ", "), ")"));
+}
+
+bool IsTerminal(v1::JobState state) {
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_CANCELLED;
+}
+
+absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string out;
+  auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
+  if (!status.ok()) {
+    return absl::InternalError(absl::StrCat("JSON output: ", status.ToString()));
+  }
+  if (out.empty() || out.back() != '\n') out.push_back('\n');
+  return out;
+}
+
+absl::StatusOr<std::string> ToJsonLine(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string out;
+  auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
+  if (!status.ok()) {
+    return absl::InternalError(absl::StrCat("JSON output: ", status.ToString()));
+  }
+  return out;
+}
+
+std::string FormatJobTable(const std::vector<v1::Job>& jobs, absl::Time now) {
+  TextTable table(
+      {"ID", "NAME", "KIND", "STATE", "ATTEMPT", "RESTARTS", "PRIORITY", "AGE", "RUNTIME"});
+  for (const v1::Job& job : jobs) {
+    table.AddRow({job.id(), job.spec().name(), JobKindName(job.spec().kind()),
+                  JobStateName(job.state()), absl::StrCat(job.attempt()), Restarts(job),
+                  absl::StrCat(job.spec().priority()), FormatAge(job.submit_time_us(), now),
+                  Runtime(job.start_time_us(), job.end_time_us(), now)});
+  }
+  return table.Render();
+}
+
+std::string FormatJobDetails(const v1::GetJobResponse& response, absl::Time now) {
+  const v1::Job& job = response.job();
+  const v1::JobSpec& spec = job.spec();
+  std::vector<std::pair<std::string, std::string>> fields = {
+      {"ID", job.id()},
+      {"Name", spec.name()},
+      {"Kind", JobKindName(spec.kind())},
+      {"State", JobStateName(job.state())},
+      {"Attempt", absl::StrCat(job.attempt())},
+      {"Restarts", Restarts(job)},
+      {"Priority", absl::StrCat(spec.priority())},
+      {"World size", absl::StrCat(spec.world_size())},
+      {"Devices/rank", absl::StrCat(spec.devices_per_rank().gpus(), " GPUs, ",
+                                    spec.devices_per_rank().cpu_slots(), " CPU slots")},
+      {"Depends on", Dependency(spec.depends_on())},
+      {"Submitted", job.submit_time_us() > 0
+                        ? absl::StrCat(FormatTime(job.submit_time_us()), " (",
+                                       FormatAge(job.submit_time_us(), now), ")")
+                        : "-"},
+      {"Started", FormatTime(job.start_time_us())},
+      {"Ended", FormatTime(job.end_time_us())},
+      {"Runtime", Runtime(job.start_time_us(), job.end_time_us(), now)},
+  };
+  if (!spec.labels().empty()) {
+    std::vector<std::pair<std::string, std::string>> labels(spec.labels().begin(),
+                                                            spec.labels().end());
+    std::sort(labels.begin(), labels.end());
+    fields.emplace_back("Labels", absl::StrJoin(labels, ", ", absl::PairFormatter("=")));
+  }
+  if (!job.failure_reason().empty()) fields.emplace_back("Failure", job.failure_reason());
+  if (!job.client_request_id().empty()) fields.emplace_back("Request id", job.client_request_id());
+
+  size_t width = 0;
+  for (const auto& [key, value] : fields) width = std::max(width, key.size());
+  std::string out;
+  for (const auto& [key, value] : fields) {
+    absl::StrAppend(&out, key, ":", std::string(width - key.size() + 2, ' '), Or(value), "\n");
+  }
+  if (response.attempts_size() > 0) {
+    TextTable attempts(
+        {"ATTEMPT", "STATE", "RESUMED FROM", "WORKERS", "STARTED", "RUNTIME", "FAILURE"});
+    for (const v1::Attempt& attempt : response.attempts()) {
+      std::vector<std::string> workers;
+      for (const v1::RankPlacement& placement : attempt.placements()) {
+        workers.push_back(placement.worker_id());
+      }
+      attempts.AddRow({absl::StrCat(attempt.number()), JobStateName(attempt.state()),
+                       attempt.resume_checkpoint_id().empty()
+                           ? "-"
+                           : absl::StrCat(attempt.resume_checkpoint_id(), " (step ",
+                                          attempt.resume_step(), ")"),
+                       absl::StrJoin(workers, ","), FormatTime(attempt.start_time_us()),
+                       Runtime(attempt.start_time_us(), attempt.end_time_us(), now),
+                       attempt.failure_reason()});
+    }
+    absl::StrAppend(&out, "\n", attempts.Render());
+  }
+  return out;
+}
+
+std::string FormatCheckpointTable(const std::vector<v1::CheckpointInfo>& checkpoints,
+                                  absl::Time now) {
+  TextTable table({"ID", "STEP", "ATTEMPT", "SIZE", "FILES", "FINAL", "COMMITTED"});
+  for (const v1::CheckpointInfo& info : checkpoints) {
+    table.AddRow({info.id(), absl::StrCat(info.step()), absl::StrCat(info.attempt()),
+                  FormatBytes(info.bytes()), absl::StrCat(info.manifest_size()),
+                  info.final() ? "yes" : "no", FormatAge(info.committed_time_us(), now)});
+  }
+  return table.Render();
+}
+
+std::string FormatWorkerTable(const std::vector<v1::WorkerInfo>& workers, absl::Time now) {
+  TextTable table({"ID", "HOST", "STATE", "GPUS", "CPU SLOTS", "PORTS", "HEARTBEAT"});
+  for (const v1::WorkerInfo& worker : workers) {
+    table.AddRow(
+        {worker.id(), worker.host(), WorkerStateName(worker.state()),
+         absl::StrCat(worker.free_devices().gpus(), "/", worker.devices().gpus()),
+         absl::StrCat(worker.free_devices().cpu_slots(), "/", worker.devices().cpu_slots()),
+         worker.has_ports() ? absl::StrCat(worker.ports().first(), "-", worker.ports().last())
+                            : "-",
+         FormatAge(worker.last_heartbeat_us(), now)});
+  }
+  return table.Render();
+}
+
+}  // namespace peco::cli

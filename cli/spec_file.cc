@@ -1,0 +1,227 @@
+#include "cli/spec_file.h"
+
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/config_reader.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "yaml-cpp/yaml.h"
+
+namespace peco::cli {
+namespace {
+
+struct KindName {
+  v1::JobKind kind;
+  const char* name;
+};
+
+constexpr KindName kKinds[] = {
+    {v1::JOB_KIND_TOKENIZER, "tokenizer"},
+    {v1::JOB_KIND_PRETRAIN, "pretrain"},
+    {v1::JOB_KIND_FINETUNE, "finetune"},
+    {v1::JOB_KIND_LINEAR_PROBE, "linear_probe"},
+};
+
+absl::Status FieldError(const std::string& source, absl::string_view field,
+                        absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat(source, ": ", field, ": ", message));
+}
+
+absl::Status ReadDevices(const std::string& source, ConfigReader& job, v1::DeviceRequest* out) {
+  ASSIGN_OR_RETURN(ConfigReader devices, job.Child("devices_per_rank"));
+  int gpus = 0;
+  int cpu_slots = 1;
+  RETURN_IF_ERROR(devices.Read("gpus", &gpus));
+  RETURN_IF_ERROR(devices.Read("cpu_slots", &cpu_slots));
+  RETURN_IF_ERROR(devices.Finish());
+  if (gpus < 0) {
+    return FieldError(source, devices.PathOf("gpus"),
+                      absl::StrCat("expected an integer >= 0, got ", gpus));
+  }
+  if (cpu_slots < 0) {
+    return FieldError(source, devices.PathOf("cpu_slots"),
+                      absl::StrCat("expected an integer >= 0, got ", cpu_slots));
+  }
+  if (gpus == 0 && cpu_slots == 0) {
+    return FieldError(source, "job.devices_per_rank",
+                      "a rank needs gpus >= 1 or cpu_slots >= 1, got neither");
+  }
+  out->set_gpus(gpus);
+  out->set_cpu_slots(cpu_slots);
+  return absl::OkStatus();
+}
+
+// `present` is false when `job.depends_on` is absent or null (no dependency).
+absl::Status ReadDependency(const std::string& source, ConfigReader& job, bool present,
+                            v1::Dependency* out) {
+  ASSIGN_OR_RETURN(ConfigReader depends, job.Child("depends_on"));
+  std::string job_id;
+  std::string checkpoint_id;
+  RETURN_IF_ERROR(depends.Read("job_id", &job_id));
+  RETURN_IF_ERROR(depends.Read("checkpoint_id", &checkpoint_id));
+  RETURN_IF_ERROR(depends.Finish());
+  if (!present) return absl::OkStatus();
+  if (job_id.empty() == checkpoint_id.empty()) {
+    return FieldError(source, "job.depends_on",
+                      "expected exactly one of job_id, checkpoint_id (a non-empty string)");
+  }
+  if (!job_id.empty()) {
+    out->set_job_id(job_id);
+  } else {
+    out->set_checkpoint_id(checkpoint_id);
+  }
+  return absl::OkStatus();
+}
+
+// `labels_node` is the raw `job.labels` node (already checked to be a mapping or absent).
+absl::Status ReadLabels(const std::string& source, const YAML::Node& labels_node,
+                        v1::JobSpec* spec) {
+  if (!labels_node.IsDefined() || labels_node.IsNull()) return absl::OkStatus();
+  for (const auto& entry : labels_node) {
+    if (!entry.first.IsScalar()) {
+      return FieldError(source, "job.labels", "expected string keys");
+    }
+    const std::string key = entry.first.Scalar();
+    if (key.empty()) return FieldError(source, "job.labels", "expected non-empty keys");
+    if (!entry.second.IsScalar()) {
+      return FieldError(source, absl::StrCat("job.labels.", key), "expected a string");
+    }
+    (*spec->mutable_labels())[key] = entry.second.Scalar();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadJobSection(const std::string& source, ConfigReader& root,
+                            const YAML::Node& job_node, v1::JobSpec* spec) {
+  ASSIGN_OR_RETURN(ConfigReader job, root.Child("job"));
+
+  std::string name = spec->name();
+  RETURN_IF_ERROR(job.Read("name", &name));
+  if (name.empty()) return FieldError(source, "job.name", "expected a non-empty string");
+  spec->set_name(name);
+
+  int world_size = 1;
+  RETURN_IF_ERROR(job.Read("world_size", &world_size));
+  if (world_size < 1) {
+    return FieldError(source, "job.world_size",
+                      absl::StrCat("expected an integer >= 1, got ", world_size));
+  }
+  spec->set_world_size(world_size);
+
+  RETURN_IF_ERROR(ReadDevices(source, job, spec->mutable_devices_per_rank()));
+
+  int priority = 0;
+  RETURN_IF_ERROR(job.Read("priority", &priority));
+  spec->set_priority(priority);
+
+  if (job.Has("max_restarts")) {
+    int max_restarts = 0;
+    RETURN_IF_ERROR(job.Read("max_restarts", &max_restarts));
+    if (max_restarts < 0) {
+      return FieldError(source, "job.max_restarts",
+                        absl::StrCat("expected an integer >= 0, got ", max_restarts));
+    }
+    spec->set_max_restarts(max_restarts);
+  }
+
+  const bool has_dependency =
+      job_node.IsMap() && job_node["depends_on"].IsDefined() && !job_node["depends_on"].IsNull();
+  if (has_dependency) {
+    RETURN_IF_ERROR(ReadDependency(source, job, true, spec->mutable_depends_on()));
+  } else {
+    RETURN_IF_ERROR(ReadDependency(source, job, false, nullptr));
+  }
+
+  // Child() checks the type and marks the key consumed; the entries are read from the raw node
+  // because ConfigReader reads fixed keys only.
+  ASSIGN_OR_RETURN(ConfigReader labels, job.Child("labels"));
+  (void)labels;
+  // Copy-construct: assigning yaml-cpp's node for a missing key throws.
+  const YAML::Node labels_node = job_node.IsMap() ? job_node["labels"] : YAML::Node();
+  RETURN_IF_ERROR(ReadLabels(source, labels_node, spec));
+
+  return job.Finish();
+}
+
+}  // namespace
+
+std::string JobKindName(v1::JobKind kind) {
+  for (const KindName& entry : kKinds) {
+    if (entry.kind == kind) return entry.name;
+  }
+  return "unspecified";
+}
+
+absl::StatusOr<v1::JobSpec> ParseJobSpec(absl::string_view text, const std::string& source,
+                                         const std::string& default_name,
+                                         const std::vector<std::string>& overrides) {
+  // Parse once before the overrides so that broken YAML is reported against the file.
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": not valid YAML: ", e.what()));
+  }
+  if (!root.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": expected a mapping at the top (kind: ..., job: ...)"));
+  }
+  std::string document(text);
+  if (!overrides.empty()) {
+    absl::StatusOr<std::string> overridden = ApplyConfigOverrides(document, overrides);
+    if (!overridden.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ", overridden.status().message()));
+    }
+    document = *std::move(overridden);
+    root = YAML::Load(document);  // re-emitted by yaml-cpp, so it parses
+  }
+
+  ASSIGN_OR_RETURN(ConfigReader reader, ConfigReader::FromString(document, source));
+  v1::JobSpec spec;
+  if (!reader.Has("kind")) {
+    return FieldError(source, "kind",
+                      "missing (one of tokenizer, pretrain, finetune, linear_probe)");
+  }
+  std::string kind;
+  std::vector<std::string> kind_names;
+  for (const KindName& entry : kKinds) kind_names.push_back(entry.name);
+  RETURN_IF_ERROR(reader.ReadEnum("kind", kind_names, &kind));
+  for (const KindName& entry : kKinds) {
+    if (kind == entry.name) spec.set_kind(entry.kind);
+  }
+
+  spec.set_name(default_name);
+  spec.set_world_size(1);
+  spec.mutable_devices_per_rank()->set_gpus(0);
+  spec.mutable_devices_per_rank()->set_cpu_slots(1);
+  // Const lookups: yaml-cpp's non-const operator[] may add the key.
+  const YAML::Node& const_root = root;
+  const bool has_job = const_root["job"].IsDefined();
+  const YAML::Node job_node = has_job ? const_root["job"] : YAML::Node();
+  RETURN_IF_ERROR(ReadJobSection(source, reader, job_node, &spec));
+
+  if (!has_job && overrides.empty()) {
+    spec.set_config_yaml(std::string(text));
+  } else {
+    root.remove("job");
+    YAML::Emitter out;
+    out << root;
+    spec.set_config_yaml(absl::StrCat(out.c_str(), "\n"));
+  }
+  return spec;
+}
+
+absl::StatusOr<v1::JobSpec> ReadJobSpecFile(const std::string& path,
+                                            const std::vector<std::string>& overrides) {
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(),
+                        absl::StrCat("reading spec file ", path, ": ", text.status().message()));
+  }
+  const std::string stem = std::filesystem::path(path).stem().string();
+  return ParseJobSpec(*text, path, stem.empty() ? "job" : stem, overrides);
+}
+
+}  // namespace peco::cli
