@@ -70,6 +70,16 @@ struct NewAttempt {
   int64_t time_us = 0;
 };
 
+// Control fields of a job that are not its state: a pending cancellation and the checkpoint the
+// next attempt resumes from. Unset optionals leave the field as it is.
+struct JobControlUpdate {
+  std::string job_id;
+  int64_t expected_attempt = 0;
+  std::optional<int64_t> cancel_requested_time_us;
+  std::optional<std::string> cancel_reason;
+  std::optional<std::string> next_resume_checkpoint_id;
+};
+
 struct JobQuery {
   std::vector<v1::JobState> states;  // empty = every state
   int32_t page_size = 100;           // 1..1000
@@ -115,8 +125,13 @@ class JobStore {
   // RUNNING and end_time_us on a terminal state.
   virtual absl::StatusOr<v1::Job> UpdateJobState(const JobStateUpdate& update) = 0;
 
+  // Sets the job's control fields and returns the job. FailedPrecondition when the job's attempt
+  // is not update.expected_attempt (fencing); the job's state does not change.
+  virtual absl::StatusOr<v1::Job> UpdateJobControl(const JobControlUpdate& update) = 0;
+
   // Starts the next attempt: records it and moves the job to ASSIGNED. A restart (the job was
-  // RESTARTING) increments restart_count. FailedPrecondition on a fencing or state refusal.
+  // RESTARTING) increments restart_count. Clears the job's pending cancellation and
+  // next_resume_checkpoint_id. FailedPrecondition on a fencing or state refusal.
   virtual absl::StatusOr<v1::Attempt> BeginAttempt(const NewAttempt& attempt) = 0;
 
   // Returns every attempt of a job, oldest first (empty for a job never started).

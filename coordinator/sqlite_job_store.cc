@@ -441,6 +441,28 @@ absl::StatusOr<v1::Job> SqliteJobStore::UpdateJobState(const JobStateUpdate& upd
   });
 }
 
+absl::StatusOr<v1::Job> SqliteJobStore::UpdateJobControl(const JobControlUpdate& update) {
+  constexpr const char* kOp = "updating a job's control fields";
+  absl::MutexLock lock(&mu_);
+  return InTransaction(kOp, [&]() -> absl::StatusOr<v1::Job> {
+    ASSIGN_OR_RETURN(v1::Job job, LoadJob(update.job_id, kOp));
+    if (job.attempt() != update.expected_attempt) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(kOp, ": job ", job.id(), " is at attempt ", job.attempt(),
+                       ", the update names attempt ", update.expected_attempt));
+    }
+    if (update.cancel_requested_time_us.has_value()) {
+      job.set_cancel_requested_time_us(*update.cancel_requested_time_us);
+    }
+    if (update.cancel_reason.has_value()) job.set_cancel_reason(*update.cancel_reason);
+    if (update.next_resume_checkpoint_id.has_value()) {
+      job.set_next_resume_checkpoint_id(*update.next_resume_checkpoint_id);
+    }
+    RETURN_IF_ERROR(StoreJob(job, kOp));
+    return job;
+  });
+}
+
 absl::StatusOr<v1::Attempt> SqliteJobStore::BeginAttempt(const NewAttempt& request) {
   constexpr const char* kOp = "beginning an attempt";
   if (request.placements.empty()) {
@@ -465,6 +487,9 @@ absl::StatusOr<v1::Attempt> SqliteJobStore::BeginAttempt(const NewAttempt& reque
     if (job.state() == v1::JOB_STATE_RESTARTING) job.set_restart_count(job.restart_count() + 1);
     job.set_attempt(job.attempt() + 1);
     job.set_state(v1::JOB_STATE_ASSIGNED);
+    job.set_cancel_requested_time_us(0);
+    job.set_cancel_reason("");
+    job.set_next_resume_checkpoint_id("");
     v1::Attempt attempt;
     attempt.set_job_id(job.id());
     attempt.set_number(job.attempt());

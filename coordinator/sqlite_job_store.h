@@ -61,6 +61,7 @@ class SqliteJobStore : public JobStore {
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id) override;
   absl::StatusOr<JobPage> ListJobs(const JobQuery& query) override;
   absl::StatusOr<v1::Job> UpdateJobState(const JobStateUpdate& update) override;
+  absl::StatusOr<v1::Job> UpdateJobControl(const JobControlUpdate& update) override;
   absl::StatusOr<v1::Attempt> BeginAttempt(const NewAttempt& attempt) override;
   absl::StatusOr<std::vector<v1::Attempt>> ListAttempts(const std::string& job_id) override;
 

@@ -297,6 +297,50 @@ TEST_F(SqliteJobStoreTest, FencingRefusesWritesFromAnOldAttempt) {
   EXPECT_EQ(*store_->AppendMetricPoints(id, 2, {Point(id, 2, 5, 0.5)}), 1);
 }
 
+TEST_F(SqliteJobStoreTest, ControlFieldsAreFencedDurableAndClearedByTheNextAttempt) {
+  std::string id = Submit("a").id();
+  ASSERT_TRUE(store_->BeginAttempt(Attempt(id, 0)).ok());
+
+  JobControlUpdate stale;
+  stale.job_id = id;
+  stale.expected_attempt = 0;
+  stale.cancel_requested_time_us = 7;
+  EXPECT_EQ(store_->UpdateJobControl(stale).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->GetJob(id)->cancel_requested_time_us(), 0);
+
+  JobControlUpdate cancel;
+  cancel.job_id = id;
+  cancel.expected_attempt = 1;
+  cancel.cancel_requested_time_us = 900;
+  cancel.cancel_reason = "user asked";
+  cancel.next_resume_checkpoint_id = "ckpt-3";
+  absl::StatusOr<v1::Job> job = store_->UpdateJobControl(cancel);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state(), v1::JOB_STATE_ASSIGNED);
+  Reopen();
+  job = store_->GetJob(id);
+  EXPECT_EQ(job->cancel_requested_time_us(), 900);
+  EXPECT_EQ(job->cancel_reason(), "user asked");
+  EXPECT_EQ(job->next_resume_checkpoint_id(), "ckpt-3");
+
+  // Only the given fields change.
+  JobControlUpdate only_resume;
+  only_resume.job_id = id;
+  only_resume.expected_attempt = 1;
+  only_resume.next_resume_checkpoint_id = "";
+  job = store_->UpdateJobControl(only_resume);
+  EXPECT_EQ(job->cancel_reason(), "user asked");
+  EXPECT_EQ(job->next_resume_checkpoint_id(), "");
+
+  ASSERT_TRUE(SetState(id, 1, v1::JOB_STATE_CANCELLED).ok());
+  ASSERT_TRUE(SetState(id, 1, v1::JOB_STATE_RESTARTING).ok());
+  ASSERT_TRUE(store_->BeginAttempt(Attempt(id, 1)).ok());
+  job = store_->GetJob(id);
+  EXPECT_EQ(job->cancel_requested_time_us(), 0);
+  EXPECT_EQ(job->cancel_reason(), "");
+}
+
 TEST_F(SqliteJobStoreTest, PointsMustMatchTheFencedAttempt) {
   std::string id = Submit("a").id();
   ASSERT_TRUE(store_->BeginAttempt(Attempt(id, 0)).ok());

@@ -1,0 +1,204 @@
+// Coordinator: the control plane's core, with no gRPC in it (the services in job_service.h and
+// worker_service.h are thin adapters). It turns user requests, worker heartbeats and reports
+// into durable state (JobStore), placements (Schedule(), scheduler_policy.h) and checkpoints
+// (CheckpointFileStore), and publishes every change to the JobEventHub for watchers.
+//
+// NOTE [what lives where]
+//  - Durable (JobStore): jobs, attempts and their placements, workers, checkpoint records,
+//    metric points. Everything a worker needs (its assignments, cancellations, which attempts are
+//    stale) is derived from it, so a restarted coordinator rebuilds the same answers.
+//  - In memory: when each worker last heartbeated (Recover() gives every known worker a fresh
+//    timeout, so a coordinator restart does not look like a lost cluster), the cache of active
+//    attempts (rebuilt by Recover()), and when each restarting job became schedulable.
+//
+// NOTE [attempt outcomes]
+//  A job ends with the result of the worker that runs its rank 0 (it writes the final
+//  checkpoint); a failure reported by any worker of the gang fails the attempt at once. A failed
+//  attempt restarts (RESTARTING, then a new attempt from the newest checkpoint that verifies)
+//  when the failure is retryable and restart_count < max_restarts; otherwise the job FAILS. A
+//  cancellation requested by the user wins over everything except success: the job becomes
+//  CANCELLED once the gang has stopped, its worker is lost, or the cancel grace period plus one
+//  worker timeout has passed.
+//
+// Thread-safety: every public method is thread-safe. One mutex serialises the methods that
+// change state; reads go to the store directly. Tick() is called periodically by the daemon
+// (every few hundred milliseconds) and by tests after advancing a FakeClock.
+//
+// Ownership: every pointer passed to the constructor is borrowed and must outlive the
+// coordinator; `metrics` may be null.
+#ifndef PECO_COORDINATOR_COORDINATOR_H_
+#define PECO_COORDINATOR_COORDINATOR_H_
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "coordinator/checkpoint_file_store.h"
+#include "coordinator/coordinator_metrics.h"
+#include "coordinator/job_event_hub.h"
+#include "coordinator/job_store.h"
+#include "coordinator/scheduler_policy.h"
+#include "coordinator/spec_validator.h"
+#include "peco/v1/job_service.pb.h"
+#include "peco/v1/worker_service.pb.h"
+
+namespace peco::coordinator {
+
+struct CoordinatorOptions {
+  // How often workers heartbeat (sent to them at registration).
+  absl::Duration heartbeat_interval = absl::Seconds(2);
+  // A worker silent for longer is lost: its attempts fail and restart elsewhere.
+  absl::Duration worker_timeout = absl::Seconds(15);
+  // Time a cancelled trainer gets to write its final checkpoint before it is killed.
+  absl::Duration cancel_grace = absl::Seconds(60);
+  // Committed checkpoints kept per job, newest by step, besides every final checkpoint.
+  int keep_checkpoints = 3;
+  // max_restarts of a spec that does not set it.
+  int default_max_restarts = 5;
+  SchedulerOptions scheduler;
+  SpecLimits spec_limits;
+
+  // Returns InvalidArgument naming the first bad field.
+  absl::Status Validate() const;
+};
+
+// An open checkpoint upload (see BeginCheckpointUpload).
+struct CheckpointUpload {
+  uint64_t session = 0;
+  std::string checkpoint_id;
+  v1::CheckpointHeader header;
+};
+
+class Coordinator {
+ public:
+  Coordinator(CoordinatorOptions options, JobStore* store, CheckpointFileStore* checkpoints,
+              SpecValidator* validator, Clock* clock, JobEventHub* events,
+              CoordinatorMetrics* metrics);
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // Loads the workers and active attempts from the store; call once before serving.
+  absl::Status Recover();
+
+  // ---- JobService ----
+  // Errors: InvalidArgument naming the field for a bad spec (nothing is stored), NotFound for a
+  // dependency that does not exist, AlreadyExists for a reused client_request_id with another
+  // spec.
+  absl::StatusOr<v1::SubmitJobResponse> SubmitJob(const v1::SubmitJobRequest& request);
+  absl::StatusOr<v1::GetJobResponse> GetJob(const v1::GetJobRequest& request);
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
+  // Idempotent for a job already CANCELLED; FailedPrecondition for one that SUCCEEDED or FAILED.
+  absl::StatusOr<v1::CancelJobResponse> CancelJob(const v1::CancelJobRequest& request);
+  // FailedPrecondition unless the job is FAILED or CANCELLED; InvalidArgument for a checkpoint
+  // of another job; FailedPrecondition when the named checkpoint does not verify.
+  absl::StatusOr<v1::ResumeJobResponse> ResumeJob(const v1::ResumeJobRequest& request);
+  absl::StatusOr<v1::ListCheckpointsResponse> ListCheckpoints(
+      const v1::ListCheckpointsRequest& request);
+  absl::StatusOr<v1::ListWorkersResponse> ListWorkers(const v1::ListWorkersRequest& request);
+  // The job's history for a watcher: its state changes (from the job and attempt records) and
+  // its metric curve (superseded points hidden). The last event is the job's current state.
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> JobHistory(const std::string& job_id);
+  // Returns the record of a committed checkpoint after verifying every file against its
+  // manifest (DataLoss naming the file when one does not match).
+  absl::StatusOr<v1::CheckpointInfo> OpenCheckpoint(const std::string& checkpoint_id);
+  // Reads a chunk of one file of a checkpoint opened with OpenCheckpoint().
+  absl::StatusOr<std::string> ReadCheckpointChunk(const v1::CheckpointInfo& info,
+                                                  const std::string& file_name, int64_t offset,
+                                                  int64_t max_bytes);
+
+  // ---- WorkerService ----
+  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request);
+  // NotFound for an unknown worker id (the worker registers again).
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
+  // Stores metric points and publishes events; reports of an old attempt are counted as
+  // refused, not errors. Errors only for malformed reports or storage failures.
+  absl::StatusOr<v1::ReportProgressResponse> ReportProgress(
+      const std::vector<v1::ReportProgressRequest>& reports);
+  // FailedPrecondition when the header's attempt is not the job's current one.
+  absl::StatusOr<CheckpointUpload> BeginCheckpointUpload(const v1::CheckpointHeader& header);
+  absl::Status AppendCheckpointChunk(const CheckpointUpload& upload,
+                                     const v1::CheckpointChunk& chunk);
+  // Verifies, commits, records the checkpoint and applies retention. The upload is over
+  // whatever this returns.
+  absl::StatusOr<v1::CheckpointInfo> CommitCheckpointUpload(const CheckpointUpload& upload,
+                                                            const v1::CheckpointManifest& manifest);
+  void AbortCheckpointUpload(const CheckpointUpload& upload);
+
+  // ---- Periodic work ----
+  // Declares silent workers lost, forces overdue cancellations, runs a scheduling pass and
+  // refreshes the gauges.
+  void Tick();
+
+  const CoordinatorOptions& options() const { return options_; }
+
+ private:
+  struct WorkerRuntime {
+    v1::WorkerInfo info;
+    absl::Time last_heartbeat;
+  };
+  struct ActiveAttempt {
+    v1::Job job;
+    v1::Attempt attempt;
+  };
+  enum class AttemptEnd { kSucceeded, kStopped, kFailed };
+
+  // Moves a job to `state`, publishes the change and keeps the caches in step.
+  absl::StatusOr<v1::Job> TransitionLocked(const v1::Job& job, v1::JobState state,
+                                           const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the current attempt of `job_id` (NOTE [attempt outcomes]). `restart_reason` labels
+  // the restart metric (worker_lost, trainer_failed).
+  absl::Status EndAttemptLocked(const std::string& job_id, int64_t attempt, AttemptEnd end,
+                                bool retryable, const std::string& reason,
+                                const std::string& restart_reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status StartAttemptLocked(const v1::Job& job, const Placement& placement)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The newest checkpoint of the job that verifies ("" and step 0 when there is none).
+  std::pair<std::string, int64_t> NewestVerifiedCheckpointLocked(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int32_t PickMasterPortLocked(const WorkerRuntime& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SweepWorkersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ForceOverdueCancellationsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RefreshGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Devices held by active attempts on each worker.
+  std::map<std::string, v1::WorkerDevices> HeldDevicesLocked() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves an ASSIGNED attempt to RUNNING when a report or heartbeat shows it runs.
+  void MarkRunningLocked(const std::string& job_id, int64_t attempt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RefreshActiveLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ApplyRetention(const std::string& job_id);
+  void PublishState(const v1::Job& job, const std::string& reason);
+  int MaxRestarts(const v1::Job& job) const;
+  int64_t NowMicros() const;
+
+  const CoordinatorOptions options_;
+  JobStore* const store_;
+  CheckpointFileStore* const checkpoints_;
+  SpecValidator* const validator_;
+  Clock* const clock_;
+  JobEventHub* const events_;
+  CoordinatorMetrics* const metrics_;
+
+  absl::Mutex mu_;
+  std::map<std::string, WorkerRuntime> workers_ ABSL_GUARDED_BY(mu_);
+  // Jobs in ASSIGNED or RUNNING with their current attempt.
+  std::map<std::string, ActiveAttempt> active_ ABSL_GUARDED_BY(mu_);
+  // When a RESTARTING job became schedulable.
+  std::map<std::string, absl::Time> pending_since_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_gauge_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+};
+
+}  // namespace peco::coordinator
+
+#endif  // PECO_COORDINATOR_COORDINATOR_H_

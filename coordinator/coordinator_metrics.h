@@ -1,0 +1,85 @@
+// CoordinatorMetrics: the coordinator's Prometheus series (DESIGN.md section 7). Names carry the
+// `peco_` prefix, counters end in `_total`, durations in `_seconds`; the only high-cardinality
+// label, `job`, exists only while a job is active.
+//
+// Ownership: the object owns its prometheus::Registry; a prometheus::Exposer (main.cc) serves
+// registry(). Thread-safety: every method is thread-safe (prometheus-cpp metrics are atomic; a
+// mutex guards the per-job series).
+#ifndef PECO_COORDINATOR_COORDINATOR_METRICS_H_
+#define PECO_COORDINATOR_COORDINATOR_METRICS_H_
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "peco/v1/job.pb.h"
+#include "peco/v1/worker.pb.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace peco::coordinator {
+
+class CoordinatorMetrics {
+ public:
+  CoordinatorMetrics();
+  CoordinatorMetrics(const CoordinatorMetrics&) = delete;
+  CoordinatorMetrics& operator=(const CoordinatorMetrics&) = delete;
+
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+  // peco_jobs{state}: the number of jobs in each state (states absent from `counts` are 0).
+  void SetJobsByState(const std::map<v1::JobState, int64_t>& counts);
+  // peco_workers{state}.
+  void SetWorkersByState(const std::map<v1::WorkerState, int64_t>& counts);
+  // peco_job_queue_wait_seconds: submit (or restart request) to placement.
+  void ObserveQueueWait(double seconds);
+  // peco_scheduling_pass_seconds: one scheduling pass (snapshot, policy, apply).
+  void ObserveSchedulingPass(double seconds);
+  // peco_job_restarts_total{reason}: worker_lost, trainer_failed, resumed.
+  void CountRestart(const std::string& reason);
+  // peco_checkpoints_committed_total, peco_checkpoint_bytes_total.
+  void CountCheckpointCommitted(int64_t bytes);
+  // peco_checkpoint_verification_failures_total: uploads or restores whose digests did not match.
+  void CountVerificationFailure();
+  // peco_progress_reports_total{result}: accepted or refused (stale attempt).
+  void CountReports(int64_t accepted, int64_t refused);
+  // peco_job_step / peco_job_loss / peco_job_images_per_second{job}: the latest values of an
+  // active job (rank 0). Values absent from the point leave the series unchanged.
+  void SetJobProgress(const std::string& job_id, int64_t step,
+                      const std::map<std::string, double>& values);
+  // Removes the per-job series of a job that is no longer active.
+  void ForgetJob(const std::string& job_id);
+
+ private:
+  struct JobSeries {
+    prometheus::Gauge* step = nullptr;
+    prometheus::Gauge* loss = nullptr;
+    prometheus::Gauge* images_per_second = nullptr;
+  };
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Gauge>& jobs_;
+  prometheus::Family<prometheus::Gauge>& workers_;
+  prometheus::Histogram& queue_wait_;
+  prometheus::Histogram& scheduling_pass_;
+  prometheus::Family<prometheus::Counter>& restarts_;
+  prometheus::Counter& checkpoints_committed_;
+  prometheus::Counter& checkpoint_bytes_;
+  prometheus::Counter& verification_failures_;
+  prometheus::Family<prometheus::Counter>& reports_;
+  prometheus::Family<prometheus::Gauge>& job_step_;
+  prometheus::Family<prometheus::Gauge>& job_loss_;
+  prometheus::Family<prometheus::Gauge>& job_images_per_second_;
+
+  absl::Mutex mu_;
+  std::map<std::string, JobSeries> job_series_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace peco::coordinator
+
+#endif  // PECO_COORDINATOR_COORDINATOR_METRICS_H_

@@ -1,0 +1,260 @@
+// peco-coordinator: the gRPC control plane (docs/SERVICE.md).
+//
+//   peco-coordinator [--data_dir DIR] [--listen 127.0.0.1:7450] [--metrics_listen 127.0.0.1:7451]
+//                    [--trainer PATH] [--allowed_roots DIR,DIR] [--worker_timeout 15s] ...
+//
+// State lives in --data_dir (SQLite, checkpoints, tokens); the address it listens on is written
+// to <data_dir>/coordinator.addr. SIGTERM or SIGINT shuts it down; SIGKILL loses nothing it
+// acknowledged. Exit codes: 0 after a clean shutdown, 2 for bad flags, 1 when it cannot start.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "common/clock.h"
+#include "common/file_util.h"
+#include "coordinator/auth.h"
+#include "coordinator/checkpoint_file_store.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/coordinator_metrics.h"
+#include "coordinator/job_event_hub.h"
+#include "coordinator/rpc_services.h"
+#include "coordinator/spec_validator.h"
+#include "coordinator/sqlite_job_store.h"
+#include "prometheus/exposer.h"
+
+ABSL_FLAG(std::string, data_dir, "",
+          "State directory (default: $PECO_DATA_DIR, else ~/.local/share/peco)");
+ABSL_FLAG(std::string, listen, "127.0.0.1:7450",
+          "gRPC address; port 0 picks a free port (written to <data_dir>/coordinator.addr)");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:7451",
+          "Prometheus /metrics address; empty disables it");
+ABSL_FLAG(std::string, trainer, "",
+          "peco-train used to validate submitted configs (default: next to this binary, else "
+          "PATH)");
+ABSL_FLAG(std::vector<std::string>, allowed_roots, {"/usr/share/datasets"},
+          "Directories a job may read data and weights from (comma-separated)");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(2), "Worker heartbeat interval");
+ABSL_FLAG(absl::Duration, worker_timeout, absl::Seconds(15),
+          "A worker silent for longer is lost and its jobs restart elsewhere");
+ABSL_FLAG(absl::Duration, cancel_grace, absl::Seconds(60),
+          "Time a cancelled trainer gets to write its final checkpoint");
+ABSL_FLAG(int, keep_checkpoints, 3, "Checkpoints kept per job besides the final ones");
+ABSL_FLAG(int, default_max_restarts, 5, "max_restarts of jobs that do not set it");
+ABSL_FLAG(absl::Duration, reservation_after, absl::Minutes(10),
+          "How long a big job may be overtaken by smaller ones before it reserves devices");
+ABSL_FLAG(int, max_message_bytes, 8 << 20, "Largest gRPC message accepted");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls_key enables TLS");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
+
+namespace peco::coordinator {
+namespace {
+
+void Log(const std::string& line) { std::cerr << "peco-coordinator: " << line << std::endl; }
+
+std::string DefaultDataDir() {
+  if (const char* env = std::getenv("PECO_DATA_DIR"); env != nullptr && *env != '\0') return env;
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return absl::StrCat(home, "/.local/share/peco");
+  }
+  return "peco-data";
+}
+
+std::string DefaultTrainer() {
+  std::error_code error;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (!error) {
+    std::filesystem::path sibling = self.parent_path() / "peco-train";
+    if (std::filesystem::exists(sibling, error)) return sibling.string();
+    // Build trees keep the trainer in trainer/ next to coordinator/.
+    sibling = self.parent_path().parent_path() / "trainer" / "peco-train";
+    if (std::filesystem::exists(sibling, error)) return sibling.string();
+  }
+  return "peco-train";
+}
+
+int Run() {
+  std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  if (data_dir.empty()) data_dir = DefaultDataDir();
+  std::error_code error;
+  std::filesystem::create_directories(data_dir, error);
+  if (error) {
+    Log(absl::StrCat("--data_dir: cannot create ", data_dir, ": ", error.message()));
+    return 1;
+  }
+  data_dir = std::filesystem::absolute(data_dir).lexically_normal().string();
+  if (!data_dir.empty() && data_dir.back() == '/') data_dir.pop_back();
+  ::chmod(data_dir.c_str(), 0700);
+
+  CoordinatorOptions options;
+  options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  options.worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
+  options.cancel_grace = absl::GetFlag(FLAGS_cancel_grace);
+  options.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
+  options.default_max_restarts = absl::GetFlag(FLAGS_default_max_restarts);
+  options.scheduler.reservation_after = absl::GetFlag(FLAGS_reservation_after);
+  if (absl::Status valid = options.Validate(); !valid.ok()) {
+    Log(std::string(valid.message()));
+    return 2;
+  }
+
+  SqliteJobStore::Options store_options;
+  store_options.path = absl::StrCat(data_dir, "/state.db");
+  absl::StatusOr<std::unique_ptr<SqliteJobStore>> store = SqliteJobStore::Open(store_options);
+  if (!store.ok()) {
+    Log(store.status().ToString());
+    return 1;
+  }
+  CheckpointFileStore::Options checkpoint_options;
+  checkpoint_options.data_dir = data_dir;
+  absl::StatusOr<std::unique_ptr<CheckpointFileStore>> checkpoints =
+      CheckpointFileStore::Open(checkpoint_options);
+  if (!checkpoints.ok()) {
+    Log(checkpoints.status().ToString());
+    return 1;
+  }
+  absl::StatusOr<std::string> user_token = LoadOrCreateToken(data_dir + "/user.token");
+  absl::StatusOr<std::string> worker_token = LoadOrCreateToken(data_dir + "/worker.token");
+  if (!user_token.ok() || !worker_token.ok()) {
+    Log((user_token.ok() ? worker_token.status() : user_token.status()).ToString());
+    return 1;
+  }
+
+  TrainerSpecValidator::Options validator_options;
+  validator_options.trainer_binary = absl::GetFlag(FLAGS_trainer);
+  if (validator_options.trainer_binary.empty()) validator_options.trainer_binary = DefaultTrainer();
+  validator_options.scratch_dir = data_dir + "/tmp";
+  validator_options.allowed_roots = absl::GetFlag(FLAGS_allowed_roots);
+  if (absl::Status valid = validator_options.Validate(); !valid.ok()) {
+    Log(absl::StrCat("--allowed_roots/--trainer: ", valid.message()));
+    return 2;
+  }
+  TrainerSpecValidator validator(validator_options);
+
+  CoordinatorMetrics metrics;
+  JobEventHub events;
+  Coordinator coordinator(options, store->get(), checkpoints->get(), &validator, RealClock::Get(),
+                          &events, &metrics);
+  if (absl::Status recovered = coordinator.Recover(); !recovered.ok()) {
+    Log(recovered.ToString());
+    return 1;
+  }
+
+  JobServiceImpl job_service(&coordinator, &events, *user_token);
+  WorkerServiceImpl worker_service(&coordinator, *worker_token);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!absl::GetFlag(FLAGS_tls_cert).empty() || !absl::GetFlag(FLAGS_tls_key).empty()) {
+    absl::StatusOr<std::string> cert = ReadFileToString(absl::GetFlag(FLAGS_tls_cert));
+    absl::StatusOr<std::string> key = ReadFileToString(absl::GetFlag(FLAGS_tls_key));
+    if (!cert.ok() || !key.ok()) {
+      Log(absl::StrCat("--tls_cert/--tls_key: ",
+                       (cert.ok() ? key.status() : cert.status()).message()));
+      return 2;
+    }
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  int port = 0;
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  builder.AddListeningPort(listen, credentials, &port);
+  builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
+  builder.RegisterService(&job_service);
+  builder.RegisterService(&worker_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    Log(absl::StrCat("--listen: cannot listen on ", listen));
+    return 1;
+  }
+  server->GetHealthCheckService()->SetServingStatus(true);
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
+  const std::string address = absl::StrCat(host, ":", port);
+  if (absl::Status written = WriteFileAtomic(data_dir + "/coordinator.addr", address + "\n");
+      !written.ok()) {
+    Log(written.ToString());
+    return 1;
+  }
+
+  std::unique_ptr<prometheus::Exposer> exposer;
+  const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  if (!metrics_listen.empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(metrics_listen);
+      exposer->RegisterCollectable(metrics.registry());
+      std::vector<int> ports = exposer->GetListeningPorts();
+      Log(absl::StrCat("metrics on http://", metrics_listen.substr(0, metrics_listen.rfind(':')),
+                       ":", ports.empty() ? 0 : ports.front(), "/metrics"));
+    } catch (const std::exception& e) {
+      Log(absl::StrCat("--metrics_listen: cannot listen on ", metrics_listen, ": ", e.what()));
+      return 1;
+    }
+  }
+  Log(absl::StrCat("listening on ", address, " (data in ", data_dir, ", configs checked by ",
+                   validator_options.trainer_binary, ")"));
+
+  std::atomic<bool> stopping{false};
+  std::thread ticker([&] {
+    while (!stopping.load()) {
+      coordinator.Tick();
+      absl::SleepFor(absl::Milliseconds(250));
+    }
+  });
+
+  // Wait for SIGTERM or SIGINT (blocked in every thread, taken here).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  Log(absl::StrCat("signal ", signal_number, ": shutting down"));
+  events.Shutdown();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  stopping.store(true);
+  ticker.join();
+  Log("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace peco::coordinator
+
+int main(int argc, char** argv) {
+  // Block the shutdown signals before any thread starts, so only sigwait() receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  absl::SetProgramUsageMessage(
+      "peco-coordinator: the peco control plane. See docs/SERVICE.md.\n"
+      "  peco-coordinator [--data_dir DIR] [--listen HOST:PORT] [--metrics_listen HOST:PORT]");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::cerr << "peco-coordinator: unexpected argument '" << rest[1] << "'\n";
+    return 2;
+  }
+  return peco::coordinator::Run();
+}

@@ -1,0 +1,291 @@
+#include "coordinator/rpc_services.h"
+
+#include <set>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/auth.h"
+#include "coordinator/grpc_status.h"
+#include "coordinator/job_state_machine.h"
+
+namespace peco::coordinator {
+namespace {
+
+// Reports are handed to the core in batches of this many.
+constexpr size_t kReportBatch = 1000;
+
+// Sends a verified checkpoint: its info, then every file in manifest order as chunks (an empty
+// file as one empty chunk, so the receiver creates it). Works for DownloadCheckpointResponse
+// and FetchCheckpointResponse, which share their shape.
+template <typename Response>
+grpc::Status StreamCheckpoint(Coordinator* coordinator, const std::string& checkpoint_id,
+                              grpc::ServerContext* context, grpc::ServerWriter<Response>* writer) {
+  absl::StatusOr<v1::CheckpointInfo> info = coordinator->OpenCheckpoint(checkpoint_id);
+  if (!info.ok()) return ToGrpcStatus(info.status());
+  Response head;
+  *head.mutable_info() = *info;
+  if (!writer->Write(head)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+  for (const v1::ManifestEntry& entry : info->manifest()) {
+    int64_t offset = 0;
+    do {
+      if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+      absl::StatusOr<std::string> data =
+          coordinator->ReadCheckpointChunk(*info, entry.name(), offset, kCheckpointChunkBytes);
+      if (!data.ok()) return ToGrpcStatus(data.status());
+      if (data->empty() && offset > 0) break;
+      Response part;
+      v1::CheckpointChunk* chunk = part.mutable_chunk();
+      chunk->set_file_name(entry.name());
+      chunk->set_offset(offset);
+      offset += static_cast<int64_t>(data->size());
+      *chunk->mutable_data() = std::move(*data);
+      if (!writer->Write(part))
+        return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    } while (offset < entry.size());
+  }
+  return grpc::Status::OK;
+}
+
+bool IsTerminalEvent(const v1::WatchJobEvent& event) {
+  return event.has_state_change() && IsTerminal(event.state_change().state());
+}
+
+}  // namespace
+
+#define PECO_CHECK_TOKEN(context)                                    \
+  do {                                                               \
+    grpc::Status auth_status = CheckBearerToken(*(context), token_); \
+    if (!auth_status.ok()) return auth_status;                       \
+  } while (false)
+
+// ---------------------------------------------------------------------------------------------
+// JobService
+
+JobServiceImpl::JobServiceImpl(Coordinator* coordinator, JobEventHub* events,
+                               std::string user_token)
+    : coordinator_(coordinator), events_(events), token_(std::move(user_token)) {}
+
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
+                                       const v1::SubmitJobRequest* request,
+                                       v1::SubmitJobResponse* response) {
+  PECO_CHECK_TOKEN(context);
+  absl::StatusOr<v1::SubmitJobResponse> result = coordinator_->SubmitJob(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
+                                    v1::GetJobResponse* response) {
+  PECO_CHECK_TOKEN(context);
+  absl::StatusOr<v1::GetJobResponse> result = coordinator_->GetJob(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
+                                      const v1::ListJobsRequest* request,
+                                      v1::ListJobsResponse* response) {
+  PECO_CHECK_TOKEN(context);
+  absl::StatusOr<v1::ListJobsResponse> result = coordinator_->ListJobs(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
+                                       const v1::CancelJobRequest* request,
+                                       v1::CancelJobResponse* response) {
+  PECO_CHECK_TOKEN(context);
+  absl::StatusOr<v1::CancelJobResponse> result = coordinator_->CancelJob(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::ResumeJob(grpc::ServerContext* context,
+                                       const v1::ResumeJobRequest* request,
+                                       v1::ResumeJobResponse* response) {
+  PECO_CHECK_TOKEN(context);
+  absl::StatusOr<v1::ResumeJobResponse> result = coordinator_->ResumeJob(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
+                                      const v1::WatchJobRequest* request,
+                                      grpc::ServerWriter<v1::WatchJobEvent>* writer) {
+  PECO_CHECK_TOKEN(context);
+  // Take the cursor first, then read the history: nothing can fall between the two.
+  int64_t cursor = events_->Cursor(request->job_id());
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> history =
+      coordinator_->JobHistory(request->job_id());
+  if (!history.ok()) return ToGrpcStatus(history.status());
+  std::set<std::tuple<int64_t, int32_t, int64_t>> sent_points;  // (attempt, rank, step)
+  const v1::WatchJobEvent& current = history->back();
+  if (request->include_history()) {
+    for (const v1::WatchJobEvent& event : *history) {
+      if (event.has_metric_point()) {
+        const v1::MetricPoint& p = event.metric_point();
+        sent_points.insert({p.attempt(), p.rank(), p.step()});
+      }
+      if (!writer->Write(event)) return grpc::Status::OK;
+    }
+  } else if (!writer->Write(current)) {
+    return grpc::Status::OK;
+  }
+  if (IsTerminalEvent(current)) return grpc::Status::OK;
+
+  while (!context->IsCancelled()) {
+    if (events_->shut_down()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the coordinator is shutting down");
+    }
+    int64_t lost = 0;
+    std::vector<v1::WatchJobEvent> events =
+        events_->Wait(request->job_id(), &cursor, absl::Now() + absl::Milliseconds(500), &lost);
+    for (const v1::WatchJobEvent& event : events) {
+      if (event.has_metric_point()) {
+        const v1::MetricPoint& p = event.metric_point();
+        if (!sent_points.insert({p.attempt(), p.rank(), p.step()}).second) continue;
+      }
+      if (!writer->Write(event)) return grpc::Status::OK;
+      if (IsTerminalEvent(event)) return grpc::Status::OK;
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::ListCheckpoints(grpc::ServerContext* context,
+                                             const v1::ListCheckpointsRequest* request,
+                                             v1::ListCheckpointsResponse* response) {
+  PECO_CHECK_TOKEN(context);
+  absl::StatusOr<v1::ListCheckpointsResponse> result = coordinator_->ListCheckpoints(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::DownloadCheckpoint(
+    grpc::ServerContext* context, const v1::DownloadCheckpointRequest* request,
+    grpc::ServerWriter<v1::DownloadCheckpointResponse>* writer) {
+  PECO_CHECK_TOKEN(context);
+  return StreamCheckpoint(coordinator_, request->checkpoint_id(), context, writer);
+}
+
+grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,
+                                         const v1::ListWorkersRequest* request,
+                                         v1::ListWorkersResponse* response) {
+  PECO_CHECK_TOKEN(context);
+  absl::StatusOr<v1::ListWorkersResponse> result = coordinator_->ListWorkers(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// WorkerService
+
+WorkerServiceImpl::WorkerServiceImpl(Coordinator* coordinator, std::string worker_token)
+    : coordinator_(coordinator), token_(std::move(worker_token)) {}
+
+grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* context,
+                                         const v1::RegisterRequest* request,
+                                         v1::RegisterResponse* response) {
+  PECO_CHECK_TOKEN(context);
+  absl::StatusOr<v1::RegisterResponse> result = coordinator_->Register(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
+                                          const v1::HeartbeatRequest* request,
+                                          v1::HeartbeatResponse* response) {
+  PECO_CHECK_TOKEN(context);
+  absl::StatusOr<v1::HeartbeatResponse> result = coordinator_->Heartbeat(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::ReportProgress(
+    grpc::ServerContext* context, grpc::ServerReader<v1::ReportProgressRequest>* reader,
+    v1::ReportProgressResponse* response) {
+  PECO_CHECK_TOKEN(context);
+  std::vector<v1::ReportProgressRequest> batch;
+  v1::ReportProgressRequest report;
+  auto flush = [&]() -> absl::Status {
+    if (batch.empty()) return absl::OkStatus();
+    absl::StatusOr<v1::ReportProgressResponse> result = coordinator_->ReportProgress(batch);
+    batch.clear();
+    if (!result.ok()) return result.status();
+    response->set_accepted(response->accepted() + result->accepted());
+    response->set_refused(response->refused() + result->refused());
+    return absl::OkStatus();
+  };
+  while (reader->Read(&report)) {
+    batch.push_back(std::move(report));
+    report.Clear();
+    if (batch.size() >= kReportBatch) {
+      absl::Status flushed = flush();
+      if (!flushed.ok()) return ToGrpcStatus(flushed);
+    }
+  }
+  return ToGrpcStatus(flush());
+}
+
+grpc::Status WorkerServiceImpl::UploadCheckpoint(
+    grpc::ServerContext* context, grpc::ServerReader<v1::UploadCheckpointRequest>* reader,
+    v1::UploadCheckpointResponse* response) {
+  PECO_CHECK_TOKEN(context);
+  v1::UploadCheckpointRequest message;
+  if (!reader->Read(&message) || !message.has_header()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "upload: the first message must be the checkpoint header");
+  }
+  absl::StatusOr<CheckpointUpload> upload = coordinator_->BeginCheckpointUpload(message.header());
+  if (!upload.ok()) return ToGrpcStatus(upload.status());
+  while (reader->Read(&message)) {
+    if (message.has_chunk()) {
+      absl::Status appended = coordinator_->AppendCheckpointChunk(*upload, message.chunk());
+      if (!appended.ok()) {
+        coordinator_->AbortCheckpointUpload(*upload);
+        return ToGrpcStatus(appended);
+      }
+    } else if (message.has_manifest()) {
+      v1::UploadCheckpointRequest extra;
+      if (reader->Read(&extra)) {
+        coordinator_->AbortCheckpointUpload(*upload);
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "upload: nothing may follow the manifest");
+      }
+      absl::StatusOr<v1::CheckpointInfo> info =
+          coordinator_->CommitCheckpointUpload(*upload, message.manifest());
+      if (!info.ok()) return ToGrpcStatus(info.status());
+      *response->mutable_checkpoint() = std::move(*info);
+      return grpc::Status::OK;
+    } else {
+      coordinator_->AbortCheckpointUpload(*upload);
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "upload: expected a chunk or the manifest after the header");
+    }
+  }
+  coordinator_->AbortCheckpointUpload(*upload);
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      "upload: the stream ended before the manifest; nothing was committed");
+}
+
+grpc::Status WorkerServiceImpl::FetchCheckpoint(
+    grpc::ServerContext* context, const v1::FetchCheckpointRequest* request,
+    grpc::ServerWriter<v1::FetchCheckpointResponse>* writer) {
+  PECO_CHECK_TOKEN(context);
+  return StreamCheckpoint(coordinator_, request->checkpoint_id(), context, writer);
+}
+
+#undef PECO_CHECK_TOKEN
+
+}  // namespace peco::coordinator

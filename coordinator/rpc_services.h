@@ -1,0 +1,84 @@
+// The coordinator's gRPC services: thin adapters from JobService and WorkerService
+// (proto/peco/v1/) to Coordinator. Each handler checks the bearer token (auth.h), converts the
+// request, calls the core and maps its absl::Status with ToGrpcStatus(); nothing else happens
+// here, so the behaviour is tested on Coordinator directly.
+//
+// Ownership: the services borrow the Coordinator and the JobEventHub, which must outlive the
+// grpc::Server they are registered with. Thread-safety: handlers run concurrently on gRPC's
+// threads; Coordinator is thread-safe.
+#ifndef PECO_COORDINATOR_RPC_SERVICES_H_
+#define PECO_COORDINATOR_RPC_SERVICES_H_
+
+#include <string>
+
+#include "coordinator/coordinator.h"
+#include "coordinator/job_event_hub.h"
+#include "peco/v1/job_service.grpc.pb.h"
+#include "peco/v1/worker_service.grpc.pb.h"
+
+namespace peco::coordinator {
+
+// Largest checkpoint chunk the services send.
+inline constexpr int64_t kCheckpointChunkBytes = int64_t{1} << 20;
+
+class JobServiceImpl final : public v1::JobService::Service {
+ public:
+  JobServiceImpl(Coordinator* coordinator, JobEventHub* events, std::string user_token);
+
+  grpc::Status SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
+                         v1::SubmitJobResponse* response) override;
+  grpc::Status GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
+                      v1::GetJobResponse* response) override;
+  grpc::Status ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
+                        v1::ListJobsResponse* response) override;
+  grpc::Status CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request,
+                         v1::CancelJobResponse* response) override;
+  grpc::Status ResumeJob(grpc::ServerContext* context, const v1::ResumeJobRequest* request,
+                         v1::ResumeJobResponse* response) override;
+  // History (when asked) and then live events until the job reaches a terminal state, the
+  // client goes away or the server shuts down.
+  grpc::Status WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
+                        grpc::ServerWriter<v1::WatchJobEvent>* writer) override;
+  grpc::Status ListCheckpoints(grpc::ServerContext* context,
+                               const v1::ListCheckpointsRequest* request,
+                               v1::ListCheckpointsResponse* response) override;
+  grpc::Status DownloadCheckpoint(
+      grpc::ServerContext* context, const v1::DownloadCheckpointRequest* request,
+      grpc::ServerWriter<v1::DownloadCheckpointResponse>* writer) override;
+  grpc::Status ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest* request,
+                           v1::ListWorkersResponse* response) override;
+
+ private:
+  Coordinator* const coordinator_;
+  JobEventHub* const events_;
+  const std::string token_;
+};
+
+class WorkerServiceImpl final : public v1::WorkerService::Service {
+ public:
+  WorkerServiceImpl(Coordinator* coordinator, std::string worker_token);
+
+  grpc::Status Register(grpc::ServerContext* context, const v1::RegisterRequest* request,
+                        v1::RegisterResponse* response) override;
+  grpc::Status Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
+                         v1::HeartbeatResponse* response) override;
+  grpc::Status ReportProgress(grpc::ServerContext* context,
+                              grpc::ServerReader<v1::ReportProgressRequest>* reader,
+                              v1::ReportProgressResponse* response) override;
+  // A header, chunks, then the manifest. A stream that ends early, a message out of order or a
+  // digest that does not match aborts the upload: nothing is committed.
+  grpc::Status UploadCheckpoint(grpc::ServerContext* context,
+                                grpc::ServerReader<v1::UploadCheckpointRequest>* reader,
+                                v1::UploadCheckpointResponse* response) override;
+  grpc::Status FetchCheckpoint(grpc::ServerContext* context,
+                               const v1::FetchCheckpointRequest* request,
+                               grpc::ServerWriter<v1::FetchCheckpointResponse>* writer) override;
+
+ private:
+  Coordinator* const coordinator_;
+  const std::string token_;
+};
+
+}  // namespace peco::coordinator
+
+#endif  // PECO_COORDINATOR_RPC_SERVICES_H_

@@ -1,0 +1,532 @@
+// The Coordinator core driven like a cluster would drive it: workers register and heartbeat,
+// trainers report and upload checkpoints, a FakeClock stands in for time. No gRPC, no sleeps.
+#include "coordinator/coordinator.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/sha256.h"
+#include "coordinator/sqlite_job_store.h"
+
+namespace peco::coordinator {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+std::string MakeTempDir() {
+  std::string pattern = absl::StrCat(::testing::TempDir(), "/coordinator_test_XXXXXX");
+  char* dir = ::mkdtemp(pattern.data());
+  EXPECT_NE(dir, nullptr);
+  return pattern;
+}
+
+// Accepts every config, or refuses with a fixed error, and counts calls.
+class FakeValidator : public SpecValidator {
+ public:
+  absl::Status Validate(const v1::JobSpec& spec) override {
+    ++calls;
+    return verdict;
+  }
+  absl::Status verdict = absl::OkStatus();
+  int calls = 0;
+};
+
+v1::JobSpec Spec(const std::string& name, int world_size = 1, int cpu_slots = 1) {
+  v1::JobSpec spec;
+  spec.set_kind(v1::JOB_KIND_TOKENIZER);
+  spec.set_name(name);
+  spec.set_config_yaml("kind: tokenizer\n");
+  spec.set_world_size(world_size);
+  spec.mutable_devices_per_rank()->set_cpu_slots(cpu_slots);
+  return spec;
+}
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  CoordinatorTest() : dir_(MakeTempDir()) {
+    options_.heartbeat_interval = absl::Seconds(1);
+    options_.worker_timeout = absl::Seconds(10);
+    options_.cancel_grace = absl::Seconds(30);
+    options_.keep_checkpoints = 2;
+    options_.default_max_restarts = 2;
+    Start();
+  }
+
+  // (Re)creates the coordinator over the same data directory, as a restarted daemon does.
+  void Start() {
+    coordinator_.reset();
+    checkpoints_.reset();
+    store_.reset();
+    SqliteJobStore::Options store_options;
+    store_options.path = dir_ + "/state.db";
+    store_ = *SqliteJobStore::Open(store_options);
+    CheckpointFileStore::Options checkpoint_options;
+    checkpoint_options.data_dir = dir_;
+    checkpoints_ = *CheckpointFileStore::Open(checkpoint_options);
+    events_ = std::make_unique<JobEventHub>();
+    coordinator_ = std::make_unique<Coordinator>(options_, store_.get(), checkpoints_.get(),
+                                                 &validator_, &clock_, events_.get(), nullptr);
+    ASSERT_TRUE(coordinator_->Recover().ok());
+  }
+
+  std::string RegisterWorker(const std::string& id, int cpu_slots = 2,
+                             std::vector<v1::RunningRanks> running = {}) {
+    v1::RegisterRequest request;
+    request.mutable_worker()->set_id(id);
+    request.mutable_worker()->set_host("127.0.0.1");
+    request.mutable_worker()->mutable_devices()->set_cpu_slots(cpu_slots);
+    request.mutable_worker()->mutable_ports()->set_first(29500);
+    request.mutable_worker()->mutable_ports()->set_last(29509);
+    for (v1::RunningRanks& r : running) *request.add_running() = r;
+    absl::StatusOr<v1::RegisterResponse> response = coordinator_->Register(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    last_register_ = response.ok() ? *response : v1::RegisterResponse();
+    return response.ok() ? response->worker_id() : "";
+  }
+
+  v1::Job Submit(const v1::JobSpec& spec, const std::string& request_id = "") {
+    v1::SubmitJobRequest request;
+    *request.mutable_spec() = spec;
+    request.set_client_request_id(request_id);
+    absl::StatusOr<v1::SubmitJobResponse> response = coordinator_->SubmitJob(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? response->job() : v1::Job();
+  }
+
+  v1::Job Job(const std::string& id) { return *store_->GetJob(id); }
+
+  static v1::RunningRanks Running(const std::string& job_id, int64_t attempt) {
+    v1::RunningRanks running;
+    running.set_job_id(job_id);
+    running.set_attempt(attempt);
+    running.add_ranks(0);
+    return running;
+  }
+
+  v1::HeartbeatResponse Heartbeat(const std::string& worker_id,
+                                  std::vector<v1::RunningRanks> running = {},
+                                  std::vector<v1::AttemptResult> finished = {}) {
+    v1::HeartbeatRequest request;
+    request.set_worker_id(worker_id);
+    for (v1::RunningRanks& r : running) *request.add_running() = r;
+    for (v1::AttemptResult& f : finished) *request.add_finished() = f;
+    absl::StatusOr<v1::HeartbeatResponse> response = coordinator_->Heartbeat(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? *response : v1::HeartbeatResponse();
+  }
+
+  static v1::AttemptResult Result(const std::string& job_id, int64_t attempt,
+                                  v1::AttemptResult::Result result, bool retryable = false,
+                                  const std::string& reason = "") {
+    v1::AttemptResult out;
+    out.set_job_id(job_id);
+    out.set_attempt(attempt);
+    out.set_result(result);
+    out.set_retryable(retryable);
+    out.set_reason(reason);
+    return out;
+  }
+
+  static v1::ReportProgressRequest Point(const std::string& job_id, int64_t attempt, int64_t step,
+                                         double loss) {
+    v1::ReportProgressRequest report;
+    v1::MetricPoint* point = report.mutable_metric_point();
+    point->set_job_id(job_id);
+    point->set_attempt(attempt);
+    point->set_step(step);
+    (*point->mutable_values())["loss"] = loss;
+    return report;
+  }
+
+  // Uploads a one-file checkpoint through the core; returns the result of the commit.
+  absl::StatusOr<v1::CheckpointInfo> Upload(const std::string& job_id, int64_t attempt,
+                                            int64_t step, bool final = false,
+                                            bool corrupt_digest = false) {
+    v1::CheckpointHeader header;
+    header.set_job_id(job_id);
+    header.set_attempt(attempt);
+    header.set_step(step);
+    header.set_final(final);
+    absl::StatusOr<CheckpointUpload> upload = coordinator_->BeginCheckpointUpload(header);
+    if (!upload.ok()) return upload.status();
+    const std::string data = absl::StrCat("weights at step ", step);
+    v1::CheckpointChunk chunk;
+    chunk.set_file_name("model.pt");
+    chunk.set_data(data);
+    absl::Status appended = coordinator_->AppendCheckpointChunk(*upload, chunk);
+    if (!appended.ok()) return appended;
+    v1::CheckpointManifest manifest;
+    v1::ManifestEntry* entry = manifest.add_entries();
+    entry->set_name("model.pt");
+    entry->set_size(static_cast<int64_t>(data.size()));
+    entry->set_sha256(corrupt_digest ? Sha256Hex("something else") : Sha256Hex(data));
+    return coordinator_->CommitCheckpointUpload(*upload, manifest);
+  }
+
+  std::string dir_;
+  CoordinatorOptions options_;
+  FakeClock clock_;
+  FakeValidator validator_;
+  std::unique_ptr<SqliteJobStore> store_;
+  std::unique_ptr<CheckpointFileStore> checkpoints_;
+  std::unique_ptr<JobEventHub> events_;
+  std::unique_ptr<Coordinator> coordinator_;
+  v1::RegisterResponse last_register_;
+};
+
+TEST_F(CoordinatorTest, JobRunsToSuccessThroughHeartbeats) {
+  const std::string worker = RegisterWorker("w1");
+  v1::Job job = Submit(Spec("a"));
+  EXPECT_EQ(job.state(), v1::JOB_STATE_ASSIGNED) << "placed at submit on the idle worker";
+
+  v1::HeartbeatResponse beat = Heartbeat(worker);
+  ASSERT_THAT(beat.assignments(), SizeIs(1));
+  const v1::Assignment& assignment = beat.assignments(0);
+  EXPECT_EQ(assignment.job_id(), job.id());
+  EXPECT_EQ(assignment.attempt(), 1);
+  EXPECT_THAT(assignment.ranks(), ElementsAre(0));
+  EXPECT_EQ(assignment.master_port(), 29500);
+  EXPECT_EQ(assignment.resume_checkpoint_id(), "");
+
+  beat = Heartbeat(worker, {Running(job.id(), 1)});
+  EXPECT_THAT(beat.assignments(), IsEmpty()) << "a running attempt is not sent again";
+  EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_RUNNING);
+
+  ASSERT_TRUE(coordinator_->ReportProgress({Point(job.id(), 1, 10, 0.5)}).ok());
+  ASSERT_TRUE(Upload(job.id(), 1, 20, /*final=*/true).ok());
+  Heartbeat(worker, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_SUCCEEDED);
+
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> history = coordinator_->JobHistory(job.id());
+  ASSERT_TRUE(history.ok());
+  EXPECT_EQ(history->back().state_change().state(), v1::JOB_STATE_SUCCEEDED);
+  int points = 0;
+  for (const v1::WatchJobEvent& event : *history) points += event.has_metric_point();
+  EXPECT_EQ(points, 1);
+}
+
+TEST_F(CoordinatorTest, InvalidSpecIsRefusedNamingTheFieldAndNothingIsStored) {
+  v1::JobSpec bad = Spec("a");
+  bad.set_world_size(-3);
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = bad;
+  absl::StatusOr<v1::SubmitJobResponse> response = coordinator_->SubmitJob(request);
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(response.status().message(), HasSubstr("spec.world_size"));
+
+  bad = Spec("a");
+  bad.set_kind(v1::JOB_KIND_UNSPECIFIED);
+  *request.mutable_spec() = bad;
+  EXPECT_THAT(coordinator_->SubmitJob(request).status().message(), HasSubstr("spec.kind"));
+
+  bad = Spec("a");
+  bad.mutable_depends_on()->set_job_id("job-999999");
+  *request.mutable_spec() = bad;
+  response = coordinator_->SubmitJob(request);
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(response.status().message(), HasSubstr("spec.depends_on.job_id"));
+
+  validator_.verdict =
+      absl::InvalidArgumentError("spec.config_yaml: train.max_steps: expected > 0");
+  *request.mutable_spec() = Spec("a");
+  response = coordinator_->SubmitJob(request);
+  EXPECT_THAT(response.status().message(), HasSubstr("train.max_steps"));
+
+  EXPECT_THAT(coordinator_->ListJobs({})->jobs(), IsEmpty());
+}
+
+TEST_F(CoordinatorTest, RetriedSubmitReturnsTheFirstJob) {
+  v1::Job first = Submit(Spec("a"), "request-1");
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = Spec("a");
+  request.set_client_request_id("request-1");
+  absl::StatusOr<v1::SubmitJobResponse> again = coordinator_->SubmitJob(request);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->created());
+  EXPECT_EQ(again->job().id(), first.id());
+  EXPECT_THAT(coordinator_->ListJobs({})->jobs(), SizeIs(1));
+}
+
+TEST_F(CoordinatorTest, DependentJobWaitsForItsDependency) {
+  const std::string worker = RegisterWorker("w1", /*cpu_slots=*/4);
+  v1::Job tokenizer = Submit(Spec("tokenizer"));
+  v1::JobSpec pretrain = Spec("pretrain");
+  pretrain.mutable_depends_on()->set_job_id(tokenizer.id());
+  v1::Job dependent = Submit(pretrain);
+  EXPECT_EQ(Job(dependent.id()).state(), v1::JOB_STATE_WAITING);
+
+  Heartbeat(worker, {Running(tokenizer.id(), 1)});
+  Heartbeat(worker, {}, {Result(tokenizer.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  coordinator_->Tick();
+  EXPECT_EQ(Job(dependent.id()).state(), v1::JOB_STATE_ASSIGNED);
+}
+
+TEST_F(CoordinatorTest, DependentJobFailsWhenItsDependencyFails) {
+  const std::string worker = RegisterWorker("w1", 4);
+  v1::Job tokenizer = Submit(Spec("tokenizer"));
+  v1::JobSpec pretrain = Spec("pretrain");
+  pretrain.mutable_depends_on()->set_job_id(tokenizer.id());
+  v1::Job dependent = Submit(pretrain);
+  Heartbeat(worker, {Running(tokenizer.id(), 1)});
+  Heartbeat(worker, {},
+            {Result(tokenizer.id(), 1, v1::AttemptResult::RESULT_FAILED, false,
+                    "rank 0 exited with exit code 2: bad config")});
+  coordinator_->Tick();
+  v1::Job failed = Job(dependent.id());
+  EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(failed.failure_reason(), HasSubstr(tokenizer.id()));
+}
+
+TEST_F(CoordinatorTest, LostWorkerRestartsTheJobElsewhereFromTheNewestCheckpoint) {
+  const std::string w1 = RegisterWorker("w1");
+  v1::Job job = Submit(Spec("a"));
+  Heartbeat(w1, {Running(job.id(), 1)});
+  ASSERT_TRUE(Upload(job.id(), 1, 100).ok());
+  ASSERT_TRUE(Upload(job.id(), 1, 200).ok());
+  const std::string w2 = RegisterWorker("w2");
+
+  // w2 keeps heartbeating, w1 falls silent.
+  for (int i = 0; i < 11; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    Heartbeat(w2);
+    coordinator_->Tick();
+  }
+  v1::Job restarted = Job(job.id());
+  EXPECT_EQ(restarted.state(), v1::JOB_STATE_ASSIGNED);
+  EXPECT_EQ(restarted.attempt(), 2);
+  EXPECT_EQ(restarted.restart_count(), 1);
+
+  v1::HeartbeatResponse beat = Heartbeat(w2);
+  ASSERT_THAT(beat.assignments(), SizeIs(1));
+  EXPECT_EQ(beat.assignments(0).attempt(), 2);
+  EXPECT_EQ(beat.assignments(0).resume_checkpoint_id(),
+            absl::StrCat(job.id(), "-a1-step-000000000200"));
+
+  // The lost attempt is fenced off: its reports are refused, its upload too, and when w1 comes
+  // back it is told to kill the old trainer.
+  absl::StatusOr<v1::ReportProgressResponse> stale =
+      coordinator_->ReportProgress({Point(job.id(), 1, 250, 0.1)});
+  ASSERT_TRUE(stale.ok());
+  EXPECT_EQ(stale->refused(), 1);
+  EXPECT_EQ(Upload(job.id(), 1, 300).status().code(), absl::StatusCode::kFailedPrecondition);
+  v1::HeartbeatResponse back = Heartbeat(w1, {Running(job.id(), 1)});
+  ASSERT_THAT(back.stale(), SizeIs(1));
+  EXPECT_EQ(back.stale(0).attempt(), 1);
+  EXPECT_THAT(back.assignments(), IsEmpty());
+}
+
+TEST_F(CoordinatorTest, RetryableFailuresStopAfterMaxRestarts) {
+  const std::string worker = RegisterWorker("w1");
+  v1::JobSpec spec = Spec("a");
+  spec.set_max_restarts(1);
+  v1::Job job = Submit(spec);
+  Heartbeat(worker, {Running(job.id(), 1)});
+  Heartbeat(worker, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_FAILED, true, "crash 1")});
+  coordinator_->Tick();
+  EXPECT_EQ(Job(job.id()).attempt(), 2);
+  Heartbeat(worker, {Running(job.id(), 2)});
+  Heartbeat(worker, {}, {Result(job.id(), 2, v1::AttemptResult::RESULT_FAILED, true, "crash 2")});
+  coordinator_->Tick();
+  v1::Job failed = Job(job.id());
+  EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(failed.failure_reason(), HasSubstr("crash 2"));
+  EXPECT_THAT(failed.failure_reason(), HasSubstr("gave up after 1 restarts"));
+}
+
+TEST_F(CoordinatorTest, NonRetryableFailureFailsAtOnce) {
+  const std::string worker = RegisterWorker("w1");
+  v1::Job job = Submit(Spec("a"));
+  Heartbeat(worker, {Running(job.id(), 1)});
+  Heartbeat(worker, {},
+            {Result(job.id(), 1, v1::AttemptResult::RESULT_FAILED, false,
+                    "rank 0 exited with exit code 3: loss is NaN")});
+  v1::Job failed = Job(job.id());
+  EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(failed.restart_count(), 0);
+  EXPECT_THAT(failed.failure_reason(), HasSubstr("NaN"));
+}
+
+TEST_F(CoordinatorTest, CancelStopsGracefullyAndResumeContinuesFromTheFinalCheckpoint) {
+  const std::string worker = RegisterWorker("w1");
+  v1::Job job = Submit(Spec("a"));
+  Heartbeat(worker, {Running(job.id(), 1)});
+
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(job.id());
+  ASSERT_TRUE(coordinator_->CancelJob(cancel).ok());
+  clock_.Advance(absl::Seconds(5));
+  v1::HeartbeatResponse beat = Heartbeat(worker, {Running(job.id(), 1)});
+  ASSERT_THAT(beat.cancellations(), SizeIs(1));
+  EXPECT_EQ(beat.cancellations(0).deadline_ms(), 25000);
+
+  ASSERT_TRUE(Upload(job.id(), 1, 150, /*final=*/true).ok());
+  Heartbeat(worker, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_STOPPED)});
+  EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_CANCELLED);
+  // Cancelling again is harmless.
+  EXPECT_TRUE(coordinator_->CancelJob(cancel).ok());
+
+  v1::ResumeJobRequest resume;
+  resume.set_job_id(job.id());
+  ASSERT_TRUE(coordinator_->ResumeJob(resume).ok());
+  beat = Heartbeat(worker);
+  ASSERT_THAT(beat.assignments(), SizeIs(1));
+  EXPECT_EQ(beat.assignments(0).attempt(), 2);
+  EXPECT_EQ(beat.assignments(0).resume_checkpoint_id(),
+            absl::StrCat(job.id(), "-a1-step-000000000150"));
+}
+
+TEST_F(CoordinatorTest, CancellingAQueuedJobIsImmediate) {
+  v1::Job job = Submit(Spec("a"));  // no workers: stays queued
+  EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(job.id());
+  absl::StatusOr<v1::CancelJobResponse> response = coordinator_->CancelJob(cancel);
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(response->job().state(), v1::JOB_STATE_CANCELLED);
+}
+
+TEST_F(CoordinatorTest, CorruptedCheckpointIsSkippedForThePreviousOne) {
+  const std::string w1 = RegisterWorker("w1");
+  v1::Job job = Submit(Spec("a"));
+  Heartbeat(w1, {Running(job.id(), 1)});
+  ASSERT_TRUE(Upload(job.id(), 1, 100).ok());
+  absl::StatusOr<v1::CheckpointInfo> newest = Upload(job.id(), 1, 200);
+  ASSERT_TRUE(newest.ok());
+  // Damage the newest checkpoint on disk.
+  {
+    std::ofstream file(checkpoints_->CheckpointDir(job.id(), newest->id()) + "/model.pt",
+                       std::ios::binary | std::ios::trunc);
+    file << "bit rot";
+  }
+  Heartbeat(w1, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_FAILED, true, "crash")});
+  coordinator_->Tick();
+  v1::HeartbeatResponse beat = Heartbeat(w1);
+  ASSERT_THAT(beat.assignments(), SizeIs(1));
+  EXPECT_EQ(beat.assignments(0).resume_checkpoint_id(),
+            absl::StrCat(job.id(), "-a1-step-000000000100"));
+  // Downloading the damaged one is refused as well.
+  EXPECT_EQ(coordinator_->OpenCheckpoint(newest->id()).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+TEST_F(CoordinatorTest, UploadWithAWrongDigestCommitsNothing) {
+  const std::string w1 = RegisterWorker("w1");
+  v1::Job job = Submit(Spec("a"));
+  Heartbeat(w1, {Running(job.id(), 1)});
+  absl::StatusOr<v1::CheckpointInfo> bad = Upload(job.id(), 1, 100, false, /*corrupt=*/true);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  v1::ListCheckpointsRequest list;
+  list.set_job_id(job.id());
+  EXPECT_THAT(coordinator_->ListCheckpoints(list)->checkpoints(), IsEmpty());
+  EXPECT_THAT(*checkpoints_->ListCheckpoints(job.id()), IsEmpty());
+}
+
+TEST_F(CoordinatorTest, RetentionKeepsTheNewestAndEveryFinalCheckpoint) {
+  const std::string w1 = RegisterWorker("w1");
+  v1::Job job = Submit(Spec("a"));
+  Heartbeat(w1, {Running(job.id(), 1)});
+  ASSERT_TRUE(Upload(job.id(), 1, 100, /*final=*/true).ok());
+  for (int step : {200, 300, 400, 500}) ASSERT_TRUE(Upload(job.id(), 1, step).ok());
+  v1::ListCheckpointsRequest list;
+  list.set_job_id(job.id());
+  absl::StatusOr<v1::ListCheckpointsResponse> listed = coordinator_->ListCheckpoints(list);
+  ASSERT_TRUE(listed.ok());
+  std::vector<int64_t> steps;
+  for (const v1::CheckpointInfo& info : listed->checkpoints()) {
+    steps.push_back(info.step());
+  }
+  EXPECT_THAT(steps, ElementsAre(100, 400, 500));
+  EXPECT_THAT(*checkpoints_->ListCheckpoints(job.id()), SizeIs(3));
+}
+
+TEST_F(CoordinatorTest, RestartedCoordinatorKeepsJobsAndReattachesRunningTrainers) {
+  const std::string w1 = RegisterWorker("w1");
+  v1::Job job = Submit(Spec("a"));
+  Heartbeat(w1, {Running(job.id(), 1)});
+  ASSERT_TRUE(coordinator_->ReportProgress({Point(job.id(), 1, 10, 0.9)}).ok());
+
+  Start();  // a coordinator killed and started again over the same data directory
+  clock_.Advance(absl::Seconds(8));
+  coordinator_->Tick();
+  EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_RUNNING) << "workers get a fresh timeout";
+
+  // The worker's next heartbeat re-attaches: no stale kill, no new assignment.
+  v1::HeartbeatResponse beat = Heartbeat(w1, {Running(job.id(), 1)});
+  EXPECT_THAT(beat.stale(), IsEmpty());
+  EXPECT_THAT(beat.assignments(), IsEmpty());
+  ASSERT_TRUE(coordinator_->ReportProgress({Point(job.id(), 1, 20, 0.8)}).ok());
+  Heartbeat(w1, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(Job(job.id()).attempt(), 1);
+}
+
+TEST_F(CoordinatorTest, UnknownWorkerHeartbeatIsNotFoundAndReRegistrationReattaches) {
+  const std::string w1 = RegisterWorker("w1");
+  v1::Job job = Submit(Spec("a"));
+  Heartbeat(w1, {Running(job.id(), 1)});
+  v1::HeartbeatRequest unknown;
+  unknown.set_worker_id("nobody");
+  EXPECT_EQ(coordinator_->Heartbeat(unknown).status().code(), absl::StatusCode::kNotFound);
+
+  RegisterWorker(w1, 2, {Running(job.id(), 1), Running("job-gone", 4)});
+  ASSERT_THAT(last_register_.stale(), SizeIs(1));
+  EXPECT_EQ(last_register_.stale(0).job_id(), "job-gone");
+  EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_RUNNING);
+}
+
+TEST_F(CoordinatorTest, WorkerRestartedWithoutItsTrainerRestartsTheJob) {
+  const std::string w1 = RegisterWorker("w1");
+  v1::Job job = Submit(Spec("a"));
+  Heartbeat(w1, {Running(job.id(), 1)});
+  RegisterWorker(w1);  // the daemon came back with nothing running
+  coordinator_->Tick();
+  v1::Job restarted = Job(job.id());
+  EXPECT_EQ(restarted.attempt(), 2);
+  EXPECT_EQ(restarted.state(), v1::JOB_STATE_ASSIGNED);
+}
+
+TEST_F(CoordinatorTest, GangSpreadsOverWorkersAndOnlyRankZerosResultDecidesSuccess) {
+  const std::string w1 = RegisterWorker("w1", 1);
+  const std::string w2 = RegisterWorker("w2", 1);
+  v1::Job job = Submit(Spec("gang", /*world_size=*/2));
+  ASSERT_EQ(Job(job.id()).state(), v1::JOB_STATE_ASSIGNED);
+  v1::HeartbeatResponse b1 = Heartbeat(w1);
+  v1::HeartbeatResponse b2 = Heartbeat(w2);
+  ASSERT_THAT(b1.assignments(), SizeIs(1));
+  ASSERT_THAT(b2.assignments(), SizeIs(1));
+  EXPECT_EQ(b1.assignments(0).master_port(), b2.assignments(0).master_port());
+  const std::string rank0_worker = b1.assignments(0).ranks(0) == 0 ? w1 : w2;
+  const std::string other = rank0_worker == w1 ? w2 : w1;
+  Heartbeat(w1, {Running(job.id(), 1)});
+  Heartbeat(w2, {Running(job.id(), 1)});
+  Heartbeat(other, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_RUNNING);
+  Heartbeat(rank0_worker, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(CoordinatorTest, RegisterRefusesBadDevicesAndPorts) {
+  v1::RegisterRequest request;
+  request.mutable_worker()->mutable_ports()->set_first(29500);
+  request.mutable_worker()->mutable_ports()->set_last(29509);
+  absl::StatusOr<v1::RegisterResponse> response = coordinator_->Register(request);
+  EXPECT_THAT(response.status().message(), HasSubstr("worker.devices"));
+  request.mutable_worker()->mutable_devices()->set_cpu_slots(1);
+  request.mutable_worker()->mutable_ports()->set_first(30000);
+  response = coordinator_->Register(request);
+  EXPECT_THAT(response.status().message(), HasSubstr("worker.ports"));
+}
+
+}  // namespace
+}  // namespace peco::coordinator
