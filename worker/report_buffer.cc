@@ -1,0 +1,65 @@
+#include "worker/report_buffer.h"
+
+#include <algorithm>
+
+namespace peco {
+namespace {
+
+// The (job, attempt) a report belongs to.
+std::pair<const std::string*, int64_t> AttemptOf(const v1::ReportProgressRequest& report) {
+  if (report.has_metric_point()) {
+    return {&report.metric_point().job_id(), report.metric_point().attempt()};
+  }
+  return {&report.trainer_event().job_id(), report.trainer_event().attempt()};
+}
+
+}  // namespace
+
+ReportBuffer::ReportBuffer(size_t capacity) : capacity_(std::max<size_t>(capacity, 1)) {}
+
+void ReportBuffer::Add(v1::ReportProgressRequest report) {
+  absl::MutexLock lock(&mu_);
+  while (reports_.size() >= capacity_) {
+    reports_.pop_front();
+    ++dropped_;
+  }
+  reports_.emplace_back(next_seq_++, std::move(report));
+}
+
+ReportBuffer::Batch ReportBuffer::Peek(size_t max_reports) const {
+  absl::MutexLock lock(&mu_);
+  Batch batch;
+  for (const auto& [seq, report] : reports_) {
+    if (batch.reports.size() >= max_reports) break;
+    batch.reports.push_back(report);
+    batch.last_seq = seq;
+  }
+  return batch;
+}
+
+void ReportBuffer::Ack(const Batch& batch) {
+  absl::MutexLock lock(&mu_);
+  while (!reports_.empty() && reports_.front().first <= batch.last_seq) reports_.pop_front();
+}
+
+void ReportBuffer::DropAttempt(const std::string& job_id, int64_t attempt) {
+  absl::MutexLock lock(&mu_);
+  reports_.erase(std::remove_if(reports_.begin(), reports_.end(),
+                                [&](const auto& entry) {
+                                  auto [job, number] = AttemptOf(entry.second);
+                                  return *job == job_id && number == attempt;
+                                }),
+                 reports_.end());
+}
+
+size_t ReportBuffer::size() const {
+  absl::MutexLock lock(&mu_);
+  return reports_.size();
+}
+
+int64_t ReportBuffer::dropped() const {
+  absl::MutexLock lock(&mu_);
+  return dropped_;
+}
+
+}  // namespace peco

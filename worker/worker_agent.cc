@@ -1,0 +1,1001 @@
+#include "worker/worker_agent.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+
+namespace peco {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr char kWorkerIdFile[] = "worker.id";
+
+// Returns the trainer subcommand of a job kind, "" for an unknown one.
+std::string KindName(v1::JobKind kind) {
+  switch (kind) {
+    case v1::JOB_KIND_TOKENIZER:
+      return "tokenizer";
+    case v1::JOB_KIND_PRETRAIN:
+      return "pretrain";
+    case v1::JOB_KIND_FINETUNE:
+      return "finetune";
+    case v1::JOB_KIND_LINEAR_PROBE:
+      return "linear_probe";
+    default:
+      return "";
+  }
+}
+
+// Job ids become directory names: no separators, no dot names.
+bool IsSafeId(absl::string_view id) {
+  if (id.empty() || id == "." || id == ".." || id.size() > 200) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+// Codes after which the same call may succeed later.
+bool IsTransient(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kCancelled:
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::Duration Backoff(absl::Duration initial, absl::Duration max, int failures) {
+  absl::Duration backoff = initial;
+  for (int i = 1; i < failures && backoff < max; ++i) backoff *= 2;
+  return std::min(backoff, max);
+}
+
+std::string AttemptName(absl::string_view job_id, int64_t attempt) {
+  return absl::StrCat("job ", job_id, " attempt ", attempt);
+}
+
+}  // namespace
+
+// One attempt this worker holds, from its assignment until its result was delivered.
+struct WorkerAgent::Attempt {
+  enum class Phase { kFetching, kRunning, kFinishing, kDone };
+
+  v1::Assignment assignment;
+  std::string dir;
+  Phase phase = Phase::kRunning;
+  std::unique_ptr<TrainerSupervisor> supervisor;
+  bool launch_failed = false;
+  bool coordinator_cancelled = false;
+  bool shutdown_cancelled = false;
+  // Resume checkpoint (fetched by the transfer loop).
+  bool fetch_busy = false;
+  int fetch_failures = 0;
+  absl::Time next_fetch = absl::InfinitePast();
+  std::string resume_dir;
+  // Devices reserved while the trainers run.
+  bool holds_devices = false;
+  std::vector<int> gpus;
+  int cpu_slots = 0;
+  // Latest step per global rank (a non-step event is reported at its rank's latest step).
+  std::map<int, int64_t> last_step;
+  // Set when the phase becomes kFinishing.
+  std::optional<v1::AttemptResult> result;
+
+  const std::string& job_id() const { return assignment.job_id(); }
+  int64_t number() const { return assignment.attempt(); }
+  std::string name() const { return AttemptName(job_id(), number()); }
+};
+
+absl::Status WorkerAgentOptions::Validate() const {
+  auto bad = [](absl::string_view field, absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("worker options: ", field, ": ", why));
+  };
+  if (work_dir.empty()) return bad("work_dir", "must not be empty");
+  if (!worker_id.empty() && !IsSafeId(worker_id)) {
+    return bad("worker_id", absl::StrCat("'", worker_id, "' must match [A-Za-z0-9._-]+"));
+  }
+  if (host.empty()) return bad("host", "must not be empty");
+  if (gpus < 0) return bad("gpus", "must be >= 0");
+  if (cpu_slots < 0) return bad("cpu_slots", "must be >= 0");
+  if (gpus == 0 && cpu_slots == 0) return bad("cpu_slots", "must be >= 1 when gpus is 0");
+  if (first_port < 1 || first_port > 65535) return bad("first_port", "must be in [1, 65535]");
+  if (last_port < first_port || last_port > 65535) {
+    return bad("last_port", "must be in [first_port, 65535]");
+  }
+  if (trainer_command.empty() || trainer_command[0].empty()) {
+    return bad("trainer_command", "must name a program");
+  }
+  if (heartbeat_interval < absl::ZeroDuration()) return bad("heartbeat_interval", "must be >= 0");
+  if (register_initial_backoff <= absl::ZeroDuration()) {
+    return bad("register_initial_backoff", "must be > 0");
+  }
+  if (register_max_backoff < register_initial_backoff) {
+    return bad("register_max_backoff", "must be >= register_initial_backoff");
+  }
+  if (report_retry_interval <= absl::ZeroDuration()) {
+    return bad("report_retry_interval", "must be > 0");
+  }
+  if (report_buffer_capacity < 1) return bad("report_buffer_capacity", "must be >= 1");
+  if (report_batch_size < 1) return bad("report_batch_size", "must be >= 1");
+  if (upload_initial_backoff <= absl::ZeroDuration()) {
+    return bad("upload_initial_backoff", "must be > 0");
+  }
+  if (upload_max_backoff < upload_initial_backoff) {
+    return bad("upload_max_backoff", "must be >= upload_initial_backoff");
+  }
+  if (fetch_max_tries < 1) return bad("fetch_max_tries", "must be >= 1");
+  if (startup_timeout <= absl::ZeroDuration()) return bad("startup_timeout", "must be > 0");
+  if (stall_timeout_floor <= absl::ZeroDuration()) {
+    return bad("stall_timeout_floor", "must be > 0");
+  }
+  if (!(stall_timeout_factor >= 1.0)) return bad("stall_timeout_factor", "must be >= 1");
+  if (drain_timeout < absl::ZeroDuration()) return bad("drain_timeout", "must be >= 0");
+  return absl::OkStatus();
+}
+
+WorkerAgent::WorkerAgent(WorkerAgentOptions options, CoordinatorClient* client,
+                         ProcessLauncher* launcher, Clock* clock, WorkerMetrics* metrics)
+    : options_(std::move(options)),
+      client_(client),
+      launcher_(launcher),
+      clock_(clock),
+      metrics_(metrics),
+      reports_(static_cast<size_t>(std::max(options_.report_buffer_capacity, 1))),
+      outbox_((fs::path(options_.work_dir) / "outbox").string(), options_.upload_initial_backoff,
+              options_.upload_max_backoff) {}
+
+WorkerAgent::~WorkerAgent() {
+  std::vector<std::unique_ptr<TrainerSupervisor>> supervisors;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [key, attempt] : attempts_) {
+      if (attempt->supervisor != nullptr) supervisors.push_back(std::move(attempt->supervisor));
+    }
+  }
+  // Destroyed without the lock: a supervisor joins reader threads that may be waiting for it.
+  supervisors.clear();
+}
+
+void WorkerAgent::Log(absl::string_view message) const {
+  if (options_.log) {
+    options_.log(message);
+    return;
+  }
+  const std::string line =
+      absl::StrCat(absl::FormatTime("%Y-%m-%d %H:%M:%E3S", absl::Now(), absl::LocalTimeZone()),
+                   " peco-worker: ", message, "\n");
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+absl::Status WorkerAgent::Init() {
+  RETURN_IF_ERROR(options_.Validate());
+  std::error_code error;
+  fs::create_directories(options_.work_dir, error);
+  if (error) {
+    return absl::InternalError(
+        absl::StrCat("cannot create work_dir ", options_.work_dir, ": ", error.message()));
+  }
+  std::string id = options_.worker_id;
+  if (id.empty()) {
+    const std::string path = (fs::path(options_.work_dir) / kWorkerIdFile).string();
+    absl::StatusOr<std::string> stored = ReadFileToString(path);
+    if (stored.ok()) {
+      id = std::string(absl::StripAsciiWhitespace(*stored));
+      if (!id.empty() && !IsSafeId(id)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": '", id, "' is not a worker id ([A-Za-z0-9._-]+)"));
+      }
+    } else if (!absl::IsNotFound(stored.status())) {
+      return stored.status();
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  worker_id_ = id;
+  for (int gpu = 0; gpu < options_.gpus; ++gpu) free_gpus_.insert(gpu);
+  free_cpu_slots_ = options_.cpu_slots;
+  return absl::OkStatus();
+}
+
+std::string WorkerAgent::AttemptDir(const std::string& job_id, int64_t attempt) const {
+  return (fs::path(options_.work_dir) / "jobs" / job_id / absl::StrCat("attempt-", attempt))
+      .string();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control loop.
+
+void WorkerAgent::Tick() {
+  const absl::Time now = clock_->Now();
+  bool shutting_down;
+  bool registered;
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down = shutting_down_;
+    registered = registered_;
+  }
+  if (!shutting_down && !registered) TryRegister(now);
+  {
+    absl::MutexLock lock(&mu_);
+    AdvanceAttemptsLocked(now);
+  }
+  FlushReports(now);
+  if (!shutting_down) TryHeartbeat(now);
+  UpdateMetrics();
+}
+
+v1::WorkerDevices WorkerAgent::FreeDevicesLocked() const {
+  v1::WorkerDevices free;
+  free.set_gpus(static_cast<int32_t>(free_gpus_.size()));
+  free.set_cpu_slots(free_cpu_slots_);
+  return free;
+}
+
+v1::WorkerInfo WorkerAgent::WorkerInfoLocked() const {
+  v1::WorkerInfo info;
+  info.set_id(worker_id_);
+  info.set_host(options_.host);
+  info.mutable_devices()->set_gpus(options_.gpus);
+  info.mutable_devices()->set_cpu_slots(options_.cpu_slots);
+  info.mutable_ports()->set_first(options_.first_port);
+  info.mutable_ports()->set_last(options_.last_port);
+  info.set_state(shutting_down_ ? v1::WORKER_STATE_DRAINING : v1::WORKER_STATE_ALIVE);
+  *info.mutable_free_devices() = FreeDevicesLocked();
+  return info;
+}
+
+std::vector<v1::RunningRanks> WorkerAgent::RunningLocked() const {
+  std::vector<v1::RunningRanks> running;
+  for (const auto& [key, attempt] : attempts_) {
+    if (attempt->phase == Attempt::Phase::kDone) continue;  // reported in `finished` instead
+    v1::RunningRanks ranks;
+    ranks.set_job_id(key.first);
+    ranks.set_attempt(key.second);
+    *ranks.mutable_ranks() = attempt->assignment.ranks();
+    running.push_back(std::move(ranks));
+  }
+  return running;
+}
+
+void WorkerAgent::TryRegister(absl::Time now) {
+  v1::RegisterRequest request;
+  {
+    absl::MutexLock lock(&mu_);
+    if (registered_ || shutting_down_ || now < next_register_) return;
+    *request.mutable_worker() = WorkerInfoLocked();
+    for (v1::RunningRanks& ranks : RunningLocked()) *request.add_running() = std::move(ranks);
+  }
+  absl::StatusOr<v1::RegisterResponse> response = client_->Register(request);
+  if (!response.ok()) {
+    absl::Duration backoff;
+    int failures;
+    {
+      absl::MutexLock lock(&mu_);
+      failures = ++register_failures_;
+      backoff = Backoff(options_.register_initial_backoff, options_.register_max_backoff, failures);
+      next_register_ = now + backoff;
+    }
+    // The first failures and then every tenth: a coordinator that is down for long is one line
+    // a few minutes, not one a second.
+    if (failures <= 3 || failures % 10 == 0) {
+      Log(absl::StrCat("registering with the coordinator failed (try ", failures,
+                       "): ", response.status().ToString(), "; retrying in ",
+                       absl::FormatDuration(backoff)));
+    }
+    return;
+  }
+  std::string id;
+  absl::Duration interval;
+  {
+    absl::MutexLock lock(&mu_);
+    register_failures_ = 0;
+    registered_ = true;
+    if (!response->worker_id().empty() && response->worker_id() != worker_id_) {
+      worker_id_ = response->worker_id();
+      if (options_.worker_id.empty()) {
+        // Persisted so that a restarted worker registers under the same id.
+        const std::string path = (fs::path(options_.work_dir) / kWorkerIdFile).string();
+        absl::Status written = WriteFileAtomic(path, worker_id_ + "\n");
+        if (!written.ok()) Log(absl::StrCat("cannot persist the worker id: ", written.ToString()));
+      }
+    }
+    heartbeat_interval_ = options_.heartbeat_interval > absl::ZeroDuration()
+                              ? options_.heartbeat_interval
+                          : response->heartbeat_interval_ms() > 0
+                              ? absl::Milliseconds(response->heartbeat_interval_ms())
+                              : absl::Seconds(5);
+    next_heartbeat_ = now;
+    id = worker_id_;
+    interval = heartbeat_interval_;
+  }
+  Log(absl::StrCat("registered as ", id, " (", request.running_size(),
+                   " running attempts; heartbeat every ", absl::FormatDuration(interval), ")"));
+  KillStale(response->stale());
+}
+
+void WorkerAgent::TryHeartbeat(absl::Time now) {
+  v1::HeartbeatRequest request;
+  std::vector<AttemptKey> sent;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!registered_ || shutting_down_ || now < next_heartbeat_) return;
+    next_heartbeat_ = now + heartbeat_interval_;
+    request.set_worker_id(worker_id_);
+    for (v1::RunningRanks& ranks : RunningLocked()) *request.add_running() = std::move(ranks);
+    *request.mutable_free_devices() = FreeDevicesLocked();
+    for (const auto& [key, attempt] : attempts_) {
+      if (attempt->phase != Attempt::Phase::kDone) continue;
+      *request.add_finished() = *attempt->result;
+      sent.push_back(key);
+    }
+  }
+  absl::StatusOr<v1::HeartbeatResponse> response = client_->Heartbeat(request);
+  if (!response.ok()) {
+    const bool not_found = absl::IsNotFound(response.status());
+    if (metrics_ != nullptr) metrics_->CountHeartbeat(not_found ? "not_found" : "error");
+    bool first_failure;
+    {
+      absl::MutexLock lock(&mu_);
+      if (not_found) {
+        registered_ = false;
+        next_register_ = absl::InfinitePast();
+      }
+      first_failure = !heartbeat_failing_;
+      heartbeat_failing_ = true;
+    }
+    if (not_found) {
+      Log(absl::StrCat("the coordinator does not know worker ", request.worker_id(),
+                       "; registering again with ", request.running_size(), " running attempts"));
+      TryRegister(now);
+    } else if (first_failure) {
+      Log(absl::StrCat("heartbeat failed: ", response.status().ToString(),
+                       "; trainers keep running, reports are buffered, retrying"));
+    }
+    return;
+  }
+  if (metrics_ != nullptr) metrics_->CountHeartbeat("ok");
+  std::vector<std::unique_ptr<TrainerSupervisor>> finished;
+  std::vector<std::string> delivered;
+  {
+    absl::MutexLock lock(&mu_);
+    if (heartbeat_failing_) delivered.push_back("heartbeats succeed again");
+    heartbeat_failing_ = false;
+    for (const AttemptKey& key : sent) {
+      auto it = attempts_.find(key);
+      if (it == attempts_.end() || it->second->phase != Attempt::Phase::kDone) continue;
+      delivered.push_back(
+          absl::StrCat("reported ", it->second->name(), ": ",
+                       v1::AttemptResult::Result_Name(it->second->result->result())));
+      if (it->second->supervisor != nullptr) finished.push_back(std::move(it->second->supervisor));
+      attempts_.erase(it);
+    }
+  }
+  finished.clear();  // exited already; joins their reader threads without the lock
+  for (const std::string& line : delivered) Log(line);
+  KillStale(response->stale());
+  absl::MutexLock lock(&mu_);
+  for (const v1::Cancellation& cancellation : response->cancellations()) {
+    ApplyCancellation(cancellation);
+  }
+  for (const v1::Assignment& assignment : response->assignments()) {
+    ApplyAssignment(assignment, now);
+  }
+}
+
+void WorkerAgent::KillStale(const google::protobuf::RepeatedPtrField<v1::RunningRanks>& stale) {
+  std::vector<std::unique_ptr<TrainerSupervisor>> doomed;
+  std::vector<AttemptKey> keys;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const v1::RunningRanks& ranks : stale) {
+      auto it = attempts_.find({ranks.job_id(), ranks.attempt()});
+      if (it == attempts_.end()) continue;
+      ReleaseDevicesLocked(*it->second);
+      if (it->second->supervisor != nullptr) doomed.push_back(std::move(it->second->supervisor));
+      keys.push_back(it->first);
+      attempts_.erase(it);
+    }
+  }
+  // Destroying a supervisor SIGKILLs its ranks and joins its readers (which may be waiting for
+  // mu_ in OnEvent), so it happens without the lock; afterwards no event of these attempts can
+  // arrive, and what they left is dropped.
+  doomed.clear();
+  for (const AttemptKey& key : keys) {
+    outbox_.DropAttempt(key.first, key.second);
+    reports_.DropAttempt(key.first, key.second);
+    if (metrics_ != nullptr) metrics_->RemoveJob(key.first);
+    Log(absl::StrCat("killed stale ", AttemptName(key.first, key.second)));
+  }
+}
+
+void WorkerAgent::ApplyCancellation(const v1::Cancellation& cancellation) {
+  auto it = attempts_.find({cancellation.job_id(), cancellation.attempt()});
+  if (it == attempts_.end()) return;
+  Attempt& attempt = *it->second;
+  attempt.coordinator_cancelled = true;
+  const absl::Duration grace = absl::Milliseconds(std::max<int64_t>(cancellation.deadline_ms(), 0));
+  Log(absl::StrCat("cancelling ", attempt.name(), " (SIGKILL after ", absl::FormatDuration(grace),
+                   ")", cancellation.reason().empty() ? "" : ": ", cancellation.reason()));
+  switch (attempt.phase) {
+    case Attempt::Phase::kFetching: {
+      v1::AttemptResult result;
+      result.set_job_id(attempt.job_id());
+      result.set_attempt(attempt.number());
+      result.set_result(v1::AttemptResult::RESULT_STOPPED);
+      result.set_reason("cancelled before the trainers started");
+      result.set_cause("cancel");
+      result.set_last_step(-1);
+      attempt.result = result;
+      ReleaseDevicesLocked(attempt);
+      attempt.phase = Attempt::Phase::kFinishing;
+      if (metrics_ != nullptr) metrics_->CountTrainerExit("cancel");
+      break;
+    }
+    case Attempt::Phase::kRunning:
+      attempt.supervisor->Cancel(grace);
+      break;
+    case Attempt::Phase::kFinishing:
+    case Attempt::Phase::kDone:
+      break;
+  }
+}
+
+void WorkerAgent::ApplyAssignment(const v1::Assignment& assignment, absl::Time now) {
+  const AttemptKey key{assignment.job_id(), assignment.attempt()};
+  if (attempts_.count(key) > 0) return;  // a repeated assignment: already ours
+  auto owned = std::make_unique<Attempt>();
+  Attempt& attempt = *owned;
+  attempt.assignment = assignment;
+  attempt.assignment.clear_spec();  // kept below only as far as needed
+  *attempt.assignment.mutable_spec()->mutable_devices_per_rank() =
+      assignment.spec().devices_per_rank();
+  attempt.assignment.mutable_spec()->set_kind(assignment.spec().kind());
+  attempts_[key] = std::move(owned);
+
+  Log(absl::StrCat("assigned ", attempt.name(), ": ranks [", absl::StrJoin(assignment.ranks(), ","),
+                   "] of ", assignment.world_size(), ", master ", assignment.master_addr(), ":",
+                   assignment.master_port(),
+                   assignment.resume_checkpoint_id().empty()
+                       ? ""
+                       : absl::StrCat(", resuming from ", assignment.resume_checkpoint_id())));
+  if (!IsSafeId(assignment.job_id())) {
+    FailBeforeLaunchLocked(attempt, absl::StrCat("invalid job id '", assignment.job_id(), "'"),
+                           false, "launch");
+    return;
+  }
+  if (KindName(assignment.spec().kind()).empty()) {
+    FailBeforeLaunchLocked(
+        attempt, absl::StrCat("unknown job kind ", static_cast<int>(assignment.spec().kind())),
+        false, "launch");
+    return;
+  }
+  if (assignment.ranks().empty()) {
+    FailBeforeLaunchLocked(attempt, "assignment lists no ranks", false, "launch");
+    return;
+  }
+  attempt.dir = AttemptDir(assignment.job_id(), assignment.attempt());
+
+  // Devices: a CPU rank takes at least one slot.
+  const int ranks = assignment.ranks_size();
+  const v1::DeviceRequest& per_rank = assignment.spec().devices_per_rank();
+  const int need_gpus = std::max(per_rank.gpus(), 0) * ranks;
+  const int need_cpus = (per_rank.gpus() <= 0 ? std::max(per_rank.cpu_slots(), 1)
+                                              : std::max(per_rank.cpu_slots(), 0)) *
+                        ranks;
+  if (need_gpus > static_cast<int>(free_gpus_.size()) || need_cpus > free_cpu_slots_) {
+    FailBeforeLaunchLocked(attempt,
+                           absl::StrCat("not enough free devices on worker ", worker_id_, ": need ",
+                                        need_gpus, " gpus and ", need_cpus, " cpu slots, free ",
+                                        free_gpus_.size(), " and ", free_cpu_slots_),
+                           true, "launch");
+    return;
+  }
+  for (int i = 0; i < need_gpus; ++i) {
+    attempt.gpus.push_back(*free_gpus_.begin());
+    free_gpus_.erase(free_gpus_.begin());
+  }
+  attempt.cpu_slots = need_cpus;
+  free_cpu_slots_ -= need_cpus;
+  attempt.holds_devices = true;
+
+  // A directory left by an earlier worker process for the same attempt would make the trainer
+  // refuse its output directory; the attempt starts clean.
+  std::error_code error;
+  fs::remove_all(attempt.dir, error);
+  fs::create_directories(fs::path(attempt.dir) / "logs", error);
+  if (error) {
+    FailBeforeLaunchLocked(attempt,
+                           absl::StrCat("cannot create ", attempt.dir, ": ", error.message()), true,
+                           "launch");
+    return;
+  }
+  const absl::Status config = WriteFileSynced((fs::path(attempt.dir) / "config.yaml").string(),
+                                              assignment.spec().config_yaml());
+  if (!config.ok()) {
+    FailBeforeLaunchLocked(attempt, std::string(config.message()), true, "launch");
+    return;
+  }
+  if (!assignment.resume_checkpoint_id().empty()) {
+    attempt.phase = Attempt::Phase::kFetching;
+    attempt.next_fetch = now;
+    return;
+  }
+  LaunchLocked(attempt);
+}
+
+void WorkerAgent::LaunchLocked(Attempt& attempt) {
+  const v1::Assignment& assignment = attempt.assignment;
+  TrainerSupervisorOptions options;
+  options.trainer_command = options_.trainer_command;
+  options.job_id = assignment.job_id();
+  options.attempt = assignment.attempt();
+  options.kind = KindName(assignment.spec().kind());
+  options.config_path = (fs::path(attempt.dir) / "config.yaml").string();
+  options.output_dir = (fs::path(attempt.dir) / "run").string();
+  options.resume_dir = attempt.resume_dir;
+  options.working_dir = attempt.dir;
+  options.log_dir = (fs::path(attempt.dir) / "logs").string();
+  options.master_addr = assignment.master_addr();
+  options.master_port = assignment.master_port();
+  options.world_size = assignment.world_size();
+  options.ranks.assign(assignment.ranks().begin(), assignment.ranks().end());
+  if (options_.gpus > 0) {
+    // Ranks pick their device by LOCAL_RANK among the attempt's GPUs (torchrun's convention);
+    // a CPU attempt on a GPU machine sees none.
+    options.extra_env.push_back(
+        absl::StrCat("CUDA_VISIBLE_DEVICES=", absl::StrJoin(attempt.gpus, ",")));
+  }
+  options.startup_timeout = options_.startup_timeout;
+  options.stall_timeout_floor = options_.stall_timeout_floor;
+  options.stall_timeout_factor = options_.stall_timeout_factor;
+  options.drain_timeout = options_.drain_timeout;
+  if (absl::Status valid = options.Validate(); !valid.ok()) {
+    FailBeforeLaunchLocked(attempt, absl::StrCat("invalid assignment: ", valid.message()), false,
+                           "launch");
+    return;
+  }
+  attempt.supervisor = std::make_unique<TrainerSupervisor>(std::move(options), launcher_, clock_,
+                                                           static_cast<TrainerEventSink*>(this));
+  attempt.phase = Attempt::Phase::kRunning;
+  if (absl::Status started = attempt.supervisor->Start(); !started.ok()) {
+    // The supervisor has a FAILED outcome; the next Poll() reports it.
+    attempt.launch_failed = true;
+    Log(absl::StrCat("launching ", attempt.name(), " failed: ", started.message()));
+    return;
+  }
+  Log(absl::StrCat("started ", attempt.name(), " (", assignment.ranks_size(), " ranks",
+                   attempt.resume_dir.empty() ? "" : ", --resume " + attempt.resume_dir, ")"));
+}
+
+void WorkerAgent::FailBeforeLaunchLocked(Attempt& attempt, std::string reason, bool retryable,
+                                         const std::string& cause) {
+  Log(absl::StrCat(attempt.name(), " failed before it started: ", reason));
+  v1::AttemptResult result;
+  result.set_job_id(attempt.job_id());
+  result.set_attempt(attempt.number());
+  result.set_result(v1::AttemptResult::RESULT_FAILED);
+  result.set_reason(std::move(reason));
+  result.set_retryable(retryable);
+  result.set_cause(cause);
+  result.set_last_step(-1);
+  attempt.result = std::move(result);
+  ReleaseDevicesLocked(attempt);
+  attempt.phase = Attempt::Phase::kFinishing;
+  if (metrics_ != nullptr) metrics_->CountTrainerExit(cause);
+}
+
+void WorkerAgent::ReleaseDevicesLocked(Attempt& attempt) {
+  if (!attempt.holds_devices) return;
+  free_gpus_.insert(attempt.gpus.begin(), attempt.gpus.end());
+  free_cpu_slots_ += attempt.cpu_slots;
+  attempt.gpus.clear();
+  attempt.cpu_slots = 0;
+  attempt.holds_devices = false;
+}
+
+void WorkerAgent::AdvanceAttemptsLocked(absl::Time now) {
+  for (auto& [key, owned] : attempts_) {
+    Attempt& attempt = *owned;
+    if (attempt.phase == Attempt::Phase::kFetching && !attempt.fetch_busy &&
+        !attempt.resume_dir.empty()) {
+      LaunchLocked(attempt);
+    }
+    if (attempt.phase == Attempt::Phase::kRunning && attempt.supervisor->Poll()) {
+      attempt.result = BuildResultLocked(attempt);
+      ReleaseDevicesLocked(attempt);
+      attempt.phase = Attempt::Phase::kFinishing;
+      const v1::AttemptResult& result = *attempt.result;
+      if (metrics_ != nullptr) metrics_->CountTrainerExit(result.cause());
+      Log(absl::StrCat(attempt.name(), " ended: ", v1::AttemptResult::Result_Name(result.result()),
+                       " (cause ", result.cause(), ", last step ", result.last_step(), ")",
+                       result.reason().empty() ? "" : ": ", result.reason()));
+      // Each rank's exit, as a trainer event of the attempt.
+      for (const RankStatus& rank : attempt.supervisor->GetRankStatuses()) {
+        if (!rank.exit.has_value()) continue;
+        v1::ReportProgressRequest report;
+        v1::TrainerEvent* event = report.mutable_trainer_event();
+        event->set_job_id(attempt.job_id());
+        event->set_attempt(attempt.number());
+        event->set_rank(rank.tag.rank);
+        event->set_type("exit");
+        event->set_message(absl::StrCat("rank ", rank.tag.rank, ": ", rank.exit->ToString()));
+        event->set_step(std::max<int64_t>(rank.last_step, 0));
+        event->set_time_us(absl::ToUnixMicros(now));
+        reports_.Add(std::move(report));
+      }
+    }
+    if (attempt.phase == Attempt::Phase::kFinishing && !attempt.fetch_busy &&
+        outbox_.Pending(attempt.job_id(), attempt.number()) == 0) {
+      // Every upload of the attempt was committed or dropped: the result may go out.
+      attempt.phase = Attempt::Phase::kDone;
+      if (metrics_ != nullptr) metrics_->RemoveJob(attempt.job_id());
+    }
+  }
+}
+
+v1::AttemptResult WorkerAgent::BuildResultLocked(const Attempt& attempt) const {
+  const AttemptOutcome outcome = *attempt.supervisor->outcome();
+  const std::vector<RankStatus> ranks = attempt.supervisor->GetRankStatuses();
+  v1::AttemptResult result;
+  result.set_job_id(attempt.job_id());
+  result.set_attempt(attempt.number());
+  int64_t last_step = -1;
+  for (const RankStatus& rank : ranks) last_step = std::max(last_step, rank.last_step);
+  result.set_last_step(last_step);
+  result.set_reason(outcome.reason);
+  result.set_retryable(outcome.retryable);
+  switch (outcome.result) {
+    case AttemptOutcome::Result::kSucceeded:
+      result.set_result(v1::AttemptResult::RESULT_SUCCEEDED);
+      result.set_cause("exit");
+      return result;
+    case AttemptOutcome::Result::kStopped:
+      result.set_result(v1::AttemptResult::RESULT_STOPPED);
+      result.set_cause("cancel");
+      break;
+    case AttemptOutcome::Result::kFailed: {
+      result.set_result(v1::AttemptResult::RESULT_FAILED);
+      const RankStatus* failed = nullptr;
+      for (const RankStatus& rank : ranks) {
+        if (rank.tag.rank == outcome.failed_rank) failed = &rank;
+      }
+      std::string cause = "exit";
+      if (attempt.launch_failed) {
+        cause = "launch";
+      } else if (failed != nullptr && failed->stalled) {
+        cause = "stall";
+      } else if (outcome.cancel_requested) {
+        cause = "cancel";
+      } else if (failed != nullptr && failed->exit.has_value() && !failed->exit->exited()) {
+        // The supervisor SIGKILLs a rank only after the gang's deciding failure was recorded,
+        // so a deciding SIGKILL came from elsewhere: on Linux, the out-of-memory killer.
+        if (failed->exit->signal == SIGKILL) {
+          cause = "oom";
+          result.set_reason(absl::StrCat(
+              outcome.reason, " (not sent by peco-worker: probably the out-of-memory killer)"));
+        } else {
+          cause = "signal";
+        }
+      }
+      result.set_cause(cause);
+      break;
+    }
+  }
+  if (attempt.shutdown_cancelled && !attempt.coordinator_cancelled) {
+    // The worker stopped it, not the user: another attempt should carry on from its checkpoint.
+    result.set_result(v1::AttemptResult::RESULT_FAILED);
+    result.set_retryable(true);
+    result.set_cause("cancel");
+    result.set_reason(
+        absl::StrCat("peco-worker shut down", outcome.reason.empty() ? "" : ": ", outcome.reason));
+  }
+  return result;
+}
+
+void WorkerAgent::FlushReports(absl::Time now) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (now < next_report_) return;
+  }
+  // A few batches per tick, so a large backlog does not delay the heartbeat much.
+  for (int batches = 0; batches < 8; ++batches) {
+    ReportBuffer::Batch batch = reports_.Peek(static_cast<size_t>(options_.report_batch_size));
+    if (batch.reports.empty()) break;
+    absl::StatusOr<v1::ReportProgressResponse> response = client_->ReportProgress(batch.reports);
+    if (!response.ok()) {
+      bool first_failure;
+      {
+        absl::MutexLock lock(&mu_);
+        next_report_ = now + options_.report_retry_interval;
+        first_failure = !reports_failing_;
+        reports_failing_ = true;
+      }
+      if (first_failure) {
+        Log(absl::StrCat("sending progress reports failed: ", response.status().ToString(), "; ",
+                         reports_.size(), " buffered, retrying"));
+      }
+      return;
+    }
+    reports_.Ack(batch);
+    absl::MutexLock lock(&mu_);
+    reports_failing_ = false;
+  }
+}
+
+void WorkerAgent::UpdateMetrics() {
+  if (metrics_ == nullptr) return;
+  int64_t running = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [key, attempt] : attempts_) {
+      if (attempt->phase != Attempt::Phase::kRunning) continue;
+      for (const RankStatus& rank : attempt->supervisor->GetRankStatuses()) running += rank.running;
+    }
+  }
+  metrics_->SetTrainersRunning(running);
+  metrics_->SetReportsBuffered(static_cast<int64_t>(reports_.size()));
+  metrics_->SetReportsDropped(reports_.dropped());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trainer events (reader threads).
+
+void WorkerAgent::OnEvent(const TrainerEvent& event) {
+  const TrainerTag& tag = event.tag;
+  std::string dir;
+  int64_t step = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = attempts_.find({tag.job_id, tag.attempt});
+    if (it == attempts_.end()) return;  // killed as stale: it reports nothing
+    Attempt& attempt = *it->second;
+    dir = attempt.dir;
+    int64_t& last = attempt.last_step[tag.rank];
+    if (std::optional<int64_t> event_step = event.Int("step")) {
+      if (event.type == "step") last = std::max(last, *event_step);
+      step = *event_step;
+    } else {
+      step = last;
+    }
+  }
+  const int64_t time_us = absl::ToUnixMicros(event.received);
+  v1::ReportProgressRequest report;
+  if (event.type == "step") {
+    v1::MetricPoint* point = report.mutable_metric_point();
+    point->set_job_id(tag.job_id);
+    point->set_attempt(tag.attempt);
+    point->set_rank(tag.rank);
+    point->set_step(step);
+    point->set_time_us(time_us);
+    for (const auto& [name, text] : event.fields) {
+      if (name == "event" || name == "step") continue;
+      std::optional<double> value = event.Number(name);
+      if (!value) continue;  // strings and booleans are not metrics
+      (*point->mutable_values())[name] = *value;
+      if (metrics_ != nullptr) metrics_->SetRankValue(tag.job_id, tag.rank, name, *value);
+    }
+    if (metrics_ != nullptr) {
+      metrics_->SetRankValue(tag.job_id, tag.rank, "step", static_cast<double>(step));
+    }
+  } else {
+    v1::TrainerEvent* trainer_event = report.mutable_trainer_event();
+    trainer_event->set_job_id(tag.job_id);
+    trainer_event->set_attempt(tag.attempt);
+    trainer_event->set_rank(tag.rank);
+    trainer_event->set_type(event.type);
+    trainer_event->set_message(event.json);
+    trainer_event->set_step(step);
+    trainer_event->set_time_us(time_us);
+  }
+  reports_.Add(std::move(report));
+
+  if (event.type != "checkpoint" || tag.rank != 0) return;
+  std::optional<std::string> path = event.String("path");
+  if (!path || path->empty()) {
+    Log(absl::StrCat(AttemptName(tag.job_id, tag.attempt),
+                     ": checkpoint event without a path: ", event.json));
+    return;
+  }
+  fs::path checkpoint(*path);
+  if (checkpoint.is_relative()) checkpoint = fs::path(dir) / checkpoint;  // the ranks' cwd
+  v1::CheckpointHeader header;
+  header.set_job_id(tag.job_id);
+  header.set_attempt(tag.attempt);
+  header.set_rank(tag.rank);
+  header.set_step(step);
+  header.set_final(event.Bool("final").value_or(false));
+  // Linked now, on the reader thread: the trainer's retention may delete the directory as soon
+  // as it writes the next checkpoint.
+  absl::Status queued = outbox_.Add(header, checkpoint.string());
+  Log(queued.ok() ? absl::StrCat(AttemptName(tag.job_id, tag.attempt), ": checkpoint at step ",
+                                 step, header.final() ? " (final)" : "", " queued for upload")
+                  : absl::StrCat(AttemptName(tag.job_id, tag.attempt), ": cannot queue checkpoint ",
+                                 checkpoint.string(), ": ", queued.ToString()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transfer loop.
+
+bool WorkerAgent::TransferOnce() {
+  const absl::Time now = clock_->Now();
+  const bool fetched = FetchOnce(now);
+  const bool uploaded = UploadOnce(now);
+  return fetched || uploaded;
+}
+
+bool WorkerAgent::FetchOnce(absl::Time now) {
+  AttemptKey key;
+  std::string checkpoint_id;
+  std::string worker_id;
+  std::string dest;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return false;
+    for (auto& [attempt_key, attempt] : attempts_) {
+      if (attempt->phase != Attempt::Phase::kFetching || attempt->fetch_busy ||
+          !attempt->resume_dir.empty() || attempt->next_fetch > now) {
+        continue;
+      }
+      attempt->fetch_busy = true;
+      key = attempt_key;
+      checkpoint_id = attempt->assignment.resume_checkpoint_id();
+      dest = (fs::path(attempt->dir) / "resume").string();
+      break;
+    }
+    if (dest.empty()) return false;
+    worker_id = worker_id_;
+  }
+  std::error_code ignored;
+  fs::remove_all(dest, ignored);  // what an interrupted earlier try left
+  absl::StatusOr<v1::CheckpointInfo> info =
+      client_->FetchCheckpoint(checkpoint_id, worker_id, dest);
+  absl::MutexLock lock(&mu_);
+  auto it = attempts_.find(key);
+  if (it == attempts_.end()) return true;  // killed as stale meanwhile
+  Attempt& attempt = *it->second;
+  attempt.fetch_busy = false;
+  if (attempt.phase != Attempt::Phase::kFetching) return true;  // cancelled meanwhile
+  if (info.ok()) {
+    attempt.resume_dir = dest;
+    Log(absl::StrCat(attempt.name(), ": fetched checkpoint ", checkpoint_id, " (step ",
+                     info->step(), ", ", info->bytes(), " bytes)"));
+    return true;
+  }
+  ++attempt.fetch_failures;
+  const std::string what =
+      absl::StrCat("fetching checkpoint ", checkpoint_id, " failed: ", info.status().ToString());
+  if (IsTransient(info.status()) && attempt.fetch_failures < options_.fetch_max_tries) {
+    const absl::Duration backoff = Backoff(options_.upload_initial_backoff,
+                                           options_.upload_max_backoff, attempt.fetch_failures);
+    attempt.next_fetch = now + backoff;
+    Log(absl::StrCat(attempt.name(), ": ", what, "; retrying in ", absl::FormatDuration(backoff)));
+    return true;
+  }
+  // Another attempt may resume from a checkpoint that verifies.
+  FailBeforeLaunchLocked(attempt, what, true, "launch");
+  return true;
+}
+
+bool WorkerAgent::UploadOnce(absl::Time now) {
+  std::optional<CheckpointOutbox::Entry> entry = outbox_.NextDue(now);
+  if (!entry) return false;
+  const std::string name =
+      absl::StrCat(AttemptName(entry->header.job_id(), entry->header.attempt()),
+                   " checkpoint at step ", entry->header.step());
+  const absl::Time start = clock_->Now();
+  absl::StatusOr<v1::CheckpointInfo> info = client_->UploadCheckpoint(entry->header, entry->dir);
+  const absl::Duration took = clock_->Now() - start;
+  const absl::Status& status = info.status();
+  if (info.ok() || absl::IsAlreadyExists(status)) {
+    outbox_.Finish(entry->id, /*retry=*/false, now, status);
+    const int64_t bytes = info.ok() ? info->bytes() : 0;
+    if (metrics_ != nullptr) metrics_->CountUpload("committed", bytes, took);
+    Log(absl::StrCat("uploaded ", name,
+                     info.ok() ? absl::StrCat(" as ", info->id(), " (", bytes, " bytes)")
+                               : " (already committed)"));
+  } else if (IsTransient(status)) {
+    outbox_.Finish(entry->id, /*retry=*/true, now, status);
+    if (metrics_ != nullptr) metrics_->CountUpload("retry", 0, took);
+    Log(absl::StrCat("uploading ", name, " failed (try ", entry->tries + 1,
+                     "), will retry: ", status.ToString()));
+  } else {
+    // FAILED_PRECONDITION: the attempt is stale. Anything else will not improve by resending.
+    outbox_.Finish(entry->id, /*retry=*/false, now, status);
+    if (metrics_ != nullptr) metrics_->CountUpload("dropped", 0, took);
+    Log(absl::StrCat("dropped ", name, ": ", status.ToString()));
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shutdown and accessors.
+
+void WorkerAgent::BeginShutdown(absl::Duration grace) {
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  shutdown_grace_ = grace;
+  Log(absl::StrCat("shutting down: stopping ", attempts_.size(), " attempts (SIGKILL after ",
+                   absl::FormatDuration(grace), "), then sending pending uploads and reports"));
+  for (auto& [key, attempt] : attempts_) {
+    if (attempt->phase == Attempt::Phase::kRunning) {
+      attempt->shutdown_cancelled = true;
+      attempt->supervisor->Cancel(grace);
+    } else if (attempt->phase == Attempt::Phase::kFetching) {
+      attempt->shutdown_cancelled = true;
+      FailBeforeLaunchLocked(*attempt, "peco-worker shut down before the trainers started", true,
+                             "cancel");
+    }
+  }
+}
+
+bool WorkerAgent::ShutdownComplete() const {
+  absl::MutexLock lock(&mu_);
+  if (!shutting_down_) return false;
+  for (const auto& [key, attempt] : attempts_) {
+    if (attempt->phase == Attempt::Phase::kRunning || attempt->fetch_busy) return false;
+  }
+  return outbox_.Pending() == 0 && reports_.size() == 0;
+}
+
+std::string WorkerAgent::worker_id() const {
+  absl::MutexLock lock(&mu_);
+  return worker_id_;
+}
+
+bool WorkerAgent::registered() const {
+  absl::MutexLock lock(&mu_);
+  return registered_;
+}
+
+v1::WorkerDevices WorkerAgent::free_devices() const {
+  absl::MutexLock lock(&mu_);
+  return FreeDevicesLocked();
+}
+
+std::vector<AgentAttemptStatus> WorkerAgent::attempts() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<AgentAttemptStatus> result;
+  for (const auto& [key, attempt] : attempts_) {
+    AgentAttemptStatus status;
+    status.job_id = key.first;
+    status.attempt = key.second;
+    status.ranks.assign(attempt->assignment.ranks().begin(), attempt->assignment.ranks().end());
+    switch (attempt->phase) {
+      case Attempt::Phase::kFetching:
+        status.phase = "fetching";
+        break;
+      case Attempt::Phase::kRunning:
+        status.phase = "running";
+        break;
+      case Attempt::Phase::kFinishing:
+        status.phase = "finishing";
+        break;
+      case Attempt::Phase::kDone:
+        status.phase = "done";
+        break;
+    }
+    status.resume_dir = attempt->resume_dir;
+    status.result = attempt->result;
+    result.push_back(std::move(status));
+  }
+  return result;
+}
+
+}  // namespace peco
