@@ -120,6 +120,14 @@ TEST(TokenizerConfigTest, UnknownTopLevelField) {
   ExpectInvalid(absl::StrCat(kMinimal, "extra_field: 1\n"), "unknown field");
 }
 
+TEST(TokenizerConfigTest, ServiceJobSectionIsIgnoredButMustBeAMapping) {
+  absl::StatusOr<TokenizerJobConfig> config = ParseTokenizerConfig(
+      absl::StrCat(kMinimal, "job:\n  name: small\n  world_size: 2\n"), "job.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->train.max_steps, 40);
+  ExpectInvalid(absl::StrCat(kMinimal, "job: 3\n"), "job");
+}
+
 TEST(TokenizerConfigTest, MisspelledNestedField) {
   ExpectInvalid(With("  ch_mult: [1, 2, 2]", "  ch_mlt: [1, 2, 2]"), "model.ch_mlt");
   ExpectInvalid(With("    seed: 0", "    sed: 0"), "loss.perceptual.sed");

@@ -228,6 +228,8 @@ absl::StatusOr<TokenizerJobConfig> ParseTokenizerConfig(const std::string& yaml,
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("train"));
     RETURN_IF_ERROR(ReadTrain(r, &config.train));
   }
+  // The `job:` section is for the service (docs/SERVICE.md), so one file runs both ways.
+  RETURN_IF_ERROR(root.Child("job").status());
   RETURN_IF_ERROR(root.Finish());
 
   // Derived fields.
