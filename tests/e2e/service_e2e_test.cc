@@ -1,0 +1,371 @@
+// The service end to end on loopback: real peco-coordinator, peco-worker, peco-train and peco
+// processes. Each test trains a tiny tokenizer on Fashion-MNIST for tens of steps.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/sha256.h"
+#include "tests/e2e/cluster.h"
+
+namespace peco::e2e {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+// The job id in `peco submit` output: the first token that starts with "job-".
+std::string JobIdIn(const std::string& text) {
+  for (absl::string_view token : absl::StrSplit(text, absl::ByAnyChar(" \t\n\",:{}"))) {
+    if (absl::StartsWith(token, "job-")) return std::string(token);
+  }
+  return "";
+}
+
+// Steps of the metric curve (rank 0) in the order WatchJob sent them.
+std::vector<int64_t> CurveSteps(const std::vector<v1::WatchJobEvent>& events) {
+  std::vector<int64_t> steps;
+  for (const v1::WatchJobEvent& event : events) {
+    if (event.has_metric_point() && event.metric_point().rank() == 0) {
+      steps.push_back(event.metric_point().step());
+    }
+  }
+  return steps;
+}
+
+const v1::CheckpointInfo* FinalCheckpoint(const std::vector<v1::CheckpointInfo>& infos) {
+  const v1::CheckpointInfo* newest = nullptr;
+  for (const v1::CheckpointInfo& info : infos) {
+    if (info.final() && (newest == nullptr || info.step() >= newest->step())) newest = &info;
+  }
+  return newest;
+}
+
+bool HasCheckpoint(const v1::GetJobResponse&, Cluster* cluster, const std::string& job_id) {
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> infos = cluster->Checkpoints(job_id);
+  return infos.ok() && !infos->empty();
+}
+
+class ServiceE2eTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (HasFailure()) cluster_.DumpLogs();
+  }
+  Cluster cluster_;
+};
+
+TEST_F(ServiceE2eTest, SubmitWatchAndDownloadTheFinalCheckpoint) {
+  cluster_.StartCoordinator();
+  cluster_.StartWorker();
+  ASSERT_TRUE(cluster_.WaitForWorkers(1));
+
+  const std::string spec = cluster_.WriteSpec("e2e-small", /*max_steps=*/24, 8);
+  CommandResult submit = cluster_.Peco({"submit", spec});
+  ASSERT_EQ(submit.exit_code, 0) << submit.output << submit.error;
+  const std::string job_id = JobIdIn(submit.output);
+  ASSERT_FALSE(job_id.empty()) << submit.output;
+
+  CommandResult watch = cluster_.Peco({"watch", job_id});
+  EXPECT_EQ(watch.exit_code, 0) << watch.output << watch.error;
+  absl::StatusOr<v1::GetJobResponse> job = cluster_.GetJob(job_id);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->job().state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(job->job().spec().name(), "e2e-small");
+  EXPECT_EQ(job->job().attempt(), 1);
+
+  // The whole curve, once per step.
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> history = cluster_.History(job_id);
+  ASSERT_TRUE(history.ok()) << history.status();
+  std::vector<int64_t> expected(24);
+  for (int i = 0; i < 24; ++i) expected[i] = i + 1;
+  EXPECT_EQ(CurveSteps(*history), expected);
+
+  // Submit-to-first-step latency, for the closing note.
+  int64_t first_point_us = 0;
+  for (const v1::WatchJobEvent& event : *history) {
+    if (event.has_metric_point()) {
+      first_point_us = event.metric_point().time_us();
+      break;
+    }
+  }
+  std::cout << "[measure] submit to first step: "
+            << (first_point_us - job->job().submit_time_us()) / 1000 << " ms\n";
+
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> checkpoints = cluster_.Checkpoints(job_id);
+  ASSERT_TRUE(checkpoints.ok());
+  const v1::CheckpointInfo* final_checkpoint = FinalCheckpoint(*checkpoints);
+  ASSERT_NE(final_checkpoint, nullptr);
+  EXPECT_EQ(final_checkpoint->step(), 24);
+
+  const std::string out = cluster_.root() + "/downloaded";
+  CommandResult download = cluster_.Peco({"download", final_checkpoint->id(), out});
+  ASSERT_EQ(download.exit_code, 0) << download.output << download.error;
+  absl::StatusOr<std::string> manifest = ReadFileToString(out + "/MANIFEST");
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  int files = 0;
+  for (absl::string_view line : absl::StrSplit(*manifest, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> parts = absl::StrSplit(line, ' ');
+    ASSERT_EQ(parts.size(), 3u) << line;
+    absl::StatusOr<std::string> digest = Sha256FileHex(out + "/" + parts[2]);
+    ASSERT_TRUE(digest.ok()) << parts[2];
+    EXPECT_EQ(*digest, parts[0]) << parts[2];
+    ++files;
+  }
+  EXPECT_GE(files, 4) << "model, optimizer, rng, config, trainer state";
+  EXPECT_TRUE(std::filesystem::exists(out + "/model.pt"));
+}
+
+TEST_F(ServiceE2eTest, KilledWorkerJobResumesOnTheOtherWorker) {
+  cluster_.StartCoordinator();
+  cluster_.StartWorker();
+  cluster_.StartWorker();
+  ASSERT_TRUE(cluster_.WaitForWorkers(2));
+
+  CommandResult submit = cluster_.Peco({"submit", cluster_.WriteSpec("e2e-lost", 60, 10)});
+  ASSERT_EQ(submit.exit_code, 0) << submit.error;
+  const std::string job_id = JobIdIn(submit.output);
+  absl::StatusOr<v1::GetJobResponse> running = cluster_.WaitForJob(
+      job_id, [&](const v1::GetJobResponse& job) { return HasCheckpoint(job, &cluster_, job_id); },
+      absl::Seconds(120));
+  ASSERT_TRUE(running.ok()) << running.status();
+  const std::string victim_id = running->attempts(0).placements(0).worker_id();
+  const int victim = cluster_.WorkerId(0) == victim_id ? 0 : 1;
+  ASSERT_EQ(cluster_.WorkerId(victim), victim_id);
+
+  const absl::Time killed = absl::Now();
+  cluster_.worker(victim)->Kill();
+
+  absl::StatusOr<v1::GetJobResponse> done =
+      cluster_.WaitForState(job_id, v1::JOB_STATE_SUCCEEDED, absl::Seconds(240));
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_GE(done->attempts_size(), 2);
+  const v1::Attempt& last = done->attempts(done->attempts_size() - 1);
+  EXPECT_NE(last.placements(0).worker_id(), victim_id);
+  EXPECT_GT(last.resume_step(), 0) << "resumed from a checkpoint, not from scratch";
+  EXPECT_EQ(done->job().restart_count(), done->attempts_size() - 1);
+
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> checkpoints = cluster_.Checkpoints(job_id);
+  ASSERT_TRUE(checkpoints.ok());
+  ASSERT_NE(FinalCheckpoint(*checkpoints), nullptr);
+  EXPECT_EQ(FinalCheckpoint(*checkpoints)->step(), 60);
+
+  // The curve has each step once: the lost attempt's points past the resume step are hidden.
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> history = cluster_.History(job_id);
+  ASSERT_TRUE(history.ok());
+  std::vector<int64_t> steps = CurveSteps(*history);
+  std::set<int64_t> unique(steps.begin(), steps.end());
+  EXPECT_EQ(unique.size(), steps.size()) << "no step twice";
+  EXPECT_EQ(*unique.rbegin(), 60);
+
+  int64_t resumed_us = 0;
+  for (const v1::WatchJobEvent& event : *history) {
+    if (event.has_metric_point() && event.metric_point().attempt() == last.number()) {
+      resumed_us = event.metric_point().time_us();
+      break;
+    }
+  }
+  std::cout << "[measure] worker loss to first resumed step: "
+            << (resumed_us - absl::ToUnixMicros(killed)) / 1000 << " ms\n";
+}
+
+TEST_F(ServiceE2eTest, KilledCoordinatorRestartsAndTheJobFinishesWithoutGaps) {
+  cluster_.StartCoordinator();
+  cluster_.StartWorker();
+  ASSERT_TRUE(cluster_.WaitForWorkers(1));
+  CommandResult submit = cluster_.Peco({"submit", cluster_.WriteSpec("e2e-coord", 60, 10)});
+  ASSERT_EQ(submit.exit_code, 0) << submit.error;
+  const std::string job_id = JobIdIn(submit.output);
+  ASSERT_TRUE(
+      cluster_
+          .WaitForJob(
+              job_id,
+              [&](const v1::GetJobResponse& job) { return HasCheckpoint(job, &cluster_, job_id); },
+              absl::Seconds(120))
+          .ok());
+
+  cluster_.KillCoordinator();
+  cluster_.StartCoordinator();
+
+  absl::StatusOr<v1::GetJobResponse> done =
+      cluster_.WaitForState(job_id, v1::JOB_STATE_SUCCEEDED, absl::Seconds(240));
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->job().attempt(), 1) << "the running trainer was re-attached, not restarted";
+
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> history = cluster_.History(job_id);
+  ASSERT_TRUE(history.ok());
+  std::vector<int64_t> expected(60);
+  for (int i = 0; i < 60; ++i) expected[i] = i + 1;
+  EXPECT_EQ(CurveSteps(*history), expected) << "no gap, no duplicate";
+
+  v1::ListJobsRequest list;
+  v1::ListJobsResponse jobs;
+  ASSERT_TRUE(cluster_.jobs()->ListJobs(cluster_.UserContext().get(), list, &jobs).ok());
+  EXPECT_EQ(jobs.jobs_size(), 1);
+}
+
+TEST_F(ServiceE2eTest, CancelWritesAFinalCheckpointAndResumeFinishesTheJob) {
+  cluster_.StartCoordinator();
+  cluster_.StartWorker();
+  ASSERT_TRUE(cluster_.WaitForWorkers(1));
+  CommandResult submit = cluster_.Peco({"submit", cluster_.WriteSpec("e2e-cancel", 200, 50)});
+  ASSERT_EQ(submit.exit_code, 0) << submit.error;
+  const std::string job_id = JobIdIn(submit.output);
+  // Cancel once the first checkpoint is in, so the stop lands mid-run.
+  ASSERT_TRUE(
+      cluster_
+          .WaitForJob(
+              job_id,
+              [&](const v1::GetJobResponse& job) { return HasCheckpoint(job, &cluster_, job_id); },
+              absl::Seconds(120))
+          .ok());
+  CommandResult cancel = cluster_.Peco({"cancel", job_id});
+  ASSERT_EQ(cancel.exit_code, 0) << cancel.error;
+  absl::StatusOr<v1::GetJobResponse> cancelled =
+      cluster_.WaitForState(job_id, v1::JOB_STATE_CANCELLED, absl::Seconds(120));
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+
+  // The trainer wrote a checkpoint at the step it stopped: the newest one, at the last step the
+  // attempt reported.
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> checkpoints = cluster_.Checkpoints(job_id);
+  ASSERT_TRUE(checkpoints.ok());
+  ASSERT_FALSE(checkpoints->empty());
+  const int64_t stopped_at = checkpoints->back().step();
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> history = cluster_.History(job_id);
+  ASSERT_TRUE(history.ok());
+  std::vector<int64_t> steps = CurveSteps(*history);
+  ASSERT_FALSE(steps.empty());
+  EXPECT_EQ(stopped_at, steps.back()) << "the stop checkpoint is at the last reported step";
+  EXPECT_LT(stopped_at, 200);
+
+  CommandResult resume = cluster_.Peco({"resume", job_id});
+  ASSERT_EQ(resume.exit_code, 0) << resume.error;
+  absl::StatusOr<v1::GetJobResponse> done =
+      cluster_.WaitForState(job_id, v1::JOB_STATE_SUCCEEDED, absl::Seconds(240));
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->attempts(1).resume_step(), stopped_at);
+  checkpoints = cluster_.Checkpoints(job_id);
+  ASSERT_TRUE(checkpoints.ok());
+  EXPECT_EQ(FinalCheckpoint(*checkpoints)->step(), 200);
+}
+
+TEST_F(ServiceE2eTest, BadInputIsRefusedAndNothingIsStored) {
+  cluster_.StartCoordinator();
+
+  // Through the CLI: a file that is not YAML.
+  const std::string not_yaml = cluster_.root() + "/broken.yaml";
+  WriteFileAtomic(not_yaml, "kind: tokenizer\ndata: [unclosed\n").IgnoreError();
+  CommandResult broken = cluster_.Peco({"submit", not_yaml});
+  EXPECT_NE(broken.exit_code, 0);
+  EXPECT_THAT(broken.error, HasSubstr("broken.yaml"));
+
+  // Through the API: each bad spec gets the canonical code and names the field.
+  const std::string good_config =
+      *ReadFileToString(std::string(PECO_SOURCE_DIR) + "/configs/tokenizer_small.yaml");
+  struct Case {
+    std::string name;
+    v1::JobSpec spec;
+    grpc::StatusCode code;
+    std::string needle;
+  };
+  std::vector<Case> cases;
+  auto base = [&] {
+    v1::JobSpec spec;
+    spec.set_kind(v1::JOB_KIND_TOKENIZER);
+    spec.set_config_yaml(good_config);
+    return spec;
+  };
+  {
+    Case c{"unknown field", base(), grpc::StatusCode::INVALID_ARGUMENT, "surprise"};
+    c.spec.set_config_yaml(good_config + "surprise: 1\n");
+    cases.push_back(c);
+  }
+  {
+    Case c{"wrong type", base(), grpc::StatusCode::INVALID_ARGUMENT, "train.max_steps"};
+    std::string config = good_config;
+    config.replace(config.find("max_steps: 300"), 14, "max_steps: many");
+    c.spec.set_config_yaml(config);
+    cases.push_back(c);
+  }
+  {
+    Case c{"out of range", base(), grpc::StatusCode::INVALID_ARGUMENT, "spec.world_size"};
+    c.spec.set_world_size(100000);
+    cases.push_back(c);
+  }
+  {
+    Case c{"unknown kind", base(), grpc::StatusCode::INVALID_ARGUMENT, "spec.kind"};
+    c.spec.set_kind(static_cast<v1::JobKind>(77));
+    cases.push_back(c);
+  }
+  {
+    Case c{"missing dependency", base(), grpc::StatusCode::NOT_FOUND, "spec.depends_on.job_id"};
+    c.spec.mutable_depends_on()->set_job_id("job-424242");
+    cases.push_back(c);
+  }
+  {
+    Case c{"path outside roots", base(), grpc::StatusCode::INVALID_ARGUMENT, "data.path"};
+    std::string config = good_config;
+    const std::string from = "path: /usr/share/datasets/fashion-mnist";
+    config.replace(config.find(from), from.size(), "path: /etc");
+    c.spec.set_config_yaml(config);
+    cases.push_back(c);
+  }
+  for (const Case& c : cases) {
+    v1::SubmitJobRequest request;
+    *request.mutable_spec() = c.spec;
+    v1::SubmitJobResponse response;
+    grpc::Status status =
+        cluster_.jobs()->SubmitJob(cluster_.UserContext().get(), request, &response);
+    EXPECT_EQ(status.error_code(), c.code) << c.name << ": " << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr(c.needle)) << c.name;
+  }
+
+  // No token, or the worker token on the user API: refused.
+  {
+    grpc::ClientContext context;
+    v1::ListJobsRequest request;
+    v1::ListJobsResponse response;
+    EXPECT_EQ(cluster_.jobs()->ListJobs(&context, request, &response).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(
+        cluster_.jobs()->ListJobs(cluster_.WorkerContext().get(), request, &response).error_code(),
+        grpc::StatusCode::UNAUTHENTICATED);
+  }
+
+  // A truncated checkpoint upload commits nothing.
+  {
+    v1::UploadCheckpointResponse response;
+    auto context = cluster_.WorkerContext();
+    std::unique_ptr<grpc::ClientWriter<v1::UploadCheckpointRequest>> writer =
+        cluster_.workers_api()->UploadCheckpoint(context.get(), &response);
+    v1::UploadCheckpointRequest header;
+    header.mutable_header()->set_job_id("job-000001");
+    header.mutable_header()->set_attempt(1);
+    writer->Write(header);
+    writer->WritesDone();
+    grpc::Status status = writer->Finish();
+    EXPECT_FALSE(status.ok());
+  }
+
+  // Nothing was stored and the coordinator still serves.
+  v1::ListJobsRequest list;
+  v1::ListJobsResponse jobs;
+  grpc::Status listed = cluster_.jobs()->ListJobs(cluster_.UserContext().get(), list, &jobs);
+  ASSERT_TRUE(listed.ok()) << listed.error_message();
+  EXPECT_EQ(jobs.jobs_size(), 0);
+  EXPECT_TRUE(cluster_.coordinator()->running());
+}
+
+}  // namespace
+}  // namespace peco::e2e
