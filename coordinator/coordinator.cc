@@ -114,6 +114,13 @@ absl::Status Coordinator::Recover() {
   for (const v1::Job& job : jobs) RefreshActiveLocked(job);
   ASSIGN_OR_RETURN(std::vector<v1::Job> restarting, AllJobs(store_, {v1::JOB_STATE_RESTARTING}));
   for (const v1::Job& job : restarting) pending_since_[job.id()] = now;
+  if (metrics_ != nullptr) {
+    // One full count; afterwards every transition moves the gauges.
+    ASSIGN_OR_RETURN(std::vector<v1::Job> all, AllJobs(store_, {}));
+    std::map<v1::JobState, int64_t> counts;
+    for (const v1::Job& job : all) ++counts[job.state()];
+    metrics_->SetJobsByState(counts);
+  }
   Log(absl::StrCat("recovered ", workers_.size(), " workers and ", active_.size(),
                    " active attempts"));
   return absl::OkStatus();
@@ -161,7 +168,10 @@ absl::StatusOr<v1::Job> Coordinator::TransitionLocked(const v1::Job& job, v1::Jo
   } else if (state != v1::JOB_STATE_QUEUED && state != v1::JOB_STATE_WAITING) {
     pending_since_.erase(updated.id());
   }
-  if (metrics_ != nullptr && !HoldsDevices(state)) metrics_->ForgetJob(updated.id());
+  if (metrics_ != nullptr) {
+    metrics_->CountJobTransition(job.state(), state);
+    if (!HoldsDevices(state)) metrics_->ForgetJob(updated.id());
+  }
   PublishState(updated, reason);
   Log(absl::StrCat(updated.id(), " attempt ", updated.attempt(), ": ", JobStateName(state),
                    reason.empty() ? "" : absl::StrCat(" (", reason, ")")));
@@ -208,6 +218,9 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(const v1::SubmitJob
   *response.mutable_job() = created.job;
   response.set_created(created.created);
   if (created.created) {
+    if (metrics_ != nullptr) {
+      metrics_->CountJobTransition(v1::JOB_STATE_UNSPECIFIED, created.job.state());
+    }
     PublishState(created.job, "submitted");
     Log(absl::StrCat(created.job.id(), " submitted: ", spec.name(), " (", JobKindName(spec.kind()),
                      ", ", spec.world_size(), " ranks)"));
@@ -866,6 +879,7 @@ absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placem
   attempt.time_us = NowMicros();
   ASSIGN_OR_RETURN(v1::Attempt started, store_->BeginAttempt(attempt));
   ASSIGN_OR_RETURN(v1::Job assigned, store_->GetJob(job.id()));
+  if (metrics_ != nullptr) metrics_->CountJobTransition(job.state(), v1::JOB_STATE_ASSIGNED);
   active_[job.id()] = ActiveAttempt{assigned, started};
   if (metrics_ != nullptr) {
     absl::Time since = absl::FromUnixMicros(job.submit_time_us());
@@ -1024,15 +1038,6 @@ void Coordinator::ForceOverdueCancellationsLocked() {
 
 void Coordinator::RefreshGaugesLocked() {
   if (metrics_ == nullptr) return;
-  const absl::Time now = clock_->Now();
-  if (now - last_gauge_refresh_ < absl::Seconds(5)) return;
-  last_gauge_refresh_ = now;
-  absl::StatusOr<std::vector<v1::Job>> jobs = AllJobs(store_, {});
-  if (jobs.ok()) {
-    std::map<v1::JobState, int64_t> counts;
-    for (const v1::Job& job : *jobs) ++counts[job.state()];
-    metrics_->SetJobsByState(counts);
-  }
   std::map<v1::WorkerState, int64_t> workers;
   for (const auto& [id, worker] : workers_) ++workers[worker.info.state()];
   metrics_->SetWorkersByState(workers);

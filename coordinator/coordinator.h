@@ -196,7 +196,6 @@ class Coordinator {
   std::map<std::string, ActiveAttempt> active_ ABSL_GUARDED_BY(mu_);
   // When a RESTARTING job became schedulable.
   std::map<std::string, absl::Time> pending_since_ ABSL_GUARDED_BY(mu_);
-  absl::Time last_gauge_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace peco::coordinator

@@ -93,6 +93,15 @@ void CoordinatorMetrics::SetJobsByState(const std::map<v1::JobState, int64_t>& c
   }
 }
 
+void CoordinatorMetrics::CountJobTransition(v1::JobState from, v1::JobState to) {
+  if (from != v1::JOB_STATE_UNSPECIFIED) {
+    jobs_.Add({{"state", std::string(JobStateName(from))}}).Decrement();
+  }
+  if (to != v1::JOB_STATE_UNSPECIFIED) {
+    jobs_.Add({{"state", std::string(JobStateName(to))}}).Increment();
+  }
+}
+
 void CoordinatorMetrics::SetWorkersByState(const std::map<v1::WorkerState, int64_t>& counts) {
   for (int s = v1::WorkerState_MIN; s <= v1::WorkerState_MAX; ++s) {
     if (s == v1::WORKER_STATE_UNSPECIFIED) continue;

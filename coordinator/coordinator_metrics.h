@@ -34,6 +34,8 @@ class CoordinatorMetrics {
 
   // peco_jobs{state}: the number of jobs in each state (states absent from `counts` are 0).
   void SetJobsByState(const std::map<v1::JobState, int64_t>& counts);
+  // Moves one job between the peco_jobs series (`from` UNSPECIFIED: a new job).
+  void CountJobTransition(v1::JobState from, v1::JobState to);
   // peco_workers{state}.
   void SetWorkersByState(const std::map<v1::WorkerState, int64_t>& counts);
   // peco_job_queue_wait_seconds: submit (or restart request) to placement.

@@ -203,8 +203,11 @@ int Run() {
       exposer = std::make_unique<prometheus::Exposer>(metrics_listen);
       exposer->RegisterCollectable(metrics.registry());
       std::vector<int> ports = exposer->GetListeningPorts();
-      Log(absl::StrCat("metrics on http://", metrics_listen.substr(0, metrics_listen.rfind(':')),
-                       ":", ports.empty() ? 0 : ports.front(), "/metrics"));
+      const std::string metrics_address =
+          absl::StrCat(metrics_listen.substr(0, metrics_listen.rfind(':')), ":",
+                       ports.empty() ? 0 : ports.front());
+      Log(absl::StrCat("metrics on http://", metrics_address, "/metrics"));
+      WriteFileAtomic(data_dir + "/metrics.addr", metrics_address + "\n").IgnoreError();
     } catch (const std::exception& e) {
       Log(absl::StrCat("--metrics_listen: cannot listen on ", metrics_listen, ": ", e.what()));
       return 1;

@@ -335,6 +335,29 @@ job:
   return path;
 }
 
+std::string Cluster::CoordinatorMetrics() {
+  const std::string address = ReadTrimmed(data_dir_ + "/metrics.addr");
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return "";
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
+  std::string response;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const std::string request = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      char buffer[4096];
+      ssize_t n;
+      while ((n = ::read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
+    }
+  }
+  ::close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
 void Cluster::DumpLogs() {
   auto dump = [](const std::string& path) {
     std::cerr << "===== " << path << "\n" << ReadFileToString(path).value_or("(none)") << "\n";

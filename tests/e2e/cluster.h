@@ -100,6 +100,9 @@ class Cluster {
   // Writes a tokenizer spec file (tiny model, synthetic-free Fashion-MNIST) and returns its path.
   std::string WriteSpec(const std::string& name, int max_steps, int checkpoint_every);
 
+  // The body of GET /metrics from the coordinator's Prometheus endpoint ("" when unreachable).
+  std::string CoordinatorMetrics();
+
   // Prints the logs of every daemon (for failures).
   void DumpLogs();
 

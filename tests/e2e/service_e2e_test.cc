@@ -124,6 +124,13 @@ TEST_F(ServiceE2eTest, SubmitWatchAndDownloadTheFinalCheckpoint) {
     ++files;
   }
   EXPECT_GE(files, 4) << "model, optimizer, rng, config, trainer state";
+
+  // Prometheus sees the job and its checkpoints.
+  const std::string metrics = cluster_.CoordinatorMetrics();
+  EXPECT_THAT(metrics, HasSubstr("peco_jobs{state=\"succeeded\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("peco_workers{state=\"alive\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("peco_checkpoints_committed_total"));
+  EXPECT_THAT(metrics, Not(HasSubstr("peco_checkpoints_committed_total 0")));
   EXPECT_TRUE(std::filesystem::exists(out + "/model.pt"));
 }
 
