@@ -120,9 +120,11 @@ int WatchUntilDone(Invocation& inv, const std::string& job_id) {
         (*conn)->stub()->WatchJob(call.get(), request);
     v1::WatchJobEvent event;
     while (!renderer.done() && reader->Read(&event)) {
-      failures = 0;
       const int64_t before = renderer.events_consumed();
       const std::string text = renderer.Consume(event);
+      // Only news counts as a working stream: a coordinator that replays the history and fails
+      // again must not keep the watch reconnecting forever.
+      if (renderer.events_consumed() > before) failures = 0;
       if (inv.json()) {
         if (renderer.events_consumed() == before) continue;  // a replayed duplicate
         absl::StatusOr<std::string> line = ToJsonLine(event);

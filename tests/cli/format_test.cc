@@ -1,0 +1,172 @@
+#include "cli/format.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
+
+namespace peco::cli {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+const absl::Time kNow = absl::FromUnixSeconds(1700000000);
+
+int64_t MicrosAgo(absl::Duration ago) { return absl::ToUnixMicros(kNow - ago); }
+
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+v1::Job MakeJob(const std::string& id, const std::string& name, v1::JobState state) {
+  v1::Job job;
+  job.set_id(id);
+  job.mutable_spec()->set_name(name);
+  job.mutable_spec()->set_kind(v1::JOB_KIND_TOKENIZER);
+  job.mutable_spec()->set_max_restarts(5);
+  job.set_state(state);
+  job.set_attempt(2);
+  job.set_restart_count(1);
+  job.set_submit_time_us(MicrosAgo(absl::Minutes(10)));
+  job.set_start_time_us(MicrosAgo(absl::Minutes(9)));
+  job.set_client_request_id("req-1");
+  return job;
+}
+
+TEST(FormatTest, HumanDurations) {
+  EXPECT_EQ(HumanDuration(absl::Milliseconds(850)), "850ms");
+  EXPECT_EQ(HumanDuration(absl::Seconds(42)), "42s");
+  EXPECT_EQ(HumanDuration(absl::Seconds(185)), "3m05s");
+  EXPECT_EQ(HumanDuration(absl::Minutes(127)), "2h07m");
+  EXPECT_EQ(HumanDuration(absl::Hours(76)), "3d04h");
+  EXPECT_EQ(HumanDuration(-absl::Seconds(5)), "0ms");
+  EXPECT_EQ(FormatAge(MicrosAgo(absl::Seconds(185)), kNow), "3m05s ago");
+  EXPECT_EQ(FormatAge(0, kNow), "-");
+  EXPECT_EQ(FormatTime(0), "-");
+}
+
+TEST(FormatTest, Bytes) {
+  EXPECT_EQ(FormatBytes(512), "512 B");
+  EXPECT_EQ(FormatBytes(1536), "1.50 KiB");
+  EXPECT_EQ(FormatBytes(int64_t{12} << 20), "12.0 MiB");
+  EXPECT_EQ(FormatBytes(int64_t{13} << 29), "6.50 GiB");
+}
+
+TEST(FormatTest, TableColumnsAlign) {
+  TextTable table({"ID", "NAME", "X"});
+  table.AddRow({"job-1", "a", "1"});
+  table.AddRow({"job-000002", "", "22"});
+  const std::vector<std::string> lines = Lines(table.Render());
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0], "ID          NAME  X");
+  EXPECT_EQ(lines[1], "job-1       a     1");
+  EXPECT_EQ(lines[2], "job-000002  -     22");
+}
+
+TEST(FormatTest, JobTableHasTheColumnsAligned) {
+  std::vector<v1::Job> jobs = {MakeJob("job-000001", "tok", v1::JOB_STATE_RUNNING),
+                               MakeJob("job-000002", "a-much-longer-name", v1::JOB_STATE_QUEUED)};
+  const std::vector<std::string> lines = Lines(FormatJobTable(jobs, kNow));
+  ASSERT_EQ(lines.size(), 3u);
+  for (const char* column :
+       {"ID", "NAME", "KIND", "STATE", "ATTEMPT", "RESTARTS", "PRIORITY", "AGE", "RUNTIME"}) {
+    EXPECT_THAT(lines[0], HasSubstr(column));
+  }
+  const size_t state_column = lines[0].find("STATE");
+  EXPECT_EQ(lines[1].find("RUNNING"), state_column);
+  EXPECT_EQ(lines[2].find("QUEUED"), state_column);
+  EXPECT_EQ(lines[1].find("tokenizer"), lines[0].find("KIND"));
+  EXPECT_THAT(lines[1], HasSubstr("1/5"));         // restarts of max_restarts
+  EXPECT_THAT(lines[1], HasSubstr("10m00s ago"));  // age since submit
+  EXPECT_THAT(lines[1], HasSubstr("9m00s"));       // runtime so far
+}
+
+TEST(FormatTest, JobDetailsShowAttemptsAndFailure) {
+  v1::GetJobResponse response;
+  *response.mutable_job() = MakeJob("job-000003", "probe", v1::JOB_STATE_FAILED);
+  response.mutable_job()->set_failure_reason("rank 0 exited with exit code 3: non-finite loss");
+  v1::Attempt* attempt = response.add_attempts();
+  attempt->set_number(1);
+  attempt->set_state(v1::JOB_STATE_FAILED);
+  attempt->add_placements()->set_worker_id("worker-a");
+  attempt->set_resume_checkpoint_id("job-000003-a1-step-000000000100");
+  attempt->set_resume_step(100);
+  const std::string text = FormatJobDetails(response, kNow);
+  EXPECT_THAT(text, HasSubstr("job-000003"));
+  EXPECT_THAT(text, HasSubstr("FAILED"));
+  EXPECT_THAT(text, HasSubstr("non-finite loss"));
+  EXPECT_THAT(text, HasSubstr("worker-a"));
+  EXPECT_THAT(text, HasSubstr("(step 100)"));
+  EXPECT_THAT(text, HasSubstr("req-1"));
+}
+
+TEST(FormatTest, CheckpointAndWorkerTables) {
+  v1::CheckpointInfo info;
+  info.set_id("job-1-a1-step-000000000300");
+  info.set_step(300);
+  info.set_attempt(1);
+  info.set_bytes(int64_t{3} << 20);
+  info.add_manifest()->set_name("model.pt");
+  info.set_final(true);
+  info.set_committed_time_us(MicrosAgo(absl::Seconds(30)));
+  const std::vector<std::string> checkpoints = Lines(FormatCheckpointTable({info}, kNow));
+  ASSERT_EQ(checkpoints.size(), 2u);
+  EXPECT_THAT(checkpoints[1], HasSubstr("3.00 MiB"));
+  EXPECT_THAT(checkpoints[1], HasSubstr("yes"));
+  EXPECT_THAT(checkpoints[1], HasSubstr("30s ago"));
+
+  v1::WorkerInfo worker;
+  worker.set_id("worker-1");
+  worker.set_host("node7");
+  worker.set_state(v1::WORKER_STATE_SUSPECT);
+  worker.mutable_devices()->set_cpu_slots(4);
+  worker.mutable_free_devices()->set_cpu_slots(1);
+  worker.mutable_ports()->set_first(29500);
+  worker.mutable_ports()->set_last(29510);
+  const std::vector<std::string> workers = Lines(FormatWorkerTable({worker}, kNow));
+  ASSERT_EQ(workers.size(), 2u);
+  EXPECT_THAT(workers[1], HasSubstr("SUSPECT"));
+  EXPECT_THAT(workers[1], HasSubstr("1/4"));
+  EXPECT_THAT(workers[1], HasSubstr("29500-29510"));
+}
+
+TEST(FormatTest, JsonRoundTripsWithProtoFieldNames) {
+  v1::ListJobsResponse response;
+  *response.add_jobs() = MakeJob("job-000001", "tok", v1::JOB_STATE_SUCCEEDED);
+  (*response.mutable_jobs(0)->mutable_spec()->mutable_labels())["team"] = "vision";
+  absl::StatusOr<std::string> json = ToJson(response);
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_THAT(*json, HasSubstr("\"client_request_id\""));
+  EXPECT_THAT(*json, HasSubstr("\"JOB_STATE_SUCCEEDED\""));
+  EXPECT_EQ(json->back(), '\n');
+  v1::ListJobsResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(*json, &parsed).ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parsed, response));
+
+  absl::StatusOr<std::string> line = ToJsonLine(response);
+  ASSERT_TRUE(line.ok());
+  EXPECT_EQ(line->find('\n'), std::string::npos);
+}
+
+TEST(FormatTest, JobStateNames) {
+  EXPECT_EQ(JobStateName(v1::JOB_STATE_RESTARTING), "RESTARTING");
+  EXPECT_EQ(WorkerStateName(v1::WORKER_STATE_DRAINING), "DRAINING");
+  EXPECT_EQ(*ParseJobState("running"), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(*ParseJobState("FAILED"), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(*ParseJobState("job_state_cancelled"), v1::JOB_STATE_CANCELLED);
+  absl::StatusOr<v1::JobState> bad = ParseJobState("runing");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("'runing'"));
+  EXPECT_FALSE(ParseJobState("unspecified").ok());
+  EXPECT_TRUE(IsTerminal(v1::JOB_STATE_CANCELLED));
+  EXPECT_FALSE(IsTerminal(v1::JOB_STATE_RESTARTING));
+}
+
+}  // namespace
+}  // namespace peco::cli
