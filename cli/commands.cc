@@ -109,7 +109,10 @@ int WatchUntilDone(Invocation& inv, const std::string& job_id) {
   absl::StatusOr<Connection*> conn = inv.Connect();
   if (!conn.ok()) return inv.Fail(conn.status());
   const CliContext& context = inv.context();
-  WatchRenderer renderer(job_id, {.tty = context.out_is_tty && !inv.json()});
+  WatchRenderer::Options options;
+  options.tty = context.out_is_tty && !inv.json();
+  options.columns = context.out_columns;
+  WatchRenderer renderer(job_id, options);
   int failures = 0;
   while (!renderer.done()) {
     std::unique_ptr<grpc::ClientContext> call = (*conn)->StreamContext();
@@ -249,6 +252,7 @@ int RunList(Invocation& inv) {
   v1::ListJobsResponse all;
   std::string token;
   int pages = 0;
+  bool more = false;  // jobs past --limit exist
   do {
     if (limit > 0) {
       request.set_page_size(static_cast<int32_t>(std::min<int64_t>(limit - all.jobs_size(), 500)));
@@ -260,8 +264,12 @@ int RunList(Invocation& inv) {
                                             absl::StrCat("ListJobs page ", pages + 1));
     if (!status.ok()) return inv.Fail(status);
     ++pages;
+    bool truncated = false;  // a page went past --limit
     for (v1::Job& job : *page.mutable_jobs()) {
-      if (limit > 0 && all.jobs_size() >= limit) break;
+      if (limit > 0 && all.jobs_size() >= limit) {
+        truncated = true;
+        break;
+      }
       *all.add_jobs() = std::move(job);
     }
     if (!page.next_page_token().empty() && page.next_page_token() == token) {
@@ -269,19 +277,20 @@ int RunList(Invocation& inv) {
           absl::StrCat("ListJobs returned page token '", token, "' twice; stopping")));
     }
     token = page.next_page_token();
+    more = truncated || !token.empty();
+    // The token continues after the whole page: it is only exact when nothing was dropped.
+    if (truncated) token.clear();
   } while (!token.empty() && (limit == 0 || all.jobs_size() < limit));
-  // With --limit, scripts get the token to continue from.
+  // With --limit, scripts get the token to continue from (when the server honoured page_size).
   all.set_next_page_token(token);
 
+  if (more) *inv.context().err << "(more jobs: raise --limit to see them)\n";
   if (inv.json()) return inv.PrintJson(all);
   std::vector<v1::Job> jobs(all.jobs().begin(), all.jobs().end());
   if (jobs.empty()) {
     inv.out() << "no jobs\n";
   } else {
     inv.out() << FormatJobTable(jobs, inv.now());
-  }
-  if (!token.empty()) {
-    *inv.context().err << "(more jobs: raise --limit to see them)\n";
   }
   return kExitOk;
 }
@@ -461,7 +470,7 @@ const std::vector<Command>& Commands() {
        RunSubmit},
       {"list",
        "",
-       "list jobs, newest first",
+       "list jobs (every page)",
        {{"state", 0, "STATE",
          "only jobs in this state (repeatable or comma-separated): queued, "
          "waiting, assigned, running, restarting, succeeded, failed, "

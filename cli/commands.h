@@ -51,6 +51,8 @@ struct CliContext {
   std::ostream* err = nullptr;
   // Whether `out` is a terminal (live progress line in `watch`).
   bool out_is_tty = false;
+  // Width of that terminal in columns (0 = unknown); the live line is cut to fit.
+  int out_columns = 0;
   // Time source for ages in tables.
   std::function<absl::Time()> now = [] { return absl::Now(); };
   // Wait before `watch` reconnects after losing the coordinator (tests use zero).

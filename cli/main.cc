@@ -1,4 +1,5 @@
 // peco: the user CLI of the peco training service. See cli/commands.h for the commands.
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -13,6 +14,10 @@ int main(int argc, char** argv) {
   context.out = &std::cout;
   context.err = &std::cerr;
   context.out_is_tty = ::isatty(STDOUT_FILENO) == 1;
+  struct winsize size = {};
+  if (context.out_is_tty && ::ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0) {
+    context.out_columns = size.ws_col;
+  }
   std::vector<std::string> args(argv + 1, argv + argc);
   return peco::cli::RunCli(args, context);
 }

@@ -221,7 +221,11 @@ std::string WatchRenderer::Line(int64_t time_us, const std::string& text) {
 
 std::string WatchRenderer::LiveLine() {
   live_line_shown_ = true;
-  return absl::StrCat(kClearLine, RenderProgressLine(progress_));
+  std::string line = RenderProgressLine(progress_);
+  if (options_.columns > 1 && line.size() >= static_cast<size_t>(options_.columns)) {
+    line.resize(static_cast<size_t>(options_.columns) - 1);
+  }
+  return absl::StrCat(kClearLine, line);
 }
 
 }  // namespace peco::cli

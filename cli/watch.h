@@ -72,6 +72,9 @@ class WatchRenderer {
  public:
   struct Options {
     bool tty = false;
+    // Terminal width; a longer live line is cut to columns - 1 characters so that "\r" redraws
+    // it in place instead of wrapping (0 = never cut).
+    int columns = 0;
     // Time zone of the clock times that start permanent lines.
     absl::TimeZone time_zone = absl::LocalTimeZone();
   };

@@ -86,6 +86,7 @@ class FakeJobService final : public v1::JobService::Service {
   // --- Scripted behaviour (set before the calls). ---
   std::vector<v1::Job> jobs;         // what ListJobs pages through
   int default_page_size = 2;         // used when a request has page_size 0
+  bool ignore_page_size = false;     // always use default_page_size
   std::vector<WatchScript> watches;  // one per WatchJob call; the last one repeats
   v1::Job get_job;                   // what GetJob returns (NOT_FOUND when its id is empty)
   v1::CheckpointInfo download_info;  // what DownloadCheckpoint sends first
@@ -146,7 +147,8 @@ class FakeJobService final : public v1::JobService::Service {
     }
     size_t start = 0;
     if (!request->page_token().empty()) start = std::stoul(request->page_token());
-    const size_t size = request->page_size() > 0 ? request->page_size() : default_page_size;
+    const size_t size =
+        request->page_size() > 0 && !ignore_page_size ? request->page_size() : default_page_size;
     for (size_t i = start; i < jobs.size() && i < start + size; ++i) {
       *response->add_jobs() = jobs[i];
     }
@@ -404,6 +406,21 @@ TEST_F(CommandsTest, ListLimitAndStatesAndJson) {
   CliResult bad = Run({"list", "--state", "runing"});
   EXPECT_EQ(bad.code, kExitUsage);
   EXPECT_THAT(bad.err, HasSubstr("peco list: --state: unknown job state 'runing'"));
+}
+
+TEST_F(CommandsTest, ListLimitInsideAPageGivesNoInexactToken) {
+  for (int i = 1; i <= 5; ++i) service_.jobs.push_back(MakeJob(i));
+  service_.default_page_size = 4;
+  service_.ignore_page_size = true;
+  CliResult result = Run({"list", "--limit", "3", "-o", "json"});
+  ASSERT_EQ(result.code, kExitOk) << result.err;
+  v1::ListJobsResponse response;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(result.out, &response).ok());
+  ASSERT_THAT(response.jobs(), SizeIs(3));
+  EXPECT_EQ(response.jobs(2).id(), "job-000003");
+  // The server's token ("4") would skip job-000004, so none is given.
+  EXPECT_EQ(response.next_page_token(), "");
+  EXPECT_THAT(result.err, HasSubstr("more jobs"));
 }
 
 TEST_F(CommandsTest, WatchExitCodeFollowsTheTerminalState) {

@@ -172,6 +172,16 @@ TEST(WatchTest, TtyRedrawsOneLiveLine) {
   EXPECT_EQ(renderer.Finish(), "");
 }
 
+TEST(WatchTest, LiveLineIsCutToTheTerminalWidth) {
+  WatchRenderer renderer("job-000001",
+                         {.tty = true, .columns = 20, .time_zone = absl::UTCTimeZone()});
+  renderer.Consume(State(v1::JOB_STATE_RUNNING, 1, 1));
+  const std::string point = renderer.Consume(Point(1, 10, 10, 0.9));
+  const std::string prefix = "\r\033[K";
+  ASSERT_EQ(point.rfind(prefix, 0), 0u);
+  EXPECT_EQ(point.substr(prefix.size()), "RUNNING  attempt 1 ");  // 19 characters
+}
+
 TEST(WatchTest, TerminalStates) {
   for (v1::JobState state :
        {v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED}) {
