@@ -128,11 +128,9 @@ absl::Status ReadJobSection(const std::string& source, ConfigReader& root,
 
   const bool has_dependency =
       job_node.IsMap() && job_node["depends_on"].IsDefined() && !job_node["depends_on"].IsNull();
-  if (has_dependency) {
-    RETURN_IF_ERROR(ReadDependency(source, job, true, spec->mutable_depends_on()));
-  } else {
-    RETURN_IF_ERROR(ReadDependency(source, job, false, nullptr));
-  }
+  // Without a dependency the spec keeps depends_on unset rather than an empty message.
+  RETURN_IF_ERROR(ReadDependency(source, job, has_dependency,
+                                 has_dependency ? spec->mutable_depends_on() : nullptr));
 
   // Child() checks the type and marks the key consumed; the entries are read from the raw node
   // because ConfigReader reads fixed keys only.
