@@ -162,9 +162,9 @@ int Run() {
   running->add_ranks(0);
   Check(core.Heartbeat(beat), "heartbeating");
 
-  GrpcCoordinatorClient::Options client_options;
+  worker::GrpcCoordinatorClient::Options client_options;
   client_options.token = "bench-worker-token-0123456789";
-  GrpcCoordinatorClient client(
+  worker::GrpcCoordinatorClient client(
       grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()),
       client_options);
 

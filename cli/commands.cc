@@ -122,7 +122,9 @@ int WatchUntilDone(Invocation& inv, const std::string& job_id) {
     std::unique_ptr<grpc::ClientReaderInterface<v1::WatchJobEvent>> reader =
         (*conn)->stub()->WatchJob(call.get(), request);
     v1::WatchJobEvent event;
-    while (!renderer.done() && reader->Read(&event)) {
+    // Read to the end of the stream: the coordinator ends it once the job is terminal, and a
+    // terminal state in the history may be followed by a resume.
+    while (reader->Read(&event)) {
       const int64_t before = renderer.events_consumed();
       const std::string text = renderer.Consume(event);
       // Only news counts as a working stream: a coordinator that replays the history and fails
@@ -137,7 +139,6 @@ int WatchUntilDone(Invocation& inv, const std::string& job_id) {
         inv.out() << text << std::flush;
       }
     }
-    if (renderer.done()) call->TryCancel();
     const grpc::Status status = reader->Finish();
     if (renderer.done()) break;
     if (!inv.json()) inv.out() << renderer.Finish() << std::flush;

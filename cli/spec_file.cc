@@ -7,22 +7,11 @@
 #include "common/config_reader.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "proto/job_kind_names.h"
 #include "yaml-cpp/yaml.h"
 
 namespace peco::cli {
 namespace {
-
-struct KindName {
-  v1::JobKind kind;
-  const char* name;
-};
-
-constexpr KindName kKinds[] = {
-    {v1::JOB_KIND_TOKENIZER, "tokenizer"},
-    {v1::JOB_KIND_PRETRAIN, "pretrain"},
-    {v1::JOB_KIND_FINETUNE, "finetune"},
-    {v1::JOB_KIND_LINEAR_PROBE, "linear_probe"},
-};
 
 absl::Status FieldError(const std::string& source, absl::string_view field,
                         absl::string_view message) {
@@ -146,10 +135,8 @@ absl::Status ReadJobSection(const std::string& source, ConfigReader& root,
 }  // namespace
 
 std::string JobKindName(v1::JobKind kind) {
-  for (const KindName& entry : kKinds) {
-    if (entry.kind == kind) return entry.name;
-  }
-  return "unspecified";
+  std::string name = v1::JobKindName(kind);
+  return name.empty() ? "unspecified" : name;
 }
 
 absl::StatusOr<v1::JobSpec> ParseJobSpec(absl::string_view text, const std::string& source,
@@ -180,15 +167,16 @@ absl::StatusOr<v1::JobSpec> ParseJobSpec(absl::string_view text, const std::stri
   v1::JobSpec spec;
   if (!reader.Has("kind")) {
     return FieldError(source, "kind",
-                      "missing (one of tokenizer, pretrain, finetune, linear_probe)");
+                      absl::StrCat("missing (one of ", v1::KnownJobKindNames(), ")"));
   }
   std::string kind;
   std::vector<std::string> kind_names;
-  for (const KindName& entry : kKinds) kind_names.push_back(entry.name);
-  RETURN_IF_ERROR(reader.ReadEnum("kind", kind_names, &kind));
-  for (const KindName& entry : kKinds) {
-    if (kind == entry.name) spec.set_kind(entry.kind);
+  for (int value = v1::JobKind_MIN; value <= v1::JobKind_MAX; ++value) {
+    const std::string name = v1::JobKindName(static_cast<v1::JobKind>(value));
+    if (!name.empty()) kind_names.push_back(name);
   }
+  RETURN_IF_ERROR(reader.ReadEnum("kind", kind_names, &kind));
+  spec.set_kind(v1::JobKindFromName(kind).value_or(v1::JOB_KIND_UNSPECIFIED));
 
   spec.set_name(default_name);
   spec.set_world_size(1);

@@ -131,8 +131,12 @@ std::string WatchRenderer::OnStateChange(const v1::JobStateChange& change) {
            .second) {
     return "";
   }
-  // A terminal state is final whatever arrives after it (a replayed, older change).
-  if (done()) return "";
+  // After a terminal state only a resume moves on: RESTARTING of the same attempt or any change
+  // of a newer attempt. Anything else is a replayed, older change.
+  if (done() && change.attempt() <= progress_.attempt &&
+      change.state() != v1::JOB_STATE_RESTARTING) {
+    return "";
+  }
   SeeAttempt(change.attempt());
   progress_.state = change.state();
   progress_.reason = change.reason();

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "coordinator/job_state_machine.h"
+#include "proto/job_kind_names.h"
 
 namespace peco::coordinator {
 namespace {
@@ -222,8 +223,8 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(const v1::SubmitJob
       metrics_->CountJobTransition(v1::JOB_STATE_UNSPECIFIED, created.job.state());
     }
     PublishState(created.job, "submitted");
-    Log(absl::StrCat(created.job.id(), " submitted: ", spec.name(), " (", JobKindName(spec.kind()),
-                     ", ", spec.world_size(), " ranks)"));
+    Log(absl::StrCat(created.job.id(), " submitted: ", spec.name(), " (",
+                     v1::JobKindName(spec.kind()), ", ", spec.world_size(), " ranks)"));
     absl::Status scheduled = ScheduleLocked();
     if (!scheduled.ok()) Log(absl::StrCat("scheduling pass failed: ", scheduled.ToString()));
     // The job may have been placed or moved to WAITING already.

@@ -19,6 +19,7 @@
 #include "common/json_line.h"
 #include "common/process_launcher.h"
 #include "common/status_macros.h"
+#include "proto/job_kind_names.h"
 
 namespace peco::coordinator {
 namespace {
@@ -81,32 +82,17 @@ bool ReadAll(int fd, absl::Time deadline, std::string* out) {
 
 }  // namespace
 
-absl::string_view JobKindName(v1::JobKind kind) {
-  switch (kind) {
-    case v1::JOB_KIND_TOKENIZER:
-      return "tokenizer";
-    case v1::JOB_KIND_PRETRAIN:
-      return "pretrain";
-    case v1::JOB_KIND_FINETUNE:
-      return "finetune";
-    case v1::JOB_KIND_LINEAR_PROBE:
-      return "linear_probe";
-    default:
-      return "";
-  }
-}
-
 void NormalizeJobSpec(v1::JobSpec* spec) {
   if (spec->world_size() == 0) spec->set_world_size(1);
   if (spec->devices_per_rank().gpus() == 0 && spec->devices_per_rank().cpu_slots() == 0) {
     spec->mutable_devices_per_rank()->set_cpu_slots(1);
   }
-  if (spec->name().empty()) spec->set_name(std::string(JobKindName(spec->kind())));
+  if (spec->name().empty()) spec->set_name(v1::JobKindName(spec->kind()));
 }
 
 absl::Status CheckJobSpecFields(const v1::JobSpec& spec, const SpecLimits& limits) {
-  if (JobKindName(spec.kind()).empty()) {
-    return Bad("kind", "expected one of tokenizer, pretrain, finetune, linear_probe");
+  if (v1::JobKindName(spec.kind()).empty()) {
+    return Bad("kind", absl::StrCat("expected one of ", v1::KnownJobKindNames()));
   }
   if (!ValidLabelText(spec.name(), 128)) {
     return Bad("name", "expected 1 to 128 printable characters");
@@ -188,7 +174,7 @@ absl::Status TrainerSpecValidator::Options::Validate() const {
 TrainerSpecValidator::TrainerSpecValidator(Options options) : options_(std::move(options)) {}
 
 absl::Status TrainerSpecValidator::Validate(const v1::JobSpec& spec) {
-  const std::string kind(JobKindName(spec.kind()));
+  const std::string kind = v1::JobKindName(spec.kind());
   ScratchFile config;
   RETURN_IF_ERROR(config.Create(options_.scratch_dir, spec.config_yaml()));
 

@@ -37,9 +37,6 @@ void NormalizeJobSpec(v1::JobSpec* spec);
 // Checks a normalized spec's envelope fields (not the config's content, not dependencies).
 absl::Status CheckJobSpecFields(const v1::JobSpec& spec, const SpecLimits& limits);
 
-// Returns the lower-case name of a kind ("tokenizer"), or "" for an unknown kind.
-absl::string_view JobKindName(v1::JobKind kind);
-
 // Validates a spec's trainer config. Implementations are thread-safe.
 class SpecValidator {
  public:

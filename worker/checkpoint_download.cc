@@ -9,7 +9,7 @@
 #include "common/status_macros.h"
 #include "worker/checkpoint_manifest.h"
 
-namespace peco {
+namespace peco::worker {
 namespace fs = std::filesystem;
 
 absl::StatusOr<std::unique_ptr<CheckpointDownload>> CheckpointDownload::Begin(
@@ -152,4 +152,4 @@ absl::Status CheckpointDownload::Finish() {
   return absl::OkStatus();
 }
 
-}  // namespace peco
+}  // namespace peco::worker

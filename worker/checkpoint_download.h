@@ -25,7 +25,7 @@
 #include "common/sha256.h"
 #include "peco/v1/checkpoint.pb.h"
 
-namespace peco {
+namespace peco::worker {
 
 class CheckpointDownload {
  public:
@@ -74,6 +74,6 @@ class CheckpointDownload {
   bool published_ = false;
 };
 
-}  // namespace peco
+}  // namespace peco::worker
 
 #endif  // PECO_WORKER_CHECKPOINT_DOWNLOAD_H_

@@ -14,7 +14,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 
-namespace peco {
+namespace peco::worker {
 namespace fs = std::filesystem;
 
 absl::Status ValidateCheckpointFileName(absl::string_view name) {
@@ -125,4 +125,4 @@ absl::Status LinkCheckpoint(const std::string& src, const std::string& dest) {
   return absl::OkStatus();
 }
 
-}  // namespace peco
+}  // namespace peco::worker

@@ -16,7 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "peco/v1/checkpoint.pb.h"
 
-namespace peco {
+namespace peco::worker {
 
 // Name of the manifest file inside a checkpoint directory.
 inline constexpr char kCheckpointManifestName[] = "MANIFEST";
@@ -43,6 +43,6 @@ std::string FormatManifest(std::vector<v1::ManifestEntry> entries);
 // trainer's retention removed the checkpoint first); Internal for other file-system errors.
 absl::Status LinkCheckpoint(const std::string& src, const std::string& dest);
 
-}  // namespace peco
+}  // namespace peco::worker
 
 #endif  // PECO_WORKER_CHECKPOINT_MANIFEST_H_

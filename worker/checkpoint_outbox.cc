@@ -11,7 +11,7 @@
 #include "common/status_macros.h"
 #include "worker/checkpoint_manifest.h"
 
-namespace peco {
+namespace peco::worker {
 namespace fs = std::filesystem;
 
 CheckpointOutbox::CheckpointOutbox(std::string root, absl::Duration initial_backoff,
@@ -116,4 +116,4 @@ void CheckpointOutbox::RemoveDir(const std::string& dir) const {
   fs::remove_all(dir, ignored);
 }
 
-}  // namespace peco
+}  // namespace peco::worker

@@ -24,7 +24,7 @@
 #include "absl/time/time.h"
 #include "peco/v1/checkpoint.pb.h"
 
-namespace peco {
+namespace peco::worker {
 
 class CheckpointOutbox {
  public:
@@ -80,6 +80,6 @@ class CheckpointOutbox {
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
-}  // namespace peco
+}  // namespace peco::worker
 
 #endif  // PECO_WORKER_CHECKPOINT_OUTBOX_H_

@@ -20,7 +20,7 @@
 #include "absl/status/statusor.h"
 #include "peco/v1/worker_service.pb.h"
 
-namespace peco {
+namespace peco::worker {
 
 class CoordinatorClient {
  public:
@@ -60,6 +60,6 @@ class CoordinatorClient {
                                                              const std::string& dest_dir) = 0;
 };
 
-}  // namespace peco
+}  // namespace peco::worker
 
 #endif  // PECO_WORKER_COORDINATOR_CLIENT_H_

@@ -10,7 +10,7 @@
 #include "worker/checkpoint_download.h"
 #include "worker/checkpoint_manifest.h"
 
-namespace peco {
+namespace peco::worker {
 namespace fs = std::filesystem;
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
@@ -240,4 +240,4 @@ absl::StatusOr<v1::CheckpointInfo> GrpcCoordinatorClient::FetchCheckpoint(
   return info;
 }
 
-}  // namespace peco
+}  // namespace peco::worker

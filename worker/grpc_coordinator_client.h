@@ -34,7 +34,7 @@
 #include "peco/v1/worker_service.grpc.pb.h"
 #include "worker/coordinator_client.h"
 
-namespace peco {
+namespace peco::worker {
 
 // Returns `status` as an absl::Status with the same canonical code and message (the numeric
 // values of the two code enums are the same).
@@ -87,6 +87,6 @@ class GrpcCoordinatorClient : public CoordinatorClient {
   std::set<grpc::ClientContext*> active_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace peco
+}  // namespace peco::worker
 
 #endif  // PECO_WORKER_GRPC_COORDINATOR_CLIENT_H_

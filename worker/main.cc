@@ -87,7 +87,7 @@ ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Minutes(5),
           "On SIGTERM, how long to wait in all for trainers, uploads and reports");
 ABSL_FLAG(absl::Duration, tick, absl::Milliseconds(200), "Period of the control loop");
 
-namespace peco {
+namespace peco::worker {
 namespace {
 namespace fs = std::filesystem;
 
@@ -323,17 +323,17 @@ int Run() {
 }
 
 }  // namespace
-}  // namespace peco
+}  // namespace peco::worker
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "runs peco training attempts for a coordinator.\n"
       "  peco-worker --coordinator_data_dir DIR --work_dir DIR [--gpus N] [--host ADDR]\n"
       "  peco-worker --coordinator HOST:PORT --token_file FILE --work_dir DIR ...");
-  peco::CheckFlagsOrExit(argc, argv);
+  peco::worker::CheckFlagsOrExit(argc, argv);
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
-    peco::UsageError(absl::StrCat("unexpected argument '", rest[1], "'"));
+    peco::worker::UsageError(absl::StrCat("unexpected argument '", rest[1], "'"));
   }
-  return peco::Run();
+  return peco::worker::Run();
 }

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace peco {
+namespace peco::worker {
 namespace {
 
 // The (job, attempt) a report belongs to.
@@ -62,4 +62,4 @@ int64_t ReportBuffer::dropped() const {
   return dropped_;
 }
 
-}  // namespace peco
+}  // namespace peco::worker

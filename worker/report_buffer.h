@@ -27,7 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "peco/v1/worker_service.pb.h"
 
-namespace peco {
+namespace peco::worker {
 
 class ReportBuffer {
  public:
@@ -66,6 +66,6 @@ class ReportBuffer {
   int64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-}  // namespace peco
+}  // namespace peco::worker
 
 #endif  // PECO_WORKER_REPORT_BUFFER_H_

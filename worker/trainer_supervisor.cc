@@ -17,17 +17,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
-#include "yaml-cpp/yaml.h"
+#include "proto/job_kind_names.h"
 
-namespace peco {
+namespace peco::worker {
 namespace {
 
 // Longest stdout line kept whole; longer ones are cut and counted as unparsed.
 constexpr size_t kMaxLineBytes = 1 << 20;
-
-bool IsKnownKind(const std::string& kind) {
-  return kind == "tokenizer" || kind == "pretrain" || kind == "finetune" || kind == "linear_probe";
-}
 
 }  // namespace
 
@@ -49,54 +45,16 @@ struct TrainerSupervisor::Rank {
   std::optional<absl::Time> last_step_time;
 };
 
-std::optional<std::string> TrainerEvent::String(absl::string_view key) const {
-  auto it = fields.find(std::string(key));
-  if (it == fields.end()) return std::nullopt;
-  return it->second;
-}
-
-std::optional<double> TrainerEvent::Number(absl::string_view key) const {
-  std::optional<std::string> text = String(key);
-  double value;
-  if (!text || !absl::SimpleAtod(*text, &value)) return std::nullopt;
-  return value;
-}
-
-std::optional<int64_t> TrainerEvent::Int(absl::string_view key) const {
-  std::optional<std::string> text = String(key);
-  int64_t value;
-  if (!text || !absl::SimpleAtoi(*text, &value)) return std::nullopt;
-  return value;
-}
-
-std::optional<bool> TrainerEvent::Bool(absl::string_view key) const {
-  std::optional<std::string> text = String(key);
-  if (text == "true") return true;
-  if (text == "false") return false;
-  return std::nullopt;
-}
-
 std::optional<TrainerEvent> ParseTrainerEventLine(absl::string_view line, const TrainerTag& tag,
                                                   absl::Time received) {
-  line = absl::StripAsciiWhitespace(line);
-  // YAML accepts far more than JSON ("key: value", bare words); only objects are events.
-  if (line.size() < 2 || line.front() != '{' || line.back() != '}') return std::nullopt;
-  YAML::Node root;
-  try {
-    root = YAML::Load(std::string(line));
-  } catch (const YAML::Exception&) {
-    return std::nullopt;
-  }
-  if (!root.IsMap()) return std::nullopt;
+  std::optional<JsonFields> fields = ParseJsonObjectLine(line);
+  if (!fields) return std::nullopt;
+  std::optional<std::string> type = fields->String("event");
+  if (!type || type->empty()) return std::nullopt;
   TrainerEvent event;
-  for (const auto& entry : root) {
-    if (!entry.first.IsScalar() || !entry.second.IsScalar()) continue;
-    event.fields[entry.first.Scalar()] = entry.second.Scalar();
-  }
-  auto type = event.fields.find("event");
-  if (type == event.fields.end() || type->second.empty()) return std::nullopt;
-  event.type = type->second;
-  event.json = std::string(line);
+  event.type = *type;
+  event.fields = *std::move(fields);
+  event.json = std::string(absl::StripAsciiWhitespace(line));
   event.tag = tag;
   event.received = received;
   return event;
@@ -123,9 +81,8 @@ absl::Status TrainerSupervisorOptions::Validate() const {
   }
   if (job_id.empty()) return bad("job_id", "must not be empty");
   if (attempt < 0) return bad("attempt", "must be >= 0");
-  if (!IsKnownKind(kind)) {
-    return bad("kind", absl::StrCat("'", kind,
-                                    "' is not one of tokenizer, pretrain, finetune, linear_probe"));
+  if (!v1::JobKindFromName(kind).has_value()) {
+    return bad("kind", absl::StrCat("'", kind, "' is not one of ", v1::KnownJobKindNames()));
   }
   if (config_path.empty()) return bad("config_path", "must not be empty");
   if (output_dir.empty()) return bad("output_dir", "must not be empty");
@@ -514,4 +471,4 @@ std::vector<RankStatus> TrainerSupervisor::GetRankStatuses() const {
   return result;
 }
 
-}  // namespace peco
+}  // namespace peco::worker

@@ -46,9 +46,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/json_line.h"
 #include "common/process_launcher.h"
 
-namespace peco {
+namespace peco::worker {
 
 // Where an event or line came from.
 struct TrainerTag {
@@ -64,16 +65,15 @@ struct TrainerEvent {
   std::string type;  // the "event" field: start, step, checkpoint, completed, stopped, error...
   std::string json;  // the line as printed (without the newline)
   absl::Time received;
-  // Top-level scalar fields as their JSON text without quotes ("step" -> "10"); nested
-  // objects and lists are only in `json`. JSON null is absent.
-  std::map<std::string, std::string> fields;
+  // Top-level scalar fields; nested objects and lists are only in `json`.
+  JsonFields fields;
 
-  // Returns a field converted to the requested type, or std::nullopt when the field is absent
-  // or does not convert.
-  std::optional<std::string> String(absl::string_view key) const;
-  std::optional<double> Number(absl::string_view key) const;
-  std::optional<int64_t> Int(absl::string_view key) const;
-  std::optional<bool> Bool(absl::string_view key) const;
+  // A field converted to the requested type, or std::nullopt when it is absent or does not
+  // convert.
+  std::optional<std::string> String(absl::string_view key) const { return fields.String(key); }
+  std::optional<double> Number(absl::string_view key) const { return fields.Number(key); }
+  std::optional<int64_t> Int(absl::string_view key) const { return fields.Int(key); }
+  std::optional<bool> Bool(absl::string_view key) const { return fields.Bool(key); }
 };
 
 // Parses one stdout line. Returns std::nullopt unless the line is a JSON object with a string
@@ -262,6 +262,6 @@ class TrainerSupervisor {
   int wake_write_fd_ = -1;
 };
 
-}  // namespace peco
+}  // namespace peco::worker
 
 #endif  // PECO_WORKER_TRAINER_SUPERVISOR_H_

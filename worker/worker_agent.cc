@@ -14,28 +14,13 @@
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "proto/job_kind_names.h"
 
-namespace peco {
+namespace peco::worker {
 namespace fs = std::filesystem;
 namespace {
 
 constexpr char kWorkerIdFile[] = "worker.id";
-
-// Returns the trainer subcommand of a job kind, "" for an unknown one.
-std::string KindName(v1::JobKind kind) {
-  switch (kind) {
-    case v1::JOB_KIND_TOKENIZER:
-      return "tokenizer";
-    case v1::JOB_KIND_PRETRAIN:
-      return "pretrain";
-    case v1::JOB_KIND_FINETUNE:
-      return "finetune";
-    case v1::JOB_KIND_LINEAR_PROBE:
-      return "linear_probe";
-    default:
-      return "";
-  }
-}
 
 // Job ids become directory names: no separators, no dot names.
 bool IsSafeId(absl::string_view id) {
@@ -479,7 +464,7 @@ void WorkerAgent::ApplyAssignment(const v1::Assignment& assignment, absl::Time n
                            false, "launch");
     return;
   }
-  if (KindName(assignment.spec().kind()).empty()) {
+  if (v1::JobKindName(assignment.spec().kind()).empty()) {
     FailBeforeLaunchLocked(
         attempt, absl::StrCat("unknown job kind ", static_cast<int>(assignment.spec().kind())),
         false, "launch");
@@ -545,7 +530,7 @@ void WorkerAgent::LaunchLocked(Attempt& attempt) {
   options.trainer_command = options_.trainer_command;
   options.job_id = assignment.job_id();
   options.attempt = assignment.attempt();
-  options.kind = KindName(assignment.spec().kind());
+  options.kind = v1::JobKindName(assignment.spec().kind());
   options.config_path = (fs::path(attempt.dir) / "config.yaml").string();
   options.output_dir = (fs::path(attempt.dir) / "run").string();
   options.resume_dir = attempt.resume_dir;
@@ -783,7 +768,7 @@ void WorkerAgent::OnEvent(const TrainerEvent& event) {
     point->set_rank(tag.rank);
     point->set_step(step);
     point->set_time_us(time_us);
-    for (const auto& [name, text] : event.fields) {
+    for (const auto& [name, text] : event.fields.fields()) {
       if (name == "event" || name == "step") continue;
       std::optional<double> value = event.Number(name);
       if (!value) continue;  // strings and booleans are not metrics
@@ -998,4 +983,4 @@ std::vector<AgentAttemptStatus> WorkerAgent::attempts() const {
   return result;
 }
 
-}  // namespace peco
+}  // namespace peco::worker

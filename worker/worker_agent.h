@@ -67,7 +67,7 @@
 #include "worker/trainer_supervisor.h"
 #include "worker/worker_metrics.h"
 
-namespace peco {
+namespace peco::worker {
 
 struct WorkerAgentOptions {
   // Directory for attempts, the outbox and worker.id. Required.
@@ -238,6 +238,6 @@ class WorkerAgent : private TrainerEventSink {
   int free_cpu_slots_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-}  // namespace peco
+}  // namespace peco::worker
 
 #endif  // PECO_WORKER_WORKER_AGENT_H_

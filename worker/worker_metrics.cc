@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace peco {
+namespace peco::worker {
 namespace {
 
 // The per-rank values, with their help text.
@@ -126,4 +126,4 @@ void WorkerMetrics::RemoveJob(const std::string& job_id) {
   }
 }
 
-}  // namespace peco
+}  // namespace peco::worker

@@ -35,7 +35,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 
-namespace peco {
+namespace peco::worker {
 
 class WorkerMetrics {
  public:
@@ -85,6 +85,6 @@ class WorkerMetrics {
   int64_t dropped_seen_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-}  // namespace peco
+}  // namespace peco::worker
 
 #endif  // PECO_WORKER_WORKER_METRICS_H_

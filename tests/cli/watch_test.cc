@@ -192,10 +192,25 @@ TEST(WatchTest, TerminalStates) {
     const std::string out = renderer.Consume(State(state, 2, 3, "the reason"));
     EXPECT_TRUE(renderer.done());
     EXPECT_THAT(out, HasSubstr("the reason"));
-    // Anything after the end changes nothing.
-    EXPECT_EQ(renderer.Consume(State(v1::JOB_STATE_RUNNING, 3, 4)), "");
+    // A replayed change of the same attempt after the end changes nothing.
+    EXPECT_EQ(renderer.Consume(State(v1::JOB_STATE_RUNNING, 2, 4)), "");
     EXPECT_EQ(renderer.progress().state, state);
   }
+}
+
+TEST(WatchTest, AResumeAfterATerminalStateIsFollowed) {
+  // The history of a cancelled and resumed job: CANCELLED is not the end.
+  WatchRenderer renderer("job-000001", Plain());
+  renderer.Consume(State(v1::JOB_STATE_RUNNING, 1, 1));
+  renderer.Consume(State(v1::JOB_STATE_CANCELLED, 1, 2));
+  EXPECT_TRUE(renderer.done());
+  EXPECT_THAT(renderer.Consume(State(v1::JOB_STATE_RESTARTING, 1, 3)), HasSubstr("RESTARTING"));
+  EXPECT_FALSE(renderer.done());
+  renderer.Consume(State(v1::JOB_STATE_ASSIGNED, 2, 4));
+  renderer.Consume(State(v1::JOB_STATE_SUCCEEDED, 2, 5));
+  EXPECT_TRUE(renderer.done());
+  EXPECT_EQ(renderer.progress().state, v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(renderer.progress().attempt, 2);
 }
 
 TEST(WatchTest, ReplayedEventsAreDropped) {

@@ -305,8 +305,7 @@ TEST_F(SqliteJobStoreTest, ControlFieldsAreFencedDurableAndClearedByTheNextAttem
   stale.job_id = id;
   stale.expected_attempt = 0;
   stale.cancel_requested_time_us = 7;
-  EXPECT_EQ(store_->UpdateJobControl(stale).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->UpdateJobControl(stale).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(store_->GetJob(id)->cancel_requested_time_us(), 0);
 
   JobControlUpdate cancel;

@@ -258,6 +258,9 @@ TEST_F(ServiceE2eTest, CancelWritesAFinalCheckpointAndResumeFinishesTheJob) {
 
   CommandResult resume = cluster_.Peco({"resume", job_id});
   ASSERT_EQ(resume.exit_code, 0) << resume.error;
+  // `peco watch` follows the resumed attempt past the CANCELLED in the history.
+  CommandResult watch = cluster_.Peco({"watch", job_id});
+  EXPECT_EQ(watch.exit_code, 0) << watch.output << watch.error;
   absl::StatusOr<v1::GetJobResponse> done =
       cluster_.WaitForState(job_id, v1::JOB_STATE_SUCCEEDED, absl::Seconds(240));
   ASSERT_TRUE(done.ok()) << done.status();

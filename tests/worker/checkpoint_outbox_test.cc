@@ -16,7 +16,7 @@
 #include "gtest/gtest.h"
 #include "worker/checkpoint_manifest.h"
 
-namespace peco {
+namespace peco::worker {
 namespace {
 namespace fs = std::filesystem;
 
@@ -166,4 +166,4 @@ TEST_F(CheckpointOutboxTest, DropAttemptRemovesQueuedEntriesAndEndsTheBusyOne) {
 }
 
 }  // namespace
-}  // namespace peco
+}  // namespace peco::worker

@@ -17,7 +17,7 @@
 #include "worker/checkpoint_manifest.h"
 #include "worker/coordinator_client.h"
 
-namespace peco {
+namespace peco::worker {
 
 class FakeCoordinatorClient : public CoordinatorClient {
  public:
@@ -169,6 +169,6 @@ class FakeCoordinatorClient : public CoordinatorClient {
   absl::Mutex mu_;
 };
 
-}  // namespace peco
+}  // namespace peco::worker
 
 #endif  // PECO_TESTS_WORKER_FAKE_COORDINATOR_CLIENT_H_

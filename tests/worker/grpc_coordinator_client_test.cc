@@ -24,7 +24,7 @@
 #include "gtest/gtest.h"
 #include "worker/checkpoint_manifest.h"
 
-namespace peco {
+namespace peco::worker {
 namespace {
 namespace fs = std::filesystem;
 
@@ -383,4 +383,4 @@ TEST(GrpcCoordinatorClientOptionsTest, ValidateNamesTheBadField) {
 }
 
 }  // namespace
-}  // namespace peco
+}  // namespace peco::worker

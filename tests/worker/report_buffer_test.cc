@@ -7,7 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace peco {
+namespace peco::worker {
 namespace {
 
 using ::testing::ElementsAre;
@@ -63,4 +63,4 @@ TEST(ReportBufferTest, DropAttemptRemovesOnlyThatAttempt) {
 }
 
 }  // namespace
-}  // namespace peco
+}  // namespace peco::worker

@@ -22,7 +22,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace peco {
+namespace peco::worker {
 namespace {
 
 using ::testing::ElementsAre;
@@ -493,4 +493,4 @@ TEST(ParseTrainerEventLineTest, ParsesJsonWriterOutput) {
 }
 
 }  // namespace
-}  // namespace peco
+}  // namespace peco::worker

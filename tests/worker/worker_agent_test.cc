@@ -27,7 +27,7 @@
 #include "tests/worker/fake_coordinator_client.h"
 #include "worker/worker_metrics.h"
 
-namespace peco {
+namespace peco::worker {
 namespace {
 namespace fs = std::filesystem;
 
@@ -735,4 +735,4 @@ TEST(WorkerAgentOptionsTest, ValidateNamesTheBadField) {
 }
 
 }  // namespace
-}  // namespace peco
+}  // namespace peco::worker

@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
 
-namespace peco {
+namespace peco::worker {
 namespace {
 
 using ::testing::HasSubstr;
@@ -60,4 +60,4 @@ TEST(WorkerMetricsTest, PerRankGaugesAreRemovedWithTheirJob) {
 }
 
 }  // namespace
-}  // namespace peco
+}  // namespace peco::worker
