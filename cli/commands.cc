@@ -41,7 +41,7 @@ const std::vector<FlagSpec>& GlobalFlags() {
       {"token", 0, "TOKEN", "user token (else $PECO_TOKEN, else <data_dir>/user.token)"},
       {"data_dir", 0, "DIR",
        "coordinator data directory (else $PECO_DATA_DIR, else ~/.local/share/peco)"},
-      {"output", 'o', "FORMAT", "table (default) or json"},
+      {"output", 'o', "FORMAT", "table (default), json, or name (ids only, one per line)"},
       {"timeout", 0, "DURATION", "deadline of each call (default 30s)"},
   };
   return *flags;
@@ -60,6 +60,7 @@ class Invocation {
   const ParsedArgs& args() const { return args_; }
   const std::string& positional(size_t i) const { return args_.positional.at(i); }
   bool json() const { return format_ == OutputFormat::kJson; }
+  bool names() const { return format_ == OutputFormat::kName; }
   const CliContext& context() const { return context_; }
   std::ostream& out() const { return *context_.out; }
   absl::Time now() const { return context_.now(); }
@@ -222,6 +223,8 @@ int RunSubmit(Invocation& inv) {
   if (!status.ok()) return inv.Fail(status);
   if (inv.json()) {
     if (int code = inv.PrintJson(response); code != kExitOk) return code;
+  } else if (inv.names()) {
+    inv.out() << response.job().id() << "\n" << std::flush;
   } else {
     const v1::Job& job = response.job();
     inv.out() << (response.created() ? "submitted " : "already submitted (same request): ")
@@ -287,6 +290,10 @@ int RunList(Invocation& inv) {
 
   if (more) *inv.context().err << "(more jobs: raise --limit to see them)\n";
   if (inv.json()) return inv.PrintJson(all);
+  if (inv.names()) {
+    for (const v1::Job& job : all.jobs()) inv.out() << job.id() << "\n";
+    return kExitOk;
+  }
   std::vector<v1::Job> jobs(all.jobs().begin(), all.jobs().end());
   if (jobs.empty()) {
     inv.out() << "no jobs\n";
@@ -367,6 +374,11 @@ int RunCheckpoints(Invocation& inv) {
                         absl::StrCat("ListCheckpoints ", request.job_id()));
   if (!status.ok()) return inv.Fail(status);
   if (inv.json()) return inv.PrintJson(response);
+  if (inv.names()) {
+    // Ordered by step: the last line is the newest checkpoint.
+    for (const v1::CheckpointInfo& info : response.checkpoints()) inv.out() << info.id() << "\n";
+    return kExitOk;
+  }
   if (response.checkpoints().empty()) {
     inv.out() << "no checkpoints for " << request.job_id() << "\n";
     return kExitOk;
@@ -447,6 +459,12 @@ int RunWorkers(Invocation& inv) {
       (*conn)->stub()->ListWorkers(call.get(), v1::ListWorkersRequest(), &response), "ListWorkers");
   if (!status.ok()) return inv.Fail(status);
   if (inv.json()) return inv.PrintJson(response);
+  if (inv.names()) {
+    for (const v1::WorkerInfo& worker : response.workers()) {
+      if (worker.state() == v1::WORKER_STATE_ALIVE) inv.out() << worker.id() << "\n";
+    }
+    return kExitOk;
+  }
   if (response.workers().empty()) {
     inv.out() << "no workers\n";
     return kExitOk;
@@ -635,8 +653,11 @@ int RunCli(const std::vector<std::string>& args, const CliContext& context) {
   const std::string output = parsed->Last("output", "table");
   if (output == "json") {
     format = OutputFormat::kJson;
+  } else if (output == "name") {
+    format = OutputFormat::kName;
   } else if (output != "table") {
-    return usage_error(absl::StrCat("-o/--output: expected table or json, got '", output, "'"));
+    return usage_error(
+        absl::StrCat("-o/--output: expected table, json or name, got '", output, "'"));
   }
   absl::Duration timeout = absl::Seconds(30);
   if (parsed->Has("timeout")) {

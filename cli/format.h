@@ -23,7 +23,9 @@
 
 namespace peco::cli {
 
-enum class OutputFormat { kTable, kJson };
+// table: aligned columns for people; json: one document for scripts; name: only the ids the
+// command lists (one per line), for shell pipelines.
+enum class OutputFormat { kTable, kJson, kName };
 
 // Builds an aligned text table row by row.
 class TextTable {

@@ -352,6 +352,25 @@ TEST_F(CommandsTest, SubmitJsonIsTheResponse) {
   EXPECT_EQ(response.job().client_request_id(), service_.submits().at(0).client_request_id());
 }
 
+TEST_F(CommandsTest, NameOutputPrintsOnlyIds) {
+  CliResult submit = Run({"-o", "name", "submit", WriteSpec("kind: pretrain\n")});
+  ASSERT_EQ(submit.code, kExitOk) << submit.err;
+  EXPECT_EQ(submit.out, "job-000007\n");
+
+  for (int i = 1; i <= 3; ++i) service_.jobs.push_back(MakeJob(i));
+  CliResult list = Run({"list", "-o", "name"});
+  ASSERT_EQ(list.code, kExitOk) << list.err;
+  EXPECT_EQ(list.out, "job-000001\njob-000002\njob-000003\n");
+
+  CliResult workers = Run({"workers", "-o", "name"});
+  ASSERT_EQ(workers.code, kExitOk) << workers.err;
+  EXPECT_EQ(workers.out, "worker-1\n");
+
+  CliResult bad = Run({"workers", "-o", "yaml"});
+  EXPECT_EQ(bad.code, kExitUsage);
+  EXPECT_THAT(bad.err, HasSubstr("expected table, json or name"));
+}
+
 TEST_F(CommandsTest, WrongTokenIsExit1NamingWhereTheTokenCameFrom) {
   CliResult result = Run({"workers"}, "wrong-token");
   EXPECT_EQ(result.code, kExitFailure);
@@ -588,7 +607,11 @@ TEST_F(DownloadCommandTest, CheckpointsTable) {
   CliResult result = Run({"checkpoints", "job-000001"});
   ASSERT_EQ(result.code, kExitOk) << result.err;
   EXPECT_THAT(result.out, HasSubstr("job-000001-a1-step-000000000300"));
-  EXPECT_THAT(service_.other_calls(), ElementsAre("ListCheckpoints job-000001"));
+  CliResult names = Run({"checkpoints", "job-000001", "-o", "name"});
+  ASSERT_EQ(names.code, kExitOk) << names.err;
+  EXPECT_EQ(names.out, "job-000001-a1-step-000000000300\n");
+  EXPECT_THAT(service_.other_calls(),
+              ElementsAre("ListCheckpoints job-000001", "ListCheckpoints job-000001"));
 }
 
 TEST_F(CommandsTest, GetCancelResume) {
@@ -624,7 +647,7 @@ TEST_F(CommandsTest, UsageErrorsAreExit2AndNameTheProblem) {
            {{"download", "ck"}, "peco download: missing argument DIR"},
            {{"get", "a", "b"}, "peco get: unexpected argument 'b'"},
            {{"list", "--limt", "3"}, "peco list: unknown flag --limt"},
-           {{"list", "-o", "yaml"}, "-o/--output: expected table or json, got 'yaml'"},
+           {{"list", "-o", "yaml"}, "-o/--output: expected table, json or name, got 'yaml'"},
            {{"list", "--timeout", "soon"}, "--timeout: expected a duration"},
            {{"frobnicate"}, "peco: unknown command 'frobnicate'"},
            {{"cancel", "j", "--reason", "a", "--reason", "b"}, "--reason given more than once"},
