@@ -1,0 +1,296 @@
+// The gRPC adapters over a real Coordinator, in process on 127.0.0.1:0: tokens, the upload
+// stream's framing (truncated, out of order, wrong digest, oversized), WatchJob's history and
+// live end, DownloadCheckpoint.
+#include "coordinator/rpc_services.h"
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/sha256.h"
+#include "coordinator/sqlite_job_store.h"
+
+namespace peco::coordinator {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr char kUserToken[] = "user-token-0123456789abcdef";
+constexpr char kWorkerToken[] = "worker-token-0123456789abcdef";
+
+class RpcServicesTest : public ::testing::Test {
+ protected:
+  RpcServicesTest() {
+    std::string pattern = absl::StrCat(::testing::TempDir(), "/rpc_services_test_XXXXXX");
+    EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    SqliteJobStore::Options store_options;
+    store_options.path = dir_ + "/state.db";
+    store_ = *SqliteJobStore::Open(store_options);
+    CheckpointFileStore::Options file_options;
+    file_options.data_dir = dir_;
+    files_ = *CheckpointFileStore::Open(file_options);
+    coordinator_ = std::make_unique<Coordinator>(CoordinatorOptions(), store_.get(), files_.get(),
+                                                 nullptr, &clock_, &events_, nullptr);
+    EXPECT_TRUE(coordinator_->Recover().ok());
+    job_service_ = std::make_unique<JobServiceImpl>(coordinator_.get(), &events_, kUserToken);
+    worker_service_ = std::make_unique<WorkerServiceImpl>(coordinator_.get(), kWorkerToken);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.SetMaxReceiveMessageSize(2 << 20);
+    builder.RegisterService(job_service_.get());
+    builder.RegisterService(worker_service_.get());
+    server_ = builder.BuildAndStart();
+    grpc::ChannelArguments args;
+    args.SetMaxSendMessageSize(64 << 20);
+    auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                             grpc::InsecureChannelCredentials(), args);
+    jobs_ = v1::JobService::NewStub(channel);
+    workers_ = v1::WorkerService::NewStub(channel);
+  }
+
+  ~RpcServicesTest() override {
+    events_.Shutdown();
+    server_->Shutdown();
+  }
+
+  std::unique_ptr<grpc::ClientContext> Context(const char* token) {
+    auto context = std::make_unique<grpc::ClientContext>();
+    if (token != nullptr) context->AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return context;
+  }
+
+  // A job running on a registered worker, so uploads for its attempt 1 are accepted.
+  std::string RunningJob() {
+    v1::RegisterRequest reg;
+    reg.mutable_worker()->set_id("w1");
+    reg.mutable_worker()->mutable_devices()->set_cpu_slots(1);
+    reg.mutable_worker()->mutable_ports()->set_first(29500);
+    reg.mutable_worker()->mutable_ports()->set_last(29500);
+    EXPECT_TRUE(coordinator_->Register(reg).ok());
+    v1::SubmitJobRequest submit;
+    submit.mutable_spec()->set_kind(v1::JOB_KIND_TOKENIZER);
+    submit.mutable_spec()->set_config_yaml("kind: tokenizer\n");
+    const std::string id = coordinator_->SubmitJob(submit)->job().id();
+    v1::HeartbeatRequest beat;
+    beat.set_worker_id("w1");
+    v1::RunningRanks* running = beat.add_running();
+    running->set_job_id(id);
+    running->set_attempt(1);
+    EXPECT_TRUE(coordinator_->Heartbeat(beat).ok());
+    return id;
+  }
+
+  // Streams `messages` as one UploadCheckpoint call.
+  grpc::Status Upload(const std::vector<v1::UploadCheckpointRequest>& messages,
+                      v1::UploadCheckpointResponse* response) {
+    auto context = Context(kWorkerToken);
+    auto writer = workers_->UploadCheckpoint(context.get(), response);
+    for (const v1::UploadCheckpointRequest& message : messages) {
+      if (!writer->Write(message)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  static v1::UploadCheckpointRequest Header(const std::string& job_id, int64_t step) {
+    v1::UploadCheckpointRequest message;
+    message.mutable_header()->set_job_id(job_id);
+    message.mutable_header()->set_attempt(1);
+    message.mutable_header()->set_step(step);
+    return message;
+  }
+  static v1::UploadCheckpointRequest Chunk(const std::string& name, const std::string& data) {
+    v1::UploadCheckpointRequest message;
+    message.mutable_chunk()->set_file_name(name);
+    message.mutable_chunk()->set_data(data);
+    return message;
+  }
+  static v1::UploadCheckpointRequest Manifest(const std::string& name, const std::string& data) {
+    v1::UploadCheckpointRequest message;
+    v1::ManifestEntry* entry = message.mutable_manifest()->add_entries();
+    entry->set_name(name);
+    entry->set_size(static_cast<int64_t>(data.size()));
+    entry->set_sha256(Sha256Hex(data));
+    return message;
+  }
+
+  std::vector<v1::CheckpointInfo> Checkpoints(const std::string& job_id) {
+    v1::ListCheckpointsRequest request;
+    request.set_job_id(job_id);
+    v1::ListCheckpointsResponse response;
+    EXPECT_TRUE(jobs_->ListCheckpoints(Context(kUserToken).get(), request, &response).ok());
+    return {response.checkpoints().begin(), response.checkpoints().end()};
+  }
+
+  std::string dir_;
+  FakeClock clock_;
+  JobEventHub events_;
+  std::unique_ptr<SqliteJobStore> store_;
+  std::unique_ptr<CheckpointFileStore> files_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<JobServiceImpl> job_service_;
+  std::unique_ptr<WorkerServiceImpl> worker_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::JobService::Stub> jobs_;
+  std::unique_ptr<v1::WorkerService::Stub> workers_;
+};
+
+TEST_F(RpcServicesTest, EveryCallNeedsTheRightToken) {
+  v1::ListJobsRequest list;
+  v1::ListJobsResponse jobs;
+  EXPECT_EQ(jobs_->ListJobs(Context(nullptr).get(), list, &jobs).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(jobs_->ListJobs(Context(kWorkerToken).get(), list, &jobs).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(jobs_->ListJobs(Context(kUserToken).get(), list, &jobs).ok());
+  v1::HeartbeatRequest beat;
+  v1::HeartbeatResponse reply;
+  EXPECT_EQ(workers_->Heartbeat(Context(kUserToken).get(), beat, &reply).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(RpcServicesTest, CompleteUploadCommitsAndDownloadStreamsItBack) {
+  const std::string job = RunningJob();
+  const std::string data(3 << 20, 'x');  // several 1 MiB chunks on the way back
+  v1::UploadCheckpointResponse response;
+  std::vector<v1::UploadCheckpointRequest> messages = {Header(job, 10)};
+  for (size_t offset = 0; offset < data.size(); offset += 1 << 20) {
+    v1::UploadCheckpointRequest chunk = Chunk("model.pt", data.substr(offset, 1 << 20));
+    chunk.mutable_chunk()->set_offset(static_cast<int64_t>(offset));
+    messages.push_back(chunk);
+  }
+  messages.push_back(Manifest("model.pt", data));
+  grpc::Status status = Upload(messages, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.checkpoint().id(), absl::StrCat(job, "-a1-step-000000000010"));
+
+  v1::DownloadCheckpointRequest request;
+  request.set_checkpoint_id(response.checkpoint().id());
+  auto context = Context(kUserToken);
+  auto reader = jobs_->DownloadCheckpoint(context.get(), request);
+  v1::DownloadCheckpointResponse part;
+  ASSERT_TRUE(reader->Read(&part));
+  ASSERT_TRUE(part.has_info());
+  std::string received;
+  int chunks = 0;
+  while (reader->Read(&part)) {
+    ASSERT_TRUE(part.has_chunk());
+    EXPECT_EQ(part.chunk().offset(), static_cast<int64_t>(received.size()));
+    received += part.chunk().data();
+    ++chunks;
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(received, data);
+  EXPECT_EQ(chunks, 3);
+}
+
+TEST_F(RpcServicesTest, TruncatedOrMalformedUploadsCommitNothing) {
+  const std::string job = RunningJob();
+  const std::string data = "weights";
+  v1::UploadCheckpointResponse response;
+
+  grpc::Status truncated = Upload({Header(job, 10), Chunk("model.pt", data)}, &response);
+  EXPECT_EQ(truncated.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(truncated.error_message(), HasSubstr("before the manifest"));
+
+  grpc::Status no_header = Upload({Chunk("model.pt", data)}, &response);
+  EXPECT_EQ(no_header.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(no_header.error_message(), HasSubstr("header"));
+
+  grpc::Status trailing = Upload(
+      {Header(job, 20), Chunk("model.pt", data), Manifest("model.pt", data), Chunk("x", "y")},
+      &response);
+  EXPECT_EQ(trailing.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1::UploadCheckpointRequest wrong = Manifest("model.pt", data);
+  wrong.mutable_manifest()->mutable_entries(0)->set_sha256(Sha256Hex("other bytes"));
+  grpc::Status mismatch = Upload({Header(job, 30), Chunk("model.pt", data), wrong}, &response);
+  EXPECT_EQ(mismatch.error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_THAT(mismatch.error_message(), HasSubstr("model.pt"));
+
+  grpc::Status traversal =
+      Upload({Header(job, 40), Chunk("../escape", data), Manifest("../escape", data)}, &response);
+  EXPECT_EQ(traversal.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1::UploadCheckpointRequest oversized = Chunk("model.pt", std::string(3 << 20, 'z'));
+  grpc::Status too_big = Upload({Header(job, 50), oversized}, &response);
+  EXPECT_EQ(too_big.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  EXPECT_THAT(Checkpoints(job), IsEmpty());
+  EXPECT_THAT(*files_->ListCheckpoints(job), IsEmpty());
+}
+
+TEST_F(RpcServicesTest, WatchSendsTheHistoryThenLiveEventsAndEndsAtTheTerminalState) {
+  const std::string job = RunningJob();
+  std::vector<v1::ReportProgressRequest> reports(1);
+  v1::MetricPoint* point = reports[0].mutable_metric_point();
+  point->set_job_id(job);
+  point->set_attempt(1);
+  point->set_step(5);
+  (*point->mutable_values())["loss"] = 0.5;
+  ASSERT_TRUE(coordinator_->ReportProgress(reports).ok());
+
+  v1::WatchJobRequest request;
+  request.set_job_id(job);
+  request.set_include_history(true);
+  auto context = Context(kUserToken);
+  auto reader = jobs_->WatchJob(context.get(), request);
+  std::vector<v1::WatchJobEvent> events;
+  v1::WatchJobEvent event;
+  // History: queued, assigned, the point at step 5, then the current state (running).
+  while (events.size() < 4 && reader->Read(&event)) events.push_back(event);
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[2].metric_point().step(), 5);
+  EXPECT_EQ(events[3].state_change().state(), v1::JOB_STATE_RUNNING);
+
+  // Live: a new point, then the end.
+  std::thread finisher([&] {
+    point->set_step(6);
+    ASSERT_TRUE(coordinator_->ReportProgress(reports).ok());
+    v1::HeartbeatRequest beat;
+    beat.set_worker_id("w1");
+    v1::AttemptResult* result = beat.add_finished();
+    result->set_job_id(job);
+    result->set_attempt(1);
+    result->set_result(v1::AttemptResult::RESULT_SUCCEEDED);
+    ASSERT_TRUE(coordinator_->Heartbeat(beat).ok());
+  });
+  std::vector<v1::WatchJobEvent> live;
+  while (reader->Read(&event)) live.push_back(event);
+  finisher.join();
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_GE(live.size(), 2u);
+  EXPECT_EQ(live.front().metric_point().step(), 6);
+  EXPECT_EQ(live.back().state_change().state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(RpcServicesTest, OversizedSubmitIsRefusedAndNothingIsStored) {
+  v1::SubmitJobRequest submit;
+  submit.mutable_spec()->set_kind(v1::JOB_KIND_TOKENIZER);
+  submit.mutable_spec()->set_config_yaml(std::string(3 << 20, '#'));
+  v1::SubmitJobResponse response;
+  EXPECT_EQ(jobs_->SubmitJob(Context(kUserToken).get(), submit, &response).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  submit.mutable_spec()->set_config_yaml(std::string((1 << 20) + 10, '#'));
+  grpc::Status status = jobs_->SubmitJob(Context(kUserToken).get(), submit, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("spec.config_yaml"));
+  v1::ListJobsRequest list;
+  v1::ListJobsResponse jobs;
+  ASSERT_TRUE(jobs_->ListJobs(Context(kUserToken).get(), list, &jobs).ok());
+  EXPECT_EQ(jobs.jobs_size(), 0);
+}
+
+}  // namespace
+}  // namespace peco::coordinator
