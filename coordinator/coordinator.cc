@@ -225,7 +225,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(const v1::SubmitJob
     PublishState(created.job, "submitted");
     Log(absl::StrCat(created.job.id(), " submitted: ", spec.name(), " (",
                      v1::JobKindName(spec.kind()), ", ", spec.world_size(), " ranks)"));
-    absl::Status scheduled = ScheduleLocked();
+    absl::Status scheduled = ScheduleLocked(/*resume_points=*/{});
     if (!scheduled.ok()) Log(absl::StrCat("scheduling pass failed: ", scheduled.ToString()));
     // The job may have been placed or moved to WAITING already.
     absl::StatusOr<v1::Job> now = store_->GetJob(created.job.id());
@@ -295,23 +295,18 @@ absl::StatusOr<v1::CancelJobResponse> Coordinator::CancelJob(const v1::CancelJob
 
 absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJob(const v1::ResumeJobRequest& request) {
   if (request.job_id().empty()) return absl::InvalidArgumentError("job_id: must not be empty");
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(request.job_id()));
-  if (job.state() != v1::JOB_STATE_FAILED && job.state() != v1::JOB_STATE_CANCELLED) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job ", job.id(), " is ", JobStateName(job.state()),
-                     "; only failed or cancelled jobs can be resumed"));
-  }
   if (!request.checkpoint_id().empty()) {
+    // Hashing a checkpoint takes a while: done before the lock, which heartbeats need.
     absl::StatusOr<v1::CheckpointInfo> info = store_->GetCheckpoint(request.checkpoint_id());
     if (absl::IsNotFound(info.status())) {
       return absl::NotFoundError(
           absl::StrCat("checkpoint_id: no checkpoint ", request.checkpoint_id()));
     }
     RETURN_IF_ERROR(info.status());
-    if (info->job_id() != job.id()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint_id: ", info->id(), " belongs to job ", info->job_id(), ", not ", job.id()));
+    if (info->job_id() != request.job_id()) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint_id: ", info->id(),
+                                                     " belongs to job ", info->job_id(), ", not ",
+                                                     request.job_id()));
     }
     absl::StatusOr<std::vector<v1::ManifestEntry>> verified =
         checkpoints_->OpenForRead(info->job_id(), info->id());
@@ -322,6 +317,13 @@ absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJob(const v1::ResumeJob
       return absl::FailedPreconditionError(absl::StrCat(
           "checkpoint_id: ", info->id(), " cannot be used: ", verified.status().message()));
     }
+  }
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(request.job_id()));
+  if (job.state() != v1::JOB_STATE_FAILED && job.state() != v1::JOB_STATE_CANCELLED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job.id(), " is ", JobStateName(job.state()),
+                     "; only failed or cancelled jobs can be resumed"));
   }
   JobControlUpdate update;
   update.job_id = job.id();
@@ -334,8 +336,7 @@ absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJob(const v1::ResumeJob
                                     request.checkpoint_id().empty()
                                         ? "resumed from the newest checkpoint"
                                         : absl::StrCat("resumed from ", request.checkpoint_id())));
-  absl::Status scheduled = ScheduleLocked();
-  if (!scheduled.ok()) Log(absl::StrCat("scheduling pass failed: ", scheduled.ToString()));
+  // The next Tick() places it, once it has chosen the checkpoint outside the lock.
   v1::ResumeJobResponse response;
   ASSIGN_OR_RETURN(*response.mutable_job(), store_->GetJob(job.id()));
   return response;
@@ -821,8 +822,7 @@ int32_t Coordinator::PickMasterPortLocked(const WorkerRuntime& worker) {
   return 0;
 }
 
-std::pair<std::string, int64_t> Coordinator::NewestVerifiedCheckpointLocked(
-    const std::string& job_id) {
+std::pair<std::string, int64_t> Coordinator::NewestVerifiedCheckpoint(const std::string& job_id) {
   absl::StatusOr<std::vector<v1::CheckpointInfo>> infos = store_->ListCheckpoints(job_id);
   if (!infos.ok()) {
     Log(absl::StrCat("listing checkpoints of ", job_id, ": ", infos.status().ToString()));
@@ -841,7 +841,8 @@ std::pair<std::string, int64_t> Coordinator::NewestVerifiedCheckpointLocked(
   return {"", 0};
 }
 
-absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placement& placement) {
+absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placement& placement,
+                                             const ResumePoints& resume_points) {
   v1::Job job = queued;
   if (job.state() == v1::JOB_STATE_WAITING) {
     ASSIGN_OR_RETURN(job, TransitionLocked(job, v1::JOB_STATE_QUEUED, "dependency satisfied"));
@@ -861,8 +862,12 @@ absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placem
       attempt.resume_checkpoint_id = info.id();
       attempt.resume_step = info.step();
     } else {
-      std::tie(attempt.resume_checkpoint_id, attempt.resume_step) =
-          NewestVerifiedCheckpointLocked(job.id());
+      auto point = resume_points.find(job.id());
+      if (point == resume_points.end()) {
+        return absl::InternalError(absl::StrCat(job.id(), ": no resume point was chosen"));
+      }
+      attempt.resume_checkpoint_id = point->second.first;
+      attempt.resume_step = point->second.second;
     }
   }
   for (const WorkerRanks& ranks : placement.workers) {
@@ -902,7 +907,7 @@ absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placem
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::ScheduleLocked() {
+absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
   const absl::Time start = absl::Now();
   ASSIGN_OR_RETURN(
       std::vector<v1::Job> pending,
@@ -912,6 +917,11 @@ absl::Status Coordinator::ScheduleLocked() {
   snapshot.now = clock_->Now();
   std::map<std::string, const v1::Job*> by_id;
   for (const v1::Job& job : pending) {
+    // A restart without a chosen checkpoint waits for the next Tick() to choose one.
+    if (job.state() == v1::JOB_STATE_RESTARTING && job.next_resume_checkpoint_id().empty() &&
+        resume_points.count(job.id()) == 0) {
+      continue;
+    }
     by_id[job.id()] = &job;
     PendingJob entry;
     entry.job_id = job.id();
@@ -980,7 +990,7 @@ absl::Status Coordinator::ScheduleLocked() {
     note(TransitionLocked(job, v1::JOB_STATE_FAILED, reason).status());
   }
   for (const Placement& placement : decision.placements) {
-    note(StartAttemptLocked(*by_id[placement.job_id], placement));
+    note(StartAttemptLocked(*by_id[placement.job_id], placement, resume_points));
   }
   if (metrics_ != nullptr)
     metrics_->ObserveSchedulingPass(absl::ToDoubleSeconds(absl::Now() - start));
@@ -1044,11 +1054,27 @@ void Coordinator::RefreshGaugesLocked() {
   metrics_->SetWorkersByState(workers);
 }
 
+Coordinator::ResumePoints Coordinator::ChooseResumePoints() {
+  ResumePoints points;
+  absl::StatusOr<std::vector<v1::Job>> restarting = AllJobs(store_, {v1::JOB_STATE_RESTARTING});
+  if (!restarting.ok()) {
+    Log(absl::StrCat("listing restarting jobs: ", restarting.status().ToString()));
+    return points;
+  }
+  for (const v1::Job& job : *restarting) {
+    if (job.next_resume_checkpoint_id().empty())
+      points[job.id()] = NewestVerifiedCheckpoint(job.id());
+  }
+  return points;
+}
+
 void Coordinator::Tick() {
+  // Verifying checkpoints reads them whole: done before taking the lock heartbeats need.
+  const ResumePoints resume_points = ChooseResumePoints();
   absl::MutexLock lock(&mu_);
   SweepWorkersLocked();
   ForceOverdueCancellationsLocked();
-  absl::Status scheduled = ScheduleLocked();
+  absl::Status scheduled = ScheduleLocked(resume_points);
   if (!scheduled.ok()) Log(absl::StrCat("scheduling pass failed: ", scheduled.ToString()));
   RefreshGaugesLocked();
 }

@@ -160,12 +160,20 @@ class Coordinator {
                                 bool retryable, const std::string& reason,
                                 const std::string& restart_reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status StartAttemptLocked(const v1::Job& job, const Placement& placement)
+  // Where each restarting job resumes: job id -> (checkpoint id, step); ("", 0) = from scratch.
+  using ResumePoints = std::map<std::string, std::pair<std::string, int64_t>>;
+
+  // One scheduling pass. A RESTARTING job that resumes from its newest checkpoint is placed only
+  // when `resume_points` has its entry (ChooseResumePoints(), run without the lock).
+  absl::Status ScheduleLocked(const ResumePoints& resume_points) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status StartAttemptLocked(const v1::Job& job, const Placement& placement,
+                                  const ResumePoints& resume_points)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The newest checkpoint of every RESTARTING job without a named one that verifies. Reads
+  // checkpoints whole: call without mu_.
+  ResumePoints ChooseResumePoints() ABSL_LOCKS_EXCLUDED(mu_);
   // The newest checkpoint of the job that verifies ("" and step 0 when there is none).
-  std::pair<std::string, int64_t> NewestVerifiedCheckpointLocked(const std::string& job_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::pair<std::string, int64_t> NewestVerifiedCheckpoint(const std::string& job_id);
   int32_t PickMasterPortLocked(const WorkerRuntime& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SweepWorkersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForceOverdueCancellationsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
