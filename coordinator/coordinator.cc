@@ -406,7 +406,16 @@ absl::StatusOr<std::vector<v1::WatchJobEvent>> Coordinator::JobHistory(const std
     *event.mutable_metric_point() = std::move(point);
     events.push_back(std::move(event));
   }
-  // The job's current state closes the history.
+  // The job's current state closes the history; a change that already says it moves there.
+  auto last_change = std::find_if(events.rbegin(), events.rend(),
+                                  [](const v1::WatchJobEvent& e) { return e.has_state_change(); });
+  if (last_change != events.rend() && last_change->state_change().attempt() == job.attempt() &&
+      last_change->state_change().state() == job.state()) {
+    v1::WatchJobEvent closing = std::move(*last_change);
+    events.erase(std::next(last_change).base());
+    events.push_back(std::move(closing));
+    return events;
+  }
   add_state(job.attempt(), job.state(),
             job.state() == v1::JOB_STATE_CANCELLED ? job.cancel_reason() : job.failure_reason(),
             IsTerminal(job.state()) ? job.end_time_us() : NowMicros());
