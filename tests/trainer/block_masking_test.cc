@@ -150,7 +150,9 @@ TEST(BlockMaskingTest, FixedSeedGivesFixedMask) {
   for (int i = 0; i < 50; ++i) {
     const std::vector<uint8_t> first = g.Generate(a);
     EXPECT_EQ(first, g.Generate(b)) << "draw " << i;
-    if (i == 0) EXPECT_NE(first, g.Generate(c));
+    if (i == 0) {
+      EXPECT_NE(first, g.Generate(c));
+    }
   }
   // The tensor form carries the same cells, row-major.
   std::mt19937_64 d(42), e(42);

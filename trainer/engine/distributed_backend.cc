@@ -139,11 +139,6 @@ absl::StatusOr<c10::intrusive_ptr<BackendBase>> MakeBackend(
       return c10::make_intrusive<::c10d::ProcessGroupNCCL>(store, options.rank, options.world_size,
                                                            nccl_options);
     });
-#else
-    return absl::FailedPreconditionError(
-        absl::StrCat("distributed.device: ", options.device.str(),
-                     " needs ProcessGroupNCCL, but this trainer was built without it (LibTorch "
-                     "with CUDA and USE_C10D_NCCL); use a CPU device for Gloo"));
 #endif
   }
   return TorchCall(context, [&]() -> c10::intrusive_ptr<BackendBase> {
@@ -159,6 +154,15 @@ absl::StatusOr<c10::intrusive_ptr<BackendBase>> MakeBackend(
 
 absl::StatusOr<std::unique_ptr<CollectiveGroup>> ConnectC10dGroup(
     const DistributedOptions& options) {
+#if !defined(USE_C10D_NCCL)
+  // Refused before the store so that no rank waits for a peer that cannot join.
+  if (options.device.is_cuda()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("distributed.device: ", options.device.str(),
+                     " needs ProcessGroupNCCL, but this trainer was built without it (LibTorch "
+                     "with CUDA and USE_C10D_NCCL); use a CPU device for Gloo"));
+  }
+#endif
   absl::StatusOr<c10::intrusive_ptr<::c10d::Store>> store = TorchCall(
       absl::StrCat("rank ", options.rank, ": ", options.rank == 0 ? "hosting" : "reaching",
                    " the store at ", options.master_addr, ":", options.master_port),
