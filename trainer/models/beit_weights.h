@@ -41,8 +41,9 @@ NamedTensors ConvertPretrainToFinetune(const NamedTensors& pretrain, const BeitV
 // Loads a pre-training state into `model` through ConvertPretrainToFinetune. The classifier's
 // own initial values are kept for head.*, fc_norm.*, relative_position_index buffers and, when
 // the pre-training state has no relative position table at all, the per-block tables (zeros),
-// as the official non-strict load does. Any other key of the model that is missing, any
-// mis-shaped tensor (a table for another resolution too: resizing is not supported) and any
+// as the official non-strict load does; a head.* of another shape (another number of
+// classes) is dropped too, as the official script does. Any other key of the model that is missing,
+// any mis-shaped tensor (a table for another resolution too: resizing is not supported) and any
 // unexpected key (for example pos_embed into a model without one) is InvalidArgument naming it
 // and `what`; then nothing is loaded.
 absl::Status LoadPretrainIntoClassifier(BeitClassifier& model, const NamedTensors& pretrain,
