@@ -12,6 +12,8 @@
 // collective fail at once (its sockets close) and a stalled one makes it fail at the timeout; the
 // error is Unavailable, naming the operation and this rank, and the context is unusable after it
 // (the job restarts as a whole from its last checkpoint).
+// Joining a group with world_size > 1 sets SIGPIPE to ignored (process-wide, unless the program
+// installed a handler): a write to a dead peer's socket must become an error, not kill the rank.
 //
 // Thread-safety: collectives must be issued in the same order on every rank; call them from one
 // thread at a time. Accessors are const and safe from any thread.

@@ -15,6 +15,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <signal.h>
+
 #include <cstdlib>
 #include <string>
 #include <utility>
@@ -107,6 +109,16 @@ class C10dGroup final : public CollectiveGroup {
   c10::intrusive_ptr<BackendBase> backend_;
 };
 
+// Gloo writes to peers' sockets with plain writes: once a peer has died, the next write raises
+// SIGPIPE, whose default action would kill this rank before the collective can fail with a
+// Status. Ignores it unless the program installed its own handler.
+void IgnoreSigpipe() {
+  struct sigaction current {};
+  if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+    signal(SIGPIPE, SIG_IGN);
+  }
+}
+
 bool IsLoopback(const std::string& host) {
   return host == "localhost" || absl::StartsWith(host, "127.") || host == "::1";
 }
@@ -163,6 +175,7 @@ absl::StatusOr<std::unique_ptr<CollectiveGroup>> ConnectC10dGroup(
                      "with CUDA and USE_C10D_NCCL); use a CPU device for Gloo"));
   }
 #endif
+  IgnoreSigpipe();
   absl::StatusOr<c10::intrusive_ptr<::c10d::Store>> store = TorchCall(
       absl::StrCat("rank ", options.rank, ": ", options.rank == 0 ? "hosting" : "reaching",
                    " the store at ", options.master_addr, ":", options.master_port),
