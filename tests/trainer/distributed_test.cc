@@ -290,9 +290,16 @@ TEST(DistributedRankTest, Rank1) {
   ASSERT_EQ(options->rank, 1);
   options->collective_timeout = std::chrono::milliseconds(std::atoll(std::getenv(kTimeoutEnv)));
   options->rendezvous_timeout = std::chrono::seconds(60);
+  const std::string r(role);
+  if (r == "stale") {
+    // A rank left over from the previous attempt reaches the same store but must not join.
+    options->attempt -= 1;
+    options->rendezvous_timeout = kTestTimeout;
+    EXPECT_EQ(DistributedContext::Create(*options).status().code(), absl::StatusCode::kUnavailable);
+    return;
+  }
   absl::StatusOr<std::unique_ptr<DistributedContext>> dist = DistributedContext::Create(*options);
   ASSERT_TRUE(dist.ok()) << dist.status();
-  const std::string r(role);
   if (r == "train") RunTrainingRank(**dist);
   if (r == "metrics") RunMetricsRank(**dist);
   if (r == "idle") RunIdleRank(**dist);
@@ -372,6 +379,21 @@ TEST_F(TwoRankTest, FrozenPeerFailsTheCollectiveAtTheTimeout) {
   std::unique_ptr<DistributedContext> dist = Join("idle");
   ASSERT_NE(dist, nullptr);
   ExpectSurvivorFails(*peer_, *dist, SIGSTOP);
+}
+
+TEST_F(TwoRankTest, RanksOfDifferentAttemptsNeverFormAGroup) {
+  const int port = FreePort();
+  peer_ = std::make_unique<RankProcess>("stale", port);
+  ASSERT_TRUE(peer_->started());
+  DistributedOptions options = RankZeroOptions(port);
+  options.rendezvous_timeout = kTestTimeout;
+  const Clock::time_point start = Clock::now();
+  const absl::Status status = DistributedContext::Create(options).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("rank 0"));
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(),
+            std::chrono::duration<double>(kTestTimeout).count() + 20.0);
+  EXPECT_EQ(peer_->Wait(), 0) << "rank 1 failed; its output is above";
 }
 
 // ---- One process ------------------------------------------------------------------------------
