@@ -71,8 +71,8 @@ TEST(BlockMaskingTest, MeanCountMatchesTheReference) {
 
 // Two-sample chi-square test of homogeneity between our 20,000 draws (R) and the reference
 // histogram (S, also 20,000 draws). Counts are binned from the low end so every bin holds at least
-// 20 reference draws (<= 67, 68, 69-70, 71, 72, 73, 74, 75: k = 8 bins); with equal sample sizes the
-// statistic is X2 = sum_i (R_i - S_i)^2 / (R_i + S_i), chi-square with k - 1 = 7 degrees of
+// 20 reference draws (<= 67, 68, 69-70, 71, 72, 73, 74, 75: k = 8 bins); with equal sample sizes
+// the statistic is X2 = sum_i (R_i - S_i)^2 / (R_i + S_i), chi-square with k - 1 = 7 degrees of
 // freedom when both samples come from one distribution. We reject at significance 0.001
 // (critical value 24.322): a correct generator fails with probability 1/1000 per seed, and the
 // seed is fixed, so the test is deterministic. In a Python simulation of the reference code
