@@ -165,13 +165,32 @@ absl::StatusOr<std::string> ToJsonLine(const google::protobuf::Message& message)
   return out;
 }
 
+namespace {
+
+// "120/300", "120" without a known total, "-" before the first step.
+std::string Step(const v1::JobProgress& progress) {
+  if (progress.time_us() == 0) return "-";
+  if (progress.max_steps() > 0) return absl::StrCat(progress.step(), "/", progress.max_steps());
+  return absl::StrCat(progress.step());
+}
+
+// "step 120/300, loss 0.1234, 25.3 img/s".
+std::string Progress(const v1::JobProgress& progress) {
+  if (progress.time_us() == 0) return "-";
+  return absl::StrFormat("step %s, loss %.4f, %.1f img/s", Step(progress), progress.loss(),
+                         progress.images_per_second());
+}
+
+}  // namespace
+
 std::string FormatJobTable(const std::vector<v1::Job>& jobs, absl::Time now) {
   TextTable table(
-      {"ID", "NAME", "KIND", "STATE", "ATTEMPT", "RESTARTS", "PRIORITY", "AGE", "RUNTIME"});
+      {"ID", "NAME", "KIND", "STATE", "STEP", "ATTEMPT", "RESTARTS", "PRIORITY", "AGE", "RUNTIME"});
   for (const v1::Job& job : jobs) {
     table.AddRow({job.id(), job.spec().name(), JobKindName(job.spec().kind()),
-                  JobStateName(job.state()), absl::StrCat(job.attempt()), Restarts(job),
-                  absl::StrCat(job.spec().priority()), FormatAge(job.submit_time_us(), now),
+                  JobStateName(job.state()), Step(job.progress()), absl::StrCat(job.attempt()),
+                  Restarts(job), absl::StrCat(job.spec().priority()),
+                  FormatAge(job.submit_time_us(), now),
                   Runtime(job.start_time_us(), job.end_time_us(), now)});
   }
   return table.Render();
@@ -199,6 +218,7 @@ std::string FormatJobDetails(const v1::GetJobResponse& response, absl::Time now)
       {"Started", FormatTime(job.start_time_us())},
       {"Ended", FormatTime(job.end_time_us())},
       {"Runtime", Runtime(job.start_time_us(), job.end_time_us(), now)},
+      {"Progress", Progress(job.progress())},
   };
   if (!spec.labels().empty()) {
     std::vector<std::pair<std::string, std::string>> labels(spec.labels().begin(),

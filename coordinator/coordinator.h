@@ -187,6 +187,11 @@ class Coordinator {
   void RefreshActiveLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ApplyRetention(const std::string& job_id);
   void PublishState(const v1::Job& job, const std::string& reason);
+  // Records rank 0's latest point or start event of a job (for Job.progress).
+  void NoteProgress(const v1::MetricPoint& point) ABSL_LOCKS_EXCLUDED(progress_mu_);
+  void NoteMaxSteps(const std::string& job_id, int64_t max_steps) ABSL_LOCKS_EXCLUDED(progress_mu_);
+  // Copies the remembered progress into `job`.
+  void FillProgress(v1::Job* job) const ABSL_LOCKS_EXCLUDED(progress_mu_);
   int MaxRestarts(const v1::Job& job) const;
   int64_t NowMicros() const;
 
@@ -202,6 +207,9 @@ class Coordinator {
   std::map<std::string, WorkerRuntime> workers_ ABSL_GUARDED_BY(mu_);
   // Jobs in ASSIGNED or RUNNING with their current attempt.
   std::map<std::string, ActiveAttempt> active_ ABSL_GUARDED_BY(mu_);
+  // Latest progress per job (Job.progress); its own lock so reads never wait for mu_.
+  mutable absl::Mutex progress_mu_;
+  std::map<std::string, v1::JobProgress> progress_ ABSL_GUARDED_BY(progress_mu_);
   // When a RESTARTING job became schedulable.
   std::map<std::string, absl::Time> pending_since_ ABSL_GUARDED_BY(mu_);
 };

@@ -72,12 +72,17 @@ TEST(FormatTest, TableColumnsAlign) {
 TEST(FormatTest, JobTableHasTheColumnsAligned) {
   std::vector<v1::Job> jobs = {MakeJob("job-000001", "tok", v1::JOB_STATE_RUNNING),
                                MakeJob("job-000002", "a-much-longer-name", v1::JOB_STATE_QUEUED)};
+  jobs[0].mutable_progress()->set_step(120);
+  jobs[0].mutable_progress()->set_max_steps(300);
+  jobs[0].mutable_progress()->set_time_us(1);
   const std::vector<std::string> lines = Lines(FormatJobTable(jobs, kNow));
   ASSERT_EQ(lines.size(), 3u);
-  for (const char* column :
-       {"ID", "NAME", "KIND", "STATE", "ATTEMPT", "RESTARTS", "PRIORITY", "AGE", "RUNTIME"}) {
+  for (const char* column : {"ID", "NAME", "KIND", "STATE", "STEP", "ATTEMPT", "RESTARTS",
+                             "PRIORITY", "AGE", "RUNTIME"}) {
     EXPECT_THAT(lines[0], HasSubstr(column));
   }
+  EXPECT_EQ(lines[1].find("120/300"), lines[0].find("STEP"));
+  EXPECT_EQ(lines[2].substr(lines[0].find("STEP"), 2), "- ") << "no progress reported yet";
   const size_t state_column = lines[0].find("STATE");
   EXPECT_EQ(lines[1].find("RUNNING"), state_column);
   EXPECT_EQ(lines[2].find("QUEUED"), state_column);

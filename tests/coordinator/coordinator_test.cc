@@ -203,7 +203,19 @@ TEST_F(CoordinatorTest, JobRunsToSuccessThroughHeartbeats) {
   EXPECT_THAT(beat.assignments(), IsEmpty()) << "a running attempt is not sent again";
   EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_RUNNING);
 
-  ASSERT_TRUE(coordinator_->ReportProgress({Point(job.id(), 1, 10, 0.5)}).ok());
+  v1::ReportProgressRequest start;
+  start.mutable_trainer_event()->set_job_id(job.id());
+  start.mutable_trainer_event()->set_attempt(1);
+  start.mutable_trainer_event()->set_type("start");
+  start.mutable_trainer_event()->set_message(R"({"event":"start","step":0,"max_steps":20})");
+  ASSERT_TRUE(coordinator_->ReportProgress({start, Point(job.id(), 1, 10, 0.5)}).ok());
+  v1::GetJobRequest get;
+  get.set_job_id(job.id());
+  absl::StatusOr<v1::GetJobResponse> got = coordinator_->GetJob(get);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->job().progress().step(), 10);
+  EXPECT_EQ(got->job().progress().max_steps(), 20);
+  EXPECT_DOUBLE_EQ(got->job().progress().loss(), 0.5);
   ASSERT_TRUE(Upload(job.id(), 1, 20, /*final=*/true).ok());
   Heartbeat(worker, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
   EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_SUCCEEDED);

@@ -1,0 +1,336 @@
+// Coordinator: attempt outcomes, scheduling passes, liveness and the periodic Tick().
+#include <algorithm>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/coordinator_internal.h"
+#include "coordinator/job_state_machine.h"
+#include "proto/job_kind_names.h"
+
+namespace peco::coordinator {
+
+using internal::AllJobs;
+using internal::CheckpointIdFor;
+using internal::HoldsRankZero;
+using internal::Log;
+using internal::NewWorkerId;
+using internal::PlacedOn;
+using internal::PlacementOf;
+
+// ---------------------------------------------------------------------------------------------
+// Attempt outcomes and scheduling
+
+absl::Status Coordinator::EndAttemptLocked(const std::string& job_id, int64_t attempt,
+                                           AttemptEnd end, bool retryable,
+                                           const std::string& reason,
+                                           const std::string& restart_reason) {
+  ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
+  if (job.attempt() != attempt || !HoldsDevices(job.state())) return absl::OkStatus();
+  if (end == AttemptEnd::kSucceeded) {
+    return TransitionLocked(job, v1::JOB_STATE_SUCCEEDED, "").status();
+  }
+  if (job.cancel_requested_time_us() > 0) {
+    std::string why = job.cancel_reason();
+    if (end == AttemptEnd::kFailed)
+      absl::StrAppend(&why, " (the trainer did not stop cleanly: ", reason, ")");
+    return TransitionLocked(job, v1::JOB_STATE_CANCELLED, why).status();
+  }
+  if (retryable && job.restart_count() < MaxRestarts(job)) {
+    if (metrics_ != nullptr) metrics_->CountRestart(restart_reason);
+    return TransitionLocked(job, v1::JOB_STATE_RESTARTING, reason).status();
+  }
+  std::string why = reason;
+  if (retryable) {
+    why = absl::StrCat(reason, " (gave up after ", job.restart_count(), " restarts)");
+  }
+  return TransitionLocked(job, v1::JOB_STATE_FAILED, why).status();
+}
+
+std::map<std::string, v1::WorkerDevices> Coordinator::HeldDevicesLocked() const {
+  std::map<std::string, v1::WorkerDevices> held;
+  for (const auto& [job_id, active] : active_) {
+    const v1::DeviceRequest& per_rank = active.job.spec().devices_per_rank();
+    for (const v1::RankPlacement& placement : active.attempt.placements()) {
+      v1::WorkerDevices& devices = held[placement.worker_id()];
+      devices.set_gpus(devices.gpus() + per_rank.gpus() * placement.ranks_size());
+      devices.set_cpu_slots(devices.cpu_slots() + per_rank.cpu_slots() * placement.ranks_size());
+    }
+  }
+  return held;
+}
+
+int32_t Coordinator::PickMasterPortLocked(const WorkerRuntime& worker) {
+  std::set<int32_t> used;
+  for (const auto& [job_id, active] : active_) {
+    if (!active.attempt.placements().empty() &&
+        active.attempt.placements(0).worker_id() == worker.info.id()) {
+      used.insert(active.attempt.master_port());
+    }
+  }
+  for (int32_t port = worker.info.ports().first(); port <= worker.info.ports().last(); ++port) {
+    if (used.count(port) == 0) return port;
+  }
+  return 0;
+}
+
+std::pair<std::string, int64_t> Coordinator::NewestVerifiedCheckpoint(const std::string& job_id) {
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> infos = store_->ListCheckpoints(job_id);
+  if (!infos.ok()) {
+    Log(absl::StrCat("listing checkpoints of ", job_id, ": ", infos.status().ToString()));
+    return {"", 0};
+  }
+  for (auto it = infos->rbegin(); it != infos->rend(); ++it) {
+    absl::StatusOr<std::vector<v1::ManifestEntry>> verified =
+        checkpoints_->OpenForRead(job_id, it->id());
+    if (verified.ok()) return {it->id(), it->step()};
+    if (metrics_ != nullptr && absl::IsDataLoss(verified.status())) {
+      metrics_->CountVerificationFailure();
+    }
+    Log(absl::StrCat(job_id, ": checkpoint ", it->id(), " is refused (",
+                     verified.status().message(), "); trying the one before"));
+  }
+  return {"", 0};
+}
+
+absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placement& placement,
+                                             const ResumePoints& resume_points) {
+  v1::Job job = queued;
+  if (job.state() == v1::JOB_STATE_WAITING) {
+    ASSIGN_OR_RETURN(job, TransitionLocked(job, v1::JOB_STATE_QUEUED, "dependency satisfied"));
+  }
+  auto rank0_worker = workers_.find(placement.workers.front().worker_id);
+  if (rank0_worker == workers_.end()) {
+    return absl::InternalError(
+        absl::StrCat("placement names unknown worker ", placement.workers.front().worker_id));
+  }
+  NewAttempt attempt;
+  attempt.job_id = job.id();
+  attempt.expected_attempt = job.attempt();
+  if (job.state() == v1::JOB_STATE_RESTARTING) {
+    if (!job.next_resume_checkpoint_id().empty()) {
+      ASSIGN_OR_RETURN(v1::CheckpointInfo info,
+                       store_->GetCheckpoint(job.next_resume_checkpoint_id()));
+      attempt.resume_checkpoint_id = info.id();
+      attempt.resume_step = info.step();
+    } else {
+      auto point = resume_points.find(job.id());
+      if (point == resume_points.end()) {
+        return absl::InternalError(absl::StrCat(job.id(), ": no resume point was chosen"));
+      }
+      attempt.resume_checkpoint_id = point->second.first;
+      attempt.resume_step = point->second.second;
+    }
+  }
+  for (const WorkerRanks& ranks : placement.workers) {
+    v1::RankPlacement rank_placement;
+    rank_placement.set_worker_id(ranks.worker_id);
+    for (int32_t rank : ranks.ranks) rank_placement.add_ranks(rank);
+    attempt.placements.push_back(std::move(rank_placement));
+  }
+  attempt.master_addr = rank0_worker->second.info.host();
+  attempt.master_port = PickMasterPortLocked(rank0_worker->second);
+  if (attempt.master_port == 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "worker ", rank0_worker->first, " has no free rendezvous port for ", job.id()));
+  }
+  attempt.time_us = NowMicros();
+  ASSIGN_OR_RETURN(v1::Attempt started, store_->BeginAttempt(attempt));
+  ASSIGN_OR_RETURN(v1::Job assigned, store_->GetJob(job.id()));
+  if (metrics_ != nullptr) metrics_->CountJobTransition(job.state(), v1::JOB_STATE_ASSIGNED);
+  active_[job.id()] = ActiveAttempt{assigned, started};
+  if (metrics_ != nullptr) {
+    absl::Time since = absl::FromUnixMicros(job.submit_time_us());
+    if (auto it = pending_since_.find(job.id()); it != pending_since_.end()) since = it->second;
+    metrics_->ObserveQueueWait(absl::ToDoubleSeconds(clock_->Now() - since));
+  }
+  pending_since_.erase(job.id());
+  std::string where;
+  for (const v1::RankPlacement& p : started.placements()) {
+    absl::StrAppend(&where, where.empty() ? "" : ", ", p.worker_id(), " ranks ", p.ranks_size());
+  }
+  PublishState(assigned, started.resume_checkpoint_id().empty()
+                             ? "fresh start"
+                             : absl::StrCat("resuming from ", started.resume_checkpoint_id()));
+  Log(absl::StrCat(job.id(), " attempt ", started.number(), " assigned to ", where,
+                   started.resume_checkpoint_id().empty()
+                       ? ""
+                       : absl::StrCat(", resuming from ", started.resume_checkpoint_id())));
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
+  const absl::Time start = absl::Now();
+  ASSIGN_OR_RETURN(
+      std::vector<v1::Job> pending,
+      AllJobs(store_, {v1::JOB_STATE_QUEUED, v1::JOB_STATE_WAITING, v1::JOB_STATE_RESTARTING}));
+  if (pending.empty()) return absl::OkStatus();
+  ClusterSnapshot snapshot;
+  snapshot.now = clock_->Now();
+  std::map<std::string, const v1::Job*> by_id;
+  for (const v1::Job& job : pending) {
+    // A restart without a chosen checkpoint waits for the next Tick() to choose one.
+    if (job.state() == v1::JOB_STATE_RESTARTING && job.next_resume_checkpoint_id().empty() &&
+        resume_points.count(job.id()) == 0) {
+      continue;
+    }
+    by_id[job.id()] = &job;
+    PendingJob entry;
+    entry.job_id = job.id();
+    entry.priority = job.spec().priority();
+    entry.submit_seq = job.submit_seq();
+    entry.world_size = job.spec().world_size();
+    entry.gpus_per_rank = job.spec().devices_per_rank().gpus();
+    entry.cpu_slots_per_rank = job.spec().devices_per_rank().cpu_slots();
+    entry.pending_since = absl::FromUnixMicros(job.submit_time_us());
+    if (auto it = pending_since_.find(job.id()); it != pending_since_.end()) {
+      entry.pending_since = it->second;
+    }
+    if (job.spec().depends_on().has_job_id()) {
+      absl::StatusOr<v1::Job> dependency = store_->GetJob(job.spec().depends_on().job_id());
+      if (!dependency.ok() || dependency->state() == v1::JOB_STATE_FAILED ||
+          dependency->state() == v1::JOB_STATE_CANCELLED) {
+        entry.dependency = DependencyState::kFailed;
+      } else if (dependency->state() != v1::JOB_STATE_SUCCEEDED) {
+        entry.dependency = DependencyState::kPending;
+      }
+    } else if (job.spec().depends_on().has_checkpoint_id()) {
+      if (!store_->GetCheckpoint(job.spec().depends_on().checkpoint_id()).ok()) {
+        entry.dependency = DependencyState::kFailed;
+      }
+    }
+    snapshot.jobs.push_back(entry);
+  }
+  std::map<std::string, v1::WorkerDevices> held = HeldDevicesLocked();
+  for (const auto& [id, worker] : workers_) {
+    if (worker.info.state() != v1::WORKER_STATE_ALIVE) continue;
+    WorkerCapacity capacity;
+    capacity.worker_id = id;
+    capacity.total_gpus = worker.info.devices().gpus();
+    capacity.total_cpu_slots = worker.info.devices().cpu_slots();
+    capacity.free_gpus = std::max(0, capacity.total_gpus - held[id].gpus());
+    capacity.free_cpu_slots = std::max(0, capacity.total_cpu_slots - held[id].cpu_slots());
+    snapshot.workers.push_back(capacity);
+  }
+
+  ScheduleDecision decision = Schedule(snapshot, options_.scheduler);
+
+  absl::Status first_error = absl::OkStatus();
+  auto note = [&](const absl::Status& status) {
+    if (!status.ok()) {
+      Log(absl::StrCat("scheduling: ", status.ToString()));
+      if (first_error.ok()) first_error = status;
+    }
+  };
+  for (const std::string& job_id : decision.waiting) {
+    const v1::Job& job = *by_id[job_id];
+    if (job.state() == v1::JOB_STATE_QUEUED) {
+      note(TransitionLocked(job, v1::JOB_STATE_WAITING,
+                            absl::StrCat("waiting for ", job.spec().depends_on().job_id()))
+               .status());
+    }
+  }
+  for (const JobVerdict& verdict : decision.failed) {
+    const v1::Job& job = *by_id[verdict.job_id];
+    std::string reason = verdict.reason;
+    if (job.spec().depends_on().has_job_id() || job.spec().depends_on().has_checkpoint_id()) {
+      const std::string target = job.spec().depends_on().has_job_id()
+                                     ? job.spec().depends_on().job_id()
+                                     : job.spec().depends_on().checkpoint_id();
+      reason = absl::StrCat("dependency ", target, " failed, was cancelled or is gone");
+    }
+    note(TransitionLocked(job, v1::JOB_STATE_FAILED, reason).status());
+  }
+  for (const Placement& placement : decision.placements) {
+    note(StartAttemptLocked(*by_id[placement.job_id], placement, resume_points));
+  }
+  if (metrics_ != nullptr)
+    metrics_->ObserveSchedulingPass(absl::ToDoubleSeconds(absl::Now() - start));
+  return first_error;
+}
+
+void Coordinator::SweepWorkersLocked() {
+  const absl::Time now = clock_->Now();
+  for (auto& [id, worker] : workers_) {
+    if (worker.info.state() == v1::WORKER_STATE_DEAD) continue;
+    const absl::Duration silent = now - worker.last_heartbeat;
+    if (silent <= options_.worker_timeout) {
+      const v1::WorkerState state = silent > 3 * options_.heartbeat_interval
+                                        ? v1::WORKER_STATE_SUSPECT
+                                        : v1::WORKER_STATE_ALIVE;
+      if (worker.info.state() != v1::WORKER_STATE_DRAINING && worker.info.state() != state) {
+        worker.info.set_state(state);
+      }
+      continue;
+    }
+    worker.info.set_state(v1::WORKER_STATE_DEAD);
+    absl::Status stored = store_->UpsertWorker(worker.info);
+    if (!stored.ok()) Log(absl::StrCat("recording worker ", id, " as lost: ", stored.ToString()));
+    Log(absl::StrCat("worker ", id, " lost (no heartbeat for ", absl::FormatDuration(silent), ")"));
+    std::vector<std::pair<std::string, int64_t>> affected;
+    for (const auto& [job_id, active] : active_) {
+      if (PlacedOn(active.attempt, id)) affected.emplace_back(job_id, active.attempt.number());
+    }
+    for (const auto& [job_id, attempt] : affected) {
+      absl::Status ended =
+          EndAttemptLocked(job_id, attempt, AttemptEnd::kFailed, /*retryable=*/true,
+                           absl::StrCat("worker ", id, " lost (no heartbeat for ",
+                                        absl::FormatDuration(silent), ")"),
+                           "worker_lost");
+      if (!ended.ok()) Log(ended.ToString());
+    }
+  }
+}
+
+void Coordinator::ForceOverdueCancellationsLocked() {
+  const absl::Time now = clock_->Now();
+  std::vector<std::pair<std::string, int64_t>> overdue;
+  for (const auto& [job_id, active] : active_) {
+    if (active.job.cancel_requested_time_us() == 0) continue;
+    const absl::Time deadline = absl::FromUnixMicros(active.job.cancel_requested_time_us()) +
+                                options_.cancel_grace + options_.worker_timeout;
+    if (now > deadline) overdue.emplace_back(job_id, active.attempt.number());
+  }
+  for (const auto& [job_id, attempt] : overdue) {
+    absl::Status ended =
+        EndAttemptLocked(job_id, attempt, AttemptEnd::kFailed, false,
+                         "no worker confirmed the stop within the grace period", "");
+    if (!ended.ok()) Log(ended.ToString());
+  }
+}
+
+void Coordinator::RefreshGaugesLocked() {
+  if (metrics_ == nullptr) return;
+  std::map<v1::WorkerState, int64_t> workers;
+  for (const auto& [id, worker] : workers_) ++workers[worker.info.state()];
+  metrics_->SetWorkersByState(workers);
+}
+
+Coordinator::ResumePoints Coordinator::ChooseResumePoints() {
+  ResumePoints points;
+  absl::StatusOr<std::vector<v1::Job>> restarting = AllJobs(store_, {v1::JOB_STATE_RESTARTING});
+  if (!restarting.ok()) {
+    Log(absl::StrCat("listing restarting jobs: ", restarting.status().ToString()));
+    return points;
+  }
+  for (const v1::Job& job : *restarting) {
+    if (job.next_resume_checkpoint_id().empty())
+      points[job.id()] = NewestVerifiedCheckpoint(job.id());
+  }
+  return points;
+}
+
+void Coordinator::Tick() {
+  // Verifying checkpoints reads them whole: done before taking the lock heartbeats need.
+  const ResumePoints resume_points = ChooseResumePoints();
+  absl::MutexLock lock(&mu_);
+  SweepWorkersLocked();
+  ForceOverdueCancellationsLocked();
+  absl::Status scheduled = ScheduleLocked(resume_points);
+  if (!scheduled.ok()) Log(absl::StrCat("scheduling pass failed: ", scheduled.ToString()));
+  RefreshGaugesLocked();
+}
+
+}  // namespace peco::coordinator

@@ -1,0 +1,362 @@
+// Coordinator: the WorkerService side (registration, heartbeats, reports, checkpoint uploads).
+#include <algorithm>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/json_line.h"
+#include "common/status_macros.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/coordinator_internal.h"
+#include "coordinator/job_state_machine.h"
+#include "proto/job_kind_names.h"
+
+namespace peco::coordinator {
+
+using internal::AllJobs;
+using internal::CheckpointIdFor;
+using internal::HoldsRankZero;
+using internal::Log;
+using internal::NewWorkerId;
+using internal::PlacedOn;
+using internal::PlacementOf;
+
+// ---------------------------------------------------------------------------------------------
+// WorkerService
+
+absl::StatusOr<v1::RegisterResponse> Coordinator::Register(const v1::RegisterRequest& request) {
+  v1::WorkerInfo info = request.worker();
+  if (info.devices().gpus() < 0 || info.devices().cpu_slots() < 0 ||
+      (info.devices().gpus() == 0 && info.devices().cpu_slots() == 0)) {
+    return absl::InvalidArgumentError(
+        "worker.devices: expected gpus >= 0 and cpu_slots >= 0, not both 0");
+  }
+  if (info.ports().first() < 1 || info.ports().last() > 65535 ||
+      info.ports().first() > info.ports().last()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("worker.ports: expected 1 <= first <= last <= 65535, got ",
+                     info.ports().first(), "-", info.ports().last()));
+  }
+  if (info.id().size() > 128) {
+    return absl::InvalidArgumentError("worker.id: expected at most 128 characters");
+  }
+  if (info.host().empty()) info.set_host("127.0.0.1");
+
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  if (info.id().empty()) {
+    do {
+      info.set_id(NewWorkerId());
+    } while (workers_.count(info.id()) > 0);
+  }
+  info.set_state(v1::WORKER_STATE_ALIVE);
+  info.set_last_heartbeat_us(absl::ToUnixMicros(now));
+  info.clear_free_devices();
+  RETURN_IF_ERROR(store_->UpsertWorker(info));
+  workers_[info.id()] = WorkerRuntime{info, now};
+
+  v1::RegisterResponse response;
+  response.set_worker_id(info.id());
+  response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
+  std::set<std::pair<std::string, int64_t>> reported;
+  for (const v1::RunningRanks& running : request.running()) {
+    reported.insert({running.job_id(), running.attempt()});
+    auto it = active_.find(running.job_id());
+    if (it != active_.end() && it->second.attempt.number() == running.attempt() &&
+        PlacedOn(it->second.attempt, info.id())) {
+      MarkRunningLocked(running.job_id(), running.attempt());  // re-attached
+    } else {
+      *response.add_stale() = running;
+    }
+  }
+  // Attempts placed here that the worker no longer runs died with its previous process.
+  std::vector<std::pair<std::string, int64_t>> lost;
+  for (const auto& [job_id, active] : active_) {
+    if (PlacedOn(active.attempt, info.id()) &&
+        reported.count({job_id, active.attempt.number()}) == 0 &&
+        active.job.state() == v1::JOB_STATE_RUNNING) {
+      lost.emplace_back(job_id, active.attempt.number());
+    }
+  }
+  for (const auto& [job_id, attempt] : lost) {
+    absl::Status ended = EndAttemptLocked(
+        job_id, attempt, AttemptEnd::kFailed, /*retryable=*/true,
+        absl::StrCat("worker ", info.id(), " restarted without the trainer"), "worker_lost");
+    if (!ended.ok()) Log(ended.ToString());
+  }
+  Log(absl::StrCat("worker ", info.id(), " registered from ", info.host(), " (",
+                   info.devices().cpu_slots(), " CPU slots, ", info.devices().gpus(), " GPUs, ",
+                   request.running_size(), " running attempts, ", response.stale_size(),
+                   " stale)"));
+  return response;
+}
+
+absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::HeartbeatRequest& request) {
+  absl::MutexLock lock(&mu_);
+  auto worker_it = workers_.find(request.worker_id());
+  if (worker_it == workers_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("worker_id: unknown worker '", request.worker_id(), "'; register again"));
+  }
+  WorkerRuntime& worker = worker_it->second;
+  const std::string& worker_id = worker_it->first;
+  worker.last_heartbeat = clock_->Now();
+  *worker.info.mutable_free_devices() = request.free_devices();
+  if (worker.info.state() != v1::WORKER_STATE_ALIVE &&
+      worker.info.state() != v1::WORKER_STATE_DRAINING) {
+    worker.info.set_state(v1::WORKER_STATE_ALIVE);
+    RETURN_IF_ERROR(store_->UpsertWorker(worker.info));
+    Log(absl::StrCat("worker ", worker_id, " is back"));
+  }
+
+  // Results first: they may end attempts the rest of the exchange would otherwise resend.
+  std::set<std::pair<std::string, int64_t>> finished;
+  for (const v1::AttemptResult& result : request.finished()) {
+    finished.insert({result.job_id(), result.attempt()});
+    auto it = active_.find(result.job_id());
+    if (it == active_.end() || it->second.attempt.number() != result.attempt()) continue;
+    const bool rank_zero = HoldsRankZero(it->second.attempt, worker_id);
+    absl::Status ended = absl::OkStatus();
+    switch (result.result()) {
+      case v1::AttemptResult::RESULT_SUCCEEDED:
+        if (rank_zero) {
+          ended = EndAttemptLocked(result.job_id(), result.attempt(), AttemptEnd::kSucceeded, false,
+                                   "", "");
+        }
+        break;
+      case v1::AttemptResult::RESULT_STOPPED:
+        if (rank_zero) {
+          ended = EndAttemptLocked(result.job_id(), result.attempt(), AttemptEnd::kStopped, true,
+                                   "the trainer stopped without a cancellation from peco",
+                                   "trainer_stopped");
+        }
+        break;
+      default:
+        ended = EndAttemptLocked(
+            result.job_id(), result.attempt(), AttemptEnd::kFailed, result.retryable(),
+            result.reason().empty() ? std::string("the trainer failed") : result.reason(),
+            result.cause() == "stall" ? "trainer_stalled" : "trainer_failed");
+        break;
+    }
+    if (!ended.ok()) Log(absl::StrCat("applying a result of ", worker_id, ": ", ended.ToString()));
+  }
+
+  v1::HeartbeatResponse response;
+  std::set<std::pair<std::string, int64_t>> running;
+  for (const v1::RunningRanks& ranks : request.running()) {
+    running.insert({ranks.job_id(), ranks.attempt()});
+    auto it = active_.find(ranks.job_id());
+    if (it == active_.end() || it->second.attempt.number() != ranks.attempt() ||
+        !PlacedOn(it->second.attempt, worker_id)) {
+      *response.add_stale() = ranks;
+      continue;
+    }
+    MarkRunningLocked(ranks.job_id(), ranks.attempt());
+  }
+
+  const absl::Time now = clock_->Now();
+  for (const auto& [job_id, active] : active_) {
+    const v1::RankPlacement* placement = PlacementOf(active.attempt, worker_id);
+    if (placement == nullptr) continue;
+    const std::pair<std::string, int64_t> key{job_id, active.attempt.number()};
+    if (finished.count(key) > 0) continue;
+    if (active.job.cancel_requested_time_us() > 0) {
+      if (running.count(key) > 0) {
+        v1::Cancellation* cancel = response.add_cancellations();
+        cancel->set_job_id(job_id);
+        cancel->set_attempt(active.attempt.number());
+        const absl::Time deadline =
+            absl::FromUnixMicros(active.job.cancel_requested_time_us()) + options_.cancel_grace;
+        cancel->set_deadline_ms(std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - now)));
+        cancel->set_reason(active.job.cancel_reason());
+      }
+      continue;  // a cancelled attempt is not (re)assigned
+    }
+    if (active.job.state() == v1::JOB_STATE_ASSIGNED && running.count(key) == 0) {
+      v1::Assignment* assignment = response.add_assignments();
+      assignment->set_job_id(job_id);
+      assignment->set_attempt(active.attempt.number());
+      *assignment->mutable_spec() = active.job.spec();
+      *assignment->mutable_ranks() = placement->ranks();
+      assignment->set_world_size(active.job.spec().world_size());
+      assignment->set_master_addr(active.attempt.master_addr());
+      assignment->set_master_port(active.attempt.master_port());
+      assignment->set_resume_checkpoint_id(active.attempt.resume_checkpoint_id());
+    }
+  }
+  return response;
+}
+
+void Coordinator::MarkRunningLocked(const std::string& job_id, int64_t attempt) {
+  auto it = active_.find(job_id);
+  if (it == active_.end() || it->second.attempt.number() != attempt ||
+      it->second.job.state() != v1::JOB_STATE_ASSIGNED) {
+    return;
+  }
+  absl::StatusOr<v1::Job> updated = TransitionLocked(it->second.job, v1::JOB_STATE_RUNNING, "");
+  if (!updated.ok())
+    Log(absl::StrCat("marking ", job_id, " running: ", updated.status().ToString()));
+}
+
+absl::StatusOr<v1::ReportProgressResponse> Coordinator::ReportProgress(
+    const std::vector<v1::ReportProgressRequest>& reports) {
+  // Group the metric points by (job, attempt): the store fences each group as a whole.
+  std::map<std::pair<std::string, int64_t>, std::vector<v1::MetricPoint>> groups;
+  std::vector<v1::TrainerEvent> trainer_events;
+  for (const v1::ReportProgressRequest& report : reports) {
+    if (report.has_metric_point()) {
+      const v1::MetricPoint& point = report.metric_point();
+      if (point.job_id().empty() || point.attempt() < 1 || point.step() < 0 || point.rank() < 0) {
+        return absl::InvalidArgumentError(
+            "metric_point: expected a job_id, attempt >= 1, rank >= 0 and step >= 0");
+      }
+      groups[{point.job_id(), point.attempt()}].push_back(point);
+    } else if (report.has_trainer_event()) {
+      trainer_events.push_back(report.trainer_event());
+    } else {
+      return absl::InvalidArgumentError("report: expected a metric_point or a trainer_event");
+    }
+  }
+
+  absl::MutexLock lock(&mu_);
+  v1::ReportProgressResponse response;
+  int64_t accepted = 0, refused = 0;
+  for (auto& [key, points] : groups) {
+    absl::StatusOr<int64_t> appended = store_->AppendMetricPoints(key.first, key.second, points);
+    if (absl::IsFailedPrecondition(appended.status()) || absl::IsNotFound(appended.status())) {
+      refused += static_cast<int64_t>(points.size());
+      continue;
+    }
+    RETURN_IF_ERROR(appended.status());
+    accepted += static_cast<int64_t>(points.size());
+    MarkRunningLocked(key.first, key.second);
+    for (const v1::MetricPoint& point : points) {
+      NoteProgress(point);
+      if (metrics_ != nullptr && point.rank() == 0) {
+        std::map<std::string, double> values(point.values().begin(), point.values().end());
+        metrics_->SetJobProgress(point.job_id(), point.step(), values);
+      }
+      v1::WatchJobEvent event;
+      *event.mutable_metric_point() = point;
+      events_->Publish(point.job_id(), std::move(event));
+    }
+  }
+  for (const v1::TrainerEvent& trainer_event : trainer_events) {
+    auto it = active_.find(trainer_event.job_id());
+    if (it == active_.end() || it->second.attempt.number() != trainer_event.attempt()) {
+      ++refused;
+      continue;
+    }
+    ++accepted;
+    MarkRunningLocked(trainer_event.job_id(), trainer_event.attempt());
+    if (trainer_event.type() == "start" && trainer_event.rank() == 0) {
+      // The start event (docs/TRAINER.md) is the JSON line itself: it says max_steps.
+      std::optional<JsonFields> fields = ParseJsonObjectLine(trainer_event.message());
+      if (fields && fields->Int("max_steps"))
+        NoteMaxSteps(trainer_event.job_id(), *fields->Int("max_steps"));
+    }
+    v1::WatchJobEvent event;
+    *event.mutable_trainer_event() = trainer_event;
+    events_->Publish(trainer_event.job_id(), std::move(event));
+  }
+  if (metrics_ != nullptr) metrics_->CountReports(accepted, refused);
+  response.set_accepted(accepted);
+  response.set_refused(refused);
+  return response;
+}
+
+absl::StatusOr<CheckpointUpload> Coordinator::BeginCheckpointUpload(
+    const v1::CheckpointHeader& header) {
+  if (header.job_id().empty())
+    return absl::InvalidArgumentError("header.job_id: must not be empty");
+  if (header.attempt() < 1) return absl::InvalidArgumentError("header.attempt: must be >= 1");
+  if (header.step() < 0) return absl::InvalidArgumentError("header.step: must be >= 0");
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(header.job_id());
+    if (it == active_.end() || it->second.attempt.number() != header.attempt()) {
+      RETURN_IF_ERROR(store_->GetJob(header.job_id()).status());  // NotFound for an unknown job
+      return absl::FailedPreconditionError(absl::StrCat("header.attempt: attempt ",
+                                                        header.attempt(), " of ", header.job_id(),
+                                                        " is not running"));
+    }
+  }
+  CheckpointUpload upload;
+  upload.checkpoint_id = CheckpointIdFor(header);
+  upload.header = header;
+  ASSIGN_OR_RETURN(upload.session, checkpoints_->BeginUpload(header.job_id(), header.attempt(),
+                                                             upload.checkpoint_id, header.step()));
+  return upload;
+}
+
+absl::Status Coordinator::AppendCheckpointChunk(const CheckpointUpload& upload,
+                                                const v1::CheckpointChunk& chunk) {
+  return checkpoints_->AppendChunk(upload.session, chunk.file_name(), chunk.offset(), chunk.data());
+}
+
+absl::StatusOr<v1::CheckpointInfo> Coordinator::CommitCheckpointUpload(
+    const CheckpointUpload& upload, const v1::CheckpointManifest& manifest) {
+  std::vector<v1::ManifestEntry> entries(manifest.entries().begin(), manifest.entries().end());
+  absl::StatusOr<v1::CheckpointInfo> committed = checkpoints_->Commit(upload.session, entries);
+  if (!committed.ok()) {
+    if (metrics_ != nullptr && absl::IsDataLoss(committed.status())) {
+      metrics_->CountVerificationFailure();
+    }
+    return committed.status();
+  }
+  v1::CheckpointInfo info = *committed;
+  info.set_final(upload.header.final());
+  info.set_committed_time_us(NowMicros());
+  absl::Status recorded = store_->AddCheckpoint(info);
+  if (absl::IsAlreadyExists(recorded)) {
+    // A retried upload of a checkpoint already recorded: the same bytes are on disk.
+    absl::StatusOr<v1::CheckpointInfo> existing = store_->GetCheckpoint(info.id());
+    if (existing.ok()) return *existing;
+  }
+  if (!recorded.ok()) {
+    // Nothing may stay on disk that the store does not know.
+    checkpoints_->Delete(info.job_id(), info.id()).IgnoreError();
+    return recorded;
+  }
+  if (metrics_ != nullptr) metrics_->CountCheckpointCommitted(info.bytes());
+  {
+    v1::WatchJobEvent event;
+    v1::TrainerEvent* committed_event = event.mutable_trainer_event();
+    committed_event->set_job_id(info.job_id());
+    committed_event->set_attempt(info.attempt());
+    committed_event->set_type("checkpoint_committed");
+    committed_event->set_message(info.id());
+    committed_event->set_step(info.step());
+    committed_event->set_time_us(info.committed_time_us());
+    events_->Publish(info.job_id(), std::move(event));
+  }
+  absl::Status retention = ApplyRetention(info.job_id());
+  if (!retention.ok())
+    Log(absl::StrCat("retention for ", info.job_id(), ": ", retention.ToString()));
+  return info;
+}
+
+void Coordinator::AbortCheckpointUpload(const CheckpointUpload& upload) {
+  checkpoints_->Abort(upload.session).IgnoreError();
+}
+
+absl::Status Coordinator::ApplyRetention(const std::string& job_id) {
+  ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> infos, store_->ListCheckpoints(job_id));
+  // Ordered by (step, attempt): keep the newest keep_checkpoints and every final one.
+  int kept = 0;
+  std::vector<std::string> keep_ids;
+  for (auto it = infos.rbegin(); it != infos.rend(); ++it) {
+    if (it->final() || kept < options_.keep_checkpoints) {
+      keep_ids.push_back(it->id());
+      if (!it->final()) ++kept;
+      continue;
+    }
+    // Record first, then files: a crash in between leaves an orphan directory that the next
+    // retention pass removes, never a record without files.
+    RETURN_IF_ERROR(store_->DeleteCheckpoint(it->id()));
+    RETURN_IF_ERROR(checkpoints_->Delete(job_id, it->id()));
+  }
+  return checkpoints_->ApplyRetention(job_id, keep_ids);
+}
+
+}  // namespace peco::coordinator
