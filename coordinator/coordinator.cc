@@ -15,12 +15,7 @@
 namespace peco::coordinator {
 
 using internal::AllJobs;
-using internal::CheckpointIdFor;
-using internal::HoldsRankZero;
 using internal::Log;
-using internal::NewWorkerId;
-using internal::PlacedOn;
-using internal::PlacementOf;
 
 absl::Status CoordinatorOptions::Validate() const {
   auto bad = [](absl::string_view field, absl::string_view why) {

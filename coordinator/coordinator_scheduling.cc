@@ -13,12 +13,8 @@
 namespace peco::coordinator {
 
 using internal::AllJobs;
-using internal::CheckpointIdFor;
-using internal::HoldsRankZero;
 using internal::Log;
-using internal::NewWorkerId;
 using internal::PlacedOn;
-using internal::PlacementOf;
 
 // ---------------------------------------------------------------------------------------------
 // Attempt outcomes and scheduling

@@ -13,7 +13,6 @@
 
 namespace peco::coordinator {
 
-using internal::AllJobs;
 using internal::CheckpointIdFor;
 using internal::HoldsRankZero;
 using internal::Log;

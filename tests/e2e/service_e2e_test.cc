@@ -53,7 +53,7 @@ const v1::CheckpointInfo* FinalCheckpoint(const std::vector<v1::CheckpointInfo>&
   return newest;
 }
 
-bool HasCheckpoint(const v1::GetJobResponse&, Cluster* cluster, const std::string& job_id) {
+bool HasCheckpoint(Cluster* cluster, const std::string& job_id) {
   absl::StatusOr<std::vector<v1::CheckpointInfo>> infos = cluster->Checkpoints(job_id);
   return infos.ok() && !infos->empty();
 }
@@ -63,6 +63,22 @@ class ServiceE2eTest : public ::testing::Test {
   void TearDown() override {
     if (HasFailure()) cluster_.DumpLogs();
   }
+
+  // Submits a tiny tokenizer spec with the CLI; returns the job id ("" on failure, logged).
+  std::string Submit(const std::string& name, int max_steps, int checkpoint_every) {
+    CommandResult submit =
+        cluster_.Peco({"submit", cluster_.WriteSpec(name, max_steps, checkpoint_every)});
+    EXPECT_EQ(submit.exit_code, 0) << submit.output << submit.error;
+    return JobIdIn(submit.output);
+  }
+
+  // Waits until the job has at least one committed checkpoint.
+  absl::StatusOr<v1::GetJobResponse> WaitForFirstCheckpoint(const std::string& job_id) {
+    return cluster_.WaitForJob(
+        job_id, [&](const v1::GetJobResponse&) { return HasCheckpoint(&cluster_, job_id); },
+        absl::Seconds(120));
+  }
+
   Cluster cluster_;
 };
 
@@ -140,12 +156,9 @@ TEST_F(ServiceE2eTest, KilledWorkerJobResumesOnTheOtherWorker) {
   cluster_.StartWorker();
   ASSERT_TRUE(cluster_.WaitForWorkers(2));
 
-  CommandResult submit = cluster_.Peco({"submit", cluster_.WriteSpec("e2e-lost", 60, 10)});
-  ASSERT_EQ(submit.exit_code, 0) << submit.error;
-  const std::string job_id = JobIdIn(submit.output);
-  absl::StatusOr<v1::GetJobResponse> running = cluster_.WaitForJob(
-      job_id, [&](const v1::GetJobResponse& job) { return HasCheckpoint(job, &cluster_, job_id); },
-      absl::Seconds(120));
+  const std::string job_id = Submit("e2e-lost", 60, 10);
+  ASSERT_FALSE(job_id.empty());
+  absl::StatusOr<v1::GetJobResponse> running = WaitForFirstCheckpoint(job_id);
   ASSERT_TRUE(running.ok()) << running.status();
   const std::string victim_id = running->attempts(0).placements(0).worker_id();
   const int victim = cluster_.WorkerId(0) == victim_id ? 0 : 1;
@@ -191,16 +204,9 @@ TEST_F(ServiceE2eTest, KilledCoordinatorRestartsAndTheJobFinishesWithoutGaps) {
   cluster_.StartCoordinator();
   cluster_.StartWorker();
   ASSERT_TRUE(cluster_.WaitForWorkers(1));
-  CommandResult submit = cluster_.Peco({"submit", cluster_.WriteSpec("e2e-coord", 60, 10)});
-  ASSERT_EQ(submit.exit_code, 0) << submit.error;
-  const std::string job_id = JobIdIn(submit.output);
-  ASSERT_TRUE(
-      cluster_
-          .WaitForJob(
-              job_id,
-              [&](const v1::GetJobResponse& job) { return HasCheckpoint(job, &cluster_, job_id); },
-              absl::Seconds(120))
-          .ok());
+  const std::string job_id = Submit("e2e-coord", 60, 10);
+  ASSERT_FALSE(job_id.empty());
+  ASSERT_TRUE(WaitForFirstCheckpoint(job_id).ok());
 
   cluster_.KillCoordinator();
   cluster_.StartCoordinator();
@@ -226,17 +232,10 @@ TEST_F(ServiceE2eTest, CancelWritesAFinalCheckpointAndResumeFinishesTheJob) {
   cluster_.StartCoordinator();
   cluster_.StartWorker();
   ASSERT_TRUE(cluster_.WaitForWorkers(1));
-  CommandResult submit = cluster_.Peco({"submit", cluster_.WriteSpec("e2e-cancel", 200, 50)});
-  ASSERT_EQ(submit.exit_code, 0) << submit.error;
-  const std::string job_id = JobIdIn(submit.output);
+  const std::string job_id = Submit("e2e-cancel", 200, 50);
+  ASSERT_FALSE(job_id.empty());
   // Cancel once the first checkpoint is in, so the stop lands mid-run.
-  ASSERT_TRUE(
-      cluster_
-          .WaitForJob(
-              job_id,
-              [&](const v1::GetJobResponse& job) { return HasCheckpoint(job, &cluster_, job_id); },
-              absl::Seconds(120))
-          .ok());
+  ASSERT_TRUE(WaitForFirstCheckpoint(job_id).ok());
   CommandResult cancel = cluster_.Peco({"cancel", job_id});
   ASSERT_EQ(cancel.exit_code, 0) << cancel.error;
   absl::StatusOr<v1::GetJobResponse> cancelled =
