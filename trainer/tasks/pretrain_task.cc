@@ -150,10 +150,13 @@ class PretrainTrainer {
 absl::Status PretrainTrainer::LoadTokenizer() {
   absl::StatusOr<LoadedTokenizer> loaded = LoadTokenizerCheckpoint(config_.tokenizer.checkpoint);
   if (!loaded.ok()) {
+    // A missing or damaged tokenizer does not heal on retry: a configuration error.
+    const absl::StatusCode code = loaded.status().code() == absl::StatusCode::kInternal
+                                      ? absl::StatusCode::kInternal
+                                      : absl::StatusCode::kInvalidArgument;
     return absl::Status(
-        loaded.status().code(),
-        absl::StrCat("tokenizer.checkpoint: cannot load a peco tokenizer from '",
-                     config_.tokenizer.checkpoint, "': ", loaded.status().message()));
+        code, absl::StrCat("tokenizer.checkpoint: cannot load a peco tokenizer from '",
+                           config_.tokenizer.checkpoint, "': ", loaded.status().message()));
   }
   tokenizer_ = *std::move(loaded);
   RETURN_IF_ERROR(ResolveTokenizerView(tokenizer_.config, &config_));
