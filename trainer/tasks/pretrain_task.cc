@@ -383,9 +383,20 @@ absl::Status PretrainTrainer::TrainStep(const Batch& batch) {
     logits = model_->forward(images, masks);
   }
   logits = logits.to(torch::kFloat32);
-  torch::Tensor loss = torch::nn::functional::cross_entropy(logits, labels);
+  // The mean over every masked token of the global batch (not a mean of per-rank means, which
+  // would weight ranks whose masks are smaller more): each rank scales its sum by world_size /
+  // the global count, and the all-reduce averages the gradients.
+  const double local_masked = static_cast<double>(labels.size(0));
+  double global_masked = local_masked;
+  if (dist_->is_distributed()) {
+    ASSIGN_OR_RETURN(std::vector<double> mean, dist_->AllReduceMean({local_masked}));
+    global_masked = mean[0] * dist_->world_size();
+  }
+  torch::Tensor loss_sum = torch::nn::functional::cross_entropy(
+      logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  torch::Tensor loss = loss_sum * (dist_->world_size() / global_masked);
   // Refuse a non-finite loss before it reaches the weights: the last checkpoint stays clean.
-  const double loss_value = loss.item<double>();
+  const double loss_value = loss_sum.item<double>() / local_masked;
   if (!std::isfinite(loss_value)) {
     return absl::FailedPreconditionError(
         absl::StrCat("non-finite loss at step ", state_.step, " on rank ", dist_->rank()));

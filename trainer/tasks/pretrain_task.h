@@ -5,10 +5,10 @@
 // tokenizer view; a block mask is drawn per sample from a generator seeded by (seed, epoch,
 // dataset index) only, so masks do not depend on threads, ranks or resumes; the frozen tokenizer
 // (eval, no gradients, fp32) turns the tokenizer view into token ids; BeitMim predicts the ids at
-// masked positions; the loss is the cross-entropy averaged over all masked tokens of the local
-// batch. Gradients are averaged across ranks (GradientAllReducer), clipped to a global norm, and
-// AdamW (BeitParamGroups: no decay for 1-D parameters, pos_embed, cls_token) steps with the
-// per-step schedule. The CPU generator (drop path) is reseeded from (seed, step, rank) at every
+// masked positions; the loss is the cross-entropy averaged over all masked tokens of the global
+// batch (so N ranks x batch b train as 1 rank x batch N b). Gradients are averaged across ranks
+// (GradientAllReducer), clipped to a global norm, and AdamW (BeitParamGroups: no decay for 1-D
+// parameters, pos_embed, cls_token) steps with the per-step schedule. The CPU generator (drop path) is reseeded from (seed, step, rank) at every
 // step, so a resumed run draws exactly what an uninterrupted one draws.
 //
 // Before training, the tokenizer's token grid must equal the ViT patch grid and its codebook
