@@ -49,6 +49,7 @@ TEST(PretrainConfigTest, MinimalConfigTakesTheRecipesDefaults) {
   EXPECT_DOUBLE_EQ(config->optim.weight_decay, 0.05);
   EXPECT_DOUBLE_EQ(config->optim.grad_clip, 3.0);
   EXPECT_EQ(config->optim.schedule.total_steps, 10);
+  EXPECT_TRUE(config->optim.schedule.warmup_from_zero);
   EXPECT_EQ(config->data.loader.seed, 3u);
   EXPECT_EQ(config->data.loader.transform.output_sizes, (std::vector<int>{32}));
 }

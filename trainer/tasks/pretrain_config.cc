@@ -205,6 +205,7 @@ absl::StatusOr<PretrainJobConfig> ParsePretrainConfig(const std::string& yaml,
   config.data.loader.transform.mean = {0.5, 0.5, 0.5};  // the tokenizer view lives in [-1, 1]
   config.data.loader.transform.std = {0.5, 0.5, 0.5};
   config.optim.schedule.total_steps = config.train.max_steps;
+  config.optim.schedule.warmup_from_zero = true;  // BEiT's start_warmup_value = 0
   RETURN_IF_ERROR(config.Validate(check_paths));
   return config;
 }
