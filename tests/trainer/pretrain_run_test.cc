@@ -185,6 +185,7 @@ TEST_F(PretrainRunTest, MismatchedTokenizerIsRefusedBeforeTrainingNamingBothSide
   const std::string dir = TempDir("mismatch");
   std::string grid = PretrainConfig(dir + "/grid", *tokenizer_, 2);
   grid.replace(grid.find("patch_size: 2"), 13, "patch_size: 4");
+  grid.replace(grid.find("num_masking_patches: 26"), 23, "num_masking_patches: 6");
   RunResult run =
       RunTrain({"pretrain", "--config", WriteConfig(dir, "g.yaml", grid)}, dir + "/g.log");
   EXPECT_EQ(run.exit_code, 2);
