@@ -1,12 +1,15 @@
 // peco-train: runs one rank of one job, or exports a checkpoint.
 //
 //   peco-train tokenizer --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set a.b=v]...
+//   peco-train pretrain --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set a.b=v]...
 //   peco-train export --checkpoint DIR --out FILE.pt
 //   peco-train validate --config FILE.yaml [--check_paths true|false] [--set a.b=v]...
 //
-// `validate` parses and checks a job config without training: exit 0 after an `input` event per
-// file or directory the job would read and a `valid` event; exit 2 with an `error` event naming
-// the field otherwise. The coordinator runs it on every submitted spec.
+// `validate` parses and checks a job config of any kind (its `kind:`) without training: exit 0
+// after an `input` event per file or directory the job would read and a `valid` event; exit 2
+// with an `error` event naming the field otherwise. The coordinator runs it on every submitted
+// spec. `export` writes a checkpoint of any kind in its official PyTorch layout (tokenizer:
+// taming VQModel names; pretrain: BEiT's `{'model': state_dict}`).
 //
 // Progress goes to stdout as newline-delimited JSON events and to stderr as readable lines.
 // Exit codes: 0 done (or stopped cleanly by SIGTERM with a final checkpoint), 2 bad usage or
@@ -16,6 +19,7 @@
 #include <iostream>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -25,7 +29,11 @@
 #include "trainer/engine/progress.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/stop_signal.h"
+#include "trainer/export/beit_export.h"
 #include "trainer/export/tokenizer_export.h"
+#include "trainer/tasks/checkpoint_lookup.h"
+#include "trainer/tasks/pretrain_config.h"
+#include "trainer/tasks/pretrain_task.h"
 #include "trainer/tasks/tokenizer_config.h"
 #include "trainer/tasks/tokenizer_task.h"
 
@@ -35,6 +43,8 @@ namespace {
 constexpr char kUsage[] =
     "usage:\n"
     "  peco-train tokenizer --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set "
+    "key=value]...\n"
+    "  peco-train pretrain --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set "
     "key=value]...\n"
     "  peco-train export --checkpoint DIR --out FILE.pt\n"
     "  peco-train validate --config FILE.yaml [--check_paths true|false] [--set key=value]...\n";
@@ -98,7 +108,16 @@ bool ParseFlags(int argc, char** argv, const std::vector<std::string>& known,
   return true;
 }
 
-int RunTokenizer(int argc, char** argv, ProgressSink& progress) {
+// Reads --config with the --set overrides applied (kept in checkpoints as the effective config).
+absl::StatusOr<std::string> ReadConfigText(const std::string& path,
+                                           const std::vector<std::string>& sets) {
+  absl::StatusOr<std::string> text = peco::ReadFileToString(path);
+  if (!text.ok()) return text.status();
+  return peco::ApplyConfigOverrides(*text, sets);
+}
+
+// `peco-train tokenizer|pretrain`: parses flags and the config, then runs the job.
+int RunJob(const std::string& kind, int argc, char** argv, ProgressSink& progress) {
   std::map<std::string, std::string> flags;
   std::string error;
   std::vector<std::string> sets;
@@ -107,21 +126,29 @@ int RunTokenizer(int argc, char** argv, ProgressSink& progress) {
     std::cerr << (error.empty() ? "--config is required" : error) << "\n" << kUsage;
     return 2;
   }
-  absl::StatusOr<std::string> text = peco::ReadFileToString(flags["config"]);
+  absl::StatusOr<std::string> text = ReadConfigText(flags["config"], sets);
   if (!text.ok()) return Fail(progress, text.status());
-  // --set key.path=value overrides the file (kept in checkpoints as the effective config).
-  text = peco::ApplyConfigOverrides(*text, sets);
-  if (!text.ok()) return Fail(progress, text.status());
-  absl::StatusOr<TokenizerJobConfig> config = ParseTokenizerConfig(*text, flags["config"]);
-  if (!config.ok()) return Fail(progress, config.status());
-  // --output_dir overrides train.output_dir (the worker gives every job its own directory).
-  if (flags.count("output_dir") > 0) config->train.output_dir = flags["output_dir"];
   InstallStopSignalHandlers();
-  TokenizerRunOptions options;
-  options.resume_from = flags["resume"];
-  options.progress = &progress;
-  absl::StatusOr<TokenizerRunResult> result = RunTokenizerJob(*config, options);
-  if (!result.ok()) return Fail(progress, result.status());
+  absl::Status status;
+  if (kind == "tokenizer") {
+    absl::StatusOr<TokenizerJobConfig> config = ParseTokenizerConfig(*text, flags["config"]);
+    if (!config.ok()) return Fail(progress, config.status());
+    // --output_dir overrides train.output_dir (the worker gives every job its own directory).
+    if (flags.count("output_dir") > 0) config->train.output_dir = flags["output_dir"];
+    TokenizerRunOptions options;
+    options.resume_from = flags["resume"];
+    options.progress = &progress;
+    status = RunTokenizerJob(*config, options).status();
+  } else {
+    absl::StatusOr<PretrainJobConfig> config = ParsePretrainConfig(*text, flags["config"]);
+    if (!config.ok()) return Fail(progress, config.status());
+    if (flags.count("output_dir") > 0) config->train.output_dir = flags["output_dir"];
+    PretrainRunOptions options;
+    options.resume_from = flags["resume"];
+    options.progress = &progress;
+    status = RunPretrainJob(*config, options).status();
+  }
+  if (!status.ok()) return Fail(progress, status);
   return 0;
 }
 
@@ -133,18 +160,42 @@ int RunExport(int argc, char** argv, ProgressSink& progress) {
     std::cerr << (error.empty() ? "--checkpoint and --out are required" : error) << "\n" << kUsage;
     return 2;
   }
-  absl::StatusOr<LoadedTokenizer> loaded = LoadTokenizerCheckpoint(flags["checkpoint"]);
-  if (!loaded.ok()) return Fail(progress, loaded.status());
-  absl::Status status = ExportTokenizer(loaded->model, flags["out"]);
-  if (!status.ok()) return Fail(progress, status);
+  absl::StatusOr<RestoredCheckpoint> checkpoint = ResolveCheckpoint(flags["checkpoint"], &progress);
+  if (!checkpoint.ok()) return Fail(progress, checkpoint.status());
+  absl::StatusOr<std::string> kind = CheckpointKind(checkpoint->files, checkpoint->dir);
+  if (!kind.ok()) return Fail(progress, kind.status());
+  std::string dir, names;
+  int64_t step = 0;
+  if (*kind == "tokenizer") {
+    absl::StatusOr<LoadedTokenizer> loaded = LoadTokenizerCheckpoint(checkpoint->dir);
+    if (!loaded.ok()) return Fail(progress, loaded.status());
+    absl::Status status = ExportTokenizer(loaded->model, flags["out"]);
+    if (!status.ok()) return Fail(progress, status);
+    dir = loaded->checkpoint_dir;
+    step = loaded->step;
+    names = "taming VQModel key names";
+  } else if (*kind == "pretrain") {
+    absl::StatusOr<LoadedPretrain> loaded = LoadPretrainCheckpoint(checkpoint->dir);
+    if (!loaded.ok()) return Fail(progress, loaded.status());
+    absl::Status status = ExportBeitPretrain(loaded->model, flags["out"]);
+    if (!status.ok()) return Fail(progress, status);
+    dir = loaded->checkpoint_dir;
+    step = loaded->step;
+    names = "BEiT pre-training key names ({'model': state_dict})";
+  } else {
+    return Fail(progress, absl::InvalidArgumentError(
+                              absl::StrCat("--checkpoint: ", checkpoint->dir, " holds a '", *kind,
+                                           "' checkpoint, which export does not handle")));
+  }
   JsonWriter event;
   event.Add("event", "exported")
-      .Add("checkpoint", loaded->checkpoint_dir)
-      .Add("step", loaded->step)
+      .Add("kind", *kind)
+      .Add("checkpoint", dir)
+      .Add("step", step)
       .Add("path", flags["out"]);
   progress.Emit(event);
-  progress.Log(absl::StrCat("exported ", loaded->checkpoint_dir, " (step ", loaded->step, ") to ",
-                            flags["out"], " with taming VQModel key names"));
+  progress.Log(
+      absl::StrCat("exported ", dir, " (step ", step, ") to ", flags["out"], " with ", names));
   return 0;
 }
 
@@ -166,23 +217,47 @@ int RunValidate(int argc, char** argv, ProgressSink& progress) {
     }
     check_paths = value == "true";
   }
-  absl::StatusOr<std::string> text = peco::ReadFileToString(flags["config"]);
+  absl::StatusOr<std::string> text = ReadConfigText(flags["config"], sets);
   if (!text.ok()) return Fail(progress, text.status());
-  text = peco::ApplyConfigOverrides(*text, sets);
-  if (!text.ok()) return Fail(progress, text.status());
-  absl::StatusOr<TokenizerJobConfig> config =
-      ParseTokenizerConfig(*text, flags["config"], check_paths);
-  if (!config.ok()) return Fail(progress, config.status());
+  absl::StatusOr<std::string> kind = ConfigKind(*text, flags["config"]);
+  if (!kind.ok()) return Fail(progress, kind.status());
   auto emit_input = [&](const char* field, const std::string& path) {
     if (path.empty()) return;
     JsonWriter event;
     event.Add("event", "input").Add("field", field).Add("path", path);
     progress.Emit(event);
   };
-  if (config->data.source != "synthetic") emit_input("data.path", config->data.path);
-  emit_input("loss.perceptual.weights", config->loss.perceptual.weights_path);
+  int64_t max_steps = 0;
+  if (*kind == "tokenizer") {
+    absl::StatusOr<TokenizerJobConfig> config =
+        ParseTokenizerConfig(*text, flags["config"], check_paths);
+    if (!config.ok()) return Fail(progress, config.status());
+    if (config->data.source != "synthetic") emit_input("data.path", config->data.path);
+    emit_input("loss.perceptual.weights", config->loss.perceptual.weights_path);
+    max_steps = config->train.max_steps;
+  } else {
+    absl::StatusOr<PretrainJobConfig> config =
+        ParsePretrainConfig(*text, flags["config"], check_paths);
+    if (!config.ok()) return Fail(progress, config.status());
+    if (config->data.source != "synthetic") emit_input("data.path", config->data.path);
+    emit_input("tokenizer.checkpoint", config->tokenizer.checkpoint);
+    if (check_paths) {
+      // The tokenizer exists now: refuse a grid or vocabulary mismatch before any training.
+      absl::StatusOr<LoadedTokenizer> tokenizer =
+          LoadTokenizerCheckpoint(config->tokenizer.checkpoint);
+      if (!tokenizer.ok()) {
+        return Fail(progress,
+                    absl::InvalidArgumentError(absl::StrCat(
+                        "tokenizer.checkpoint: cannot load a peco tokenizer from '",
+                        config->tokenizer.checkpoint, "': ", tokenizer.status().message())));
+      }
+      absl::Status status = ResolveTokenizerView(tokenizer->config, &*config);
+      if (!status.ok()) return Fail(progress, status);
+    }
+    max_steps = config->train.max_steps;
+  }
   JsonWriter event;
-  event.Add("event", "valid").Add("kind", "tokenizer").Add("max_steps", config->train.max_steps);
+  event.Add("event", "valid").Add("kind", *kind).Add("max_steps", max_steps);
   progress.Emit(event);
   return 0;
 }
@@ -199,7 +274,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string command = argv[1];
-  if (command == "tokenizer") return RunTokenizer(argc, argv, progress);
+  if (command == "tokenizer" || command == "pretrain") return RunJob(command, argc, argv, progress);
   if (command == "export") return RunExport(argc, argv, progress);
   if (command == "validate") return RunValidate(argc, argv, progress);
   std::cerr << "unknown command '" << command << "'\n" << kUsage;

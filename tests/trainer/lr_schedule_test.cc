@@ -115,5 +115,15 @@ TEST(LrScheduleTest, ValidateNamesFields) {
   EXPECT_THAT(status.message(), HasSubstr("linear"));
 }
 
+TEST(LrScheduleTest, WarmupFromZeroIsBeitsLinspace) {
+  // np.linspace(0, 1e-3, 5) then cosine from 1e-3 to 1e-5 over the remaining 15 steps.
+  LrSchedule s = Cosine(1e-3, 1e-5, 5, 20);
+  s.warmup_from_zero = true;
+  const double expected[] = {0, 2.5e-4, 5e-4, 7.5e-4, 1e-3};
+  for (int i = 0; i < 5; ++i) EXPECT_NEAR(s.At(i), expected[i], 1e-15) << i;
+  EXPECT_NEAR(s.At(5), 1e-3, 1e-15);
+  EXPECT_NEAR(s.At(19), 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + std::cos(M_PI * 14 / 15)), 1e-15);
+}
+
 }  // namespace
 }  // namespace peco::trainer

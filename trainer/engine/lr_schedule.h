@@ -17,6 +17,10 @@ struct LrSchedule {
   double min_lr = 0.0;
   int64_t warmup_steps = 0;
   int64_t total_steps = 1;
+  // Warmup shape. false: step s of the warmup gets base_lr * (s + 1) / warmup_steps. true: the
+  // official BEiT/PeCo `cosine_scheduler` (np.linspace(0, base_lr, warmup_steps)): step 0 gets 0
+  // and step warmup_steps - 1 gets base_lr.
+  bool warmup_from_zero = false;
 
   // Learning rate for optimizer step `step` (0-based).
   double At(int64_t step) const;

@@ -3,37 +3,11 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 
 namespace peco::trainer {
 namespace {
-
-absl::Status ReadData(ConfigReader& r, DataConfig* data) {
-  RETURN_IF_ERROR(
-      r.ReadEnum("source", {"fashion_mnist", "image_folder", "synthetic"}, &data->source));
-  RETURN_IF_ERROR(r.Read("path", &data->path));
-  RETURN_IF_ERROR(r.ReadEnum("split", {"train", "test"}, &data->split));
-  RETURN_IF_ERROR(r.Read("image_size", &data->image_size));
-  RETURN_IF_ERROR(r.Read("synthetic_size", &data->synthetic_size));
-  RETURN_IF_ERROR(r.Read("batch_size", &data->loader.batch_size));
-  RETURN_IF_ERROR(r.Read("num_workers", &data->loader.num_threads));
-  RETURN_IF_ERROR(r.Read("prefetch", &data->loader.prefetch_batches));
-  return r.Finish();
-}
-
-absl::Status ReadTransform(ConfigReader& r, TransformOptions* t) {
-  RETURN_IF_ERROR(r.Read("scale_min", &t->scale_min));
-  RETURN_IF_ERROR(r.Read("scale_max", &t->scale_max));
-  RETURN_IF_ERROR(r.Read("ratio_min", &t->ratio_min));
-  RETURN_IF_ERROR(r.Read("ratio_max", &t->ratio_max));
-  RETURN_IF_ERROR(r.Read("horizontal_flip", &t->horizontal_flip));
-  RETURN_IF_ERROR(r.Read("brightness", &t->brightness));
-  RETURN_IF_ERROR(r.Read("contrast", &t->contrast));
-  RETURN_IF_ERROR(r.Read("saturation", &t->saturation));
-  return r.Finish();
-}
 
 absl::Status ReadModel(ConfigReader& r, VqTokenizerConfig* m) {
   RETURN_IF_ERROR(r.Read("ch", &m->vqgan.ch));
@@ -101,43 +75,14 @@ absl::Status ReadOptim(ConfigReader& r, OptimConfig* o) {
 }
 
 absl::Status ReadTrain(ConfigReader& r, TrainConfig* t) {
-  RETURN_IF_ERROR(r.Read("max_steps", &t->max_steps));
-  RETURN_IF_ERROR(r.ReadEnum("precision", {"fp32", "bf16"}, &t->precision));
-  RETURN_IF_ERROR(r.ReadEnum("device", {"cpu", "cuda"}, &t->device));
-  RETURN_IF_ERROR(r.Read("log_every", &t->log_every));
-  RETURN_IF_ERROR(r.Read("checkpoint_every", &t->checkpoint_every));
-  RETURN_IF_ERROR(r.Read("keep_checkpoints", &t->keep_checkpoints));
-  RETURN_IF_ERROR(r.Read("output_dir", &t->output_dir));
+  RETURN_IF_ERROR(ReadTrainFields(r, t));
   return r.Finish();
 }
 
 }  // namespace
 
 absl::Status TokenizerJobConfig::Validate(bool check_paths) const {
-  namespace fs = std::filesystem;
-  if (check_paths && data.source != "synthetic") {
-    std::error_code ec;
-    if (!fs::is_directory(data.path, ec)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("data.path: expected a readable directory for the ", data.source,
-                       " dataset, got '", data.path, "'"));
-    }
-  }
-  if (data.image_size < 8 || data.image_size > 4096) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("data.image_size: expected a value in [8, 4096], got ", data.image_size));
-  }
-  if (data.synthetic_size <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("data.synthetic_size: expected a value > 0, got ", data.synthetic_size));
-  }
-  if (absl::Status status = data.loader.Validate(); !status.ok()) {
-    // LoaderOptions names its own fields; report the YAML keys they were read from.
-    return absl::Status(
-        status.code(),
-        absl::StrReplaceAll(status.message(), {{"data.num_threads:", "data.num_workers:"},
-                                               {"data.prefetch_batches:", "data.prefetch:"}}));
-  }
+  RETURN_IF_ERROR(ValidateDataSection(data, check_paths));
   RETURN_IF_ERROR(model.Validate("model."));
   if (loss.pixel_weight < 0) return absl::InvalidArgumentError("loss.pixel_weight: expected >= 0");
   if (loss.codebook_weight < 0)
@@ -174,20 +119,7 @@ absl::Status TokenizerJobConfig::Validate(bool check_paths) const {
     return absl::InvalidArgumentError("optim.weight_decay: expected >= 0");
   if (optim.grad_clip < 0)
     return absl::InvalidArgumentError("optim.grad_clip: expected >= 0 (0 = off)");
-  if (train.max_steps <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("train.max_steps: expected a value > 0, got ", train.max_steps));
-  }
-  if (train.log_every <= 0)
-    return absl::InvalidArgumentError("train.log_every: expected a value > 0");
-  if (train.checkpoint_every <= 0) {
-    return absl::InvalidArgumentError("train.checkpoint_every: expected a value > 0");
-  }
-  if (train.keep_checkpoints < 1) {
-    return absl::InvalidArgumentError("train.keep_checkpoints: expected a value >= 1");
-  }
-  if (train.output_dir.empty())
-    return absl::InvalidArgumentError("train.output_dir: expected a path");
+  RETURN_IF_ERROR(ValidateTrainSection(train));
   if (threads < 0) return absl::InvalidArgumentError("threads: expected >= 0 (0 = all cores)");
   return absl::OkStatus();
 }
@@ -206,11 +138,11 @@ absl::StatusOr<TokenizerJobConfig> ParseTokenizerConfig(const std::string& yaml,
   RETURN_IF_ERROR(root.Read("threads", &config.threads));
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("data"));
-    RETURN_IF_ERROR(ReadData(r, &config.data));
+    RETURN_IF_ERROR(ReadDataSection(r, &config.data));
   }
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("transform"));
-    RETURN_IF_ERROR(ReadTransform(r, &config.data.loader.transform));
+    RETURN_IF_ERROR(ReadTransformSection(r, &config.data.loader.transform));
   }
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("model"));

@@ -18,6 +18,7 @@
 #include "trainer/losses/perceptual_loss.h"
 #include "trainer/models/patch_discriminator.h"
 #include "trainer/models/vq_tokenizer.h"
+#include "trainer/tasks/config_sections.h"
 #include "trainer/tasks/data_config.h"
 
 namespace peco::trainer {
@@ -45,16 +46,6 @@ struct OptimConfig {
   double eps = 1e-8;
   double weight_decay = 0.0;
   double grad_clip = 0.0;  // 0 = off
-};
-
-struct TrainConfig {
-  int64_t max_steps = 1000;
-  std::string precision = "fp32";  // fp32 | bf16
-  std::string device = "cpu";      // cpu | cuda
-  int64_t log_every = 10;
-  int64_t checkpoint_every = 200;
-  int keep_checkpoints = 3;
-  std::string output_dir = "runs/tokenizer";
 };
 
 struct TokenizerJobConfig {

@@ -19,6 +19,7 @@
 #include "trainer/losses/gan_loss.h"
 #include "trainer/losses/perceptual_loss.h"
 #include "trainer/models/patch_discriminator.h"
+#include "trainer/tasks/checkpoint_lookup.h"
 #include "trainer/util/torch_status.h"
 
 namespace peco::trainer {
@@ -31,7 +32,7 @@ constexpr char kOptimizerFile[] = "optimizer.pt";
 constexpr char kDiscriminatorFile[] = "discriminator.pt";
 constexpr char kDiscOptimizerFile[] = "disc_optimizer.pt";
 constexpr char kRngFile[] = "rng.pt";
-constexpr char kStateFile[] = "trainer_state.json";
+constexpr const char* kStateFile = kTrainerStateFile;
 
 std::string CheckpointRoot(const TokenizerJobConfig& config) {
   return (fs::path(config.train.output_dir) / "checkpoints").string();
@@ -74,34 +75,6 @@ absl::StatusOr<TrainerState> StateFromJson(const std::string& json, const std::s
   RETURN_IF_ERROR(r.Read("final", &final));
   RETURN_IF_ERROR(r.Finish());
   return state;
-}
-
-// Finds the checkpoint to resume: `path` itself when it holds a MANIFEST, otherwise the newest
-// verified checkpoint of the run directory `path`.
-absl::StatusOr<RestoredCheckpoint> FindCheckpoint(const std::string& path, ProgressSink* progress) {
-  if (fs::exists(fs::path(path) / kManifestName)) {
-    ASSIGN_OR_RETURN(CheckpointFiles files, ReadCheckpoint(path));
-    return RestoredCheckpoint{path, std::move(files), {}};
-  }
-  std::string root = path;
-  if (fs::is_directory(fs::path(path) / "checkpoints"))
-    root = (fs::path(path) / "checkpoints").string();
-  ASSIGN_OR_RETURN(RestoredCheckpoint restored, RestoreLatest(root));
-  if (progress != nullptr) {
-    for (const std::string& reason : restored.skipped) {
-      progress->Log(absl::StrCat("warning: skipped a damaged checkpoint: ", reason));
-    }
-  }
-  return restored;
-}
-
-absl::StatusOr<const std::string*> FileIn(const CheckpointFiles& files, const char* name,
-                                          const std::string& dir) {
-  auto it = files.find(name);
-  if (it == files.end()) {
-    return absl::DataLossError(absl::StrCat("checkpoint ", dir, " lacks ", name));
-  }
-  return &it->second;
 }
 
 // Running sums of the step metrics between two log events. The loss parts stay on the device
@@ -221,7 +194,7 @@ absl::Status TokenizerTrainer::Setup() {
   }
   if (!options_.resume_from.empty()) {
     ASSIGN_OR_RETURN(RestoredCheckpoint checkpoint,
-                     FindCheckpoint(options_.resume_from, &progress_));
+                     ResolveCheckpoint(options_.resume_from, &progress_));
     RETURN_IF_ERROR(Restore(checkpoint));
     last_saved_step_ = state_.step;
     last_checkpoint_ = checkpoint.dir;
@@ -254,9 +227,11 @@ absl::Status TokenizerTrainer::Setup() {
 
 absl::Status TokenizerTrainer::Restore(const RestoredCheckpoint& checkpoint) {
   const std::string& dir = checkpoint.dir;
-  ASSIGN_OR_RETURN(const std::string* state_json, FileIn(checkpoint.files, kStateFile, dir));
+  ASSIGN_OR_RETURN(const std::string* state_json,
+                   CheckpointFile(checkpoint.files, kStateFile, dir));
   ASSIGN_OR_RETURN(state_, StateFromJson(*state_json, absl::StrCat(dir, "/", kStateFile)));
-  ASSIGN_OR_RETURN(const std::string* stored_config, FileIn(checkpoint.files, kConfigFile, dir));
+  ASSIGN_OR_RETURN(const std::string* stored_config,
+                   CheckpointFile(checkpoint.files, kConfigFile, dir));
   // The model must be the same shape; other changes (more steps, new output dir) are allowed.
   ASSIGN_OR_RETURN(
       TokenizerJobConfig previous,
@@ -273,18 +248,21 @@ absl::Status TokenizerTrainer::Restore(const RestoredCheckpoint& checkpoint) {
                      "setting than this config; resume with the checkpoint's config.yaml"));
   }
   state_.config_sha256 = Sha256Hex(config_.source_text);
-  ASSIGN_OR_RETURN(const std::string* model_bytes, FileIn(checkpoint.files, kModelFile, dir));
-  ASSIGN_OR_RETURN(const std::string* optim_bytes, FileIn(checkpoint.files, kOptimizerFile, dir));
-  ASSIGN_OR_RETURN(const std::string* rng_bytes, FileIn(checkpoint.files, kRngFile, dir));
+  ASSIGN_OR_RETURN(const std::string* model_bytes,
+                   CheckpointFile(checkpoint.files, kModelFile, dir));
+  ASSIGN_OR_RETURN(const std::string* optim_bytes,
+                   CheckpointFile(checkpoint.files, kOptimizerFile, dir));
+  ASSIGN_OR_RETURN(const std::string* rng_bytes, CheckpointFile(checkpoint.files, kRngFile, dir));
   RETURN_IF_ERROR(TorchCall(absl::StrCat("restoring ", dir), [&] {
     DeserializeModule(*model_bytes, *model_);
     DeserializeOptimizer(*optim_bytes, *optimizer_);
     DeserializeCpuRng(*rng_bytes);
   }));
   if (discriminator_) {
-    ASSIGN_OR_RETURN(const std::string* disc, FileIn(checkpoint.files, kDiscriminatorFile, dir));
+    ASSIGN_OR_RETURN(const std::string* disc,
+                     CheckpointFile(checkpoint.files, kDiscriminatorFile, dir));
     ASSIGN_OR_RETURN(const std::string* disc_opt,
-                     FileIn(checkpoint.files, kDiscOptimizerFile, dir));
+                     CheckpointFile(checkpoint.files, kDiscOptimizerFile, dir));
     RETURN_IF_ERROR(TorchCall(absl::StrCat("restoring ", dir), [&] {
       DeserializeModule(*disc, *discriminator_);
       DeserializeOptimizer(*disc_opt, *disc_optimizer_);
@@ -502,12 +480,15 @@ absl::StatusOr<TokenizerRunResult> RunTokenizerJob(const TokenizerJobConfig& con
 }
 
 absl::StatusOr<LoadedTokenizer> LoadTokenizerCheckpoint(const std::string& path) {
-  ASSIGN_OR_RETURN(RestoredCheckpoint checkpoint, FindCheckpoint(path, nullptr));
+  ASSIGN_OR_RETURN(RestoredCheckpoint checkpoint, ResolveCheckpoint(path, nullptr));
   const std::string& dir = checkpoint.dir;
-  ASSIGN_OR_RETURN(const std::string* config_text, FileIn(checkpoint.files, kConfigFile, dir));
-  ASSIGN_OR_RETURN(const std::string* state_json, FileIn(checkpoint.files, kStateFile, dir));
+  ASSIGN_OR_RETURN(const std::string* config_text,
+                   CheckpointFile(checkpoint.files, kConfigFile, dir));
+  ASSIGN_OR_RETURN(const std::string* state_json,
+                   CheckpointFile(checkpoint.files, kStateFile, dir));
   ASSIGN_OR_RETURN(TrainerState state, StateFromJson(*state_json, dir + "/" + kStateFile));
-  ASSIGN_OR_RETURN(const std::string* model_bytes, FileIn(checkpoint.files, kModelFile, dir));
+  ASSIGN_OR_RETURN(const std::string* model_bytes,
+                   CheckpointFile(checkpoint.files, kModelFile, dir));
   LoadedTokenizer loaded;
   // Without path checks: the dataset it trained on may not exist where the checkpoint is used.
   absl::StatusOr<TokenizerJobConfig> config =

@@ -1,0 +1,92 @@
+#include "trainer/tasks/config_sections.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/status_macros.h"
+
+namespace peco::trainer {
+
+absl::Status ReadDataSection(ConfigReader& r, DataConfig* data) {
+  RETURN_IF_ERROR(
+      r.ReadEnum("source", {"fashion_mnist", "image_folder", "synthetic"}, &data->source));
+  RETURN_IF_ERROR(r.Read("path", &data->path));
+  RETURN_IF_ERROR(r.ReadEnum("split", {"train", "test"}, &data->split));
+  RETURN_IF_ERROR(r.Read("image_size", &data->image_size));
+  RETURN_IF_ERROR(r.Read("synthetic_size", &data->synthetic_size));
+  RETURN_IF_ERROR(r.Read("batch_size", &data->loader.batch_size));
+  RETURN_IF_ERROR(r.Read("num_workers", &data->loader.num_threads));
+  RETURN_IF_ERROR(r.Read("prefetch", &data->loader.prefetch_batches));
+  return r.Finish();
+}
+
+absl::Status ReadTransformSection(ConfigReader& r, TransformOptions* t) {
+  RETURN_IF_ERROR(r.Read("scale_min", &t->scale_min));
+  RETURN_IF_ERROR(r.Read("scale_max", &t->scale_max));
+  RETURN_IF_ERROR(r.Read("ratio_min", &t->ratio_min));
+  RETURN_IF_ERROR(r.Read("ratio_max", &t->ratio_max));
+  RETURN_IF_ERROR(r.Read("horizontal_flip", &t->horizontal_flip));
+  RETURN_IF_ERROR(r.Read("brightness", &t->brightness));
+  RETURN_IF_ERROR(r.Read("contrast", &t->contrast));
+  RETURN_IF_ERROR(r.Read("saturation", &t->saturation));
+  return r.Finish();
+}
+
+absl::Status ValidateDataSection(const DataConfig& data, bool check_paths) {
+  if (check_paths && data.source != "synthetic") {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(data.path, ec)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("data.path: expected a readable directory for the ", data.source,
+                       " dataset, got '", data.path, "'"));
+    }
+  }
+  if (data.image_size < 8 || data.image_size > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.image_size: expected a value in [8, 4096], got ", data.image_size));
+  }
+  if (data.synthetic_size <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.synthetic_size: expected a value > 0, got ", data.synthetic_size));
+  }
+  if (absl::Status status = data.loader.Validate(); !status.ok()) {
+    // LoaderOptions names its own fields; report the YAML keys they were read from.
+    return absl::Status(
+        status.code(),
+        absl::StrReplaceAll(status.message(), {{"data.num_threads:", "data.num_workers:"},
+                                               {"data.prefetch_batches:", "data.prefetch:"}}));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadTrainFields(ConfigReader& r, TrainConfig* t) {
+  RETURN_IF_ERROR(r.Read("max_steps", &t->max_steps));
+  RETURN_IF_ERROR(r.ReadEnum("precision", {"fp32", "bf16"}, &t->precision));
+  RETURN_IF_ERROR(r.ReadEnum("device", {"cpu", "cuda"}, &t->device));
+  RETURN_IF_ERROR(r.Read("log_every", &t->log_every));
+  RETURN_IF_ERROR(r.Read("checkpoint_every", &t->checkpoint_every));
+  RETURN_IF_ERROR(r.Read("keep_checkpoints", &t->keep_checkpoints));
+  RETURN_IF_ERROR(r.Read("output_dir", &t->output_dir));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTrainSection(const TrainConfig& train) {
+  if (train.max_steps <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("train.max_steps: expected a value > 0, got ", train.max_steps));
+  }
+  if (train.log_every <= 0)
+    return absl::InvalidArgumentError("train.log_every: expected a value > 0");
+  if (train.checkpoint_every <= 0) {
+    return absl::InvalidArgumentError("train.checkpoint_every: expected a value > 0");
+  }
+  if (train.keep_checkpoints < 1) {
+    return absl::InvalidArgumentError("train.keep_checkpoints: expected a value >= 1");
+  }
+  if (train.output_dir.empty())
+    return absl::InvalidArgumentError("train.output_dir: expected a path");
+  return absl::OkStatus();
+}
+
+}  // namespace peco::trainer

@@ -1,0 +1,48 @@
+// YAML sections that several job kinds share: `data:`, `transform:` and `train:`.
+//
+// The readers consume their keys from a ConfigReader positioned at the section; ReadDataSection
+// and ReadTransformSection then call Finish() (unknown keys are errors), ReadTrainFields does not,
+// so a job kind can read its own extra `train:` keys before finishing. Errors are InvalidArgument
+// naming the dotted field ("data.batch_size: expected > 0").
+//
+// Value types and free functions; thread-compatible.
+#ifndef PECO_TRAINER_TASKS_CONFIG_SECTIONS_H_
+#define PECO_TRAINER_TASKS_CONFIG_SECTIONS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/config_reader.h"
+#include "trainer/tasks/data_config.h"
+
+namespace peco::trainer {
+
+struct TrainConfig {
+  int64_t max_steps = 1000;
+  std::string precision = "fp32";  // fp32 | bf16
+  std::string device = "cpu";      // cpu | cuda
+  int64_t log_every = 10;
+  int64_t checkpoint_every = 200;
+  int keep_checkpoints = 3;
+  std::string output_dir = "runs/tokenizer";
+};
+
+// `data:` -> source, path, split, image_size, synthetic_size, batch_size, num_workers, prefetch.
+absl::Status ReadDataSection(ConfigReader& r, DataConfig* data);
+
+// `transform:` -> the crop, flip and colour-jitter fields of TransformOptions.
+absl::Status ReadTransformSection(ConfigReader& r, TransformOptions* transform);
+
+// Checks `data` (with `check_paths`, also that data.path is a directory unless synthetic).
+absl::Status ValidateDataSection(const DataConfig& data, bool check_paths);
+
+// Reads the TrainConfig fields of `train:` without finishing the reader.
+absl::Status ReadTrainFields(ConfigReader& r, TrainConfig* train);
+
+// Checks the TrainConfig fields.
+absl::Status ValidateTrainSection(const TrainConfig& train);
+
+}  // namespace peco::trainer
+
+#endif  // PECO_TRAINER_TASKS_CONFIG_SECTIONS_H_

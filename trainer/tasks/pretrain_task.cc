@@ -1,0 +1,578 @@
+#include "trainer/tasks/pretrain_task.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/config_reader.h"
+#include "common/file_util.h"
+#include "common/json_writer.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "trainer/data/random.h"
+#include "trainer/engine/checkpoint.h"
+#include "trainer/engine/distributed.h"
+#include "trainer/engine/distributed_module.h"
+#include "trainer/engine/module_state.h"
+#include "trainer/engine/runtime.h"
+#include "trainer/engine/stop_signal.h"
+#include "trainer/models/beit_optim.h"
+#include "trainer/tasks/checkpoint_lookup.h"
+#include "trainer/tasks/tokenizer_task.h"
+#include "trainer/util/torch_status.h"
+
+namespace peco::trainer {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr char kConfigFile[] = "config.yaml";
+constexpr char kModelFile[] = "model.pt";
+constexpr char kOptimizerFile[] = "optimizer.pt";
+// Salts that separate the mask and drop-path streams from the augmentation stream.
+constexpr uint64_t kMaskStream = 0x4D41534B;      // "MASK"
+constexpr uint64_t kDropPathStream = 0x44525054;  // "DRPT"
+
+struct PretrainState {
+  int64_t step = 0;
+  LoaderPosition loader;
+  int world_size = 1;
+  std::string config_sha256;
+  std::string tokenizer_sha256;
+  std::string tokenizer_checkpoint;
+};
+
+std::string StateToJson(const PretrainState& state, uint64_t seed, bool final) {
+  JsonWriter w;
+  w.Add("kind", "pretrain")
+      .Add("step", state.step)
+      .Add("epoch", state.loader.epoch)
+      .Add("batch", state.loader.batch)
+      .Add("world_size", static_cast<int64_t>(state.world_size))
+      .Add("seed", seed)
+      .Add("config_sha256", state.config_sha256)
+      .Add("tokenizer_sha256", state.tokenizer_sha256)
+      .Add("tokenizer_checkpoint", state.tokenizer_checkpoint)
+      .Add("final", final);
+  return w.str() + "\n";
+}
+
+absl::StatusOr<PretrainState> StateFromJson(const std::string& json, const std::string& source) {
+  ASSIGN_OR_RETURN(ConfigReader r, ConfigReader::FromString(json, source));
+  PretrainState state;
+  std::string kind;
+  int64_t seed = 0;
+  bool final = false;
+  RETURN_IF_ERROR(r.Read("kind", &kind));
+  if (kind != "pretrain") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": holds a '", kind, "' checkpoint, expected a pretrain checkpoint"));
+  }
+  RETURN_IF_ERROR(r.Read("step", &state.step));
+  RETURN_IF_ERROR(r.Read("epoch", &state.loader.epoch));
+  RETURN_IF_ERROR(r.Read("batch", &state.loader.batch));
+  RETURN_IF_ERROR(r.Read("world_size", &state.world_size));
+  RETURN_IF_ERROR(r.Read("seed", &seed));
+  RETURN_IF_ERROR(r.Read("config_sha256", &state.config_sha256));
+  RETURN_IF_ERROR(r.Read("tokenizer_sha256", &state.tokenizer_sha256));
+  RETURN_IF_ERROR(r.Read("tokenizer_checkpoint", &state.tokenizer_checkpoint));
+  RETURN_IF_ERROR(r.Read("final", &final));
+  RETURN_IF_ERROR(r.Finish());
+  return state;
+}
+
+bool SameArchitecture(const BeitVitConfig& a, const BeitVitConfig& b) {
+  return a.img_size == b.img_size && a.patch_size == b.patch_size && a.embed_dim == b.embed_dim &&
+         a.depth == b.depth && a.num_heads == b.num_heads && a.mlp_ratio == b.mlp_ratio &&
+         a.qkv_bias == b.qkv_bias &&
+         (a.layer_scale_init_value > 0) == (b.layer_scale_init_value > 0) &&
+         a.use_abs_pos_emb == b.use_abs_pos_emb &&
+         a.use_shared_rel_pos_bias == b.use_shared_rel_pos_bias && a.vocab_size == b.vocab_size;
+}
+
+// Sums of the step metrics between two log events.
+struct MetricWindow {
+  double loss = 0, accuracy = 0, grad_norm = 0;
+  int64_t steps = 0, images = 0, masked = 0;
+  double data_wait_at_start = 0;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+
+  void Reset(double data_wait) {
+    *this = MetricWindow();
+    data_wait_at_start = data_wait;
+  }
+};
+
+class PretrainTrainer {
+ public:
+  PretrainTrainer(const PretrainJobConfig& config, const PretrainRunOptions& options)
+      : config_(config), options_(options), progress_(*options.progress) {}
+
+  absl::Status Setup();
+  absl::StatusOr<PretrainRunResult> Train();
+
+ private:
+  absl::Status LoadTokenizer();
+  absl::Status BuildModel();
+  absl::Status Restore(const RestoredCheckpoint& checkpoint);
+  absl::Status SaveCheckpoint(bool final);
+  absl::Status TrainStep(const Batch& batch);
+  absl::Status EmitMetrics();
+  absl::StatusOr<bool> AnyRankStopping();
+  torch::Tensor Masks(const Batch& batch) const;
+
+  PretrainJobConfig config_;  // a copy: the tokenizer view is resolved into it
+  const PretrainRunOptions& options_;
+  ProgressSink& progress_;
+
+  torch::Device device_{torch::kCPU};
+  bool bf16_ = false;
+  std::unique_ptr<DistributedContext> dist_;
+  LoadedTokenizer tokenizer_;
+  BeitMim model_{nullptr};
+  std::vector<BeitParamGroup> groups_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<GradientAllReducer> reducer_;
+  std::unique_ptr<BlockMaskingGenerator> masking_;
+  std::shared_ptr<const Dataset> dataset_;
+  std::unique_ptr<DataLoader> loader_;
+  torch::Tensor vit_mean_, vit_std_;  // [1, 3, 1, 1]
+  PretrainState state_;
+  MetricWindow window_;
+  double flops_per_image_ = 0;  // forward + backward of BeitMim
+  int64_t last_saved_step_ = -1;
+  std::string last_checkpoint_;
+};
+
+absl::Status PretrainTrainer::LoadTokenizer() {
+  absl::StatusOr<LoadedTokenizer> loaded = LoadTokenizerCheckpoint(config_.tokenizer.checkpoint);
+  if (!loaded.ok()) {
+    // A missing or damaged tokenizer does not heal on retry: a configuration error.
+    const absl::StatusCode code = loaded.status().code() == absl::StatusCode::kInternal
+                                      ? absl::StatusCode::kInternal
+                                      : absl::StatusCode::kInvalidArgument;
+    return absl::Status(
+        code, absl::StrCat("tokenizer.checkpoint: cannot load a peco tokenizer from '",
+                           config_.tokenizer.checkpoint, "': ", loaded.status().message()));
+  }
+  tokenizer_ = *std::move(loaded);
+  RETURN_IF_ERROR(ResolveTokenizerView(tokenizer_.config, &config_));
+  ASSIGN_OR_RETURN(state_.tokenizer_sha256, TokenizerDigest(tokenizer_.checkpoint_dir));
+  state_.tokenizer_checkpoint = tokenizer_.checkpoint_dir;
+  return TorchCall("moving the tokenizer", [&] {
+    tokenizer_.model->to(device_);
+    tokenizer_.model->eval();
+    for (torch::Tensor& p : tokenizer_.model->parameters()) p.set_requires_grad(false);
+  });
+}
+
+absl::Status PretrainTrainer::BuildModel() {
+  // Seeded construction: the same config gives the same initial weights on every rank.
+  torch::manual_seed(config_.seed);
+  model_ = BeitMim(config_.model);
+  model_->to(device_);
+  groups_ = BeitParamGroups(*model_, config_.model.depth, config_.optim.weight_decay, std::nullopt);
+  const auto options = torch::optim::AdamWOptions(config_.optim.schedule.base_lr)
+                           .betas(std::make_tuple(config_.optim.betas[0], config_.optim.betas[1]))
+                           .eps(config_.optim.eps);
+  optimizer_ = std::make_unique<torch::optim::AdamW>(ToAdamWParamGroups(groups_, options), options);
+  const std::vector<double> mean = config_.vit_mean, std = config_.vit_std;
+  auto channels = [&](const std::vector<double>& v) {
+    std::vector<float> f(3);
+    for (int c = 0; c < 3; ++c) f[c] = static_cast<float>(v.size() == 1 ? v[0] : v[c]);
+    return torch::tensor(f).view({1, 3, 1, 1}).to(device_);
+  };
+  vit_mean_ = channels(mean);
+  vit_std_ = channels(std);
+  return absl::OkStatus();
+}
+
+absl::Status PretrainTrainer::Setup() {
+  const int threads = ConfigureThreads(config_.threads);
+  if (config_.train.device == "cuda") {
+    if (!torch::cuda::is_available()) {
+      return absl::InvalidArgumentError(
+          "train.device: cuda requested but this LibTorch has no CUDA device");
+    }
+  }
+  bf16_ = config_.train.precision == "bf16";
+  ASSIGN_OR_RETURN(DistributedOptions dist_options, DistributedOptionsFromEnv());
+  if (config_.train.device == "cuda")
+    device_ = torch::Device(torch::kCUDA, dist_options.local_rank);
+  dist_options.device = device_;
+  dist_options.collective_timeout = std::chrono::milliseconds(
+      static_cast<int64_t>(std::llround(config_.train.collective_timeout * 1000)));
+  state_.world_size = dist_options.world_size;
+  state_.config_sha256 = Sha256Hex(config_.source_text);
+
+  const std::string root = (fs::path(config_.train.output_dir) / "checkpoints").string();
+  if (options_.resume_from.empty() && !ListCheckpoints(root).empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("train.output_dir: ", config_.train.output_dir,
+                     " already holds checkpoints; pass --resume ", config_.train.output_dir,
+                     " to continue that run, or choose another output_dir"));
+  }
+  // Everything a rank can refuse on its own comes before joining the group.
+  RETURN_IF_ERROR(LoadTokenizer());
+  RETURN_IF_ERROR(TorchCall("building the BEiT model", [&] { return BuildModel(); }));
+  ASSIGN_OR_RETURN(BlockMaskingGenerator masking, BlockMaskingGenerator::Create([&] {
+                     BlockMaskingOptions m = config_.masking;
+                     m.height = m.width = static_cast<int>(config_.model.grid());
+                     return m;
+                   }()));
+  masking_ = std::make_unique<BlockMaskingGenerator>(std::move(masking));
+  if (!options_.resume_from.empty()) {
+    ASSIGN_OR_RETURN(RestoredCheckpoint checkpoint,
+                     ResolveCheckpoint(options_.resume_from, &progress_));
+    RETURN_IF_ERROR(Restore(checkpoint));
+    last_saved_step_ = state_.step;
+    last_checkpoint_ = checkpoint.dir;
+  }
+  ASSIGN_OR_RETURN(dist_, DistributedContext::Create(dist_options));
+  RETURN_IF_ERROR(BroadcastModuleState(*dist_, *model_));
+  ASSIGN_OR_RETURN(GradientAllReducer reducer,
+                   GradientAllReducer::Create(dist_.get(), model_->parameters()));
+  reducer_ = std::make_unique<GradientAllReducer>(std::move(reducer));
+
+  config_.data.loader.rank = dist_->rank();
+  config_.data.loader.world_size = dist_->world_size();
+  ASSIGN_OR_RETURN(dataset_, OpenDataset(config_.data, config_.seed));
+  ASSIGN_OR_RETURN(loader_, DataLoader::Create(dataset_, config_.data.loader, state_.loader));
+
+  flops_per_image_ = 3 * BeitMimForwardFlops(config_.model, masking_->num_masking_patches());
+  int64_t parameters = 0;
+  for (const auto& p : model_->parameters()) parameters += p.numel();
+  const int64_t grid = config_.model.grid();
+  JsonWriter start;
+  start.Add("event", "start")
+      .Add("kind", "pretrain")
+      .Add("step", state_.step)
+      .Add("max_steps", config_.train.max_steps)
+      .Add("rank", static_cast<int64_t>(dist_->rank()))
+      .Add("world_size", static_cast<int64_t>(dist_->world_size()))
+      .Add("threads", threads)
+      .Add("parameters", parameters)
+      .Add("dataset", dataset_->name())
+      .Add("dataset_size", dataset_->size())
+      .Add("grid", grid)
+      .Add("vocab_size", config_.model.vocab_size)
+      .Add("tokenizer", state_.tokenizer_checkpoint)
+      .Add("tokenizer_sha256", state_.tokenizer_sha256)
+      .Add("precision", config_.train.precision)
+      .Add("device", config_.train.device);
+  progress_.Emit(start);
+  progress_.Log(absl::StrFormat(
+      "pretrain: rank %d/%d, %d parameters, %s (%d images), %dx%d grid, %d codes from %s, %d "
+      "threads, %s, starting at step %d of %d",
+      dist_->rank(), dist_->world_size(), parameters, dataset_->name(), dataset_->size(), grid,
+      grid, config_.model.vocab_size, state_.tokenizer_checkpoint, threads, config_.train.precision,
+      state_.step, config_.train.max_steps));
+  window_.Reset(loader_->data_wait_seconds());
+  return absl::OkStatus();
+}
+
+absl::Status PretrainTrainer::Restore(const RestoredCheckpoint& checkpoint) {
+  const std::string& dir = checkpoint.dir;
+  ASSIGN_OR_RETURN(const std::string* state_json,
+                   CheckpointFile(checkpoint.files, kTrainerStateFile, dir));
+  ASSIGN_OR_RETURN(PretrainState stored,
+                   StateFromJson(*state_json, absl::StrCat(dir, "/", kTrainerStateFile)));
+  if (stored.tokenizer_sha256 != state_.tokenizer_sha256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer.checkpoint: ", state_.tokenizer_checkpoint, " (MANIFEST sha256 ",
+                     state_.tokenizer_sha256, ") is not the tokenizer checkpoint ", dir,
+                     " was trained with (", stored.tokenizer_checkpoint, ", sha256 ",
+                     stored.tokenizer_sha256, "); resume with that tokenizer or start a new run"));
+  }
+  if (stored.world_size != state_.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--resume: checkpoint ", dir, " was written by a run of ", stored.world_size,
+        " ranks, this run has ", state_.world_size,
+        "; the data order depends on the rank count, so resume with the same world size"));
+  }
+  ASSIGN_OR_RETURN(const std::string* stored_config,
+                   CheckpointFile(checkpoint.files, kConfigFile, dir));
+  ASSIGN_OR_RETURN(PretrainJobConfig previous,
+                   ParsePretrainConfig(*stored_config, dir + "/config.yaml",
+                                       /*check_paths=*/false));
+  if (!SameArchitecture(previous.model, config_.model)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--resume: checkpoint ", dir,
+                     " holds a different model than this config's `model:`; resume with the "
+                     "checkpoint's config.yaml"));
+  }
+  const std::string tokenizer_sha256 = state_.tokenizer_sha256;
+  const std::string tokenizer_checkpoint = state_.tokenizer_checkpoint;
+  state_ = stored;
+  state_.tokenizer_checkpoint = tokenizer_checkpoint;
+  state_.tokenizer_sha256 = tokenizer_sha256;
+  state_.config_sha256 = Sha256Hex(config_.source_text);
+  ASSIGN_OR_RETURN(const std::string* model_bytes,
+                   CheckpointFile(checkpoint.files, kModelFile, dir));
+  ASSIGN_OR_RETURN(const std::string* optim_bytes,
+                   CheckpointFile(checkpoint.files, kOptimizerFile, dir));
+  RETURN_IF_ERROR(TorchCall(absl::StrCat("restoring ", dir), [&] {
+    DeserializeModule(*model_bytes, *model_);
+    DeserializeOptimizer(*optim_bytes, *optimizer_);
+  }));
+  progress_.Log(absl::StrCat("resumed from ", dir, " at step ", state_.step));
+  return absl::OkStatus();
+}
+
+absl::Status PretrainTrainer::SaveCheckpoint(bool final) {
+  state_.loader = loader_->position();
+  last_saved_step_ = state_.step;
+  if (!dist_->is_main()) return absl::OkStatus();
+  CheckpointFiles files;
+  RETURN_IF_ERROR(TorchCall("serialising the checkpoint", [&] {
+    files[kModelFile] = SerializeModule(*model_);
+    files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
+  }));
+  files[kConfigFile] = config_.source_text;
+  files[kTrainerStateFile] = StateToJson(state_, config_.seed, final);
+  const std::string root = (fs::path(config_.train.output_dir) / "checkpoints").string();
+  ASSIGN_OR_RETURN(std::string dir, WriteCheckpoint(root, state_.step, files));
+  RETURN_IF_ERROR(ApplyRetention(root, config_.train.keep_checkpoints, dir));
+  int64_t bytes = 0;
+  for (const auto& [name, data] : files) bytes += static_cast<int64_t>(data.size());
+  JsonWriter event;
+  event.Add("event", "checkpoint")
+      .Add("step", state_.step)
+      .Add("path", dir)
+      .Add("bytes", bytes)
+      .Add("final", final);
+  progress_.Emit(event);
+  last_checkpoint_ = dir;
+  return absl::OkStatus();
+}
+
+torch::Tensor PretrainTrainer::Masks(const Batch& batch) const {
+  const int64_t n = batch.indices.size(0);
+  torch::Tensor masks = torch::empty({n, config_.model.num_patches()}, torch::kBool);
+  const int64_t* indices = batch.indices.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    std::mt19937_64 rng(
+        MixSeed(SampleSeed(config_.seed, batch.position.epoch, indices[i]), kMaskStream));
+    masks[i].copy_(masking_->GenerateTensor(rng));
+  }
+  return masks;
+}
+
+absl::Status PretrainTrainer::TrainStep(const Batch& batch) {
+  const double lr = config_.optim.schedule.At(state_.step);
+  for (size_t g = 0; g < optimizer_->param_groups().size(); ++g) {
+    optimizer_->param_groups()[g].options().set_lr(lr * groups_[g].lr_scale);
+  }
+  torch::manual_seed(MixSeed(config_.seed ^ kDropPathStream, static_cast<uint64_t>(state_.step),
+                             static_cast<uint64_t>(dist_->rank())));
+  torch::Tensor masks = Masks(batch).to(device_);
+  // The ViT view, renormalised from [-1, 1] to vit_mean / vit_std.
+  torch::Tensor images = ((batch.views[0].to(device_) * 0.5 + 0.5) - vit_mean_) / vit_std_;
+  torch::Tensor labels;
+  {
+    torch::NoGradGuard no_grad;
+    torch::Tensor ids = tokenizer_.model->Tokenize(batch.views[1].to(device_));
+    labels = ids.reshape({ids.size(0), -1}).index({masks});
+  }
+  torch::Tensor logits;
+  {
+    AutocastGuard autocast(bf16_, device_);
+    logits = model_->forward(images, masks);
+  }
+  logits = logits.to(torch::kFloat32);
+  // The mean over every masked token of the global batch (not a mean of per-rank means, which
+  // would weight ranks whose masks are smaller more): each rank scales its sum by world_size /
+  // the global count, and the all-reduce averages the gradients.
+  const double local_masked = static_cast<double>(labels.size(0));
+  double global_masked = local_masked;
+  if (dist_->is_distributed()) {
+    ASSIGN_OR_RETURN(std::vector<double> mean, dist_->AllReduceMean({local_masked}));
+    global_masked = mean[0] * dist_->world_size();
+  }
+  torch::Tensor loss_sum = torch::nn::functional::cross_entropy(
+      logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  torch::Tensor loss = loss_sum * (dist_->world_size() / global_masked);
+  // Refuse a non-finite loss before it reaches the weights: the last checkpoint stays clean.
+  const double loss_value = loss_sum.item<double>() / local_masked;
+  if (!std::isfinite(loss_value)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("non-finite loss at step ", state_.step, " on rank ", dist_->rank()));
+  }
+  optimizer_->zero_grad();
+  loss.backward();
+  RETURN_IF_ERROR(reducer_->AllReduce());
+  double grad_norm = 0;
+  if (config_.optim.grad_clip > 0) {
+    grad_norm = torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optim.grad_clip);
+  }
+  optimizer_->step();
+
+  window_.loss += loss_value;
+  window_.accuracy += (logits.argmax(-1) == labels).to(torch::kFloat64).mean().item<double>();
+  window_.grad_norm += grad_norm;
+  window_.steps += 1;
+  window_.images += images.size(0) * dist_->world_size();
+  window_.masked += labels.size(0);
+  ++state_.step;
+  return absl::OkStatus();
+}
+
+absl::Status PretrainTrainer::EmitMetrics() {
+  if (window_.steps == 0) return absl::OkStatus();
+  const double n = static_cast<double>(window_.steps);
+  // Every rank logs at the same steps, so this collective lines up across ranks.
+  ASSIGN_OR_RETURN(std::vector<double> means,
+                   dist_->AllReduceMean({window_.loss / n, window_.accuracy / n}));
+  const double seconds = std::max(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - window_.start).count(),
+      1e-9);
+  const double wait = loader_->data_wait_seconds() - window_.data_wait_at_start;
+  const double images_per_second = window_.images / seconds;
+  const double tflops = images_per_second / dist_->world_size() * flops_per_image_ / 1e12;
+  const double lr = config_.optim.schedule.At(state_.step - 1);
+  JsonWriter event;
+  event.Add("event", "step")
+      .Add("step", state_.step)
+      .Add("epoch", loader_->position().epoch)
+      .Add("loss", means[0])
+      .Add("mlm_acc", means[1])
+      .Add("lr", lr)
+      .Add("grad_norm", window_.grad_norm / n)
+      .Add("masked_per_image", static_cast<double>(window_.masked) /
+                                   (static_cast<double>(window_.images) / dist_->world_size()))
+      .Add("images_per_second", images_per_second)
+      .Add("step_seconds", seconds / n)
+      .Add("data_wait_seconds", wait)
+      .Add("data_wait_share", wait / seconds)
+      .Add("tflops_per_device", tflops)
+      .Add("skipped_samples", loader_->skipped_samples());
+  if (config_.train.peak_tflops > 0) event.Add("mfu", tflops / config_.train.peak_tflops);
+  progress_.Emit(event);
+  progress_.Log(absl::StrFormat(
+      "step %d/%d  loss %.4f  mlm_acc %.4f  lr %.2e  grad_norm %.3f  %.1f img/s  %.3f TFLOP/s",
+      state_.step, config_.train.max_steps, means[0], means[1], lr, window_.grad_norm / n,
+      images_per_second, tflops));
+  window_.Reset(loader_->data_wait_seconds());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> PretrainTrainer::AnyRankStopping() {
+  const double stopping = StopRequested() ? 1.0 : 0.0;
+  if (!dist_->is_distributed()) return stopping > 0;
+  ASSIGN_OR_RETURN(std::vector<double> mean, dist_->AllReduceMean({stopping}));
+  return mean[0] > 0;
+}
+
+absl::StatusOr<PretrainRunResult> PretrainTrainer::Train() {
+  model_->train();
+  PretrainRunResult result;
+  while (state_.step < config_.train.max_steps) {
+    ASSIGN_OR_RETURN(bool stopping, AnyRankStopping());
+    if (stopping) {
+      result.stopped_by_signal = true;
+      break;
+    }
+    ASSIGN_OR_RETURN(Batch batch, loader_->Next());
+    RETURN_IF_ERROR(
+        TorchCall(absl::StrCat("step ", state_.step), [&] { return TrainStep(batch); }));
+    if (state_.step % config_.train.log_every == 0) RETURN_IF_ERROR(EmitMetrics());
+    if (state_.step % config_.train.checkpoint_every == 0) {
+      RETURN_IF_ERROR(SaveCheckpoint(/*final=*/state_.step == config_.train.max_steps));
+    }
+  }
+  RETURN_IF_ERROR(EmitMetrics());
+  if (last_saved_step_ != state_.step) {
+    RETURN_IF_ERROR(SaveCheckpoint(/*final=*/!result.stopped_by_signal));
+  }
+  result.final_step = state_.step;
+  result.last_checkpoint = last_checkpoint_;
+  JsonWriter done;
+  done.Add("event", result.stopped_by_signal ? "stopped" : "completed")
+      .Add("step", state_.step)
+      .Add("checkpoint", last_checkpoint_);
+  progress_.Emit(done);
+  progress_.Log(absl::StrCat(result.stopped_by_signal ? "stopped by signal" : "completed",
+                             " at step ", state_.step, "; checkpoint: ", last_checkpoint_));
+  return result;
+}
+
+}  // namespace
+
+absl::Status ResolveTokenizerView(const TokenizerJobConfig& tokenizer, PretrainJobConfig* config) {
+  const VqganConfig& vqgan = tokenizer.model.vqgan;
+  const int64_t factor = vqgan.downsample_factor();
+  const int64_t size =
+      config->tokenizer.image_size > 0 ? config->tokenizer.image_size : vqgan.resolution;
+  const int64_t grid = config->model.grid();
+  if (size % factor != 0 || size / factor != grid) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "tokenizer.checkpoint: its token grid %dx%d (tokenizer view %d px / downsampling factor "
+        "%d%s) differs from the ViT patch grid %dx%d (model.img_size %d / model.patch_size %d)",
+        size / factor, size / factor, size, factor,
+        config->tokenizer.image_size > 0 ? ", tokenizer.image_size" : ", its training size", grid,
+        grid, config->model.img_size, config->model.patch_size));
+  }
+  const int64_t codes = tokenizer.model.quantizer.num_codes;
+  if (codes != config->model.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("model.vocab_size: ", config->model.vocab_size,
+                                                   " differs from the tokenizer's codebook size ",
+                                                   codes, " (tokenizer.checkpoint n_embed)"));
+  }
+  config->data.loader.transform.output_sizes = {static_cast<int>(config->model.img_size),
+                                                static_cast<int>(size)};
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> TokenizerDigest(const std::string& checkpoint_dir) {
+  return Sha256FileHex((fs::path(checkpoint_dir) / kManifestName).string());
+}
+
+double BeitMimForwardFlops(const BeitVitConfig& c, int64_t masked) {
+  const double n = static_cast<double>(c.num_patches()), t = n + 1, d = c.embed_dim;
+  const double hidden = static_cast<double>(static_cast<int64_t>(d * c.mlp_ratio));
+  const double patch = 2 * n * c.in_chans * c.patch_size * c.patch_size * d;
+  const double block = 2 * t * d * 3 * d          // qkv
+                       + 2 * 2 * t * t * d        // q k^T and attention x v
+                       + 2 * t * d * d            // proj
+                       + 2 * 2 * t * d * hidden;  // fc1 and fc2
+  const double head = 2.0 * static_cast<double>(masked) * d * c.vocab_size;
+  return patch + c.depth * block + head;
+}
+
+absl::StatusOr<PretrainRunResult> RunPretrainJob(const PretrainJobConfig& config,
+                                                 const PretrainRunOptions& options) {
+  if (options.progress == nullptr) return absl::InvalidArgumentError("progress sink is required");
+  PretrainTrainer trainer(config, options);
+  RETURN_IF_ERROR(trainer.Setup());
+  return trainer.Train();
+}
+
+absl::StatusOr<LoadedPretrain> LoadPretrainCheckpoint(const std::string& path) {
+  ASSIGN_OR_RETURN(RestoredCheckpoint checkpoint, ResolveCheckpoint(path, nullptr));
+  const std::string& dir = checkpoint.dir;
+  ASSIGN_OR_RETURN(const std::string* config_text,
+                   CheckpointFile(checkpoint.files, kConfigFile, dir));
+  ASSIGN_OR_RETURN(const std::string* state_json,
+                   CheckpointFile(checkpoint.files, kTrainerStateFile, dir));
+  ASSIGN_OR_RETURN(PretrainState state,
+                   StateFromJson(*state_json, absl::StrCat(dir, "/", kTrainerStateFile)));
+  ASSIGN_OR_RETURN(const std::string* model_bytes,
+                   CheckpointFile(checkpoint.files, kModelFile, dir));
+  LoadedPretrain loaded;
+  ASSIGN_OR_RETURN(loaded.config,
+                   ParsePretrainConfig(*config_text, dir + "/config.yaml", /*check_paths=*/false));
+  loaded.step = state.step;
+  loaded.checkpoint_dir = dir;
+  loaded.tokenizer_sha256 = state.tokenizer_sha256;
+  RETURN_IF_ERROR(TorchCall(absl::StrCat("loading ", dir), [&] {
+    loaded.model = BeitMim(loaded.config.model);
+    DeserializeModule(*model_bytes, *loaded.model);
+    loaded.model->eval();
+  }));
+  return loaded;
+}
+
+}  // namespace peco::trainer
