@@ -10,9 +10,9 @@ namespace peco::trainer {
 double LrSchedule::At(int64_t step) const {
   if (warmup_steps > 0 && step < warmup_steps) {
     if (warmup_from_zero) {
-      return warmup_steps == 1 ? 0.0
-                               : base_lr * static_cast<double>(step) /
-                                     static_cast<double>(warmup_steps - 1);
+      return warmup_steps == 1
+                 ? 0.0
+                 : base_lr * static_cast<double>(step) / static_cast<double>(warmup_steps - 1);
     }
     return base_lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
   }

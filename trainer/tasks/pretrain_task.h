@@ -8,8 +8,9 @@
 // masked positions; the loss is the cross-entropy averaged over all masked tokens of the global
 // batch (so N ranks x batch b train as 1 rank x batch N b). Gradients are averaged across ranks
 // (GradientAllReducer), clipped to a global norm, and AdamW (BeitParamGroups: no decay for 1-D
-// parameters, pos_embed, cls_token) steps with the per-step schedule. The CPU generator (drop path) is reseeded from (seed, step, rank) at every
-// step, so a resumed run draws exactly what an uninterrupted one draws.
+// parameters, pos_embed, cls_token) steps with the per-step schedule. The CPU generator (drop path)
+// is reseeded from (seed, step, rank) at every step, so a resumed run draws exactly what an
+// uninterrupted one draws.
 //
 // Before training, the tokenizer's token grid must equal the ViT patch grid and its codebook
 // size must equal model.vocab_size (InvalidArgument naming both sides). The SHA-256 of the
