@@ -13,6 +13,7 @@
 #include <map>
 
 #include "tests/test_util/subprocess.h"
+#include "tests/test_util/train_process.h"
 #include "trainer/engine/checkpoint.h"
 #include "trainer/models/weights.h"
 #include "trainer/tasks/pretrain_task.h"
@@ -37,45 +38,11 @@ std::string WriteConfig(const std::string& dir, const std::string& name, const s
   return path;
 }
 
-struct RunResult {
-  int exit_code = -1;
-  std::vector<YAML::Node> events;
-  std::vector<YAML::Node> Of(const std::string& type) const {
-    std::vector<YAML::Node> out;
-    for (const auto& e : events) {
-      if (e["event"].as<std::string>() == type) out.push_back(e);
-    }
-    return out;
-  }
-  std::string ErrorMessage() const {
-    std::vector<YAML::Node> errors = Of("error");
-    return errors.empty() ? "" : errors[0]["message"].as<std::string>();
-  }
-};
+using RunResult = ::peco::testing::TrainRun;
 
-// Runs `prefix` + peco-train + `args`; when `stop_at_step` > 0 sends SIGTERM once a step event
-// reaches it.
 RunResult RunTrain(const std::vector<std::string>& args, const std::string& log,
                    int stop_at_step = 0, const std::vector<std::string>& prefix = {}) {
-  std::vector<std::string> argv = prefix;
-  argv.push_back(PECO_TRAIN_BINARY);
-  argv.insert(argv.end(), args.begin(), args.end());
-  Subprocess process(argv, log);
-  RunResult result;
-  EXPECT_TRUE(process.started());
-  std::string line;
-  bool signalled = false;
-  while (process.ReadLine(&line)) {
-    YAML::Node event = YAML::Load(line);
-    result.events.push_back(event);
-    if (stop_at_step > 0 && !signalled && event["event"].as<std::string>() == "step" &&
-        event["step"].as<int>() >= stop_at_step) {
-      process.Signal(SIGTERM);
-      signalled = true;
-    }
-  }
-  result.exit_code = process.Wait();
-  return result;
+  return ::peco::testing::RunTrainProcess(PECO_TRAIN_BINARY, args, log, stop_at_step, prefix);
 }
 
 // A tiny tokenizer on 16x16 crops: f2, so an 8x8 token grid, 64 codes.

@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "tests/test_util/subprocess.h"
+#include "tests/test_util/train_process.h"
 #include "trainer/engine/checkpoint.h"
 #include "trainer/engine/module_state.h"
 #include "trainer/export/tokenizer_export.h"
@@ -23,7 +24,6 @@ namespace peco::trainer {
 namespace {
 
 namespace fs = std::filesystem;
-using ::peco::testing::Subprocess;
 
 constexpr char kFashionMnist[] = "/usr/share/datasets/fashion-mnist";
 
@@ -63,39 +63,11 @@ std::string WriteConfig(const std::string& dir, const std::string& yaml) {
   return path;
 }
 
-struct RunResult {
-  int exit_code = -1;
-  std::vector<YAML::Node> events;
-  std::vector<YAML::Node> Of(const std::string& type) const {
-    std::vector<YAML::Node> out;
-    for (const auto& e : events) {
-      if (e["event"].as<std::string>() == type) out.push_back(e);
-    }
-    return out;
-  }
-};
+using RunResult = ::peco::testing::TrainRun;
 
-// Runs peco-train; when `stop_at_step` > 0 sends SIGTERM once a step event reaches it.
 RunResult RunTrain(const std::vector<std::string>& args, const std::string& log,
                    int stop_at_step = 0) {
-  std::vector<std::string> argv = {PECO_TRAIN_BINARY};
-  argv.insert(argv.end(), args.begin(), args.end());
-  Subprocess process(argv, log);
-  RunResult result;
-  EXPECT_TRUE(process.started());
-  std::string line;
-  bool signalled = false;
-  while (process.ReadLine(&line)) {
-    YAML::Node event = YAML::Load(line);
-    result.events.push_back(event);
-    if (stop_at_step > 0 && !signalled && event["event"].as<std::string>() == "step" &&
-        event["step"].as<int>() >= stop_at_step) {
-      process.Signal(SIGTERM);
-      signalled = true;
-    }
-  }
-  result.exit_code = process.Wait();
-  return result;
+  return ::peco::testing::RunTrainProcess(PECO_TRAIN_BINARY, args, log, stop_at_step);
 }
 
 TEST(TokenizerRunTest, TrainingOnFashionMnistLowersReconstructionLossAndUsesManyCodes) {
