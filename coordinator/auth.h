@@ -1,6 +1,9 @@
 // Bearer tokens (DESIGN.md section 7): the coordinator generates a user token and a worker token
 // into its data directory on first start; every JobService call must carry the user token and
 // every WorkerService call the worker token, as `authorization: Bearer <token>` metadata.
+//
+// Thread-safety: pure functions; LoadOrCreateToken must not race with another process creating
+// the same file (one coordinator owns a data directory).
 #ifndef PECO_COORDINATOR_AUTH_H_
 #define PECO_COORDINATOR_AUTH_H_
 

@@ -1,6 +1,9 @@
 // Helpers shared by the files that implement Coordinator (coordinator.cc, the JobService side;
 // coordinator_workers.cc, the WorkerService side; coordinator_scheduling.cc, attempt outcomes
 // and scheduling). Not part of the coordinator's interface.
+//
+// Thread-safety: pure functions, except AllJobs, which is as thread-safe as the store (every
+// JobStore is). Errors: AllJobs returns the store's.
 #ifndef PECO_COORDINATOR_COORDINATOR_INTERNAL_H_
 #define PECO_COORDINATOR_COORDINATOR_INTERNAL_H_
 

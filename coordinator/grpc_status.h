@@ -1,5 +1,6 @@
 // The one place where absl::Status becomes grpc::Status on the coordinator's RPC boundary. The
 // canonical code and the message (which names the field or file) carry over unchanged.
+// Thread-safety: a pure function.
 #ifndef PECO_COORDINATOR_GRPC_STATUS_H_
 #define PECO_COORDINATOR_GRPC_STATUS_H_
 

@@ -1,5 +1,7 @@
 // An in-memory CoordinatorClient for WorkerAgent tests: records every call, answers with
 // queued responses, and fails on demand.
+// Thread-safety: every method locks one mutex (the agent calls from its control and transfer
+// threads).
 #ifndef PECO_TESTS_WORKER_FAKE_COORDINATOR_CLIENT_H_
 #define PECO_TESTS_WORKER_FAKE_COORDINATOR_CLIENT_H_
 
