@@ -200,6 +200,11 @@ int RunSubmit(Invocation& inv) {
     if (name.empty()) return inv.UsageError("--name: expected a non-empty name");
     spec->set_name(name);
   }
+  if (inv.args().Has("after")) {
+    const std::string after = inv.args().Last("after");
+    if (after.empty()) return inv.UsageError("--after: expected a job id");
+    spec->mutable_depends_on()->set_job_id(after);
+  }
   if (inv.args().Has("priority")) {
     absl::StatusOr<int64_t> priority =
         ParseIntFlag("--priority", inv.args().Last("priority"), INT32_MIN, INT32_MAX);
@@ -483,6 +488,9 @@ const std::vector<Command>& Commands() {
          "e.g. --set train.max_steps=50 --set job.world_size=2"},
         {"name", 0, "NAME", "job name (default: job.name, else the file name)"},
         {"priority", 0, "P", "priority, higher runs first (default: job.priority, else 0)"},
+        {"after", 0, "JOB",
+         "run after JOB succeeds (job.depends_on.job_id); a pretrain job reads a tokenizer "
+         "JOB's final checkpoint, an evaluation job a pretrain JOB's"},
         {"watch", 0, "", "watch the job after submitting; exit status as for watch"},
         {"dry_run", 0, "", "print the request as JSON instead of sending it"}},
        1,

@@ -2,6 +2,7 @@
 #include "coordinator/coordinator.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -9,6 +10,7 @@
 #include "common/json_line.h"
 #include "common/status_macros.h"
 #include "coordinator/coordinator_internal.h"
+#include "coordinator/dependency_inputs.h"
 #include "coordinator/job_state_machine.h"
 #include "proto/job_kind_names.h"
 
@@ -155,6 +157,58 @@ absl::StatusOr<v1::Job> Coordinator::TransitionLocked(const v1::Job& job, v1::Jo
 // ---------------------------------------------------------------------------------------------
 // JobService
 
+absl::StatusOr<std::optional<std::string>> Coordinator::DependencyInputFieldOf(
+    const v1::JobSpec& spec) {
+  std::string dependency_job_id;
+  if (spec.depends_on().has_job_id()) {
+    dependency_job_id = spec.depends_on().job_id();
+  } else if (spec.depends_on().has_checkpoint_id()) {
+    absl::StatusOr<v1::CheckpointInfo> checkpoint =
+        store_->GetCheckpoint(spec.depends_on().checkpoint_id());
+    if (absl::IsNotFound(checkpoint.status())) {
+      return absl::NotFoundError(absl::StrCat("spec.depends_on.checkpoint_id: no checkpoint ",
+                                              spec.depends_on().checkpoint_id()));
+    }
+    RETURN_IF_ERROR(checkpoint.status());
+    dependency_job_id = checkpoint->job_id();
+  } else {
+    return std::optional<std::string>();
+  }
+  absl::StatusOr<v1::Job> dependency = store_->GetJob(dependency_job_id);
+  if (absl::IsNotFound(dependency.status()) && spec.depends_on().has_job_id()) {
+    return absl::NotFoundError(absl::StrCat("spec.depends_on.job_id: no job ", dependency_job_id));
+  }
+  RETURN_IF_ERROR(dependency.status());
+  return DependencyInputField(spec.kind(), dependency->spec().kind());
+}
+
+absl::Status Coordinator::CheckGangFitsLocked(const v1::JobSpec& spec) {
+  PendingJob job;
+  job.world_size = spec.world_size();
+  job.gpus_per_rank = spec.devices_per_rank().gpus();
+  job.cpu_slots_per_rank = spec.devices_per_rank().cpu_slots();
+  std::vector<WorkerCapacity> workers;
+  std::string listed;
+  for (const auto& [id, worker] : workers_) {
+    if (worker.info.state() == v1::WORKER_STATE_DEAD) continue;
+    WorkerCapacity capacity;
+    capacity.worker_id = id;
+    capacity.total_gpus = worker.info.devices().gpus();
+    capacity.total_cpu_slots = worker.info.devices().cpu_slots();
+    workers.push_back(capacity);
+    absl::StrAppend(&listed, listed.empty() ? "" : ", ", id, ": ", capacity.total_gpus, " GPUs ",
+                    capacity.total_cpu_slots, " CPU slots");
+  }
+  // With no worker registered yet (a cluster coming up) the job waits for one.
+  if (workers.empty()) return absl::OkStatus();
+  const int64_t fit = RanksThatFitWhenIdle(job, workers);
+  if (fit >= job.world_size) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "spec.world_size: ", job.world_size, " ranks of ", job.gpus_per_rank, " GPUs and ",
+      job.cpu_slots_per_rank, " CPU slots each can never start: the registered workers host at "
+      "most ", fit, " such ranks at once (", listed, ")"));
+}
+
 absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(const v1::SubmitJobRequest& request) {
   v1::JobSpec spec = request.spec();
   NormalizeJobSpec(&spec);
@@ -162,27 +216,15 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(const v1::SubmitJob
   if (request.client_request_id().size() > 128) {
     return absl::InvalidArgumentError("client_request_id: expected at most 128 characters");
   }
-  // Dependencies must exist now.
-  if (spec.depends_on().has_job_id()) {
-    absl::StatusOr<v1::Job> dependency = store_->GetJob(spec.depends_on().job_id());
-    if (absl::IsNotFound(dependency.status())) {
-      return absl::NotFoundError(
-          absl::StrCat("spec.depends_on.job_id: no job ", spec.depends_on().job_id()));
-    }
-    RETURN_IF_ERROR(dependency.status());
-  } else if (spec.depends_on().has_checkpoint_id()) {
-    absl::StatusOr<v1::CheckpointInfo> dependency =
-        store_->GetCheckpoint(spec.depends_on().checkpoint_id());
-    if (absl::IsNotFound(dependency.status())) {
-      return absl::NotFoundError(absl::StrCat("spec.depends_on.checkpoint_id: no checkpoint ",
-                                              spec.depends_on().checkpoint_id()));
-    }
-    RETURN_IF_ERROR(dependency.status());
-  }
+  // Dependencies must exist now; a dependency of a kind this job reads hands it a checkpoint.
+  std::vector<std::string> input_fields;
+  ASSIGN_OR_RETURN(std::optional<std::string> input_field, DependencyInputFieldOf(spec));
+  if (input_field.has_value()) input_fields.push_back(*input_field);
   // The trainer's own check of its config runs outside the lock (it starts a process).
-  if (validator_ != nullptr) RETURN_IF_ERROR(validator_->Validate(spec));
+  if (validator_ != nullptr) RETURN_IF_ERROR(validator_->Validate(spec, input_fields));
 
   absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckGangFitsLocked(spec));
   NewJob new_job;
   new_job.spec = spec;
   new_job.client_request_id = request.client_request_id();

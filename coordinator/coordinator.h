@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -90,8 +91,8 @@ class Coordinator {
 
   // ---- JobService ----
   // Errors: InvalidArgument naming the field for a bad spec (nothing is stored), NotFound for a
-  // dependency that does not exist, AlreadyExists for a reused client_request_id with another
-  // spec.
+  // dependency that does not exist, FailedPrecondition for a gang larger than the registered
+  // workers could ever host, AlreadyExists for a reused client_request_id with another spec.
   absl::StatusOr<v1::SubmitJobResponse> SubmitJob(const v1::SubmitJobRequest& request);
   absl::StatusOr<v1::GetJobResponse> GetJob(const v1::GetJobRequest& request);
   absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
@@ -150,6 +151,12 @@ class Coordinator {
   };
   enum class AttemptEnd { kSucceeded, kStopped, kFailed };
 
+  // The config field of `spec` that receives its dependency's checkpoint (dependency_inputs.h),
+  // or nullopt; NotFound naming the field when the dependency does not exist.
+  absl::StatusOr<std::optional<std::string>> DependencyInputFieldOf(const v1::JobSpec& spec);
+  // FailedPrecondition naming spec.world_size when the registered, not dead workers could never
+  // host the whole gang at once, even idle. OK when no worker has registered yet.
+  absl::Status CheckGangFitsLocked(const v1::JobSpec& spec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves a job to `state`, publishes the change and keeps the caches in step.
   absl::StatusOr<v1::Job> TransitionLocked(const v1::Job& job, v1::JobState state,
                                            const std::string& reason)
@@ -166,6 +173,11 @@ class Coordinator {
   // One scheduling pass. A RESTARTING job that resumes from its newest checkpoint is placed only
   // when `resume_points` has its entry (ChooseResumePoints(), run without the lock).
   absl::Status ScheduleLocked(const ResumePoints& resume_points) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The checkpoints the next attempt of `job` reads from its dependency (Attempt.inputs): those
+  // of its previous attempt, or, for the first, the dependency's newest final checkpoint.
+  // FailedPrecondition when the dependency left no checkpoint.
+  absl::StatusOr<std::vector<v1::InputCheckpoint>> ResolveInputsLocked(const v1::Job& job)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StartAttemptLocked(const v1::Job& job, const Placement& placement,
                                   const ResumePoints& resume_points)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -7,6 +7,7 @@
 #include "common/status_macros.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/coordinator_internal.h"
+#include "coordinator/dependency_inputs.h"
 #include "coordinator/job_state_machine.h"
 #include "proto/job_kind_names.h"
 
@@ -91,6 +92,37 @@ std::pair<std::string, int64_t> Coordinator::NewestVerifiedCheckpoint(const std:
   return {"", 0};
 }
 
+absl::StatusOr<std::vector<v1::InputCheckpoint>> Coordinator::ResolveInputsLocked(
+    const v1::Job& job) {
+  if (job.attempt() > 0) {
+    // Every restart reads what the first attempt read.
+    ASSIGN_OR_RETURN(std::vector<v1::Attempt> attempts, store_->ListAttempts(job.id()));
+    if (attempts.empty()) return std::vector<v1::InputCheckpoint>();
+    return std::vector<v1::InputCheckpoint>(attempts.back().inputs().begin(),
+                                            attempts.back().inputs().end());
+  }
+  ASSIGN_OR_RETURN(std::optional<std::string> field, DependencyInputFieldOf(job.spec()));
+  if (!field.has_value()) return std::vector<v1::InputCheckpoint>();
+  v1::InputCheckpoint input;
+  input.set_config_field(*field);
+  if (job.spec().depends_on().has_checkpoint_id()) {
+    input.set_checkpoint_id(job.spec().depends_on().checkpoint_id());
+  } else {
+    const std::string& dependency = job.spec().depends_on().job_id();
+    ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> checkpoints,
+                     store_->ListCheckpoints(dependency));
+    std::optional<v1::CheckpointInfo> chosen = ChooseDependencyCheckpoint(checkpoints);
+    if (!chosen.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("dependency ", dependency, " succeeded but left no checkpoint for ", *field));
+    }
+    input.set_checkpoint_id(chosen->id());
+  }
+  Log(absl::StrCat(job.id(), ": ", input.config_field(), " <- checkpoint ",
+                   input.checkpoint_id()));
+  return std::vector<v1::InputCheckpoint>{input};
+}
+
 absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placement& placement,
                                              const ResumePoints& resume_points) {
   v1::Job job = queued;
@@ -120,6 +152,14 @@ absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placem
       attempt.resume_step = point->second.second;
     }
   }
+  absl::StatusOr<std::vector<v1::InputCheckpoint>> inputs = ResolveInputsLocked(job);
+  if (absl::IsFailedPrecondition(inputs.status())) {
+    // The dependency succeeded without a checkpoint to hand over: retrying cannot help.
+    return TransitionLocked(job, v1::JOB_STATE_FAILED, std::string(inputs.status().message()))
+        .status();
+  }
+  RETURN_IF_ERROR(inputs.status());
+  attempt.inputs = *std::move(inputs);
   for (const WorkerRanks& ranks : placement.workers) {
     v1::RankPlacement rank_placement;
     rank_placement.set_worker_id(ranks.worker_id);

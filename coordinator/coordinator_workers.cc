@@ -181,6 +181,7 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
       assignment->set_master_addr(active.attempt.master_addr());
       assignment->set_master_port(active.attempt.master_port());
       assignment->set_resume_checkpoint_id(active.attempt.resume_checkpoint_id());
+      *assignment->mutable_inputs() = active.attempt.inputs();
     }
   }
   return response;

@@ -68,6 +68,7 @@ struct NewAttempt {
   std::string master_addr;
   int32_t master_port = 0;
   int64_t time_us = 0;
+  std::vector<v1::InputCheckpoint> inputs;  // checkpoints of the dependency the trainer reads
 };
 
 // Control fields of a job that are not its state: a pending cancellation and the checkpoint the

@@ -155,4 +155,13 @@ ScheduleDecision Schedule(const ClusterSnapshot& snapshot, const SchedulerOption
   return decision;
 }
 
+int64_t RanksThatFitWhenIdle(const PendingJob& job, const std::vector<WorkerCapacity>& workers) {
+  if (job.gpus_per_rank <= 0 && job.cpu_slots_per_rank <= 0) return 0;
+  int64_t ranks = 0;
+  for (const WorkerCapacity& worker : workers) {
+    ranks += RanksThatFit(job, std::max(0, worker.total_gpus), std::max(0, worker.total_cpu_slots));
+  }
+  return ranks;
+}
+
 }  // namespace peco::coordinator

@@ -104,6 +104,11 @@ struct SchedulerOptions {
 // per rank is reported in `failed`. `options` must be valid.
 ScheduleDecision Schedule(const ClusterSnapshot& snapshot, const SchedulerOptions& options);
 
+// Returns how many ranks of `job` the `workers` could host at once were they idle (their total
+// devices, one rank never split across workers). A gang larger than this never starts on these
+// workers; the coordinator refuses such a job at submit.
+int64_t RanksThatFitWhenIdle(const PendingJob& job, const std::vector<WorkerCapacity>& workers);
+
 }  // namespace peco::coordinator
 
 #endif  // PECO_COORDINATOR_SCHEDULER_POLICY_H_

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
@@ -171,9 +172,13 @@ absl::Status TrainerSpecValidator::Options::Validate() const {
   return absl::OkStatus();
 }
 
+// Stands for a checkpoint directory the worker fills in at launch.
+constexpr char kServiceInputPlaceholder[] = "/peco-service-input";
+
 TrainerSpecValidator::TrainerSpecValidator(Options options) : options_(std::move(options)) {}
 
-absl::Status TrainerSpecValidator::Validate(const v1::JobSpec& spec) {
+absl::Status TrainerSpecValidator::Validate(const v1::JobSpec& spec,
+                                            const std::vector<std::string>& input_fields) {
   const std::string kind = v1::JobKindName(spec.kind());
   ScratchFile config;
   RETURN_IF_ERROR(config.Create(options_.scratch_dir, spec.config_yaml()));
@@ -181,6 +186,11 @@ absl::Status TrainerSpecValidator::Validate(const v1::JobSpec& spec) {
   LaunchSpec launch;
   launch.argv = {options_.trainer_binary, "validate",      "--config",
                  config.path(),           "--check_paths", "false"};
+  for (const std::string& field : input_fields) {
+    // The directory the worker will fetch the checkpoint into; paths are not checked here.
+    launch.argv.insert(launch.argv.end(),
+                       {"--set", absl::StrCat(field, "=", kServiceInputPlaceholder)});
+  }
   // Validation runs no tensor code: keep the trainer from re-executing itself for OpenMP.
   launch.env = {"OMP_WAIT_POLICY=PASSIVE", "OMP_NUM_THREADS=1"};
   launch.stderr_path = "/dev/null";
@@ -233,6 +243,7 @@ absl::Status TrainerSpecValidator::Validate(const v1::JobSpec& spec) {
                                                    " job but its config says kind: ", *valid_kind));
   }
   for (const auto& [field, path] : inputs) {
+    if (std::find(input_fields.begin(), input_fields.end(), field) != input_fields.end()) continue;
     if (!fs::path(path).is_absolute()) {
       return absl::InvalidArgumentError(
           absl::StrCat("spec.config_yaml: ", field, ": '", path, "' must be an absolute path"));

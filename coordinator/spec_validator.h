@@ -45,9 +45,12 @@ class SpecValidator {
   SpecValidator& operator=(const SpecValidator&) = delete;
   virtual ~SpecValidator() = default;
 
-  // OK when the trainer would accept spec.config_yaml for spec.kind; InvalidArgument naming the
-  // field otherwise; Unavailable/Internal when the check itself could not run.
-  virtual absl::Status Validate(const v1::JobSpec& spec) = 0;
+  // OK when the trainer would accept spec.config_yaml for spec.kind once the service has filled
+  // `input_fields` (config fields it sets itself, such as a dependency's checkpoint directory:
+  // dependency_inputs.h); InvalidArgument naming the field otherwise; Unavailable/Internal when
+  // the check itself could not run.
+  virtual absl::Status Validate(const v1::JobSpec& spec,
+                                const std::vector<std::string>& input_fields) = 0;
 };
 
 // Runs the trainer's own validation in a child process.
@@ -68,7 +71,10 @@ class TrainerSpecValidator : public SpecValidator {
   };
 
   explicit TrainerSpecValidator(Options options);
-  absl::Status Validate(const v1::JobSpec& spec) override;
+  // Runs `validate` with `--set <field>=<placeholder>` for each of `input_fields` and checks
+  // every other input path against the allowed roots.
+  absl::Status Validate(const v1::JobSpec& spec,
+                        const std::vector<std::string>& input_fields) override;
 
  private:
   const Options options_;

@@ -502,6 +502,7 @@ absl::StatusOr<v1::Attempt> SqliteJobStore::BeginAttempt(const NewAttempt& reque
     attempt.set_master_addr(request.master_addr);
     attempt.set_master_port(request.master_port);
     attempt.set_start_time_us(request.time_us);
+    for (const v1::InputCheckpoint& input : request.inputs) *attempt.add_inputs() = input;
     RETURN_IF_ERROR(StoreJob(job, kOp));
     RETURN_IF_ERROR(StoreAttempt(attempt, kOp));
     return attempt;

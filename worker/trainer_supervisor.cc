@@ -97,6 +97,12 @@ absl::Status TrainerSupervisorOptions::Validate() const {
     }
     if (!seen.insert(rank).second) return bad("ranks", absl::StrCat("rank ", rank, " repeats"));
   }
+  for (const std::string& entry : config_overrides) {
+    const size_t eq = entry.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return bad("config_overrides", absl::StrCat("'", entry, "' is not field=value"));
+    }
+  }
   for (const std::string& entry : extra_env) {
     if (entry.find('=') == std::string::npos || entry.front() == '=') {
       return bad("extra_env", absl::StrCat("'", entry, "' is not NAME=value"));
@@ -172,6 +178,9 @@ absl::Status TrainerSupervisor::Start() {
                                        "--output_dir", options_.output_dir});
     if (!options_.resume_dir.empty()) {
       spec.argv.insert(spec.argv.end(), {"--resume", options_.resume_dir});
+    }
+    for (const std::string& entry : options_.config_overrides) {
+      spec.argv.insert(spec.argv.end(), {"--set", entry});
     }
     spec.env = {
         absl::StrCat("MASTER_ADDR=", options_.master_addr),

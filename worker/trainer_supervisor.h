@@ -112,6 +112,9 @@ struct TrainerSupervisorOptions {
   std::string output_dir;
   // Run directory to resume from (`--resume`); empty starts fresh.
   std::string resume_dir;
+  // Config overrides "dotted.field=value", each passed as `--set` (for example the directory of
+  // a fetched dependency checkpoint: `tokenizer.checkpoint=/work/.../inputs/ID`).
+  std::vector<std::string> config_overrides;
   // Directory the ranks start in; empty keeps the daemon's.
   std::string working_dir;
   // Each rank's stderr (and the non-JSON stdout lines) go to

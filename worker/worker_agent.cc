@@ -69,11 +69,26 @@ struct WorkerAgent::Attempt {
   bool launch_failed = false;
   bool coordinator_cancelled = false;
   bool shutdown_cancelled = false;
-  // Resume checkpoint (fetched by the transfer loop).
+  // Checkpoints fetched by the transfer loop before the launch: the resume checkpoint and the
+  // dependency's inputs. A fetch with an empty config_field is the resume checkpoint.
+  struct Fetch {
+    std::string checkpoint_id;
+    std::string config_field;
+    std::string dest;
+    bool done = false;
+  };
+  std::vector<Fetch> fetches;
   bool fetch_busy = false;
   int fetch_failures = 0;
   absl::Time next_fetch = absl::InfinitePast();
-  std::string resume_dir;
+  std::string resume_dir;  // set once the resume checkpoint is fetched
+
+  bool AllFetched() const {
+    for (const Fetch& fetch : fetches) {
+      if (!fetch.done) return false;
+    }
+    return true;
+  }
   // Devices reserved while the trainers run.
   bool holds_devices = false;
   std::vector<int> gpus;
@@ -517,6 +532,14 @@ void WorkerAgent::ApplyAssignment(const v1::Assignment& assignment, absl::Time n
     return;
   }
   if (!assignment.resume_checkpoint_id().empty()) {
+    attempt.fetches.push_back({assignment.resume_checkpoint_id(), "",
+                               (fs::path(attempt.dir) / "resume").string()});
+  }
+  for (const v1::InputCheckpoint& input : assignment.inputs()) {
+    attempt.fetches.push_back({input.checkpoint_id(), input.config_field(),
+                               (fs::path(attempt.dir) / "inputs" / input.checkpoint_id()).string()});
+  }
+  if (!attempt.fetches.empty()) {
     attempt.phase = Attempt::Phase::kFetching;
     attempt.next_fetch = now;
     return;
@@ -534,6 +557,11 @@ void WorkerAgent::LaunchLocked(Attempt& attempt) {
   options.config_path = (fs::path(attempt.dir) / "config.yaml").string();
   options.output_dir = (fs::path(attempt.dir) / "run").string();
   options.resume_dir = attempt.resume_dir;
+  for (const Attempt::Fetch& fetch : attempt.fetches) {
+    if (!fetch.config_field.empty()) {
+      options.config_overrides.push_back(absl::StrCat(fetch.config_field, "=", fetch.dest));
+    }
+  }
   options.working_dir = attempt.dir;
   options.log_dir = (fs::path(attempt.dir) / "logs").string();
   options.master_addr = assignment.master_addr();
@@ -598,7 +626,7 @@ void WorkerAgent::AdvanceAttemptsLocked(absl::Time now) {
   for (auto& [key, owned] : attempts_) {
     Attempt& attempt = *owned;
     if (attempt.phase == Attempt::Phase::kFetching && !attempt.fetch_busy &&
-        !attempt.resume_dir.empty()) {
+        attempt.AllFetched()) {
       LaunchLocked(attempt);
     }
     if (attempt.phase == Attempt::Phase::kRunning && attempt.supervisor->Poll()) {
@@ -760,8 +788,10 @@ void WorkerAgent::OnEvent(const TrainerEvent& event) {
     }
   }
   const int64_t time_us = absl::ToUnixMicros(event.received);
-  v1::ReportProgressRequest report;
-  if (event.type == "step") {
+  // Step and evaluation events carry metrics (their numeric fields); every other event, and an
+  // evaluation too, is relayed as a trainer event.
+  if (event.type == "step" || event.type == "eval") {
+    v1::ReportProgressRequest report;
     v1::MetricPoint* point = report.mutable_metric_point();
     point->set_job_id(tag.job_id);
     point->set_attempt(tag.attempt);
@@ -775,10 +805,13 @@ void WorkerAgent::OnEvent(const TrainerEvent& event) {
       (*point->mutable_values())[name] = *value;
       if (metrics_ != nullptr) metrics_->SetRankValue(tag.job_id, tag.rank, name, *value);
     }
-    if (metrics_ != nullptr) {
+    if (metrics_ != nullptr && event.type == "step") {
       metrics_->SetRankValue(tag.job_id, tag.rank, "step", static_cast<double>(step));
     }
-  } else {
+    reports_.Add(std::move(report));
+  }
+  if (event.type != "step") {
+    v1::ReportProgressRequest report;
     v1::TrainerEvent* trainer_event = report.mutable_trainer_event();
     trainer_event->set_job_id(tag.job_id);
     trainer_event->set_attempt(tag.attempt);
@@ -787,8 +820,8 @@ void WorkerAgent::OnEvent(const TrainerEvent& event) {
     trainer_event->set_message(event.json);
     trainer_event->set_step(step);
     trainer_event->set_time_us(time_us);
+    reports_.Add(std::move(report));
   }
-  reports_.Add(std::move(report));
 
   if (event.type != "checkpoint" || tag.rank != 0) return;
   std::optional<std::string> path = event.String("path");
@@ -829,18 +862,23 @@ bool WorkerAgent::FetchOnce(absl::Time now) {
   std::string checkpoint_id;
   std::string worker_id;
   std::string dest;
+  size_t index = 0;
   {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return false;
     for (auto& [attempt_key, attempt] : attempts_) {
       if (attempt->phase != Attempt::Phase::kFetching || attempt->fetch_busy ||
-          !attempt->resume_dir.empty() || attempt->next_fetch > now) {
+          attempt->next_fetch > now) {
         continue;
       }
+      for (index = 0; index < attempt->fetches.size(); ++index) {
+        if (!attempt->fetches[index].done) break;
+      }
+      if (index == attempt->fetches.size()) continue;
       attempt->fetch_busy = true;
       key = attempt_key;
-      checkpoint_id = attempt->assignment.resume_checkpoint_id();
-      dest = (fs::path(attempt->dir) / "resume").string();
+      checkpoint_id = attempt->fetches[index].checkpoint_id;
+      dest = attempt->fetches[index].dest;
       break;
     }
     if (dest.empty()) return false;
@@ -848,6 +886,7 @@ bool WorkerAgent::FetchOnce(absl::Time now) {
   }
   std::error_code ignored;
   fs::remove_all(dest, ignored);  // what an interrupted earlier try left
+  fs::create_directories(fs::path(dest).parent_path(), ignored);
   absl::StatusOr<v1::CheckpointInfo> info =
       client_->FetchCheckpoint(checkpoint_id, worker_id, dest);
   absl::MutexLock lock(&mu_);
@@ -856,10 +895,13 @@ bool WorkerAgent::FetchOnce(absl::Time now) {
   Attempt& attempt = *it->second;
   attempt.fetch_busy = false;
   if (attempt.phase != Attempt::Phase::kFetching) return true;  // cancelled meanwhile
+  Attempt::Fetch& fetch = attempt.fetches[index];
   if (info.ok()) {
-    attempt.resume_dir = dest;
+    fetch.done = true;
+    if (fetch.config_field.empty()) attempt.resume_dir = dest;
     Log(absl::StrCat(attempt.name(), ": fetched checkpoint ", checkpoint_id, " (step ",
-                     info->step(), ", ", info->bytes(), " bytes)"));
+                     info->step(), ", ", info->bytes(), " bytes)",
+                     fetch.config_field.empty() ? "" : " for " + fetch.config_field));
     return true;
   }
   ++attempt.fetch_failures;

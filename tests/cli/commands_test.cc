@@ -327,6 +327,13 @@ TEST_F(CommandsTest, SubmitSendsTheSpecWithOneRequestId) {
   ASSERT_THAT(submits, SizeIs(2));
   EXPECT_NE(submits[1].client_request_id(), submits[0].client_request_id());
   EXPECT_EQ(submits[1].spec().name(), "other");
+  EXPECT_FALSE(submits[1].spec().has_depends_on());
+
+  // --after makes the job depend on another.
+  ASSERT_EQ(Run({"submit", path, "--after", "job-000003"}).code, kExitOk);
+  submits = service_.submits();
+  ASSERT_THAT(submits, SizeIs(3));
+  EXPECT_EQ(submits[2].spec().depends_on().job_id(), "job-000003");
 }
 
 TEST_F(CommandsTest, SubmitRefusesABadSpecWithoutCallingTheCoordinator) {

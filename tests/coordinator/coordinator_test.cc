@@ -34,12 +34,15 @@ std::string MakeTempDir() {
 // Accepts every config, or refuses with a fixed error, and counts calls.
 class FakeValidator : public SpecValidator {
  public:
-  absl::Status Validate(const v1::JobSpec& spec) override {
+  absl::Status Validate(const v1::JobSpec& spec,
+                        const std::vector<std::string>& input_fields) override {
     ++calls;
+    last_input_fields = input_fields;
     return verdict;
   }
   absl::Status verdict = absl::OkStatus();
   int calls = 0;
+  std::vector<std::string> last_input_fields;
 };
 
 v1::JobSpec Spec(const std::string& name, int world_size = 1, int cpu_slots = 1) {
@@ -528,6 +531,96 @@ TEST_F(CoordinatorTest, GangSpreadsOverWorkersAndOnlyRankZerosResultDecidesSucce
   EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_RUNNING);
   Heartbeat(rank0_worker, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
   EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(CoordinatorTest, PretrainAfterATokenizerReadsItsFinalCheckpointOnEveryAttempt) {
+  const std::string worker = RegisterWorker("w1", 4);
+  v1::Job tokenizer = Submit(Spec("tokenizer"));
+  v1::JobSpec pretrain = Spec("pretrain");
+  pretrain.set_kind(v1::JOB_KIND_PRETRAIN);
+  pretrain.mutable_depends_on()->set_job_id(tokenizer.id());
+  v1::Job dependent = Submit(pretrain);
+  // The trainer's config check is told which field the service fills.
+  EXPECT_THAT(validator_.last_input_fields, ElementsAre("tokenizer.checkpoint"));
+
+  Heartbeat(worker, {Running(tokenizer.id(), 1)});
+  ASSERT_TRUE(Upload(tokenizer.id(), 1, 100).ok());
+  ASSERT_TRUE(Upload(tokenizer.id(), 1, 300, /*final=*/true).ok());
+  Heartbeat(worker, {}, {Result(tokenizer.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  coordinator_->Tick();
+  v1::HeartbeatResponse beat = Heartbeat(worker);
+  ASSERT_THAT(beat.assignments(), SizeIs(1));
+  const std::string final_id = absl::StrCat(tokenizer.id(), "-a1-step-000000000300");
+  ASSERT_THAT(beat.assignments(0).inputs(), SizeIs(1));
+  EXPECT_EQ(beat.assignments(0).inputs(0).checkpoint_id(), final_id);
+  EXPECT_EQ(beat.assignments(0).inputs(0).config_field(), "tokenizer.checkpoint");
+
+  // A restart, even after the coordinator itself restarted, reads the same checkpoint.
+  Heartbeat(worker, {Running(dependent.id(), 1)});
+  Heartbeat(worker, {},
+            {Result(dependent.id(), 1, v1::AttemptResult::RESULT_FAILED, /*retryable=*/true)});
+  Start();
+  RegisterWorker("w1", 4);
+  coordinator_->Tick();
+  beat = Heartbeat(worker);
+  ASSERT_THAT(beat.assignments(), SizeIs(1));
+  EXPECT_EQ(beat.assignments(0).attempt(), 2);
+  ASSERT_THAT(beat.assignments(0).inputs(), SizeIs(1));
+  EXPECT_EQ(beat.assignments(0).inputs(0).checkpoint_id(), final_id);
+}
+
+TEST_F(CoordinatorTest, DependencyWithoutACheckpointFailsTheDependentJob) {
+  const std::string worker = RegisterWorker("w1", 4);
+  v1::Job tokenizer = Submit(Spec("tokenizer"));
+  v1::JobSpec pretrain = Spec("pretrain");
+  pretrain.set_kind(v1::JOB_KIND_PRETRAIN);
+  pretrain.mutable_depends_on()->set_job_id(tokenizer.id());
+  v1::Job dependent = Submit(pretrain);
+  Heartbeat(worker, {Running(tokenizer.id(), 1)});
+  Heartbeat(worker, {}, {Result(tokenizer.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  coordinator_->Tick();
+  v1::Job failed = Job(dependent.id());
+  EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(failed.failure_reason(), HasSubstr("left no checkpoint"));
+}
+
+TEST_F(CoordinatorTest, OrderingOnlyDependencyHandsNothingOver) {
+  const std::string worker = RegisterWorker("w1", 4);
+  v1::Job first = Submit(Spec("first"));
+  v1::JobSpec second = Spec("second");
+  second.mutable_depends_on()->set_job_id(first.id());
+  Submit(second);
+  EXPECT_THAT(validator_.last_input_fields, IsEmpty());
+  Heartbeat(worker, {Running(first.id(), 1)});
+  ASSERT_TRUE(Upload(first.id(), 1, 10, /*final=*/true).ok());
+  Heartbeat(worker, {}, {Result(first.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  coordinator_->Tick();
+  v1::HeartbeatResponse beat = Heartbeat(worker);
+  ASSERT_THAT(beat.assignments(), SizeIs(1));
+  EXPECT_THAT(beat.assignments(0).inputs(), IsEmpty());
+}
+
+TEST_F(CoordinatorTest, GangLargerThanTheRegisteredWorkersIsRefusedAtSubmit) {
+  // Before any worker registers, a job waits for one.
+  v1::SubmitJobRequest early;
+  *early.mutable_spec() = Spec("early", /*world_size=*/8);
+  EXPECT_TRUE(coordinator_->SubmitJob(early).ok());
+
+  RegisterWorker("w1", 2);
+  RegisterWorker("w2", 1);
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = Spec("huge", /*world_size=*/4);
+  absl::StatusOr<v1::SubmitJobResponse> refused = coordinator_->SubmitJob(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("spec.world_size"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("at most 3"));
+  // Two slots per rank fit only on w1.
+  *request.mutable_spec() = Spec("wide", /*world_size=*/2, /*cpu_slots=*/2);
+  EXPECT_EQ(coordinator_->SubmitJob(request).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Three ranks fit across both, even though they are busy with nothing else.
+  *request.mutable_spec() = Spec("fits", /*world_size=*/3);
+  EXPECT_TRUE(coordinator_->SubmitJob(request).ok());
 }
 
 TEST_F(CoordinatorTest, RegisterRefusesBadDevicesAndPorts) {

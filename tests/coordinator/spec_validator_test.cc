@@ -87,7 +87,7 @@ class TrainerSpecValidatorTest : public ::testing::Test {
 
 TEST_F(TrainerSpecValidatorTest, AcceptsTheSmallPreset) {
   TrainerSpecValidator validator(options_);
-  absl::Status status = validator.Validate(Spec(SmallConfig()));
+  absl::Status status = validator.Validate(Spec(SmallConfig()), {});
   EXPECT_TRUE(status.ok()) << status;
 }
 
@@ -106,7 +106,7 @@ TEST_F(TrainerSpecValidatorTest, NamesTheBadFieldOfTheConfig) {
       {absl::StrReplaceAll(small, {{"kind: tokenizer", "kind: painting"}}), "kind"},
   };
   for (const Case& c : cases) {
-    absl::Status status = validator.Validate(Spec(c.config));
+    absl::Status status = validator.Validate(Spec(c.config), {});
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.needle << ": " << status;
     EXPECT_THAT(status.message(), HasSubstr(c.needle));
   }
@@ -116,16 +116,35 @@ TEST_F(TrainerSpecValidatorTest, RefusesPathsOutsideTheAllowedRoots) {
   TrainerSpecValidator validator(options_);
   const std::string config = absl::StrReplaceAll(
       SmallConfig(), {{"path: /usr/share/datasets/fashion-mnist", "path: /etc/secrets"}});
-  absl::Status status = validator.Validate(Spec(config));
+  absl::Status status = validator.Validate(Spec(config), {});
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("data.path"));
   EXPECT_THAT(status.message(), HasSubstr("outside the allowed roots"));
 }
 
+TEST_F(TrainerSpecValidatorTest, FieldsTheServiceFillsAreNotCheckedAsPaths) {
+  // The pretrain preset names its tokenizer by a relative path; as a dependent job the worker
+  // fills tokenizer.checkpoint with the fetched dependency checkpoint instead.
+  v1::JobSpec spec = Spec(
+      *ReadFileToString(absl::StrCat(PECO_SOURCE_DIR, "/configs/pretrain_small.yaml")));
+  spec.set_kind(v1::JOB_KIND_PRETRAIN);
+  TrainerSpecValidator validator(options_);
+  absl::Status alone = validator.Validate(spec, {});
+  EXPECT_EQ(alone.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(alone.message(), HasSubstr("tokenizer.checkpoint"));
+  absl::Status filled = validator.Validate(spec, {"tokenizer.checkpoint"});
+  EXPECT_TRUE(filled.ok()) << filled;
+  // Other paths are still checked.
+  spec.set_config_yaml(absl::StrReplaceAll(
+      spec.config_yaml(), {{"path: /usr/share/datasets/fashion-mnist", "path: /etc"}}));
+  absl::Status outside = validator.Validate(spec, {"tokenizer.checkpoint"});
+  EXPECT_THAT(outside.message(), HasSubstr("data.path"));
+}
+
 TEST_F(TrainerSpecValidatorTest, MissingTrainerIsUnavailableNotInvalid) {
   options_.trainer_binary = "/nonexistent/peco-train";
   TrainerSpecValidator validator(options_);
-  EXPECT_EQ(validator.Validate(Spec(SmallConfig())).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(validator.Validate(Spec(SmallConfig()), {}).code(), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace

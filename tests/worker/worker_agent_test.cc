@@ -675,6 +675,32 @@ TEST_F(WorkerAgentTest, ResumeFetchesTheCheckpointThenPassesResume) {
   EXPECT_THAT(envs[0].String("args").value_or(""), HasSubstr("--resume " + resume));
 }
 
+TEST_F(WorkerAgentTest, DependencyInputsAreFetchedAndPassedAsConfigOverrides) {
+  WorkerAgent& agent = Start(std::string(kPrintEnv) + R"(echo '{"event":"completed","step":0}')");
+  client_.checkpoints["job-0-a1-step-000000000300"] = {{"model.pt", "tokenizer"}};
+  client_.checkpoints["job-1-a1-step-000000000002"] = {{"model.pt", "weights"}};
+  v1::Assignment assignment = MakeAssignment("job-1", 2);
+  assignment.set_resume_checkpoint_id("job-1-a1-step-000000000002");
+  v1::InputCheckpoint* input = assignment.add_inputs();
+  input->set_checkpoint_id("job-0-a1-step-000000000300");
+  input->set_config_field("tokenizer.checkpoint");
+  QueueAssignment(assignment);
+  agent.Tick();
+  EXPECT_TRUE(PhaseIs("job-1", 2, "fetching"));
+
+  v1::AttemptResult result = RunToResult("job-1", 2);
+  EXPECT_EQ(result.result(), v1::AttemptResult::RESULT_SUCCEEDED) << result.reason();
+  const std::string dir = AttemptDir("job-1", 2);
+  const std::string tokenizer = dir + "/inputs/job-0-a1-step-000000000300";
+  EXPECT_EQ(ReadFile(tokenizer + "/model.pt"), "tokenizer");
+  EXPECT_EQ(ReadFile(dir + "/resume/model.pt"), "weights");
+  std::vector<TrainerEvent> envs = EventsOfType("env");
+  ASSERT_EQ(envs.size(), 1u);
+  const std::string args = envs[0].String("args").value_or("");
+  EXPECT_THAT(args, HasSubstr("--resume " + dir + "/resume"));
+  EXPECT_THAT(args, HasSubstr("--set tokenizer.checkpoint=" + tokenizer));
+}
+
 TEST_F(WorkerAgentTest, ResumeFetchFailureFailsTheAttemptRetryably) {
   Start("exit 0");
   v1::Assignment assignment = MakeAssignment("job-1", 2);

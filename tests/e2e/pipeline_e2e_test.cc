@@ -1,0 +1,131 @@
+// Multi-job and multi-rank work through the service on loopback: a data-parallel job gang-placed
+// on two CPU slots (and restarted as a whole when one of its ranks dies), and the PeCo pipeline
+// tokenizer -> pretrain -> linear_probe, where each job reads its dependency's final checkpoint.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "tests/e2e/cluster.h"
+
+namespace peco::e2e {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+std::string ReadProcFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The pid of the trainer process of `job_id` that runs global rank `rank`, or 0.
+pid_t FindTrainerRank(const std::string& job_id, int rank) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string cmdline = ReadProcFile(entry.path() / "cmdline");
+    if (cmdline.find("peco-train") == std::string::npos ||
+        cmdline.find(job_id) == std::string::npos) {
+      continue;
+    }
+    for (absl::string_view variable :
+         absl::StrSplit(ReadProcFile(entry.path() / "environ"), '\0')) {
+      if (variable == absl::StrCat("RANK=", rank)) return static_cast<pid_t>(std::stoi(name));
+    }
+  }
+  return 0;
+}
+
+// The value of numeric field `name` in the last metric point of `events` that has it.
+std::optional<double> LastValue(const std::vector<v1::WatchJobEvent>& events,
+                                const std::string& name) {
+  std::optional<double> value;
+  for (const v1::WatchJobEvent& event : events) {
+    if (!event.has_metric_point()) continue;
+    auto it = event.metric_point().values().find(name);
+    if (it != event.metric_point().values().end()) value = it->second;
+  }
+  return value;
+}
+
+class PipelineE2eTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (HasFailure()) cluster_.DumpLogs();
+  }
+
+  // Submits `spec` with the CLI (extra arguments appended); returns the job id.
+  std::string Submit(const std::string& spec, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"submit", spec, "-o", "name"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    CommandResult submit = cluster_.Peco(args);
+    EXPECT_EQ(submit.exit_code, 0) << submit.output << submit.error;
+    return std::string(absl::StripAsciiWhitespace(submit.output));
+  }
+
+  Cluster cluster_;
+};
+
+TEST_F(PipelineE2eTest, TwoRankJobRunsOnTwoSlotsAndRestartsAsAWholeWhenARankDies) {
+  cluster_.StartCoordinator();
+  cluster_.StartWorker(/*cpu_slots=*/2);
+  ASSERT_TRUE(cluster_.WaitForWorkers(1));
+
+  // A gang larger than the cluster is refused at submit, not queued forever.
+  CommandResult refused = cluster_.Peco(
+      {"submit", cluster_.WriteSpec("e2e-too-wide", 10, 5), "--set", "job.world_size=3"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_THAT(refused.error, HasSubstr("spec.world_size"));
+
+  const std::string job_id =
+      Submit(cluster_.WriteSpec("e2e-ddp", /*max_steps=*/40, /*checkpoint_every=*/10),
+             {"--set", "job.world_size=2"});
+  ASSERT_FALSE(job_id.empty());
+  absl::StatusOr<v1::GetJobResponse> running = cluster_.WaitForJob(
+      job_id,
+      [&](const v1::GetJobResponse&) {
+        absl::StatusOr<std::vector<v1::CheckpointInfo>> infos = cluster_.Checkpoints(job_id);
+        return infos.ok() && !infos->empty();
+      },
+      absl::Seconds(180));
+  ASSERT_TRUE(running.ok()) << running.status();
+  ASSERT_THAT(running->attempts(0).placements(), SizeIs(1));
+  EXPECT_THAT(running->attempts(0).placements(0).ranks(), SizeIs(2));
+
+  // Rank 1 dies: the whole gang restarts from the last checkpoint.
+  const pid_t rank1 = FindTrainerRank(job_id, 1);
+  ASSERT_GT(rank1, 0) << "no trainer process for rank 1";
+  ASSERT_EQ(::kill(rank1, SIGKILL), 0);
+
+  absl::StatusOr<v1::GetJobResponse> done =
+      cluster_.WaitForState(job_id, v1::JOB_STATE_SUCCEEDED, absl::Seconds(300));
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_GE(done->attempts_size(), 2);
+  const v1::Attempt& last = done->attempts(done->attempts_size() - 1);
+  EXPECT_GT(last.resume_step(), 0) << "resumed from a checkpoint, not from scratch";
+  EXPECT_THAT(last.placements(0).ranks(), SizeIs(2));
+
+  // Both ranks reported steps.
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> history = cluster_.History(job_id);
+  ASSERT_TRUE(history.ok()) << history.status();
+  bool rank_one_reported = false;
+  for (const v1::WatchJobEvent& event : *history) {
+    rank_one_reported |= event.has_metric_point() && event.metric_point().rank() == 1;
+  }
+  EXPECT_TRUE(rank_one_reported);
+}
+
+}  // namespace
+}  // namespace peco::e2e
