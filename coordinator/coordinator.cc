@@ -203,10 +203,12 @@ absl::Status Coordinator::CheckGangFitsLocked(const v1::JobSpec& spec) {
   if (workers.empty()) return absl::OkStatus();
   const int64_t fit = RanksThatFitWhenIdle(job, workers);
   if (fit >= job.world_size) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "spec.world_size: ", job.world_size, " ranks of ", job.gpus_per_rank, " GPUs and ",
-      job.cpu_slots_per_rank, " CPU slots each can never start: the registered workers host at "
-      "most ", fit, " such ranks at once (", listed, ")"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("spec.world_size: ", job.world_size, " ranks of ", job.gpus_per_rank,
+                   " GPUs and ", job.cpu_slots_per_rank,
+                   " CPU slots each can never start: the registered workers host at "
+                   "most ",
+                   fit, " such ranks at once (", listed, ")"));
 }
 
 absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(const v1::SubmitJobRequest& request) {

@@ -113,13 +113,12 @@ absl::StatusOr<std::vector<v1::InputCheckpoint>> Coordinator::ResolveInputsLocke
                      store_->ListCheckpoints(dependency));
     std::optional<v1::CheckpointInfo> chosen = ChooseDependencyCheckpoint(checkpoints);
     if (!chosen.has_value()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("dependency ", dependency, " succeeded but left no checkpoint for ", *field));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "dependency ", dependency, " succeeded but left no checkpoint for ", *field));
     }
     input.set_checkpoint_id(chosen->id());
   }
-  Log(absl::StrCat(job.id(), ": ", input.config_field(), " <- checkpoint ",
-                   input.checkpoint_id()));
+  Log(absl::StrCat(job.id(), ": ", input.config_field(), " <- checkpoint ", input.checkpoint_id()));
   return std::vector<v1::InputCheckpoint>{input};
 }
 

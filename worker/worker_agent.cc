@@ -532,12 +532,13 @@ void WorkerAgent::ApplyAssignment(const v1::Assignment& assignment, absl::Time n
     return;
   }
   if (!assignment.resume_checkpoint_id().empty()) {
-    attempt.fetches.push_back({assignment.resume_checkpoint_id(), "",
-                               (fs::path(attempt.dir) / "resume").string()});
+    attempt.fetches.push_back(
+        {assignment.resume_checkpoint_id(), "", (fs::path(attempt.dir) / "resume").string()});
   }
   for (const v1::InputCheckpoint& input : assignment.inputs()) {
-    attempt.fetches.push_back({input.checkpoint_id(), input.config_field(),
-                               (fs::path(attempt.dir) / "inputs" / input.checkpoint_id()).string()});
+    attempt.fetches.push_back(
+        {input.checkpoint_id(), input.config_field(),
+         (fs::path(attempt.dir) / "inputs" / input.checkpoint_id()).string()});
   }
   if (!attempt.fetches.empty()) {
     attempt.phase = Attempt::Phase::kFetching;
@@ -625,8 +626,7 @@ void WorkerAgent::ReleaseDevicesLocked(Attempt& attempt) {
 void WorkerAgent::AdvanceAttemptsLocked(absl::Time now) {
   for (auto& [key, owned] : attempts_) {
     Attempt& attempt = *owned;
-    if (attempt.phase == Attempt::Phase::kFetching && !attempt.fetch_busy &&
-        attempt.AllFetched()) {
+    if (attempt.phase == Attempt::Phase::kFetching && !attempt.fetch_busy && attempt.AllFetched()) {
       LaunchLocked(attempt);
     }
     if (attempt.phase == Attempt::Phase::kRunning && attempt.supervisor->Poll()) {

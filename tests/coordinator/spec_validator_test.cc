@@ -125,8 +125,8 @@ TEST_F(TrainerSpecValidatorTest, RefusesPathsOutsideTheAllowedRoots) {
 TEST_F(TrainerSpecValidatorTest, FieldsTheServiceFillsAreNotCheckedAsPaths) {
   // The pretrain preset names its tokenizer by a relative path; as a dependent job the worker
   // fills tokenizer.checkpoint with the fetched dependency checkpoint instead.
-  v1::JobSpec spec = Spec(
-      *ReadFileToString(absl::StrCat(PECO_SOURCE_DIR, "/configs/pretrain_small.yaml")));
+  v1::JobSpec spec =
+      Spec(*ReadFileToString(absl::StrCat(PECO_SOURCE_DIR, "/configs/pretrain_small.yaml")));
   spec.set_kind(v1::JOB_KIND_PRETRAIN);
   TrainerSpecValidator validator(options_);
   absl::Status alone = validator.Validate(spec, {});
