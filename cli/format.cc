@@ -227,6 +227,13 @@ std::string FormatJobDetails(const v1::GetJobResponse& response, absl::Time now)
     fields.emplace_back("Labels", absl::StrJoin(labels, ", ", absl::PairFormatter("=")));
   }
   if (!job.failure_reason().empty()) fields.emplace_back("Failure", job.failure_reason());
+  // What the job reads from its dependency (the same for every attempt).
+  if (response.attempts_size() > 0) {
+    for (const v1::InputCheckpoint& input : response.attempts(0).inputs()) {
+      fields.emplace_back("Input",
+                          absl::StrCat(input.config_field(), " <- ", input.checkpoint_id()));
+    }
+  }
   if (!job.client_request_id().empty()) fields.emplace_back("Request id", job.client_request_id());
 
   size_t width = 0;

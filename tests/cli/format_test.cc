@@ -102,7 +102,11 @@ TEST(FormatTest, JobDetailsShowAttemptsAndFailure) {
   attempt->add_placements()->set_worker_id("worker-a");
   attempt->set_resume_checkpoint_id("job-000003-a1-step-000000000100");
   attempt->set_resume_step(100);
+  v1::InputCheckpoint* input = attempt->add_inputs();
+  input->set_checkpoint_id("job-000002-a1-step-000000000400");
+  input->set_config_field("backbone.checkpoint");
   const std::string text = FormatJobDetails(response, kNow);
+  EXPECT_THAT(text, HasSubstr("backbone.checkpoint <- job-000002-a1-step-000000000400"));
   EXPECT_THAT(text, HasSubstr("job-000003"));
   EXPECT_THAT(text, HasSubstr("FAILED"));
   EXPECT_THAT(text, HasSubstr("non-finite loss"));

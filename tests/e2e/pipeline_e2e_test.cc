@@ -127,5 +127,57 @@ TEST_F(PipelineE2eTest, TwoRankJobRunsOnTwoSlotsAndRestartsAsAWholeWhenARankDies
   EXPECT_TRUE(rank_one_reported);
 }
 
+// A tiny pretrain spec whose ViT (16 px, patch 2: an 8x8 grid, 32 codes) matches the tiny
+// tokenizer of Cluster::WriteSpec (16 px, factor 2, 32 codes). tokenizer.checkpoint is left to
+// the service.
+std::string PretrainSpec(int max_steps) {
+  return absl::StrCat(R"(kind: pretrain
+seed: 5
+threads: 1
+data: {source: fashion_mnist, path: /usr/share/datasets/fashion-mnist, image_size: 16,
+       batch_size: 8, num_workers: 1, prefetch: 2}
+model: {preset: beit_small_fashion_mnist, img_size: 16, patch_size: 2, embed_dim: 32, depth: 2,
+        num_heads: 2, vocab_size: 32}
+masking: {num_masking_patches: 26, min_num_patches: 4}
+optim: {lr: 2.0e-3, min_lr: 1.0e-4, warmup_steps: 2}
+train: {max_steps: )",
+                      max_steps, R"(, log_every: 1, checkpoint_every: 10, keep_checkpoints: 2}
+job: {name: e2e-pretrain, max_restarts: 2}
+)");
+}
+
+TEST_F(PipelineE2eTest, PecoPipelineHandsEachJobItsDependencysFinalCheckpoint) {
+  cluster_.StartCoordinator();
+  cluster_.StartWorker(/*cpu_slots=*/1);
+  ASSERT_TRUE(cluster_.WaitForWorkers(1));
+
+  const std::string tokenizer = Submit(cluster_.WriteSpec("e2e-tokenizer", 20, 10));
+  ASSERT_FALSE(tokenizer.empty());
+  const std::string pretrain_spec = cluster_.root() + "/pretrain.yaml";
+  std::ofstream(pretrain_spec) << PretrainSpec(20);
+  const std::string pretrain = Submit(pretrain_spec, {"--after", tokenizer});
+  ASSERT_FALSE(pretrain.empty());
+
+  absl::StatusOr<v1::GetJobResponse> done =
+      cluster_.WaitForState(pretrain, v1::JOB_STATE_SUCCEEDED, absl::Seconds(300));
+  ASSERT_TRUE(done.ok()) << done.status();
+
+  // The pretrain job read the tokenizer's final checkpoint.
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> tokenizer_checkpoints =
+      cluster_.Checkpoints(tokenizer);
+  ASSERT_TRUE(tokenizer_checkpoints.ok());
+  std::string final_tokenizer;
+  for (const v1::CheckpointInfo& info : *tokenizer_checkpoints) {
+    if (info.final()) final_tokenizer = info.id();
+  }
+  ASSERT_FALSE(final_tokenizer.empty());
+  ASSERT_THAT(done->attempts(0).inputs(), SizeIs(1));
+  EXPECT_EQ(done->attempts(0).inputs(0).checkpoint_id(), final_tokenizer);
+  EXPECT_EQ(done->attempts(0).inputs(0).config_field(), "tokenizer.checkpoint");
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> history = cluster_.History(pretrain);
+  ASSERT_TRUE(history.ok()) << history.status();
+  EXPECT_TRUE(LastValue(*history, "mlm_acc").has_value());
+}
+
 }  // namespace
 }  // namespace peco::e2e
