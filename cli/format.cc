@@ -177,8 +177,12 @@ std::string Step(const v1::JobProgress& progress) {
 // "step 120/300, loss 0.1234, 25.3 img/s".
 std::string Progress(const v1::JobProgress& progress) {
   if (progress.time_us() == 0) return "-";
-  return absl::StrFormat("step %s, loss %.4f, %.1f img/s", Step(progress), progress.loss(),
-                         progress.images_per_second());
+  std::string text = absl::StrFormat("step %s, loss %.4f, %.1f img/s", Step(progress),
+                                     progress.loss(), progress.images_per_second());
+  if (auto it = progress.eval().find("eval_top1"); it != progress.eval().end()) {
+    absl::StrAppendFormat(&text, ", eval top-1 %.2f%%", it->second);
+  }
+  return text;
 }
 
 }  // namespace

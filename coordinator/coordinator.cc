@@ -6,6 +6,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/json_line.h"
 #include "common/status_macros.h"
@@ -120,6 +121,9 @@ void Coordinator::NoteProgress(const v1::MetricPoint& point) {
   }
   if (auto it = point.values().find("images_per_second"); it != point.values().end()) {
     progress.set_images_per_second(it->second);
+  }
+  for (const auto& [name, value] : point.values()) {
+    if (absl::StartsWith(name, "eval_")) (*progress.mutable_eval())[name] = value;
   }
 }
 
@@ -255,6 +259,20 @@ absl::StatusOr<v1::GetJobResponse> Coordinator::GetJob(const v1::GetJobRequest& 
   if (request.job_id().empty()) return absl::InvalidArgumentError("job_id: must not be empty");
   v1::GetJobResponse response;
   ASSIGN_OR_RETURN(*response.mutable_job(), store_->GetJob(request.job_id()));
+  bool known = false;
+  {
+    absl::MutexLock lock(&progress_mu_);
+    known = progress_.count(request.job_id()) > 0;
+  }
+  if (!known) {
+    // Progress is cached in memory; after a restart it is rebuilt from the stored curve, so a
+    // finished evaluation job still shows its result.
+    MetricQuery query;
+    query.job_id = request.job_id();
+    query.rank = 0;
+    ASSIGN_OR_RETURN(std::vector<v1::MetricPoint> points, store_->ListMetricPoints(query));
+    for (const v1::MetricPoint& point : points) NoteProgress(point);
+  }
   FillProgress(response.mutable_job());
   ASSIGN_OR_RETURN(std::vector<v1::Attempt> attempts, store_->ListAttempts(request.job_id()));
   for (v1::Attempt& attempt : attempts) *response.add_attempts() = std::move(attempt);

@@ -105,8 +105,11 @@ TEST(FormatTest, JobDetailsShowAttemptsAndFailure) {
   v1::InputCheckpoint* input = attempt->add_inputs();
   input->set_checkpoint_id("job-000002-a1-step-000000000400");
   input->set_config_field("backbone.checkpoint");
+  response.mutable_job()->mutable_progress()->set_time_us(1);
+  (*response.mutable_job()->mutable_progress()->mutable_eval())["eval_top1"] = 71.25;
   const std::string text = FormatJobDetails(response, kNow);
   EXPECT_THAT(text, HasSubstr("backbone.checkpoint <- job-000002-a1-step-000000000400"));
+  EXPECT_THAT(text, HasSubstr("eval top-1 71.25%"));
   EXPECT_THAT(text, HasSubstr("job-000003"));
   EXPECT_THAT(text, HasSubstr("FAILED"));
   EXPECT_THAT(text, HasSubstr("non-finite loss"));

@@ -219,6 +219,11 @@ TEST_F(CoordinatorTest, JobRunsToSuccessThroughHeartbeats) {
   EXPECT_EQ(got->job().progress().step(), 10);
   EXPECT_EQ(got->job().progress().max_steps(), 20);
   EXPECT_DOUBLE_EQ(got->job().progress().loss(), 0.5);
+  EXPECT_TRUE(got->job().progress().eval().empty());
+  // An evaluation's values are kept as the job's latest evaluation.
+  v1::ReportProgressRequest eval = Point(job.id(), 1, 20, 0.4);
+  (*eval.mutable_metric_point()->mutable_values())["eval_top1"] = 81.5;
+  ASSERT_TRUE(coordinator_->ReportProgress({eval}).ok());
   ASSERT_TRUE(Upload(job.id(), 1, 20, /*final=*/true).ok());
   Heartbeat(worker, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
   EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_SUCCEEDED);
@@ -228,7 +233,14 @@ TEST_F(CoordinatorTest, JobRunsToSuccessThroughHeartbeats) {
   EXPECT_EQ(history->back().state_change().state(), v1::JOB_STATE_SUCCEEDED);
   int points = 0;
   for (const v1::WatchJobEvent& event : *history) points += event.has_metric_point();
-  EXPECT_EQ(points, 1);
+  EXPECT_EQ(points, 2);
+
+  // The result survives a restart of the coordinator.
+  Start();
+  got = coordinator_->GetJob(get);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->job().progress().step(), 20);
+  EXPECT_DOUBLE_EQ(got->job().progress().eval().at("eval_top1"), 81.5);
 }
 
 TEST_F(CoordinatorTest, InvalidSpecIsRefusedNamingTheFieldAndNothingIsStored) {
