@@ -177,6 +177,15 @@ class CoordinatorTest : public ::testing::Test {
     return coordinator_->CommitCheckpointUpload(*upload, manifest);
   }
 
+  // Submits a tokenizer job and a pretrain job that depends on it; returns both.
+  std::pair<v1::Job, v1::Job> SubmitTokenizerThenPretrain() {
+    v1::Job tokenizer = Submit(Spec("tokenizer"));
+    v1::JobSpec pretrain = Spec("pretrain");
+    pretrain.set_kind(v1::JOB_KIND_PRETRAIN);
+    pretrain.mutable_depends_on()->set_job_id(tokenizer.id());
+    return {tokenizer, Submit(pretrain)};
+  }
+
   std::string dir_;
   CoordinatorOptions options_;
   FakeClock clock_;
@@ -547,11 +556,7 @@ TEST_F(CoordinatorTest, GangSpreadsOverWorkersAndOnlyRankZerosResultDecidesSucce
 
 TEST_F(CoordinatorTest, PretrainAfterATokenizerReadsItsFinalCheckpointOnEveryAttempt) {
   const std::string worker = RegisterWorker("w1", 4);
-  v1::Job tokenizer = Submit(Spec("tokenizer"));
-  v1::JobSpec pretrain = Spec("pretrain");
-  pretrain.set_kind(v1::JOB_KIND_PRETRAIN);
-  pretrain.mutable_depends_on()->set_job_id(tokenizer.id());
-  v1::Job dependent = Submit(pretrain);
+  auto [tokenizer, dependent] = SubmitTokenizerThenPretrain();
   // The trainer's config check is told which field the service fills.
   EXPECT_THAT(validator_.last_input_fields, ElementsAre("tokenizer.checkpoint"));
 
@@ -583,11 +588,7 @@ TEST_F(CoordinatorTest, PretrainAfterATokenizerReadsItsFinalCheckpointOnEveryAtt
 
 TEST_F(CoordinatorTest, DependencyWithoutACheckpointFailsTheDependentJob) {
   const std::string worker = RegisterWorker("w1", 4);
-  v1::Job tokenizer = Submit(Spec("tokenizer"));
-  v1::JobSpec pretrain = Spec("pretrain");
-  pretrain.set_kind(v1::JOB_KIND_PRETRAIN);
-  pretrain.mutable_depends_on()->set_job_id(tokenizer.id());
-  v1::Job dependent = Submit(pretrain);
+  auto [tokenizer, dependent] = SubmitTokenizerThenPretrain();
   Heartbeat(worker, {Running(tokenizer.id(), 1)});
   Heartbeat(worker, {}, {Result(tokenizer.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
   coordinator_->Tick();
