@@ -18,6 +18,8 @@ constexpr std::pair<const char*, const char*> kRankValues[] = {
     {"data_wait_share", "Share of the step spent waiting for data, latest"},
     {"codes_used", "Codebook entries used in the latest step (tokenizer)"},
     {"perplexity", "Codebook perplexity of the latest step (tokenizer)"},
+    {"mlm_acc", "Masked-token accuracy of the latest step (pretrain)"},
+    {"eval_top1", "Top-1 accuracy in percent of the latest evaluation (finetune, linear_probe)"},
 };
 
 }  // namespace

@@ -58,7 +58,7 @@ class WorkerMetrics {
   void CountTrainerExit(absl::string_view cause);
 
   // Sets the per-rank gauge `name` (one of step, loss, images_per_second, lr, data_wait_share,
-  // codes_used, perplexity; other names are ignored) of (job, rank).
+  // codes_used, perplexity, mlm_acc, eval_top1; other names are ignored) of (job, rank).
   void SetRankValue(const std::string& job_id, int rank, absl::string_view name, double value);
   // Removes every per-rank gauge of `job_id`.
   void RemoveJob(const std::string& job_id);

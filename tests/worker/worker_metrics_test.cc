@@ -49,7 +49,9 @@ TEST(WorkerMetricsTest, PerRankGaugesAreRemovedWithTheirJob) {
   metrics.SetRankValue("job-1", 1, "images_per_second", 40);
   metrics.SetRankValue("job-10", 0, "lr", 0.001);
   metrics.SetRankValue("job-1", 0, "not_a_rank_metric", 1);
+  metrics.SetRankValue("job-1", 0, "eval_top1", 82.5);
   std::string text = Scrape(metrics);
+  EXPECT_THAT(text, HasSubstr(R"(peco_worker_rank_eval_top1{job="job-1",rank="0"} 82.5)"));
   EXPECT_THAT(text, HasSubstr(R"(peco_worker_rank_loss{job="job-1",rank="0"} 0.5)"));
   EXPECT_THAT(text, HasSubstr(R"(peco_worker_rank_images_per_second{job="job-1",rank="1"} 40)"));
   EXPECT_THAT(text, Not(HasSubstr("not_a_rank_metric")));
