@@ -9,9 +9,12 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 
+#include "absl/strings/str_replace.h"
 #include "common/file_util.h"
 #include "common/sha256.h"
+#include "tests/test_util/subprocess.h"
 #include "tests/test_util/tiny_jobs.h"
 #include "tests/test_util/train_process.h"
 #include "trainer/engine/checkpoint.h"
@@ -23,6 +26,7 @@ namespace peco::trainer {
 namespace {
 
 namespace fs = std::filesystem;
+using ::peco::testing::Subprocess;
 using ::peco::testing::TrainRun;
 using ::peco::testing::WriteConfig;
 
@@ -335,6 +339,102 @@ TEST_F(EvalRunTest, AWrongBackboneIsRefusedNamingTheField) {
   EXPECT_EQ(inputs["eval.path"], "/usr/share/datasets/fashion-mnist");
   EXPECT_EQ(inputs["backbone.checkpoint"], *pretrain_);
   EXPECT_EQ(run.Of("valid")[0]["kind"].as<std::string>(), "linear_probe");
+}
+
+TEST_F(EvalRunTest, OfficialWeightsFileLoadsLikeTheCheckpoint) {
+  const std::string dir = TempDir("weights");
+  // The pretrain checkpoint in BEiT's release format.
+  TrainRun exported = RunTrain({"export", "--checkpoint", *pretrain_, "--out", dir + "/beit.pth"},
+                               dir + "/export.log");
+  ASSERT_EQ(exported.exit_code, 0) << exported.ErrorMessage();
+  // The architecture comes from `model:` (a weights file has no config).
+  const std::string model =
+      "model: {preset: beit_small_fashion_mnist, img_size: 16, patch_size: 2, embed_dim: 32, "
+      "depth: 2, num_heads: 2}\n";
+  TrainRun run = RunTrain({"linear_probe", "--config",
+                           WriteConfig(dir, "c.yaml",
+                                       EvalConfig("linear_probe", dir + "/run",
+                                                  "weights: " + dir + "/beit.pth", 3, 0, model))},
+                          dir + "/stderr.log");
+  ASSERT_EQ(run.exit_code, 0) << run.ErrorMessage();
+  EXPECT_EQ(run.Of("start")[0]["backbone"].as<std::string>(), "weights");
+  absl::StatusOr<LoadedEval> probe = LoadEvalCheckpoint(dir + "/run");
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  absl::StatusOr<std::string> digest = Sha256FileHex(dir + "/beit.pth");
+  ASSERT_TRUE(digest.ok());
+  EXPECT_EQ(probe->backbone_sha256, *digest);
+  absl::StatusOr<LoadedPretrain> pretrain = LoadPretrainCheckpoint(*pretrain_);
+  ASSERT_TRUE(pretrain.ok()) << pretrain.status();
+  BeitClassifier expected(probe->model_config);
+  ASSERT_TRUE(
+      LoadPretrainIntoClassifier(expected, StateDictInOfficialOrder(*pretrain->model), "pretrain")
+          .ok());
+  ExpectSameTensors(StateDictInOfficialOrder(*probe->model), StateDictInOfficialOrder(*expected));
+
+  // A weights file for another architecture is refused naming the field.
+  TrainRun wrong = RunTrain(
+      {"linear_probe", "--config",
+       WriteConfig(dir, "w.yaml",
+                   EvalConfig("linear_probe", dir + "/w", "weights: " + dir + "/beit.pth", 3, 0,
+                              absl::StrReplaceAll(model, {{"embed_dim: 32", "embed_dim: 64"}})))},
+      dir + "/w.log");
+  EXPECT_EQ(wrong.exit_code, 2);
+  EXPECT_NE(wrong.ErrorMessage().find("backbone.weights"), std::string::npos)
+      << wrong.ErrorMessage();
+}
+
+TEST_F(EvalRunTest, TwoRanksEqualOneRankWithTheDoubleBatchAndCountEveryEvalImageOnce) {
+  const std::string dir = TempDir("ddp");
+  constexpr int kSteps = 4;
+  // 501 held-out images: two shards of 250 and a remainder of 1 that rank 0 evaluates.
+  const std::string eval = "eval: {split: test, batch_size: 64, max_images: 501}\n";
+  auto config = [&](const std::string& name, int batch) {
+    std::string yaml =
+        EvalConfig("linear_probe", dir + "/" + name, "checkpoint: " + *pretrain_, kSteps);
+    yaml = absl::StrReplaceAll(yaml, {{"batch_size: 32", "batch_size: " + std::to_string(batch)}});
+    yaml.replace(yaml.find("eval: {"),
+                 yaml.find("\n", yaml.find("eval: {")) - yaml.find("eval: {") + 1, eval);
+    return WriteConfig(dir, name + ".yaml", yaml);
+  };
+  TrainRun one = RunTrain({"linear_probe", "--config", config("one", 32)}, dir + "/one.log");
+  ASSERT_EQ(one.exit_code, 0) << one.ErrorMessage();
+  ASSERT_EQ(one.Of("eval").size(), 1u);
+  EXPECT_EQ(one.Of("eval")[0]["eval_images"].as<int>(), 501);
+
+  const std::string two = config("two", 16);
+  const std::string port = std::to_string(29000 + (::getpid() + 977) % 2000);
+  std::vector<std::unique_ptr<Subprocess>> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    ranks.push_back(std::make_unique<Subprocess>(
+        std::vector<std::string>{"/usr/bin/env", "WORLD_SIZE=2", "RANK=" + std::to_string(rank),
+                                 "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port,
+                                 "PECO_JOB_ID=eval-ddp-test", PECO_TRAIN_BINARY, "linear_probe",
+                                 "--config", two, "--set", "threads=1"},
+        dir + "/rank" + std::to_string(rank) + ".log"));
+  }
+  std::vector<YAML::Node> rank0_evals;
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    std::string line;
+    while (ranks[r]->ReadLine(&line)) {
+      YAML::Node event = YAML::Load(line);
+      if (r == 0 && event["event"].as<std::string>() == "eval") rank0_evals.push_back(event);
+    }
+    EXPECT_EQ(ranks[r]->Wait(), 0) << "rank " << r;
+  }
+  ASSERT_EQ(rank0_evals.size(), 1u);
+  EXPECT_EQ(rank0_evals[0]["eval_images"].as<int>(), 501);
+  EXPECT_NEAR(rank0_evals[0]["eval_top1"].as<double>(), one.Of("eval")[0]["eval_top1"].as<double>(),
+              0.5);
+  absl::StatusOr<LoadedEval> a = LoadEvalCheckpoint(dir + "/one");
+  absl::StatusOr<LoadedEval> b = LoadEvalCheckpoint(dir + "/two");
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  NamedTensors a_head = StateDictInOfficialOrder(*a->head);
+  NamedTensors b_head = StateDictInOfficialOrder(*b->head);
+  ASSERT_EQ(a_head.size(), b_head.size());
+  for (size_t i = 0; i < a_head.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(a_head[i].second, b_head[i].second, 1e-4, 1e-5)) << a_head[i].first;
+  }
 }
 
 }  // namespace
