@@ -2,6 +2,8 @@
 //
 //   peco-train tokenizer --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set a.b=v]...
 //   peco-train pretrain --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set a.b=v]...
+//   peco-train finetune --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set a.b=v]...
+//   peco-train linear_probe --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set a.b=v]...
 //   peco-train export --checkpoint DIR --out FILE.pt
 //   peco-train validate --config FILE.yaml [--check_paths true|false] [--set a.b=v]...
 //
@@ -9,7 +11,8 @@
 // after an `input` event per file or directory the job would read and a `valid` event; exit 2
 // with an `error` event naming the field otherwise. The coordinator runs it on every submitted
 // spec. `export` writes a checkpoint of any kind in its official PyTorch layout (tokenizer:
-// taming VQModel names; pretrain: BEiT's `{'model': state_dict}`).
+// taming VQModel names; pretrain and finetune: BEiT's `{'model': state_dict}`; linear_probe
+// checkpoints are refused: no official layout holds a head on an intermediate block).
 //
 // Progress goes to stdout as newline-delimited JSON events and to stderr as readable lines.
 // Exit codes: 0 done (or stopped cleanly by SIGTERM with a final checkpoint), 2 bad usage or
@@ -32,6 +35,9 @@
 #include "trainer/export/beit_export.h"
 #include "trainer/export/tokenizer_export.h"
 #include "trainer/tasks/checkpoint_lookup.h"
+#include "trainer/tasks/eval_backbone.h"
+#include "trainer/tasks/eval_config.h"
+#include "trainer/tasks/eval_task.h"
 #include "trainer/tasks/pretrain_config.h"
 #include "trainer/tasks/pretrain_task.h"
 #include "trainer/tasks/tokenizer_config.h"
@@ -45,6 +51,10 @@ constexpr char kUsage[] =
     "  peco-train tokenizer --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set "
     "key=value]...\n"
     "  peco-train pretrain --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set "
+    "key=value]...\n"
+    "  peco-train finetune --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set "
+    "key=value]...\n"
+    "  peco-train linear_probe --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set "
     "key=value]...\n"
     "  peco-train export --checkpoint DIR --out FILE.pt\n"
     "  peco-train validate --config FILE.yaml [--check_paths true|false] [--set key=value]...\n";
@@ -116,7 +126,8 @@ absl::StatusOr<std::string> ReadConfigText(const std::string& path,
   return peco::ApplyConfigOverrides(*text, sets);
 }
 
-// `peco-train tokenizer|pretrain`: parses flags and the config, then runs the job.
+// `peco-train tokenizer|pretrain|finetune|linear_probe`: parses flags and the config, then runs the
+// job.
 int RunJob(const std::string& kind, int argc, char** argv, ProgressSink& progress) {
   std::map<std::string, std::string> flags;
   std::string error;
@@ -139,6 +150,19 @@ int RunJob(const std::string& kind, int argc, char** argv, ProgressSink& progres
     options.resume_from = flags["resume"];
     options.progress = &progress;
     status = RunTokenizerJob(*config, options).status();
+  } else if (kind == "finetune" || kind == "linear_probe") {
+    absl::StatusOr<EvalJobConfig> config = ParseEvalConfig(*text, flags["config"]);
+    if (!config.ok()) return Fail(progress, config.status());
+    if (config->kind != kind) {
+      return Fail(progress,
+                  absl::InvalidArgumentError(absl::StrCat("kind: the config is a ", config->kind,
+                                                          " job, the command is ", kind)));
+    }
+    if (flags.count("output_dir") > 0) config->train.output_dir = flags["output_dir"];
+    EvalRunOptions options;
+    options.resume_from = flags["resume"];
+    options.progress = &progress;
+    status = RunEvalJob(*config, options).status();
   } else {
     absl::StatusOr<PretrainJobConfig> config = ParsePretrainConfig(*text, flags["config"]);
     if (!config.ok()) return Fail(progress, config.status());
@@ -182,6 +206,22 @@ int RunExport(int argc, char** argv, ProgressSink& progress) {
     dir = loaded->checkpoint_dir;
     step = loaded->step;
     names = "BEiT pre-training key names ({'model': state_dict})";
+  } else if (*kind == "finetune") {
+    absl::StatusOr<LoadedEval> loaded = LoadEvalCheckpoint(checkpoint->dir);
+    if (!loaded.ok()) return Fail(progress, loaded.status());
+    absl::Status status = ExportBeitFinetune(loaded->model, flags["out"]);
+    if (!status.ok()) return Fail(progress, status);
+    dir = loaded->checkpoint_dir;
+    step = loaded->step;
+    names = "BEiT fine-tuning key names ({'model': state_dict})";
+  } else if (*kind == "linear_probe") {
+    return Fail(progress,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "--checkpoint: ", checkpoint->dir,
+                    " is a linear_probe checkpoint; export does not support it (its head reads an "
+                    "intermediate block's pooled tokens, which no official BEiT layout holds). "
+                    "Export the backbone's pretrain checkpoint, or load head.pt from the "
+                    "checkpoint directory")));
   } else {
     return Fail(progress, absl::InvalidArgumentError(
                               absl::StrCat("--checkpoint: ", checkpoint->dir, " holds a '", *kind,
@@ -235,6 +275,21 @@ int RunValidate(int argc, char** argv, ProgressSink& progress) {
     if (config->data.source != "synthetic") emit_input("data.path", config->data.path);
     emit_input("loss.perceptual.weights", config->loss.perceptual.weights_path);
     max_steps = config->train.max_steps;
+  } else if (*kind == "finetune" || *kind == "linear_probe") {
+    absl::StatusOr<EvalJobConfig> config = ParseEvalConfig(*text, flags["config"], check_paths);
+    if (!config.ok()) return Fail(progress, config.status());
+    if (config->data.source != "synthetic") {
+      emit_input("data.path", config->data.path);
+      emit_input("eval.path", config->eval_data.path);
+    }
+    emit_input("backbone.checkpoint", config->backbone.checkpoint);
+    emit_input("backbone.weights", config->backbone.weights);
+    if (check_paths) {
+      // The backbone exists now: refuse another kind or a conflicting architecture.
+      absl::Status status = ResolveEvalBackbone(&*config, &progress).status();
+      if (!status.ok()) return Fail(progress, status);
+    }
+    max_steps = config->train.max_steps;
   } else {
     absl::StatusOr<PretrainJobConfig> config =
         ParsePretrainConfig(*text, flags["config"], check_paths);
@@ -274,7 +329,10 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string command = argv[1];
-  if (command == "tokenizer" || command == "pretrain") return RunJob(command, argc, argv, progress);
+  if (command == "tokenizer" || command == "pretrain" || command == "finetune" ||
+      command == "linear_probe") {
+    return RunJob(command, argc, argv, progress);
+  }
   if (command == "export") return RunExport(argc, argv, progress);
   if (command == "validate") return RunValidate(argc, argv, progress);
   std::cerr << "unknown command '" << command << "'\n" << kUsage;

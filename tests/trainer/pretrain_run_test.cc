@@ -13,6 +13,7 @@
 #include <map>
 
 #include "tests/test_util/subprocess.h"
+#include "tests/test_util/tiny_jobs.h"
 #include "tests/test_util/train_process.h"
 #include "trainer/engine/checkpoint.h"
 #include "trainer/models/weights.h"
@@ -25,18 +26,10 @@ namespace fs = std::filesystem;
 using ::peco::testing::Subprocess;
 
 std::string TempDir(const std::string& name) {
-  fs::path dir =
-      fs::temp_directory_path() / ("peco_pretrain_test_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
+  return ::peco::testing::TempDir("peco_pretrain_test", name);
 }
 
-std::string WriteConfig(const std::string& dir, const std::string& name, const std::string& yaml) {
-  const std::string path = dir + "/" + name;
-  std::ofstream(path) << yaml;
-  return path;
-}
+using ::peco::testing::WriteConfig;
 
 using RunResult = ::peco::testing::TrainRun;
 
@@ -45,41 +38,14 @@ RunResult RunTrain(const std::vector<std::string>& args, const std::string& log,
   return ::peco::testing::RunTrainProcess(PECO_TRAIN_BINARY, args, log, stop_at_step, prefix);
 }
 
-// A tiny tokenizer on 16x16 crops: f2, so an 8x8 token grid, 64 codes.
 std::string TokenizerConfig(const std::string& output_dir, int seed) {
-  return "kind: tokenizer\nseed: " + std::to_string(seed) + R"(
-threads: 2
-data: {source: fashion_mnist, path: /usr/share/datasets/fashion-mnist, image_size: 16,
-       batch_size: 8, num_workers: 2, prefetch: 4}
-transform: {scale_min: 0.7}
-model: {ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [8], z_channels: 32,
-        n_embed: 64, embed_dim: 16}
-loss: {perceptual_weight: 0}
-optim: {lr: 2.0e-3, warmup_steps: 2}
-train: {max_steps: 20, log_every: 10, checkpoint_every: 1000, output_dir: )" +
-         output_dir + "}\n";
+  return ::peco::testing::TinyTokenizerConfig(output_dir, seed);
 }
 
-// A tiny BEiT on 16x16 crops: patch 2, so an 8x8 patch grid, vocabulary 64.
 std::string PretrainConfig(const std::string& output_dir, const std::string& tokenizer,
                            int max_steps, int batch_size = 16, double drop_path = 0.1) {
-  return R"(kind: pretrain
-seed: 5
-threads: 2
-data: {source: fashion_mnist, path: /usr/share/datasets/fashion-mnist, image_size: 16,
-       batch_size: )" +
-         std::to_string(batch_size) + R"(, num_workers: 2, prefetch: 4}
-transform: {scale_min: 0.7}
-model: {preset: beit_small_fashion_mnist, img_size: 16, patch_size: 2, embed_dim: 32, depth: 2,
-        num_heads: 2, vocab_size: 64, drop_path_rate: )" +
-         std::to_string(drop_path) + R"(}
-tokenizer: {checkpoint: )" +
-         tokenizer + R"(}
-masking: {num_masking_patches: 26, min_num_patches: 4}
-optim: {lr: 2.0e-3, min_lr: 1.0e-4, warmup_steps: 5}
-train: {max_steps: )" +
-         std::to_string(max_steps) +
-         ", log_every: 1, checkpoint_every: 1000, output_dir: " + output_dir + "}\n";
+  return ::peco::testing::TinyPretrainConfig(output_dir, tokenizer, max_steps, batch_size,
+                                             drop_path);
 }
 
 class PretrainRunTest : public ::testing::Test {

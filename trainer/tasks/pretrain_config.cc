@@ -1,43 +1,13 @@
 #include "trainer/tasks/pretrain_config.h"
 
 #include <filesystem>
-#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "trainer/tasks/model_section.h"
 
 namespace peco::trainer {
 namespace {
-
-const std::map<std::string, BeitVitConfig (*)()>& Presets() {
-  static const auto* presets = new std::map<std::string, BeitVitConfig (*)()>{
-      {"beit_base_patch16_224_8k_vocab", &BeitBasePatch16Config},
-      {"beit_large_patch16_224_8k_vocab", &BeitLargePatch16Config},
-      {"beit_small_fashion_mnist", &BeitSmallFashionMnistConfig},
-  };
-  return *presets;
-}
-
-absl::Status ReadModel(ConfigReader& r, std::string* preset, BeitVitConfig* m) {
-  std::vector<std::string> names;
-  for (const auto& [name, make] : Presets()) names.push_back(name);
-  RETURN_IF_ERROR(r.ReadEnum("preset", names, preset));
-  *m = Presets().at(*preset)();
-  RETURN_IF_ERROR(r.Read("img_size", &m->img_size));
-  RETURN_IF_ERROR(r.Read("patch_size", &m->patch_size));
-  RETURN_IF_ERROR(r.Read("embed_dim", &m->embed_dim));
-  RETURN_IF_ERROR(r.Read("depth", &m->depth));
-  RETURN_IF_ERROR(r.Read("num_heads", &m->num_heads));
-  RETURN_IF_ERROR(r.Read("mlp_ratio", &m->mlp_ratio));
-  RETURN_IF_ERROR(r.Read("qkv_bias", &m->qkv_bias));
-  RETURN_IF_ERROR(r.Read("drop_path_rate", &m->drop_path_rate));
-  RETURN_IF_ERROR(r.Read("layer_scale_init_value", &m->layer_scale_init_value));
-  RETURN_IF_ERROR(r.Read("use_abs_pos_emb", &m->use_abs_pos_emb));
-  RETURN_IF_ERROR(r.Read("use_shared_rel_pos_bias", &m->use_shared_rel_pos_bias));
-  RETURN_IF_ERROR(r.Read("init_std", &m->init_std));
-  RETURN_IF_ERROR(r.Read("vocab_size", &m->vocab_size));
-  return r.Finish();
-}
 
 absl::Status ReadTokenizer(ConfigReader& r, PretrainTokenizerConfig* t) {
   RETURN_IF_ERROR(r.Read("checkpoint", &t->checkpoint));
@@ -173,7 +143,7 @@ absl::StatusOr<PretrainJobConfig> ParsePretrainConfig(const std::string& yaml,
   }
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("model"));
-    RETURN_IF_ERROR(ReadModel(r, &config.model_preset, &config.model));
+    RETURN_IF_ERROR(ReadBeitModelSection(r, &config.model_preset, &config.model));
   }
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("tokenizer"));
@@ -213,7 +183,8 @@ absl::StatusOr<PretrainJobConfig> ParsePretrainConfig(const std::string& yaml,
 absl::StatusOr<std::string> ConfigKind(const std::string& yaml, const std::string& source) {
   ASSIGN_OR_RETURN(ConfigReader root, ConfigReader::FromString(yaml, source));
   std::string kind = "tokenizer";
-  RETURN_IF_ERROR(root.ReadEnum("kind", {"tokenizer", "pretrain"}, &kind));
+  RETURN_IF_ERROR(
+      root.ReadEnum("kind", {"tokenizer", "pretrain", "finetune", "linear_probe"}, &kind));
   return kind;
 }
 

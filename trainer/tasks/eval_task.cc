@@ -1,0 +1,692 @@
+#include "trainer/tasks/eval_task.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "common/config_reader.h"
+#include "common/json_writer.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "trainer/data/random.h"
+#include "trainer/engine/checkpoint.h"
+#include "trainer/engine/distributed.h"
+#include "trainer/engine/distributed_module.h"
+#include "trainer/engine/module_state.h"
+#include "trainer/engine/runtime.h"
+#include "trainer/engine/stop_signal.h"
+#include "trainer/tasks/checkpoint_lookup.h"
+#include "trainer/tasks/eval_backbone.h"
+#include "trainer/tasks/model_section.h"
+#include "trainer/util/torch_status.h"
+
+namespace peco::trainer {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr char kConfigFile[] = "config.yaml";
+constexpr char kModelFile[] = "model.pt";
+constexpr char kHeadFile[] = "head.pt";
+constexpr char kOptimizerFile[] = "optimizer.pt";
+constexpr uint64_t kDropPathStream = 0x44525054;  // "DRPT"
+constexpr uint64_t kEvalDataStream = 0x4556414C;  // "EVAL": the synthetic held-out set
+
+struct EvalState {
+  std::string kind;
+  int64_t step = 0;
+  LoaderPosition loader;
+  int world_size = 1;
+  std::string config_sha256;
+  BeitVitConfig model;  // the classifier's config
+  int64_t probe_block = 0;
+  int64_t num_classes = 0;
+  EvalBackboneSource backbone;
+  EvalResult eval;
+};
+
+std::string StateToJson(const EvalState& s, uint64_t seed, bool final) {
+  JsonWriter w;
+  w.Add("kind", s.kind)
+      .Add("step", s.step)
+      .Add("epoch", s.loader.epoch)
+      .Add("batch", s.loader.batch)
+      .Add("world_size", static_cast<int64_t>(s.world_size))
+      .Add("seed", seed)
+      .Add("config_sha256", s.config_sha256)
+      .AddRaw("model", BeitConfigToJson(s.model))
+      .Add("probe_block", s.probe_block)
+      .Add("num_classes", s.num_classes)
+      .Add("backbone", s.backbone.kind)
+      .Add("backbone_source", s.backbone.path)
+      .Add("backbone_sha256", s.backbone.sha256)
+      .Add("backbone_step", s.backbone.step)
+      .Add("eval_step", s.eval.step)
+      .Add("eval_top1", s.eval.top1)
+      .Add("eval_top5", s.eval.top5)
+      .Add("eval_loss", s.eval.loss)
+      .Add("eval_images", s.eval.images)
+      .Add("final", final);
+  return w.str() + "\n";
+}
+
+absl::StatusOr<EvalState> StateFromJson(const std::string& json, const std::string& source) {
+  ASSIGN_OR_RETURN(ConfigReader r, ConfigReader::FromString(json, source));
+  EvalState s;
+  int64_t seed = 0;
+  bool final = false;
+  RETURN_IF_ERROR(r.Read("kind", &s.kind));
+  if (s.kind != "finetune" && s.kind != "linear_probe") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": holds a '", s.kind, "' checkpoint, expected a finetune or linear_probe one"));
+  }
+  RETURN_IF_ERROR(r.Read("step", &s.step));
+  RETURN_IF_ERROR(r.Read("epoch", &s.loader.epoch));
+  RETURN_IF_ERROR(r.Read("batch", &s.loader.batch));
+  RETURN_IF_ERROR(r.Read("world_size", &s.world_size));
+  RETURN_IF_ERROR(r.Read("seed", &seed));
+  RETURN_IF_ERROR(r.Read("config_sha256", &s.config_sha256));
+  {
+    ASSIGN_OR_RETURN(ConfigReader m, r.Child("model"));
+    ASSIGN_OR_RETURN(s.model, BeitConfigFromReader(m));
+  }
+  RETURN_IF_ERROR(r.Read("probe_block", &s.probe_block));
+  RETURN_IF_ERROR(r.Read("num_classes", &s.num_classes));
+  RETURN_IF_ERROR(r.Read("backbone", &s.backbone.kind));
+  RETURN_IF_ERROR(r.Read("backbone_source", &s.backbone.path));
+  RETURN_IF_ERROR(r.Read("backbone_sha256", &s.backbone.sha256));
+  RETURN_IF_ERROR(r.Read("backbone_step", &s.backbone.step));
+  RETURN_IF_ERROR(r.Read("eval_step", &s.eval.step));
+  RETURN_IF_ERROR(r.Read("eval_top1", &s.eval.top1));
+  RETURN_IF_ERROR(r.Read("eval_top5", &s.eval.top5));
+  RETURN_IF_ERROR(r.Read("eval_loss", &s.eval.loss));
+  RETURN_IF_ERROR(r.Read("eval_images", &s.eval.images));
+  RETURN_IF_ERROR(r.Read("final", &final));
+  RETURN_IF_ERROR(r.Finish());
+  return s;
+}
+
+bool SameClassifier(const BeitVitConfig& a, const BeitVitConfig& b) {
+  for (const std::string& field : BeitArchitectureFields()) {
+    if (BeitArchitectureValue(a, field) != BeitArchitectureValue(b, field)) return false;
+  }
+  return a.use_rel_pos_bias == b.use_rel_pos_bias && a.num_classes == b.num_classes &&
+         a.use_mean_pooling == b.use_mean_pooling;
+}
+
+// Images [begin, end) of another dataset.
+class RangeDataset : public Dataset {
+ public:
+  RangeDataset(std::shared_ptr<const Dataset> base, int64_t begin, int64_t end)
+      : base_(std::move(base)), begin_(begin), end_(end) {}
+  int64_t size() const override { return end_ - begin_; }
+  int64_t num_classes() const override { return base_->num_classes(); }
+  absl::StatusOr<Example> Get(int64_t index) const override {
+    if (index < 0 || index >= size()) {
+      return absl::OutOfRangeError(absl::StrCat("index ", index, " of ", size()));
+    }
+    return base_->Get(begin_ + index);
+  }
+  std::string name() const override {
+    return absl::StrCat(base_->name(), "[", begin_, ":", end_, "]");
+  }
+
+ private:
+  std::shared_ptr<const Dataset> base_;
+  int64_t begin_, end_;
+};
+
+torch::nn::Linear MakeProbeHead(int64_t dim, int64_t classes) {
+  torch::nn::Linear head(dim, classes);
+  torch::NoGradGuard no_grad;
+  head->weight.normal_(0.0, 0.01);
+  head->bias.zero_();
+  return head;
+}
+
+struct MetricWindow {
+  double loss = 0, top1 = 0, grad_norm = 0;
+  int64_t steps = 0, images = 0;
+  double data_wait_at_start = 0;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+
+  void Reset(double data_wait) {
+    *this = MetricWindow();
+    data_wait_at_start = data_wait;
+  }
+};
+
+class EvalTrainer {
+ public:
+  EvalTrainer(const EvalJobConfig& config, const EvalRunOptions& options)
+      : config_(config), options_(options), progress_(*options.progress) {}
+
+  absl::Status Setup();
+  absl::StatusOr<EvalRunResult> Train();
+
+ private:
+  absl::Status BuildModel(int64_t classes);
+  absl::Status Restore(const RestoredCheckpoint& checkpoint);
+  absl::Status SaveCheckpoint(bool final);
+  absl::Status TrainStep(const Batch& batch);
+  absl::Status EmitMetrics();
+  absl::Status Evaluate();
+  absl::Status EvaluateRange(int64_t begin, int64_t end, double sums[4]);
+  absl::StatusOr<bool> AnyRankStopping();
+  torch::Tensor Logits(const torch::Tensor& images);
+  void EmitStart(int threads);
+
+  EvalJobConfig config_;  // a copy: the backbone resolves the model into it
+  const EvalRunOptions& options_;
+  ProgressSink& progress_;
+
+  torch::Device device_{torch::kCPU};
+  bool bf16_ = false;
+  std::unique_ptr<DistributedContext> dist_;
+  BeitClassifier model_{nullptr};
+  torch::nn::Linear head_{nullptr};  // linear_probe
+  std::vector<torch::Tensor> trainable_;
+  std::vector<BeitParamGroup> groups_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<GradientAllReducer> reducer_;
+  std::shared_ptr<const Dataset> dataset_, eval_dataset_;
+  std::unique_ptr<DataLoader> loader_;
+  EvalState state_;
+  MetricWindow window_;
+  int64_t last_saved_step_ = -1;
+  std::string last_checkpoint_;
+};
+
+absl::Status EvalTrainer::BuildModel(int64_t classes) {
+  const bool probe = config_.linear_probe();
+  state_.num_classes = classes;
+  state_.model = FinetuneConfigFrom(config_.model, probe ? 0 : classes);
+  RETURN_IF_ERROR(state_.model.Validate("model."));
+  // Seeded construction: the same config gives the same initial weights on every rank.
+  torch::manual_seed(config_.seed);
+  model_ = BeitClassifier(state_.model);
+  if (probe) head_ = MakeProbeHead(config_.model.embed_dim, classes);
+  if (options_.resume_from.empty()) RETURN_IF_ERROR(LoadBackboneInto(state_.backbone, model_));
+  model_->to(device_);
+  if (probe) {
+    head_->to(device_);
+    model_->eval();
+    for (torch::Tensor& p : model_->parameters()) p.set_requires_grad(false);
+    trainable_ = head_->parameters();
+    groups_ =
+        BeitParamGroups(*head_, config_.model.depth, config_.optim.weight_decay, std::nullopt);
+  } else {
+    trainable_ = model_->parameters();
+    groups_ = FinetuneParamGroups(model_, config_);
+  }
+  const auto options = torch::optim::AdamWOptions(config_.optim.schedule.base_lr)
+                           .betas(std::make_tuple(config_.optim.betas[0], config_.optim.betas[1]))
+                           .eps(config_.optim.eps);
+  optimizer_ = std::make_unique<torch::optim::AdamW>(ToAdamWParamGroups(groups_, options), options);
+  return absl::OkStatus();
+}
+
+absl::Status EvalTrainer::Setup() {
+  ASSIGN_OR_RETURN(state_.backbone, ResolveEvalBackbone(&config_, &progress_));
+  state_.kind = config_.kind;
+  state_.probe_block = config_.linear_probe() ? config_.ProbeBlock() : 0;
+  const int threads = ConfigureThreads(config_.threads);
+  if (config_.train.device == "cuda" && !torch::cuda::is_available()) {
+    return absl::InvalidArgumentError(
+        "train.device: cuda requested but this LibTorch has no CUDA device");
+  }
+  bf16_ = config_.train.precision == "bf16";
+  ASSIGN_OR_RETURN(DistributedOptions dist_options, DistributedOptionsFromEnv());
+  if (config_.train.device == "cuda")
+    device_ = torch::Device(torch::kCUDA, dist_options.local_rank);
+  dist_options.device = device_;
+  dist_options.collective_timeout = std::chrono::milliseconds(
+      static_cast<int64_t>(std::llround(config_.train.collective_timeout * 1000)));
+  state_.world_size = dist_options.world_size;
+  state_.config_sha256 = Sha256Hex(config_.source_text);
+
+  const std::string root = (fs::path(config_.train.output_dir) / "checkpoints").string();
+  if (options_.resume_from.empty() && !ListCheckpoints(root).empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("train.output_dir: ", config_.train.output_dir,
+                     " already holds checkpoints; pass --resume ", config_.train.output_dir,
+                     " to continue that run, or choose another output_dir"));
+  }
+  // Everything a rank can refuse on its own comes before joining the group.
+  ASSIGN_OR_RETURN(dataset_, OpenDataset(config_.data, config_.seed));
+  absl::StatusOr<std::shared_ptr<const Dataset>> eval_dataset =
+      OpenDataset(config_.eval_data, MixSeed(config_.seed, kEvalDataStream));
+  if (!eval_dataset.ok()) {
+    return absl::Status(
+        eval_dataset.status().code(),
+        absl::StrReplaceAll(eval_dataset.status().message(), {{"data.path:", "eval.path:"}}));
+  }
+  eval_dataset_ = *eval_dataset;
+  const int64_t classes = dataset_->num_classes();
+  if (classes < 2) {
+    return absl::InvalidArgumentError(absl::StrCat("data.path: ", dataset_->name(), " has ",
+                                                   classes, " classes, expected labelled data"));
+  }
+  if (eval_dataset_->num_classes() != classes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("eval.path: ", eval_dataset_->name(), " has ", eval_dataset_->num_classes(),
+                     " classes, the training data ", dataset_->name(), " has ", classes));
+  }
+  RETURN_IF_ERROR(TorchCall("building the model", [&] { return BuildModel(classes); }));
+  if (!options_.resume_from.empty()) {
+    ASSIGN_OR_RETURN(RestoredCheckpoint checkpoint,
+                     ResolveCheckpoint(options_.resume_from, &progress_));
+    RETURN_IF_ERROR(Restore(checkpoint));
+    last_saved_step_ = state_.step;
+    last_checkpoint_ = checkpoint.dir;
+  }
+  ASSIGN_OR_RETURN(dist_, DistributedContext::Create(dist_options));
+  RETURN_IF_ERROR(BroadcastModuleState(*dist_, *model_));
+  if (head_) RETURN_IF_ERROR(BroadcastModuleState(*dist_, *head_));
+  ASSIGN_OR_RETURN(GradientAllReducer reducer, GradientAllReducer::Create(dist_.get(), trainable_));
+  reducer_ = std::make_unique<GradientAllReducer>(std::move(reducer));
+
+  config_.data.loader.rank = dist_->rank();
+  config_.data.loader.world_size = dist_->world_size();
+  ASSIGN_OR_RETURN(loader_, DataLoader::Create(dataset_, config_.data.loader, state_.loader));
+  EmitStart(threads);
+  window_.Reset(loader_->data_wait_seconds());
+  return absl::OkStatus();
+}
+
+void EvalTrainer::EmitStart(int threads) {
+  int64_t parameters = 0, trainable = 0;
+  for (const auto& p : model_->parameters()) parameters += p.numel();
+  if (head_) {
+    for (const auto& p : head_->parameters()) parameters += p.numel();
+  }
+  for (const auto& p : trainable_) trainable += p.numel();
+  const bool random = state_.backbone.kind == "random";
+  JsonWriter start;
+  start.Add("event", "start")
+      .Add("kind", config_.kind)
+      .Add("rank", dist_->rank())
+      .Add("world_size", dist_->world_size())
+      .Add("step", state_.step)
+      .Add("max_steps", config_.train.max_steps)
+      .Add("threads", threads)
+      .Add("parameters", parameters)
+      .Add("trainable_parameters", trainable)
+      .Add("dataset", dataset_->name())
+      .Add("dataset_size", dataset_->size())
+      .Add("eval_dataset", eval_dataset_->name())
+      .Add("eval_dataset_size", eval_dataset_->size())
+      .Add("num_classes", dataset_->num_classes())
+      .Add("backbone", state_.backbone.kind)
+      .Add("random_backbone", random)
+      .Add("backbone_source", state_.backbone.path)
+      .Add("backbone_sha256", state_.backbone.sha256)
+      .Add("precision", config_.train.precision)
+      .Add("device", config_.train.device);
+  if (config_.linear_probe()) start.Add("probe_block", state_.probe_block);
+  progress_.Emit(start);
+  if (random) {
+    progress_.Log(absl::StrCat(
+        "backbone: RANDOMLY INITIALISED (seed ", config_.seed,
+        "), no backbone.checkpoint or backbone.weights given: this run is the random-backbone "
+        "baseline, not an evaluation of a pre-trained model"));
+  } else {
+    progress_.Log(absl::StrCat("backbone: ", state_.backbone.kind, " ", state_.backbone.path,
+                               " (sha256 ", state_.backbone.sha256, ")"));
+  }
+  progress_.Log(absl::StrFormat(
+      "%s: rank %d/%d, %d parameters (%d trainable), %s (%d images, %d classes), eval on %s "
+      "(%d images)%s, %d threads, %s, starting at step %d of %d",
+      config_.kind, dist_->rank(), dist_->world_size(), parameters, trainable, dataset_->name(),
+      dataset_->size(), dataset_->num_classes(), eval_dataset_->name(), eval_dataset_->size(),
+      config_.linear_probe() ? absl::StrCat(", probing block ", state_.probe_block) : "", threads,
+      config_.train.precision, state_.step, config_.train.max_steps));
+}
+
+absl::Status EvalTrainer::Restore(const RestoredCheckpoint& checkpoint) {
+  const std::string& dir = checkpoint.dir;
+  ASSIGN_OR_RETURN(const std::string* state_json,
+                   CheckpointFile(checkpoint.files, kTrainerStateFile, dir));
+  ASSIGN_OR_RETURN(EvalState stored,
+                   StateFromJson(*state_json, absl::StrCat(dir, "/", kTrainerStateFile)));
+  if (stored.kind != state_.kind) {
+    return absl::InvalidArgumentError(absl::StrCat("--resume: ", dir, " holds a ", stored.kind,
+                                                   " checkpoint, this job is ", state_.kind));
+  }
+  if (stored.backbone.kind != state_.backbone.kind ||
+      stored.backbone.sha256 != state_.backbone.sha256) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backbone: this config's backbone (", state_.backbone.kind, " ", state_.backbone.path,
+        ", sha256 ", state_.backbone.sha256, ") is not the one checkpoint ", dir, " started from (",
+        stored.backbone.kind, " ", stored.backbone.path, ", sha256 ", stored.backbone.sha256,
+        "); resume with that backbone or start a new run"));
+  }
+  if (!SameClassifier(stored.model, state_.model) || stored.probe_block != state_.probe_block ||
+      stored.num_classes != state_.num_classes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--resume: checkpoint ", dir,
+                     " holds a different model, class count or probed block than this config; "
+                     "resume with the checkpoint's config.yaml and data"));
+  }
+  if (stored.world_size != state_.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--resume: checkpoint ", dir, " was written by a run of ", stored.world_size,
+        " ranks, this run has ", state_.world_size,
+        "; the data order depends on the rank count, so resume with the same world size"));
+  }
+  const EvalBackboneSource backbone = state_.backbone;
+  state_.step = stored.step;
+  state_.loader = stored.loader;
+  state_.eval = stored.eval;
+  state_.backbone = backbone;
+  ASSIGN_OR_RETURN(const std::string* model_bytes,
+                   CheckpointFile(checkpoint.files, kModelFile, dir));
+  ASSIGN_OR_RETURN(const std::string* optim_bytes,
+                   CheckpointFile(checkpoint.files, kOptimizerFile, dir));
+  const std::string* head_bytes = nullptr;
+  if (head_) {
+    ASSIGN_OR_RETURN(head_bytes, CheckpointFile(checkpoint.files, kHeadFile, dir));
+  }
+  RETURN_IF_ERROR(TorchCall(absl::StrCat("restoring ", dir), [&] {
+    DeserializeModule(*model_bytes, *model_);
+    if (head_) DeserializeModule(*head_bytes, *head_);
+    DeserializeOptimizer(*optim_bytes, *optimizer_);
+  }));
+  progress_.Log(absl::StrCat("resumed from ", dir, " at step ", state_.step));
+  return absl::OkStatus();
+}
+
+absl::Status EvalTrainer::SaveCheckpoint(bool final) {
+  state_.loader = loader_->position();
+  last_saved_step_ = state_.step;
+  if (!dist_->is_main()) return absl::OkStatus();
+  CheckpointFiles files;
+  RETURN_IF_ERROR(TorchCall("serialising the checkpoint", [&] {
+    files[kModelFile] = SerializeModule(*model_);
+    if (head_) files[kHeadFile] = SerializeModule(*head_);
+    files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
+  }));
+  files[kConfigFile] = config_.source_text;
+  files[kTrainerStateFile] = StateToJson(state_, config_.seed, final);
+  const std::string root = (fs::path(config_.train.output_dir) / "checkpoints").string();
+  ASSIGN_OR_RETURN(std::string dir, WriteCheckpoint(root, state_.step, files));
+  RETURN_IF_ERROR(ApplyRetention(root, config_.train.keep_checkpoints, dir));
+  int64_t bytes = 0;
+  for (const auto& [name, data] : files) bytes += static_cast<int64_t>(data.size());
+  JsonWriter event;
+  event.Add("event", "checkpoint")
+      .Add("step", state_.step)
+      .Add("path", dir)
+      .Add("bytes", bytes)
+      .Add("final", final);
+  progress_.Emit(event);
+  last_checkpoint_ = dir;
+  return absl::OkStatus();
+}
+
+torch::Tensor EvalTrainer::Logits(const torch::Tensor& images) {
+  torch::Tensor logits;
+  AutocastGuard autocast(bf16_, device_);
+  if (head_) {
+    torch::Tensor features;
+    {
+      torch::NoGradGuard no_grad;  // the backbone is frozen
+      features = model_->BlockFeatures(images, {state_.probe_block})[0];
+    }
+    logits = head_->forward(features.to(torch::kFloat32));
+  } else {
+    logits = model_->forward(images);
+  }
+  return logits.to(torch::kFloat32);
+}
+
+absl::Status EvalTrainer::TrainStep(const Batch& batch) {
+  const double lr = config_.optim.schedule.At(state_.step);
+  for (size_t g = 0; g < optimizer_->param_groups().size(); ++g) {
+    optimizer_->param_groups()[g].options().set_lr(lr * groups_[g].lr_scale);
+  }
+  torch::manual_seed(MixSeed(config_.seed ^ kDropPathStream, static_cast<uint64_t>(state_.step),
+                             static_cast<uint64_t>(dist_->rank())));
+  torch::Tensor images = batch.views[0].to(device_);
+  torch::Tensor labels = batch.labels.to(device_);
+  torch::Tensor logits = Logits(images);
+  torch::Tensor loss = torch::nn::functional::cross_entropy(
+      logits, labels,
+      torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
+          config_.optim.label_smoothing));
+  const double loss_value = loss.item<double>();
+  if (!std::isfinite(loss_value)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("non-finite loss at step ", state_.step, " on rank ", dist_->rank()));
+  }
+  optimizer_->zero_grad();
+  loss.backward();
+  RETURN_IF_ERROR(reducer_->AllReduce());
+  // Without clipping the norm is still measured (an infinite bound never scales).
+  const double bound = config_.optim.grad_clip > 0 ? config_.optim.grad_clip
+                                                   : std::numeric_limits<double>::infinity();
+  const double grad_norm = torch::nn::utils::clip_grad_norm_(trainable_, bound);
+  optimizer_->step();
+
+  window_.loss += loss_value;
+  window_.top1 += 100.0 * (logits.argmax(-1) == labels).to(torch::kFloat64).mean().item<double>();
+  window_.grad_norm += grad_norm;
+  window_.steps += 1;
+  window_.images += images.size(0) * dist_->world_size();
+  ++state_.step;
+  return absl::OkStatus();
+}
+
+absl::Status EvalTrainer::EmitMetrics() {
+  if (window_.steps == 0) return absl::OkStatus();
+  const double n = static_cast<double>(window_.steps);
+  // Every rank logs at the same steps, so this collective lines up across ranks.
+  ASSIGN_OR_RETURN(std::vector<double> means,
+                   dist_->AllReduceMean({window_.loss / n, window_.top1 / n}));
+  const double seconds = std::max(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - window_.start).count(),
+      1e-9);
+  const double wait = loader_->data_wait_seconds() - window_.data_wait_at_start;
+  const double lr = config_.optim.schedule.At(state_.step - 1);
+  JsonWriter event;
+  event.Add("event", "step")
+      .Add("step", state_.step)
+      .Add("epoch", loader_->position().epoch)
+      .Add("loss", means[0])
+      .Add("train_top1", means[1])
+      .Add("lr", lr)
+      .Add("grad_norm", window_.grad_norm / n)
+      .Add("images_per_second", window_.images / seconds)
+      .Add("step_seconds", seconds / n)
+      .Add("data_wait_seconds", wait)
+      .Add("skipped_samples", loader_->skipped_samples());
+  progress_.Emit(event);
+  progress_.Log(
+      absl::StrFormat("step %d/%d  loss %.4f  train_top1 %.2f%%  lr %.2e  grad_norm %.3f"
+                      "  %.1f img/s",
+                      state_.step, config_.train.max_steps, means[0], means[1], lr,
+                      window_.grad_norm / n, window_.images / seconds));
+  window_.Reset(loader_->data_wait_seconds());
+  return absl::OkStatus();
+}
+
+// Adds {top-1 hits, top-k hits, summed loss, images} of images [begin, end) of the held-out set.
+absl::Status EvalTrainer::EvaluateRange(int64_t begin, int64_t end, double sums[4]) {
+  if (end <= begin) return absl::OkStatus();
+  LoaderOptions options = config_.eval_data.loader;
+  options.rank = 0;
+  options.world_size = 1;
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<DataLoader> loader,
+      DataLoader::Create(std::make_shared<RangeDataset>(eval_dataset_, begin, end), options));
+  const int64_t k = std::min<int64_t>(5, eval_dataset_->num_classes());
+  const int64_t batches = (end - begin + options.batch_size - 1) / options.batch_size;
+  for (int64_t b = 0; b < batches; ++b) {
+    ASSIGN_OR_RETURN(Batch batch, loader->Next());
+    RETURN_IF_ERROR(TorchCall("evaluating", [&] {
+      torch::NoGradGuard no_grad;
+      torch::Tensor labels = batch.labels.to(device_);
+      torch::Tensor logits = Logits(batch.views[0].to(device_));
+      torch::Tensor topk = std::get<1>(logits.topk(k, -1));
+      torch::Tensor hits = topk == labels.unsqueeze(1);
+      sums[0] += hits.select(1, 0).sum().item<double>();
+      sums[1] += hits.any(1).sum().item<double>();
+      sums[2] += torch::nn::functional::cross_entropy(
+                     logits, labels,
+                     torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                     .item<double>();
+      sums[3] += static_cast<double>(labels.size(0));
+    }));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EvalTrainer::Evaluate() {
+  int64_t n = eval_dataset_->size();
+  if (config_.eval.max_images > 0) n = std::min(n, config_.eval.max_images);
+  const int64_t world = dist_->world_size(), rank = dist_->rank();
+  const int64_t shard = n / world;
+  double sums[4] = {0, 0, 0, 0};
+  if (!head_) model_->eval();
+  absl::Status status = EvaluateRange(rank * shard, (rank + 1) * shard, sums);
+  if (status.ok() && dist_->is_main()) status = EvaluateRange(world * shard, n, sums);
+  if (!head_) model_->train();
+  RETURN_IF_ERROR(status);
+  std::vector<double> totals(sums, sums + 4);
+  if (dist_->is_distributed()) {
+    ASSIGN_OR_RETURN(std::vector<double> means, dist_->AllReduceMean(totals));
+    for (double& v : means) v *= static_cast<double>(world);
+    totals = means;
+  }
+  const double images = std::max(totals[3], 1.0);
+  state_.eval.step = state_.step;
+  state_.eval.top1 = 100.0 * totals[0] / images;
+  state_.eval.top5 = 100.0 * totals[1] / images;
+  state_.eval.loss = totals[2] / images;
+  state_.eval.images = static_cast<int64_t>(std::llround(totals[3]));
+  JsonWriter event;
+  event.Add("event", "eval")
+      .Add("step", state_.step)
+      .Add("eval_top1", state_.eval.top1)
+      .Add("eval_top5", state_.eval.top5)
+      .Add("eval_loss", state_.eval.loss)
+      .Add("eval_images", state_.eval.images);
+  progress_.Emit(event);
+  progress_.Log(absl::StrFormat(
+      "eval at step %d: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images)", state_.step,
+      state_.eval.top1, state_.eval.top5, state_.eval.loss, state_.eval.images));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> EvalTrainer::AnyRankStopping() {
+  const double stopping = StopRequested() ? 1.0 : 0.0;
+  if (!dist_->is_distributed()) return stopping > 0;
+  ASSIGN_OR_RETURN(std::vector<double> mean, dist_->AllReduceMean({stopping}));
+  return mean[0] > 0;
+}
+
+absl::StatusOr<EvalRunResult> EvalTrainer::Train() {
+  if (!head_) model_->train();
+  EvalRunResult result;
+  while (state_.step < config_.train.max_steps) {
+    ASSIGN_OR_RETURN(bool stopping, AnyRankStopping());
+    if (stopping) {
+      result.stopped_by_signal = true;
+      break;
+    }
+    ASSIGN_OR_RETURN(Batch batch, loader_->Next());
+    RETURN_IF_ERROR(
+        TorchCall(absl::StrCat("step ", state_.step), [&] { return TrainStep(batch); }));
+    if (state_.step % config_.train.log_every == 0) RETURN_IF_ERROR(EmitMetrics());
+    const bool last = state_.step == config_.train.max_steps;
+    if (last || (config_.eval.every > 0 && state_.step % config_.eval.every == 0)) {
+      RETURN_IF_ERROR(Evaluate());
+    }
+    if (state_.step % config_.train.checkpoint_every == 0) {
+      RETURN_IF_ERROR(SaveCheckpoint(/*final=*/last));
+    }
+  }
+  RETURN_IF_ERROR(EmitMetrics());
+  // A resumed run that was already complete still reports its evaluation.
+  if (!result.stopped_by_signal && state_.eval.step != state_.step) RETURN_IF_ERROR(Evaluate());
+  if (last_saved_step_ != state_.step) {
+    RETURN_IF_ERROR(SaveCheckpoint(/*final=*/!result.stopped_by_signal));
+  }
+  result.final_step = state_.step;
+  result.last_checkpoint = last_checkpoint_;
+  result.eval = state_.eval;
+  JsonWriter done;
+  done.Add("event", result.stopped_by_signal ? "stopped" : "completed")
+      .Add("step", state_.step)
+      .Add("checkpoint", last_checkpoint_);
+  if (state_.eval.step >= 0) {
+    done.Add("eval_step", state_.eval.step)
+        .Add("eval_top1", state_.eval.top1)
+        .Add("eval_top5", state_.eval.top5)
+        .Add("eval_loss", state_.eval.loss);
+  }
+  progress_.Emit(done);
+  progress_.Log(absl::StrCat(result.stopped_by_signal ? "stopped by signal" : "completed",
+                             " at step ", state_.step, "; checkpoint: ", last_checkpoint_));
+  return result;
+}
+
+}  // namespace
+
+std::vector<BeitParamGroup> FinetuneParamGroups(const BeitClassifier& model,
+                                                const EvalJobConfig& config) {
+  return BeitParamGroups(*model, config.model.depth, config.optim.weight_decay,
+                         config.optim.layer_decay);
+}
+
+absl::StatusOr<EvalRunResult> RunEvalJob(const EvalJobConfig& config,
+                                         const EvalRunOptions& options) {
+  if (options.progress == nullptr) return absl::InvalidArgumentError("progress sink is required");
+  EvalTrainer trainer(config, options);
+  RETURN_IF_ERROR(trainer.Setup());
+  return trainer.Train();
+}
+
+absl::StatusOr<LoadedEval> LoadEvalCheckpoint(const std::string& path) {
+  ASSIGN_OR_RETURN(RestoredCheckpoint checkpoint, ResolveCheckpoint(path, nullptr));
+  const std::string& dir = checkpoint.dir;
+  ASSIGN_OR_RETURN(const std::string* state_json,
+                   CheckpointFile(checkpoint.files, kTrainerStateFile, dir));
+  ASSIGN_OR_RETURN(EvalState state,
+                   StateFromJson(*state_json, absl::StrCat(dir, "/", kTrainerStateFile)));
+  ASSIGN_OR_RETURN(const std::string* model_bytes,
+                   CheckpointFile(checkpoint.files, kModelFile, dir));
+  const bool probe = state.kind == "linear_probe";
+  const std::string* head_bytes = nullptr;
+  if (probe) {
+    ASSIGN_OR_RETURN(head_bytes, CheckpointFile(checkpoint.files, kHeadFile, dir));
+  }
+  LoadedEval loaded;
+  loaded.kind = state.kind;
+  loaded.step = state.step;
+  loaded.checkpoint_dir = dir;
+  loaded.model_config = state.model;
+  loaded.probe_block = state.probe_block;
+  loaded.backbone = state.backbone.kind;
+  loaded.backbone_source = state.backbone.path;
+  loaded.backbone_sha256 = state.backbone.sha256;
+  loaded.eval = state.eval;
+  RETURN_IF_ERROR(TorchCall(absl::StrCat("loading ", dir), [&] {
+    loaded.model = BeitClassifier(state.model);
+    DeserializeModule(*model_bytes, *loaded.model);
+    loaded.model->eval();
+    loaded.num_classes = state.num_classes;
+    if (probe) {
+      loaded.head = torch::nn::Linear(state.model.embed_dim, state.num_classes);
+      DeserializeModule(*head_bytes, *loaded.head);
+    }
+  }));
+  return loaded;
+}
+
+}  // namespace peco::trainer

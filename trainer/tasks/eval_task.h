@@ -1,0 +1,108 @@
+// The evaluation jobs: `finetune` (the whole BEiT classifier trained on labelled data) and
+// `linear_probe` (a linear head on the average-pooled patch tokens of one block of a frozen
+// backbone), each evaluated on a held-out split (shared/research/peco_method.md §3).
+//
+// Model: BeitClassifier of FinetuneConfigFrom(config.model, classes of the training set) —
+// per-block relative position tables, mean pooling + fc_norm, head scaled by init_scale —
+// initialised (seeded by `seed`) and then loaded from the backbone (eval_backbone.h); a random
+// backbone is the baseline and the start event and log say so. linear_probe builds the classifier
+// without a head, keeps it in eval mode with no gradients, and trains Linear(embed_dim, classes)
+// (weight N(0, 0.01), bias 0, as BEiT's run_linear_eval.py) on BlockFeatures(images,
+// {probe block}).
+//
+// Per step, on every rank: cross-entropy with label smoothing (finetune; the mean over the
+// batch, and every rank's batch has the same size, so gradients averaged by GradientAllReducer are
+// the global batch's), optional gradient clipping, AdamW: finetune with BeitParamGroups and layer
+// decay (FinetuneParamGroups), linear_probe on the head alone (no decay on its bias). The
+// drop-path generator is reseeded from (seed, step, rank) every step, so resume is step-exact.
+//
+// Evaluation (every `eval.every` steps and at the end): the held-out split (its first
+// eval.max_images images when set) in order, centre crop, no augmentation, model in eval mode;
+// each rank evaluates a contiguous shard of floor(N / world) images, rank 0 also the remainder,
+// and the counts are summed across ranks, so every image counts once. Reported top-1 and top-5
+// are percentages (top-5 is top-min(5, classes)), eval_loss is the plain cross-entropy (no
+// smoothing).
+//
+// Checkpoints (`<train.output_dir>/checkpoints/step-N`, rank 0): model.pt (the classifier),
+// head.pt (linear_probe), optimizer.pt, config.yaml, trainer_state.json (kind, step, loader
+// position, world size, config digest, the resolved model, the probed block, the backbone's
+// provenance — source kind, path, SHA-256 of a checkpoint's MANIFEST or of the weights file — and
+// the last evaluation). Resuming is refused when the backbone's digest, the architecture, the
+// classes, the probed block or the world size differ. SIGTERM ends every rank after the same
+// step with a final checkpoint (no final evaluation).
+//
+// Progress events: start, step (loss, train_top1 %, lr — the head's, before layer-decay scales —,
+// grad_norm, images_per_second, step_seconds, data_wait_seconds), eval (step, eval_top1,
+// eval_top5, eval_loss, eval_images), checkpoint, completed (with the final eval_*) / stopped.
+//
+// Errors: InvalidArgument for bad configuration or a refused backbone or resume; DataLoss for
+// damaged checkpoints; FailedPrecondition for a non-finite loss; Unavailable when a peer rank
+// fails; Internal for LibTorch failures.
+#ifndef PECO_TRAINER_TASKS_EVAL_TASK_H_
+#define PECO_TRAINER_TASKS_EVAL_TASK_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "trainer/engine/progress.h"
+#include "trainer/models/beit_optim.h"
+#include "trainer/models/beit_vit.h"
+#include "trainer/tasks/eval_config.h"
+
+namespace peco::trainer {
+
+struct EvalRunOptions {
+  // A checkpoint directory or a run directory (its newest verified checkpoint). Empty: a fresh
+  // run (refused if output_dir already holds checkpoints).
+  std::string resume_from;
+  ProgressSink* progress = nullptr;  // not owned; required
+};
+
+// One evaluation on the held-out split.
+struct EvalResult {
+  int64_t step = -1;  // -1: none yet
+  double top1 = 0;    // percent
+  double top5 = 0;    // percent
+  double loss = 0;
+  int64_t images = 0;
+};
+
+struct EvalRunResult {
+  int64_t final_step = 0;
+  std::string last_checkpoint;  // empty on ranks other than 0
+  bool stopped_by_signal = false;
+  EvalResult eval;  // the last evaluation
+};
+
+// Runs one rank of a finetune or linear_probe job; the rank and world size come from the
+// torchrun environment (engine/distributed.h).
+absl::StatusOr<EvalRunResult> RunEvalJob(const EvalJobConfig& config,
+                                         const EvalRunOptions& options);
+
+// The AdamW groups of the finetune job: BeitParamGroups of `model` with optim.weight_decay and
+// optim.layer_decay (lr scale layer_decay^(depth + 1 - layer id)).
+std::vector<BeitParamGroup> FinetuneParamGroups(const BeitClassifier& model,
+                                                const EvalJobConfig& config);
+
+struct LoadedEval {
+  std::string kind;  // finetune | linear_probe
+  int64_t step = 0;
+  std::string checkpoint_dir;
+  BeitVitConfig model_config;       // the classifier's (FinetuneConfigFrom form)
+  BeitClassifier model{nullptr};    // eval mode, CPU
+  torch::nn::Linear head{nullptr};  // linear_probe only
+  int64_t probe_block = 0;          // linear_probe only
+  int64_t num_classes = 0;
+  std::string backbone, backbone_source, backbone_sha256;  // provenance
+  EvalResult eval;
+};
+
+// Loads a verified finetune or linear_probe checkpoint (a checkpoint directory, or a run
+// directory's newest) on the CPU. InvalidArgument when it holds another kind.
+absl::StatusOr<LoadedEval> LoadEvalCheckpoint(const std::string& path);
+
+}  // namespace peco::trainer
+
+#endif  // PECO_TRAINER_TASKS_EVAL_TASK_H_
