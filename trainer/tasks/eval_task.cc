@@ -10,7 +10,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
-#include "common/config_reader.h"
 #include "common/json_writer.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -23,7 +22,7 @@
 #include "trainer/engine/stop_signal.h"
 #include "trainer/tasks/checkpoint_lookup.h"
 #include "trainer/tasks/eval_backbone.h"
-#include "trainer/tasks/model_section.h"
+#include "trainer/tasks/eval_state.h"
 #include "trainer/util/torch_status.h"
 
 namespace peco::trainer {
@@ -36,88 +35,6 @@ constexpr char kHeadFile[] = "head.pt";
 constexpr char kOptimizerFile[] = "optimizer.pt";
 constexpr uint64_t kDropPathStream = 0x44525054;  // "DRPT"
 constexpr uint64_t kEvalDataStream = 0x4556414C;  // "EVAL": the synthetic held-out set
-
-struct EvalState {
-  std::string kind;
-  int64_t step = 0;
-  LoaderPosition loader;
-  int world_size = 1;
-  std::string config_sha256;
-  BeitVitConfig model;  // the classifier's config
-  int64_t probe_block = 0;
-  int64_t num_classes = 0;
-  EvalBackboneSource backbone;
-  EvalResult eval;
-};
-
-std::string StateToJson(const EvalState& s, uint64_t seed, bool final) {
-  JsonWriter w;
-  w.Add("kind", s.kind)
-      .Add("step", s.step)
-      .Add("epoch", s.loader.epoch)
-      .Add("batch", s.loader.batch)
-      .Add("world_size", static_cast<int64_t>(s.world_size))
-      .Add("seed", seed)
-      .Add("config_sha256", s.config_sha256)
-      .AddRaw("model", BeitConfigToJson(s.model))
-      .Add("probe_block", s.probe_block)
-      .Add("num_classes", s.num_classes)
-      .Add("backbone", s.backbone.kind)
-      .Add("backbone_source", s.backbone.path)
-      .Add("backbone_sha256", s.backbone.sha256)
-      .Add("backbone_step", s.backbone.step)
-      .Add("eval_step", s.eval.step)
-      .Add("eval_top1", s.eval.top1)
-      .Add("eval_top5", s.eval.top5)
-      .Add("eval_loss", s.eval.loss)
-      .Add("eval_images", s.eval.images)
-      .Add("final", final);
-  return w.str() + "\n";
-}
-
-absl::StatusOr<EvalState> StateFromJson(const std::string& json, const std::string& source) {
-  ASSIGN_OR_RETURN(ConfigReader r, ConfigReader::FromString(json, source));
-  EvalState s;
-  int64_t seed = 0;
-  bool final = false;
-  RETURN_IF_ERROR(r.Read("kind", &s.kind));
-  if (s.kind != "finetune" && s.kind != "linear_probe") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": holds a '", s.kind, "' checkpoint, expected a finetune or linear_probe one"));
-  }
-  RETURN_IF_ERROR(r.Read("step", &s.step));
-  RETURN_IF_ERROR(r.Read("epoch", &s.loader.epoch));
-  RETURN_IF_ERROR(r.Read("batch", &s.loader.batch));
-  RETURN_IF_ERROR(r.Read("world_size", &s.world_size));
-  RETURN_IF_ERROR(r.Read("seed", &seed));
-  RETURN_IF_ERROR(r.Read("config_sha256", &s.config_sha256));
-  {
-    ASSIGN_OR_RETURN(ConfigReader m, r.Child("model"));
-    ASSIGN_OR_RETURN(s.model, BeitConfigFromReader(m));
-  }
-  RETURN_IF_ERROR(r.Read("probe_block", &s.probe_block));
-  RETURN_IF_ERROR(r.Read("num_classes", &s.num_classes));
-  RETURN_IF_ERROR(r.Read("backbone", &s.backbone.kind));
-  RETURN_IF_ERROR(r.Read("backbone_source", &s.backbone.path));
-  RETURN_IF_ERROR(r.Read("backbone_sha256", &s.backbone.sha256));
-  RETURN_IF_ERROR(r.Read("backbone_step", &s.backbone.step));
-  RETURN_IF_ERROR(r.Read("eval_step", &s.eval.step));
-  RETURN_IF_ERROR(r.Read("eval_top1", &s.eval.top1));
-  RETURN_IF_ERROR(r.Read("eval_top5", &s.eval.top5));
-  RETURN_IF_ERROR(r.Read("eval_loss", &s.eval.loss));
-  RETURN_IF_ERROR(r.Read("eval_images", &s.eval.images));
-  RETURN_IF_ERROR(r.Read("final", &final));
-  RETURN_IF_ERROR(r.Finish());
-  return s;
-}
-
-bool SameClassifier(const BeitVitConfig& a, const BeitVitConfig& b) {
-  for (const std::string& field : BeitArchitectureFields()) {
-    if (BeitArchitectureValue(a, field) != BeitArchitectureValue(b, field)) return false;
-  }
-  return a.use_rel_pos_bias == b.use_rel_pos_bias && a.num_classes == b.num_classes &&
-         a.use_mean_pooling == b.use_mean_pooling;
-}
 
 // Images [begin, end) of another dataset.
 class RangeDataset : public Dataset {
@@ -353,7 +270,7 @@ absl::Status EvalTrainer::Restore(const RestoredCheckpoint& checkpoint) {
   ASSIGN_OR_RETURN(const std::string* state_json,
                    CheckpointFile(checkpoint.files, kTrainerStateFile, dir));
   ASSIGN_OR_RETURN(EvalState stored,
-                   StateFromJson(*state_json, absl::StrCat(dir, "/", kTrainerStateFile)));
+                   EvalStateFromJson(*state_json, absl::StrCat(dir, "/", kTrainerStateFile)));
   if (stored.kind != state_.kind) {
     return absl::InvalidArgumentError(absl::StrCat("--resume: ", dir, " holds a ", stored.kind,
                                                    " checkpoint, this job is ", state_.kind));
@@ -412,7 +329,7 @@ absl::Status EvalTrainer::SaveCheckpoint(bool final) {
     files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
   }));
   files[kConfigFile] = config_.source_text;
-  files[kTrainerStateFile] = StateToJson(state_, config_.seed, final);
+  files[kTrainerStateFile] = EvalStateToJson(state_, config_.seed, final);
   const std::string root = (fs::path(config_.train.output_dir) / "checkpoints").string();
   ASSIGN_OR_RETURN(std::string dir, WriteCheckpoint(root, state_.step, files));
   RETURN_IF_ERROR(ApplyRetention(root, config_.train.keep_checkpoints, dir));
@@ -658,7 +575,7 @@ absl::StatusOr<LoadedEval> LoadEvalCheckpoint(const std::string& path) {
   ASSIGN_OR_RETURN(const std::string* state_json,
                    CheckpointFile(checkpoint.files, kTrainerStateFile, dir));
   ASSIGN_OR_RETURN(EvalState state,
-                   StateFromJson(*state_json, absl::StrCat(dir, "/", kTrainerStateFile)));
+                   EvalStateFromJson(*state_json, absl::StrCat(dir, "/", kTrainerStateFile)));
   ASSIGN_OR_RETURN(const std::string* model_bytes,
                    CheckpointFile(checkpoint.files, kModelFile, dir));
   const bool probe = state.kind == "linear_probe";

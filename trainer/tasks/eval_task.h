@@ -50,6 +50,7 @@
 #include "trainer/models/beit_optim.h"
 #include "trainer/models/beit_vit.h"
 #include "trainer/tasks/eval_config.h"
+#include "trainer/tasks/eval_state.h"
 
 namespace peco::trainer {
 
@@ -58,15 +59,6 @@ struct EvalRunOptions {
   // run (refused if output_dir already holds checkpoints).
   std::string resume_from;
   ProgressSink* progress = nullptr;  // not owned; required
-};
-
-// One evaluation on the held-out split.
-struct EvalResult {
-  int64_t step = -1;  // -1: none yet
-  double top1 = 0;    // percent
-  double top5 = 0;    // percent
-  double loss = 0;
-  int64_t images = 0;
 };
 
 struct EvalRunResult {
