@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -146,6 +147,23 @@ job: {name: e2e-pretrain, max_restarts: 2}
 )");
 }
 
+// A tiny linear probe on the pretrain job's backbone (its architecture comes from the backbone
+// checkpoint the service fills in), evaluated on 500 test images.
+std::string LinearProbeSpec(int max_steps) {
+  return absl::StrCat(R"(kind: linear_probe
+seed: 5
+threads: 1
+data: {source: fashion_mnist, path: /usr/share/datasets/fashion-mnist, image_size: 16,
+       batch_size: 32, num_workers: 1, prefetch: 2}
+probe: {block: 2}
+eval: {split: test, max_images: 500, batch_size: 250}
+optim: {lr: 0.3, warmup_steps: 2}
+train: {max_steps: )",
+                      max_steps, R"(, log_every: 5, checkpoint_every: 10, keep_checkpoints: 2}
+job: {name: e2e-probe, max_restarts: 2}
+)");
+}
+
 TEST_F(PipelineE2eTest, PecoPipelineHandsEachJobItsDependencysFinalCheckpoint) {
   cluster_.StartCoordinator();
   cluster_.StartWorker(/*cpu_slots=*/1);
@@ -157,10 +175,17 @@ TEST_F(PipelineE2eTest, PecoPipelineHandsEachJobItsDependencysFinalCheckpoint) {
   std::ofstream(pretrain_spec) << PretrainSpec(20);
   const std::string pretrain = Submit(pretrain_spec, {"--after", tokenizer});
   ASSERT_FALSE(pretrain.empty());
+  const std::string probe_spec = cluster_.root() + "/probe.yaml";
+  std::ofstream(probe_spec) << LinearProbeSpec(20);
+  const std::string probe = Submit(probe_spec, {"--after", pretrain});
+  ASSERT_FALSE(probe.empty());
 
-  absl::StatusOr<v1::GetJobResponse> done =
-      cluster_.WaitForState(pretrain, v1::JOB_STATE_SUCCEEDED, absl::Seconds(300));
+  absl::StatusOr<v1::GetJobResponse> probed =
+      cluster_.WaitForState(probe, v1::JOB_STATE_SUCCEEDED, absl::Seconds(400));
+  ASSERT_TRUE(probed.ok()) << probed.status();
+  absl::StatusOr<v1::GetJobResponse> done = cluster_.GetJob(pretrain);
   ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->job().state(), v1::JOB_STATE_SUCCEEDED);
 
   // The pretrain job read the tokenizer's final checkpoint.
   absl::StatusOr<std::vector<v1::CheckpointInfo>> tokenizer_checkpoints =
@@ -177,6 +202,30 @@ TEST_F(PipelineE2eTest, PecoPipelineHandsEachJobItsDependencysFinalCheckpoint) {
   absl::StatusOr<std::vector<v1::WatchJobEvent>> history = cluster_.History(pretrain);
   ASSERT_TRUE(history.ok()) << history.status();
   EXPECT_TRUE(LastValue(*history, "mlm_acc").has_value());
+
+  // The probe read the pretrain job's final checkpoint and reports top-1 on the test split, in
+  // its curve and as the job's latest evaluation.
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> pretrain_checkpoints =
+      cluster_.Checkpoints(pretrain);
+  ASSERT_TRUE(pretrain_checkpoints.ok());
+  std::string final_pretrain;
+  for (const v1::CheckpointInfo& info : *pretrain_checkpoints) {
+    if (info.final()) final_pretrain = info.id();
+  }
+  ASSERT_THAT(probed->attempts(0).inputs(), SizeIs(1));
+  EXPECT_EQ(probed->attempts(0).inputs(0).checkpoint_id(), final_pretrain);
+  EXPECT_EQ(probed->attempts(0).inputs(0).config_field(), "backbone.checkpoint");
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> probe_history = cluster_.History(probe);
+  ASSERT_TRUE(probe_history.ok()) << probe_history.status();
+  std::optional<double> top1 = LastValue(*probe_history, "eval_top1");
+  ASSERT_TRUE(top1.has_value()) << "an eval point in the probe's curve";
+  EXPECT_GT(*top1, 10.0) << "better than chance on 10 classes";
+  EXPECT_LE(*top1, 100.0);
+  ASSERT_EQ(probed->job().progress().eval().count("eval_top1"), 1u);
+  EXPECT_DOUBLE_EQ(probed->job().progress().eval().at("eval_top1"), *top1);
+  CommandResult get = cluster_.Peco({"get", probe});
+  EXPECT_THAT(get.output, HasSubstr("eval top-1"));
+  EXPECT_THAT(get.output, HasSubstr("backbone.checkpoint <- " + final_pretrain));
 }
 
 }  // namespace
