@@ -13,6 +13,7 @@
 #include <map>
 
 #include "tests/test_util/subprocess.h"
+#include "tests/test_util/tiny_jobs.h"
 #include "tests/test_util/train_process.h"
 #include "trainer/engine/checkpoint.h"
 #include "trainer/models/weights.h"
@@ -25,61 +26,18 @@ namespace fs = std::filesystem;
 using ::peco::testing::Subprocess;
 
 std::string TempDir(const std::string& name) {
-  fs::path dir =
-      fs::temp_directory_path() / ("peco_pretrain_test_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
+  return ::peco::testing::FreshTempDir("peco_pretrain_test", name);
 }
 
-std::string WriteConfig(const std::string& dir, const std::string& name, const std::string& yaml) {
-  const std::string path = dir + "/" + name;
-  std::ofstream(path) << yaml;
-  return path;
-}
+using ::peco::testing::TinyPretrainConfig;
+using ::peco::testing::TinyTokenizerConfig;
+using ::peco::testing::WriteConfigFile;
 
 using RunResult = ::peco::testing::TrainRun;
 
 RunResult RunTrain(const std::vector<std::string>& args, const std::string& log,
                    int stop_at_step = 0, const std::vector<std::string>& prefix = {}) {
   return ::peco::testing::RunTrainProcess(PECO_TRAIN_BINARY, args, log, stop_at_step, prefix);
-}
-
-// A tiny tokenizer on 16x16 crops: f2, so an 8x8 token grid, 64 codes.
-std::string TokenizerConfig(const std::string& output_dir, int seed) {
-  return "kind: tokenizer\nseed: " + std::to_string(seed) + R"(
-threads: 2
-data: {source: fashion_mnist, path: /usr/share/datasets/fashion-mnist, image_size: 16,
-       batch_size: 8, num_workers: 2, prefetch: 4}
-transform: {scale_min: 0.7}
-model: {ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [8], z_channels: 32,
-        n_embed: 64, embed_dim: 16}
-loss: {perceptual_weight: 0}
-optim: {lr: 2.0e-3, warmup_steps: 2}
-train: {max_steps: 20, log_every: 10, checkpoint_every: 1000, output_dir: )" +
-         output_dir + "}\n";
-}
-
-// A tiny BEiT on 16x16 crops: patch 2, so an 8x8 patch grid, vocabulary 64.
-std::string PretrainConfig(const std::string& output_dir, const std::string& tokenizer,
-                           int max_steps, int batch_size = 16, double drop_path = 0.1) {
-  return R"(kind: pretrain
-seed: 5
-threads: 2
-data: {source: fashion_mnist, path: /usr/share/datasets/fashion-mnist, image_size: 16,
-       batch_size: )" +
-         std::to_string(batch_size) + R"(, num_workers: 2, prefetch: 4}
-transform: {scale_min: 0.7}
-model: {preset: beit_small_fashion_mnist, img_size: 16, patch_size: 2, embed_dim: 32, depth: 2,
-        num_heads: 2, vocab_size: 64, drop_path_rate: )" +
-         std::to_string(drop_path) + R"(}
-tokenizer: {checkpoint: )" +
-         tokenizer + R"(}
-masking: {num_masking_patches: 26, min_num_patches: 4}
-optim: {lr: 2.0e-3, min_lr: 1.0e-4, warmup_steps: 5}
-train: {max_steps: )" +
-         std::to_string(max_steps) +
-         ", log_every: 1, checkpoint_every: 1000, output_dir: " + output_dir + "}\n";
 }
 
 class PretrainRunTest : public ::testing::Test {
@@ -89,8 +47,8 @@ class PretrainRunTest : public ::testing::Test {
     const std::string dir = TempDir("tokenizers");
     for (int i = 0; i < 2; ++i) {
       const std::string run = dir + "/tok" + std::to_string(i);
-      const std::string config =
-          WriteConfig(dir, "tok" + std::to_string(i) + ".yaml", TokenizerConfig(run, 7 + i));
+      const std::string config = WriteConfigFile(dir, "tok" + std::to_string(i) + ".yaml",
+                                                 TinyTokenizerConfig(run, 7 + i));
       RunResult result = RunTrain({"tokenizer", "--config", config}, run + ".log");
       ASSERT_EQ(result.exit_code, 0) << "training tokenizer " << i;
       (i == 0 ? *tokenizer_ : *other_tokenizer_) = run;
@@ -105,7 +63,7 @@ std::string* PretrainRunTest::other_tokenizer_ = new std::string;
 TEST_F(PretrainRunTest, TrainingLowersTheMaskedTokenLoss) {
   const std::string dir = TempDir("learn");
   const std::string config =
-      WriteConfig(dir, "config.yaml", PretrainConfig(dir + "/run", *tokenizer_, 60));
+      WriteConfigFile(dir, "config.yaml", TinyPretrainConfig(dir + "/run", *tokenizer_, 60));
   RunResult run = RunTrain({"pretrain", "--config", config}, dir + "/stderr.log");
   ASSERT_EQ(run.exit_code, 0) << run.ErrorMessage();
   ASSERT_EQ(run.Of("start").size(), 1u);
@@ -139,10 +97,10 @@ TEST_F(PretrainRunTest, TrainingLowersTheMaskedTokenLoss) {
 
 TEST_F(PretrainRunTest, Bf16AutocastTrains) {
   const std::string dir = TempDir("bf16");
-  std::string yaml = PretrainConfig(dir + "/run", *tokenizer_, 3);
+  std::string yaml = TinyPretrainConfig(dir + "/run", *tokenizer_, 3);
   yaml.replace(yaml.find("log_every"), 0, "precision: bf16, ");
   RunResult run =
-      RunTrain({"pretrain", "--config", WriteConfig(dir, "c.yaml", yaml)}, dir + "/stderr.log");
+      RunTrain({"pretrain", "--config", WriteConfigFile(dir, "c.yaml", yaml)}, dir + "/stderr.log");
   ASSERT_EQ(run.exit_code, 0) << run.ErrorMessage();
   ASSERT_EQ(run.Of("step").size(), 3u);
   for (const YAML::Node& step : run.Of("step")) EXPECT_GT(step["loss"].as<double>(), 0.0);
@@ -150,20 +108,20 @@ TEST_F(PretrainRunTest, Bf16AutocastTrains) {
 
 TEST_F(PretrainRunTest, MismatchedTokenizerIsRefusedBeforeTrainingNamingBothSides) {
   const std::string dir = TempDir("mismatch");
-  std::string grid = PretrainConfig(dir + "/grid", *tokenizer_, 2);
+  std::string grid = TinyPretrainConfig(dir + "/grid", *tokenizer_, 2);
   grid.replace(grid.find("patch_size: 2"), 13, "patch_size: 4");
   grid.replace(grid.find("num_masking_patches: 26"), 23, "num_masking_patches: 6");
   RunResult run =
-      RunTrain({"pretrain", "--config", WriteConfig(dir, "g.yaml", grid)}, dir + "/g.log");
+      RunTrain({"pretrain", "--config", WriteConfigFile(dir, "g.yaml", grid)}, dir + "/g.log");
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_TRUE(run.Of("start").empty());
   EXPECT_NE(run.ErrorMessage().find("token grid 8x8"), std::string::npos) << run.ErrorMessage();
   EXPECT_NE(run.ErrorMessage().find("patch grid 4x4"), std::string::npos) << run.ErrorMessage();
   EXPECT_FALSE(fs::exists(dir + "/grid/checkpoints"));
 
-  std::string vocab = PretrainConfig(dir + "/vocab", *tokenizer_, 2);
+  std::string vocab = TinyPretrainConfig(dir + "/vocab", *tokenizer_, 2);
   vocab.replace(vocab.find("vocab_size: 64"), 14, "vocab_size: 128");
-  run = RunTrain({"pretrain", "--config", WriteConfig(dir, "v.yaml", vocab)}, dir + "/v.log");
+  run = RunTrain({"pretrain", "--config", WriteConfigFile(dir, "v.yaml", vocab)}, dir + "/v.log");
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_NE(run.ErrorMessage().find("model.vocab_size: 128"), std::string::npos);
   EXPECT_NE(run.ErrorMessage().find("codebook size 64"), std::string::npos);
@@ -175,7 +133,7 @@ TEST_F(PretrainRunTest, MismatchedTokenizerIsRefusedBeforeTrainingNamingBothSide
 
   // A missing tokenizer checkpoint.
   run = RunTrain({"pretrain", "--config",
-                  WriteConfig(dir, "m.yaml", PretrainConfig(dir + "/m", dir + "/none", 2))},
+                  WriteConfigFile(dir, "m.yaml", TinyPretrainConfig(dir + "/m", dir + "/none", 2))},
                  dir + "/m.log");
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_NE(run.ErrorMessage().find("tokenizer.checkpoint"), std::string::npos);
@@ -184,14 +142,14 @@ TEST_F(PretrainRunTest, MismatchedTokenizerIsRefusedBeforeTrainingNamingBothSide
 TEST_F(PretrainRunTest, ResumeAfterSigtermIsStepExactAndPinsTheTokenizer) {
   const std::string dir = TempDir("resume");
   constexpr int kSteps = 10;
-  RunResult a =
-      RunTrain({"pretrain", "--config",
-                WriteConfig(dir, "a.yaml", PretrainConfig(dir + "/straight", *tokenizer_, kSteps))},
-               dir + "/a.log");
+  RunResult a = RunTrain(
+      {"pretrain", "--config",
+       WriteConfigFile(dir, "a.yaml", TinyPretrainConfig(dir + "/straight", *tokenizer_, kSteps))},
+      dir + "/a.log");
   ASSERT_EQ(a.exit_code, 0) << a.ErrorMessage();
 
   const std::string split =
-      WriteConfig(dir, "b.yaml", PretrainConfig(dir + "/split", *tokenizer_, kSteps));
+      WriteConfigFile(dir, "b.yaml", TinyPretrainConfig(dir + "/split", *tokenizer_, kSteps));
   RunResult first = RunTrain({"pretrain", "--config", split}, dir + "/b1.log", kSteps / 2);
   ASSERT_EQ(first.exit_code, 0) << first.ErrorMessage();
   ASSERT_EQ(first.Of("stopped").size(), 1u) << "the SIGTERM arrived after training finished";
@@ -234,15 +192,16 @@ TEST_F(PretrainRunTest, ResumeAfterSigtermIsStepExactAndPinsTheTokenizer) {
 TEST_F(PretrainRunTest, TwoRanksEqualOneRankWithTheDoubleBatch) {
   const std::string dir = TempDir("ddp");
   constexpr int kSteps = 3;
-  RunResult one = RunTrain({"pretrain", "--config",
-                            WriteConfig(dir, "one.yaml",
-                                        PretrainConfig(dir + "/one", *tokenizer_, kSteps,
-                                                       /*batch_size=*/16, /*drop_path=*/0))},
-                           dir + "/one.log");
+  RunResult one =
+      RunTrain({"pretrain", "--config",
+                WriteConfigFile(dir, "one.yaml",
+                                TinyPretrainConfig(dir + "/one", *tokenizer_, kSteps,
+                                                   /*batch_size=*/16, /*drop_path=*/0))},
+               dir + "/one.log");
   ASSERT_EQ(one.exit_code, 0) << one.ErrorMessage();
 
-  const std::string config = WriteConfig(
-      dir, "two.yaml", PretrainConfig(dir + "/two", *tokenizer_, kSteps, 8, /*drop_path=*/0));
+  const std::string config = WriteConfigFile(
+      dir, "two.yaml", TinyPretrainConfig(dir + "/two", *tokenizer_, kSteps, 8, /*drop_path=*/0));
   const std::string port = std::to_string(29000 + ::getpid() % 2000);
   std::vector<std::unique_ptr<Subprocess>> ranks;
   for (int rank = 0; rank < 2; ++rank) {
