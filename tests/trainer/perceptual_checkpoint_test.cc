@@ -1,7 +1,8 @@
 // A peco pre-training checkpoint as the perceptual network of a tokenizer job
 // (loss.perceptual.checkpoint): configuration errors that name the field, `validate`'s input
 // event, and the bootstrap chain tiny tokenizer -> tiny pretrain -> tokenizer whose perceptual
-// loss runs on that pretrain run's BEiT trunk, recording its provenance in the checkpoint.
+// loss runs on that pretrain run's BEiT trunk, recording its provenance in the checkpoint and
+// refusing a resume with another network.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
@@ -173,6 +174,36 @@ TEST_F(PerceptualCheckpointTest, TokenizerTrainsOnAPretrainRunsBeitAndRecordsIt)
   EXPECT_EQ(json["perceptual_path"].as<std::string>(), used);
   EXPECT_EQ(json["perceptual_sha256"].as<std::string>(), *digest);
   EXPECT_THAT(json["perceptual"].as<std::string>(), HasSubstr("pretrain checkpoint"));
+}
+
+TEST_F(PerceptualCheckpointTest, ResumeWithAnotherPretrainCheckpointIsRefused) {
+  const std::string dir = TempDir("resume");
+  const std::string other = dir + "/other_pre";
+  TrainRun pre =
+      RunTrain({"pretrain", "--config",
+                WriteConfigFile(dir, "pre.yaml", TinyPretrainConfig(other, *tokenizer_, 2))},
+               dir + "/pre.log");
+  ASSERT_EQ(pre.exit_code, 0) << pre.ErrorMessage();
+  const std::string config =
+      WriteConfigFile(dir, "c.yaml", TinyTokenizerConfig(dir + "/run", 3, kPerceptualLoss, 2));
+  TrainRun first = RunTrain(
+      {"tokenizer", "--config", config, "--set", "loss.perceptual.checkpoint=" + *pretrain_},
+      dir + "/first.log");
+  ASSERT_EQ(first.exit_code, 0) << first.ErrorMessage();
+
+  TrainRun resumed = RunTrain({"tokenizer", "--config", config, "--resume", dir + "/run", "--set",
+                               "train.max_steps=4", "--set", "loss.perceptual.checkpoint=" + other},
+                              dir + "/resumed.log");
+  EXPECT_EQ(resumed.exit_code, 2);
+  EXPECT_THAT(resumed.ErrorMessage(), HasSubstr("loss.perceptual.checkpoint"));
+  EXPECT_THAT(resumed.ErrorMessage(), HasSubstr("sha256"));
+  EXPECT_TRUE(resumed.Of("step").empty());
+
+  // The same network resumes.
+  resumed = RunTrain({"tokenizer", "--config", config, "--resume", dir + "/run", "--set",
+                      "train.max_steps=4", "--set", "loss.perceptual.checkpoint=" + *pretrain_},
+                     dir + "/same.log");
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.ErrorMessage();
 }
 
 }  // namespace
