@@ -274,6 +274,7 @@ int RunValidate(int argc, char** argv, ProgressSink& progress) {
     if (!config.ok()) return Fail(progress, config.status());
     if (config->data.source != "synthetic") emit_input("data.path", config->data.path);
     emit_input("loss.perceptual.weights", config->loss.perceptual.weights_path);
+    emit_input("loss.perceptual.checkpoint", config->loss.perceptual.checkpoint);
     max_steps = config->train.max_steps;
   } else if (*kind == "finetune" || *kind == "linear_probe") {
     absl::StatusOr<EvalJobConfig> config = ParseEvalConfig(*text, flags["config"], check_paths);

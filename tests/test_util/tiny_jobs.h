@@ -1,7 +1,8 @@
-// Tiny job configs and scratch directories shared by the process-level trainer tests: a peco
-// tokenizer and a BEiT pretrain run on 16x16 Fashion-MNIST crops that train in seconds.
+// Tiny job configs and scratch directories for process-level trainer tests: a tokenizer and a
+// BEiT pre-training job on 16x16 Fashion-MNIST crops that fit each other (an 8x8 token grid and
+// patch grid, 64 codes), small enough to train in seconds on two cores.
 //
-// Header-only; functions are thread-compatible.
+// Header-only; thread-compatible.
 #ifndef PECO_TESTS_TEST_UTIL_TINY_JOBS_H_
 #define PECO_TESTS_TEST_UTIL_TINY_JOBS_H_
 
@@ -13,7 +14,7 @@
 
 namespace peco::testing {
 
-// An empty directory <tmp>/<suite>_<pid>/<name> (emptied when it exists).
+// A fresh (emptied) directory <tmp>/<suite>_<pid>/<name>.
 inline std::string TempDir(const std::string& suite, const std::string& name) {
   namespace fs = std::filesystem;
   fs::path dir = fs::temp_directory_path() / (suite + "_" + std::to_string(::getpid())) / name;
@@ -22,7 +23,7 @@ inline std::string TempDir(const std::string& suite, const std::string& name) {
   return dir.string();
 }
 
-// Writes `yaml` to dir/name and returns the path.
+// Writes `yaml` to `dir`/`name` and returns the path.
 inline std::string WriteConfig(const std::string& dir, const std::string& name,
                                const std::string& yaml) {
   const std::string path = dir + "/" + name;
@@ -30,8 +31,11 @@ inline std::string WriteConfig(const std::string& dir, const std::string& name,
   return path;
 }
 
-// A tiny tokenizer on 16x16 crops: f2, so an 8x8 token grid, 64 codes.
-inline std::string TinyTokenizerConfig(const std::string& output_dir, int seed) {
+// A tiny tokenizer on 16x16 crops: f2, so an 8x8 token grid, 64 codes; `max_steps` steps and the
+// `loss` section given (no perceptual loss by default).
+inline std::string TinyTokenizerConfig(const std::string& output_dir, int seed,
+                                       const std::string& loss = "{perceptual_weight: 0}",
+                                       int max_steps = 20) {
   return "kind: tokenizer\nseed: " + std::to_string(seed) + R"(
 threads: 2
 data: {source: fashion_mnist, path: /usr/share/datasets/fashion-mnist, image_size: 16,
@@ -39,13 +43,15 @@ data: {source: fashion_mnist, path: /usr/share/datasets/fashion-mnist, image_siz
 transform: {scale_min: 0.7}
 model: {ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [8], z_channels: 32,
         n_embed: 64, embed_dim: 16}
-loss: {perceptual_weight: 0}
+loss: )" +
+         loss + R"(
 optim: {lr: 2.0e-3, warmup_steps: 2}
-train: {max_steps: 20, log_every: 10, checkpoint_every: 1000, output_dir: )" +
-         output_dir + "}\n";
+train: {max_steps: )" +
+         std::to_string(max_steps) +
+         ", log_every: 10, checkpoint_every: 1000, output_dir: " + output_dir + "}\n";
 }
 
-// A tiny BEiT on 16x16 crops: patch 2, so an 8x8 patch grid, vocabulary 64, 32 wide, 2 blocks.
+// A tiny BEiT on 16x16 crops: patch 2, so an 8x8 patch grid, vocabulary 64, 2 blocks.
 inline std::string TinyPretrainConfig(const std::string& output_dir, const std::string& tokenizer,
                                       int max_steps, int batch_size = 16, double drop_path = 0.1) {
   return R"(kind: pretrain

@@ -93,7 +93,7 @@ TEST(PerceptualLossTest, GradientReachesReconstructionOnlyAndExtractorStaysFroze
   auto loss = MustCreate(TinyPerceptual());
   ASSERT_NE(loss, nullptr);
   std::map<std::string, torch::Tensor> before;
-  for (const auto& item : loss->extractor()->named_parameters()) {
+  for (const auto& item : loss->extractor().module().named_parameters()) {
     EXPECT_FALSE(item.value().requires_grad()) << item.key();
     before[item.key()] = item.value().detach().clone();
   }
@@ -112,7 +112,7 @@ TEST(PerceptualLossTest, GradientReachesReconstructionOnlyAndExtractorStaysFroze
     EXPECT_FALSE(target.grad().defined()) << "the target branch must not be differentiated";
     adam.step();
   }
-  for (const auto& item : loss->extractor()->named_parameters()) {
+  for (const auto& item : loss->extractor().module().named_parameters()) {
     EXPECT_FALSE(item.value().requires_grad()) << item.key();
     EXPECT_FALSE(item.value().grad().defined()) << item.key();
     EXPECT_TRUE(torch::equal(item.value(), before[item.key()])) << item.key() << " changed";
@@ -142,7 +142,7 @@ TEST(PerceptualLossTest, LoadsMocoStyleWeightsFile) {
   auto source = MustCreate(source_config);
   ASSERT_NE(source, nullptr);
   c10::Dict<std::string, torch::Tensor> state;
-  for (const auto& [name, tensor] : ModuleState(*source->extractor())) {
+  for (const auto& [name, tensor] : ModuleState(source->extractor().module())) {
     state.insert(absl::StrCat("module.base_encoder.", name), tensor);
   }
   state.insert("module.predictor.0.weight", torch::zeros({2, 2}));
@@ -160,7 +160,7 @@ TEST(PerceptualLossTest, LoadsMocoStyleWeightsFile) {
   torch::NoGradGuard no_grad;
   const torch::Tensor x = Images(10);
   EXPECT_TRUE(torch::allclose(loaded->Features(x)[1], source->Features(x)[1]));
-  for (const auto& p : loaded->extractor()->parameters()) EXPECT_FALSE(p.requires_grad());
+  for (const auto& p : loaded->extractor().module().parameters()) EXPECT_FALSE(p.requires_grad());
 }
 
 TEST(PerceptualLossTest, WeightsFileMissingAKeyIsRefusedNamingIt) {
@@ -169,7 +169,7 @@ TEST(PerceptualLossTest, WeightsFileMissingAKeyIsRefusedNamingIt) {
   ASSERT_NE(source, nullptr);
   c10::Dict<std::string, torch::Tensor> state;
   bool dropped = false;
-  for (const auto& [name, tensor] : ModuleState(*source->extractor())) {
+  for (const auto& [name, tensor] : ModuleState(source->extractor().module())) {
     if (name == "norm.weight") {
       dropped = true;
       continue;
@@ -198,7 +198,7 @@ TEST(PerceptualLossTest, WeightsFileWithWrongShapeOrMissingFileIsRefused) {
 
   auto source = MustCreate(TinyPerceptual());
   c10::Dict<std::string, torch::Tensor> state;
-  for (const auto& [name, tensor] : ModuleState(*source->extractor())) {
+  for (const auto& [name, tensor] : ModuleState(source->extractor().module())) {
     state.insert(name, name == "norm.bias" ? torch::zeros({7}) : tensor);
   }
   const std::string path = MakeTempDir() + "/bad_shape.pth";

@@ -4,7 +4,7 @@
 #include <torch/torch.h>
 
 #include "trainer/io/torch_file.h"
-#include "trainer/losses/perceptual_loss.h"
+#include "trainer/losses/timm_vit_extractor.h"
 #include "trainer/models/timm_vit.h"
 
 namespace peco::trainer {

@@ -29,6 +29,8 @@ std::string TempDir(const std::string& name) {
   return ::peco::testing::TempDir("peco_pretrain_test", name);
 }
 
+using ::peco::testing::TinyPretrainConfig;
+using ::peco::testing::TinyTokenizerConfig;
 using ::peco::testing::WriteConfig;
 
 using RunResult = ::peco::testing::TrainRun;
@@ -36,16 +38,6 @@ using RunResult = ::peco::testing::TrainRun;
 RunResult RunTrain(const std::vector<std::string>& args, const std::string& log,
                    int stop_at_step = 0, const std::vector<std::string>& prefix = {}) {
   return ::peco::testing::RunTrainProcess(PECO_TRAIN_BINARY, args, log, stop_at_step, prefix);
-}
-
-std::string TokenizerConfig(const std::string& output_dir, int seed) {
-  return ::peco::testing::TinyTokenizerConfig(output_dir, seed);
-}
-
-std::string PretrainConfig(const std::string& output_dir, const std::string& tokenizer,
-                           int max_steps, int batch_size = 16, double drop_path = 0.1) {
-  return ::peco::testing::TinyPretrainConfig(output_dir, tokenizer, max_steps, batch_size,
-                                             drop_path);
 }
 
 class PretrainRunTest : public ::testing::Test {
@@ -56,7 +48,7 @@ class PretrainRunTest : public ::testing::Test {
     for (int i = 0; i < 2; ++i) {
       const std::string run = dir + "/tok" + std::to_string(i);
       const std::string config =
-          WriteConfig(dir, "tok" + std::to_string(i) + ".yaml", TokenizerConfig(run, 7 + i));
+          WriteConfig(dir, "tok" + std::to_string(i) + ".yaml", TinyTokenizerConfig(run, 7 + i));
       RunResult result = RunTrain({"tokenizer", "--config", config}, run + ".log");
       ASSERT_EQ(result.exit_code, 0) << "training tokenizer " << i;
       (i == 0 ? *tokenizer_ : *other_tokenizer_) = run;
@@ -71,7 +63,7 @@ std::string* PretrainRunTest::other_tokenizer_ = new std::string;
 TEST_F(PretrainRunTest, TrainingLowersTheMaskedTokenLoss) {
   const std::string dir = TempDir("learn");
   const std::string config =
-      WriteConfig(dir, "config.yaml", PretrainConfig(dir + "/run", *tokenizer_, 60));
+      WriteConfig(dir, "config.yaml", TinyPretrainConfig(dir + "/run", *tokenizer_, 60));
   RunResult run = RunTrain({"pretrain", "--config", config}, dir + "/stderr.log");
   ASSERT_EQ(run.exit_code, 0) << run.ErrorMessage();
   ASSERT_EQ(run.Of("start").size(), 1u);
@@ -105,7 +97,7 @@ TEST_F(PretrainRunTest, TrainingLowersTheMaskedTokenLoss) {
 
 TEST_F(PretrainRunTest, Bf16AutocastTrains) {
   const std::string dir = TempDir("bf16");
-  std::string yaml = PretrainConfig(dir + "/run", *tokenizer_, 3);
+  std::string yaml = TinyPretrainConfig(dir + "/run", *tokenizer_, 3);
   yaml.replace(yaml.find("log_every"), 0, "precision: bf16, ");
   RunResult run =
       RunTrain({"pretrain", "--config", WriteConfig(dir, "c.yaml", yaml)}, dir + "/stderr.log");
@@ -116,7 +108,7 @@ TEST_F(PretrainRunTest, Bf16AutocastTrains) {
 
 TEST_F(PretrainRunTest, MismatchedTokenizerIsRefusedBeforeTrainingNamingBothSides) {
   const std::string dir = TempDir("mismatch");
-  std::string grid = PretrainConfig(dir + "/grid", *tokenizer_, 2);
+  std::string grid = TinyPretrainConfig(dir + "/grid", *tokenizer_, 2);
   grid.replace(grid.find("patch_size: 2"), 13, "patch_size: 4");
   grid.replace(grid.find("num_masking_patches: 26"), 23, "num_masking_patches: 6");
   RunResult run =
@@ -127,7 +119,7 @@ TEST_F(PretrainRunTest, MismatchedTokenizerIsRefusedBeforeTrainingNamingBothSide
   EXPECT_NE(run.ErrorMessage().find("patch grid 4x4"), std::string::npos) << run.ErrorMessage();
   EXPECT_FALSE(fs::exists(dir + "/grid/checkpoints"));
 
-  std::string vocab = PretrainConfig(dir + "/vocab", *tokenizer_, 2);
+  std::string vocab = TinyPretrainConfig(dir + "/vocab", *tokenizer_, 2);
   vocab.replace(vocab.find("vocab_size: 64"), 14, "vocab_size: 128");
   run = RunTrain({"pretrain", "--config", WriteConfig(dir, "v.yaml", vocab)}, dir + "/v.log");
   EXPECT_EQ(run.exit_code, 2);
@@ -141,7 +133,7 @@ TEST_F(PretrainRunTest, MismatchedTokenizerIsRefusedBeforeTrainingNamingBothSide
 
   // A missing tokenizer checkpoint.
   run = RunTrain({"pretrain", "--config",
-                  WriteConfig(dir, "m.yaml", PretrainConfig(dir + "/m", dir + "/none", 2))},
+                  WriteConfig(dir, "m.yaml", TinyPretrainConfig(dir + "/m", dir + "/none", 2))},
                  dir + "/m.log");
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_NE(run.ErrorMessage().find("tokenizer.checkpoint"), std::string::npos);
@@ -150,14 +142,14 @@ TEST_F(PretrainRunTest, MismatchedTokenizerIsRefusedBeforeTrainingNamingBothSide
 TEST_F(PretrainRunTest, ResumeAfterSigtermIsStepExactAndPinsTheTokenizer) {
   const std::string dir = TempDir("resume");
   constexpr int kSteps = 10;
-  RunResult a =
-      RunTrain({"pretrain", "--config",
-                WriteConfig(dir, "a.yaml", PretrainConfig(dir + "/straight", *tokenizer_, kSteps))},
-               dir + "/a.log");
+  RunResult a = RunTrain(
+      {"pretrain", "--config",
+       WriteConfig(dir, "a.yaml", TinyPretrainConfig(dir + "/straight", *tokenizer_, kSteps))},
+      dir + "/a.log");
   ASSERT_EQ(a.exit_code, 0) << a.ErrorMessage();
 
   const std::string split =
-      WriteConfig(dir, "b.yaml", PretrainConfig(dir + "/split", *tokenizer_, kSteps));
+      WriteConfig(dir, "b.yaml", TinyPretrainConfig(dir + "/split", *tokenizer_, kSteps));
   RunResult first = RunTrain({"pretrain", "--config", split}, dir + "/b1.log", kSteps / 2);
   ASSERT_EQ(first.exit_code, 0) << first.ErrorMessage();
   ASSERT_EQ(first.Of("stopped").size(), 1u) << "the SIGTERM arrived after training finished";
@@ -202,13 +194,13 @@ TEST_F(PretrainRunTest, TwoRanksEqualOneRankWithTheDoubleBatch) {
   constexpr int kSteps = 3;
   RunResult one = RunTrain({"pretrain", "--config",
                             WriteConfig(dir, "one.yaml",
-                                        PretrainConfig(dir + "/one", *tokenizer_, kSteps,
-                                                       /*batch_size=*/16, /*drop_path=*/0))},
+                                        TinyPretrainConfig(dir + "/one", *tokenizer_, kSteps,
+                                                           /*batch_size=*/16, /*drop_path=*/0))},
                            dir + "/one.log");
   ASSERT_EQ(one.exit_code, 0) << one.ErrorMessage();
 
   const std::string config = WriteConfig(
-      dir, "two.yaml", PretrainConfig(dir + "/two", *tokenizer_, kSteps, 8, /*drop_path=*/0));
+      dir, "two.yaml", TinyPretrainConfig(dir + "/two", *tokenizer_, kSteps, 8, /*drop_path=*/0));
   const std::string port = std::to_string(29000 + ::getpid() % 2000);
   std::vector<std::unique_ptr<Subprocess>> ranks;
   for (int rank = 0; rank < 2; ++rank) {

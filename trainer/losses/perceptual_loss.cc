@@ -2,26 +2,31 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "trainer/io/torch_file.h"
-#include "trainer/models/weights.h"
+#include "trainer/losses/timm_vit_extractor.h"
 #include "trainer/util/torch_status.h"
 
 namespace peco::trainer {
-namespace {
-
-constexpr char kMocoPrefix[] = "module.base_encoder.";
-
-}  // namespace
 
 absl::Status PerceptualLossConfig::Validate(const std::string& prefix) const {
-  RETURN_IF_ERROR(extractor.Validate(absl::StrCat(prefix, "extractor.")));
+  if (!checkpoint.empty() && !weights_path.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        prefix, "checkpoint and ", prefix,
+        "weights are mutually exclusive: the perceptual network is either a peco pre-training "
+        "checkpoint or a ViT weights file; set one of them"));
+  }
+  // The timm architecture matters only without a checkpoint (which brings its own).
+  if (checkpoint.empty()) RETURN_IF_ERROR(extractor.Validate(absl::StrCat(prefix, "extractor.")));
   if (blocks.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, "blocks: expected at least one block"));
   }
-  for (int64_t b : blocks) {
-    if (b < 1 || b > extractor.depth) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          prefix, "blocks: block ", b, " is outside the extractor's depth 1..", extractor.depth));
+  if (checkpoint.empty()) {
+    RETURN_IF_ERROR(CheckBlocks(prefix, extractor.depth, "the extractor's"));
+  } else {
+    for (int64_t b : blocks) {
+      if (b < 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(prefix, "blocks: block ", b, " is not a block number (counted from 1)"));
+      }
     }
   }
   if (!layer_weights.empty() && layer_weights.size() != blocks.size()) {
@@ -38,55 +43,55 @@ absl::Status PerceptualLossConfig::Validate(const std::string& prefix) const {
   return absl::OkStatus();
 }
 
-absl::Status LoadTimmVitWeights(const std::string& path, TimmVit& vit) {
-  ASSIGN_OR_RETURN(c10::IValue file, ReadTorchFile(path));
-  c10::IValue dict = file;
-  // MoCo v3 release format wraps the weights in 'state_dict'; peco and timm files may not.
-  if (file.isGenericDict()) {
-    for (const char* key : {"state_dict", "model"}) {
-      if (file.toGenericDict().contains(c10::IValue(std::string(key)))) {
-        ASSIGN_OR_RETURN(dict, DictGet(file, key, path));
-        break;
-      }
+absl::Status PerceptualLossConfig::CheckBlocks(const std::string& prefix, int64_t depth,
+                                               const std::string& network) const {
+  for (int64_t b : blocks) {
+    if (b < 1 || b > depth) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(prefix, "blocks: block ", b, " is outside ", network, " depth 1..", depth));
     }
   }
-  ASSIGN_OR_RETURN(NamedTensors all, ToNamedTensors(dict, path));
-  NamedTensors selected = SelectPrefix(all, kMocoPrefix);
-  if (selected.empty()) selected = all;
-  return TorchCall(path, [&] { return LoadNamedTensors(*vit, selected, path, /*strict=*/false); });
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<PerceptualLoss>> PerceptualLoss::Create(
     const PerceptualLossConfig& config) {
   RETURN_IF_ERROR(config.Validate("loss.perceptual."));
-  ASSIGN_OR_RETURN(TimmVit vit,
-                   TorchCall("perceptual extractor", [&] { return TimmVit(config.extractor); }));
-  std::string source;
-  if (config.weights_path.empty()) {
-    RETURN_IF_ERROR(
-        TorchCall("perceptual extractor", [&] { vit->InitializeRandom(config.random_seed); }));
-    source = absl::StrCat("random (seed ", config.random_seed, ")");
-  } else {
-    RETURN_IF_ERROR(LoadTimmVitWeights(config.weights_path, vit));
-    source = absl::StrCat("file ", config.weights_path);
+  if (!config.checkpoint.empty()) {
+    return absl::InvalidArgumentError(
+        "loss.perceptual.checkpoint: a pre-training checkpoint is loaded by "
+        "CreatePerceptualLoss (tasks/perceptual_network.h), not PerceptualLoss::Create(config)");
   }
-  vit->eval();
-  for (auto& p : vit->parameters()) p.set_requires_grad(false);
-  return std::unique_ptr<PerceptualLoss>(
-      new PerceptualLoss(config, std::move(vit), std::move(source)));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<TimmVitExtractor> extractor,
+      TimmVitExtractor::Create(config.extractor, config.weights_path, config.random_seed));
+  return Create(config, std::move(extractor));
 }
 
-PerceptualLoss::PerceptualLoss(const PerceptualLossConfig& config, TimmVit extractor,
-                               std::string source)
-    : config_(config), extractor_(std::move(extractor)), source_(std::move(source)) {
-  mean_ = torch::tensor({0.485, 0.456, 0.406}, torch::kFloat32).view({1, 3, 1, 1});
-  std_ = torch::tensor({0.229, 0.224, 0.225}, torch::kFloat32).view({1, 3, 1, 1});
+absl::StatusOr<std::unique_ptr<PerceptualLoss>> PerceptualLoss::Create(
+    const PerceptualLossConfig& config, std::unique_ptr<PerceptualFeatureExtractor> extractor) {
+  if (extractor == nullptr) return absl::InvalidArgumentError("perceptual extractor is null");
+  RETURN_IF_ERROR(config.Validate("loss.perceptual."));
+  RETURN_IF_ERROR(config.CheckBlocks(
+      "loss.perceptual.", extractor->depth(),
+      absl::StrCat("the perceptual network's (", extractor->source().description, ")")));
+  if (extractor->input().mean.size() != 3 || extractor->input().std.size() != 3) {
+    return absl::InvalidArgumentError("perceptual extractor: expected 3-channel mean and std");
+  }
+  return std::unique_ptr<PerceptualLoss>(new PerceptualLoss(config, std::move(extractor)));
+}
+
+PerceptualLoss::PerceptualLoss(const PerceptualLossConfig& config,
+                               std::unique_ptr<PerceptualFeatureExtractor> extractor)
+    : config_(config), extractor_(std::move(extractor)) {
+  mean_ = torch::tensor(extractor_->input().mean, torch::kFloat32).view({1, 3, 1, 1});
+  std_ = torch::tensor(extractor_->input().std, torch::kFloat32).view({1, 3, 1, 1});
 }
 
 torch::Tensor PerceptualLoss::Prepare(const torch::Tensor& images) const {
   torch::Tensor x = (images + 1.0) * 0.5;
   x = (x - mean_.to(x.device(), x.scalar_type())) / std_.to(x.device(), x.scalar_type());
-  const int64_t size = config_.extractor.img_size;
+  const int64_t size = extractor_->input().img_size;
   if (x.size(2) != size || x.size(3) != size) {
     namespace F = torch::nn::functional;
     x = F::interpolate(x, F::InterpolateFuncOptions()

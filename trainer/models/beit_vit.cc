@@ -147,22 +147,31 @@ torch::Tensor BeitTrunkImpl::RunBlocks(torch::Tensor tokens, int64_t count) {
   return tokens;
 }
 
-std::vector<torch::Tensor> BeitTrunkImpl::BlockFeatures(const torch::Tensor& images,
-                                                        const std::vector<int64_t>& blocks) {
+std::vector<torch::Tensor> BeitTrunkImpl::BlockTokens(const torch::Tensor& images,
+                                                      const std::vector<int64_t>& blocks) {
   for (int64_t b : blocks) {
     TORCH_CHECK(b >= 1 && b <= config_.depth, "block ", b, " is not in [1, ", config_.depth, "]");
   }
   const int64_t deepest = blocks.empty() ? 0 : *std::max_element(blocks.begin(), blocks.end());
+  std::vector<bool> wanted(deepest + 1, false);
+  for (int64_t b : blocks) wanted[b] = true;
   torch::Tensor shared = rel_pos_bias_.is_empty() ? torch::Tensor() : rel_pos_bias_->forward();
   torch::Tensor h = Embed(images, torch::Tensor());
-  std::vector<torch::Tensor> pooled(deepest + 1);
+  std::vector<torch::Tensor> after(deepest + 1);
   for (int64_t i = 0; i < deepest; ++i) {
     h = blocks_[i]->as<BeitBlock>()->forward(h, shared);
-    pooled[i + 1] = h.slice(1, 1).mean(1);
+    if (wanted[i + 1]) after[i + 1] = h;
   }
   std::vector<torch::Tensor> out;
   out.reserve(blocks.size());
-  for (int64_t b : blocks) out.push_back(pooled[b]);
+  for (int64_t b : blocks) out.push_back(after[b]);
+  return out;
+}
+
+std::vector<torch::Tensor> BeitTrunkImpl::BlockFeatures(const torch::Tensor& images,
+                                                        const std::vector<int64_t>& blocks) {
+  std::vector<torch::Tensor> out = BlockTokens(images, blocks);
+  for (torch::Tensor& tokens : out) tokens = tokens.slice(1, 1).mean(1);
   return out;
 }
 

@@ -62,6 +62,12 @@ class BeitTrunkImpl : public torch::nn::Module {
   // Returns the token sequence [B, 1+N, D] after the first `count` blocks (before any norm).
   torch::Tensor RunBlocks(torch::Tensor tokens, int64_t count);
 
+  // Returns, for each block in `blocks` (counted from 1, in the order given), the token sequence
+  // [B, 1+N, D] after it (before any norm) for unmasked `images`: perceptual-loss features. Runs
+  // no deeper than the largest requested block. Every entry must be in [1, depth].
+  std::vector<torch::Tensor> BlockTokens(const torch::Tensor& images,
+                                         const std::vector<int64_t>& blocks);
+
   // Returns, for each block in `blocks` (counted from 1, in the order given), the mean of its
   // patch-token outputs [B, D] (CLS excluded, before any norm): linear-probe features. Runs no
   // deeper than the largest requested block. Every entry must be in [1, depth].

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "trainer/tasks/perceptual_network.h"
 
 namespace peco::trainer {
 namespace {
@@ -33,6 +34,7 @@ absl::Status ReadLoss(ConfigReader& r, TokenizerLossConfig* l) {
     ASSIGN_OR_RETURN(ConfigReader p, r.Child("perceptual"));
     PerceptualLossConfig& pc = l->perceptual;
     RETURN_IF_ERROR(p.Read("weights", &pc.weights_path));
+    RETURN_IF_ERROR(p.Read("checkpoint", &pc.checkpoint));
     int64_t seed = static_cast<int64_t>(pc.random_seed);
     RETURN_IF_ERROR(p.Read("seed", &seed));
     pc.random_seed = static_cast<uint64_t>(seed);
@@ -97,6 +99,7 @@ absl::Status TokenizerJobConfig::Validate(bool check_paths) const {
       return absl::InvalidArgumentError(
           absl::StrCat("loss.perceptual.weights: file not found: ", loss.perceptual.weights_path));
     }
+    if (check_paths) RETURN_IF_ERROR(CheckPerceptualCheckpoint(loss.perceptual));
   }
   if (loss.gan.enabled) {
     if (loss.gan.disc_weight < 0)

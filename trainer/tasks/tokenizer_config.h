@@ -59,7 +59,9 @@ struct TokenizerJobConfig {
   std::string source_text;  // the YAML as given, stored in checkpoints
 
   // Checks ranges and consistency; with `check_paths`, also that the dataset directory and the
-  // perceptual weights exist (what a training run needs, not what loading a checkpoint needs).
+  // perceptual weights exist, and that loss.perceptual.checkpoint is a verified pretrain
+  // checkpoint deep enough for loss.perceptual.blocks (what a training run needs, not what
+  // loading a checkpoint needs).
   absl::Status Validate(bool check_paths = true) const;
 };
 

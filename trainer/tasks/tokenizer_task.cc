@@ -20,6 +20,7 @@
 #include "trainer/losses/perceptual_loss.h"
 #include "trainer/models/patch_discriminator.h"
 #include "trainer/tasks/checkpoint_lookup.h"
+#include "trainer/tasks/perceptual_network.h"
 #include "trainer/util/torch_status.h"
 
 namespace peco::trainer {
@@ -42,6 +43,12 @@ struct TrainerState {
   int64_t step = 0;
   LoaderPosition loader;
   std::string config_sha256;
+  // Provenance of the perceptual network: description ("off", "random (seed N)", "file P",
+  // "pretrain checkpoint D ..."), its file or checkpoint directory, and that checkpoint's
+  // MANIFEST SHA-256 (empty for files and random networks).
+  std::string perceptual = "off";
+  std::string perceptual_path;
+  std::string perceptual_sha256;
 };
 
 std::string StateToJson(const TrainerState& state, const TokenizerJobConfig& config, bool final) {
@@ -52,6 +59,9 @@ std::string StateToJson(const TrainerState& state, const TokenizerJobConfig& con
       .Add("batch", state.loader.batch)
       .Add("seed", static_cast<uint64_t>(config.seed))
       .Add("config_sha256", state.config_sha256)
+      .Add("perceptual", state.perceptual)
+      .Add("perceptual_path", state.perceptual_path)
+      .Add("perceptual_sha256", state.perceptual_sha256)
       .Add("final", final);
   return w.str() + "\n";
 }
@@ -72,6 +82,10 @@ absl::StatusOr<TrainerState> StateFromJson(const std::string& json, const std::s
   RETURN_IF_ERROR(r.Read("batch", &state.loader.batch));
   RETURN_IF_ERROR(r.Read("seed", &seed));
   RETURN_IF_ERROR(r.Read("config_sha256", &state.config_sha256));
+  // Absent from checkpoints written before the provenance was recorded.
+  RETURN_IF_ERROR(r.Read("perceptual", &state.perceptual));
+  RETURN_IF_ERROR(r.Read("perceptual_path", &state.perceptual_path));
+  RETURN_IF_ERROR(r.Read("perceptual_sha256", &state.perceptual_sha256));
   RETURN_IF_ERROR(r.Read("final", &final));
   RETURN_IF_ERROR(r.Finish());
   return state;
@@ -183,13 +197,22 @@ absl::Status TokenizerTrainer::Setup() {
   }
   RETURN_IF_ERROR(TorchCall("building the tokenizer", [&] { return BuildModels(); }));
   if (config_.loss.perceptual_weight > 0) {
-    ASSIGN_OR_RETURN(perceptual_, PerceptualLoss::Create(config_.loss.perceptual));
+    const PerceptualLossConfig& perceptual = config_.loss.perceptual;
+    ASSIGN_OR_RETURN(perceptual_, CreatePerceptualLoss(perceptual));
     RETURN_IF_ERROR(
-        TorchCall("perceptual extractor", [&] { perceptual_->extractor()->to(device_); }));
-    if (config_.loss.perceptual.weights_path.empty()) {
+        TorchCall("perceptual extractor", [&] { perceptual_->extractor().module().to(device_); }));
+    const ExtractorSource& source = perceptual_->extractor().source();
+    state_.perceptual = source.description;
+    state_.perceptual_path = source.path;
+    state_.perceptual_sha256 = source.sha256;
+    if (!perceptual.checkpoint.empty()) {
+      progress_.Log(absl::StrCat("perceptual network: ", source.description,
+                                 "; loss.perceptual.extractor and seed are ignored"));
+    } else if (perceptual.weights_path.empty()) {
       progress_.Log(absl::StrCat(
-          "warning: the perceptual network is a randomly initialised ViT (", perceptual_->source(),
-          "): set loss.perceptual.weights to a MoCo v3 checkpoint for PeCo's perceptual codebook"));
+          "warning: the perceptual network is a randomly initialised ViT (", source.description,
+          "): set loss.perceptual.weights to a MoCo v3 checkpoint, or loss.perceptual.checkpoint "
+          "to a peco pretrain run, for PeCo's perceptual codebook"));
     }
   }
   if (!options_.resume_from.empty()) {
@@ -213,7 +236,8 @@ absl::Status TokenizerTrainer::Setup() {
       .Add("parameters", parameters)
       .Add("dataset", dataset_->name())
       .Add("dataset_size", dataset_->size())
-      .Add("perceptual", perceptual_ ? perceptual_->source() : std::string("off"))
+      .Add("perceptual", state_.perceptual)
+      .Add("perceptual_sha256", state_.perceptual_sha256)
       .Add("precision", config_.train.precision)
       .Add("device", config_.train.device);
   progress_.Emit(start);
@@ -229,7 +253,19 @@ absl::Status TokenizerTrainer::Restore(const RestoredCheckpoint& checkpoint) {
   const std::string& dir = checkpoint.dir;
   ASSIGN_OR_RETURN(const std::string* state_json,
                    CheckpointFile(checkpoint.files, kStateFile, dir));
-  ASSIGN_OR_RETURN(state_, StateFromJson(*state_json, absl::StrCat(dir, "/", kStateFile)));
+  ASSIGN_OR_RETURN(TrainerState stored,
+                   StateFromJson(*state_json, absl::StrCat(dir, "/", kStateFile)));
+  // A run trained against one pretrain checkpoint's features must not switch networks midway.
+  if (!stored.perceptual_sha256.empty() && stored.perceptual_sha256 != state_.perceptual_sha256) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "loss.perceptual.checkpoint: checkpoint ", dir, " was trained with the perceptual network ",
+        stored.perceptual_path, " (MANIFEST sha256 ", stored.perceptual_sha256, "), this run has ",
+        state_.perceptual, "; resume with that network or start a new run"));
+  }
+  stored.perceptual = state_.perceptual;
+  stored.perceptual_path = state_.perceptual_path;
+  stored.perceptual_sha256 = state_.perceptual_sha256;
+  state_ = std::move(stored);
   ASSIGN_OR_RETURN(const std::string* stored_config,
                    CheckpointFile(checkpoint.files, kConfigFile, dir));
   // The model must be the same shape; other changes (more steps, new output dir) are allowed.

@@ -1,0 +1,35 @@
+// The perceptual network of a tokenizer job, as `loss.perceptual` configures it:
+//   - `checkpoint` set: the BEiT trunk of a peco pre-training checkpoint (a checkpoint directory,
+//     or a pretrain run directory, whose newest verified checkpoint is used, as pretrain resolves
+//     tokenizer.checkpoint). Its architecture and input normalisation (transform.vit_mean /
+//     vit_std) come from the checkpoint's config; `extractor`, `weights` and `seed` are ignored
+//     (`weights` together with `checkpoint` is refused by PerceptualLossConfig::Validate).
+//     Images are resized to the checkpoint's model.img_size.
+//   - otherwise: the timm (MoCo v3) ViT of `extractor`, from `weights` or seeded random.
+//
+// Errors name the field: InvalidArgument "loss.perceptual.checkpoint: ..." for a missing,
+// damaged or non-pretrain checkpoint, "loss.perceptual.blocks: ..." for blocks deeper than the
+// network. Free functions; thread-compatible.
+#ifndef PECO_TRAINER_TASKS_PERCEPTUAL_NETWORK_H_
+#define PECO_TRAINER_TASKS_PERCEPTUAL_NETWORK_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "trainer/losses/perceptual_loss.h"
+
+namespace peco::trainer {
+
+// Checks without building a model that `config.checkpoint` names a verified peco pre-training
+// checkpoint whose BEiT depth covers `config.blocks`. OK when `config.checkpoint` is empty.
+absl::Status CheckPerceptualCheckpoint(const PerceptualLossConfig& config);
+
+// Builds the perceptual loss and its frozen extractor on the CPU.
+absl::StatusOr<std::unique_ptr<PerceptualLoss>> CreatePerceptualLoss(
+    const PerceptualLossConfig& config);
+
+}  // namespace peco::trainer
+
+#endif  // PECO_TRAINER_TASKS_PERCEPTUAL_NETWORK_H_
