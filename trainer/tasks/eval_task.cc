@@ -23,6 +23,7 @@
 #include "trainer/tasks/checkpoint_lookup.h"
 #include "trainer/tasks/eval_backbone.h"
 #include "trainer/tasks/eval_state.h"
+#include "trainer/tasks/run_setup.h"
 #include "trainer/util/torch_status.h"
 
 namespace peco::trainer {
@@ -152,28 +153,15 @@ absl::Status EvalTrainer::Setup() {
   ASSIGN_OR_RETURN(state_.backbone, ResolveEvalBackbone(&config_, &progress_));
   state_.kind = config_.kind;
   state_.probe_block = config_.linear_probe() ? config_.ProbeBlock() : 0;
-  const int threads = ConfigureThreads(config_.threads);
-  if (config_.train.device == "cuda" && !torch::cuda::is_available()) {
-    return absl::InvalidArgumentError(
-        "train.device: cuda requested but this LibTorch has no CUDA device");
-  }
-  bf16_ = config_.train.precision == "bf16";
-  ASSIGN_OR_RETURN(DistributedOptions dist_options, DistributedOptionsFromEnv());
-  if (config_.train.device == "cuda")
-    device_ = torch::Device(torch::kCUDA, dist_options.local_rank);
-  dist_options.device = device_;
-  dist_options.collective_timeout = std::chrono::milliseconds(
-      static_cast<int64_t>(std::llround(config_.train.collective_timeout * 1000)));
+  ASSIGN_OR_RETURN(RunSetup run,
+                   PrepareRun(config_.threads, config_.train, config_.train.collective_timeout,
+                              !options_.resume_from.empty()));
+  const int threads = run.threads;
+  device_ = run.device;
+  bf16_ = run.bf16;
+  DistributedOptions dist_options = run.distributed;
   state_.world_size = dist_options.world_size;
   state_.config_sha256 = Sha256Hex(config_.source_text);
-
-  const std::string root = (fs::path(config_.train.output_dir) / "checkpoints").string();
-  if (options_.resume_from.empty() && !ListCheckpoints(root).empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("train.output_dir: ", config_.train.output_dir,
-                     " already holds checkpoints; pass --resume ", config_.train.output_dir,
-                     " to continue that run, or choose another output_dir"));
-  }
   // Everything a rank can refuse on its own comes before joining the group.
   ASSIGN_OR_RETURN(dataset_, OpenDataset(config_.data, config_.seed));
   absl::StatusOr<std::shared_ptr<const Dataset>> eval_dataset =
