@@ -89,4 +89,18 @@ absl::Status ValidateTrainSection(const TrainConfig& train) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateNormalisation(const char* field, const std::vector<double>& values,
+                                   bool positive) {
+  if (values.size() != 1 && values.size() != 3) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": expected 1 or 3 values, got ", values.size()));
+  }
+  for (double v : values) {
+    if (positive && !(v > 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": expected values > 0, got ", v));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace peco::trainer

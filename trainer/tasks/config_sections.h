@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/config_reader.h"
@@ -39,6 +40,11 @@ absl::Status ValidateDataSection(const DataConfig& data, bool check_paths);
 
 // Reads the TrainConfig fields of `train:` without finishing the reader.
 absl::Status ReadTrainFields(ConfigReader& r, TrainConfig* train);
+
+// Checks per-channel normalisation values `field` (mean or std): 1 or 3 values, all > 0 when
+// `positive`. InvalidArgument naming `field`.
+absl::Status ValidateNormalisation(const char* field, const std::vector<double>& values,
+                                   bool positive);
 
 // Checks the TrainConfig fields.
 absl::Status ValidateTrainSection(const TrainConfig& train);

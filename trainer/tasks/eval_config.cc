@@ -40,20 +40,6 @@ absl::Status ReadEval(ConfigReader& r, EvalSplitConfig* e) {
   return r.Finish();
 }
 
-absl::Status ValidateNormalisation(const char* field, const std::vector<double>& values,
-                                   bool positive) {
-  if (values.size() != 1 && values.size() != 3) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": expected 1 or 3 values, got ", values.size()));
-  }
-  for (double v : values) {
-    if (positive && !(v > 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ": expected values > 0, got ", v));
-    }
-  }
-  return absl::OkStatus();
-}
-
 // The held-out split's data config: the training data's source and sizes, evaluated in order
 // with a centre crop and no augmentation.
 DataConfig EvalDataFrom(const EvalJobConfig& c) {

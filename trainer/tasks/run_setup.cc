@@ -21,16 +21,16 @@ absl::StatusOr<RunSetup> PrepareRun(int threads, const TrainConfig& train,
   }
   setup.bf16 = train.precision == "bf16";
   ASSIGN_OR_RETURN(setup.distributed, DistributedOptionsFromEnv());
-  if (train.device == "cuda") setup.device = torch::Device(torch::kCUDA, setup.distributed.local_rank);
+  if (train.device == "cuda")
+    setup.device = torch::Device(torch::kCUDA, setup.distributed.local_rank);
   setup.distributed.device = setup.device;
-  setup.distributed.collective_timeout = std::chrono::milliseconds(
-      static_cast<int64_t>(std::llround(collective_timeout * 1000)));
+  setup.distributed.collective_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(std::llround(collective_timeout * 1000)));
   const std::string root = (std::filesystem::path(train.output_dir) / "checkpoints").string();
   if (!resuming && !ListCheckpoints(root).empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("train.output_dir: ", train.output_dir,
-                     " already holds checkpoints; pass --resume ", train.output_dir,
-                     " to continue that run, or choose another output_dir"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "train.output_dir: ", train.output_dir, " already holds checkpoints; pass --resume ",
+        train.output_dir, " to continue that run, or choose another output_dir"));
   }
   return setup;
 }
