@@ -29,6 +29,9 @@ struct TrainConfig {
   std::string output_dir = "runs/tokenizer";
 };
 
+// The top-level fields every job kind has: `seed`, `threads` and the `data:` section.
+absl::Status ReadRunFields(ConfigReader& root, uint64_t* seed, int* threads, DataConfig* data);
+
 // `data:` -> source, path, split, image_size, synthetic_size, batch_size, num_workers, prefetch.
 absl::Status ReadDataSection(ConfigReader& r, DataConfig* data);
 

@@ -184,14 +184,7 @@ absl::StatusOr<EvalJobConfig> ParseEvalConfig(const std::string& yaml, const std
     config.optim.schedule.min_lr = 1e-6;
     config.train.output_dir = "runs/finetune";
   }
-  int64_t seed = 0;
-  RETURN_IF_ERROR(root.Read("seed", &seed));
-  config.seed = static_cast<uint64_t>(seed);
-  RETURN_IF_ERROR(root.Read("threads", &config.threads));
-  {
-    ASSIGN_OR_RETURN(ConfigReader r, root.Child("data"));
-    RETURN_IF_ERROR(ReadDataSection(r, &config.data));
-  }
+  RETURN_IF_ERROR(ReadRunFields(root, &config.seed, &config.threads, &config.data));
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("transform"));
     config.normalisation_given = r.Has("mean") || r.Has("std");

@@ -135,14 +135,7 @@ absl::StatusOr<TokenizerJobConfig> ParseTokenizerConfig(const std::string& yaml,
   config.source_text = yaml;
   std::string kind = "tokenizer";
   RETURN_IF_ERROR(root.ReadEnum("kind", {"tokenizer"}, &kind));
-  int64_t seed = 0;
-  RETURN_IF_ERROR(root.Read("seed", &seed));
-  config.seed = static_cast<uint64_t>(seed);
-  RETURN_IF_ERROR(root.Read("threads", &config.threads));
-  {
-    ASSIGN_OR_RETURN(ConfigReader r, root.Child("data"));
-    RETURN_IF_ERROR(ReadDataSection(r, &config.data));
-  }
+  RETURN_IF_ERROR(ReadRunFields(root, &config.seed, &config.threads, &config.data));
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("transform"));
     RETURN_IF_ERROR(ReadTransformSection(r, &config.data.loader.transform));
