@@ -7,24 +7,25 @@
 // For each precision (fp32, bf16 autocast): `--warmup` untimed steps, then `--steps` timed ones;
 // it prints the median step time, images/s and achieved TFLOP/s (3x BeitMimForwardFlops per
 // image), and MFU against this machine's large-matmul peak of the same precision, measured in
-// the same run. Output is Markdown.
+// the same run. Output is Markdown, or with --format json one result line per precision
+// (bench/trainer_bench.h) for bench/run.
 //
 // Usage: peco-bench-mim-step [--preset beit_base_patch16_224_8k_vocab|beit_small_fashion_mnist]
 //          [--batch 8] [--steps 5] [--warmup 3] [--precision fp32|bf16|both] [--threads 0]
-//          [--device cpu|cuda] [--matmul_size 0 (auto)]
+//          [--device cpu|cuda] [--matmul_size 0 (auto)] [--format markdown|json]
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "bench/trainer_bench.h"
+#include "common/json_writer.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/models/beit_config.h"
 #include "trainer/models/beit_optim.h"
@@ -43,12 +44,14 @@ struct Options {
   int threads = 0;
   std::string device = "cpu";
   int64_t matmul_size = 0;
+  std::string format = "markdown";
 };
 
 constexpr char kUsage[] =
     "usage: peco-bench-mim-step [--preset beit_base_patch16_224_8k_vocab|"
     "beit_small_fashion_mnist] [--batch N] [--steps N] [--warmup N] "
-    "[--precision fp32|bf16|both] [--threads N] [--device cpu|cuda] [--matmul_size N]\n";
+    "[--precision fp32|bf16|both] [--threads N] [--device cpu|cuda] [--matmul_size N] "
+    "[--format markdown|json]\n";
 
 bool ParseOptions(int argc, char** argv, Options* o) {
   for (int i = 1; i < argc; ++i) {
@@ -64,6 +67,8 @@ bool ParseOptions(int argc, char** argv, Options* o) {
       o->precision = value;
     } else if (flag == "--device") {
       o->device = value;
+    } else if (flag == "--format" && (value == "markdown" || value == "json")) {
+      o->format = value;
     } else if (numeric && flag == "--batch" && number > 0) {
       o->batch = number;
     } else if (numeric && flag == "--steps" && number > 0) {
@@ -94,46 +99,10 @@ bool ParseOptions(int argc, char** argv, Options* o) {
   return true;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-void Sync(const torch::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize();
-}
-
-// Median seconds of `fn` over `reps` calls after `warmup` calls; `fn` must leave no queued work
-// on the CPU (it reads a value) and is synchronised on CUDA.
-double TimeMedian(const torch::Device& device, int warmup, int reps,
-                  const std::function<void()>& fn) {
-  for (int i = 0; i < warmup; ++i) fn();
-  Sync(device);
-  std::vector<double> seconds;
-  for (int i = 0; i < reps; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    Sync(device);
-    seconds.push_back(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  return Median(seconds);
-}
-
-// Dense matmul TFLOP/s of [n, n] x [n, n] in `dtype` on `device`.
-double MatmulTflops(torch::ScalarType dtype, const torch::Device& device, int64_t n) {
-  torch::NoGradGuard no_grad;
-  const auto options = torch::TensorOptions().dtype(dtype).device(device);
-  torch::Tensor a = torch::randn({n, n}, options), b = torch::randn({n, n}, options);
-  torch::Tensor c;
-  const double seconds = TimeMedian(device, 2, 5, [&] { c = torch::mm(a, b); });
-  return 2.0 * n * n * n / seconds / 1e12;
-}
-
 struct StepResult {
-  double seconds = 0;
-  double tflops = 0;
+  std::vector<double> seconds;  // per timed step
+  double flops_per_image = 0;   // 3x BeitMimForwardFlops: forward + backward
+  int64_t parameters = 0;
   double final_loss = 0;
 };
 
@@ -149,6 +118,8 @@ StepResult TimeMimStep(const BeitVitConfig& config, const Options& o, const torc
       BeitParamGroups(*model, config.depth, /*weight_decay=*/0.05, std::nullopt);
   torch::optim::AdamW optimizer(ToAdamWParamGroups(groups, base), base);
   const std::vector<torch::Tensor> params = model->parameters();
+  int64_t parameter_count = 0;
+  for (const torch::Tensor& p : params) parameter_count += p.numel();
 
   const int64_t n = config.num_patches();
   // BEiT's 75 of 196 (~40%); the small preset's 26 of 64 (configs/pretrain_small.yaml).
@@ -177,10 +148,10 @@ StepResult TimeMimStep(const BeitVitConfig& config, const Options& o, const torc
     loss_value = loss.item<double>();
   };
   StepResult result;
-  result.seconds = TimeMedian(device, o.warmup, o.steps, step);
+  result.seconds = bench::TimeSteps(device, o.warmup, o.steps, step);
   result.final_loss = loss_value;
-  result.tflops = 3.0 * BeitMimForwardFlops(config, masked) * static_cast<double>(o.batch) /
-                  result.seconds / 1e12;
+  result.flops_per_image = 3.0 * BeitMimForwardFlops(config, masked);
+  result.parameters = parameter_count;
   return result;
 }
 
@@ -205,10 +176,33 @@ int Main(int argc, char** argv) {
   if (o.precision != "bf16") precisions.push_back("fp32");
   if (o.precision != "fp32") precisions.push_back("bf16");
 
-  const int64_t matmul_n = o.matmul_size > 0 ? o.matmul_size : (device.is_cuda() ? 8192 : 2048);
+  const int64_t matmul_n = o.matmul_size > 0 ? o.matmul_size : bench::DefaultMatmulSize(device);
   std::map<std::string, double> peak;
   for (const std::string& p : precisions) {
-    peak[p] = MatmulTflops(p == "bf16" ? torch::kBFloat16 : torch::kFloat32, device, matmul_n);
+    peak[p] =
+        bench::MatmulTflops(p == "bf16" ? torch::kBFloat16 : torch::kFloat32, device, matmul_n);
+  }
+  if (o.format == "json") {
+    for (const std::string& p : precisions) {
+      const StepResult r = TimeMimStep(config, o, device, p == "bf16");
+      bench::ResultLine line;
+      line.bench = "mim_step";
+      line.preset = o.preset;
+      line.batch = o.batch;
+      line.precision = p;
+      line.threads = threads;
+      line.parameters = r.parameters;
+      line.seconds = r.seconds;
+      std::printf("%s\n", line.ToJson([&](JsonWriter& w) {
+                                w.Add("flops_per_image", r.flops_per_image)
+                                    .Add("matmul_peak_tflops", peak[p])
+                                    .Add("final_loss", r.final_loss)
+                                    .Add("device", o.device);
+                              })
+                              .c_str());
+      std::fflush(stdout);
+    }
+    return 0;
   }
 
   std::printf(
@@ -223,9 +217,11 @@ int Main(int argc, char** argv) {
   std::printf("|---|---|---|---|---|---|---|\n");
   for (const std::string& p : precisions) {
     const StepResult r = TimeMimStep(config, o, device, p == "bf16");
-    std::printf("| %s | %.3f | %.3f | %.2f | %.3f | %.1f%% | %.3f |\n", p.c_str(), peak[p],
-                r.seconds, static_cast<double>(o.batch) / r.seconds, r.tflops,
-                100.0 * r.tflops / peak[p], r.final_loss);
+    const double seconds = bench::Median(r.seconds);
+    const double tflops = r.flops_per_image * static_cast<double>(o.batch) / seconds / 1e12;
+    std::printf("| %s | %.3f | %.3f | %.2f | %.3f | %.1f%% | %.3f |\n", p.c_str(), peak[p], seconds,
+                static_cast<double>(o.batch) / seconds, tflops, 100.0 * tflops / peak[p],
+                r.final_loss);
     std::fflush(stdout);
   }
   return 0;

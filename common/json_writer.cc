@@ -62,13 +62,21 @@ JsonWriter& JsonWriter::Add(absl::string_view key, uint64_t value) {
   return *this;
 }
 
+namespace {
+
+void AppendDouble(double value, std::string* out) {
+  if (std::isfinite(value)) {
+    *out += absl::StrFormat("%.9g", value);
+  } else {
+    *out += "null";
+  }
+}
+
+}  // namespace
+
 JsonWriter& JsonWriter::Add(absl::string_view key, double value) {
   Key(key);
-  if (std::isfinite(value)) {
-    body_ += absl::StrFormat("%.9g", value);
-  } else {
-    body_ += "null";
-  }
+  AppendDouble(value, &body_);
   return *this;
 }
 
@@ -84,6 +92,17 @@ JsonWriter& JsonWriter::Add(absl::string_view key, const std::vector<int64_t>& v
   for (size_t i = 0; i < values.size(); ++i) {
     if (i > 0) body_ += ",";
     absl::StrAppend(&body_, values[i]);
+  }
+  body_ += "]";
+  return *this;
+}
+
+JsonWriter& JsonWriter::Add(absl::string_view key, const std::vector<double>& values) {
+  Key(key);
+  body_ += "[";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) body_ += ",";
+    AppendDouble(values[i], &body_);
   }
   body_ += "]";
   return *this;

@@ -28,6 +28,8 @@ class JsonWriter {
   JsonWriter& Add(absl::string_view key, double value);
   JsonWriter& Add(absl::string_view key, bool value);
   JsonWriter& Add(absl::string_view key, const std::vector<int64_t>& values);
+  // Non-finite entries are written as null, as for a single double.
+  JsonWriter& Add(absl::string_view key, const std::vector<double>& values);
   // Adds an already-serialised JSON value (an object built by another JsonWriter).
   JsonWriter& AddRaw(absl::string_view key, absl::string_view json);
 

@@ -117,6 +117,13 @@ TEST(JsonWriterTest, BuildsObjectInOrder) {
   EXPECT_EQ(JsonWriter().str(), "{}");
 }
 
+TEST(JsonWriterTest, WritesDoubleArraysWithNullForNonFinite) {
+  JsonWriter w;
+  w.Add("seconds", std::vector<double>{0.25, -1.5e-9, std::nan(""), 3})
+      .Add("none", std::vector<double>{});
+  EXPECT_EQ(w.str(), "{\"seconds\":[0.25,-1.5e-09,null,3],\"none\":[]}");
+}
+
 TEST(JsonWriterTest, EscapesStrings) {
   EXPECT_EQ(JsonWriter::Quote("say \"hi\""), "\"say \\\"hi\\\"\"");
   EXPECT_EQ(JsonWriter::Quote("a\\b"), "\"a\\\\b\"");
