@@ -83,7 +83,7 @@ bool ParseOptions(int argc, char** argv, Options* o) {
 }
 
 int Main(int argc, char** argv) {
-  EnsurePassiveOpenMpWait(argv);
+  ConfigureOpenMpWait(argv);
   Options o;
   if (!ParseOptions(argc, argv, &o)) {
     std::fputs(kUsage, stderr);
@@ -144,12 +144,13 @@ int Main(int argc, char** argv) {
   line.rate_from_total = true;  // batches arrive in bursts as the loader threads finish them
   if (o.format == "json") {
     std::printf("%s\n", line.ToJson([&](JsonWriter& w) {
-                          w.Add("workers", data.loader.num_threads)
-                              .Add("images", (*dataset)->size())
-                              .Add("sizes", std::vector<int64_t>{vit_size,
-                                                                 data.loader.transform
-                                                                     .output_sizes[1]});
-                        }).c_str());
+                              w.Add("workers", data.loader.num_threads)
+                                  .Add("images", (*dataset)->size())
+                                  .Add("sizes",
+                                       std::vector<int64_t>{vit_size,
+                                                            data.loader.transform.output_sizes[1]});
+                            })
+                            .c_str());
   } else {
     double total = 0;
     for (double s : seconds) total += s;

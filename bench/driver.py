@@ -101,7 +101,8 @@ class Context:
         """A peco tokenizer checkpoint of `preset` (one step; only its shapes matter here)."""
         if preset not in self.tokenizers:
             out = os.path.join(self.work, f"tokenizer_{preset}")
-            sets = ["train.max_steps=1", "train.precision=fp32", "train.log_every=1"]
+            sets = ["train.max_steps=1", "train.precision=fp32", "train.device=cpu",
+                    "train.log_every=1"]
             if preset == "paper":
                 sets += ["data.source=synthetic", "data.synthetic_size=8", "data.batch_size=2",
                          "data.num_workers=1"]
@@ -135,7 +136,7 @@ def mim_step(preset, batch, precision):
 def tokenizer_step(preset, batch, precision):
     def peco(ctx):
         w, s = ctx.args.tokenizer_steps[preset]
-        sets = [f"train.max_steps={w + s}", f"train.precision={precision}",
+        sets = [f"train.max_steps={w + s}", f"train.precision={precision}", "train.device=cpu",
                 "train.log_every=1", "train.checkpoint_every=1000000000",
                 f"threads={ctx.threads}", f"data.batch_size={batch}"]
         if preset == "paper":
@@ -172,7 +173,8 @@ def data_pipeline(batch):
 def e2e_pretrain(preset, batch):
     def peco(ctx):
         w, s = ctx.args.e2e_steps[preset]
-        sets = [f"train.max_steps={w + s}", "train.precision=fp32", "train.log_every=1",
+        sets = [f"train.max_steps={w + s}", "train.precision=fp32", "train.device=cpu",
+                "train.log_every=1",
                 "train.checkpoint_every=1000000000", f"threads={ctx.threads}",
                 f"data.batch_size={batch}", f"data.num_workers={ctx.threads}",
                 f"tokenizer.checkpoint={ctx.tokenizer(preset)}"]
@@ -238,8 +240,8 @@ def cpu_model():
 def peak(ctx):
     rows = run([ctx.bin("peco-bench-peak"), "--threads", str(ctx.threads), "--format", "json"],
                timeout=1200)
-    return {r["precision"]: r["tflops"] for r in map(json.loads, rows.splitlines())
-            if r.startswith("{")}
+    return {r["precision"]: r["tflops"]
+            for r in (json.loads(l) for l in rows.splitlines() if l.startswith("{"))}
 
 
 def mfu(result, flops_per_image, peak_tflops):

@@ -13,6 +13,9 @@
 // Usage: peco-bench-mim-step [--preset beit_base_patch16_224_8k_vocab|beit_small_fashion_mnist]
 //          [--batch 8] [--steps 5] [--warmup 3] [--precision fp32|bf16|both] [--threads 0]
 //          [--device cpu|cuda] [--matmul_size 0 (auto)] [--format markdown|json]
+//          [--profile PREFIX (writes PREFIX.<precision>.json, a chrome trace of one more step;
+//                             bench/trace_summary.py summarises it)]
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -45,13 +48,14 @@ struct Options {
   std::string device = "cpu";
   int64_t matmul_size = 0;
   std::string format = "markdown";
+  std::string profile;  // chrome trace of one extra step per precision
 };
 
 constexpr char kUsage[] =
     "usage: peco-bench-mim-step [--preset beit_base_patch16_224_8k_vocab|"
     "beit_small_fashion_mnist] [--batch N] [--steps N] [--warmup N] "
     "[--precision fp32|bf16|both] [--threads N] [--device cpu|cuda] [--matmul_size N] "
-    "[--format markdown|json]\n";
+    "[--format markdown|json] [--profile TRACE_PREFIX]\n";
 
 bool ParseOptions(int argc, char** argv, Options* o) {
   for (int i = 1; i < argc; ++i) {
@@ -69,6 +73,8 @@ bool ParseOptions(int argc, char** argv, Options* o) {
       o->device = value;
     } else if (flag == "--format" && (value == "markdown" || value == "json")) {
       o->format = value;
+    } else if (flag == "--profile") {
+      o->profile = value;
     } else if (numeric && flag == "--batch" && number > 0) {
       o->batch = number;
     } else if (numeric && flag == "--steps" && number > 0) {
@@ -149,6 +155,12 @@ StepResult TimeMimStep(const BeitVitConfig& config, const Options& o, const torc
   };
   StepResult result;
   result.seconds = bench::TimeSteps(device, o.warmup, o.steps, step);
+  if (!o.profile.empty()) {
+    // One more step under LibTorch's profiler; bench/trace_summary.py reads the trace.
+    const std::string path = o.profile + (bf16 ? ".bf16.json" : ".fp32.json");
+    torch::autograd::profiler::RecordProfile record(path);
+    step();
+  }
   result.final_loss = loss_value;
   result.flops_per_image = 3.0 * BeitMimForwardFlops(config, masked);
   result.parameters = parameter_count;
@@ -156,8 +168,8 @@ StepResult TimeMimStep(const BeitVitConfig& config, const Options& o, const torc
 }
 
 int Main(int argc, char** argv) {
-  // As peco-train: idle OpenMP threads wait passively unless OMP_WAIT_POLICY is set.
-  EnsurePassiveOpenMpWait(argv);
+  // As peco-train: how idle OpenMP threads wait (trainer/engine/runtime.h).
+  ConfigureOpenMpWait(argv);
   Options o;
   if (!ParseOptions(argc, argv, &o)) {
     std::fputs(kUsage, stderr);

@@ -17,7 +17,7 @@ namespace peco::trainer {
 namespace {
 
 int Main(int argc, char** argv) {
-  EnsurePassiveOpenMpWait(argv);
+  ConfigureOpenMpWait(argv);
   int threads_requested = 0;
   int64_t n = 0;
   std::string device_name = "cpu", precision = "both", format = "markdown";

@@ -37,7 +37,7 @@ int64_t DefaultMatmulSize(const torch::Device& device);
 // The fields every result line carries (see bench/README.md). `seconds` holds one entry per timed
 // step or batch.
 struct ResultLine {
-  std::string bench;      // mim_step | tokenizer_step | data_pipeline | e2e_pretrain | peak
+  std::string bench;  // mim_step | tokenizer_step | data_pipeline | e2e_pretrain | peak
   std::string side = "peco";
   std::string preset;
   int64_t batch = 0;

@@ -323,7 +323,7 @@ int RunValidate(int argc, char** argv, ProgressSink& progress) {
 
 int main(int argc, char** argv) {
   using namespace peco::trainer;
-  EnsurePassiveOpenMpWait(argv);
+  ConfigureOpenMpWait(argv);
   ProgressSink progress;
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     std::cerr << kUsage;

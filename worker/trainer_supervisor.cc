@@ -191,6 +191,8 @@ absl::Status TrainerSupervisor::Start() {
         absl::StrCat("LOCAL_WORLD_SIZE=", local_world_size),
         absl::StrCat("PECO_JOB_ID=", options_.job_id),
         absl::StrCat("PECO_ATTEMPT=", options_.attempt),
+        // Jobs share this worker's cores: trainers wait passively (trainer/engine/runtime.h).
+        "PECO_SHARED_CORES=1",
     };
     spec.env.insert(spec.env.end(), options_.extra_env.begin(), options_.extra_env.end());
     spec.working_dir = options_.working_dir;

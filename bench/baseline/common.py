@@ -19,13 +19,27 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+# The device the timed work runs on (set_device); bench/gpu/run passes --device cuda.
+DEVICE = torch.device("cpu")
+
+
+def set_device(name):
+    """Makes `name` (cpu | cuda) the device of autocast() and time_steps(); returns it."""
+    global DEVICE
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: this PyTorch sees no CUDA device")
+    DEVICE = torch.device(name)
+    return DEVICE
+
+
 def add_common_flags(parser, warmup=3, steps=5):
-    """Adds --threads, --warmup, --steps and --seed to `parser`."""
+    """Adds --threads, --warmup, --steps, --seed and --device to `parser`."""
     parser.add_argument("--threads", type=int, default=2,
                         help="torch.set_num_threads(N); inter-op threads are always 1")
     parser.add_argument("--warmup", type=int, default=warmup, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=steps, help="timed steps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     return parser
 
 
@@ -51,9 +65,9 @@ def log(*args):
 
 
 def autocast(precision):
-    """bf16 CPU autocast for 'bf16', a no-op context for 'fp32'."""
+    """bf16 autocast on DEVICE for 'bf16', a no-op context for 'fp32'."""
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(DEVICE.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -63,15 +77,19 @@ def count_parameters(*modules):
 
 
 def time_steps(step, warmup, steps, label="step"):
-    """Runs `step()` warmup + steps times; returns the seconds of each timed call."""
+    """Runs `step()` warmup + steps times; returns the seconds of each timed call (on CUDA each
+    call ends with a device synchronisation inside the timed region)."""
+    sync = torch.cuda.synchronize if DEVICE.type == "cuda" else (lambda: None)
     for i in range(warmup):
         t0 = time.perf_counter()
         step()
+        sync()
         log(f"warmup {label} {i + 1}/{warmup}: {time.perf_counter() - t0:.3f} s")
     seconds = []
     for i in range(steps):
         t0 = time.perf_counter()
         step()
+        sync()
         seconds.append(time.perf_counter() - t0)
         log(f"timed {label} {i + 1}/{steps}: {seconds[-1]:.3f} s")
     return seconds

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from beit import PRESETS, build_beit, parameter_groups
 from common import (add_common_flags, add_precision_flag, autocast, count_parameters,
-                    emit_result, log, make_parser, setup_threads, time_steps)
+                    emit_result, log, make_parser, set_device, setup_threads, time_steps)
 from flops import forward_flops
 from masking import random_count_masks
 
@@ -62,27 +62,35 @@ def main():
     parser.add_argument("--batch", type=int, default=8)
     add_precision_flag(parser)
     add_common_flags(parser, warmup=3, steps=5)
+    parser.add_argument("--profile", default="",
+                        help="write a chrome trace of one more step to PREFIX.<precision>.json "
+                             "(bench/trace_summary.py summarises it)")
     args = parser.parse_args()
     threads = setup_threads(args.threads)
+    device = set_device(args.device)
 
     torch.manual_seed(args.seed)
     cfg = PRESETS[args.preset]
-    model = build_beit(args.preset)
+    model = build_beit(args.preset).to(device)
     model.train()
     step = MimStep(model, args.precision)
     n = cfg.num_patches
     masked = masked_count(n)
-    images = torch.randn(args.batch, cfg.in_chans, cfg.img_size, cfg.img_size)
-    masks = random_count_masks(args.batch, n, masked)
-    targets = torch.randint(cfg.vocab_size, (args.batch * masked,))
+    images = torch.randn(args.batch, cfg.in_chans, cfg.img_size, cfg.img_size).to(device)
+    masks = random_count_masks(args.batch, n, masked).to(device)
+    targets = torch.randint(cfg.vocab_size, (args.batch * masked,)).to(device)
     params = count_parameters(model)
     log(f"mim_step baseline: {args.preset}, {params} parameters, batch {args.batch}, "
         f"{masked}/{n} masked, {args.precision}, {threads} threads")
 
-    one_mask = torch.zeros(1, n, dtype=torch.bool)
+    one_mask = torch.zeros(1, n, dtype=torch.bool, device=device)
     one_mask[0, :masked] = True
     flops = 3 * forward_flops(lambda: model(images[:1], one_mask))
     seconds = time_steps(lambda: step(images, masks, targets), args.warmup, args.steps)
+    if args.profile:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            step(images, masks, targets)
+        prof.export_chrome_trace(f"{args.profile}.{args.precision}.json")
     emit_result("mim_step", args.preset, args.batch, args.precision, threads, params, seconds,
                 masked_per_image=masked, flops_per_image=flops, final_loss=step.loss_value)
 

@@ -28,6 +28,7 @@ Usage: /usr/bin/python3 bench/baseline/tokenizer_step.py --preset paper|small [-
 
 import torch
 
+import common
 from common import (add_common_flags, add_precision_flag, autocast, count_parameters,
                     emit_result, log, make_parser, setup_threads, time_steps)
 from flops import forward_flops
@@ -46,16 +47,17 @@ class TokenizerStep:
     def __init__(self, job, precision, gan_active):
         self.job, self.precision = job, precision
         torch.manual_seed(job.seed)
-        self.model = VQModel(job.model)
+        self.model = VQModel(job.model).to(common.DEVICE)
         self.model.train()
         self.optimizer = make_optimizer(job, self.model.parameters())
         self.perceptual = None
         if job.perceptual_weight > 0:
             self.perceptual = ViTPerceptualLoss(job.extractor, job.perceptual_blocks,
-                                                job.layer_weights, job.include_cls_token)
+                                                job.layer_weights,
+                                                job.include_cls_token).to(common.DEVICE)
         self.discriminator = None
         if job.gan_enabled:
-            self.discriminator = NLayerDiscriminator(3, job.ndf, job.n_layers)
+            self.discriminator = NLayerDiscriminator(3, job.ndf, job.n_layers).to(common.DEVICE)
             self.disc_optimizer = make_optimizer(job, self.discriminator.parameters())
         self.gan_active = gan_active and self.discriminator is not None
         self.step_index = 0
@@ -106,7 +108,7 @@ class TokenizerStep:
 def train_flops_per_image(step, size):
     """Model FLOPs of one training image (flops.py): the VQGAN 3x its forward, the frozen
     perceptual ViT 2x on the reconstruction (gradients flow through it) and 1x on the input."""
-    x = torch.zeros(1, 3, size, size)
+    x = torch.zeros(1, 3, size, size, device=common.DEVICE)
     flops = 3 * forward_flops(lambda: step.model(x))
     if step.perceptual is not None:
         flops += 3 * forward_flops(lambda: step.perceptual.features(x))
@@ -142,6 +144,7 @@ def main():
     add_common_flags(parser, warmup=1, steps=3)
     args = parser.parse_args()
     threads = setup_threads(args.threads)
+    device = common.set_device(args.device)
 
     job = load_config(args.config or PRESET_CONFIGS[args.preset])
     batch = args.batch or (2 if args.preset == "paper" and not args.config else job.batch_size)
@@ -167,6 +170,7 @@ def main():
         f"{batch}, {size} px, {args.precision}, {threads} threads, GAN "
         f"{'active' if step.gan_active else 'inactive'}")
 
+    batches = [b.to(device) for b in batches]
     it = iter(batches)
     seconds = time_steps(lambda: step(next(it)), args.warmup, args.steps)
     emit_result("tokenizer_step", args.config or args.preset, batch, args.precision, threads,

@@ -105,8 +105,9 @@ torch::Tensor Param(const torch::nn::Module& module, const std::string& name) {
 // ---------------------------------------------------------------------------------------------
 // Parity with the official model.
 
-TEST(BeitVitTest, MimLogitsMatchTheOfficialModel) {
-  torch::set_num_threads(2);
+// Loads the golden model onto `device`, checks key order and layout, and compares both kinds of
+// logits with the official ones within `tolerance`.
+void ExpectGoldenParity(const torch::Device& device, double tolerance) {
   auto golden = ReadTorchFile(kShared + "/golden/beit_mim_tiny.pt");
   ASSERT_TRUE(golden.ok()) << golden.status();
   const BeitVitConfig config = GoldenConfig(*DictGet(*golden, "config", "golden"));
@@ -128,24 +129,84 @@ TEST(BeitVitTest, MimLogitsMatchTheOfficialModel) {
   // The golden table is non-zero, so the indexing is exercised.
   EXPECT_GT(Param(*model, "rel_pos_bias.relative_position_bias_table").abs().max().item<double>(),
             0.0);
+  model->to(device);
   model->eval();
   torch::NoGradGuard no_grad;
-  torch::Tensor input = DictGet(*golden, "input", "")->toTensor();
-  torch::Tensor mask = DictGet(*golden, "bool_masked_pos", "")->toTensor();
+  torch::Tensor input = DictGet(*golden, "input", "")->toTensor().to(device);
+  torch::Tensor mask = DictGet(*golden, "bool_masked_pos", "")->toTensor().to(device);
   torch::Tensor want_all = DictGet(*golden, "logits_all_tokens", "")->toTensor();
   torch::Tensor want_masked = DictGet(*golden, "logits_masked", "")->toTensor();
 
-  torch::Tensor all = model->AllTokenLogits(input, mask);
+  torch::Tensor all = model->AllTokenLogits(input, mask).cpu();
   ASSERT_EQ(all.sizes(), want_all.sizes());
   const double all_diff = MaxAbsDiff(all, want_all);
-  std::printf("parity: logits_all_tokens max abs diff %.3g\n", all_diff);
-  EXPECT_LT(all_diff, 1e-4);
+  std::printf("parity on %s: logits_all_tokens max abs diff %.3g\n", device.str().c_str(),
+              all_diff);
+  EXPECT_LT(all_diff, tolerance);
 
-  torch::Tensor masked = model->forward(input, mask);
+  torch::Tensor masked = model->forward(input, mask).cpu();
   ASSERT_EQ(masked.sizes(), want_masked.sizes());
   const double masked_diff = MaxAbsDiff(masked, want_masked);
-  std::printf("parity: logits_masked max abs diff %.3g\n", masked_diff);
-  EXPECT_LT(masked_diff, 1e-4);
+  std::printf("parity on %s: logits_masked max abs diff %.3g\n", device.str().c_str(), masked_diff);
+  EXPECT_LT(masked_diff, tolerance);
+}
+
+TEST(BeitVitTest, MimLogitsMatchTheOfficialModel) {
+  torch::set_num_threads(2);
+  ExpectGoldenParity(torch::kCPU, 1e-4);
+}
+
+// bench/gpu/run runs this on a GPU machine; elsewhere it is skipped.
+TEST(BeitVitTest, MimLogitsMatchTheOfficialModelOnCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  // Full fp32 on the GPU (no TF32 in convolutions or matmuls), as the golden file was made.
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::globalContext().setAllowTF32CuBLAS(false);
+  ExpectGoldenParity(torch::Device(torch::kCUDA, 0), 1e-4);
+}
+
+// bf16 autocast on the GPU: the step runs, gradients stay fp32 and the logits stay close to the
+// fp32 ones (bf16 keeps ~3 significant digits).
+TEST(BeitVitTest, Bf16AutocastStepOnCudaTracksFp32) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const torch::Device cuda(torch::kCUDA, 0);
+  BeitVitConfig config = BeitSmallFashionMnistConfig();
+  torch::manual_seed(0);
+  BeitMim model(config);
+  model->to(cuda);
+  model->train();
+  torch::Tensor images = torch::randn({4, 3, config.img_size, config.img_size}, cuda);
+  torch::Tensor masks = torch::rand({4, config.num_patches()}, cuda) < 0.4;
+  torch::Tensor fp32;
+  {
+    torch::NoGradGuard no_grad;
+    model->eval();
+    fp32 = model->forward(images, masks).to(torch::kFloat32);
+    model->train();
+  }
+  torch::Tensor bf16;
+  {
+    AutocastGuard autocast(/*enabled=*/true, cuda);
+    bf16 = model->forward(images, masks);
+  }
+  EXPECT_EQ(bf16.scalar_type(), torch::kBFloat16);
+  torch::Tensor targets = torch::randint(config.vocab_size, {bf16.size(0)}, cuda);
+  torch::Tensor loss = torch::nn::functional::cross_entropy(bf16.to(torch::kFloat32), targets);
+  loss.backward();
+  EXPECT_TRUE(std::isfinite(loss.item<double>()));
+  for (const auto& p : model->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_EQ(p.value().grad().scalar_type(), torch::kFloat32) << p.key();
+  }
+  model->eval();
+  torch::NoGradGuard no_grad;
+  torch::Tensor eval_bf16;
+  {
+    AutocastGuard autocast(/*enabled=*/true, cuda);
+    eval_bf16 = model->forward(images, masks).to(torch::kFloat32);
+  }
+  const double scale = fp32.abs().max().item<double>();
+  EXPECT_LT(MaxAbsDiff(eval_bf16, fp32) / scale, 0.05);
 }
 
 TEST(BeitVitTest, MisShapedStateIsRefusedNamingTheKeyAndNothingLoads) {

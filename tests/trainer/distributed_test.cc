@@ -29,6 +29,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "trainer/engine/distributed_backend.h"
 #include "trainer/engine/distributed_module.h"
 
 extern char** environ;
@@ -498,6 +499,32 @@ TEST(DistributedTest, BadOptionsNameTheField) {
   expect_field(o, "distributed.master_port");
   EXPECT_THAT(std::string(GradientAllReducerOptions{0}.Validate().message()),
               HasSubstr("distributed.bucket_bytes"));
+}
+
+// bench/gpu/run runs this on a GPU machine: a real ProcessGroupNCCL of one rank sums, broadcasts
+// and synchronises CUDA tensors in place.
+TEST(DistributedTest, NcclGroupOfOneRunsCollectivesOnTheGpu) {
+#if !defined(USE_C10D_NCCL)
+  GTEST_SKIP() << "this build has no NCCL";
+#else
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  DistributedOptions o = RankZeroOptions(FreePort());
+  o.world_size = 1;
+  o.device = torch::Device(torch::kCUDA, 0);
+  absl::StatusOr<std::unique_ptr<CollectiveGroup>> group = ConnectC10dGroup(o);
+  ASSERT_TRUE(group.ok()) << group.status();
+  std::vector<torch::Tensor> tensors = {
+      torch::arange(6, torch::TensorOptions().dtype(torch::kFloat32).device(o.device)),
+      torch::full({3}, 2.5, torch::TensorOptions().dtype(torch::kFloat64).device(o.device))};
+  const std::vector<torch::Tensor> before = {tensors[0].clone(), tensors[1].clone()};
+  ASSERT_TRUE((*group)->AllReduceSum(tensors).ok());
+  EXPECT_TRUE(torch::equal(tensors[0], before[0]));
+  EXPECT_TRUE(torch::equal(tensors[1], before[1]));
+  EXPECT_TRUE(tensors[0].is_cuda());
+  ASSERT_TRUE((*group)->Broadcast(tensors, /*root=*/0).ok());
+  EXPECT_TRUE(torch::equal(tensors[0], before[0]));
+  EXPECT_TRUE((*group)->Barrier().ok());
+#endif
 }
 
 TEST(DistributedTest, CudaWithoutNcclIsRefusedBeforeTheStore) {

@@ -34,7 +34,8 @@ class CollectiveGroup {
 };
 
 // Connects to the job's group as described in distributed.h (rank 0 hosts the TCPStore).
-// `options` must be valid with world_size > 1. Errors: Unavailable (store or peers unreachable
+// `options` must be valid (DistributedContext calls it for world_size > 1; a group of one is
+// allowed, for tests of a backend). Errors: Unavailable (store or peers unreachable
 // within rendezvous_timeout), FailedPrecondition (CUDA device but no NCCL in this build).
 absl::StatusOr<std::unique_ptr<CollectiveGroup>> ConnectC10dGroup(
     const DistributedOptions& options);

@@ -6,15 +6,23 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <string>
 #include <thread>
 
 namespace peco::trainer {
 
-void EnsurePassiveOpenMpWait(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+void ConfigureOpenMpWait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) {
+    return;
+  }
+  const char* local_world_size = std::getenv("LOCAL_WORLD_SIZE");
+  const char* shared = std::getenv("PECO_SHARED_CORES");
+  const bool shares_cores = (local_world_size != nullptr && std::atoi(local_world_size) > 1) ||
+                            (shared != nullptr && std::string(shared) == "1");
   ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  ::setenv("GOMP_SPINCOUNT", shares_cores ? "0" : "30000", 1);
   ::execv("/proc/self/exe", argv);
-  // execv failed (no /proc): carry on with the default policy.
+  // execv failed (no /proc): carry on with libgomp's defaults.
 }
 
 int AvailableCores() {

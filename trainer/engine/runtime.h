@@ -13,12 +13,20 @@
 
 namespace peco::trainer {
 
-// OpenMP's default wait policy spins idle worker threads; when the cores are shared (data-loader
-// threads, a second rank, a build) the spinning threads starve the working ones and a step runs
-// 10-20x slower (measured: 25 s vs 1.9 s for three tiny steps on 2 busy cores). libgomp reads
-// OMP_WAIT_POLICY only at load time, so when it is unset this re-executes the program once with
-// OMP_WAIT_POLICY=PASSIVE. A value the user set is kept. Returns only if no re-exec happened.
-void EnsurePassiveOpenMpWait(char** argv);
+// How idle OpenMP threads wait between parallel regions. libgomp reads this once, when it is
+// loaded, so when neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set this re-executes the program
+// once with them set (values the user set are kept). Returns only if no re-exec happened.
+//
+// A short spin lets the next region start at once; measured on 2 cores, a small-preset MIM step
+// ran 1.6x and a small pretrain step 1.4x faster spinning 30,000 iterations than not at all. But
+// when threads outnumber the cores left to them (several ranks or jobs on one host, a build),
+// spinning threads starve the working ones: two such processes side by side ran 5-10x slower
+// with that spin, and libgomp's default 300,000 made three tiny steps take 25 s instead of 1.9.
+// So: OMP_WAIT_POLICY=PASSIVE with GOMP_SPINCOUNT=30000 when this process may have the cores to
+// itself (LOCAL_WORLD_SIZE unset or 1, PECO_SHARED_CORES unset), and 0 (purely passive) when it
+// shares them: several local ranks, or PECO_SHARED_CORES=1, which peco-worker sets because
+// jobs share a worker's cores.
+void ConfigureOpenMpWait(char** argv);
 
 // Cores this process may run on (sched_getaffinity), at least 1.
 int AvailableCores();
