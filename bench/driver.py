@@ -23,7 +23,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYTHON = "/usr/bin/python3"
+# The baseline's interpreter: Debian's, whose python3-torch uses the same LibTorch as peco;
+# bench/gpu/run points it at the CUDA PyTorch of a GPU machine.
+PYTHON = os.environ.get("PECO_BENCH_PYTHON", "/usr/bin/python3")
 BEGIN = "<!-- bench/run:begin -->"
 END = "<!-- bench/run:end -->"
 
@@ -88,7 +90,7 @@ class Context:
 
     def baseline(self, script, *flags):
         return [PYTHON, os.path.join("bench", "baseline", script), "--threads",
-                str(self.threads), *flags]
+                str(self.threads), "--device", self.args.device, *flags]
 
     def prepare_jpegs(self):
         if not os.path.isdir(self.jpegs):
@@ -122,8 +124,8 @@ def mim_step(preset, batch, precision):
         w, s = ctx.args.mim_steps[preset]
         return last_json(run([ctx.bin("peco-bench-mim-step"), "--preset", preset, "--batch",
                               str(batch), "--precision", precision, "--warmup", str(w),
-                              "--steps", str(s), "--threads", str(ctx.threads), "--format",
-                              "json"], timeout=3600))
+                              "--steps", str(s), "--threads", str(ctx.threads), "--device",
+                              ctx.args.device, "--format", "json"], timeout=3600))
 
     def baseline(ctx):
         w, s = ctx.args.mim_steps[preset]
@@ -136,7 +138,8 @@ def mim_step(preset, batch, precision):
 def tokenizer_step(preset, batch, precision):
     def peco(ctx):
         w, s = ctx.args.tokenizer_steps[preset]
-        sets = [f"train.max_steps={w + s}", f"train.precision={precision}", "train.device=cpu",
+        sets = [f"train.max_steps={w + s}", f"train.precision={precision}",
+                f"train.device={ctx.args.device}",
                 "train.log_every=1", "train.checkpoint_every=1000000000",
                 f"threads={ctx.threads}", f"data.batch_size={batch}"]
         if preset == "paper":
@@ -238,8 +241,8 @@ def cpu_model():
 
 
 def peak(ctx):
-    rows = run([ctx.bin("peco-bench-peak"), "--threads", str(ctx.threads), "--format", "json"],
-               timeout=1200)
+    rows = run([ctx.bin("peco-bench-peak"), "--threads", str(ctx.threads), "--device",
+                ctx.args.device, "--format", "json"], timeout=1200)
     return {r["precision"]: r["tflops"]
             for r in (json.loads(l) for l in rows.splitlines() if l.startswith("{"))}
 
@@ -265,6 +268,8 @@ def main():
     parser.add_argument("--only", default="", help="comma-separated substrings of case names")
     parser.add_argument("--jpegs", type=int, default=256)
     parser.add_argument("--out", default="docs/BENCHMARKS.md")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: the step cases on the GPU (bench/gpu/run)")
     args = parser.parse_args()
     if args.quick:
         args.reps = 1
@@ -279,7 +284,7 @@ def main():
         args.e2e_steps = {"paper": (1, 2), "small": (2, 4)}
 
     flags = cpu_flags()
-    bf16_hw = bool(flags & {"avx512_bf16", "amx_bf16"})
+    bf16_hw = args.device == "cuda" or bool(flags & {"avx512_bf16", "amx_bf16"})
     run_bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and bf16_hw)
     selected = [c for c in cases()
                 if not args.only or any(s and s in c[0] for s in args.only.split(","))]
@@ -352,12 +357,15 @@ def render(args, rows, peaks, peak_tflops, flags, bf16_hw, run_bf16, started, fi
         return " / ".join(f"{p.get(precision, 0):.3f}" for p in peaks)
 
     isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    gpu = ""
+    if args.device == "cuda":
+        gpu = f" GPU: {torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda}), both sides on it."
     out = [BEGIN, "",
            f"Measured by `bench/run{' --quick' if args.quick else ''}` at commit `{commit}`"
            f"{' (with uncommitted changes)' if dirty else ''}, {started:%Y-%m-%d %H:%M}-"
            f"{finished:%H:%M} UTC. Machine: {cpu_model()}, {os.cpu_count()} cores "
-           f"({', '.join(isa) or 'no AVX2'}), {args.threads} threads per side; PyTorch "
-           f"{torch.__version__} for the baseline, the same Debian LibTorch for peco. Load "
+           f"({', '.join(isa) or 'no AVX2'}), {args.threads} threads per side;{gpu} PyTorch "
+           f"{torch.__version__} for the baseline, the same LibTorch for peco. Load "
            f"average {load_before[0]:.2f} before, {load_after[0]:.2f} after. Dense-matmul peak "
            f"(peco-bench-peak, before / after): fp32 {peak_text('fp32')} TFLOP/s, bf16 "
            f"{peak_text('bf16')} TFLOP/s; MFU uses the higher.",
