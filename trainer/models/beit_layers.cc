@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "trainer/models/fused_linear.h"
+
 namespace peco::trainer {
 namespace {
 
@@ -82,7 +84,7 @@ torch::Tensor BeitAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   if (shared_bias.defined()) attn = attn + shared_bias.unsqueeze(0);
   attn = torch::softmax(attn, -1);
   torch::Tensor out = torch::matmul(attn, qkv[2]).transpose(1, 2).reshape({b, t, c});
-  return proj_(out);
+  return FusedLinear(proj_, out);
 }
 
 BeitMlpImpl::BeitMlpImpl(int64_t dim, int64_t hidden) {
@@ -90,7 +92,9 @@ BeitMlpImpl::BeitMlpImpl(int64_t dim, int64_t hidden) {
   fc2_ = register_module("fc2", torch::nn::Linear(hidden, dim));
 }
 
-torch::Tensor BeitMlpImpl::forward(const torch::Tensor& x) { return fc2_(torch::gelu(fc1_(x))); }
+torch::Tensor BeitMlpImpl::forward(const torch::Tensor& x) {
+  return FusedLinear(fc2_, torch::gelu(FusedLinear(fc1_, x)));
+}
 
 BeitBlockImpl::BeitBlockImpl(const BeitBlockOptions& o) : drop_path_(o.drop_path) {
   // Parameters before submodules, as the official state_dict lists them.

@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "trainer/models/fused_linear.h"
 #include "trainer/util/torch_status.h"
 
 namespace peco::trainer {
@@ -191,12 +192,12 @@ torch::Tensor BeitMimImpl::forward(const torch::Tensor& images,
                                    const torch::Tensor& bool_masked_pos) {
   TORCH_CHECK(bool_masked_pos.defined() && bool_masked_pos.scalar_type() == torch::kBool,
               "bool_masked_pos: expected a bool tensor [B, N]");
-  return lm_head_(PatchFeatures(images, bool_masked_pos).index({bool_masked_pos}));
+  return FusedLinear(lm_head_, PatchFeatures(images, bool_masked_pos).index({bool_masked_pos}));
 }
 
 torch::Tensor BeitMimImpl::AllTokenLogits(const torch::Tensor& images,
                                           const torch::Tensor& bool_masked_pos) {
-  return lm_head_(PatchFeatures(images, bool_masked_pos));
+  return FusedLinear(lm_head_, PatchFeatures(images, bool_masked_pos));
 }
 
 void BeitMimImpl::InitializeRandom(uint64_t seed) {
@@ -224,7 +225,7 @@ torch::Tensor BeitClassifierImpl::PooledFeatures(const torch::Tensor& images) {
 
 torch::Tensor BeitClassifierImpl::forward(const torch::Tensor& images) {
   torch::Tensor pooled = PooledFeatures(images);
-  return head_.is_empty() ? pooled : head_(pooled);
+  return head_.is_empty() ? pooled : FusedLinear(head_, pooled);
 }
 
 void BeitClassifierImpl::InitializeRandom(uint64_t seed) {

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "trainer/models/fused_linear.h"
 
 namespace peco::trainer {
 
@@ -58,7 +59,7 @@ torch::Tensor TimmAttentionImpl::forward(const torch::Tensor& x) {
   torch::Tensor attn =
       torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * std::pow(head_dim, -0.5), -1);
   torch::Tensor out = torch::matmul(attn, v).transpose(1, 2).reshape({b, n, c});
-  return proj_(out);
+  return FusedLinear(proj_, out);
 }
 
 TimmMlpImpl::TimmMlpImpl(int64_t dim, int64_t hidden) {
@@ -66,7 +67,9 @@ TimmMlpImpl::TimmMlpImpl(int64_t dim, int64_t hidden) {
   fc2_ = register_module("fc2", torch::nn::Linear(hidden, dim));
 }
 
-torch::Tensor TimmMlpImpl::forward(const torch::Tensor& x) { return fc2_(torch::gelu(fc1_(x))); }
+torch::Tensor TimmMlpImpl::forward(const torch::Tensor& x) {
+  return FusedLinear(fc2_, torch::gelu(FusedLinear(fc1_, x)));
+}
 
 TimmBlockImpl::TimmBlockImpl(int64_t dim, int64_t num_heads, double mlp_ratio, double eps) {
   norm1_ = register_module("norm1", Fp32LayerNorm(dim, eps));
