@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
+from beit import Mlp
 from common import Fp32GroupNorm, Fp32LayerNorm, count_parameters, log, make_parser, run_key_check
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -447,24 +448,13 @@ class VitAttention(nn.Module):
         return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
 
 
-class VitMlp(nn.Module):
-    def __init__(self, dim, hidden):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class VitBlock(nn.Module):
     def __init__(self, dim, num_heads, mlp_ratio):
         super().__init__()
         self.norm1 = Fp32LayerNorm(dim, eps=1e-6)
         self.attn = VitAttention(dim, num_heads)
         self.norm2 = Fp32LayerNorm(dim, eps=1e-6)
-        self.mlp = VitMlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x):
         x = x + self.attn(self.norm1(x))
