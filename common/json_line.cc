@@ -34,6 +34,12 @@ std::optional<bool> JsonFields::Bool(absl::string_view key) const {
   return std::nullopt;
 }
 
+std::optional<std::vector<std::string>> JsonFields::StringList(absl::string_view key) const {
+  auto it = lists_.find(std::string(key));
+  if (it == lists_.end()) return std::nullopt;
+  return it->second;
+}
+
 std::optional<JsonFields> ParseJsonObjectLine(absl::string_view line) {
   line = absl::StripAsciiWhitespace(line);
   // JSON is YAML's flow syntax; YAML also accepts "key: value" and bare words, which are not
@@ -47,11 +53,22 @@ std::optional<JsonFields> ParseJsonObjectLine(absl::string_view line) {
   }
   if (!root.IsMap()) return std::nullopt;
   std::map<std::string, std::string> fields;
+  std::map<std::string, std::vector<std::string>> lists;
   for (const auto& entry : root) {
-    if (!entry.first.IsScalar() || !entry.second.IsScalar()) continue;
-    fields[entry.first.Scalar()] = entry.second.Scalar();
+    if (!entry.first.IsScalar()) continue;
+    if (entry.second.IsScalar()) {
+      fields[entry.first.Scalar()] = entry.second.Scalar();
+    } else if (entry.second.IsSequence()) {
+      std::vector<std::string> items;
+      bool scalars = true;
+      for (const YAML::Node& item : entry.second) {
+        scalars = scalars && item.IsScalar();
+        if (scalars) items.push_back(item.Scalar());
+      }
+      if (scalars) lists[entry.first.Scalar()] = std::move(items);
+    }
   }
-  return JsonFields(std::move(fields));
+  return JsonFields(std::move(fields), std::move(lists));
 }
 
 }  // namespace peco

@@ -28,13 +28,17 @@ class JsonWriter {
   JsonWriter& Add(absl::string_view key, double value);
   JsonWriter& Add(absl::string_view key, bool value);
   JsonWriter& Add(absl::string_view key, const std::vector<int64_t>& values);
+  JsonWriter& Add(absl::string_view key, const std::vector<std::string>& values);
   // Adds an already-serialised JSON value (an object built by another JsonWriter).
   JsonWriter& AddRaw(absl::string_view key, absl::string_view json);
 
   // The object, `{...}` without a trailing newline.
   std::string str() const { return "{" + body_ + "}"; }
 
-  // Quotes and escapes a string as a JSON string literal.
+  // Quotes and escapes a string as a JSON string literal. Besides the characters JSON requires,
+  // DEL, the C1 controls (U+0080..U+009F), U+2028 and U+2029 are escaped: common/json_line.h
+  // reads JSON with yaml-cpp, and YAML refuses those controls and folds U+0085, U+2028 and
+  // U+2029 like line breaks.
   static std::string Quote(absl::string_view text);
 
  private:
