@@ -13,7 +13,6 @@
 
 namespace peco::coordinator {
 
-using internal::AllJobs;
 using internal::Log;
 using internal::PlacedOn;
 
@@ -46,22 +45,10 @@ absl::Status Coordinator::EndAttemptLocked(const std::string& job_id, int64_t at
   return TransitionLocked(job, v1::JOB_STATE_FAILED, why).status();
 }
 
-std::map<std::string, v1::WorkerDevices> Coordinator::HeldDevicesLocked() const {
-  std::map<std::string, v1::WorkerDevices> held;
-  for (const auto& [job_id, active] : active_) {
-    const v1::DeviceRequest& per_rank = active.job.spec().devices_per_rank();
-    for (const v1::RankPlacement& placement : active.attempt.placements()) {
-      v1::WorkerDevices& devices = held[placement.worker_id()];
-      devices.set_gpus(devices.gpus() + per_rank.gpus() * placement.ranks_size());
-      devices.set_cpu_slots(devices.cpu_slots() + per_rank.cpu_slots() * placement.ranks_size());
-    }
-  }
-  return held;
-}
-
 int32_t Coordinator::PickMasterPortLocked(const WorkerRuntime& worker) {
   std::set<int32_t> used;
-  for (const auto& [job_id, active] : active_) {
+  for (const std::string& job_id : ActiveOnLocked(worker.info.id())) {
+    const ActiveAttempt& active = active_.at(job_id);
     if (!active.attempt.placements().empty() &&
         active.attempt.placements(0).worker_id() == worker.info.id()) {
       used.insert(active.attempt.master_port());
@@ -175,7 +162,8 @@ absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placem
   ASSIGN_OR_RETURN(v1::Attempt started, store_->BeginAttempt(attempt));
   ASSIGN_OR_RETURN(v1::Job assigned, store_->GetJob(job.id()));
   if (metrics_ != nullptr) metrics_->CountJobTransition(job.state(), v1::JOB_STATE_ASSIGNED);
-  active_[job.id()] = ActiveAttempt{assigned, started};
+  pending_.erase(job.id());
+  SetActiveLocked(job.id(), ActiveAttempt{assigned, started});
   if (metrics_ != nullptr) {
     absl::Time since = absl::FromUnixMicros(job.submit_time_us());
     if (auto it = pending_since_.find(job.id()); it != pending_since_.end()) since = it->second;
@@ -198,20 +186,40 @@ absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placem
 
 absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
   const absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(
-      std::vector<v1::Job> pending,
-      AllJobs(store_, {v1::JOB_STATE_QUEUED, v1::JOB_STATE_WAITING, v1::JOB_STATE_RESTARTING}));
-  if (pending.empty()) return absl::OkStatus();
+  if (pending_.empty()) return absl::OkStatus();
   ClusterSnapshot snapshot;
   snapshot.now = clock_->Now();
-  std::map<std::string, const v1::Job*> by_id;
-  for (const v1::Job& job : pending) {
+  bool any_free = false;
+  snapshot.workers.reserve(workers_.size());
+  // workers_ and held_ are both ordered by worker id: one merged walk, no lookups.
+  auto held_it = held_.begin();
+  for (const auto& [id, worker] : workers_) {
+    while (held_it != held_.end() && held_it->first < id) ++held_it;
+    if (worker.info.state() != v1::WORKER_STATE_ALIVE) continue;
+    const Devices held =
+        held_it != held_.end() && held_it->first == id ? held_it->second : Devices();
+    WorkerCapacity capacity;
+    capacity.worker_id = id;
+    capacity.total_gpus = worker.info.devices().gpus();
+    capacity.total_cpu_slots = worker.info.devices().cpu_slots();
+    capacity.free_gpus =
+        static_cast<int32_t>(std::max<int64_t>(0, capacity.total_gpus - held.gpus));
+    capacity.free_cpu_slots =
+        static_cast<int32_t>(std::max<int64_t>(0, capacity.total_cpu_slots - held.cpu_slots));
+    any_free |= capacity.free_gpus > 0 || capacity.free_cpu_slots > 0;
+    snapshot.workers.push_back(capacity);
+  }
+  for (const auto& [id, job] : pending_) {
+    const bool has_dependency =
+        job.spec().depends_on().has_job_id() || job.spec().depends_on().has_checkpoint_id();
+    // With no free device anywhere a pass can place nothing: only dependency verdicts (WAITING,
+    // FAILED) can come out of it, so the (possibly long) queue of other jobs is left alone.
+    if (!any_free && !has_dependency) continue;
     // A restart without a chosen checkpoint waits for the next Tick() to choose one.
     if (job.state() == v1::JOB_STATE_RESTARTING && job.next_resume_checkpoint_id().empty() &&
         resume_points.count(job.id()) == 0) {
       continue;
     }
-    by_id[job.id()] = &job;
     PendingJob entry;
     entry.job_id = job.id();
     entry.priority = job.spec().priority();
@@ -238,17 +246,7 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
     }
     snapshot.jobs.push_back(entry);
   }
-  std::map<std::string, v1::WorkerDevices> held = HeldDevicesLocked();
-  for (const auto& [id, worker] : workers_) {
-    if (worker.info.state() != v1::WORKER_STATE_ALIVE) continue;
-    WorkerCapacity capacity;
-    capacity.worker_id = id;
-    capacity.total_gpus = worker.info.devices().gpus();
-    capacity.total_cpu_slots = worker.info.devices().cpu_slots();
-    capacity.free_gpus = std::max(0, capacity.total_gpus - held[id].gpus());
-    capacity.free_cpu_slots = std::max(0, capacity.total_cpu_slots - held[id].cpu_slots());
-    snapshot.workers.push_back(capacity);
-  }
+  if (snapshot.jobs.empty()) return absl::OkStatus();
 
   ScheduleDecision decision = Schedule(snapshot, options_.scheduler);
 
@@ -259,8 +257,16 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
       if (first_error.ok()) first_error = status;
     }
   };
+  // Copies: the transitions below update pending_.
+  auto pending_job = [&](const std::string& job_id) -> std::optional<v1::Job> {
+    auto it = pending_.find(job_id);
+    if (it == pending_.end()) return std::nullopt;
+    return it->second;
+  };
   for (const std::string& job_id : decision.waiting) {
-    const v1::Job& job = *by_id[job_id];
+    std::optional<v1::Job> waiting = pending_job(job_id);
+    if (!waiting.has_value()) continue;
+    const v1::Job& job = *waiting;
     if (job.state() == v1::JOB_STATE_QUEUED) {
       note(TransitionLocked(job, v1::JOB_STATE_WAITING,
                             absl::StrCat("waiting for ", job.spec().depends_on().job_id()))
@@ -268,7 +274,9 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
     }
   }
   for (const JobVerdict& verdict : decision.failed) {
-    const v1::Job& job = *by_id[verdict.job_id];
+    std::optional<v1::Job> failed = pending_job(verdict.job_id);
+    if (!failed.has_value()) continue;
+    const v1::Job& job = *failed;
     std::string reason = verdict.reason;
     if (job.spec().depends_on().has_job_id() || job.spec().depends_on().has_checkpoint_id()) {
       const std::string target = job.spec().depends_on().has_job_id()
@@ -279,7 +287,9 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
     note(TransitionLocked(job, v1::JOB_STATE_FAILED, reason).status());
   }
   for (const Placement& placement : decision.placements) {
-    note(StartAttemptLocked(*by_id[placement.job_id], placement, resume_points));
+    std::optional<v1::Job> placed = pending_job(placement.job_id);
+    if (!placed.has_value()) continue;
+    note(StartAttemptLocked(*placed, placement, resume_points));
   }
   if (metrics_ != nullptr)
     metrics_->ObserveSchedulingPass(absl::ToDoubleSeconds(absl::Now() - start));
@@ -305,8 +315,8 @@ void Coordinator::SweepWorkersLocked() {
     if (!stored.ok()) Log(absl::StrCat("recording worker ", id, " as lost: ", stored.ToString()));
     Log(absl::StrCat("worker ", id, " lost (no heartbeat for ", absl::FormatDuration(silent), ")"));
     std::vector<std::pair<std::string, int64_t>> affected;
-    for (const auto& [job_id, active] : active_) {
-      if (PlacedOn(active.attempt, id)) affected.emplace_back(job_id, active.attempt.number());
+    for (const std::string& job_id : ActiveOnLocked(id)) {
+      affected.emplace_back(job_id, active_.at(job_id).attempt.number());
     }
     for (const auto& [job_id, attempt] : affected) {
       absl::Status ended =
@@ -344,16 +354,17 @@ void Coordinator::RefreshGaugesLocked() {
 }
 
 Coordinator::ResumePoints Coordinator::ChooseResumePoints() {
+  std::vector<std::string> restarting;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, job] : pending_) {
+      if (job.state() == v1::JOB_STATE_RESTARTING && job.next_resume_checkpoint_id().empty()) {
+        restarting.push_back(id);
+      }
+    }
+  }
   ResumePoints points;
-  absl::StatusOr<std::vector<v1::Job>> restarting = AllJobs(store_, {v1::JOB_STATE_RESTARTING});
-  if (!restarting.ok()) {
-    Log(absl::StrCat("listing restarting jobs: ", restarting.status().ToString()));
-    return points;
-  }
-  for (const v1::Job& job : *restarting) {
-    if (job.next_resume_checkpoint_id().empty())
-      points[job.id()] = NewestVerifiedCheckpoint(job.id());
-  }
+  for (const std::string& id : restarting) points[id] = NewestVerifiedCheckpoint(id);
   return points;
 }
 

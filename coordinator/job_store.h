@@ -6,8 +6,12 @@
 //
 // Contract shared by every implementation:
 //  - Every method is thread-safe and atomic: it either applies all of its writes or none.
-//  - A method that returns OK has made its writes durable (a coordinator killed right after
-//    the return finds them on restart).
+//  - A method that returns OK has made its writes visible to every later call and safe from a
+//    crash of the process (a coordinator killed right after the return finds them on restart).
+//    Sync() makes every write that returned before it durable against a crash of the machine
+//    too; the coordinator calls it before it acknowledges a change to anyone, so that nothing
+//    acknowledged is lost (implementations may make every write durable at once and Sync() a
+//    no-op).
 //  - Fencing: every write about an attempt (state updates, metric points, checkpoint records)
 //    names the attempt it believes is current; a write that names another attempt is refused
 //    with FailedPrecondition and changes nothing, so a stale rank cannot corrupt a new attempt.
@@ -116,6 +120,11 @@ class JobStore {
 
   // Returns the job; NotFound when there is none.
   virtual absl::StatusOr<v1::Job> GetJob(const std::string& job_id) = 0;
+
+  // Returns once every write that returned OK before the call is durable against a crash of the
+  // machine (see the contract above). Concurrent calls share the work. Internal when the data
+  // could not be flushed.
+  virtual absl::Status Sync() = 0;
 
   // Returns one page of jobs in submit order. InvalidArgument for a bad page size or token.
   virtual absl::StatusOr<JobPage> ListJobs(const JobQuery& query) = 0;

@@ -202,6 +202,32 @@ TEST_F(SqliteJobStoreTest, ConcurrentRetriesCreateOneJob) {
   EXPECT_EQ(ids.size(), 1u);
 }
 
+TEST_F(SqliteJobStoreTest, SyncSharesFlushesBetweenConcurrentWriters) {
+  EXPECT_TRUE(store_->Sync().ok()) << "nothing written yet";
+  constexpr int kThreads = 6;
+  constexpr int kJobs = 10;
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> results(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t, &results] {
+      for (int i = 0; i < kJobs && results[t].ok(); ++i) {
+        NewJob new_job;
+        new_job.spec = Spec(absl::StrCat("job-", t, "-", i));
+        results[t] = store_->CreateJob(new_job).status();
+        if (results[t].ok()) results[t] = store_->Sync();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const absl::Status& result : results) EXPECT_TRUE(result.ok()) << result;
+  Reopen();
+  JobQuery query;
+  query.page_size = 1000;
+  absl::StatusOr<JobPage> page = store_->ListJobs(query);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->jobs.size(), static_cast<size_t>(kThreads * kJobs));
+}
+
 TEST_F(SqliteJobStoreTest, ListJobsFiltersByStateAndPages) {
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) ids.push_back(Submit(absl::StrCat("j", i)).id());
