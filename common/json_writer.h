@@ -36,9 +36,9 @@ class JsonWriter {
   std::string str() const { return "{" + body_ + "}"; }
 
   // Quotes and escapes a string as a JSON string literal. Besides the characters JSON requires,
-  // DEL, the C1 controls (U+0080..U+009F), U+2028 and U+2029 are escaped: common/json_line.h
-  // reads JSON with yaml-cpp, and YAML refuses those controls and folds U+0085, U+2028 and
-  // U+2029 like line breaks.
+  // DEL, the C1 controls (U+0080..U+009F), U+2028 and U+2029 are escaped, so that a reader
+  // taking JSON as YAML (which it nearly is) gets the same text: YAML refuses those controls
+  // and folds U+0085, U+2028 and U+2029 like line breaks.
   static std::string Quote(absl::string_view text);
 
  private:

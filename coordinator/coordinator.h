@@ -145,8 +145,9 @@ class Coordinator {
 
   // ---- Periodic work ----
   // Declares silent workers lost, forces overdue cancellations, runs a scheduling pass and
-  // refreshes the gauges.
-  void Tick();
+  // refreshes the gauges. Returns true when the pass stopped at
+  // SchedulerOptions::max_placements_per_pass: the caller should tick again soon.
+  bool Tick();
 
   const CoordinatorOptions& options() const { return options_; }
 
@@ -209,15 +210,25 @@ class Coordinator {
   // FailedPrecondition when the dependency left no checkpoint.
   absl::StatusOr<std::vector<v1::InputCheckpoint>> ResolveInputsLocked(const v1::Job& job)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status StartAttemptLocked(const v1::Job& job, const Placement& placement,
-                                  const ResumePoints& resume_points)
+  // The next attempt of `job` on `placement`, ready for the store; nullopt when the job failed
+  // instead (its dependency left no checkpoint). `ports_taken` holds the rendezvous ports
+  // chosen earlier in the same pass, per rank-0 worker; the chosen one is added.
+  absl::StatusOr<std::optional<NewAttempt>> PrepareAttemptLocked(
+      const v1::Job& job, const Placement& placement, const ResumePoints& resume_points,
+      std::map<std::string, std::set<int32_t>>* ports_taken) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts `attempts` in one store transaction and records every one that started (caches,
+  // metrics, events). Returns the first refusal, if any.
+  absl::Status StartAttemptsLocked(const std::vector<NewAttempt>& attempts)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The newest checkpoint of every RESTARTING job without a named one that verifies. Reads
   // checkpoints whole: call without mu_.
   ResumePoints ChooseResumePoints() ABSL_LOCKS_EXCLUDED(mu_);
   // The newest checkpoint of the job that verifies ("" and step 0 when there is none).
   std::pair<std::string, int64_t> NewestVerifiedCheckpoint(const std::string& job_id);
-  int32_t PickMasterPortLocked(const WorkerRuntime& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A free port of the worker's range: not held by an active attempt nor in `also_taken`; 0 if
+  // none is.
+  int32_t PickMasterPortLocked(const WorkerRuntime& worker, const std::set<int32_t>& also_taken)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SweepWorkersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForceOverdueCancellationsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -273,6 +284,8 @@ class Coordinator {
   // Latest progress per job (Job.progress); its own lock so reads never wait for mu_.
   mutable absl::Mutex progress_mu_;
   std::map<std::string, v1::JobProgress> progress_ ABSL_GUARDED_BY(progress_mu_);
+  // Whether the last scheduling pass stopped at max_placements_per_pass.
+  bool last_pass_capped_ ABSL_GUARDED_BY(mu_) = false;
   // When a RESTARTING job became schedulable.
   std::map<std::string, absl::Time> pending_since_ ABSL_GUARDED_BY(mu_);
 };

@@ -45,8 +45,9 @@ absl::Status Coordinator::EndAttemptLocked(const std::string& job_id, int64_t at
   return TransitionLocked(job, v1::JOB_STATE_FAILED, why).status();
 }
 
-int32_t Coordinator::PickMasterPortLocked(const WorkerRuntime& worker) {
-  std::set<int32_t> used;
+int32_t Coordinator::PickMasterPortLocked(const WorkerRuntime& worker,
+                                          const std::set<int32_t>& also_taken) {
+  std::set<int32_t> used = also_taken;
   for (const std::string& job_id : ActiveOnLocked(worker.info.id())) {
     const ActiveAttempt& active = active_.at(job_id);
     if (!active.attempt.placements().empty() &&
@@ -109,8 +110,9 @@ absl::StatusOr<std::vector<v1::InputCheckpoint>> Coordinator::ResolveInputsLocke
   return std::vector<v1::InputCheckpoint>{input};
 }
 
-absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placement& placement,
-                                             const ResumePoints& resume_points) {
+absl::StatusOr<std::optional<NewAttempt>> Coordinator::PrepareAttemptLocked(
+    const v1::Job& queued, const Placement& placement, const ResumePoints& resume_points,
+    std::map<std::string, std::set<int32_t>>* ports_taken) {
   v1::Job job = queued;
   if (job.state() == v1::JOB_STATE_WAITING) {
     ASSIGN_OR_RETURN(job, TransitionLocked(job, v1::JOB_STATE_QUEUED, "dependency satisfied"));
@@ -141,8 +143,10 @@ absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placem
   absl::StatusOr<std::vector<v1::InputCheckpoint>> inputs = ResolveInputsLocked(job);
   if (absl::IsFailedPrecondition(inputs.status())) {
     // The dependency succeeded without a checkpoint to hand over: retrying cannot help.
-    return TransitionLocked(job, v1::JOB_STATE_FAILED, std::string(inputs.status().message()))
-        .status();
+    RETURN_IF_ERROR(
+        TransitionLocked(job, v1::JOB_STATE_FAILED, std::string(inputs.status().message()))
+            .status());
+    return std::optional<NewAttempt>();
   }
   RETURN_IF_ERROR(inputs.status());
   attempt.inputs = *std::move(inputs);
@@ -153,39 +157,62 @@ absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placem
     attempt.placements.push_back(std::move(rank_placement));
   }
   attempt.master_addr = rank0_worker->second.info.host();
-  attempt.master_port = PickMasterPortLocked(rank0_worker->second);
+  std::set<int32_t>& taken = (*ports_taken)[rank0_worker->first];
+  attempt.master_port = PickMasterPortLocked(rank0_worker->second, taken);
   if (attempt.master_port == 0) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "worker ", rank0_worker->first, " has no free rendezvous port for ", job.id()));
   }
+  taken.insert(attempt.master_port);
   attempt.time_us = NowMicros();
-  ASSIGN_OR_RETURN(v1::Attempt started, store_->BeginAttempt(attempt));
-  ASSIGN_OR_RETURN(v1::Job assigned, store_->GetJob(job.id()));
-  if (metrics_ != nullptr) metrics_->CountJobTransition(job.state(), v1::JOB_STATE_ASSIGNED);
-  pending_.erase(job.id());
-  SetActiveLocked(job.id(), ActiveAttempt{assigned, started});
-  if (metrics_ != nullptr) {
-    absl::Time since = absl::FromUnixMicros(job.submit_time_us());
-    if (auto it = pending_since_.find(job.id()); it != pending_since_.end()) since = it->second;
-    metrics_->ObserveQueueWait(absl::ToDoubleSeconds(clock_->Now() - since));
+  return std::optional<NewAttempt>(std::move(attempt));
+}
+
+absl::Status Coordinator::StartAttemptsLocked(const std::vector<NewAttempt>& attempts) {
+  if (attempts.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::vector<absl::StatusOr<JobStore::StartedAttempt>> results,
+                   store_->BeginAttempts(attempts));
+  absl::Status first_error = absl::OkStatus();
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (!results[i].ok()) {
+      if (first_error.ok()) first_error = results[i].status();
+      continue;
+    }
+    const v1::Job& assigned = results[i]->job;
+    const v1::Attempt& started = results[i]->attempt;
+    auto queued = pending_.find(assigned.id());
+    const v1::JobState from =
+        queued != pending_.end() ? queued->second.state() : v1::JOB_STATE_QUEUED;
+    const int64_t submit_time_us = assigned.submit_time_us();
+    if (metrics_ != nullptr) metrics_->CountJobTransition(from, v1::JOB_STATE_ASSIGNED);
+    pending_.erase(assigned.id());
+    SetActiveLocked(assigned.id(), ActiveAttempt{assigned, started});
+    if (metrics_ != nullptr) {
+      absl::Time since = absl::FromUnixMicros(submit_time_us);
+      if (auto it = pending_since_.find(assigned.id()); it != pending_since_.end()) {
+        since = it->second;
+      }
+      metrics_->ObserveQueueWait(absl::ToDoubleSeconds(clock_->Now() - since));
+    }
+    pending_since_.erase(assigned.id());
+    std::string where;
+    for (const v1::RankPlacement& p : started.placements()) {
+      absl::StrAppend(&where, where.empty() ? "" : ", ", p.worker_id(), " ranks ", p.ranks_size());
+    }
+    PublishState(assigned, started.resume_checkpoint_id().empty()
+                               ? "fresh start"
+                               : absl::StrCat("resuming from ", started.resume_checkpoint_id()));
+    Log(absl::StrCat(assigned.id(), " attempt ", started.number(), " assigned to ", where,
+                     started.resume_checkpoint_id().empty()
+                         ? ""
+                         : absl::StrCat(", resuming from ", started.resume_checkpoint_id())));
   }
-  pending_since_.erase(job.id());
-  std::string where;
-  for (const v1::RankPlacement& p : started.placements()) {
-    absl::StrAppend(&where, where.empty() ? "" : ", ", p.worker_id(), " ranks ", p.ranks_size());
-  }
-  PublishState(assigned, started.resume_checkpoint_id().empty()
-                             ? "fresh start"
-                             : absl::StrCat("resuming from ", started.resume_checkpoint_id()));
-  Log(absl::StrCat(job.id(), " attempt ", started.number(), " assigned to ", where,
-                   started.resume_checkpoint_id().empty()
-                       ? ""
-                       : absl::StrCat(", resuming from ", started.resume_checkpoint_id())));
-  return absl::OkStatus();
+  return first_error;
 }
 
 absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
   const absl::Time start = absl::Now();
+  last_pass_capped_ = false;
   if (pending_.empty()) return absl::OkStatus();
   ClusterSnapshot snapshot;
   snapshot.now = clock_->Now();
@@ -249,6 +276,7 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
   if (snapshot.jobs.empty()) return absl::OkStatus();
 
   ScheduleDecision decision = Schedule(snapshot, options_.scheduler);
+  last_pass_capped_ = decision.capped;
 
   absl::Status first_error = absl::OkStatus();
   auto note = [&](const absl::Status& status) {
@@ -286,11 +314,25 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
     }
     note(TransitionLocked(job, v1::JOB_STATE_FAILED, reason).status());
   }
+  // The pass's attempts start in transactions of up to kAttemptsPerTransaction: one commit
+  // (and one flush by the next Sync()) for many placements.
+  constexpr size_t kAttemptsPerTransaction = 256;
+  std::map<std::string, std::set<int32_t>> ports_taken;  // by this pass, per rank-0 worker
+  std::vector<NewAttempt> batch;
   for (const Placement& placement : decision.placements) {
     std::optional<v1::Job> placed = pending_job(placement.job_id);
     if (!placed.has_value()) continue;
-    note(StartAttemptLocked(*placed, placement, resume_points));
+    absl::StatusOr<std::optional<NewAttempt>> prepared =
+        PrepareAttemptLocked(*placed, placement, resume_points, &ports_taken);
+    note(prepared.status());
+    if (!prepared.ok() || !prepared->has_value()) continue;
+    batch.push_back(**std::move(prepared));
+    if (batch.size() == kAttemptsPerTransaction) {
+      note(StartAttemptsLocked(batch));
+      batch.clear();
+    }
   }
+  note(StartAttemptsLocked(batch));
   if (metrics_ != nullptr)
     metrics_->ObserveSchedulingPass(absl::ToDoubleSeconds(absl::Now() - start));
   return first_error;
@@ -368,7 +410,7 @@ Coordinator::ResumePoints Coordinator::ChooseResumePoints() {
   return points;
 }
 
-void Coordinator::Tick() {
+bool Coordinator::Tick() {
   // Verifying checkpoints reads them whole: done before taking the lock heartbeats need.
   const ResumePoints resume_points = ChooseResumePoints();
   absl::MutexLock lock(&mu_);
@@ -377,6 +419,7 @@ void Coordinator::Tick() {
   absl::Status scheduled = ScheduleLocked(resume_points);
   if (!scheduled.ok()) Log(absl::StrCat("scheduling pass failed: ", scheduled.ToString()));
   RefreshGaugesLocked();
+  return last_pass_capped_;
 }
 
 }  // namespace peco::coordinator

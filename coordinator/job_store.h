@@ -144,6 +144,19 @@ class JobStore {
   // next_resume_checkpoint_id. FailedPrecondition on a fencing or state refusal.
   virtual absl::StatusOr<v1::Attempt> BeginAttempt(const NewAttempt& attempt) = 0;
 
+  // A started attempt and the job's record after the start.
+  struct StartedAttempt {
+    v1::Job job;
+    v1::Attempt attempt;
+  };
+
+  // Starts several attempts in one transaction (one scheduling pass): each is checked and
+  // written as BeginAttempt() does, and one that is refused changes nothing and does not stop
+  // the others. Returns one result per request, in order. A storage failure fails the whole
+  // batch and writes nothing.
+  virtual absl::StatusOr<std::vector<absl::StatusOr<StartedAttempt>>> BeginAttempts(
+      const std::vector<NewAttempt>& attempts) = 0;
+
   // Returns every attempt of a job, oldest first (empty for a job never started).
   virtual absl::StatusOr<std::vector<v1::Attempt>> ListAttempts(const std::string& job_id) = 0;
 

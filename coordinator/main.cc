@@ -226,8 +226,9 @@ int Run() {
   std::atomic<bool> stopping{false};
   std::thread ticker([&] {
     while (!stopping.load()) {
-      coordinator.Tick();
-      absl::SleepFor(absl::Milliseconds(250));
+      // A pass that stopped at its placement limit continues after a short pause (which lets
+      // the heartbeats that waited for it in).
+      absl::SleepFor(coordinator.Tick() ? absl::Milliseconds(5) : absl::Milliseconds(250));
     }
   });
 

@@ -108,6 +108,9 @@ absl::Status SchedulerOptions::Validate() const {
     return absl::InvalidArgumentError(
         "SchedulerOptions.reservation_after must be finite and not negative");
   }
+  if (max_placements_per_pass < 0) {
+    return absl::InvalidArgumentError("SchedulerOptions.max_placements_per_pass must be >= 0");
+  }
   return absl::OkStatus();
 }
 
@@ -158,6 +161,11 @@ ScheduleDecision Schedule(const ClusterSnapshot& snapshot, const SchedulerOption
       continue;
     }
     if (!decision.reserved_job_id.empty()) continue;  // behind a reservation: rule 5
+    if (options.max_placements_per_pass > 0 &&
+        static_cast<int>(decision.placements.size()) >= options.max_placements_per_pass) {
+      decision.capped = true;  // the rest wait for the next pass
+      continue;
+    }
     std::optional<GangPlacement> placement = PlaceGang(*job, free);
     if (placement.has_value()) {
       Subtract(*job, *placement, free);

@@ -52,6 +52,27 @@ TEST(JsonLineTest, WriterTextRoundTripsExactly) {
   EXPECT_EQ(fields->StringList("list"), list);
 }
 
+TEST(JsonLineTest, DecodesEveryEscape) {
+  std::optional<JsonFields> fields = ParseJsonObjectLine(
+      R"({"s":"q\" b\\ s\/ \b\f\n\r\t \u00e9 \ud83d\ude00","n":-1.5e+3,"z":0,"t":true})");
+  ASSERT_TRUE(fields.has_value());
+  EXPECT_EQ(fields->String("s"), "q\" b\\ s/ \b\f\n\r\t \xc3\xa9 \xf0\x9f\x98\x80");
+  EXPECT_DOUBLE_EQ(*fields->Number("n"), -1500);
+  EXPECT_EQ(fields->Int("z"), 0);
+  EXPECT_EQ(fields->Bool("t"), true);
+}
+
+TEST(JsonLineTest, RefusesMalformedJson) {
+  for (const char* bad :
+       {R"({"a":1,})", R"({"a" 1})", R"({a:1})", R"({"a":01})", R"({"a":.5})", R"({"a":"\x41"})",
+        R"({"a":"\ud800"})", R"({"a":tru})", R"({"a":1} trailing)", R"({"a":{"b":[1,2}})",
+        "{\"a\":\"raw\ttab\"}", R"({'a':1})"}) {
+    EXPECT_FALSE(ParseJsonObjectLine(bad).has_value()) << bad;
+  }
+  EXPECT_TRUE(ParseJsonObjectLine(R"({"nested":{"deep":[{"x":[1]}]},"a":1})").has_value());
+  EXPECT_TRUE(ParseJsonObjectLine("{}").has_value());
+}
+
 TEST(JsonLineTest, RefusesWhatIsNotAnObject) {
   EXPECT_FALSE(ParseJsonObjectLine("").has_value());
   EXPECT_FALSE(ParseJsonObjectLine("step: 3").has_value());

@@ -523,6 +523,10 @@ TEST_F(CoordinatorTest, QueueSurvivesARestartAndFillsFreedSlotsInSubmitOrder) {
   EXPECT_EQ(Job(third.id()).state(), v1::JOB_STATE_QUEUED) << "both slots are held";
   coordinator_->Tick();
   EXPECT_EQ(Job(third.id()).state(), v1::JOB_STATE_QUEUED) << "passes do not double-book";
+  v1::HeartbeatResponse placed = Heartbeat(worker);
+  ASSERT_THAT(placed.assignments(), SizeIs(2));
+  EXPECT_NE(placed.assignments(0).master_port(), placed.assignments(1).master_port())
+      << "one pass, one worker: distinct rendezvous ports";
 
   // The first job ends: its slot goes to the third.
   Heartbeat(worker, {Running(first.id(), 1), Running(second.id(), 1)});

@@ -228,6 +228,30 @@ TEST_F(SqliteJobStoreTest, SyncSharesFlushesBetweenConcurrentWriters) {
   EXPECT_EQ(page->jobs.size(), static_cast<size_t>(kThreads * kJobs));
 }
 
+TEST_F(SqliteJobStoreTest, BatchOfAttemptsSkipsTheRefusedAndStartsTheRest) {
+  const v1::Job a = Submit("a");
+  const v1::Job b = Submit("b");
+  const v1::Job c = Submit("c");
+  absl::StatusOr<std::vector<absl::StatusOr<JobStore::StartedAttempt>>> results =
+      store_->BeginAttempts(
+          {Attempt(a.id(), 0), Attempt(b.id(), 7), Attempt(c.id(), 0), Attempt("job-nope", 0)});
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 4u);
+  ASSERT_TRUE((*results)[0].ok());
+  EXPECT_EQ((*results)[0]->job.state(), v1::JOB_STATE_ASSIGNED);
+  EXPECT_EQ((*results)[0]->attempt.number(), 1);
+  EXPECT_EQ((*results)[1].status().code(), absl::StatusCode::kFailedPrecondition) << "fenced";
+  ASSERT_TRUE((*results)[2].ok());
+  EXPECT_EQ((*results)[3].status().code(), absl::StatusCode::kNotFound);
+  Reopen();
+  EXPECT_EQ(store_->GetJob(a.id())->state(), v1::JOB_STATE_ASSIGNED);
+  EXPECT_EQ(store_->GetJob(b.id())->state(), v1::JOB_STATE_QUEUED)
+      << "the refused one is untouched";
+  EXPECT_EQ(store_->GetJob(b.id())->attempt(), 0);
+  EXPECT_EQ(store_->GetJob(c.id())->state(), v1::JOB_STATE_ASSIGNED);
+  EXPECT_EQ(store_->ListAttempts(c.id())->size(), 1u);
+}
+
 TEST_F(SqliteJobStoreTest, ListJobsFiltersByStateAndPages) {
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) ids.push_back(Submit(absl::StrCat("j", i)).id());
