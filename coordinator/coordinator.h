@@ -284,6 +284,11 @@ class Coordinator {
   // Latest progress per job (Job.progress); its own lock so reads never wait for mu_.
   mutable absl::Mutex progress_mu_;
   std::map<std::string, v1::JobProgress> progress_ ABSL_GUARDED_BY(progress_mu_);
+  // The alive workers in id order with their total devices, as a pass's snapshot lists them
+  // (free devices are filled in per pass). Rebuilt only after a worker joined or changed state:
+  // submits run a pass each, and rebuilding it was most of a pass's cost at 1,000 workers.
+  std::vector<WorkerCapacity> capacity_cache_ ABSL_GUARDED_BY(mu_);
+  bool capacity_cache_valid_ ABSL_GUARDED_BY(mu_) = false;
   // Whether the last scheduling pass stopped at max_placements_per_pass.
   bool last_pass_capped_ ABSL_GUARDED_BY(mu_) = false;
   // When a RESTARTING job became schedulable.

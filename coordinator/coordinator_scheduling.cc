@@ -3,6 +3,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "coordinator/coordinator.h"
@@ -214,27 +215,36 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
   const absl::Time start = absl::Now();
   last_pass_capped_ = false;
   if (pending_.empty()) return absl::OkStatus();
+  if (!capacity_cache_valid_) {
+    capacity_cache_.clear();
+    for (const auto& [id, worker] : workers_) {
+      if (worker.info.state() != v1::WORKER_STATE_ALIVE) continue;
+      WorkerCapacity capacity;
+      capacity.worker_id = id;
+      capacity.total_gpus = worker.info.devices().gpus();
+      capacity.total_cpu_slots = worker.info.devices().cpu_slots();
+      capacity_cache_.push_back(std::move(capacity));
+    }
+    capacity_cache_valid_ = true;
+  }
+  // The snapshot borrows the cache (moved, not copied) and gives it back at every exit.
   ClusterSnapshot snapshot;
   snapshot.now = clock_->Now();
+  snapshot.workers = std::move(capacity_cache_);
+  absl::Cleanup give_back = [&] { capacity_cache_ = std::move(snapshot.workers); };
   bool any_free = false;
-  snapshot.workers.reserve(workers_.size());
-  // workers_ and held_ are both ordered by worker id: one merged walk, no lookups.
+  // The cache and held_ are both in worker id order: one merged walk, no lookups.
   auto held_it = held_.begin();
-  for (const auto& [id, worker] : workers_) {
-    while (held_it != held_.end() && held_it->first < id) ++held_it;
-    if (worker.info.state() != v1::WORKER_STATE_ALIVE) continue;
-    const Devices held =
-        held_it != held_.end() && held_it->first == id ? held_it->second : Devices();
-    WorkerCapacity capacity;
-    capacity.worker_id = id;
-    capacity.total_gpus = worker.info.devices().gpus();
-    capacity.total_cpu_slots = worker.info.devices().cpu_slots();
+  for (WorkerCapacity& capacity : snapshot.workers) {
+    while (held_it != held_.end() && held_it->first < capacity.worker_id) ++held_it;
+    const Devices held = held_it != held_.end() && held_it->first == capacity.worker_id
+                             ? held_it->second
+                             : Devices();
     capacity.free_gpus =
         static_cast<int32_t>(std::max<int64_t>(0, capacity.total_gpus - held.gpus));
     capacity.free_cpu_slots =
         static_cast<int32_t>(std::max<int64_t>(0, capacity.total_cpu_slots - held.cpu_slots));
     any_free |= capacity.free_gpus > 0 || capacity.free_cpu_slots > 0;
-    snapshot.workers.push_back(capacity);
   }
   for (const auto& [id, job] : pending_) {
     const bool has_dependency =
@@ -349,10 +359,12 @@ void Coordinator::SweepWorkersLocked() {
                                         : v1::WORKER_STATE_ALIVE;
       if (worker.info.state() != v1::WORKER_STATE_DRAINING && worker.info.state() != state) {
         worker.info.set_state(state);
+        capacity_cache_valid_ = false;
       }
       continue;
     }
     worker.info.set_state(v1::WORKER_STATE_DEAD);
+    capacity_cache_valid_ = false;
     absl::Status stored = store_->UpsertWorker(worker.info);
     if (!stored.ok()) Log(absl::StrCat("recording worker ", id, " as lost: ", stored.ToString()));
     Log(absl::StrCat("worker ", id, " lost (no heartbeat for ", absl::FormatDuration(silent), ")"));

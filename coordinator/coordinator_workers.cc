@@ -80,6 +80,7 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::RegisterUnsynced(
   info.clear_free_devices();
   RETURN_IF_ERROR(store_->UpsertWorker(info));
   workers_[info.id()] = WorkerRuntime{info, now};
+  capacity_cache_valid_ = false;
 
   v1::RegisterResponse response;
   response.set_worker_id(info.id());
@@ -133,12 +134,14 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::HeartbeatUnsynced(
   *worker.info.mutable_free_devices() = request.free_devices();
   if (worker.info.state() == v1::WORKER_STATE_DEAD) {
     worker.info.set_state(v1::WORKER_STATE_ALIVE);
+    capacity_cache_valid_ = false;
     RETURN_IF_ERROR(store_->UpsertWorker(worker.info));
     *changed = true;
     Log(absl::StrCat("worker ", worker_id, " is back"));
   } else if (worker.info.state() == v1::WORKER_STATE_SUSPECT) {
     // SUSPECT (late heartbeats) lives in memory only; nothing to store.
     worker.info.set_state(v1::WORKER_STATE_ALIVE);
+    capacity_cache_valid_ = false;
   }
 
   // Results first: they may end attempts the rest of the exchange would otherwise resend.
