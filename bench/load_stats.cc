@@ -89,7 +89,8 @@ std::optional<ProcessSample> SampleProcess(pid_t pid) {
   std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
   std::string line;
   while (std::getline(status, line)) {
-    std::vector<std::string> parts = absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipWhitespace());
+    std::vector<std::string> parts =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipWhitespace());
     if (parts.size() < 2) continue;
     if (parts[0] == "VmRSS:") (void)absl::SimpleAtoi(parts[1], &sample.rss_kib);
     if (parts[0] == "VmHWM:") (void)absl::SimpleAtoi(parts[1], &sample.hwm_kib);
