@@ -86,35 +86,41 @@ struct SimulatedWorkers::Worker {
   std::vector<v1::AttemptResult> unacknowledged ABSL_GUARDED_BY(mu);
 };
 
-// One attempt's progress report: a client stream of a start event and a step-1 point per rank.
+// The progress reports of a worker's newly started attempts, in one client stream (as
+// peco-worker sends what its trainers reported since the last flush): per attempt, a start
+// event and a step-1 point per rank.
 class SimulatedWorkers::ReportStream : public grpc::ClientWriteReactor<v1::ReportProgressRequest> {
  public:
-  ReportStream(SimulatedWorkers* owner, Worker* worker, std::string job_id, int64_t attempt,
-               const std::vector<int32_t>& ranks, bool measured)
-      : owner_(owner),
-        worker_(worker),
-        job_id_(std::move(job_id)),
-        attempt_(attempt),
-        measured_(measured) {
+  struct Started {
+    std::string job_id;
+    int64_t attempt;
+    std::vector<int32_t> ranks;
+  };
+
+  ReportStream(SimulatedWorkers* owner, Worker* worker, std::vector<Started> started, bool measured)
+      : owner_(owner), worker_(worker), measured_(measured) {
     const int64_t now = NowMicros();
-    if (std::find(ranks.begin(), ranks.end(), 0) != ranks.end()) {
-      v1::TrainerEvent* start = messages_.emplace_back().mutable_trainer_event();
-      start->set_job_id(job_id_);
-      start->set_attempt(attempt_);
-      start->set_rank(0);
-      start->set_type("start");
-      start->set_message(R"({"event":"start","max_steps":1})");
-      start->set_time_us(now);
-    }
-    for (int32_t rank : ranks) {
-      v1::MetricPoint* point = messages_.emplace_back().mutable_metric_point();
-      point->set_job_id(job_id_);
-      point->set_attempt(attempt_);
-      point->set_rank(rank);
-      point->set_step(1);
-      (*point->mutable_values())["loss"] = 1.0;
-      (*point->mutable_values())["images_per_second"] = 100.0;
-      point->set_time_us(now);
+    for (const Started& one : started) {
+      keys_.emplace_back(one.job_id, one.attempt);
+      if (std::find(one.ranks.begin(), one.ranks.end(), 0) != one.ranks.end()) {
+        v1::TrainerEvent* start = messages_.emplace_back().mutable_trainer_event();
+        start->set_job_id(one.job_id);
+        start->set_attempt(one.attempt);
+        start->set_rank(0);
+        start->set_type("start");
+        start->set_message(R"({"event":"start","max_steps":1})");
+        start->set_time_us(now);
+      }
+      for (int32_t rank : one.ranks) {
+        v1::MetricPoint* point = messages_.emplace_back().mutable_metric_point();
+        point->set_job_id(one.job_id);
+        point->set_attempt(one.attempt);
+        point->set_rank(rank);
+        point->set_step(1);
+        (*point->mutable_values())["loss"] = 1.0;
+        (*point->mutable_values())["images_per_second"] = 100.0;
+        point->set_time_us(now);
+      }
     }
   }
 
@@ -134,7 +140,7 @@ class SimulatedWorkers::ReportStream : public grpc::ClientWriteReactor<v1::Repor
     if (measured_) {
       owner_->recorder_->Record("ReportProgress", absl::Now() - start_, CodeName(status));
     }
-    owner_->OnReportDone(*worker_, job_id_, attempt_, status.ok());
+    owner_->OnReportDone(*worker_, keys_, status.ok());
     owner_->in_flight_.fetch_sub(1);
     delete this;
   }
@@ -150,9 +156,8 @@ class SimulatedWorkers::ReportStream : public grpc::ClientWriteReactor<v1::Repor
 
   SimulatedWorkers* const owner_;
   Worker* const worker_;
-  const std::string job_id_;
-  const int64_t attempt_;
   const bool measured_;
+  std::vector<std::pair<std::string, int64_t>> keys_;
   std::vector<v1::ReportProgressRequest> messages_;
   size_t next_ = 0;
   grpc::ClientContext context_;
@@ -383,27 +388,31 @@ void SimulatedWorkers::OnHeartbeat(Worker& worker, const grpc::Status& status,
 
 void SimulatedWorkers::StartReports(Worker& worker,
                                     std::vector<std::pair<std::string, int64_t>> keys) {
-  for (const auto& [job_id, number] : keys) {
-    std::vector<int32_t> ranks;
-    {
-      absl::MutexLock lock(&worker.mu);
+  std::vector<ReportStream::Started> started;
+  {
+    absl::MutexLock lock(&worker.mu);
+    for (const auto& [job_id, number] : keys) {
       auto it = worker.attempts.find({job_id, number});
       if (it == worker.attempts.end()) continue;
-      ranks = it->second.ranks;
+      started.push_back({job_id, number, it->second.ranks});
     }
-    in_flight_.fetch_add(1);
-    auto* stream = new ReportStream(this, &worker, job_id, number, ranks, measuring_->load());
-    stream->Start(StubFor(worker.index));
   }
+  if (started.empty()) return;
+  in_flight_.fetch_add(1);
+  auto* stream = new ReportStream(this, &worker, std::move(started), measuring_->load());
+  stream->Start(StubFor(worker.index));
 }
 
-void SimulatedWorkers::OnReportDone(Worker& worker, const std::string& job_id, int64_t attempt,
+void SimulatedWorkers::OnReportDone(Worker& worker,
+                                    const std::vector<std::pair<std::string, int64_t>>& keys,
                                     bool ok) {
   absl::MutexLock lock(&worker.mu);
-  auto it = worker.attempts.find({job_id, attempt});
-  if (it == worker.attempts.end()) return;
-  it->second.report_in_flight = false;
-  it->second.reported = ok;  // a failed report is sent again at the next heartbeat
+  for (const auto& key : keys) {
+    auto it = worker.attempts.find(key);
+    if (it == worker.attempts.end()) continue;
+    it->second.report_in_flight = false;
+    it->second.reported = ok;  // a failed report is sent again at the next heartbeat
+  }
 }
 
 std::vector<absl::Time> SimulatedWorkers::AssignmentTimes() const {

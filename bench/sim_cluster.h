@@ -5,10 +5,11 @@
 // A simulated worker behaves like peco-worker (worker/worker_agent.cc) towards the coordinator:
 // it registers (again after NOT_FOUND), heartbeats with its running attempts, free devices and
 // unacknowledged results, takes assignments from heartbeat responses, reports progress for each
-// started attempt (a `start` trainer event and a step-1 metric point per rank, one
-// ReportProgress stream), and once that report is acknowledged and `job_duration` has passed
-// reports the attempt SUCCEEDED in its next heartbeat. Stale attempts are dropped; cancelled
-// ones are reported STOPPED. It runs no trainer and uploads no checkpoint.
+// started attempt (a `start` trainer event and a step-1 metric point per rank; one
+// ReportProgress stream for all the attempts a heartbeat started, as peco-worker batches what
+// its trainers reported since its last flush), and once that report is acknowledged and
+// `job_duration` has passed reports the attempt SUCCEEDED in its next heartbeat. Stale attempts are
+// dropped; cancelled ones are reported STOPPED. It runs no trainer and uploads no checkpoint.
 //
 // A simulated user submits a job (SubmitJob with a fresh client_request_id), watches it like
 // `peco watch` (WatchJob with history until a terminal state), then reads it once (GetJob).
@@ -93,10 +94,11 @@ class SimulatedWorkers {
   void OnHeartbeat(Worker& worker, const grpc::Status& status,
                    const v1::HeartbeatResponse& response, int sent_results, bool measured,
                    absl::Duration latency);
-  // Starts the progress report of every attempt of `worker` that has none acknowledged or in
-  // flight. Called without the worker's lock.
+  // Sends the progress reports of the attempts `keys` of `worker` in one stream. Called
+  // without the worker's lock.
   void StartReports(Worker& worker, std::vector<std::pair<std::string, int64_t>> keys);
-  void OnReportDone(Worker& worker, const std::string& job_id, int64_t attempt, bool ok);
+  void OnReportDone(Worker& worker, const std::vector<std::pair<std::string, int64_t>>& keys,
+                    bool ok);
   void Prepare(grpc::ClientContext* context) const;
   v1::WorkerService::Stub* StubFor(int index) const;
 
