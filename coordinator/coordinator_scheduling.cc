@@ -15,7 +15,6 @@
 namespace peco::coordinator {
 
 using internal::Log;
-using internal::PlacedOn;
 
 // ---------------------------------------------------------------------------------------------
 // Attempt outcomes and scheduling

@@ -99,26 +99,6 @@ bool PathIsUnder(absl::string_view path, absl::string_view root) {
   return true;
 }
 
-absl::Status TrainerSpecValidator::Options::Validate() const {
-  if (trainer_binary.empty()) {
-    return absl::InvalidArgumentError("spec validator: trainer_binary must not be empty");
-  }
-  for (const std::string& root : allowed_roots) {
-    if (!fs::path(root).is_absolute()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("spec validator: allowed_roots: '", root, "' is not an absolute path"));
-    }
-  }
-  if (pool_size < 1) return absl::InvalidArgumentError("spec validator: pool_size must be >= 1");
-  if (timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("spec validator: timeout must be positive");
-  }
-  if (startup_timeout < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("spec validator: startup_timeout must be >= 0");
-  }
-  return absl::OkStatus();
-}
-
 // Stands for a checkpoint directory the worker fills in at launch.
 constexpr char kServiceInputPlaceholder[] = "/peco-service-input";
 
@@ -134,6 +114,20 @@ ValidatorPool::Options PoolOptions(const TrainerSpecValidator::Options& options)
 }
 
 }  // namespace
+
+absl::Status TrainerSpecValidator::Options::Validate() const {
+  if (trainer_binary.empty()) {
+    return absl::InvalidArgumentError("spec validator: trainer_binary must not be empty");
+  }
+  for (const std::string& root : allowed_roots) {
+    if (!fs::path(root).is_absolute()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec validator: allowed_roots: '", root, "' is not an absolute path"));
+    }
+  }
+  // pool_size, timeout (the pool's request_timeout) and startup_timeout.
+  return PoolOptions(*this).Validate();
+}
 
 TrainerSpecValidator::TrainerSpecValidator(Options options, ProcessLauncher* launcher)
     : options_(std::move(options)), pool_(PoolOptions(options_), launcher) {}
