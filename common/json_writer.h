@@ -30,13 +30,17 @@ class JsonWriter {
   JsonWriter& Add(absl::string_view key, const std::vector<int64_t>& values);
   // Non-finite entries are written as null, as for a single double.
   JsonWriter& Add(absl::string_view key, const std::vector<double>& values);
+  JsonWriter& Add(absl::string_view key, const std::vector<std::string>& values);
   // Adds an already-serialised JSON value (an object built by another JsonWriter).
   JsonWriter& AddRaw(absl::string_view key, absl::string_view json);
 
   // The object, `{...}` without a trailing newline.
   std::string str() const { return "{" + body_ + "}"; }
 
-  // Quotes and escapes a string as a JSON string literal.
+  // Quotes and escapes a string as a JSON string literal. Besides the characters JSON requires,
+  // DEL, the C1 controls (U+0080..U+009F), U+2028 and U+2029 are escaped, so that a reader
+  // taking JSON as YAML (which it nearly is) gets the same text: YAML refuses those controls
+  // and folds U+0085, U+2028 and U+2029 like line breaks.
   static std::string Quote(absl::string_view text);
 
  private:

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,6 +41,10 @@ class ScopedFd {
   }
   int get() const { return fd_; }
   int release() { return std::exchange(fd_, -1); }
+  void reset(int fd) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
 
  private:
   int fd_;
@@ -47,7 +52,8 @@ class ScopedFd {
 
 class PosixProcess : public Process {
  public:
-  PosixProcess(pid_t pid, int stdout_fd) : pid_(pid), stdout_fd_(stdout_fd) {}
+  PosixProcess(pid_t pid, int stdout_fd, int stdin_fd)
+      : pid_(pid), stdout_fd_(stdout_fd), stdin_fd_(stdin_fd) {}
 
   ~PosixProcess() override {
     bool reaped;
@@ -62,10 +68,12 @@ class PosixProcess : public Process {
       }
     }
     ::close(stdout_fd_);
+    if (stdin_fd_ >= 0) ::close(stdin_fd_);
   }
 
   pid_t pid() const override { return pid_; }
   int stdout_fd() const override { return stdout_fd_; }
+  int stdin_fd() const override { return stdin_fd_; }
 
   absl::Status Signal(int signal) override {
     // The group outlives a reaped leader only while members remain; its id cannot be reused
@@ -119,6 +127,7 @@ class PosixProcess : public Process {
  private:
   const pid_t pid_;
   const int stdout_fd_;
+  const int stdin_fd_;  // -1 when stdin is /dev/null
   mutable absl::Mutex mu_;
   std::optional<ExitStatus> exit_ ABSL_GUARDED_BY(mu_);
 };
@@ -202,9 +211,20 @@ absl::StatusOr<std::unique_ptr<Process>> PosixProcessLauncher::Launch(const Laun
   }
   ScopedFd read_end(fds[0]);
   ScopedFd write_end(fds[1]);
+  // The child's stdin: [0] is the parent's end, [1] the child's.
+  ScopedFd stdin_parent, stdin_child;
+  if (spec.writable_stdin) {
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+      return absl::InternalError(absl::StrCat(what, ": socketpair failed: ", ErrnoText(errno)));
+    }
+    stdin_parent.reset(pair[0]);
+    stdin_child.reset(pair[1]);
+  }
 
   SpawnState state;
-  posix_spawn_file_actions_adddup2(&state.actions, null_fd.get(), 0);
+  posix_spawn_file_actions_adddup2(&state.actions,
+                                   spec.writable_stdin ? stdin_child.get() : null_fd.get(), 0);
   posix_spawn_file_actions_adddup2(&state.actions, write_end.get(), 1);
   if (log_fd.get() >= 0) posix_spawn_file_actions_adddup2(&state.actions, log_fd.get(), 2);
   if (!spec.working_dir.empty()) {
@@ -242,9 +262,10 @@ absl::StatusOr<std::unique_ptr<Process>> PosixProcessLauncher::Launch(const Laun
     }
     return absl::InternalError(message);
   }
-  // write_end closes here: the child holds the only write end, so end of file on read_end
-  // means every process that inherited the pipe has gone.
-  return std::unique_ptr<Process>(new PosixProcess(pid, read_end.release()));
+  // write_end (and stdin_child) close here: the child holds the only write end, so end of file
+  // on read_end means every process that inherited the pipe has gone.
+  return std::unique_ptr<Process>(
+      new PosixProcess(pid, read_end.release(), stdin_parent.release()));
 }
 
 }  // namespace peco

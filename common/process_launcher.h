@@ -6,8 +6,10 @@
 //
 // Each child runs in a new process group whose id is its pid, so Signal() reaches everything the
 // child started (a shell's children, data-loader helpers). The child's stdout is a pipe the
-// parent reads (the NDJSON progress channel), its stdin is /dev/null, its stderr is appended to
-// a log file (or inherited), and every other descriptor of the parent is closed in the child.
+// parent reads (the NDJSON progress channel), its stdin is /dev/null or, on request, a stream
+// socket the parent writes (a request/response channel: common/line_io.h), its stderr is
+// appended to a log file (or inherited), and every other descriptor of the parent is closed in
+// the child.
 #ifndef PECO_COMMON_PROCESS_LAUNCHER_H_
 #define PECO_COMMON_PROCESS_LAUNCHER_H_
 
@@ -50,20 +52,24 @@ struct LaunchSpec {
   // File the child's stderr is appended to (created 0644 if missing); empty inherits the
   // parent's stderr.
   std::string stderr_path;
+  // false: the child's stdin is /dev/null. true: it is one end of a Unix stream socket pair
+  // whose other end is Process::stdin_fd(); write to it with WriteAllBefore()
+  // (common/line_io.h), which uses MSG_NOSIGNAL, so a child that died is an error, not SIGPIPE.
+  bool writable_stdin = false;
 };
 
 // A started child process. Owned by whoever launched it.
 //
 // Thread-safety: Signal() may be called from any thread at any time, including concurrently with
 // Poll()/Wait(); Poll() and Wait() must not be called concurrently with each other. stdout_fd()
-// is constant.
+// and stdin_fd() are constant.
 class Process {
  public:
   Process() = default;
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
   // Destroying a process that has not been reaped kills its process group (SIGKILL) and reaps
-  // it, so no zombie or orphan outlives the handle. Closes stdout_fd().
+  // it, so no zombie or orphan outlives the handle. Closes stdout_fd() and stdin_fd().
   virtual ~Process() = default;
 
   // Returns the child's pid (also its process group id).
@@ -72,6 +78,10 @@ class Process {
   // Returns the read end of the child's stdout pipe (blocking, close-on-exec), owned by this
   // object and valid until it is destroyed. Read it until end of file.
   virtual int stdout_fd() const = 0;
+
+  // Returns the parent's end of the child's stdin (close-on-exec, owned by this object) when it
+  // was launched with LaunchSpec::writable_stdin, else -1.
+  virtual int stdin_fd() const { return -1; }
 
   // Sends `signal` to the child's whole process group. Also works after the child was reaped,
   // to reach processes it left behind; succeeds (does nothing) when no process of the group is

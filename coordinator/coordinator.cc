@@ -63,8 +63,14 @@ absl::Status Coordinator::Recover() {
   ASSIGN_OR_RETURN(std::vector<v1::Job> jobs,
                    AllJobs(store_, {v1::JOB_STATE_ASSIGNED, v1::JOB_STATE_RUNNING}));
   for (const v1::Job& job : jobs) RefreshActiveLocked(job);
-  ASSIGN_OR_RETURN(std::vector<v1::Job> restarting, AllJobs(store_, {v1::JOB_STATE_RESTARTING}));
-  for (const v1::Job& job : restarting) pending_since_[job.id()] = now;
+  ASSIGN_OR_RETURN(
+      std::vector<v1::Job> pending,
+      AllJobs(store_, {v1::JOB_STATE_QUEUED, v1::JOB_STATE_WAITING, v1::JOB_STATE_RESTARTING}));
+  for (v1::Job& job : pending) {
+    if (job.state() == v1::JOB_STATE_RESTARTING) pending_since_[job.id()] = now;
+    const std::string id = job.id();
+    pending_[id] = std::move(job);
+  }
   if (metrics_ != nullptr) {
     // One full count; afterwards every transition moves the gauges.
     ASSIGN_OR_RETURN(std::vector<v1::Job> all, AllJobs(store_, {}));
@@ -78,8 +84,14 @@ absl::Status Coordinator::Recover() {
 }
 
 void Coordinator::RefreshActiveLocked(const v1::Job& job) {
+  if (job.state() == v1::JOB_STATE_QUEUED || job.state() == v1::JOB_STATE_WAITING ||
+      job.state() == v1::JOB_STATE_RESTARTING) {
+    pending_[job.id()] = job;
+  } else {
+    pending_.erase(job.id());
+  }
   if (!HoldsDevices(job.state())) {
-    active_.erase(job.id());
+    EraseActiveLocked(job.id());
     return;
   }
   auto it = active_.find(job.id());
@@ -92,10 +104,53 @@ void Coordinator::RefreshActiveLocked(const v1::Job& job) {
   if (!attempts.ok() || attempts->empty()) {
     Log(absl::StrCat("cannot load the attempts of ", job.id(), ": ",
                      attempts.ok() ? "none recorded" : attempts.status().ToString()));
-    active_.erase(job.id());
+    EraseActiveLocked(job.id());
     return;
   }
-  active_[job.id()] = ActiveAttempt{job, attempts->back()};
+  SetActiveLocked(job.id(), ActiveAttempt{job, attempts->back()});
+}
+
+void Coordinator::SetActiveLocked(const std::string& job_id, ActiveAttempt active) {
+  EraseActiveLocked(job_id);
+  const v1::DeviceRequest& per_rank = active.job.spec().devices_per_rank();
+  for (const v1::RankPlacement& placement : active.attempt.placements()) {
+    active_by_worker_[placement.worker_id()].insert(job_id);
+    Devices& held = held_[placement.worker_id()];
+    held.gpus += int64_t{per_rank.gpus()} * placement.ranks_size();
+    held.cpu_slots += int64_t{per_rank.cpu_slots()} * placement.ranks_size();
+  }
+  active_[job_id] = std::move(active);
+}
+
+void Coordinator::EraseActiveLocked(const std::string& job_id) {
+  auto it = active_.find(job_id);
+  if (it == active_.end()) return;
+  const v1::DeviceRequest& per_rank = it->second.job.spec().devices_per_rank();
+  for (const v1::RankPlacement& placement : it->second.attempt.placements()) {
+    auto index = active_by_worker_.find(placement.worker_id());
+    if (index != active_by_worker_.end()) {
+      index->second.erase(job_id);
+      if (index->second.empty()) active_by_worker_.erase(index);
+    }
+    auto held = held_.find(placement.worker_id());
+    if (held != held_.end()) {
+      held->second.gpus -= int64_t{per_rank.gpus()} * placement.ranks_size();
+      held->second.cpu_slots -= int64_t{per_rank.cpu_slots()} * placement.ranks_size();
+      if (held->second.gpus <= 0 && held->second.cpu_slots <= 0) held_.erase(held);
+    }
+  }
+  active_.erase(it);
+}
+
+Coordinator::Devices Coordinator::HeldOnLocked(const std::string& worker_id) const {
+  auto it = held_.find(worker_id);
+  return it == held_.end() ? Devices() : it->second;
+}
+
+const std::set<std::string>& Coordinator::ActiveOnLocked(const std::string& worker_id) const {
+  static const std::set<std::string>* const kNone = new std::set<std::string>();
+  auto it = active_by_worker_.find(worker_id);
+  return it == active_by_worker_.end() ? *kNone : it->second;
 }
 
 void Coordinator::PublishState(const v1::Job& job, const std::string& reason) {
@@ -192,21 +247,30 @@ absl::Status Coordinator::CheckGangFitsLocked(const v1::JobSpec& spec) {
   job.gpus_per_rank = spec.devices_per_rank().gpus();
   job.cpu_slots_per_rank = spec.devices_per_rank().cpu_slots();
   std::vector<WorkerCapacity> workers;
-  std::string listed;
-  for (const auto& [id, worker] : workers_) {
-    if (worker.info.state() == v1::WORKER_STATE_DEAD) continue;
+  auto capacity_of = [](const std::string& id, const WorkerRuntime& worker) {
     WorkerCapacity capacity;
     capacity.worker_id = id;
     capacity.total_gpus = worker.info.devices().gpus();
     capacity.total_cpu_slots = worker.info.devices().cpu_slots();
-    workers.push_back(capacity);
-    absl::StrAppend(&listed, listed.empty() ? "" : ", ", id, ": ", capacity.total_gpus, " GPUs ",
-                    capacity.total_cpu_slots, " CPU slots");
+    return capacity;
+  };
+  // Runs per submit over every worker: stops as soon as the gang fits.
+  int64_t fit = 0;
+  bool any = false;
+  for (const auto& [id, worker] : workers_) {
+    if (worker.info.state() == v1::WORKER_STATE_DEAD) continue;
+    any = true;
+    fit += RanksThatFitWhenIdle(job, {capacity_of(id, worker)});
+    if (fit >= job.world_size) return absl::OkStatus();
   }
   // With no worker registered yet (a cluster coming up) the job waits for one.
-  if (workers.empty()) return absl::OkStatus();
-  const int64_t fit = RanksThatFitWhenIdle(job, workers);
-  if (fit >= job.world_size) return absl::OkStatus();
+  if (!any) return absl::OkStatus();
+  std::string listed;
+  for (const auto& [id, worker] : workers_) {
+    if (worker.info.state() == v1::WORKER_STATE_DEAD) continue;
+    absl::StrAppend(&listed, listed.empty() ? "" : ", ", id, ": ", worker.info.devices().gpus(),
+                    " GPUs ", worker.info.devices().cpu_slots(), " CPU slots");
+  }
   return absl::FailedPreconditionError(
       absl::StrCat("spec.world_size: ", job.world_size, " ranks of ", job.gpus_per_rank,
                    " GPUs and ", job.cpu_slots_per_rank,
@@ -215,7 +279,8 @@ absl::Status Coordinator::CheckGangFitsLocked(const v1::JobSpec& spec) {
                    fit, " such ranks at once (", listed, ")"));
 }
 
-absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(const v1::SubmitJobRequest& request) {
+absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJobUnsynced(
+    const v1::SubmitJobRequest& request) {
   v1::JobSpec spec = request.spec();
   NormalizeJobSpec(&spec);
   RETURN_IF_ERROR(CheckJobSpecFields(spec, options_.spec_limits));
@@ -236,6 +301,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(const v1::SubmitJob
   new_job.client_request_id = request.client_request_id();
   new_job.submit_time_us = NowMicros();
   ASSIGN_OR_RETURN(CreateJobResult created, store_->CreateJob(new_job));
+  RefreshActiveLocked(created.job);
   v1::SubmitJobResponse response;
   *response.mutable_job() = created.job;
   response.set_created(created.created);
@@ -253,6 +319,18 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(const v1::SubmitJob
     if (now.ok()) *response.mutable_job() = *now;
   }
   return response;
+}
+
+absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(const v1::SubmitJobRequest& request) {
+  return Synced(SubmitJobUnsynced(request));
+}
+
+absl::StatusOr<v1::CancelJobResponse> Coordinator::CancelJob(const v1::CancelJobRequest& request) {
+  return Synced(CancelJobUnsynced(request));
+}
+
+absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJob(const v1::ResumeJobRequest& request) {
+  return Synced(ResumeJobUnsynced(request));
 }
 
 absl::StatusOr<v1::GetJobResponse> Coordinator::GetJob(const v1::GetJobRequest& request) {
@@ -294,7 +372,8 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsReq
   return response;
 }
 
-absl::StatusOr<v1::CancelJobResponse> Coordinator::CancelJob(const v1::CancelJobRequest& request) {
+absl::StatusOr<v1::CancelJobResponse> Coordinator::CancelJobUnsynced(
+    const v1::CancelJobRequest& request) {
   if (request.job_id().empty()) return absl::InvalidArgumentError("job_id: must not be empty");
   const std::string reason =
       request.reason().empty() ? std::string("cancelled by the user") : request.reason();
@@ -332,7 +411,8 @@ absl::StatusOr<v1::CancelJobResponse> Coordinator::CancelJob(const v1::CancelJob
   }
 }
 
-absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJob(const v1::ResumeJobRequest& request) {
+absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJobUnsynced(
+    const v1::ResumeJobRequest& request) {
   if (request.job_id().empty()) return absl::InvalidArgumentError("job_id: must not be empty");
   if (!request.checkpoint_id().empty()) {
     // Hashing a checkpoint takes a while: done before the lock, which heartbeats need.
@@ -395,16 +475,16 @@ absl::StatusOr<v1::ListCheckpointsResponse> Coordinator::ListCheckpoints(
 absl::StatusOr<v1::ListWorkersResponse> Coordinator::ListWorkers(
     const v1::ListWorkersRequest& request) {
   absl::MutexLock lock(&mu_);
-  std::map<std::string, v1::WorkerDevices> held = HeldDevicesLocked();
   v1::ListWorkersResponse response;
   for (const auto& [id, worker] : workers_) {
     v1::WorkerInfo* info = response.add_workers();
     *info = worker.info;
     info->set_last_heartbeat_us(absl::ToUnixMicros(worker.last_heartbeat));
-    const v1::WorkerDevices& used = held[id];
-    info->mutable_free_devices()->set_gpus(std::max(0, worker.info.devices().gpus() - used.gpus()));
-    info->mutable_free_devices()->set_cpu_slots(
-        std::max(0, worker.info.devices().cpu_slots() - used.cpu_slots()));
+    const Devices used = HeldOnLocked(id);
+    info->mutable_free_devices()->set_gpus(
+        static_cast<int32_t>(std::max<int64_t>(0, worker.info.devices().gpus() - used.gpus)));
+    info->mutable_free_devices()->set_cpu_slots(static_cast<int32_t>(
+        std::max<int64_t>(0, worker.info.devices().cpu_slots() - used.cpu_slots)));
   }
   return response;
 }

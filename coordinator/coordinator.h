@@ -8,8 +8,9 @@
 //    metric points. Everything a worker needs (its assignments, cancellations, which attempts are
 //    stale) is derived from it, so a restarted coordinator rebuilds the same answers.
 //  - In memory: when each worker last heartbeated (Recover() gives every known worker a fresh
-//    timeout, so a coordinator restart does not look like a lost cluster), the cache of active
-//    attempts (rebuilt by Recover()), and when each restarting job became schedulable.
+//    timeout, so a coordinator restart does not look like a lost cluster), caches of the active
+//    attempts and of the jobs waiting to be placed (rebuilt by Recover(), updated from what
+//    every store write returns), and when each restarting job became schedulable.
 //
 // NOTE [attempt outcomes]
 //  A job ends with the result of the worker that runs its rank 0 (it writes the final
@@ -19,6 +20,15 @@
 //  cancellation requested by the user wins over everything except success: the job becomes
 //  CANCELLED once the gang has stopped, its worker is lost, or the cancel grace period plus one
 //  worker timeout has passed.
+//
+// NOTE [durability]
+//  Store writes are durable against a machine crash only after JobStore::Sync() (group commit:
+//  coordinator/sqlite_job_store.h). Every public method that changes state calls it after
+//  releasing the lock and before returning OK, so nothing the coordinator acknowledges (a
+//  submitted job, a result, a committed checkpoint) or hands out (an assignment, a
+//  cancellation) can be lost; reads (GetJob, WatchJob) may show a change up to one flush before
+//  it is durable. Tick() does not wait: what it wrote reaches a worker only through a heartbeat,
+//  which syncs first.
 //
 // Thread-safety: every public method is thread-safe. One mutex serialises the methods that
 // change state; reads go to the store directly. Tick() is called periodically by the daemon
@@ -135,12 +145,34 @@ class Coordinator {
 
   // ---- Periodic work ----
   // Declares silent workers lost, forces overdue cancellations, runs a scheduling pass and
-  // refreshes the gauges.
-  void Tick();
+  // refreshes the gauges. Returns true when the pass stopped at
+  // SchedulerOptions::max_placements_per_pass: the caller should tick again soon.
+  bool Tick();
 
   const CoordinatorOptions& options() const { return options_; }
 
  private:
+  // The public mutating methods are these followed by JobStore::Sync() (NOTE [durability]).
+  absl::StatusOr<v1::SubmitJobResponse> SubmitJobUnsynced(const v1::SubmitJobRequest& request);
+  absl::StatusOr<v1::CancelJobResponse> CancelJobUnsynced(const v1::CancelJobRequest& request);
+  absl::StatusOr<v1::ResumeJobResponse> ResumeJobUnsynced(const v1::ResumeJobRequest& request);
+  absl::StatusOr<v1::RegisterResponse> RegisterUnsynced(const v1::RegisterRequest& request);
+  // Sets *changed when it wrote to the store.
+  absl::StatusOr<v1::HeartbeatResponse> HeartbeatUnsynced(const v1::HeartbeatRequest& request,
+                                                          bool* changed);
+  absl::StatusOr<v1::ReportProgressResponse> ReportProgressUnsynced(
+      const std::vector<v1::ReportProgressRequest>& reports);
+  absl::StatusOr<v1::CheckpointInfo> CommitCheckpointUploadUnsynced(
+      const CheckpointUpload& upload, const v1::CheckpointManifest& manifest);
+  // Returns `result` once the store has made everything written so far durable; a failed
+  // result acknowledges nothing and is returned as it is.
+  template <typename T>
+  absl::StatusOr<T> Synced(absl::StatusOr<T> result) {
+    if (!result.ok()) return result;
+    if (absl::Status synced = store_->Sync(); !synced.ok()) return synced;
+    return result;
+  }
+
   struct WorkerRuntime {
     v1::WorkerInfo info;
     absl::Time last_heartbeat;
@@ -178,25 +210,48 @@ class Coordinator {
   // FailedPrecondition when the dependency left no checkpoint.
   absl::StatusOr<std::vector<v1::InputCheckpoint>> ResolveInputsLocked(const v1::Job& job)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status StartAttemptLocked(const v1::Job& job, const Placement& placement,
-                                  const ResumePoints& resume_points)
+  // The next attempt of `job` on `placement`, ready for the store; nullopt when the job failed
+  // instead (its dependency left no checkpoint). `ports_taken` holds the rendezvous ports
+  // chosen earlier in the same pass, per rank-0 worker; the chosen one is added.
+  absl::StatusOr<std::optional<NewAttempt>> PrepareAttemptLocked(
+      const v1::Job& job, const Placement& placement, const ResumePoints& resume_points,
+      std::map<std::string, std::set<int32_t>>* ports_taken) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts `attempts` in one store transaction and records every one that started (caches,
+  // metrics, events). Returns the first refusal, if any.
+  absl::Status StartAttemptsLocked(const std::vector<NewAttempt>& attempts)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The newest checkpoint of every RESTARTING job without a named one that verifies. Reads
   // checkpoints whole: call without mu_.
   ResumePoints ChooseResumePoints() ABSL_LOCKS_EXCLUDED(mu_);
   // The newest checkpoint of the job that verifies ("" and step 0 when there is none).
   std::pair<std::string, int64_t> NewestVerifiedCheckpoint(const std::string& job_id);
-  int32_t PickMasterPortLocked(const WorkerRuntime& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A free port of the worker's range: not held by an active attempt nor in `also_taken`; 0 if
+  // none is.
+  int32_t PickMasterPortLocked(const WorkerRuntime& worker, const std::set<int32_t>& also_taken)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SweepWorkersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForceOverdueCancellationsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Devices held by active attempts on each worker.
-  std::map<std::string, v1::WorkerDevices> HeldDevicesLocked() const
+  // Devices held by the active attempts on a worker.
+  struct Devices {
+    int64_t gpus = 0;
+    int64_t cpu_slots = 0;
+  };
+  Devices HeldOnLocked(const std::string& worker_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves an ASSIGNED attempt to RUNNING when a report or heartbeat shows it runs. Returns
+  // whether it tried (the store may have been written).
+  bool MarkRunningLocked(const std::string& job_id, int64_t attempt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Moves an ASSIGNED attempt to RUNNING when a report or heartbeat shows it runs.
-  void MarkRunningLocked(const std::string& job_id, int64_t attempt)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Brings the in-memory views (pending_, active_, active_by_worker_) in step with `job`, the
+  // store's record of it after a write.
   void RefreshActiveLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The only writers of active_: they keep active_by_worker_ in step.
+  void SetActiveLocked(const std::string& job_id, ActiveAttempt active)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EraseActiveLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The active attempts with ranks on `worker_id` (job ids; empty when none).
+  const std::set<std::string>& ActiveOnLocked(const std::string& worker_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ApplyRetention(const std::string& job_id);
   void PublishState(const v1::Job& job, const std::string& reason);
   // Records rank 0's latest point or start event of a job (for Job.progress).
@@ -219,9 +274,23 @@ class Coordinator {
   std::map<std::string, WorkerRuntime> workers_ ABSL_GUARDED_BY(mu_);
   // Jobs in ASSIGNED or RUNNING with their current attempt.
   std::map<std::string, ActiveAttempt> active_ ABSL_GUARDED_BY(mu_);
+  // Worker id -> the jobs of active_ with ranks on it (heartbeats look at their own only).
+  std::map<std::string, std::set<std::string>> active_by_worker_ ABSL_GUARDED_BY(mu_);
+  // Worker id -> the devices active_ holds on it (absent: none).
+  std::map<std::string, Devices> held_ ABSL_GUARDED_BY(mu_);
+  // Jobs a scheduling pass considers (QUEUED, WAITING, RESTARTING), as the store has them:
+  // passes read this instead of scanning the store's job table.
+  std::map<std::string, v1::Job> pending_ ABSL_GUARDED_BY(mu_);
   // Latest progress per job (Job.progress); its own lock so reads never wait for mu_.
   mutable absl::Mutex progress_mu_;
   std::map<std::string, v1::JobProgress> progress_ ABSL_GUARDED_BY(progress_mu_);
+  // The alive workers in id order with their total devices, as a pass's snapshot lists them
+  // (free devices are filled in per pass). Rebuilt only after a worker joined or changed state:
+  // submits run a pass each, and rebuilding it was most of a pass's cost at 1,000 workers.
+  std::vector<WorkerCapacity> capacity_cache_ ABSL_GUARDED_BY(mu_);
+  bool capacity_cache_valid_ ABSL_GUARDED_BY(mu_) = false;
+  // Whether the last scheduling pass stopped at max_placements_per_pass.
+  bool last_pass_capped_ ABSL_GUARDED_BY(mu_) = false;
   // When a RESTARTING job became schedulable.
   std::map<std::string, absl::Time> pending_since_ ABSL_GUARDED_BY(mu_);
 };

@@ -66,6 +66,10 @@ std::string CheckpointIdFor(const v1::CheckpointHeader& header) {
   return absl::StrFormat("%s-a%d-step-%012d", header.job_id(), header.attempt(), header.step());
 }
 
-void Log(const std::string& line) { std::cerr << "peco-coordinator: " << line << "\n"; }
+void Log(const std::string& line) {
+  // One write per line: std::cerr is unbuffered, and jobs log several lines each.
+  const std::string text = absl::StrCat("peco-coordinator: ", line, "\n");
+  std::cerr.write(text.data(), static_cast<std::streamsize>(text.size()));
+}
 
 }  // namespace peco::coordinator::internal

@@ -19,7 +19,7 @@ prometheus::Histogram::BucketBoundaries LatencyBuckets() {
 
 }  // namespace
 
-CoordinatorMetrics::CoordinatorMetrics()
+CoordinatorMetrics::CoordinatorMetrics(size_t max_job_series)
     : registry_(std::make_shared<prometheus::Registry>()),
       jobs_(prometheus::BuildGauge().Name("peco_jobs").Help("Jobs by state").Register(*registry_)),
       workers_(prometheus::BuildGauge()
@@ -70,7 +70,8 @@ CoordinatorMetrics::CoordinatorMetrics()
       job_images_per_second_(prometheus::BuildGauge()
                                  .Name("peco_job_images_per_second")
                                  .Help("Latest images per second of an active job (rank 0)")
-                                 .Register(*registry_)) {
+                                 .Register(*registry_)),
+      max_job_series_(max_job_series) {
   for (int s = v1::JobState_MIN; s <= v1::JobState_MAX; ++s) {
     if (s == v1::JOB_STATE_UNSPECIFIED) continue;
     jobs_.Add({{"state", std::string(JobStateName(static_cast<v1::JobState>(s)))}}).Set(0);
@@ -137,7 +138,12 @@ void CoordinatorMetrics::CountReports(int64_t accepted, int64_t refused) {
 void CoordinatorMetrics::SetJobProgress(const std::string& job_id, int64_t step,
                                         const std::map<std::string, double>& values) {
   absl::MutexLock lock(&mu_);
-  JobSeries& series = job_series_[job_id];
+  auto it = job_series_.find(job_id);
+  if (it == job_series_.end()) {
+    if (job_series_.size() >= max_job_series_) return;
+    it = job_series_.emplace(job_id, JobSeries()).first;
+  }
+  JobSeries& series = it->second;
   if (series.step == nullptr) {
     series.step = &job_step_.Add({{"job", job_id}});
     series.loss = &job_loss_.Add({{"job", job_id}});

@@ -1,6 +1,9 @@
 // CoordinatorMetrics: the coordinator's Prometheus series (DESIGN.md section 7). Names carry the
 // `peco_` prefix, counters end in `_total`, durations in `_seconds`; the only high-cardinality
-// label, `job`, exists only while a job is active.
+// label, `job`, exists only while a job is active, and for at most `max_job_series` jobs at once
+// (the first to report; others get series when a slot frees). Besides bounding what Prometheus
+// scrapes, the cap bounds ForgetJob(): prometheus-cpp removes a series by a linear search of its
+// family, which at 10,000 active jobs cost more than the rest of a job's end.
 //
 // Ownership: the object owns its prometheus::Registry; a prometheus::Exposer (main.cc) serves
 // registry(). Thread-safety: every method is thread-safe (prometheus-cpp metrics are atomic; a
@@ -26,7 +29,7 @@ namespace peco::coordinator {
 
 class CoordinatorMetrics {
  public:
-  CoordinatorMetrics();
+  explicit CoordinatorMetrics(size_t max_job_series = 1000);
   CoordinatorMetrics(const CoordinatorMetrics&) = delete;
   CoordinatorMetrics& operator=(const CoordinatorMetrics&) = delete;
 
@@ -51,7 +54,8 @@ class CoordinatorMetrics {
   // peco_progress_reports_total{result}: accepted or refused (stale attempt).
   void CountReports(int64_t accepted, int64_t refused);
   // peco_job_step / peco_job_loss / peco_job_images_per_second{job}: the latest values of an
-  // active job (rank 0). Values absent from the point leave the series unchanged.
+  // active job (rank 0). Values absent from the point leave the series unchanged. Does nothing
+  // for a job without series when max_job_series jobs have them.
   void SetJobProgress(const std::string& job_id, int64_t step,
                       const std::map<std::string, double>& values);
   // Removes the per-job series of a job that is no longer active.
@@ -78,6 +82,7 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Gauge>& job_loss_;
   prometheus::Family<prometheus::Gauge>& job_images_per_second_;
 
+  const size_t max_job_series_;
   absl::Mutex mu_;
   std::map<std::string, JobSeries> job_series_ ABSL_GUARDED_BY(mu_);
 };

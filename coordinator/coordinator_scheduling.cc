@@ -3,6 +3,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "coordinator/coordinator.h"
@@ -13,9 +14,7 @@
 
 namespace peco::coordinator {
 
-using internal::AllJobs;
 using internal::Log;
-using internal::PlacedOn;
 
 // ---------------------------------------------------------------------------------------------
 // Attempt outcomes and scheduling
@@ -46,22 +45,11 @@ absl::Status Coordinator::EndAttemptLocked(const std::string& job_id, int64_t at
   return TransitionLocked(job, v1::JOB_STATE_FAILED, why).status();
 }
 
-std::map<std::string, v1::WorkerDevices> Coordinator::HeldDevicesLocked() const {
-  std::map<std::string, v1::WorkerDevices> held;
-  for (const auto& [job_id, active] : active_) {
-    const v1::DeviceRequest& per_rank = active.job.spec().devices_per_rank();
-    for (const v1::RankPlacement& placement : active.attempt.placements()) {
-      v1::WorkerDevices& devices = held[placement.worker_id()];
-      devices.set_gpus(devices.gpus() + per_rank.gpus() * placement.ranks_size());
-      devices.set_cpu_slots(devices.cpu_slots() + per_rank.cpu_slots() * placement.ranks_size());
-    }
-  }
-  return held;
-}
-
-int32_t Coordinator::PickMasterPortLocked(const WorkerRuntime& worker) {
-  std::set<int32_t> used;
-  for (const auto& [job_id, active] : active_) {
+int32_t Coordinator::PickMasterPortLocked(const WorkerRuntime& worker,
+                                          const std::set<int32_t>& also_taken) {
+  std::set<int32_t> used = also_taken;
+  for (const std::string& job_id : ActiveOnLocked(worker.info.id())) {
+    const ActiveAttempt& active = active_.at(job_id);
     if (!active.attempt.placements().empty() &&
         active.attempt.placements(0).worker_id() == worker.info.id()) {
       used.insert(active.attempt.master_port());
@@ -122,8 +110,9 @@ absl::StatusOr<std::vector<v1::InputCheckpoint>> Coordinator::ResolveInputsLocke
   return std::vector<v1::InputCheckpoint>{input};
 }
 
-absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placement& placement,
-                                             const ResumePoints& resume_points) {
+absl::StatusOr<std::optional<NewAttempt>> Coordinator::PrepareAttemptLocked(
+    const v1::Job& queued, const Placement& placement, const ResumePoints& resume_points,
+    std::map<std::string, std::set<int32_t>>* ports_taken) {
   v1::Job job = queued;
   if (job.state() == v1::JOB_STATE_WAITING) {
     ASSIGN_OR_RETURN(job, TransitionLocked(job, v1::JOB_STATE_QUEUED, "dependency satisfied"));
@@ -154,8 +143,10 @@ absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placem
   absl::StatusOr<std::vector<v1::InputCheckpoint>> inputs = ResolveInputsLocked(job);
   if (absl::IsFailedPrecondition(inputs.status())) {
     // The dependency succeeded without a checkpoint to hand over: retrying cannot help.
-    return TransitionLocked(job, v1::JOB_STATE_FAILED, std::string(inputs.status().message()))
-        .status();
+    RETURN_IF_ERROR(
+        TransitionLocked(job, v1::JOB_STATE_FAILED, std::string(inputs.status().message()))
+            .status());
+    return std::optional<NewAttempt>();
   }
   RETURN_IF_ERROR(inputs.status());
   attempt.inputs = *std::move(inputs);
@@ -166,52 +157,105 @@ absl::Status Coordinator::StartAttemptLocked(const v1::Job& queued, const Placem
     attempt.placements.push_back(std::move(rank_placement));
   }
   attempt.master_addr = rank0_worker->second.info.host();
-  attempt.master_port = PickMasterPortLocked(rank0_worker->second);
+  std::set<int32_t>& taken = (*ports_taken)[rank0_worker->first];
+  attempt.master_port = PickMasterPortLocked(rank0_worker->second, taken);
   if (attempt.master_port == 0) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "worker ", rank0_worker->first, " has no free rendezvous port for ", job.id()));
   }
+  taken.insert(attempt.master_port);
   attempt.time_us = NowMicros();
-  ASSIGN_OR_RETURN(v1::Attempt started, store_->BeginAttempt(attempt));
-  ASSIGN_OR_RETURN(v1::Job assigned, store_->GetJob(job.id()));
-  if (metrics_ != nullptr) metrics_->CountJobTransition(job.state(), v1::JOB_STATE_ASSIGNED);
-  active_[job.id()] = ActiveAttempt{assigned, started};
-  if (metrics_ != nullptr) {
-    absl::Time since = absl::FromUnixMicros(job.submit_time_us());
-    if (auto it = pending_since_.find(job.id()); it != pending_since_.end()) since = it->second;
-    metrics_->ObserveQueueWait(absl::ToDoubleSeconds(clock_->Now() - since));
+  return std::optional<NewAttempt>(std::move(attempt));
+}
+
+absl::Status Coordinator::StartAttemptsLocked(const std::vector<NewAttempt>& attempts) {
+  if (attempts.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::vector<absl::StatusOr<JobStore::StartedAttempt>> results,
+                   store_->BeginAttempts(attempts));
+  absl::Status first_error = absl::OkStatus();
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (!results[i].ok()) {
+      if (first_error.ok()) first_error = results[i].status();
+      continue;
+    }
+    const v1::Job& assigned = results[i]->job;
+    const v1::Attempt& started = results[i]->attempt;
+    auto queued = pending_.find(assigned.id());
+    const v1::JobState from =
+        queued != pending_.end() ? queued->second.state() : v1::JOB_STATE_QUEUED;
+    const int64_t submit_time_us = assigned.submit_time_us();
+    if (metrics_ != nullptr) metrics_->CountJobTransition(from, v1::JOB_STATE_ASSIGNED);
+    pending_.erase(assigned.id());
+    SetActiveLocked(assigned.id(), ActiveAttempt{assigned, started});
+    if (metrics_ != nullptr) {
+      absl::Time since = absl::FromUnixMicros(submit_time_us);
+      if (auto it = pending_since_.find(assigned.id()); it != pending_since_.end()) {
+        since = it->second;
+      }
+      metrics_->ObserveQueueWait(absl::ToDoubleSeconds(clock_->Now() - since));
+    }
+    pending_since_.erase(assigned.id());
+    std::string where;
+    for (const v1::RankPlacement& p : started.placements()) {
+      absl::StrAppend(&where, where.empty() ? "" : ", ", p.worker_id(), " ranks ", p.ranks_size());
+    }
+    PublishState(assigned, started.resume_checkpoint_id().empty()
+                               ? "fresh start"
+                               : absl::StrCat("resuming from ", started.resume_checkpoint_id()));
+    Log(absl::StrCat(assigned.id(), " attempt ", started.number(), " assigned to ", where,
+                     started.resume_checkpoint_id().empty()
+                         ? ""
+                         : absl::StrCat(", resuming from ", started.resume_checkpoint_id())));
   }
-  pending_since_.erase(job.id());
-  std::string where;
-  for (const v1::RankPlacement& p : started.placements()) {
-    absl::StrAppend(&where, where.empty() ? "" : ", ", p.worker_id(), " ranks ", p.ranks_size());
-  }
-  PublishState(assigned, started.resume_checkpoint_id().empty()
-                             ? "fresh start"
-                             : absl::StrCat("resuming from ", started.resume_checkpoint_id()));
-  Log(absl::StrCat(job.id(), " attempt ", started.number(), " assigned to ", where,
-                   started.resume_checkpoint_id().empty()
-                       ? ""
-                       : absl::StrCat(", resuming from ", started.resume_checkpoint_id())));
-  return absl::OkStatus();
+  return first_error;
 }
 
 absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
   const absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(
-      std::vector<v1::Job> pending,
-      AllJobs(store_, {v1::JOB_STATE_QUEUED, v1::JOB_STATE_WAITING, v1::JOB_STATE_RESTARTING}));
-  if (pending.empty()) return absl::OkStatus();
+  last_pass_capped_ = false;
+  if (pending_.empty()) return absl::OkStatus();
+  if (!capacity_cache_valid_) {
+    capacity_cache_.clear();
+    for (const auto& [id, worker] : workers_) {
+      if (worker.info.state() != v1::WORKER_STATE_ALIVE) continue;
+      WorkerCapacity capacity;
+      capacity.worker_id = id;
+      capacity.total_gpus = worker.info.devices().gpus();
+      capacity.total_cpu_slots = worker.info.devices().cpu_slots();
+      capacity_cache_.push_back(std::move(capacity));
+    }
+    capacity_cache_valid_ = true;
+  }
+  // The snapshot borrows the cache (moved, not copied) and gives it back at every exit.
   ClusterSnapshot snapshot;
   snapshot.now = clock_->Now();
-  std::map<std::string, const v1::Job*> by_id;
-  for (const v1::Job& job : pending) {
+  snapshot.workers = std::move(capacity_cache_);
+  absl::Cleanup give_back = [&] { capacity_cache_ = std::move(snapshot.workers); };
+  bool any_free = false;
+  // The cache and held_ are both in worker id order: one merged walk, no lookups.
+  auto held_it = held_.begin();
+  for (WorkerCapacity& capacity : snapshot.workers) {
+    while (held_it != held_.end() && held_it->first < capacity.worker_id) ++held_it;
+    const Devices held = held_it != held_.end() && held_it->first == capacity.worker_id
+                             ? held_it->second
+                             : Devices();
+    capacity.free_gpus =
+        static_cast<int32_t>(std::max<int64_t>(0, capacity.total_gpus - held.gpus));
+    capacity.free_cpu_slots =
+        static_cast<int32_t>(std::max<int64_t>(0, capacity.total_cpu_slots - held.cpu_slots));
+    any_free |= capacity.free_gpus > 0 || capacity.free_cpu_slots > 0;
+  }
+  for (const auto& [id, job] : pending_) {
+    const bool has_dependency =
+        job.spec().depends_on().has_job_id() || job.spec().depends_on().has_checkpoint_id();
+    // With no free device anywhere a pass can place nothing: only dependency verdicts (WAITING,
+    // FAILED) can come out of it, so the (possibly long) queue of other jobs is left alone.
+    if (!any_free && !has_dependency) continue;
     // A restart without a chosen checkpoint waits for the next Tick() to choose one.
     if (job.state() == v1::JOB_STATE_RESTARTING && job.next_resume_checkpoint_id().empty() &&
         resume_points.count(job.id()) == 0) {
       continue;
     }
-    by_id[job.id()] = &job;
     PendingJob entry;
     entry.job_id = job.id();
     entry.priority = job.spec().priority();
@@ -238,19 +282,10 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
     }
     snapshot.jobs.push_back(entry);
   }
-  std::map<std::string, v1::WorkerDevices> held = HeldDevicesLocked();
-  for (const auto& [id, worker] : workers_) {
-    if (worker.info.state() != v1::WORKER_STATE_ALIVE) continue;
-    WorkerCapacity capacity;
-    capacity.worker_id = id;
-    capacity.total_gpus = worker.info.devices().gpus();
-    capacity.total_cpu_slots = worker.info.devices().cpu_slots();
-    capacity.free_gpus = std::max(0, capacity.total_gpus - held[id].gpus());
-    capacity.free_cpu_slots = std::max(0, capacity.total_cpu_slots - held[id].cpu_slots());
-    snapshot.workers.push_back(capacity);
-  }
+  if (snapshot.jobs.empty()) return absl::OkStatus();
 
   ScheduleDecision decision = Schedule(snapshot, options_.scheduler);
+  last_pass_capped_ = decision.capped;
 
   absl::Status first_error = absl::OkStatus();
   auto note = [&](const absl::Status& status) {
@@ -259,8 +294,16 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
       if (first_error.ok()) first_error = status;
     }
   };
+  // Copies: the transitions below update pending_.
+  auto pending_job = [&](const std::string& job_id) -> std::optional<v1::Job> {
+    auto it = pending_.find(job_id);
+    if (it == pending_.end()) return std::nullopt;
+    return it->second;
+  };
   for (const std::string& job_id : decision.waiting) {
-    const v1::Job& job = *by_id[job_id];
+    std::optional<v1::Job> waiting = pending_job(job_id);
+    if (!waiting.has_value()) continue;
+    const v1::Job& job = *waiting;
     if (job.state() == v1::JOB_STATE_QUEUED) {
       note(TransitionLocked(job, v1::JOB_STATE_WAITING,
                             absl::StrCat("waiting for ", job.spec().depends_on().job_id()))
@@ -268,7 +311,9 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
     }
   }
   for (const JobVerdict& verdict : decision.failed) {
-    const v1::Job& job = *by_id[verdict.job_id];
+    std::optional<v1::Job> failed = pending_job(verdict.job_id);
+    if (!failed.has_value()) continue;
+    const v1::Job& job = *failed;
     std::string reason = verdict.reason;
     if (job.spec().depends_on().has_job_id() || job.spec().depends_on().has_checkpoint_id()) {
       const std::string target = job.spec().depends_on().has_job_id()
@@ -278,9 +323,25 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
     }
     note(TransitionLocked(job, v1::JOB_STATE_FAILED, reason).status());
   }
+  // The pass's attempts start in transactions of up to kAttemptsPerTransaction: one commit
+  // (and one flush by the next Sync()) for many placements.
+  constexpr size_t kAttemptsPerTransaction = 256;
+  std::map<std::string, std::set<int32_t>> ports_taken;  // by this pass, per rank-0 worker
+  std::vector<NewAttempt> batch;
   for (const Placement& placement : decision.placements) {
-    note(StartAttemptLocked(*by_id[placement.job_id], placement, resume_points));
+    std::optional<v1::Job> placed = pending_job(placement.job_id);
+    if (!placed.has_value()) continue;
+    absl::StatusOr<std::optional<NewAttempt>> prepared =
+        PrepareAttemptLocked(*placed, placement, resume_points, &ports_taken);
+    note(prepared.status());
+    if (!prepared.ok() || !prepared->has_value()) continue;
+    batch.push_back(**std::move(prepared));
+    if (batch.size() == kAttemptsPerTransaction) {
+      note(StartAttemptsLocked(batch));
+      batch.clear();
+    }
   }
+  note(StartAttemptsLocked(batch));
   if (metrics_ != nullptr)
     metrics_->ObserveSchedulingPass(absl::ToDoubleSeconds(absl::Now() - start));
   return first_error;
@@ -297,16 +358,18 @@ void Coordinator::SweepWorkersLocked() {
                                         : v1::WORKER_STATE_ALIVE;
       if (worker.info.state() != v1::WORKER_STATE_DRAINING && worker.info.state() != state) {
         worker.info.set_state(state);
+        capacity_cache_valid_ = false;
       }
       continue;
     }
     worker.info.set_state(v1::WORKER_STATE_DEAD);
+    capacity_cache_valid_ = false;
     absl::Status stored = store_->UpsertWorker(worker.info);
     if (!stored.ok()) Log(absl::StrCat("recording worker ", id, " as lost: ", stored.ToString()));
     Log(absl::StrCat("worker ", id, " lost (no heartbeat for ", absl::FormatDuration(silent), ")"));
     std::vector<std::pair<std::string, int64_t>> affected;
-    for (const auto& [job_id, active] : active_) {
-      if (PlacedOn(active.attempt, id)) affected.emplace_back(job_id, active.attempt.number());
+    for (const std::string& job_id : ActiveOnLocked(id)) {
+      affected.emplace_back(job_id, active_.at(job_id).attempt.number());
     }
     for (const auto& [job_id, attempt] : affected) {
       absl::Status ended =
@@ -344,20 +407,21 @@ void Coordinator::RefreshGaugesLocked() {
 }
 
 Coordinator::ResumePoints Coordinator::ChooseResumePoints() {
+  std::vector<std::string> restarting;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, job] : pending_) {
+      if (job.state() == v1::JOB_STATE_RESTARTING && job.next_resume_checkpoint_id().empty()) {
+        restarting.push_back(id);
+      }
+    }
+  }
   ResumePoints points;
-  absl::StatusOr<std::vector<v1::Job>> restarting = AllJobs(store_, {v1::JOB_STATE_RESTARTING});
-  if (!restarting.ok()) {
-    Log(absl::StrCat("listing restarting jobs: ", restarting.status().ToString()));
-    return points;
-  }
-  for (const v1::Job& job : *restarting) {
-    if (job.next_resume_checkpoint_id().empty())
-      points[job.id()] = NewestVerifiedCheckpoint(job.id());
-  }
+  for (const std::string& id : restarting) points[id] = NewestVerifiedCheckpoint(id);
   return points;
 }
 
-void Coordinator::Tick() {
+bool Coordinator::Tick() {
   // Verifying checkpoints reads them whole: done before taking the lock heartbeats need.
   const ResumePoints resume_points = ChooseResumePoints();
   absl::MutexLock lock(&mu_);
@@ -366,6 +430,7 @@ void Coordinator::Tick() {
   absl::Status scheduled = ScheduleLocked(resume_points);
   if (!scheduled.ok()) Log(absl::StrCat("scheduling pass failed: ", scheduled.ToString()));
   RefreshGaugesLocked();
+  return last_pass_capped_;
 }
 
 }  // namespace peco::coordinator

@@ -24,6 +24,33 @@ using internal::PlacementOf;
 // WorkerService
 
 absl::StatusOr<v1::RegisterResponse> Coordinator::Register(const v1::RegisterRequest& request) {
+  return Synced(RegisterUnsynced(request));
+}
+
+absl::StatusOr<v1::ReportProgressResponse> Coordinator::ReportProgress(
+    const std::vector<v1::ReportProgressRequest>& reports) {
+  return Synced(ReportProgressUnsynced(reports));
+}
+
+absl::StatusOr<v1::CheckpointInfo> Coordinator::CommitCheckpointUpload(
+    const CheckpointUpload& upload, const v1::CheckpointManifest& manifest) {
+  return Synced(CommitCheckpointUploadUnsynced(upload, manifest));
+}
+
+absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::HeartbeatRequest& request) {
+  bool changed = false;
+  absl::StatusOr<v1::HeartbeatResponse> response = HeartbeatUnsynced(request, &changed);
+  // A heartbeat that changed nothing and hands out nothing acknowledges nothing: it need not
+  // wait for the disk (most of them, at 1/s per worker).
+  if (response.ok() && !changed && response->assignments().empty() &&
+      response->cancellations().empty() && response->stale().empty()) {
+    return response;
+  }
+  return Synced(std::move(response));
+}
+
+absl::StatusOr<v1::RegisterResponse> Coordinator::RegisterUnsynced(
+    const v1::RegisterRequest& request) {
   v1::WorkerInfo info = request.worker();
   if (info.devices().gpus() < 0 || info.devices().cpu_slots() < 0 ||
       (info.devices().gpus() == 0 && info.devices().cpu_slots() == 0)) {
@@ -53,6 +80,7 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::Register(const v1::RegisterReq
   info.clear_free_devices();
   RETURN_IF_ERROR(store_->UpsertWorker(info));
   workers_[info.id()] = WorkerRuntime{info, now};
+  capacity_cache_valid_ = false;
 
   v1::RegisterResponse response;
   response.set_worker_id(info.id());
@@ -70,9 +98,9 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::Register(const v1::RegisterReq
   }
   // Attempts placed here that the worker no longer runs died with its previous process.
   std::vector<std::pair<std::string, int64_t>> lost;
-  for (const auto& [job_id, active] : active_) {
-    if (PlacedOn(active.attempt, info.id()) &&
-        reported.count({job_id, active.attempt.number()}) == 0 &&
+  for (const std::string& job_id : ActiveOnLocked(info.id())) {
+    const ActiveAttempt& active = active_.at(job_id);
+    if (reported.count({job_id, active.attempt.number()}) == 0 &&
         active.job.state() == v1::JOB_STATE_RUNNING) {
       lost.emplace_back(job_id, active.attempt.number());
     }
@@ -90,8 +118,11 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::Register(const v1::RegisterReq
   return response;
 }
 
-absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::HeartbeatRequest& request) {
+absl::StatusOr<v1::HeartbeatResponse> Coordinator::HeartbeatUnsynced(
+    const v1::HeartbeatRequest& request, bool* changed) {
   absl::MutexLock lock(&mu_);
+  // Results and RUNNING marks write to the store.
+  *changed = !request.finished().empty();
   auto worker_it = workers_.find(request.worker_id());
   if (worker_it == workers_.end()) {
     return absl::NotFoundError(
@@ -101,11 +132,16 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
   const std::string& worker_id = worker_it->first;
   worker.last_heartbeat = clock_->Now();
   *worker.info.mutable_free_devices() = request.free_devices();
-  if (worker.info.state() != v1::WORKER_STATE_ALIVE &&
-      worker.info.state() != v1::WORKER_STATE_DRAINING) {
+  if (worker.info.state() == v1::WORKER_STATE_DEAD) {
     worker.info.set_state(v1::WORKER_STATE_ALIVE);
+    capacity_cache_valid_ = false;
     RETURN_IF_ERROR(store_->UpsertWorker(worker.info));
+    *changed = true;
     Log(absl::StrCat("worker ", worker_id, " is back"));
+  } else if (worker.info.state() == v1::WORKER_STATE_SUSPECT) {
+    // SUSPECT (late heartbeats) lives in memory only; nothing to store.
+    worker.info.set_state(v1::WORKER_STATE_ALIVE);
+    capacity_cache_valid_ = false;
   }
 
   // Results first: they may end attempts the rest of the exchange would otherwise resend.
@@ -150,11 +186,12 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
       *response.add_stale() = ranks;
       continue;
     }
-    MarkRunningLocked(ranks.job_id(), ranks.attempt());
+    *changed |= MarkRunningLocked(ranks.job_id(), ranks.attempt());
   }
 
   const absl::Time now = clock_->Now();
-  for (const auto& [job_id, active] : active_) {
+  for (const std::string& job_id : ActiveOnLocked(worker_id)) {
+    const ActiveAttempt& active = active_.at(job_id);
     const v1::RankPlacement* placement = PlacementOf(active.attempt, worker_id);
     if (placement == nullptr) continue;
     const std::pair<std::string, int64_t> key{job_id, active.attempt.number()};
@@ -187,18 +224,20 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
   return response;
 }
 
-void Coordinator::MarkRunningLocked(const std::string& job_id, int64_t attempt) {
+bool Coordinator::MarkRunningLocked(const std::string& job_id, int64_t attempt) {
   auto it = active_.find(job_id);
   if (it == active_.end() || it->second.attempt.number() != attempt ||
       it->second.job.state() != v1::JOB_STATE_ASSIGNED) {
-    return;
+    return false;
   }
   absl::StatusOr<v1::Job> updated = TransitionLocked(it->second.job, v1::JOB_STATE_RUNNING, "");
-  if (!updated.ok())
+  if (!updated.ok()) {
     Log(absl::StrCat("marking ", job_id, " running: ", updated.status().ToString()));
+  }
+  return true;  // whether or not it worked, the store may have been written
 }
 
-absl::StatusOr<v1::ReportProgressResponse> Coordinator::ReportProgress(
+absl::StatusOr<v1::ReportProgressResponse> Coordinator::ReportProgressUnsynced(
     const std::vector<v1::ReportProgressRequest>& reports) {
   // Group the metric points by (job, attempt): the store fences each group as a whole.
   std::map<std::pair<std::string, int64_t>, std::vector<v1::MetricPoint>> groups;
@@ -294,7 +333,7 @@ absl::Status Coordinator::AppendCheckpointChunk(const CheckpointUpload& upload,
   return checkpoints_->AppendChunk(upload.session, chunk.file_name(), chunk.offset(), chunk.data());
 }
 
-absl::StatusOr<v1::CheckpointInfo> Coordinator::CommitCheckpointUpload(
+absl::StatusOr<v1::CheckpointInfo> Coordinator::CommitCheckpointUploadUnsynced(
     const CheckpointUpload& upload, const v1::CheckpointManifest& manifest) {
   std::vector<v1::ManifestEntry> entries(manifest.entries().begin(), manifest.entries().end());
   absl::StatusOr<v1::CheckpointInfo> committed = checkpoints_->Commit(upload.session, entries);

@@ -6,8 +6,12 @@
 //
 // Contract shared by every implementation:
 //  - Every method is thread-safe and atomic: it either applies all of its writes or none.
-//  - A method that returns OK has made its writes durable (a coordinator killed right after
-//    the return finds them on restart).
+//  - A method that returns OK has made its writes visible to every later call and safe from a
+//    crash of the process (a coordinator killed right after the return finds them on restart).
+//    Sync() makes every write that returned before it durable against a crash of the machine
+//    too; the coordinator calls it before it acknowledges a change to anyone, so that nothing
+//    acknowledged is lost (implementations may make every write durable at once and Sync() a
+//    no-op).
 //  - Fencing: every write about an attempt (state updates, metric points, checkpoint records)
 //    names the attempt it believes is current; a write that names another attempt is refused
 //    with FailedPrecondition and changes nothing, so a stale rank cannot corrupt a new attempt.
@@ -117,6 +121,11 @@ class JobStore {
   // Returns the job; NotFound when there is none.
   virtual absl::StatusOr<v1::Job> GetJob(const std::string& job_id) = 0;
 
+  // Returns once every write that returned OK before the call is durable against a crash of the
+  // machine (see the contract above). Concurrent calls share the work. Internal when the data
+  // could not be flushed.
+  virtual absl::Status Sync() = 0;
+
   // Returns one page of jobs in submit order. InvalidArgument for a bad page size or token.
   virtual absl::StatusOr<JobPage> ListJobs(const JobQuery& query) = 0;
 
@@ -134,6 +143,19 @@ class JobStore {
   // RESTARTING) increments restart_count. Clears the job's pending cancellation and
   // next_resume_checkpoint_id. FailedPrecondition on a fencing or state refusal.
   virtual absl::StatusOr<v1::Attempt> BeginAttempt(const NewAttempt& attempt) = 0;
+
+  // A started attempt and the job's record after the start.
+  struct StartedAttempt {
+    v1::Job job;
+    v1::Attempt attempt;
+  };
+
+  // Starts several attempts in one transaction (one scheduling pass): each is checked and
+  // written as BeginAttempt() does, and one that is refused changes nothing and does not stop
+  // the others. Returns one result per request, in order. A storage failure fails the whole
+  // batch and writes nothing.
+  virtual absl::StatusOr<std::vector<absl::StatusOr<StartedAttempt>>> BeginAttempts(
+      const std::vector<NewAttempt>& attempts) = 0;
 
   // Returns every attempt of a job, oldest first (empty for a job never started).
   virtual absl::StatusOr<std::vector<v1::Attempt>> ListAttempts(const std::string& job_id) = 0;

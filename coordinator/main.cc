@@ -27,6 +27,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/file_util.h"
@@ -49,6 +50,10 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:7451",
 ABSL_FLAG(std::string, trainer, "",
           "peco-train used to validate submitted configs (default: next to this binary, else "
           "PATH)");
+ABSL_FLAG(int, validators, 2,
+          "peco-train validate --serve processes that check submitted configs (started on demand)");
+ABSL_FLAG(absl::Duration, validate_timeout, absl::Seconds(10),
+          "How long one config check may take before its validator is replaced");
 ABSL_FLAG(std::vector<std::string>, allowed_roots, {"/usr/share/datasets"},
           "Directories a job may read data and weights from (comma-separated)");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(2), "Worker heartbeat interval");
@@ -140,10 +145,12 @@ int Run() {
   TrainerSpecValidator::Options validator_options;
   validator_options.trainer_binary = absl::GetFlag(FLAGS_trainer);
   if (validator_options.trainer_binary.empty()) validator_options.trainer_binary = DefaultTrainer();
-  validator_options.scratch_dir = data_dir + "/tmp";
   validator_options.allowed_roots = absl::GetFlag(FLAGS_allowed_roots);
+  validator_options.pool_size = absl::GetFlag(FLAGS_validators);
+  validator_options.timeout = absl::GetFlag(FLAGS_validate_timeout);
   if (absl::Status valid = validator_options.Validate(); !valid.ok()) {
-    Log(absl::StrCat("--allowed_roots/--trainer: ", valid.message()));
+    Log(absl::StrCat("--allowed_roots/--trainer/--validators/--validate_timeout: ",
+                     valid.message()));
     return 2;
   }
   TrainerSpecValidator validator(validator_options);
@@ -219,8 +226,9 @@ int Run() {
   std::atomic<bool> stopping{false};
   std::thread ticker([&] {
     while (!stopping.load()) {
-      coordinator.Tick();
-      absl::SleepFor(absl::Milliseconds(250));
+      // A pass that stopped at its placement limit continues after a short pause (which lets
+      // the heartbeats that waited for it in).
+      absl::SleepFor(coordinator.Tick() ? absl::Milliseconds(5) : absl::Milliseconds(250));
     }
   });
 
@@ -255,6 +263,9 @@ int main(int argc, char** argv) {
       "peco-coordinator: the peco control plane. See docs/SERVICE.md.\n"
       "  peco-coordinator [--data_dir DIR] [--listen HOST:PORT] [--metrics_listen HOST:PORT]");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  // Deadlock detection (on in Debian's absl build) walks a lock graph on every Mutex
+  // acquisition; the daemon takes its locks thousands of times a second. Tests keep it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   if (rest.size() > 1) {
     std::cerr << "peco-coordinator: unexpected argument '" << rest[1] << "'\n";
     return 2;

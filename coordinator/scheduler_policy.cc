@@ -6,15 +6,20 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace peco::coordinator {
 namespace {
 
+// A worker's devices during one Schedule() call; the id points into the snapshot.
 struct Capacity {
-  std::string worker_id;
+  absl::string_view worker_id;
   int32_t gpus = 0;
   int32_t cpu_slots = 0;
 };
+
+// Ranks of a gang per worker, as (index into the capacity list, rank count), rank 0 first.
+using GangPlacement = std::vector<std::pair<size_t, int32_t>>;
 
 // How many ranks of `job` fit in `capacity`.
 int32_t RanksThatFit(const PendingJob& job, int32_t gpus, int32_t cpu_slots) {
@@ -25,58 +30,64 @@ int32_t RanksThatFit(const PendingJob& job, int32_t gpus, int32_t cpu_slots) {
 }
 
 // Places every rank of `job` on `workers` (see rule 4), or returns nullopt. Does not modify
-// `workers`.
-std::optional<Placement> PlaceGang(const PendingJob& job, const std::vector<Capacity>& workers) {
+// `workers`. Runs for every pending job of every pass over every worker: no allocation unless
+// the gang has to spread.
+std::optional<GangPlacement> PlaceGang(const PendingJob& job,
+                                       const std::vector<Capacity>& workers) {
   // One worker for the whole gang: the tightest fit, ties by id (workers are sorted by id).
-  const Capacity* best = nullptr;
+  size_t best = workers.size();
   int64_t best_left = 0;
-  for (const Capacity& worker : workers) {
+  for (size_t i = 0; i < workers.size(); ++i) {
+    const Capacity& worker = workers[i];
     if (RanksThatFit(job, worker.gpus, worker.cpu_slots) < job.world_size) continue;
     int64_t left = static_cast<int64_t>(worker.gpus) - job.gpus_per_rank * job.world_size +
                    worker.cpu_slots - job.cpu_slots_per_rank * job.world_size;
-    if (best == nullptr || left < best_left) {
-      best = &worker;
+    if (best == workers.size() || left < best_left) {
+      best = i;
       best_left = left;
     }
   }
-  Placement placement;
-  placement.job_id = job.job_id;
-  if (best != nullptr) {
-    WorkerRanks ranks{best->worker_id, {}};
-    for (int32_t r = 0; r < job.world_size; ++r) ranks.ranks.push_back(r);
-    placement.workers.push_back(std::move(ranks));
-    return placement;
-  }
+  if (best != workers.size()) return GangPlacement{{best, job.world_size}};
   // Spread: workers that host the most ranks first, so the gang spans as few workers as possible.
-  std::vector<std::pair<int32_t, const Capacity*>> hosts;
-  for (const Capacity& worker : workers) {
-    int32_t fit = RanksThatFit(job, worker.gpus, worker.cpu_slots);
-    if (fit > 0) hosts.emplace_back(fit, &worker);
+  std::vector<std::pair<int32_t, size_t>> hosts;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    int32_t fit = RanksThatFit(job, workers[i].gpus, workers[i].cpu_slots);
+    if (fit > 0) hosts.emplace_back(fit, i);
   }
   std::stable_sort(hosts.begin(), hosts.end(),
                    [](const auto& a, const auto& b) { return a.first > b.first; });
-  int32_t next_rank = 0;
-  for (const auto& [fit, worker] : hosts) {
-    if (next_rank == job.world_size) break;
-    WorkerRanks ranks{worker->worker_id, {}};
-    for (int32_t i = 0; i < fit && next_rank < job.world_size; ++i) {
-      ranks.ranks.push_back(next_rank++);
-    }
-    placement.workers.push_back(std::move(ranks));
+  GangPlacement placement;
+  int32_t placed = 0;
+  for (const auto& [fit, index] : hosts) {
+    if (placed == job.world_size) break;
+    const int32_t n = std::min(fit, job.world_size - placed);
+    placement.emplace_back(index, n);
+    placed += n;
   }
-  if (next_rank < job.world_size) return std::nullopt;
+  if (placed < job.world_size) return std::nullopt;
   return placement;
 }
 
-void Subtract(const PendingJob& job, const Placement& placement, std::vector<Capacity>& workers) {
-  for (const WorkerRanks& ranks : placement.workers) {
-    for (Capacity& worker : workers) {
-      if (worker.worker_id != ranks.worker_id) continue;
-      int32_t n = static_cast<int32_t>(ranks.ranks.size());
-      worker.gpus -= n * job.gpus_per_rank;
-      worker.cpu_slots -= n * job.cpu_slots_per_rank;
-    }
+void Subtract(const PendingJob& job, const GangPlacement& placement,
+              std::vector<Capacity>& workers) {
+  for (const auto& [index, n] : placement) {
+    workers[index].gpus -= n * job.gpus_per_rank;
+    workers[index].cpu_slots -= n * job.cpu_slots_per_rank;
   }
+}
+
+// Numbers the ranks in placement order: rank 0 on the first worker listed.
+Placement ToPlacement(const PendingJob& job, const GangPlacement& gang,
+                      const std::vector<Capacity>& workers) {
+  Placement placement;
+  placement.job_id = job.job_id;
+  int32_t next_rank = 0;
+  for (const auto& [index, n] : gang) {
+    WorkerRanks ranks{std::string(workers[index].worker_id), {}};
+    for (int32_t i = 0; i < n; ++i) ranks.ranks.push_back(next_rank++);
+    placement.workers.push_back(std::move(ranks));
+  }
+  return placement;
 }
 
 std::string InvalidRequestReason(const PendingJob& job) {
@@ -97,6 +108,9 @@ absl::Status SchedulerOptions::Validate() const {
     return absl::InvalidArgumentError(
         "SchedulerOptions.reservation_after must be finite and not negative");
   }
+  if (max_placements_per_pass < 0) {
+    return absl::InvalidArgumentError("SchedulerOptions.max_placements_per_pass must be >= 0");
+  }
   return absl::OkStatus();
 }
 
@@ -111,6 +125,8 @@ ScheduleDecision Schedule(const ClusterSnapshot& snapshot, const SchedulerOption
 
   std::vector<Capacity> free;
   std::vector<Capacity> total;
+  free.reserve(snapshot.workers.size());
+  total.reserve(snapshot.workers.size());
   for (const WorkerCapacity& worker : snapshot.workers) {
     free.push_back(
         {worker.worker_id, std::max(0, worker.free_gpus), std::max(0, worker.free_cpu_slots)});
@@ -118,8 +134,11 @@ ScheduleDecision Schedule(const ClusterSnapshot& snapshot, const SchedulerOption
         {worker.worker_id, std::max(0, worker.total_gpus), std::max(0, worker.total_cpu_slots)});
   }
   auto by_id = [](const Capacity& a, const Capacity& b) { return a.worker_id < b.worker_id; };
-  std::sort(free.begin(), free.end(), by_id);
-  std::sort(total.begin(), total.end(), by_id);
+  // The coordinator lists workers in id order already.
+  if (!std::is_sorted(free.begin(), free.end(), by_id)) {
+    std::sort(free.begin(), free.end(), by_id);
+    std::sort(total.begin(), total.end(), by_id);
+  }
 
   for (const PendingJob* job : order) {
     if (job->dependency == DependencyState::kFailed) {
@@ -142,10 +161,15 @@ ScheduleDecision Schedule(const ClusterSnapshot& snapshot, const SchedulerOption
       continue;
     }
     if (!decision.reserved_job_id.empty()) continue;  // behind a reservation: rule 5
-    std::optional<Placement> placement = PlaceGang(*job, free);
+    if (options.max_placements_per_pass > 0 &&
+        static_cast<int>(decision.placements.size()) >= options.max_placements_per_pass) {
+      decision.capped = true;  // the rest wait for the next pass
+      continue;
+    }
+    std::optional<GangPlacement> placement = PlaceGang(*job, free);
     if (placement.has_value()) {
       Subtract(*job, *placement, free);
-      decision.placements.push_back(std::move(*placement));
+      decision.placements.push_back(ToPlacement(*job, *placement, free));
       continue;
     }
     if (snapshot.now - job->pending_since >= options.reservation_after) {

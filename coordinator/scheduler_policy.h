@@ -89,13 +89,20 @@ struct ScheduleDecision {
   std::vector<JobVerdict> failed;       // dependency failed or an invalid request
   std::vector<JobVerdict> unplaceable;  // does not fit even an idle cluster (yet)
   std::string reserved_job_id;          // the starving job that holds the reservation, if any
+  // Whether max_placements_per_pass stopped the placing: another pass may place more at once.
+  bool capped = false;
 };
 
 struct SchedulerOptions {
   // How long a job that does not fit may be overtaken by smaller jobs before it reserves.
   absl::Duration reservation_after = absl::Minutes(10);
+  // At most this many gangs are placed by one pass (0: no limit); the others wait for the next
+  // pass (ScheduleDecision::capped). Bounds how long a pass over a long queue holds the
+  // coordinator, whose heartbeats wait for it.
+  int max_placements_per_pass = 1000;
 
-  // Returns InvalidArgument when reservation_after is negative or infinite.
+  // Returns InvalidArgument when reservation_after is negative or infinite, or
+  // max_placements_per_pass negative.
   absl::Status Validate() const;
 };
 

@@ -1,25 +1,13 @@
 #include "coordinator/spec_validator.h"
 
-#include <poll.h>
-#include <signal.h>
-#include <stdlib.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
 #include <filesystem>
-#include <memory>
-#include <optional>
+#include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
-#include "common/file_util.h"
-#include "common/json_line.h"
-#include "common/process_launcher.h"
 #include "common/status_macros.h"
+#include "common/validation_protocol.h"
 #include "proto/job_kind_names.h"
 
 namespace peco::coordinator {
@@ -37,48 +25,6 @@ bool ValidLabelText(absl::string_view text, size_t max_size) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
   }
   return true;
-}
-
-// Removes the temporary file on every path out of Validate().
-class ScratchFile {
- public:
-  ~ScratchFile() {
-    if (!path_.empty()) ::unlink(path_.c_str());
-  }
-  absl::Status Create(const std::string& dir, const std::string& contents) {
-    std::error_code error;
-    fs::create_directories(dir, error);
-    std::string pattern = absl::StrCat(dir, "/spec-XXXXXX.yaml");
-    int fd = ::mkstemps(pattern.data(), 5);
-    if (fd < 0) {
-      return absl::InternalError(
-          absl::StrCat("creating a scratch file in ", dir, ": ", std::strerror(errno)));
-    }
-    ::close(fd);
-    path_ = pattern;
-    return WriteFileAtomic(path_, contents);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// Reads the child's stdout until end of file or the deadline. Returns false on timeout.
-bool ReadAll(int fd, absl::Time deadline, std::string* out) {
-  char buffer[4096];
-  while (true) {
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) return false;
-    pollfd pfd{fd, POLLIN, 0};
-    int ready = ::poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) return false;
-    ssize_t n = ::read(fd, buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return true;
-    out->append(buffer, static_cast<size_t>(n));
-  }
 }
 
 }  // namespace
@@ -153,12 +99,25 @@ bool PathIsUnder(absl::string_view path, absl::string_view root) {
   return true;
 }
 
+// Stands for a checkpoint directory the worker fills in at launch.
+constexpr char kServiceInputPlaceholder[] = "/peco-service-input";
+
+namespace {
+
+ValidatorPool::Options PoolOptions(const TrainerSpecValidator::Options& options) {
+  ValidatorPool::Options pool;
+  pool.argv = {options.trainer_binary, "validate", "--serve"};
+  pool.pool_size = options.pool_size;
+  pool.request_timeout = options.timeout;
+  pool.startup_timeout = options.startup_timeout;
+  return pool;
+}
+
+}  // namespace
+
 absl::Status TrainerSpecValidator::Options::Validate() const {
   if (trainer_binary.empty()) {
     return absl::InvalidArgumentError("spec validator: trainer_binary must not be empty");
-  }
-  if (scratch_dir.empty()) {
-    return absl::InvalidArgumentError("spec validator: scratch_dir must not be empty");
   }
   for (const std::string& root : allowed_roots) {
     if (!fs::path(root).is_absolute()) {
@@ -166,83 +125,33 @@ absl::Status TrainerSpecValidator::Options::Validate() const {
           absl::StrCat("spec validator: allowed_roots: '", root, "' is not an absolute path"));
     }
   }
-  if (timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("spec validator: timeout must be positive");
-  }
-  return absl::OkStatus();
+  // pool_size, timeout (the pool's request_timeout) and startup_timeout.
+  return PoolOptions(*this).Validate();
 }
 
-// Stands for a checkpoint directory the worker fills in at launch.
-constexpr char kServiceInputPlaceholder[] = "/peco-service-input";
-
-TrainerSpecValidator::TrainerSpecValidator(Options options) : options_(std::move(options)) {}
+TrainerSpecValidator::TrainerSpecValidator(Options options, ProcessLauncher* launcher)
+    : options_(std::move(options)), pool_(PoolOptions(options_), launcher) {}
 
 absl::Status TrainerSpecValidator::Validate(const v1::JobSpec& spec,
                                             const std::vector<std::string>& input_fields) {
   const std::string kind = v1::JobKindName(spec.kind());
-  ScratchFile config;
-  RETURN_IF_ERROR(config.Create(options_.scratch_dir, spec.config_yaml()));
-
-  LaunchSpec launch;
-  launch.argv = {options_.trainer_binary, "validate",      "--config",
-                 config.path(),           "--check_paths", "false"};
+  ValidationRequest request;
+  request.config = spec.config_yaml();
+  request.check_paths = false;
   for (const std::string& field : input_fields) {
     // The directory the worker will fetch the checkpoint into; paths are not checked here.
-    launch.argv.insert(launch.argv.end(),
-                       {"--set", absl::StrCat(field, "=", kServiceInputPlaceholder)});
+    request.sets.push_back(absl::StrCat(field, "=", kServiceInputPlaceholder));
   }
-  // Validation runs no tensor code: keep the trainer from re-executing itself for OpenMP.
-  launch.env = {"OMP_WAIT_POLICY=PASSIVE", "OMP_NUM_THREADS=1"};
-  launch.stderr_path = "/dev/null";
-  PosixProcessLauncher launcher;
-  absl::StatusOr<std::unique_ptr<Process>> process = launcher.Launch(launch);
-  if (!process.ok()) {
-    return absl::UnavailableError(absl::StrCat("cannot check the config: starting ",
-                                               options_.trainer_binary, ": ",
-                                               process.status().message()));
+  ASSIGN_OR_RETURN(ValidationResponse verdict, pool_.Check(std::move(request)));
+  if (!verdict.status.ok()) {
+    // The trainer names the document `config` (common/validation_protocol.h).
+    return absl::InvalidArgumentError(absl::StrCat("spec.config_yaml: ", verdict.status.message()));
   }
-  std::string output;
-  const bool finished = ReadAll((*process)->stdout_fd(), absl::Now() + options_.timeout, &output);
-  if (!finished) (*process)->Signal(SIGKILL).IgnoreError();
-  ASSIGN_OR_RETURN(ExitStatus exit, (*process)->Wait());
-  if (!finished) {
-    return absl::UnavailableError(absl::StrCat("cannot check the config: ", options_.trainer_binary,
-                                               " validate took longer than ",
-                                               absl::FormatDuration(options_.timeout)));
+  if (verdict.kind != kind) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.kind: the job is a ", kind, " job but its config says kind: ", verdict.kind));
   }
-
-  std::optional<std::string> error_message;
-  std::optional<std::string> valid_kind;
-  std::vector<std::pair<std::string, std::string>> inputs;  // field, path
-  for (absl::string_view line : absl::StrSplit(output, '\n', absl::SkipEmpty())) {
-    std::optional<JsonFields> event = ParseJsonObjectLine(line);
-    if (!event) continue;
-    const std::string type = event->String("event").value_or("");
-    if (type == "error") {
-      error_message = event->String("message").value_or("invalid config");
-    } else if (type == "input") {
-      inputs.emplace_back(event->String("field").value_or("?"), event->String("path").value_or(""));
-    } else if (type == "valid") {
-      valid_kind = event->String("kind").value_or("");
-    }
-  }
-  if (error_message) {
-    // The trainer names the config document by the scratch file; name it `config` instead.
-    std::string message = *error_message;
-    size_t at = message.find(config.path());
-    if (at != std::string::npos) message.replace(at, config.path().size(), "config");
-    return absl::InvalidArgumentError(absl::StrCat("spec.config_yaml: ", message));
-  }
-  if (!exit.success() || !valid_kind) {
-    return absl::InternalError(absl::StrCat("cannot check the config: ", options_.trainer_binary,
-                                            " validate ended with ", exit.ToString(),
-                                            " and no verdict"));
-  }
-  if (*valid_kind != kind) {
-    return absl::InvalidArgumentError(absl::StrCat("spec.kind: the job is a ", kind,
-                                                   " job but its config says kind: ", *valid_kind));
-  }
-  for (const auto& [field, path] : inputs) {
+  for (const auto& [field, path] : verdict.inputs) {
     if (std::find(input_fields.begin(), input_fields.end(), field) != input_fields.end()) continue;
     if (!fs::path(path).is_absolute()) {
       return absl::InvalidArgumentError(
@@ -257,6 +166,10 @@ absl::Status TrainerSpecValidator::Validate(const v1::JobSpec& spec,
     }
   }
   return absl::OkStatus();
+}
+
+std::vector<pid_t> TrainerSpecValidator::ValidatorPidsForTest() const {
+  return pool_.PidsForTest();
 }
 
 }  // namespace peco::coordinator

@@ -3,13 +3,16 @@
 // Two layers:
 //  - CheckJobSpecFields(): the envelope (kind, name, world size, devices, priority, restarts,
 //    labels, config size), pure, with defaults applied by NormalizeJobSpec();
-//  - SpecValidator: the trainer config itself. TrainerSpecValidator runs
-//    `peco-train validate --check_paths false` (the trainer's own parser is the authority on its
-//    config) and checks every path the job would read against the allowed roots.
+//  - SpecValidator: the trainer config itself. TrainerSpecValidator asks
+//    `peco-train validate --serve` processes (the trainer's own parser is the authority on its
+//    config; paths are not checked there) and checks every path the job would read against the
+//    allowed roots.
 // Errors are InvalidArgument naming the field ("spec.world_size: ...", "config: train.max_steps:
 // ...").
 #ifndef PECO_COORDINATOR_SPEC_VALIDATOR_H_
 #define PECO_COORDINATOR_SPEC_VALIDATOR_H_
+
+#include <sys/types.h>
 
 #include <string>
 #include <vector>
@@ -17,6 +20,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/process_launcher.h"
+#include "coordinator/validator_pool.h"
 #include "peco/v1/job.pb.h"
 
 namespace peco::coordinator {
@@ -53,31 +58,43 @@ class SpecValidator {
                                 const std::vector<std::string>& input_fields) = 0;
 };
 
-// Runs the trainer's own validation in a child process.
+// Runs the trainer's own validation in a small pool of `peco-train validate --serve` processes
+// (coordinator/validator_pool.h: started lazily, replaced when they crash, hang or answer
+// garbage) and checks the paths it reports against the allowed roots.
 class TrainerSpecValidator : public SpecValidator {
  public:
   struct Options {
     // peco-train (a path, or a name looked up on PATH).
     std::string trainer_binary = "peco-train";
-    // Directory for the temporary config files (created if missing).
-    std::string scratch_dir;
     // Every path the job reads must lie under one of these (after normalisation). Empty list:
     // no path is allowed.
     std::vector<std::string> allowed_roots;
-    absl::Duration timeout = absl::Seconds(60);
+    // Validator processes that may run at once.
+    int pool_size = 2;
+    // How long one check may take (waiting for a free validator included).
+    absl::Duration timeout = absl::Seconds(10);
+    // Extra time for a check that has to start a validator first (LibTorch start-up).
+    absl::Duration startup_timeout = absl::Seconds(60);
 
     // Returns InvalidArgument naming the first bad field.
     absl::Status Validate() const;
   };
 
-  explicit TrainerSpecValidator(Options options);
-  // Runs `validate` with `--set <field>=<placeholder>` for each of `input_fields` and checks
-  // every other input path against the allowed roots.
+  // `options` must be valid. `launcher` (borrowed, may be null for the real one) starts the
+  // validator processes.
+  explicit TrainerSpecValidator(Options options, ProcessLauncher* launcher = nullptr);
+  // Asks a validator about spec.config_yaml with `--set <field>=<placeholder>` for each of
+  // `input_fields`, then checks every other input path against the allowed roots.
+  // Unavailable naming the validator when it could not answer (crash, timeout, garbage).
   absl::Status Validate(const v1::JobSpec& spec,
                         const std::vector<std::string>& input_fields) override;
 
+  // Returns the pids of the running validator processes.
+  std::vector<pid_t> ValidatorPidsForTest() const;
+
  private:
   const Options options_;
+  ValidatorPool pool_;
 };
 
 // Returns true when `path` (absolute after normalisation of "." and "..") lies under `root`.

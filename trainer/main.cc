@@ -6,13 +6,17 @@
 //   peco-train linear_probe --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set a.b=v]...
 //   peco-train export --checkpoint DIR --out FILE.pt
 //   peco-train validate --config FILE.yaml [--check_paths true|false] [--set a.b=v]...
+//   peco-train validate --serve
 //
 // `validate` parses and checks a job config of any kind (its `kind:`) without training: exit 0
 // after an `input` event per file or directory the job would read and a `valid` event; exit 2
-// with an `error` event naming the field otherwise. The coordinator runs it on every submitted
-// spec. `export` writes a checkpoint of any kind in its official PyTorch layout (tokenizer:
-// taming VQModel names; pretrain and finetune: BEiT's `{'model': state_dict}`; linear_probe
-// checkpoints are refused: no official layout holds a head on an intermediate block).
+// with an `error` event naming the field otherwise. `validate --serve` answers the same check
+// for a stream of requests, one JSON line each on stdin and stdout (common/validation_protocol.h),
+// so the coordinator pays LibTorch's start-up once per process, not once per submitted spec;
+// both modes run CheckJobConfig() (trainer/tasks/config_check.h). `export` writes a checkpoint of
+// any kind in its official PyTorch layout (tokenizer: taming VQModel names; pretrain and finetune:
+// BEiT's `{'model': state_dict}`; linear_probe checkpoints are refused: no official layout holds a
+// head on an intermediate block).
 //
 // Progress goes to stdout as newline-delimited JSON events and to stderr as readable lines.
 // Exit codes: 0 done (or stopped cleanly by SIGTERM with a final checkpoint), 2 bad usage or
@@ -29,13 +33,15 @@
 #include "common/config_reader.h"
 #include "common/file_util.h"
 #include "common/json_writer.h"
+#include "common/line_io.h"
+#include "common/validation_protocol.h"
 #include "trainer/engine/progress.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/stop_signal.h"
 #include "trainer/export/beit_export.h"
 #include "trainer/export/tokenizer_export.h"
 #include "trainer/tasks/checkpoint_lookup.h"
-#include "trainer/tasks/eval_backbone.h"
+#include "trainer/tasks/config_check.h"
 #include "trainer/tasks/eval_config.h"
 #include "trainer/tasks/eval_task.h"
 #include "trainer/tasks/pretrain_config.h"
@@ -57,7 +63,8 @@ constexpr char kUsage[] =
     "  peco-train linear_probe --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set "
     "key=value]...\n"
     "  peco-train export --checkpoint DIR --out FILE.pt\n"
-    "  peco-train validate --config FILE.yaml [--check_paths true|false] [--set key=value]...\n";
+    "  peco-train validate --config FILE.yaml [--check_paths true|false] [--set key=value]...\n"
+    "  peco-train validate --serve   (requests and responses as JSON lines on stdin/stdout)\n";
 
 int ExitCodeFor(const absl::Status& status) {
   switch (status.code()) {
@@ -239,7 +246,35 @@ int RunExport(int argc, char** argv, ProgressSink& progress) {
   return 0;
 }
 
+// `peco-train validate --serve`: answers requests (common/validation_protocol.h), one JSON line
+// per line of stdin, until end of file. Logs go to stderr; stdout carries only responses.
+int ServeValidate() {
+  ProgressSink log(/*machine_fd=*/2, /*human_fd=*/2);
+  LineReader reader(/*fd=*/0, /*max_line_bytes=*/size_t{64} << 20);
+  while (true) {
+    absl::StatusOr<std::string> line = reader.ReadLine(absl::InfiniteFuture());
+    if (absl::IsOutOfRange(line.status())) return 0;  // the coordinator closed the channel
+    if (!line.ok()) {
+      log.Log(absl::StrCat("validate --serve: ", line.status().message()));
+      return 1;
+    }
+    absl::StatusOr<ValidationRequest> request = ParseValidationRequest(*line);
+    if (!request.ok()) {
+      // No id to answer under: the client would take any answer for another request.
+      log.Log(absl::StrCat("validate --serve: ", request.status().message()));
+      return 2;
+    }
+    const std::string response =
+        EncodeValidationResponse(AnswerValidationRequest(*request, &log)) + "\n";
+    if (absl::Status written = WriteAllBefore(1, response, absl::InfiniteFuture()); !written.ok()) {
+      log.Log(absl::StrCat("validate --serve: ", written.message()));
+      return 1;
+    }
+  }
+}
+
 int RunValidate(int argc, char** argv, ProgressSink& progress) {
+  if (argc == 3 && std::strcmp(argv[2], "--serve") == 0) return ServeValidate();
   std::map<std::string, std::string> flags;
   std::string error;
   std::vector<std::string> sets;
@@ -259,61 +294,16 @@ int RunValidate(int argc, char** argv, ProgressSink& progress) {
   }
   absl::StatusOr<std::string> text = ReadConfigText(flags["config"], sets);
   if (!text.ok()) return Fail(progress, text.status());
-  absl::StatusOr<std::string> kind = ConfigKind(*text, flags["config"]);
-  if (!kind.ok()) return Fail(progress, kind.status());
-  auto emit_input = [&](const char* field, const std::string& path) {
-    if (path.empty()) return;
+  absl::StatusOr<ConfigCheck> check =
+      CheckJobConfig(*text, flags["config"], check_paths, &progress);
+  if (!check.ok()) return Fail(progress, check.status());
+  for (const auto& [field, path] : check->inputs) {
     JsonWriter event;
     event.Add("event", "input").Add("field", field).Add("path", path);
     progress.Emit(event);
-  };
-  int64_t max_steps = 0;
-  if (*kind == "tokenizer") {
-    absl::StatusOr<TokenizerJobConfig> config =
-        ParseTokenizerConfig(*text, flags["config"], check_paths);
-    if (!config.ok()) return Fail(progress, config.status());
-    if (config->data.source != "synthetic") emit_input("data.path", config->data.path);
-    emit_input("loss.perceptual.weights", config->loss.perceptual.weights_path);
-    emit_input("loss.perceptual.checkpoint", config->loss.perceptual.checkpoint);
-    max_steps = config->train.max_steps;
-  } else if (*kind == "finetune" || *kind == "linear_probe") {
-    absl::StatusOr<EvalJobConfig> config = ParseEvalConfig(*text, flags["config"], check_paths);
-    if (!config.ok()) return Fail(progress, config.status());
-    if (config->data.source != "synthetic") {
-      emit_input("data.path", config->data.path);
-      emit_input("eval.path", config->eval_data.path);
-    }
-    emit_input("backbone.checkpoint", config->backbone.checkpoint);
-    emit_input("backbone.weights", config->backbone.weights);
-    if (check_paths) {
-      // The backbone exists now: refuse another kind or a conflicting architecture.
-      absl::Status status = ResolveEvalBackbone(&*config, &progress).status();
-      if (!status.ok()) return Fail(progress, status);
-    }
-    max_steps = config->train.max_steps;
-  } else {
-    absl::StatusOr<PretrainJobConfig> config =
-        ParsePretrainConfig(*text, flags["config"], check_paths);
-    if (!config.ok()) return Fail(progress, config.status());
-    if (config->data.source != "synthetic") emit_input("data.path", config->data.path);
-    emit_input("tokenizer.checkpoint", config->tokenizer.checkpoint);
-    if (check_paths) {
-      // The tokenizer exists now: refuse a grid or vocabulary mismatch before any training.
-      absl::StatusOr<LoadedTokenizer> tokenizer =
-          LoadTokenizerCheckpoint(config->tokenizer.checkpoint);
-      if (!tokenizer.ok()) {
-        return Fail(progress,
-                    absl::InvalidArgumentError(absl::StrCat(
-                        "tokenizer.checkpoint: cannot load a peco tokenizer from '",
-                        config->tokenizer.checkpoint, "': ", tokenizer.status().message())));
-      }
-      absl::Status status = ResolveTokenizerView(tokenizer->config, &*config);
-      if (!status.ok()) return Fail(progress, status);
-    }
-    max_steps = config->train.max_steps;
   }
   JsonWriter event;
-  event.Add("event", "valid").Add("kind", *kind).Add("max_steps", max_steps);
+  event.Add("event", "valid").Add("kind", check->kind).Add("max_steps", check->max_steps);
   progress.Emit(event);
   return 0;
 }

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -10,6 +11,9 @@
 #include <sstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/line_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -150,6 +154,39 @@ TEST(ProcessLauncherTest, DestroyingARunningProcessKillsAndReapsIt) {
   process->reset();
   EXPECT_EQ(::kill(pid, 0), -1);  // reaped: not even a zombie is left
   EXPECT_EQ(errno, ESRCH);
+}
+
+TEST(ProcessLauncherTest, WritableStdinIsAConversation) {
+  PosixProcessLauncher launcher;
+  LaunchSpec spec = Shell("while read line; do echo \"got $line\"; done; echo bye");
+  spec.writable_stdin = true;
+  auto process = launcher.Launch(spec);
+  ASSERT_TRUE(process.ok()) << process.status();
+  ASSERT_GE((*process)->stdin_fd(), 0);
+  LineReader reader((*process)->stdout_fd());
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);  // a hang, not timing
+  for (const char* word : {"one", "two"}) {
+    ASSERT_TRUE(WriteAllBefore((*process)->stdin_fd(), absl::StrCat(word, "\n"), deadline).ok());
+    absl::StatusOr<std::string> line = reader.ReadLine(deadline);
+    ASSERT_TRUE(line.ok()) << line.status();
+    EXPECT_EQ(*line, absl::StrCat("got ", word));
+  }
+  // Half-closing our end is end of file for the child.
+  ASSERT_EQ(::shutdown((*process)->stdin_fd(), SHUT_WR), 0);
+  EXPECT_EQ(*reader.ReadLine(deadline), "bye");
+  EXPECT_EQ(reader.ReadLine(deadline).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_TRUE((*process)->Wait()->success());
+  // Writing to a child that has gone is an error, not SIGPIPE.
+  EXPECT_EQ(WriteAllBefore((*process)->stdin_fd(), "late\n", deadline).code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(ProcessLauncherTest, StdinIsDevNullByDefault) {
+  PosixProcessLauncher launcher;
+  auto process = launcher.Launch(Shell("cat; echo done"));
+  ASSERT_TRUE(process.ok());
+  EXPECT_EQ((*process)->stdin_fd(), -1);
+  EXPECT_EQ(ReadAll((*process)->stdout_fd()), "done\n");
 }
 
 TEST(ProcessLauncherTest, Errors) {

@@ -509,6 +509,37 @@ TEST_F(CoordinatorTest, RestartedCoordinatorKeepsJobsAndReattachesRunningTrainer
   EXPECT_EQ(Job(job.id()).attempt(), 1);
 }
 
+TEST_F(CoordinatorTest, QueueSurvivesARestartAndFillsFreedSlotsInSubmitOrder) {
+  const v1::Job first = Submit(Spec("a"));  // no worker yet: all wait
+  const v1::Job second = Submit(Spec("b"));
+  const v1::Job third = Submit(Spec("c"));
+  EXPECT_EQ(first.state(), v1::JOB_STATE_QUEUED);
+
+  Start();  // the queue is rebuilt from the store
+  const std::string worker = RegisterWorker("w1", /*cpu_slots=*/2);
+  coordinator_->Tick();
+  EXPECT_EQ(Job(first.id()).state(), v1::JOB_STATE_ASSIGNED);
+  EXPECT_EQ(Job(second.id()).state(), v1::JOB_STATE_ASSIGNED);
+  EXPECT_EQ(Job(third.id()).state(), v1::JOB_STATE_QUEUED) << "both slots are held";
+  coordinator_->Tick();
+  EXPECT_EQ(Job(third.id()).state(), v1::JOB_STATE_QUEUED) << "passes do not double-book";
+  v1::HeartbeatResponse placed = Heartbeat(worker);
+  ASSERT_THAT(placed.assignments(), SizeIs(2));
+  EXPECT_NE(placed.assignments(0).master_port(), placed.assignments(1).master_port())
+      << "one pass, one worker: distinct rendezvous ports";
+
+  // The first job ends: its slot goes to the third.
+  Heartbeat(worker, {Running(first.id(), 1), Running(second.id(), 1)});
+  Heartbeat(worker, {Running(second.id(), 1)},
+            {Result(first.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  coordinator_->Tick();
+  EXPECT_EQ(Job(third.id()).state(), v1::JOB_STATE_ASSIGNED);
+  v1::HeartbeatResponse beat = Heartbeat(worker, {Running(second.id(), 1)});
+  ASSERT_THAT(beat.assignments(), SizeIs(1));
+  EXPECT_EQ(beat.assignments(0).job_id(), third.id());
+  EXPECT_EQ(beat.assignments(0).master_port(), 29500) << "the finished job's port is free again";
+}
+
 TEST_F(CoordinatorTest, UnknownWorkerHeartbeatIsNotFoundAndReRegistrationReattaches) {
   const std::string w1 = RegisterWorker("w1");
   v1::Job job = Submit(Spec("a"));

@@ -56,6 +56,29 @@ TEST(SchedulerPolicyTest, HigherPriorityRunsFirst) {
   EXPECT_THAT(PlacedIds(d), ElementsAre("high"));
 }
 
+TEST(SchedulerPolicyTest, APassPlacesAtMostTheConfiguredNumberInOrder) {
+  SchedulerOptions options;
+  options.max_placements_per_pass = 2;
+  std::vector<PendingJob> jobs = {CpuJob("a", 1), CpuJob("b", 2), CpuJob("c", 3), CpuJob("d", 4)};
+  ScheduleDecision capped = Decide(jobs, {Worker("w1", 0, 8)}, options);
+  EXPECT_THAT(PlacedIds(capped), ElementsAre("a", "b"));
+  EXPECT_TRUE(capped.capped);
+  options.max_placements_per_pass = 0;  // no limit
+  ScheduleDecision all = Decide(jobs, {Worker("w1", 0, 8)}, options);
+  EXPECT_THAT(PlacedIds(all), ElementsAre("a", "b", "c", "d"));
+  EXPECT_FALSE(all.capped);
+  options.max_placements_per_pass = -1;
+  EXPECT_FALSE(options.Validate().ok());
+}
+
+TEST(SchedulerPolicyTest, WorkersInAnyOrderArePlacedAsIfSortedById) {
+  ScheduleDecision d =
+      Decide({CpuJob("a", 1), CpuJob("b", 2)}, {Worker("w2", 0, 1), Worker("w1", 0, 1)});
+  ASSERT_EQ(d.placements.size(), 2u);
+  EXPECT_EQ(d.placements[0].workers[0].worker_id, "w1") << "ties go to the lowest id";
+  EXPECT_EQ(d.placements[1].workers[0].worker_id, "w2");
+}
+
 TEST(SchedulerPolicyTest, SubmitOrderWithinAPriority) {
   ScheduleDecision d =
       Decide({GpuJob("third", 3), GpuJob("first", 1), GpuJob("second", 2)}, {Worker("w1", 2)});

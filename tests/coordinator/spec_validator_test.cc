@@ -1,16 +1,25 @@
 // The submit-time checks: the envelope (pure) and the trainer's own config check, run through
-// the real peco-train binary.
+// the real peco-train binary (`validate --serve` behind a pool, compared with one-shot
+// `validate`).
 #include "coordinator/spec_validator.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
 
+#include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/file_util.h"
+#include "common/json_line.h"
+#include "common/validation_protocol.h"
+#include "coordinator/validator_pool.h"
+#include "tests/test_util/subprocess.h"
 
 namespace peco::coordinator {
 namespace {
@@ -78,10 +87,11 @@ class TrainerSpecValidatorTest : public ::testing::Test {
   TrainerSpecValidatorTest() {
     std::string pattern = absl::StrCat(::testing::TempDir(), "/spec_validator_test_XXXXXX");
     EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
     options_.trainer_binary = PECO_TRAIN_BINARY;
-    options_.scratch_dir = pattern;
     options_.allowed_roots = {"/usr/share/datasets"};
   }
+  std::string dir_;
   TrainerSpecValidator::Options options_;
 };
 
@@ -145,6 +155,134 @@ TEST_F(TrainerSpecValidatorTest, MissingTrainerIsUnavailableNotInvalid) {
   options_.trainer_binary = "/nonexistent/peco-train";
   TrainerSpecValidator validator(options_);
   EXPECT_EQ(validator.Validate(Spec(SmallConfig()), {}).code(), absl::StatusCode::kUnavailable);
+}
+
+// What one-shot `peco-train validate --check_paths false` says about `config` (with `sets`),
+// in the shape of a --serve response; its file name in messages becomes `config`.
+ValidationResponse OneShot(const std::string& dir, const std::string& config,
+                           const std::vector<std::string>& sets) {
+  const std::string path = absl::StrCat(dir, "/one-shot.yaml");
+  EXPECT_TRUE(WriteFileAtomic(path, config).ok());
+  std::vector<std::string> argv = {PECO_TRAIN_BINARY, "validate", "--config", path,
+                                   "--check_paths",   "false"};
+  for (const std::string& set : sets) argv.insert(argv.end(), {"--set", set});
+  peco::testing::Subprocess child(argv, "/dev/null");
+  ValidationResponse response;
+  std::string line;
+  while (child.ReadLine(&line)) {
+    std::optional<JsonFields> event = ParseJsonObjectLine(line);
+    if (!event) continue;
+    const std::string type = event->String("event").value_or("");
+    if (type == "input") {
+      response.inputs.emplace_back(*event->String("field"), *event->String("path"));
+    } else if (type == "valid") {
+      response.kind = *event->String("kind");
+      response.max_steps = *event->Int("max_steps");
+    } else if (type == "error") {
+      response.status =
+          absl::Status(StatusCodeFromName(*event->String("code")),
+                       absl::StrReplaceAll(*event->String("message"), {{path, "config"}}));
+    }
+  }
+  const int exit_code = child.Wait();
+  EXPECT_EQ(exit_code, response.status.ok() ? 0 : 2) << line;
+  return response;
+}
+
+TEST_F(TrainerSpecValidatorTest, ServeGivesTheVerdictsOfOneShot) {
+  ValidatorPool::Options pool_options;
+  pool_options.argv = {PECO_TRAIN_BINARY, "validate", "--serve"};
+  pool_options.pool_size = 1;
+  ValidatorPool pool(pool_options);
+  const std::string small = SmallConfig();
+  const std::string pretrain =
+      *ReadFileToString(absl::StrCat(PECO_SOURCE_DIR, "/configs/pretrain_small.yaml"));
+  const std::string probe =
+      *ReadFileToString(absl::StrCat(PECO_SOURCE_DIR, "/configs/linear_probe_small.yaml"));
+  struct Case {
+    std::string config;
+    std::vector<std::string> sets;
+  };
+  const Case cases[] = {
+      {small, {}},
+      {small, {"train.max_steps=7"}},
+      {pretrain, {"tokenizer.checkpoint=/peco-service-input"}},
+      {probe, {"backbone.checkpoint=/peco-service-input"}},
+      {pretrain, {}},
+      {"[unclosed", {}},
+      {absl::StrReplaceAll(small, {{"max_steps: 300", "max_steps: -4"}}), {}},
+      {absl::StrCat(small, "surprise: 1\n"), {}},
+      {absl::StrReplaceAll(small, {{"kind: tokenizer", "kind: painting"}}), {}},
+      {small, {"no_equals_sign"}},
+      {small, {"train.max_steps=[1, 2]"}},
+  };
+  int valid = 0;
+  for (const Case& c : cases) {
+    const ValidationResponse expected = OneShot(dir_, c.config, c.sets);
+    ValidationRequest request;
+    request.config = c.config;
+    request.sets = c.sets;
+    absl::StatusOr<ValidationResponse> served = pool.Check(request);
+    ASSERT_TRUE(served.ok()) << served.status();
+    const std::string what = absl::StrCat(c.config.substr(0, 40), " ", c.sets.size(), " sets");
+    EXPECT_EQ(served->status, expected.status) << what;
+    EXPECT_EQ(served->kind, expected.kind) << what;
+    EXPECT_EQ(served->max_steps, expected.max_steps) << what;
+    EXPECT_EQ(served->inputs, expected.inputs) << what;
+    if (expected.status.ok()) ++valid;
+  }
+  // The first five: the trainer leaves the pretrain preset's relative tokenizer path to the
+  // coordinator's path check.
+  EXPECT_EQ(valid, 5);
+  EXPECT_EQ(pool.PidsForTest().size(), 1u) << "one process answered every request";
+}
+
+TEST_F(TrainerSpecValidatorTest, ManyThreadsShareAPoolOfTwo) {
+  options_.pool_size = 2;
+  TrainerSpecValidator validator(options_);
+  const std::string good = SmallConfig();
+  const std::string bad = absl::StrReplaceAll(good, {{"max_steps: 300", "max_steps: -4"}});
+  constexpr int kThreads = 4;
+  constexpr int kRequests = 10;
+  std::vector<std::vector<absl::Status>> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kRequests; ++i) {
+        results[t].push_back(validator.Validate(Spec((i + t) % 2 == 0 ? good : bad), {}));
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kRequests; ++i) {
+      const absl::Status& status = results[t][i];
+      if ((i + t) % 2 == 0) {
+        EXPECT_TRUE(status.ok()) << status;
+      } else {
+        EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+        EXPECT_THAT(status.message(), HasSubstr("train.max_steps"));
+      }
+    }
+  }
+  EXPECT_LE(validator.ValidatorPidsForTest().size(), 2u);
+}
+
+TEST_F(TrainerSpecValidatorTest, KilledValidatorIsReplaced) {
+  options_.pool_size = 1;
+  TrainerSpecValidator validator(options_);
+  ASSERT_TRUE(validator.Validate(Spec(SmallConfig()), {}).ok());
+  const std::vector<pid_t> before = validator.ValidatorPidsForTest();
+  ASSERT_EQ(before.size(), 1u);
+  ASSERT_EQ(::kill(before[0], SIGKILL), 0);
+  // Whether or not the kill has landed when the next request picks the process, the request
+  // gets a verdict from a live validator.
+  absl::Status after_kill = validator.Validate(Spec(SmallConfig()), {});
+  EXPECT_TRUE(after_kill.ok()) << after_kill;
+  const std::vector<pid_t> after = validator.ValidatorPidsForTest();
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_NE(after[0], before[0]);
+  EXPECT_EQ(validator.Validate(Spec("[unclosed"), {}).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

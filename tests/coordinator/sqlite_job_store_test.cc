@@ -202,6 +202,56 @@ TEST_F(SqliteJobStoreTest, ConcurrentRetriesCreateOneJob) {
   EXPECT_EQ(ids.size(), 1u);
 }
 
+TEST_F(SqliteJobStoreTest, SyncSharesFlushesBetweenConcurrentWriters) {
+  EXPECT_TRUE(store_->Sync().ok()) << "nothing written yet";
+  constexpr int kThreads = 6;
+  constexpr int kJobs = 10;
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> results(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t, &results] {
+      for (int i = 0; i < kJobs && results[t].ok(); ++i) {
+        NewJob new_job;
+        new_job.spec = Spec(absl::StrCat("job-", t, "-", i));
+        results[t] = store_->CreateJob(new_job).status();
+        if (results[t].ok()) results[t] = store_->Sync();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const absl::Status& result : results) EXPECT_TRUE(result.ok()) << result;
+  Reopen();
+  JobQuery query;
+  query.page_size = 1000;
+  absl::StatusOr<JobPage> page = store_->ListJobs(query);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->jobs.size(), static_cast<size_t>(kThreads * kJobs));
+}
+
+TEST_F(SqliteJobStoreTest, BatchOfAttemptsSkipsTheRefusedAndStartsTheRest) {
+  const v1::Job a = Submit("a");
+  const v1::Job b = Submit("b");
+  const v1::Job c = Submit("c");
+  absl::StatusOr<std::vector<absl::StatusOr<JobStore::StartedAttempt>>> results =
+      store_->BeginAttempts(
+          {Attempt(a.id(), 0), Attempt(b.id(), 7), Attempt(c.id(), 0), Attempt("job-nope", 0)});
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 4u);
+  ASSERT_TRUE((*results)[0].ok());
+  EXPECT_EQ((*results)[0]->job.state(), v1::JOB_STATE_ASSIGNED);
+  EXPECT_EQ((*results)[0]->attempt.number(), 1);
+  EXPECT_EQ((*results)[1].status().code(), absl::StatusCode::kFailedPrecondition) << "fenced";
+  ASSERT_TRUE((*results)[2].ok());
+  EXPECT_EQ((*results)[3].status().code(), absl::StatusCode::kNotFound);
+  Reopen();
+  EXPECT_EQ(store_->GetJob(a.id())->state(), v1::JOB_STATE_ASSIGNED);
+  EXPECT_EQ(store_->GetJob(b.id())->state(), v1::JOB_STATE_QUEUED)
+      << "the refused one is untouched";
+  EXPECT_EQ(store_->GetJob(b.id())->attempt(), 0);
+  EXPECT_EQ(store_->GetJob(c.id())->state(), v1::JOB_STATE_ASSIGNED);
+  EXPECT_EQ(store_->ListAttempts(c.id())->size(), 1u);
+}
+
 TEST_F(SqliteJobStoreTest, ListJobsFiltersByStateAndPages) {
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) ids.push_back(Submit(absl::StrCat("j", i)).id());
