@@ -119,6 +119,20 @@ class Context:
         return self.tokenizers[preset]
 
 
+def timed_trainer_run(ctx, kind, config, steps, precision, sets):
+    """Runs `peco-train KIND` for warm-up + timed steps, logging every step, never checkpointing,
+    with `sets` on top; returns the result line of the timed steps."""
+    warmup, timed = steps
+    argv = [ctx.bin("peco-train"), kind, "--config", config, "--output_dir",
+            tempfile.mkdtemp(dir=ctx.work)]
+    common = [f"train.max_steps={warmup + timed}", f"train.precision={precision}",
+              f"train.device={ctx.args.device}", "train.log_every=1",
+              "train.checkpoint_every=1000000000", f"threads={ctx.threads}"]
+    for x in common + sets:
+        argv += ["--set", x]
+    return trainer_steps(run(argv, timeout=3600), warmup)
+
+
 def mim_step(preset, batch, precision):
     def peco(ctx):
         w, s = ctx.args.mim_steps[preset]
@@ -137,19 +151,11 @@ def mim_step(preset, batch, precision):
 
 def tokenizer_step(preset, batch, precision):
     def peco(ctx):
-        w, s = ctx.args.tokenizer_steps[preset]
-        sets = [f"train.max_steps={w + s}", f"train.precision={precision}",
-                f"train.device={ctx.args.device}",
-                "train.log_every=1", "train.checkpoint_every=1000000000",
-                f"threads={ctx.threads}", f"data.batch_size={batch}"]
+        sets = [f"data.batch_size={batch}"]
         if preset == "paper":
             sets += ["data.source=synthetic", "data.synthetic_size=64", "data.num_workers=1"]
-        argv = [ctx.bin("peco-train"), "tokenizer", "--config",
-                f"configs/tokenizer_{preset}.yaml", "--output_dir",
-                tempfile.mkdtemp(dir=ctx.work)]
-        for x in sets:
-            argv += ["--set", x]
-        return trainer_steps(run(argv, timeout=3600), w)
+        return timed_trainer_run(ctx, "tokenizer", f"configs/tokenizer_{preset}.yaml",
+                                 ctx.args.tokenizer_steps[preset], precision, sets)
 
     def baseline(ctx):
         w, s = ctx.args.tokenizer_steps[preset]
@@ -175,19 +181,12 @@ def data_pipeline(batch):
 
 def e2e_pretrain(preset, batch):
     def peco(ctx):
-        w, s = ctx.args.e2e_steps[preset]
-        sets = [f"train.max_steps={w + s}", "train.precision=fp32", "train.device=cpu",
-                "train.log_every=1",
-                "train.checkpoint_every=1000000000", f"threads={ctx.threads}",
-                f"data.batch_size={batch}", f"data.num_workers={ctx.threads}",
+        sets = [f"data.batch_size={batch}", f"data.num_workers={ctx.threads}",
                 f"tokenizer.checkpoint={ctx.tokenizer(preset)}"]
         if preset == "paper":
             sets += ["data.source=image_folder", f"data.path={ctx.prepare_jpegs()}"]
-        argv = [ctx.bin("peco-train"), "pretrain", "--config", f"configs/pretrain_{preset}.yaml",
-                "--output_dir", tempfile.mkdtemp(dir=ctx.work)]
-        for x in sets:
-            argv += ["--set", x]
-        return trainer_steps(run(argv, timeout=3600), w)
+        return timed_trainer_run(ctx, "pretrain", f"configs/pretrain_{preset}.yaml",
+                                 ctx.args.e2e_steps[preset], "fp32", sets)
 
     def baseline(ctx):
         w, s = ctx.args.e2e_steps[preset]

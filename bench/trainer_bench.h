@@ -3,7 +3,8 @@
 // that bench/run can set peco and the eager baseline side by side (bench/README.md, "Result
 // lines").
 //
-// Thread-compatible: call from one thread.
+// Thread-compatible: call from one thread. Benchmarks are programs, not library code: LibTorch
+// errors (an unavailable device, out of memory) propagate as c10::Error and end the program.
 #ifndef PECO_BENCH_TRAINER_BENCH_H_
 #define PECO_BENCH_TRAINER_BENCH_H_
 

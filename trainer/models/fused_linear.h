@@ -11,7 +11,8 @@
 
 namespace peco::trainer {
 
-// `layer` applied to `x` ([..., in_features]); same result and gradients as layer(x).
+// `layer` applied to `x` ([..., in_features]); same result and gradients as layer(x). Borrows
+// both; thread-safe as any LibTorch op. A shape mismatch throws c10::Error, as layer(x) does.
 inline torch::Tensor FusedLinear(const torch::nn::Linear& layer, const torch::Tensor& x) {
   return torch::linear(x, layer->weight, layer->bias);
 }
