@@ -6,7 +6,7 @@
 // hosts a c10d TCPStore on MASTER_PORT, every rank reaches it through a PrefixStore keyed by
 // "peco/<job>/<attempt>/" (so a stale rank of an earlier attempt never meets a new one), and the
 // collectives run over ProcessGroupGloo for CPU tensors, or ProcessGroupNCCL for CUDA tensors when
-// LibTorch was built with CUDA and the build defines USE_C10D_NCCL.
+// this trainer was built with it (BuiltWithNccl(), distributed_backend.h).
 //
 // Failure model: every collective waits at most `collective_timeout`. A peer that died makes the
 // collective fail at once (its sockets close) and a stalled one makes it fail at the timeout; the

@@ -8,10 +8,16 @@
 
 #include <torch/version.h>
 
+// ProcessGroupNCCL's header needs nccl.h, which not every CUDA LibTorch packaging puts on the
+// include path; -DPECO_WITH_NCCL=OFF (trainer/CMakeLists.txt) builds without it.
+#if defined(USE_C10D_NCCL) && !defined(PECO_WITHOUT_NCCL)
+#define PECO_HAS_NCCL 1
+#endif
+
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#if defined(USE_C10D_NCCL)
+#if defined(PECO_HAS_NCCL)
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -140,7 +146,7 @@ absl::StatusOr<c10::intrusive_ptr<BackendBase>> MakeBackend(
   const std::string context =
       absl::StrCat("rank ", options.rank, ": connecting to ", options.world_size - 1, " peers");
   if (options.device.is_cuda()) {
-#if defined(USE_C10D_NCCL)
+#if defined(PECO_HAS_NCCL)
     // Without blocking wait NCCL ignores the timeout and a dead peer hangs the step; the
     // variable is read when the group is created (2.x name first, then the 1.x one).
     setenv("TORCH_NCCL_BLOCKING_WAIT", "1", /*overwrite=*/0);
@@ -164,15 +170,24 @@ absl::StatusOr<c10::intrusive_ptr<BackendBase>> MakeBackend(
 
 }  // namespace
 
+bool BuiltWithNccl() {
+#if defined(PECO_HAS_NCCL)
+  return true;
+#else
+  return false;
+#endif
+}
+
 absl::StatusOr<std::unique_ptr<CollectiveGroup>> ConnectC10dGroup(
     const DistributedOptions& options) {
-#if !defined(USE_C10D_NCCL)
+#if !defined(PECO_HAS_NCCL)
   // Refused before the store so that no rank waits for a peer that cannot join.
   if (options.device.is_cuda()) {
     return absl::FailedPreconditionError(
         absl::StrCat("distributed.device: ", options.device.str(),
                      " needs ProcessGroupNCCL, but this trainer was built without it (LibTorch "
-                     "with CUDA and USE_C10D_NCCL); use a CPU device for Gloo"));
+                     "with CUDA and USE_C10D_NCCL, PECO_WITH_NCCL=ON); use a CPU device for "
+                     "Gloo"));
   }
 #endif
   IgnoreSigpipe();

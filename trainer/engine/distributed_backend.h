@@ -40,6 +40,10 @@ class CollectiveGroup {
 absl::StatusOr<std::unique_ptr<CollectiveGroup>> ConnectC10dGroup(
     const DistributedOptions& options);
 
+// Whether this trainer was built with ProcessGroupNCCL: LibTorch built with CUDA and NCCL
+// (it defines USE_C10D_NCCL) and not configured with -DPECO_WITH_NCCL=OFF. Thread-safe.
+bool BuiltWithNccl();
+
 }  // namespace peco::trainer
 
 #endif  // PECO_TRAINER_ENGINE_DISTRIBUTED_BACKEND_H_
