@@ -1,9 +1,13 @@
 #include "trainer/engine/distributed_backend.h"
 
 // LibTorch builds ship ProcessGroupGloo in libtorch_cpu; Debian's Torch CMake config exports the
-// macro that declares it, other packagings may not.
+// macro that declares it, other packagings may not. Its header needs Gloo's headers, which pip's
+// CUDA wheels leave out: trainer/CMakeLists.txt then defines PECO_WITHOUT_GLOO.
+#if !defined(PECO_WITHOUT_GLOO)
+#define PECO_HAS_GLOO 1
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
+#endif
 #endif
 
 #include <torch/version.h>
@@ -14,9 +18,16 @@
 #define PECO_HAS_NCCL 1
 #endif
 
+#if TORCH_VERSION_MAJOR >= 2
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#else
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#endif
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if defined(PECO_HAS_GLOO)
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #if defined(PECO_HAS_NCCL)
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -125,6 +136,7 @@ void IgnoreSigpipe() {
   }
 }
 
+#if defined(PECO_HAS_GLOO)
 bool IsLoopback(const std::string& host) {
   return host == "localhost" || absl::StartsWith(host, "127.") || host == "::1";
 }
@@ -140,6 +152,7 @@ std::shared_ptr<::gloo::transport::Device> GlooDevice(const DistributedOptions& 
   }
   return ::c10d::ProcessGroupGloo::createDefaultDevice();
 }
+#endif
 
 absl::StatusOr<c10::intrusive_ptr<BackendBase>> MakeBackend(
     const DistributedOptions& options, const c10::intrusive_ptr<::c10d::Store>& store) {
@@ -159,6 +172,7 @@ absl::StatusOr<c10::intrusive_ptr<BackendBase>> MakeBackend(
     });
 #endif
   }
+#if defined(PECO_HAS_GLOO)
   return TorchCall(context, [&]() -> c10::intrusive_ptr<BackendBase> {
     auto gloo_options = ::c10d::ProcessGroupGloo::Options::create(options.collective_timeout);
     gloo_options->devices.push_back(GlooDevice(options));
@@ -166,6 +180,12 @@ absl::StatusOr<c10::intrusive_ptr<BackendBase>> MakeBackend(
     return c10::make_intrusive<::c10d::ProcessGroupGloo>(store, options.rank, options.world_size,
                                                          gloo_options);
   });
+#else
+  (void)store;
+  return absl::FailedPreconditionError(
+      absl::StrCat(context, ": distributed.device ", options.device.str(),
+                   " needs ProcessGroupGloo, but this trainer was built without Gloo's headers"));
+#endif
 }
 
 }  // namespace
