@@ -152,16 +152,18 @@ def mim_step(preset, batch, precision):
 def tokenizer_step(preset, batch, precision):
     def peco(ctx):
         sets = [f"data.batch_size={batch}"]
-        if preset == "paper":
+        if preset == "paper" or ctx.args.device == "cuda":
             sets += ["data.source=synthetic", "data.synthetic_size=64", "data.num_workers=1"]
         return timed_trainer_run(ctx, "tokenizer", f"configs/tokenizer_{preset}.yaml",
                                  ctx.args.tokenizer_steps[preset], precision, sets)
 
     def baseline(ctx):
         w, s = ctx.args.tokenizer_steps[preset]
-        return last_json(run(ctx.baseline("tokenizer_step.py", "--preset", preset, "--batch",
-                                          str(batch), "--precision", precision, "--warmup",
-                                          str(w), "--steps", str(s)), timeout=3600))
+        flags = ["--preset", preset, "--batch", str(batch), "--precision", precision,
+                 "--warmup", str(w), "--steps", str(s)]
+        if ctx.args.device == "cuda":
+            flags.append("--synthetic")  # as peco's side: no Fashion-MNIST on a GPU machine
+        return last_json(run(ctx.baseline("tokenizer_step.py", *flags), timeout=3600))
     return peco, baseline
 
 

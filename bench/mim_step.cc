@@ -29,6 +29,7 @@
 
 #include "bench/trainer_bench.h"
 #include "common/json_writer.h"
+#include "trainer/engine/foreach_optim.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/models/beit_config.h"
 #include "trainer/models/beit_optim.h"
@@ -122,7 +123,7 @@ StepResult TimeMimStep(const BeitVitConfig& config, const Options& o, const torc
   const auto base = torch::optim::AdamWOptions(1.5e-3).betas({0.9, 0.999}).eps(1e-8);
   std::vector<BeitParamGroup> groups =
       BeitParamGroups(*model, config.depth, /*weight_decay=*/0.05, std::nullopt);
-  torch::optim::AdamW optimizer(ToAdamWParamGroups(groups, base), base);
+  ForeachAdamW optimizer(ToAdamWParamGroups(groups, base), base);
   const std::vector<torch::Tensor> params = model->parameters();
   int64_t parameter_count = 0;
   for (const torch::Tensor& p : params) parameter_count += p.numel();
@@ -149,7 +150,7 @@ StepResult TimeMimStep(const BeitVitConfig& config, const Options& o, const torc
     }
     torch::Tensor loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), targets);
     loss.backward();
-    torch::nn::utils::clip_grad_norm_(params, 3.0);
+    ClipGradNorm(params, 3.0);
     optimizer.step();
     loss_value = loss.item<double>();
   };

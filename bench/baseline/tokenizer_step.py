@@ -140,6 +140,9 @@ def main():
     parser.add_argument("--after_disc_start", action="store_true",
                         help="time a step at or after gan.disc_start (GAN losses and the "
                              "discriminator step run)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="random images, whatever the config's data.source (a GPU machine "
+                             "has no Fashion-MNIST)")
     add_precision_flag(parser)
     add_common_flags(parser, warmup=1, steps=3)
     args = parser.parse_args()
@@ -151,7 +154,7 @@ def main():
     step = TokenizerStep(job, args.precision, args.after_disc_start)
     size = job.model.resolution
     total_steps = args.warmup + args.steps
-    if job.data_source == "fashion_mnist":
+    if job.data_source == "fashion_mnist" and not args.synthetic:
         batches = fashion_mnist_batches(total_steps, batch, size, args.seed)
     else:
         g = torch.Generator().manual_seed(args.seed)

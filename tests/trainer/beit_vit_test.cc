@@ -190,7 +190,8 @@ TEST(BeitVitTest, Bf16AutocastStepOnCudaTracksFp32) {
     bf16 = model->forward(images, masks);
   }
   EXPECT_EQ(bf16.scalar_type(), torch::kBFloat16);
-  torch::Tensor targets = torch::randint(config.vocab_size, {bf16.size(0)}, cuda);
+  torch::Tensor targets = torch::randint(config.vocab_size, {bf16.size(0)},
+                                         torch::TensorOptions(cuda).dtype(torch::kLong));
   torch::Tensor loss = torch::nn::functional::cross_entropy(bf16.to(torch::kFloat32), targets);
   loss.backward();
   EXPECT_TRUE(std::isfinite(loss.item<double>()));

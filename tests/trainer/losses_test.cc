@@ -374,17 +374,22 @@ TEST(VectorQuantizerTest, SingleCodePerplexityIsOne) {
   EXPECT_NEAR(usage.perplexity, 1.0, 1e-12);
 }
 
-TEST(VectorQuantizerTest, RestartDeadCodesReplacesUnusedCodesWithEncoderOutputs) {
+// Trains the quantizer on `device` for two steps on z near codes 0 and 2, then restarts the
+// other six from rows of z; usage counting follows the codes to the device.
+void ExpectRestartReplacesUnusedCodes(const torch::Device& device) {
   VectorQuantizer vq = MakeQuantizer(true, /*codes=*/8, /*dim=*/4, /*dead_code_steps=*/1);
   const torch::Tensor original = vq->codebook().detach().clone();
+  vq->to(device);
   // z made of small perturbations of codes 0 and 2 only.
   torch::manual_seed(16);
   torch::Tensor centres = torch::stack({original[0], original[2]});  // [2, D]
   torch::Tensor pick = torch::randint(0, 2, {18}, torch::kInt64);
   torch::Tensor flat = centres.index_select(0, pick) + 1e-3 * torch::randn({18, 4});
-  torch::Tensor z = flat.view({2, 3, 3, 4}).permute({0, 3, 1, 2}).contiguous();
+  torch::Tensor z = flat.view({2, 3, 3, 4}).permute({0, 3, 1, 2}).contiguous().to(device);
   vq->forward(z);
   QuantizerOutput out = vq->forward(z);
+  out.indices = out.indices.cpu();
+  EXPECT_EQ(vq->TakeUsage().codes_used, 2);
   std::set<int64_t> used;
   for (int64_t i = 0; i < out.indices.numel(); ++i)
     used.insert(out.indices.flatten()[i].item<int64_t>());
@@ -392,7 +397,7 @@ TEST(VectorQuantizerTest, RestartDeadCodesReplacesUnusedCodesWithEncoderOutputs)
   at::Generator generator = at::detail::createCPUGenerator(17);
   const int64_t restarted = vq->RestartDeadCodes(z, generator);
   EXPECT_EQ(restarted, 8 - static_cast<int64_t>(used.size()));
-  const torch::Tensor after = vq->codebook().detach();
+  const torch::Tensor after = vq->codebook().detach().cpu();
   for (int64_t k = 0; k < 8; ++k) {
     if (used.count(k)) {
       EXPECT_TRUE(torch::equal(after[k], original[k])) << "used code " << k << " changed";
@@ -403,6 +408,16 @@ TEST(VectorQuantizerTest, RestartDeadCodesReplacesUnusedCodesWithEncoderOutputs)
   }
   // Counters were reset: nothing is dead right after a restart.
   EXPECT_EQ(vq->RestartDeadCodes(z, generator), 0);
+}
+
+TEST(VectorQuantizerTest, RestartDeadCodesReplacesUnusedCodesWithEncoderOutputs) {
+  ExpectRestartReplacesUnusedCodes(torch::kCPU);
+}
+
+// bench/gpu/run runs this on a GPU machine; elsewhere it is skipped.
+TEST(VectorQuantizerTest, TrainsAndRestartsCodesOnCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  ExpectRestartReplacesUnusedCodes(torch::Device(torch::kCUDA, 0));
 }
 
 TEST(VectorQuantizerTest, RestartDisabledByDefault) {

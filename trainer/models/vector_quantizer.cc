@@ -66,6 +66,9 @@ QuantizerOutput VectorQuantizerImpl::forward(const torch::Tensor& z) {
   if (is_training()) {
     torch::NoGradGuard no_grad;
     torch::Tensor counts = torch::bincount(indices, /*weights=*/{}, config_.num_codes);
+    // Not a buffer (usage is not checkpointed), so it follows the codes to their device here.
+    if (window_counts_.device() != counts.device())
+      window_counts_ = window_counts_.to(counts.device());
     window_counts_ += counts;
     if (config_.dead_code_steps > 0) {
       steps_since_used_.add_(1).masked_fill_(counts > 0, 0);
@@ -106,9 +109,10 @@ int64_t VectorQuantizerImpl::RestartDeadCodes(const torch::Tensor& z, at::Genera
   if (count == 0) return 0;
   torch::Tensor flat =
       z.detach().permute({0, 2, 3, 1}).reshape({-1, config_.dim}).to(torch::kFloat32);
+  // Drawn on the CPU generator whatever the device, so a run restarts the same codes anywhere.
   torch::Tensor pick = torch::randint(flat.size(0), {count}, generator, torch::kInt64);
-  embedding_->weight.index_copy_(0, dead,
-                                 flat.index_select(0, pick).to(embedding_->weight.dtype()));
+  embedding_->weight.index_copy_(
+      0, dead, flat.index_select(0, pick.to(flat.device())).to(embedding_->weight.options()));
   steps_since_used_.index_fill_(0, dead, 0);
   return count;
 }

@@ -58,7 +58,8 @@ class VectorQuantizerImpl : public torch::nn::Module {
   CodeUsage TakeUsage();
 
   // Restarts codes that were unused for config.dead_code_steps calls, drawing replacements from
-  // `z` ([B, D, H, W]) with `generator`. Returns the number of restarted codes.
+  // `z` ([B, D, H, W], any device) with `generator` (a CPU generator, so that the same codes
+  // restart on every device). Returns the number of restarted codes.
   int64_t RestartDeadCodes(const torch::Tensor& z, at::Generator generator);
 
   const torch::Tensor& codebook() const { return embedding_->weight; }

@@ -17,6 +17,7 @@
 #include "trainer/engine/checkpoint.h"
 #include "trainer/engine/distributed.h"
 #include "trainer/engine/distributed_module.h"
+#include "trainer/engine/foreach_optim.h"
 #include "trainer/engine/module_state.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/stop_signal.h"
@@ -145,7 +146,7 @@ absl::Status EvalTrainer::BuildModel(int64_t classes) {
   const auto options = torch::optim::AdamWOptions(config_.optim.schedule.base_lr)
                            .betas(std::make_tuple(config_.optim.betas[0], config_.optim.betas[1]))
                            .eps(config_.optim.eps);
-  optimizer_ = std::make_unique<torch::optim::AdamW>(ToAdamWParamGroups(groups_, options), options);
+  optimizer_ = std::make_unique<ForeachAdamW>(ToAdamWParamGroups(groups_, options), options);
   return absl::OkStatus();
 }
 
@@ -375,7 +376,7 @@ absl::Status EvalTrainer::TrainStep(const Batch& batch) {
   // Without clipping the norm is still measured (an infinite bound never scales).
   const double bound = config_.optim.grad_clip > 0 ? config_.optim.grad_clip
                                                    : std::numeric_limits<double>::infinity();
-  const double grad_norm = torch::nn::utils::clip_grad_norm_(trainable_, bound);
+  const double grad_norm = ClipGradNorm(trainable_, bound);
   optimizer_->step();
 
   window_.loss += loss_value;

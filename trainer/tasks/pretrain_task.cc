@@ -17,6 +17,7 @@
 #include "trainer/engine/checkpoint.h"
 #include "trainer/engine/distributed.h"
 #include "trainer/engine/distributed_module.h"
+#include "trainer/engine/foreach_optim.h"
 #include "trainer/engine/module_state.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/stop_signal.h"
@@ -179,7 +180,7 @@ absl::Status PretrainTrainer::BuildModel() {
   const auto options = torch::optim::AdamWOptions(config_.optim.schedule.base_lr)
                            .betas(std::make_tuple(config_.optim.betas[0], config_.optim.betas[1]))
                            .eps(config_.optim.eps);
-  optimizer_ = std::make_unique<torch::optim::AdamW>(ToAdamWParamGroups(groups_, options), options);
+  optimizer_ = std::make_unique<ForeachAdamW>(ToAdamWParamGroups(groups_, options), options);
   const std::vector<double> mean = config_.vit_mean, std = config_.vit_std;
   auto channels = [&](const std::vector<double>& v) {
     std::vector<float> f(3);
@@ -392,7 +393,7 @@ absl::Status PretrainTrainer::TrainStep(const Batch& batch) {
   RETURN_IF_ERROR(reducer_->AllReduce());
   double grad_norm = 0;
   if (config_.optim.grad_clip > 0) {
-    grad_norm = torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optim.grad_clip);
+    grad_norm = ClipGradNorm(model_->parameters(), config_.optim.grad_clip);
   }
   optimizer_->step();
 

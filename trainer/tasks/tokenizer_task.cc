@@ -13,6 +13,7 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "trainer/engine/checkpoint.h"
+#include "trainer/engine/foreach_optim.h"
 #include "trainer/engine/module_state.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/stop_signal.h"
@@ -146,17 +147,15 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimConfig& optim,
                                                        std::vector<torch::Tensor> params) {
   const auto betas = std::make_tuple(optim.betas[0], optim.betas[1]);
   if (optim.optimizer == "adamw") {
-    return std::make_unique<torch::optim::AdamW>(params,
-                                                 torch::optim::AdamWOptions(optim.schedule.base_lr)
-                                                     .betas(betas)
-                                                     .eps(optim.eps)
-                                                     .weight_decay(optim.weight_decay));
+    return std::make_unique<ForeachAdamW>(params, torch::optim::AdamWOptions(optim.schedule.base_lr)
+                                                      .betas(betas)
+                                                      .eps(optim.eps)
+                                                      .weight_decay(optim.weight_decay));
   }
-  return std::make_unique<torch::optim::Adam>(params,
-                                              torch::optim::AdamOptions(optim.schedule.base_lr)
-                                                  .betas(betas)
-                                                  .eps(optim.eps)
-                                                  .weight_decay(optim.weight_decay));
+  return std::make_unique<ForeachAdam>(params, torch::optim::AdamOptions(optim.schedule.base_lr)
+                                                   .betas(betas)
+                                                   .eps(optim.eps)
+                                                   .weight_decay(optim.weight_decay));
 }
 
 void SetLearningRate(torch::optim::Optimizer& optimizer, double lr) {
@@ -383,7 +382,7 @@ void TokenizerTrainer::TrainStep(const torch::Tensor& images) {
   optimizer_->zero_grad();
   total.backward();
   if (config_.optim.grad_clip > 0) {
-    torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optim.grad_clip);
+    ClipGradNorm(model_->parameters(), config_.optim.grad_clip);
   }
   optimizer_->step();
 
@@ -405,7 +404,7 @@ void TokenizerTrainer::TrainStep(const torch::Tensor& images) {
   }
   if (config_.model.quantizer.dead_code_steps > 0) {
     auto generator = at::detail::createCPUGenerator(config_.seed * 1000003 + state_.step);
-    model_->quantizer()->RestartDeadCodes(out.z.to(torch::kCPU), generator);
+    model_->quantizer()->RestartDeadCodes(out.z, generator);
   }
 
   window_.loss += total_value;
