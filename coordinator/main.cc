@@ -31,6 +31,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/file_util.h"
+#include "common/stack_dump.h"
 #include "coordinator/auth.h"
 #include "coordinator/checkpoint_file_store.h"
 #include "coordinator/coordinator.h"
@@ -252,6 +253,7 @@ int Run() {
 }  // namespace peco::coordinator
 
 int main(int argc, char** argv) {
+  peco::InstallStackDumpOnSigquit(argv[0]);  // `kill -QUIT` shows where every thread is
   // Block the shutdown signals before any thread starts, so only sigwait() receives them.
   sigset_t signals;
   sigemptyset(&signals);

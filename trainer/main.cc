@@ -34,6 +34,7 @@
 #include "common/file_util.h"
 #include "common/json_writer.h"
 #include "common/line_io.h"
+#include "common/stack_dump.h"
 #include "common/validation_protocol.h"
 #include "trainer/engine/progress.h"
 #include "trainer/engine/runtime.h"
@@ -314,6 +315,7 @@ int RunValidate(int argc, char** argv, ProgressSink& progress) {
 int main(int argc, char** argv) {
   using namespace peco::trainer;
   ConfigureOpenMpWait(argv);
+  peco::InstallStackDumpOnSigquit(argv[0]);  // the worker asks a stalled trainer for its stacks
   ProgressSink progress;
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     std::cerr << kUsage;

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,7 @@
 #include "common/clock.h"
 #include "common/file_util.h"
 #include "common/process_launcher.h"
+#include "common/stack_dump.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -44,6 +46,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "prometheus/exposer.h"
+#include "worker/faulty_coordinator_client.h"
 #include "worker/grpc_coordinator_client.h"
 #include "worker/worker_agent.h"
 #include "worker/worker_metrics.h"
@@ -78,7 +81,14 @@ ABSL_FLAG(absl::Duration, stall_timeout, absl::Minutes(5),
 ABSL_FLAG(double, stall_timeout_factor, 10.0,
           "A rank is stalled after this many median step intervals without progress (at least "
           "--stall_timeout)");
+ABSL_FLAG(absl::Duration, stack_dump_grace, absl::Seconds(3),
+          "A stalled trainer is sent SIGQUIT (it logs every thread's stack) and killed this long "
+          "after");
 ABSL_FLAG(absl::Duration, rpc_timeout, absl::Seconds(10), "Deadline of each control call");
+ABSL_FLAG(std::string, rpc_faults, "",
+          "Reliability tests only: lose calls to the coordinator, e.g. "
+          "'ReportProgress:response:3,Heartbeat:request:2' (worker/faulty_coordinator_client.h; "
+          "default $PECO_RPC_FAULTS)");
 ABSL_FLAG(absl::Duration, transfer_timeout, absl::Minutes(30),
           "Deadline of one checkpoint upload or fetch");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(60),
@@ -224,6 +234,7 @@ int Run() {
   options.startup_timeout = absl::GetFlag(FLAGS_startup_timeout);
   options.stall_timeout_floor = absl::GetFlag(FLAGS_stall_timeout);
   options.stall_timeout_factor = absl::GetFlag(FLAGS_stall_timeout_factor);
+  options.stack_dump_grace = absl::GetFlag(FLAGS_stack_dump_grace);
   options.log = Log;
   if (absl::Status valid = options.Validate(); !valid.ok()) {
     // Field names match the flags except where a flag sets two fields.
@@ -239,6 +250,12 @@ int Run() {
   if (absl::Status valid = client_options.Validate(); !valid.ok()) {
     UsageError(std::string(valid.message()));
   }
+  std::string rpc_fault_plan = absl::GetFlag(FLAGS_rpc_faults);
+  if (const char* env = std::getenv("PECO_RPC_FAULTS"); rpc_fault_plan.empty() && env != nullptr) {
+    rpc_fault_plan = env;
+  }
+  absl::StatusOr<std::map<std::string, RpcFault>> rpc_faults = ParseRpcFaults(rpc_fault_plan);
+  if (!rpc_faults.ok()) UsageError(absl::StrCat("--rpc_faults: ", rpc_faults.status().message()));
 
   // Health checking and reflection (no token needed).
   grpc::EnableDefaultHealthCheckService(true);
@@ -274,8 +291,12 @@ int Run() {
 
   GrpcCoordinatorClient client(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()),
                                client_options);
+  FaultyCoordinatorClient faulty_client(&client, *rpc_faults);
+  if (!rpc_faults->empty()) Log(absl::StrCat("RPC FAULT INJECTION armed: ", rpc_fault_plan));
   PosixProcessLauncher launcher;
-  WorkerAgent agent(options, &client, &launcher, RealClock::Get(), &metrics);
+  WorkerAgent agent(options,
+                    rpc_faults->empty() ? static_cast<CoordinatorClient*>(&client) : &faulty_client,
+                    &launcher, RealClock::Get(), &metrics);
   if (absl::Status init = agent.Init(); !init.ok()) {
     Log(std::string(init.message()));
     return 1;
@@ -326,6 +347,7 @@ int Run() {
 }  // namespace peco::worker
 
 int main(int argc, char** argv) {
+  peco::InstallStackDumpOnSigquit(argv[0]);  // `kill -QUIT` shows where every thread is
   absl::SetProgramUsageMessage(
       "runs peco training attempts for a coordinator.\n"
       "  peco-worker --coordinator_data_dir DIR --work_dir DIR [--gpus N] [--host ADDR]\n"

@@ -114,6 +114,7 @@ absl::Status TrainerSupervisorOptions::Validate() const {
   }
   if (!(stall_timeout_factor >= 1.0)) return bad("stall_timeout_factor", "must be >= 1");
   if (step_interval_window < 1) return bad("step_interval_window", "must be >= 1");
+  if (stack_dump_grace < absl::ZeroDuration()) return bad("stack_dump_grace", "must be >= 0");
   if (drain_timeout < absl::ZeroDuration()) return bad("drain_timeout", "must be >= 0");
   return absl::OkStatus();
 }
@@ -323,6 +324,13 @@ void TrainerSupervisor::FailGangLocked(Rank* rank, Cause cause, std::string deta
     failure_index_ = rank->tag.local_rank;
     failure_detail_ = std::move(detail);
   }
+  if (cause == Cause::kStall && options_.stack_dump_grace > absl::ZeroDuration()) {
+    for (auto& r : ranks_) {
+      if (r->status.running) r->process->Signal(SIGQUIT).IgnoreError();
+    }
+    kill_after_dump_ = clock_->Now() + options_.stack_dump_grace;
+    return;
+  }
   KillAllLocked();
 }
 
@@ -362,6 +370,11 @@ bool TrainerSupervisor::Poll() {
     }
     rank->status.exit = **exit;
     if (!(*exit)->success()) FailGangLocked(rank.get(), Cause::kExit, "");
+  }
+
+  if (now >= kill_after_dump_) {
+    KillAllLocked();
+    kill_after_dump_ = absl::InfiniteFuture();
   }
 
   if (cancel_requested_ && now >= cancel_deadline_) {

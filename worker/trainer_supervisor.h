@@ -139,6 +139,9 @@ struct TrainerSupervisorOptions {
   double stall_timeout_factor = 10.0;
   // How many recent step intervals the median is taken over.
   int step_interval_window = 64;
+  // A stalled gang is first sent SIGQUIT (peco-train then writes every thread's stack to its
+  // log, common/stack_dump.h) and SIGKILLed this long after; zero kills at once.
+  absl::Duration stack_dump_grace = absl::Seconds(3);
   // How long after a rank has exited its stdout may stay open (a leftover grandchild outside
   // its process group) before the supervisor stops waiting for it.
   absl::Duration drain_timeout = absl::Seconds(30);
@@ -231,7 +234,8 @@ class TrainerSupervisor {
 
   void ReadLoop(Rank* rank);
   void HandleLine(Rank* rank, absl::string_view line);
-  // Records the first failure of the gang and SIGKILLs every running rank.
+  // Records the first failure of the gang and SIGKILLs every running rank (a stall: SIGQUITs
+  // them, and Poll() kills them after options_.stack_dump_grace).
   void FailGangLocked(Rank* rank, Cause cause, std::string detail)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void KillAllLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -258,6 +262,8 @@ class TrainerSupervisor {
   Cause failure_cause_ ABSL_GUARDED_BY(mu_) = Cause::kNone;
   int failure_index_ ABSL_GUARDED_BY(mu_) = -1;  // local index of the failed rank
   std::string failure_detail_ ABSL_GUARDED_BY(mu_);
+  // When the ranks of a stalled gang, asked for their stacks, are killed.
+  absl::Time kill_after_dump_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   std::optional<AttemptOutcome> outcome_ ABSL_GUARDED_BY(mu_);
 
   // Readers poll this pipe's read end; closing the write end (destructor) wakes them all.

@@ -146,6 +146,7 @@ absl::Status WorkerAgentOptions::Validate() const {
     return bad("stall_timeout_floor", "must be > 0");
   }
   if (!(stall_timeout_factor >= 1.0)) return bad("stall_timeout_factor", "must be >= 1");
+  if (stack_dump_grace < absl::ZeroDuration()) return bad("stack_dump_grace", "must be >= 0");
   if (drain_timeout < absl::ZeroDuration()) return bad("drain_timeout", "must be >= 0");
   return absl::OkStatus();
 }
@@ -578,6 +579,7 @@ void WorkerAgent::LaunchLocked(Attempt& attempt) {
   options.startup_timeout = options_.startup_timeout;
   options.stall_timeout_floor = options_.stall_timeout_floor;
   options.stall_timeout_factor = options_.stall_timeout_factor;
+  options.stack_dump_grace = options_.stack_dump_grace;
   options.drain_timeout = options_.drain_timeout;
   if (absl::Status valid = options.Validate(); !valid.ok()) {
     FailBeforeLaunchLocked(attempt, absl::StrCat("invalid assignment: ", valid.message()), false,

@@ -107,6 +107,8 @@ struct WorkerAgentOptions {
   absl::Duration startup_timeout = absl::Minutes(10);
   absl::Duration stall_timeout_floor = absl::Minutes(5);
   double stall_timeout_factor = 10.0;
+  // SIGQUIT to a stalled trainer (a stack dump in its log), SIGKILL this long after.
+  absl::Duration stack_dump_grace = absl::Seconds(3);
   absl::Duration drain_timeout = absl::Seconds(30);
 
   // Receives one readable line per notable event (registration, assignments, exits, uploads).

@@ -178,7 +178,7 @@ std::unique_ptr<grpc::ClientContext> Cluster::WorkerContext(absl::Duration timeo
   return context;
 }
 
-int Cluster::StartWorker(int cpu_slots) {
+int Cluster::StartWorker(int cpu_slots, const std::vector<std::string>& extra_flags) {
   const int index = static_cast<int>(workers_.size());
   const std::string dir = absl::StrCat(root_, "/worker-", index);
   const std::string log = absl::StrCat(root_, "/worker-", index, ".log");
@@ -201,6 +201,7 @@ int Cluster::StartWorker(int cpu_slots) {
                "127.0.0.1:0",
                "--metrics_listen",
                "127.0.0.1:0"};
+  spec.argv.insert(spec.argv.end(), extra_flags.begin(), extra_flags.end());
   spec.stderr_path = log;
   PosixProcessLauncher launcher;
   absl::StatusOr<std::unique_ptr<Process>> process = launcher.Launch(spec);
@@ -310,7 +311,8 @@ absl::StatusOr<v1::GetJobResponse> Cluster::WaitForState(const std::string& job_
       timeout);
 }
 
-std::string Cluster::WriteSpec(const std::string& name, int max_steps, int checkpoint_every) {
+std::string Cluster::WriteSpec(const std::string& name, int max_steps, int checkpoint_every,
+                               const std::string& extra_yaml) {
   const std::string path = absl::StrCat(root_, "/", name, ".yaml");
   std::ofstream(path) << absl::StrCat(
       R"(kind: tokenizer
@@ -331,7 +333,8 @@ job:
   name: )",
       name, R"(
   max_restarts: 3
-)");
+)",
+      extra_yaml);
   return path;
 }
 

@@ -69,8 +69,9 @@ class Cluster {
   Daemon* coordinator() { return coordinator_.get(); }
   void KillCoordinator();
 
-  // Starts a worker with its own work directory and port range; returns its index.
-  int StartWorker(int cpu_slots = 1);
+  // Starts a worker with its own work directory and port range; returns its index. Extra flags
+  // are appended.
+  int StartWorker(int cpu_slots = 1, const std::vector<std::string>& extra_flags = {});
   Daemon* worker(int index) { return workers_[index].get(); }
   // The worker id the coordinator knows for worker `index` (read from its work directory).
   std::string WorkerId(int index);
@@ -97,8 +98,10 @@ class Cluster {
   absl::StatusOr<v1::GetJobResponse> WaitForState(const std::string& job_id, v1::JobState state,
                                                   absl::Duration timeout = absl::Seconds(180));
 
-  // Writes a tokenizer spec file (tiny model, synthetic-free Fashion-MNIST) and returns its path.
-  std::string WriteSpec(const std::string& name, int max_steps, int checkpoint_every);
+  // Writes a tokenizer spec file (tiny model, synthetic-free Fashion-MNIST) and returns its path;
+  // `extra_yaml` (top-level keys, e.g. a `faults:` section) is appended.
+  std::string WriteSpec(const std::string& name, int max_steps, int checkpoint_every,
+                        const std::string& extra_yaml = "");
 
   // The body of GET /metrics from the coordinator's Prometheus endpoint ("" when unreachable).
   std::string CoordinatorMetrics();

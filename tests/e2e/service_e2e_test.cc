@@ -6,13 +6,16 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
@@ -56,6 +59,33 @@ const v1::CheckpointInfo* FinalCheckpoint(const std::vector<v1::CheckpointInfo>&
 bool HasCheckpoint(Cluster* cluster, const std::string& job_id) {
   absl::StatusOr<std::vector<v1::CheckpointInfo>> infos = cluster->Checkpoints(job_id);
   return infos.ok() && !infos->empty();
+}
+
+// The loss of each step of the curve (rank 0), as WatchJob sent it; a later attempt's point
+// replaces an earlier one's.
+std::map<int64_t, double> CurveLosses(const std::vector<v1::WatchJobEvent>& events) {
+  std::map<int64_t, double> losses;
+  for (const v1::WatchJobEvent& event : events) {
+    if (event.has_metric_point() && event.metric_point().rank() == 0) {
+      const auto& values = event.metric_point().values();
+      if (values.count("loss")) losses[event.metric_point().step()] = values.at("loss");
+    }
+  }
+  return losses;
+}
+
+// The stderr log of rank 0 of `attempt` of `job_id`, wherever a worker of the cluster ran it.
+std::string AttemptLog(const Cluster& cluster, const std::string& job_id, int64_t attempt) {
+  const std::string name = absl::StrCat("attempt-", attempt, "-rank-0.log");
+  std::error_code error;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(cluster.root(), error)) {
+    const std::string path = entry.path().string();
+    if (entry.path().filename() == name && absl::StrContains(path, job_id)) {
+      std::ifstream in(path);
+      return std::string(std::istreambuf_iterator<char>(in), {});
+    }
+  }
+  return "";
 }
 
 class ServiceE2eTest : public ::testing::Test {
@@ -374,6 +404,166 @@ TEST_F(ServiceE2eTest, BadInputIsRefusedAndNothingIsStored) {
   ASSERT_TRUE(listed.ok()) << listed.error_message();
   EXPECT_EQ(jobs.jobs_size(), 0);
   EXPECT_TRUE(cluster_.coordinator()->running());
+}
+
+// A trainer that hangs mid-run (fault injection, first attempt only) is found stalled, asked for
+// its stacks, killed, and the job restarts from its last checkpoint to the same losses as a run
+// that never hung.
+TEST_F(ServiceE2eTest, HungTrainerIsDumpedKilledAndTheJobResumesStepExact) {
+  cluster_.StartCoordinator();
+  cluster_.StartWorker(1, {"--stall_timeout=3s", "--stack_dump_grace=2s"});
+  ASSERT_TRUE(cluster_.WaitForWorkers(1));
+  const std::string straight = Submit("e2e-straight", 12, 2);
+  ASSERT_FALSE(straight.empty());
+  ASSERT_TRUE(cluster_.WaitForState(straight, v1::JOB_STATE_SUCCEEDED).ok());
+
+  CommandResult submit = cluster_.Peco(
+      {"submit", cluster_.WriteSpec("e2e-hung", 12, 2,
+                                    "faults: {attempt: 1, hang_at_step: 5, hang_in: step}\n")});
+  ASSERT_EQ(submit.exit_code, 0) << submit.output << submit.error;
+  const std::string hung = JobIdIn(submit.output);
+  absl::StatusOr<v1::GetJobResponse> done =
+      cluster_.WaitForState(hung, v1::JOB_STATE_SUCCEEDED, absl::Seconds(240));
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->attempts_size(), 2);
+  EXPECT_THAT(done->attempts(0).failure_reason(), HasSubstr("stalled"));
+  EXPECT_EQ(done->attempts(1).resume_step(), 4) << "the newest checkpoint before the hang";
+
+  const std::string log = AttemptLog(cluster_, hung, 1);
+  EXPECT_THAT(log, HasSubstr("hanging before the step after step 5"));
+  EXPECT_THAT(log, HasSubstr("=== SIGQUIT: stacks of every thread"));
+  EXPECT_THAT(log, HasSubstr("FaultInjector::Hang"));
+
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> a = cluster_.History(straight);
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> b = cluster_.History(hung);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const std::map<int64_t, double> want = CurveLosses(*a), got = CurveLosses(*b);
+  ASSERT_EQ(want.size(), 12u);
+  EXPECT_EQ(got, want) << "the resumed run follows the uninterrupted one step for step";
+
+  // Time from the hung attempt's last step to the restarted attempt's first.
+  int64_t last_hung_us = 0, first_resumed_us = 0;
+  for (const v1::WatchJobEvent& event : *b) {
+    if (!event.has_metric_point()) continue;
+    const v1::MetricPoint& point = event.metric_point();
+    if (point.attempt() == 1) last_hung_us = std::max(last_hung_us, point.time_us());
+    if (point.attempt() == 2 && first_resumed_us == 0) first_resumed_us = point.time_us();
+  }
+  std::cout << "[measure] hang to first resumed step: " << (first_resumed_us - last_hung_us) / 1000
+            << " ms (stall timeout 3 s, stack dump grace 2 s)\n";
+}
+
+// A NaN loss (fault injection) fails the job at once: no restart would help.
+TEST_F(ServiceE2eTest, NanLossFailsTheJobWithoutRestarts) {
+  cluster_.StartCoordinator();
+  cluster_.StartWorker();
+  ASSERT_TRUE(cluster_.WaitForWorkers(1));
+  CommandResult submit = cluster_.Peco(
+      {"submit", cluster_.WriteSpec("e2e-nan", 12, 2, "faults: {nan_loss_at_step: 3}\n")});
+  ASSERT_EQ(submit.exit_code, 0) << submit.output << submit.error;
+  const std::string job_id = JobIdIn(submit.output);
+  absl::StatusOr<v1::GetJobResponse> failed =
+      cluster_.WaitForState(job_id, v1::JOB_STATE_FAILED, absl::Seconds(120));
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  EXPECT_EQ(failed->job().restart_count(), 0);
+  EXPECT_EQ(failed->attempts_size(), 1);
+  EXPECT_THAT(failed->job().failure_reason(), HasSubstr("non-finite loss"));
+}
+
+// Calls whose answers are lost on the way back (fault injection in the worker's client: the
+// coordinator acted, the worker saw UNAVAILABLE and retried) leave one copy of everything: each
+// step once in the curve, each checkpoint once, one attempt.
+TEST_F(ServiceE2eTest, LostAnswersAreRetriedWithoutDuplicates) {
+  cluster_.StartCoordinator();
+  cluster_.StartWorker(1, {"--rpc_faults=ReportProgress:response:3,UploadCheckpoint:response:2,"
+                           "Heartbeat:response:3"});
+  ASSERT_TRUE(cluster_.WaitForWorkers(1));
+  const std::string job_id = Submit("e2e-lossy", 12, 3);
+  ASSERT_FALSE(job_id.empty());
+  absl::StatusOr<v1::GetJobResponse> done = cluster_.WaitForState(job_id, v1::JOB_STATE_SUCCEEDED);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->attempts_size(), 1);
+
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> history = cluster_.History(job_id);
+  ASSERT_TRUE(history.ok());
+  std::vector<int64_t> steps = CurveSteps(*history);
+  std::vector<int64_t> want(12);
+  for (int i = 0; i < 12; ++i) want[i] = i + 1;
+  std::sort(steps.begin(), steps.end());
+  EXPECT_EQ(steps, want) << "every step once";
+
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> checkpoints = cluster_.Checkpoints(job_id);
+  ASSERT_TRUE(checkpoints.ok());
+  std::set<int64_t> checkpoint_steps;
+  for (const v1::CheckpointInfo& info : *checkpoints) {
+    EXPECT_TRUE(checkpoint_steps.insert(info.step()).second) << "step " << info.step() << " twice";
+  }
+  ASSERT_NE(FinalCheckpoint(*checkpoints), nullptr);
+  EXPECT_EQ(FinalCheckpoint(*checkpoints)->step(), 12);
+
+  std::ifstream in(cluster_.worker(0)->log_path());
+  const std::string log(std::istreambuf_iterator<char>(in), {});
+  EXPECT_THAT(log, HasSubstr("RPC FAULT INJECTION: ReportProgress response dropped"));
+  EXPECT_THAT(log, HasSubstr("RPC FAULT INJECTION: UploadCheckpoint response dropped"));
+  EXPECT_THAT(log, HasSubstr("RPC FAULT INJECTION: Heartbeat response dropped"));
+}
+
+// A worker cut off from the coordinator (its daemon frozen with SIGSTOP past the worker timeout)
+// is replaced: the job resumes elsewhere from its last checkpoint. When the frozen worker comes
+// back its attempt is stale: it kills that trainer and nothing it reports is taken.
+TEST_F(ServiceE2eTest, FrozenWorkerIsReplacedAndItsStaleAttemptStoppedWhenItReturns) {
+  cluster_.StartCoordinator({"--worker_timeout=5s"});
+  cluster_.StartWorker();
+  cluster_.StartWorker();
+  ASSERT_TRUE(cluster_.WaitForWorkers(2));
+  const std::string job_id = Submit("e2e-frozen", 60, 5);
+  ASSERT_FALSE(job_id.empty());
+  absl::StatusOr<v1::GetJobResponse> running = WaitForFirstCheckpoint(job_id);
+  ASSERT_TRUE(running.ok()) << running.status();
+  const std::string frozen_id = running->attempts(0).placements(0).worker_id();
+  const int frozen = cluster_.WorkerId(0) == frozen_id ? 0 : 1;
+  ASSERT_EQ(cluster_.WorkerId(frozen), frozen_id);
+
+  const absl::Time stopped = absl::Now();
+  cluster_.worker(frozen)->SignalDaemonOnly(SIGSTOP);
+  absl::StatusOr<v1::GetJobResponse> moved = cluster_.WaitForJob(
+      job_id,
+      [&](const v1::GetJobResponse& job) {
+        return job.attempts_size() >= 2 &&
+               job.attempts(job.attempts_size() - 1).placements(0).worker_id() != frozen_id;
+      },
+      absl::Seconds(120));
+  const absl::Duration to_replace = absl::Now() - stopped;
+  cluster_.worker(frozen)->SignalDaemonOnly(SIGCONT);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+
+  absl::StatusOr<v1::GetJobResponse> done =
+      cluster_.WaitForState(job_id, v1::JOB_STATE_SUCCEEDED, absl::Seconds(240));
+  ASSERT_TRUE(done.ok()) << done.status();
+  const v1::Attempt& last = done->attempts(done->attempts_size() - 1);
+  EXPECT_NE(last.placements(0).worker_id(), frozen_id);
+  EXPECT_GT(last.resume_step(), 0) << "resumed from a checkpoint, not from scratch";
+
+  // The returned worker was told its attempt is stale and killed the trainer.
+  const std::string stale = absl::StrCat("killed stale job ", job_id);
+  absl::StatusOr<v1::GetJobResponse> after = cluster_.WaitForJob(
+      job_id,
+      [&](const v1::GetJobResponse&) {
+        std::ifstream in(cluster_.worker(frozen)->log_path());
+        return std::string(std::istreambuf_iterator<char>(in), {}).find(stale) != std::string::npos;
+      },
+      absl::Seconds(60));
+  EXPECT_TRUE(after.ok()) << "the frozen worker's log never said '" << stale << "'";
+
+  // Its late reports were refused: the curve has each step once.
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> history = cluster_.History(job_id);
+  ASSERT_TRUE(history.ok());
+  std::vector<int64_t> steps = CurveSteps(*history);
+  std::set<int64_t> unique(steps.begin(), steps.end());
+  EXPECT_EQ(unique.size(), steps.size()) << "no step twice";
+  EXPECT_EQ(*unique.rbegin(), 60);
+  std::cout << "[measure] frozen worker to replacement attempt: "
+            << absl::ToInt64Milliseconds(to_replace) << " ms (worker timeout 5 s)\n";
 }
 
 }  // namespace

@@ -102,8 +102,7 @@ void ExpectSameSteps(const torch::Device& device, double tolerance) {
 }
 
 TEST(ForeachAdamWTest, StepsAreBitIdenticalToLibTorchsAdamWOnTheCpu) {
-  ExpectSameSteps<ForeachAdamW, torch::optim::AdamW, torch::optim::AdamWOptions>(torch::kCPU,
-                                                                                 0.0);
+  ExpectSameSteps<ForeachAdamW, torch::optim::AdamW, torch::optim::AdamWOptions>(torch::kCPU, 0.0);
 }
 
 TEST(ForeachAdamTest, StepsAreBitIdenticalToLibTorchsAdamOnTheCpu) {
@@ -163,9 +162,7 @@ TEST(ClipGradNormTest, ScalesToTheBoundLikeLibTorch) {
   ExpectSameClipping(torch::kCPU, 1.0);  // the random gradients' norm is ~11
 }
 
-TEST(ClipGradNormTest, LeavesGradientsUnderTheBoundAlone) {
-  ExpectSameClipping(torch::kCPU, 1e3);
-}
+TEST(ClipGradNormTest, LeavesGradientsUnderTheBoundAlone) { ExpectSameClipping(torch::kCPU, 1e3); }
 
 TEST(ClipGradNormTest, NoGradientsIsZero) {
   Twin twin = MakeTwin(torch::kCPU);

@@ -48,6 +48,12 @@ class RecordingSink : public TrainerEventSink {
     auto enough = [&] { return events_.size() >= n; };
     return mu_.AwaitWithTimeout(absl::Condition(&enough), kHangLimit);
   }
+  // Blocks until `n` non-JSON lines arrived; false after kHangLimit.
+  bool WaitForUnparsed(size_t n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&] { return unparsed_.size() >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), kHangLimit);
+  }
   std::vector<TrainerEvent> events() const {
     absl::MutexLock lock(&mu_);
     return events_;
@@ -306,9 +312,11 @@ INSTANTIATE_TEST_SUITE_P(
                  "exit code 0 without a completed or stopped event"}));
 
 TEST_F(TrainerSupervisorTest, StallAfterProgressIsDetectedWithTheFakeClock) {
+  // The fake trainer answers SIGQUIT as peco-train does (a stack dump, then on as before).
   auto supervisor = Make(Options(R"(
+trap 'echo stacks-requested' QUIT
 echo '{"event":"step","step":1}'
-exec sleep 1000
+while :; do sleep 1000 & wait $!; done
 )"));
   ASSERT_TRUE(supervisor->Start().ok());
   ASSERT_TRUE(sink_.WaitForEvents(1));
@@ -318,6 +326,14 @@ exec sleep 1000
   EXPECT_FALSE(supervisor->Poll());  // exactly at the timeout: not yet
   EXPECT_FALSE(supervisor->GetRankStatuses()[0].stalled);
   clock_.Advance(absl::Seconds(1));
+  // Stalled: asked for its stacks, and given the grace period to write them.
+  EXPECT_FALSE(supervisor->Poll());
+  EXPECT_TRUE(supervisor->GetRankStatuses()[0].stalled);
+  ASSERT_TRUE(sink_.WaitForUnparsed(1));
+  EXPECT_EQ(sink_.unparsed()[0], "stacks-requested");
+  EXPECT_FALSE(supervisor->Poll());
+  EXPECT_TRUE(supervisor->GetRankStatuses()[0].running);
+  clock_.Advance(absl::Seconds(3));  // TrainerSupervisorOptions::stack_dump_grace
   AttemptOutcome outcome = PollUntilDone(*supervisor);
   EXPECT_EQ(outcome.result, Result::kFailed);
   EXPECT_TRUE(outcome.retryable);

@@ -13,6 +13,7 @@
 #include "common/file_util.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "trainer/engine/fault_injection.h"
 
 namespace peco::trainer {
 namespace fs = std::filesystem;
@@ -125,6 +126,7 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t ste
     RETURN_IF_ERROR(WriteFileSynced((tmp_dir / file).string(), data));
     absl::StrAppend(&manifest, Sha256Hex(data), " ", data.size(), " ", file, "\n");
   }
+  Faults().InCheckpointWrite(step);  // a test's hang with the files written, nothing committed
   RETURN_IF_ERROR(WriteFileSynced((tmp_dir / kManifestName).string(), manifest));
   RETURN_IF_ERROR(FsyncDirectory(tmp_dir.string()));
   if (fs::exists(final_dir)) {
@@ -142,6 +144,7 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t ste
     return absl::InternalError(
         absl::StrCat("cannot rename onto ", final_dir.string(), ": ", ec.message()));
   RETURN_IF_ERROR(FsyncDirectory(root));
+  Faults().AfterCheckpointCommit(step, final_dir.string());
   return final_dir.string();
 }
 

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "trainer/engine/fault_injection.h"
 #include "trainer/util/torch_status.h"
 
 namespace peco::trainer {
@@ -110,6 +111,7 @@ GradientAllReducer::GradientAllReducer(DistributedContext* context,
     : context_(context), parameters_(std::move(parameters)), buckets_(std::move(buckets)) {}
 
 absl::Status GradientAllReducer::AllReduce() {
+  Faults().InCollective();
   if (!context_->is_distributed()) return absl::OkStatus();
   const std::string context_text = absl::StrCat("rank ", context_->rank(), ": gradient bucket");
   for (size_t b = 0; b < buckets_.size(); ++b) {

@@ -106,7 +106,7 @@ torch::Tensor ForeachAdamW::step(LossClosure closure) {
   torch::NoGradGuard no_grad;
   torch::Tensor loss = EvaluateClosure(closure);
   ForeachAdamStep<Options, torch::optim::AdamWParamState, /*kDecoupled=*/true>(param_groups_,
-                                                                                 state_);
+                                                                               state_);
   return loss;
 }
 
@@ -116,7 +116,7 @@ torch::Tensor ForeachAdam::step(LossClosure closure) {
   torch::NoGradGuard no_grad;
   torch::Tensor loss = EvaluateClosure(closure);
   ForeachAdamStep<Options, torch::optim::AdamParamState, /*kDecoupled=*/false>(param_groups_,
-                                                                                 state_);
+                                                                               state_);
   return loss;
 }
 

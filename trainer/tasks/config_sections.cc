@@ -103,11 +103,16 @@ absl::Status ValidateNormalisation(const char* field, const std::vector<double>&
   return absl::OkStatus();
 }
 
-absl::Status ReadRunFields(ConfigReader& root, uint64_t* seed, int* threads, DataConfig* data) {
+absl::Status ReadRunFields(ConfigReader& root, uint64_t* seed, int* threads, DataConfig* data,
+                           FaultPlan* faults) {
   int64_t value = 0;
   RETURN_IF_ERROR(root.Read("seed", &value));
   *seed = static_cast<uint64_t>(value);
   RETURN_IF_ERROR(root.Read("threads", threads));
+  {
+    ASSIGN_OR_RETURN(ConfigReader r, root.Child("faults"));
+    RETURN_IF_ERROR(ReadFaultsSection(r, faults));
+  }
   ASSIGN_OR_RETURN(ConfigReader r, root.Child("data"));
   return ReadDataSection(r, data);
 }

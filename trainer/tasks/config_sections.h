@@ -1,4 +1,4 @@
-// YAML sections that several job kinds share: `data:`, `transform:` and `train:`.
+// YAML sections that several job kinds share: `data:`, `transform:`, `train:` and `faults:`.
 //
 // The readers consume their keys from a ConfigReader positioned at the section; ReadDataSection
 // and ReadTransformSection then call Finish() (unknown keys are errors), ReadTrainFields does not,
@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "common/config_reader.h"
+#include "trainer/engine/fault_injection.h"
 #include "trainer/tasks/data_config.h"
 
 namespace peco::trainer {
@@ -29,8 +30,10 @@ struct TrainConfig {
   std::string output_dir = "runs/tokenizer";
 };
 
-// The top-level fields every job kind has: `seed`, `threads` and the `data:` section.
-absl::Status ReadRunFields(ConfigReader& root, uint64_t* seed, int* threads, DataConfig* data);
+// The top-level fields every job kind has: `seed`, `threads`, the `faults:` section
+// (trainer/engine/fault_injection.h; off unless set) and the `data:` section.
+absl::Status ReadRunFields(ConfigReader& root, uint64_t* seed, int* threads, DataConfig* data,
+                           FaultPlan* faults);
 
 // `data:` -> source, path, split, image_size, synthetic_size, batch_size, num_workers, prefetch.
 absl::Status ReadDataSection(ConfigReader& r, DataConfig* data);

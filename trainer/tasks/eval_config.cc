@@ -184,7 +184,7 @@ absl::StatusOr<EvalJobConfig> ParseEvalConfig(const std::string& yaml, const std
     config.optim.schedule.min_lr = 1e-6;
     config.train.output_dir = "runs/finetune";
   }
-  RETURN_IF_ERROR(ReadRunFields(root, &config.seed, &config.threads, &config.data));
+  RETURN_IF_ERROR(ReadRunFields(root, &config.seed, &config.threads, &config.data, &config.faults));
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("transform"));
     config.normalisation_given = r.Has("mean") || r.Has("std");

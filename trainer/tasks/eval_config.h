@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "trainer/engine/fault_injection.h"
 #include "trainer/engine/lr_schedule.h"
 #include "trainer/models/beit_config.h"
 #include "trainer/tasks/config_sections.h"
@@ -72,6 +73,7 @@ struct EvalJobConfig {
   uint64_t seed = 0;
   int threads = 0;       // 0 = the cores available
   DataConfig data;       // the training split
+  FaultPlan faults;      // reliability tests only; off unless set
   DataConfig eval_data;  // derived: the held-out split, centre crop, no flip, in order
   EvalSplitConfig eval;
   // Normalisation of the model input (value / 255 - mean) / std; default 0.5 / 0.5 as the

@@ -17,6 +17,7 @@
 #include "trainer/engine/checkpoint.h"
 #include "trainer/engine/distributed.h"
 #include "trainer/engine/distributed_module.h"
+#include "trainer/engine/fault_injection.h"
 #include "trainer/engine/foreach_optim.h"
 #include "trainer/engine/module_state.h"
 #include "trainer/engine/runtime.h"
@@ -191,6 +192,7 @@ absl::Status EvalTrainer::Setup() {
     last_saved_step_ = state_.step;
     last_checkpoint_ = checkpoint.dir;
   }
+  RETURN_IF_ERROR(Faults().Configure(config_.faults, dist_options.attempt, dist_options.rank));
   ASSIGN_OR_RETURN(dist_, DistributedContext::Create(dist_options));
   RETURN_IF_ERROR(BroadcastModuleState(*dist_, *model_));
   if (head_) RETURN_IF_ERROR(BroadcastModuleState(*dist_, *head_));
@@ -365,7 +367,8 @@ absl::Status EvalTrainer::TrainStep(const Batch& batch) {
       logits, labels,
       torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
           config_.optim.label_smoothing));
-  const double loss_value = loss.item<double>();
+  double loss_value = loss.item<double>();
+  if (Faults().NanLoss(state_.step)) loss_value = std::nan("");
   if (!std::isfinite(loss_value)) {
     return absl::FailedPreconditionError(
         absl::StrCat("non-finite loss at step ", state_.step, " on rank ", dist_->rank()));
@@ -506,6 +509,7 @@ absl::StatusOr<EvalRunResult> EvalTrainer::Train() {
       break;
     }
     ASSIGN_OR_RETURN(Batch batch, loader_->Next());
+    Faults().BeforeStep(state_.step);
     RETURN_IF_ERROR(
         TorchCall(absl::StrCat("step ", state_.step), [&] { return TrainStep(batch); }));
     if (state_.step % config_.train.log_every == 0) RETURN_IF_ERROR(EmitMetrics());

@@ -113,7 +113,7 @@ absl::StatusOr<PretrainJobConfig> ParsePretrainConfig(const std::string& yaml,
   config.source_text = yaml;
   std::string kind = "pretrain";
   RETURN_IF_ERROR(root.ReadEnum("kind", {"pretrain"}, &kind));
-  RETURN_IF_ERROR(ReadRunFields(root, &config.seed, &config.threads, &config.data));
+  RETURN_IF_ERROR(ReadRunFields(root, &config.seed, &config.threads, &config.data, &config.faults));
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("transform"));
     RETURN_IF_ERROR(r.Read("vit_mean", &config.vit_mean));

@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "trainer/data/block_masking.h"
+#include "trainer/engine/fault_injection.h"
 #include "trainer/engine/lr_schedule.h"
 #include "trainer/models/beit_config.h"
 #include "trainer/tasks/config_sections.h"
@@ -56,8 +57,9 @@ struct PretrainTrainConfig : TrainConfig {
 
 struct PretrainJobConfig {
   uint64_t seed = 0;
-  int threads = 0;  // 0 = the cores available
-  DataConfig data;  // data.loader.transform.output_sizes = {ViT view, tokenizer view}
+  int threads = 0;   // 0 = the cores available
+  DataConfig data;   // data.loader.transform.output_sizes = {ViT view, tokenizer view}
+  FaultPlan faults;  // reliability tests only; off unless set
   // Normalisation of the ViT view (the tokenizer view is always in [-1, 1]).
   std::vector<double> vit_mean = {0.5, 0.5, 0.5};
   std::vector<double> vit_std = {0.5, 0.5, 0.5};

@@ -17,6 +17,7 @@
 #include "trainer/engine/checkpoint.h"
 #include "trainer/engine/distributed.h"
 #include "trainer/engine/distributed_module.h"
+#include "trainer/engine/fault_injection.h"
 #include "trainer/engine/foreach_optim.h"
 #include "trainer/engine/module_state.h"
 #include "trainer/engine/runtime.h"
@@ -218,6 +219,7 @@ absl::Status PretrainTrainer::Setup() {
     last_saved_step_ = state_.step;
     last_checkpoint_ = checkpoint.dir;
   }
+  RETURN_IF_ERROR(Faults().Configure(config_.faults, dist_options.attempt, dist_options.rank));
   ASSIGN_OR_RETURN(dist_, DistributedContext::Create(dist_options));
   RETURN_IF_ERROR(BroadcastModuleState(*dist_, *model_));
   ASSIGN_OR_RETURN(GradientAllReducer reducer,
@@ -383,7 +385,8 @@ absl::Status PretrainTrainer::TrainStep(const Batch& batch) {
       logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
   torch::Tensor loss = loss_sum * (dist_->world_size() / global_masked);
   // Refuse a non-finite loss before it reaches the weights: the last checkpoint stays clean.
-  const double loss_value = loss_sum.item<double>() / local_masked;
+  double loss_value = loss_sum.item<double>() / local_masked;
+  if (Faults().NanLoss(state_.step)) loss_value = std::nan("");
   if (!std::isfinite(loss_value)) {
     return absl::FailedPreconditionError(
         absl::StrCat("non-finite loss at step ", state_.step, " on rank ", dist_->rank()));
@@ -463,6 +466,7 @@ absl::StatusOr<PretrainRunResult> PretrainTrainer::Train() {
       break;
     }
     ASSIGN_OR_RETURN(Batch batch, loader_->Next());
+    Faults().BeforeStep(state_.step);
     RETURN_IF_ERROR(
         TorchCall(absl::StrCat("step ", state_.step), [&] { return TrainStep(batch); }));
     if (state_.step % config_.train.log_every == 0) RETURN_IF_ERROR(EmitMetrics());

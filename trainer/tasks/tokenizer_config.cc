@@ -135,7 +135,7 @@ absl::StatusOr<TokenizerJobConfig> ParseTokenizerConfig(const std::string& yaml,
   config.source_text = yaml;
   std::string kind = "tokenizer";
   RETURN_IF_ERROR(root.ReadEnum("kind", {"tokenizer"}, &kind));
-  RETURN_IF_ERROR(ReadRunFields(root, &config.seed, &config.threads, &config.data));
+  RETURN_IF_ERROR(ReadRunFields(root, &config.seed, &config.threads, &config.data, &config.faults));
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("transform"));
     RETURN_IF_ERROR(ReadTransformSection(r, &config.data.loader.transform));

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/config_reader.h"
+#include "trainer/engine/fault_injection.h"
 #include "trainer/engine/lr_schedule.h"
 #include "trainer/losses/perceptual_loss.h"
 #include "trainer/models/patch_discriminator.h"
@@ -52,6 +53,7 @@ struct TokenizerJobConfig {
   uint64_t seed = 0;
   int threads = 0;  // 0 = the cores available
   DataConfig data;
+  FaultPlan faults;  // reliability tests only; off unless set
   VqTokenizerConfig model;
   TokenizerLossConfig loss;
   OptimConfig optim;

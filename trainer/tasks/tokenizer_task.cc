@@ -13,6 +13,8 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "trainer/engine/checkpoint.h"
+#include "trainer/engine/distributed.h"
+#include "trainer/engine/fault_injection.h"
 #include "trainer/engine/foreach_optim.h"
 #include "trainer/engine/module_state.h"
 #include "trainer/engine/runtime.h"
@@ -186,6 +188,8 @@ absl::Status TokenizerTrainer::BuildModels() {
 
 absl::Status TokenizerTrainer::Setup() {
   const int threads = ConfigureThreads(config_.threads);
+  ASSIGN_OR_RETURN(DistributedOptions env, DistributedOptionsFromEnv());
+  RETURN_IF_ERROR(Faults().Configure(config_.faults, env.attempt, env.rank));
   state_.config_sha256 = Sha256Hex(config_.source_text);
   const std::string root = CheckpointRoot(config_);
   if (options_.resume_from.empty() && !ListCheckpoints(root).empty()) {
@@ -375,7 +379,8 @@ void TokenizerTrainer::TrainStep(const torch::Tensor& images) {
     total = total + gan_weight * generator_loss;
   }
   // Refuse a non-finite loss before it reaches the weights: the last checkpoint stays clean.
-  const double total_value = total.item<double>();
+  double total_value = total.item<double>();
+  if (Faults().NanLoss(state_.step)) total_value = std::nan("");
   if (!std::isfinite(total_value)) {
     throw std::runtime_error(absl::StrCat("non-finite loss at step ", state_.step));
   }
@@ -475,6 +480,7 @@ absl::StatusOr<TokenizerRunResult> TokenizerTrainer::Train() {
     }
     ASSIGN_OR_RETURN(Batch batch, loader_->Next());
     torch::Tensor images = batch.views[0].to(device_);
+    Faults().BeforeStep(state_.step);
     absl::Status step_status =
         TorchCall(absl::StrCat("step ", state_.step), [&] { TrainStep(images); });
     if (!step_status.ok()) {

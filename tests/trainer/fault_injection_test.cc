@@ -1,0 +1,264 @@
+// The fault-injection harness (trainer/engine/fault_injection.h) and what peco-train does under
+// each fault, as a process: a crash after a step resumes step-exact, a hang shows where it hangs
+// in the SIGQUIT stack dump, a NaN loss fails without retry, a corrupted checkpoint is skipped on
+// resume.
+#include "trainer/engine/fault_injection.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_replace.h"
+#include "tests/test_util/subprocess.h"
+#include "tests/test_util/tiny_jobs.h"
+#include "tests/test_util/train_process.h"
+#include "trainer/engine/checkpoint.h"
+#include "trainer/models/weights.h"
+#include "trainer/tasks/tokenizer_task.h"
+
+namespace peco::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+using ::peco::testing::TrainRun;
+
+// ---------------------------------------------------------------------------------------------
+// The plan and the injector.
+
+TEST(FaultPlanTest, ParsesEveryField) {
+  absl::StatusOr<FaultPlan> plan = ParseFaultPlan(
+      "{attempt: 2, rank: 1, exit_at_step: 3, exit_code: 7, hang_at_step: 4, "
+      "hang_in: collective, slow_step_ms: 5, nan_loss_at_step: 6, "
+      "corrupt_checkpoint_at_step: 8}",
+      "test");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->attempt, 2);
+  EXPECT_EQ(plan->rank, 1);
+  EXPECT_EQ(plan->exit_at_step, 3);
+  EXPECT_EQ(plan->exit_code, 7);
+  EXPECT_EQ(plan->hang_at_step, 4);
+  EXPECT_EQ(plan->hang_in, "collective");
+  EXPECT_EQ(plan->slow_step_ms, 5);
+  EXPECT_EQ(plan->nan_loss_at_step, 6);
+  EXPECT_EQ(plan->corrupt_checkpoint_at_step, 8);
+  EXPECT_TRUE(plan->armed());
+  EXPECT_FALSE(FaultPlan().armed());
+}
+
+TEST(FaultPlanTest, BadFieldsAreNamed) {
+  for (const auto& [text, field] : std::vector<std::pair<std::string, std::string>>{
+           {"{hang_in: disk}", "hang_in"},
+           {"{exit_code: 0}", "faults.exit_code"},
+           {"{exit_at_step: -1}", "faults.exit_at_step"},
+           {"{rank: -2}", "faults.rank"},
+           {"{explode_at_step: 1}", "explode_at_step"}}) {
+    absl::StatusOr<FaultPlan> plan = ParseFaultPlan(text, "test");
+    ASSERT_FALSE(plan.ok()) << text;
+    EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_NE(plan.status().message().find(field), std::string::npos) << plan.status();
+  }
+}
+
+TEST(FaultInjectorTest, ArmsOnlyForItsAttemptAndRank) {
+  FaultPlan plan;
+  plan.attempt = 2;
+  plan.rank = 1;
+  plan.nan_loss_at_step = 3;
+  FaultInjector injector;
+  ASSERT_TRUE(injector.Configure(plan, /*attempt=*/1, /*rank=*/1).ok());
+  EXPECT_FALSE(injector.armed());
+  ASSERT_TRUE(injector.Configure(plan, /*attempt=*/2, /*rank=*/0).ok());
+  EXPECT_FALSE(injector.armed());
+  ASSERT_TRUE(injector.Configure(plan, /*attempt=*/2, /*rank=*/1).ok());
+  EXPECT_TRUE(injector.armed());
+  EXPECT_FALSE(injector.NanLoss(2));
+  EXPECT_TRUE(injector.NanLoss(3));
+  EXPECT_FALSE(injector.NanLoss(4));
+}
+
+TEST(FaultInjectorTest, TheEnvironmentPlanWinsAndMustParse) {
+  FaultPlan plan;
+  plan.nan_loss_at_step = 3;
+  FaultInjector injector;
+  ASSERT_EQ(setenv("PECO_FAULTS", "{nan_loss_at_step: 5}", 1), 0);
+  ASSERT_TRUE(injector.Configure(plan, 0, 0).ok());
+  EXPECT_FALSE(injector.NanLoss(3));
+  EXPECT_TRUE(injector.NanLoss(5));
+  ASSERT_EQ(setenv("PECO_FAULTS", "{nan_loss_at: 5}", 1), 0);
+  absl::Status bad = injector.Configure(plan, 0, 0);
+  ASSERT_EQ(unsetenv("PECO_FAULTS"), 0);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("nan_loss_at"), std::string::npos) << bad;
+}
+
+TEST(FaultInjectorTest, CorruptsTheCommittedCheckpointOfItsStepOnly) {
+  const std::string root = ::peco::testing::TempDir("fault_injection_test", "corrupt");
+  FaultPlan plan;
+  plan.corrupt_checkpoint_at_step = 2;
+  ASSERT_TRUE(Faults().Configure(plan, 0, 0).ok());
+  const CheckpointFiles files = {{"model.pt", std::string(4096, 'm')}, {"state.json", "{}"}};
+  absl::StatusOr<std::string> one = WriteCheckpoint(root, 1, files);
+  absl::StatusOr<std::string> two = WriteCheckpoint(root, 2, files);
+  ASSERT_TRUE(Faults().Configure(FaultPlan(), 0, 0).ok());  // disarm for the other tests
+  ASSERT_TRUE(one.ok() && two.ok());
+  EXPECT_TRUE(VerifyCheckpoint(*one).ok());
+  absl::Status damaged = VerifyCheckpoint(*two);
+  EXPECT_EQ(damaged.code(), absl::StatusCode::kDataLoss) << damaged;
+  EXPECT_NE(damaged.message().find("model.pt"), std::string::npos) << damaged;
+  absl::StatusOr<RestoredCheckpoint> latest = RestoreLatest(root);
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ(latest->dir, *one);
+  EXPECT_EQ(latest->skipped.size(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// peco-train under faults.
+
+// The tiny tokenizer of tests/test_util/tiny_jobs.h, logging and checkpointing every step, with
+// `faults` as its faults section.
+std::string FaultyTokenizerConfig(const std::string& output_dir, int max_steps,
+                                  const std::string& faults) {
+  std::string yaml = ::peco::testing::TinyTokenizerConfig(output_dir, /*seed=*/4,
+                                                          "{perceptual_weight: 0}", max_steps);
+  yaml = absl::StrReplaceAll(yaml, {{"log_every: 10, checkpoint_every: 1000",
+                                     "log_every: 1, checkpoint_every: 1"}});
+  return yaml + "faults: " + faults + "\n";
+}
+
+// Runs peco-train tokenizer on `config` as attempt `attempt` (PECO_ATTEMPT, as the worker sets).
+TrainRun RunTokenizer(const std::string& config, const std::string& log, int attempt,
+                      const std::string& resume = "") {
+  setenv("PECO_ATTEMPT", std::to_string(attempt).c_str(), 1);
+  std::vector<std::string> args = {"tokenizer", "--config", config};
+  if (!resume.empty()) args.insert(args.end(), {"--resume", resume});
+  TrainRun run = ::peco::testing::RunTrainProcess(PECO_TRAIN_BINARY, args, log);
+  unsetenv("PECO_ATTEMPT");
+  return run;
+}
+
+void ExpectSameWeights(const std::string& a_dir, const std::string& b_dir) {
+  auto a = LoadTokenizerCheckpoint(a_dir);
+  auto b = LoadTokenizerCheckpoint(b_dir);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(a->step, b->step);
+  NamedTensors a_state = ModuleState(*a->model), b_state = ModuleState(*b->model);
+  ASSERT_EQ(a_state.size(), b_state.size());
+  for (size_t i = 0; i < a_state.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a_state[i].second, b_state[i].second)) << a_state[i].first;
+  }
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Waits (at most 60 s) until `path` contains `text`.
+bool WaitForText(const std::string& path, const std::string& text) {
+  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < limit) {
+    if (ReadFile(path).find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+class FaultRunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::is_directory("/usr/share/datasets/fashion-mnist")) {
+      GTEST_SKIP() << "needs Debian's dataset-fashion-mnist (scripts/setup)";
+    }
+    dir_ = ::peco::testing::TempDir("fault_injection_test",
+                                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
+  std::string dir_;
+};
+
+TEST_F(FaultRunTest, CrashAfterAStepResumesStepExact) {
+  constexpr int kSteps = 4;
+  const std::string straight = ::peco::testing::WriteConfig(
+      dir_, "straight.yaml", FaultyTokenizerConfig(dir_ + "/straight", kSteps, "{}"));
+  ASSERT_EQ(RunTokenizer(straight, dir_ + "/straight.log", 1).exit_code, 0);
+
+  const std::string crashing = ::peco::testing::WriteConfig(
+      dir_, "crashing.yaml",
+      FaultyTokenizerConfig(dir_ + "/crashing", kSteps, "{attempt: 1, exit_at_step: 2, exit_code: 7}"));
+  TrainRun first = RunTokenizer(crashing, dir_ + "/first.log", 1);
+  EXPECT_EQ(first.exit_code, 7);
+  EXPECT_TRUE(first.Of("completed").empty());
+  ASSERT_EQ(CheckpointStep(ListCheckpoints(dir_ + "/crashing/checkpoints").back()), 2);
+  // The next attempt is not armed: it resumes from step 2 and finishes.
+  TrainRun second = RunTokenizer(crashing, dir_ + "/second.log", 2, dir_ + "/crashing");
+  ASSERT_EQ(second.exit_code, 0) << ReadFile(dir_ + "/second.log");
+  EXPECT_EQ(second.Of("start")[0]["step"].as<int>(), 2);
+  ExpectSameWeights(dir_ + "/straight", dir_ + "/crashing");
+}
+
+TEST_F(FaultRunTest, CorruptedCheckpointIsSkippedAndTheResumeIsStillStepExact) {
+  constexpr int kSteps = 3;
+  const std::string straight = ::peco::testing::WriteConfig(
+      dir_, "straight.yaml", FaultyTokenizerConfig(dir_ + "/straight", kSteps, "{}"));
+  ASSERT_EQ(RunTokenizer(straight, dir_ + "/straight.log", 1).exit_code, 0);
+  // Attempt 1 finishes, but its final checkpoint is damaged after it was committed.
+  const std::string damaged = ::peco::testing::WriteConfig(
+      dir_, "damaged.yaml",
+      FaultyTokenizerConfig(dir_ + "/damaged", kSteps, "{attempt: 1, corrupt_checkpoint_at_step: 3}"));
+  ASSERT_EQ(RunTokenizer(damaged, dir_ + "/first.log", 1).exit_code, 0);
+  const std::string last = ListCheckpoints(dir_ + "/damaged/checkpoints").back();
+  ASSERT_EQ(CheckpointStep(last), 3);
+  EXPECT_EQ(VerifyCheckpoint(last).code(), absl::StatusCode::kDataLoss);
+  // A rerun from the run directory goes back to step 2, the newest checkpoint that verifies,
+  // and retrains step 3 to the same weights.
+  TrainRun again = RunTokenizer(damaged, dir_ + "/again.log", 2, dir_ + "/damaged");
+  ASSERT_EQ(again.exit_code, 0) << ReadFile(dir_ + "/again.log");
+  EXPECT_EQ(again.Of("start")[0]["step"].as<int>(), 2);
+  ExpectSameWeights(dir_ + "/straight", dir_ + "/damaged");
+}
+
+TEST_F(FaultRunTest, NanLossFailsWithTheNonRetryableExitCode) {
+  const std::string config = ::peco::testing::WriteConfig(
+      dir_, "nan.yaml", FaultyTokenizerConfig(dir_ + "/nan", 4, "{nan_loss_at_step: 1}"));
+  TrainRun run = RunTokenizer(config, dir_ + "/nan.log", 1);
+  EXPECT_EQ(run.exit_code, 3);
+  EXPECT_NE(run.ErrorMessage().find("non-finite loss at step 1"), std::string::npos)
+      << run.ErrorMessage();
+  // The checkpoint of step 1 is the last one: the NaN never reached the weights.
+  EXPECT_EQ(CheckpointStep(ListCheckpoints(dir_ + "/nan/checkpoints").back()), 1);
+}
+
+TEST_F(FaultRunTest, HangShowsInTheStackDumpAndTheProcessLivesOn) {
+  const std::string config = ::peco::testing::WriteConfig(
+      dir_, "hang.yaml",
+      FaultyTokenizerConfig(dir_ + "/hang", 4, "{hang_at_step: 1, hang_in: checkpoint}"));
+  const std::string log = dir_ + "/hang.log";
+  ::peco::testing::Subprocess process({PECO_TRAIN_BINARY, "tokenizer", "--config", config}, log);
+  ASSERT_TRUE(process.started());
+  ASSERT_TRUE(WaitForText(log, "hanging inside the checkpoint write after step 1"))
+      << ReadFile(log);
+  process.Signal(SIGQUIT);
+  ASSERT_TRUE(WaitForText(log, "=== end of stacks ===")) << ReadFile(log);
+  const std::string dump = ReadFile(log);
+  EXPECT_NE(dump.find("=== SIGQUIT: stacks of every thread"), std::string::npos);
+  EXPECT_NE(dump.find("FaultInjector::Hang"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("WriteCheckpoint"), std::string::npos) << dump;
+  // Still alive after the dump (the worker decides when to kill); nothing was committed.
+  process.Signal(SIGKILL);
+  EXPECT_NE(process.Wait(), 0);
+  EXPECT_TRUE(ListCheckpoints(dir_ + "/hang/checkpoints").empty());
+}
+
+}  // namespace
+}  // namespace peco::trainer
