@@ -18,17 +18,19 @@ absl::StatusOr<std::map<std::string, RpcFault>> ParseRpcFaults(const std::string
     const absl::string_view entry = absl::StripAsciiWhitespace(raw);
     std::vector<std::string> parts = absl::StrSplit(entry, ':');
     auto bad = [&](absl::string_view why) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "rpc faults: '", entry, "': ", why, " (expected METHOD:request|response:COUNT)"));
+      return absl::InvalidArgumentError(absl::StrCat("rpc faults: '", entry, "': ", why,
+                                                     " (expected METHOD:request|response:COUNT)"));
     };
     if (parts.size() != 3) return bad("three fields separated by ':'");
     bool known = false;
     for (const char* method : kMethods) known = known || parts[0] == method;
     if (!known) {
-      return bad("the method is not one of Register, Heartbeat, ReportProgress, "
-                 "UploadCheckpoint, FetchCheckpoint");
+      return bad(
+          "the method is not one of Register, Heartbeat, ReportProgress, "
+          "UploadCheckpoint, FetchCheckpoint");
     }
-    if (parts[1] != "request" && parts[1] != "response") return bad("loses a request or a response");
+    if (parts[1] != "request" && parts[1] != "response")
+      return bad("loses a request or a response");
     RpcFault fault;
     fault.drop_response = parts[1] == "response";
     if (!absl::SimpleAtoi(parts[2], &fault.remaining) || fault.remaining < 1) {
@@ -63,8 +65,8 @@ absl::StatusOr<T> FaultyCoordinatorClient::Apply(const std::string& method, Call
   const Loss loss = Next(method);
   if (loss == Loss::kRequest) {
     std::fprintf(stderr, "peco-worker: RPC FAULT INJECTION: %s request dropped\n", method.c_str());
-    return absl::UnavailableError(absl::StrCat("injected fault: the ", method,
-                                               " request was lost before the coordinator"));
+    return absl::UnavailableError(
+        absl::StrCat("injected fault: the ", method, " request was lost before the coordinator"));
   }
   absl::StatusOr<T> answer = call();
   if (loss == Loss::kResponse) {
@@ -100,8 +102,9 @@ absl::StatusOr<v1::CheckpointInfo> FaultyCoordinatorClient::UploadCheckpoint(
 
 absl::StatusOr<v1::CheckpointInfo> FaultyCoordinatorClient::FetchCheckpoint(
     const std::string& checkpoint_id, const std::string& worker_id, const std::string& dest_dir) {
-  return Apply<v1::CheckpointInfo>(
-      "FetchCheckpoint", [&] { return inner_->FetchCheckpoint(checkpoint_id, worker_id, dest_dir); });
+  return Apply<v1::CheckpointInfo>("FetchCheckpoint", [&] {
+    return inner_->FetchCheckpoint(checkpoint_id, worker_id, dest_dir);
+  });
 }
 
 }  // namespace peco::worker

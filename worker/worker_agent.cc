@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <random>
 #include <system_error>
 #include <utility>
 
@@ -23,6 +24,15 @@ namespace {
 constexpr char kWorkerIdFile[] = "worker.id";
 
 // Job ids become directory names: no separators, no dot names.
+// "worker-" and 12 random hex digits, as the coordinator names workers that bring no id.
+std::string NewWorkerId() {
+  std::random_device random;
+  std::uniform_int_distribution<uint32_t> digit(0, 15);
+  std::string id = "worker-";
+  for (int i = 0; i < 12; ++i) id.push_back("0123456789abcdef"[digit(random)]);
+  return id;
+}
+
 bool IsSafeId(absl::string_view id) {
   if (id.empty() || id == "." || id == ".." || id.size() > 200) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
@@ -205,6 +215,13 @@ absl::Status WorkerAgent::Init() {
       }
     } else if (!absl::IsNotFound(stored.status())) {
       return stored.status();
+    }
+    if (id.empty()) {
+      // Chosen here and kept before the first Register, so that a Register whose answer is
+      // lost is retried under the same id instead of leaving a second worker behind.
+      id = NewWorkerId();
+      RETURN_IF_ERROR(WriteFileAtomic(path, id + "\n"));
+      Log(absl::StrCat("chose worker id ", id, " (kept in ", path, ")"));
     }
   }
   absl::MutexLock lock(&mu_);

@@ -72,8 +72,9 @@ namespace peco::worker {
 struct WorkerAgentOptions {
   // Directory for attempts, the outbox and worker.id. Required.
   std::string work_dir;
-  // Id to register with; empty uses `<work_dir>/worker.id` when present, else the coordinator
-  // assigns one (and it is written there).
+  // Id to register with; empty uses `<work_dir>/worker.id` when present, else Init() chooses one
+  // ("worker-" and 12 random hex digits) and writes it there before registering, so a retried
+  // Register (its answer lost) keeps the id. The coordinator's answer wins if it differs.
   std::string worker_id;
   // Address other ranks reach this machine at (advertised; rank 0's c10d store listens here).
   std::string host = "127.0.0.1";
@@ -164,7 +165,7 @@ class WorkerAgent : private TrainerEventSink {
   // has been sent or dropped.
   bool ShutdownComplete() const;
 
-  // Returns the worker id ("" before the first registration without a persisted id).
+  // Returns the worker id (known from Init() on).
   std::string worker_id() const;
   // Returns whether the last Register succeeded and no heartbeat has since been answered
   // NOT_FOUND.

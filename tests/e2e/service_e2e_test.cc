@@ -475,8 +475,8 @@ TEST_F(ServiceE2eTest, NanLossFailsTheJobWithoutRestarts) {
 // step once in the curve, each checkpoint once, one attempt.
 TEST_F(ServiceE2eTest, LostAnswersAreRetriedWithoutDuplicates) {
   cluster_.StartCoordinator();
-  cluster_.StartWorker(1, {"--rpc_faults=ReportProgress:response:3,UploadCheckpoint:response:2,"
-                           "Heartbeat:response:3"});
+  cluster_.StartWorker(1, {"--rpc_faults=Register:response:1,ReportProgress:response:3,"
+                           "UploadCheckpoint:response:2,Heartbeat:response:3"});
   ASSERT_TRUE(cluster_.WaitForWorkers(1));
   const std::string job_id = Submit("e2e-lossy", 12, 3);
   ASSERT_FALSE(job_id.empty());
@@ -506,6 +506,13 @@ TEST_F(ServiceE2eTest, LostAnswersAreRetriedWithoutDuplicates) {
   EXPECT_THAT(log, HasSubstr("RPC FAULT INJECTION: ReportProgress response dropped"));
   EXPECT_THAT(log, HasSubstr("RPC FAULT INJECTION: UploadCheckpoint response dropped"));
   EXPECT_THAT(log, HasSubstr("RPC FAULT INJECTION: Heartbeat response dropped"));
+  EXPECT_THAT(log, HasSubstr("RPC FAULT INJECTION: Register response dropped"));
+  // The lost Register was retried under the id the worker chose: one worker, not two.
+  v1::ListWorkersResponse workers;
+  ASSERT_TRUE(cluster_.jobs()
+                  ->ListWorkers(cluster_.UserContext().get(), v1::ListWorkersRequest(), &workers)
+                  .ok());
+  EXPECT_EQ(workers.workers_size(), 1);
 }
 
 // A worker cut off from the coordinator (its daemon frozen with SIGSTOP past the worker timeout)

@@ -129,8 +129,8 @@ std::string FaultyTokenizerConfig(const std::string& output_dir, int max_steps,
                                   const std::string& faults) {
   std::string yaml = ::peco::testing::TinyTokenizerConfig(output_dir, /*seed=*/4,
                                                           "{perceptual_weight: 0}", max_steps);
-  yaml = absl::StrReplaceAll(yaml, {{"log_every: 10, checkpoint_every: 1000",
-                                     "log_every: 1, checkpoint_every: 1"}});
+  yaml = absl::StrReplaceAll(
+      yaml, {{"log_every: 10, checkpoint_every: 1000", "log_every: 1, checkpoint_every: 1"}});
   return yaml + "faults: " + faults + "\n";
 }
 
@@ -181,8 +181,8 @@ class FaultRunTest : public ::testing::Test {
     if (!fs::is_directory("/usr/share/datasets/fashion-mnist")) {
       GTEST_SKIP() << "needs Debian's dataset-fashion-mnist (scripts/setup)";
     }
-    dir_ = ::peco::testing::TempDir("fault_injection_test",
-                                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = ::peco::testing::TempDir(
+        "fault_injection_test", ::testing::UnitTest::GetInstance()->current_test_info()->name());
   }
   std::string dir_;
 };
@@ -195,7 +195,8 @@ TEST_F(FaultRunTest, CrashAfterAStepResumesStepExact) {
 
   const std::string crashing = ::peco::testing::WriteConfig(
       dir_, "crashing.yaml",
-      FaultyTokenizerConfig(dir_ + "/crashing", kSteps, "{attempt: 1, exit_at_step: 2, exit_code: 7}"));
+      FaultyTokenizerConfig(dir_ + "/crashing", kSteps,
+                            "{attempt: 1, exit_at_step: 2, exit_code: 7}"));
   TrainRun first = RunTokenizer(crashing, dir_ + "/first.log", 1);
   EXPECT_EQ(first.exit_code, 7);
   EXPECT_TRUE(first.Of("completed").empty());
@@ -215,7 +216,8 @@ TEST_F(FaultRunTest, CorruptedCheckpointIsSkippedAndTheResumeIsStillStepExact) {
   // Attempt 1 finishes, but its final checkpoint is damaged after it was committed.
   const std::string damaged = ::peco::testing::WriteConfig(
       dir_, "damaged.yaml",
-      FaultyTokenizerConfig(dir_ + "/damaged", kSteps, "{attempt: 1, corrupt_checkpoint_at_step: 3}"));
+      FaultyTokenizerConfig(dir_ + "/damaged", kSteps,
+                            "{attempt: 1, corrupt_checkpoint_at_step: 3}"));
   ASSERT_EQ(RunTokenizer(damaged, dir_ + "/first.log", 1).exit_code, 0);
   const std::string last = ListCheckpoints(dir_ + "/damaged/checkpoints").back();
   ASSERT_EQ(CheckpointStep(last), 3);

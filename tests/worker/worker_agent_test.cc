@@ -223,12 +223,16 @@ TEST_F(WorkerAgentTest, RegistersAdvertisesDevicesAndKeepsItsIdAcrossRestarts) {
   WorkerAgent& agent = Start("exit 0");
   agent.Tick();
   ASSERT_TRUE(agent.registered());
-  EXPECT_EQ(agent.worker_id(), "worker-1");
+  // The worker chose its id before registering, and kept it.
+  const std::string id = agent.worker_id();
+  ASSERT_EQ(id.size(), 19u) << id;
+  EXPECT_EQ(id.substr(0, 7), "worker-");
+  EXPECT_EQ(id.find_first_not_of("0123456789abcdef", 7), std::string::npos) << id;
   {
     absl::MutexLock lock(&client_.mu());
     ASSERT_EQ(client_.registers.size(), 1u);
     const v1::WorkerInfo& info = client_.registers[0].worker();
-    EXPECT_EQ(info.id(), "");
+    EXPECT_EQ(info.id(), id);
     EXPECT_EQ(info.host(), "10.1.2.3");
     EXPECT_EQ(info.devices().cpu_slots(), 4);
     EXPECT_EQ(info.devices().gpus(), 0);
@@ -236,9 +240,9 @@ TEST_F(WorkerAgentTest, RegistersAdvertisesDevicesAndKeepsItsIdAcrossRestarts) {
     EXPECT_EQ(info.ports().first(), 29600);
     EXPECT_EQ(info.ports().last(), 29610);
     ASSERT_EQ(client_.heartbeats.size(), 1u);  // right after registering
-    EXPECT_EQ(client_.heartbeats[0].worker_id(), "worker-1");
+    EXPECT_EQ(client_.heartbeats[0].worker_id(), id);
   }
-  EXPECT_EQ(ReadFile(work_dir_ + "/worker.id"), "worker-1\n");
+  EXPECT_EQ(ReadFile(work_dir_ + "/worker.id"), id + "\n");
 
   // Heartbeats follow the coordinator's interval (1 s) on the fake clock.
   agent.Tick();
@@ -253,10 +257,10 @@ TEST_F(WorkerAgentTest, RegistersAdvertisesDevicesAndKeepsItsIdAcrossRestarts) {
   // A restarted worker registers under the persisted id.
   client_.assigned_id = "worker-2";
   WorkerAgent& restarted = Start("exit 0");
-  EXPECT_EQ(restarted.worker_id(), "worker-1");
+  EXPECT_EQ(restarted.worker_id(), id);
   restarted.Tick();
   absl::MutexLock lock(&client_.mu());
-  EXPECT_EQ(client_.registers.back().worker().id(), "worker-1");
+  EXPECT_EQ(client_.registers.back().worker().id(), id);
 }
 
 TEST_F(WorkerAgentTest, RegistrationFailuresBackOff) {
@@ -586,7 +590,7 @@ TEST_F(WorkerAgentTest, NotFoundHeartbeatRegistersAgainWithRunningAttempts) {
   Pump([&] { return client_.registers.size() >= 2 && agent.registered(); });
   absl::MutexLock lock(&client_.mu());
   const v1::RegisterRequest& again = client_.registers.back();
-  EXPECT_EQ(again.worker().id(), "worker-1");
+  EXPECT_EQ(again.worker().id(), agent.worker_id());
   ASSERT_EQ(again.running_size(), 1);
   EXPECT_EQ(again.running(0).job_id(), "job-1");
   EXPECT_EQ(again.running(0).attempt(), 4);
@@ -665,7 +669,7 @@ TEST_F(WorkerAgentTest, ResumeFetchesTheCheckpointThenPassesResume) {
     absl::MutexLock lock(&client_.mu());
     ASSERT_EQ(client_.fetches.size(), 1u);
     EXPECT_EQ(client_.fetches[0].checkpoint_id, "job-1-a1-step-000000000002");
-    EXPECT_EQ(client_.fetches[0].worker_id, "worker-1");
+    EXPECT_EQ(client_.fetches[0].worker_id, agent.worker_id());
     EXPECT_EQ(client_.fetches[0].dest, resume);
   }
   EXPECT_EQ(ReadFile(resume + "/model.pt"), "weights");

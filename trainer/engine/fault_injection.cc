@@ -83,9 +83,8 @@ absl::Status FaultInjector::Configure(const FaultPlan& plan, int64_t attempt, in
                  "peco-train: FAULT INJECTION armed for attempt %lld rank %d: exit_at_step %lld "
                  "(code %d), hang_at_step %lld in %s, slow_step_ms %lld, nan_loss_at_step %lld, "
                  "corrupt_checkpoint_at_step %lld\n",
-                 static_cast<long long>(attempt), rank,
-                 static_cast<long long>(plan_.exit_at_step), plan_.exit_code,
-                 static_cast<long long>(plan_.hang_at_step), plan_.hang_in.c_str(),
+                 static_cast<long long>(attempt), rank, static_cast<long long>(plan_.exit_at_step),
+                 plan_.exit_code, static_cast<long long>(plan_.hang_at_step), plan_.hang_in.c_str(),
                  static_cast<long long>(plan_.slow_step_ms),
                  static_cast<long long>(plan_.nan_loss_at_step),
                  static_cast<long long>(plan_.corrupt_checkpoint_at_step));
@@ -111,8 +110,7 @@ void FaultInjector::BeforeStep(int64_t completed_steps) {
     std::fflush(stderr);
     std::_Exit(plan_.exit_code);  // no destructors, no final checkpoint: as a crash
   }
-  if (plan_.hang_at_step > 0 && completed_steps == plan_.hang_at_step &&
-      plan_.hang_in == "step") {
+  if (plan_.hang_at_step > 0 && completed_steps == plan_.hang_at_step && plan_.hang_in == "step") {
     Hang("before the step", completed_steps);
   }
   if (plan_.slow_step_ms > 0) {
