@@ -1,4 +1,6 @@
-// Small file-system helpers with absl::Status errors that name the path.
+// Small file-system helpers with absl::Status errors that name the path. Failed system calls
+// map to canonical codes: ResourceExhausted for a full disk or quota (ENOSPC, EDQUOT, EFBIG),
+// PermissionDenied for EACCES, EPERM and EROFS, Internal otherwise.
 //
 // Durability: WriteFileAtomic writes to a temporary sibling, fsyncs it, renames it over the
 // target and fsyncs the directory, so a reader sees the old or the new content, never a mix.

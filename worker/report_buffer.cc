@@ -52,6 +52,14 @@ void ReportBuffer::DropAttempt(const std::string& job_id, int64_t attempt) {
                  reports_.end());
 }
 
+size_t ReportBuffer::Pending(const std::string& job_id, int64_t attempt) const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<size_t>(std::count_if(reports_.begin(), reports_.end(), [&](const auto& e) {
+    auto [job, number] = AttemptOf(e.second);
+    return *job == job_id && number == attempt;
+  }));
+}
+
 size_t ReportBuffer::size() const {
   absl::MutexLock lock(&mu_);
   return reports_.size();

@@ -55,6 +55,8 @@ class ReportBuffer {
   void DropAttempt(const std::string& job_id, int64_t attempt);
 
   size_t size() const;
+  // Reports of one attempt still buffered (not yet acknowledged).
+  size_t Pending(const std::string& job_id, int64_t attempt) const;
   // Reports dropped because the buffer was full.
   int64_t dropped() const;
 

@@ -673,8 +673,10 @@ void WorkerAgent::AdvanceAttemptsLocked(absl::Time now) {
       }
     }
     if (attempt.phase == Attempt::Phase::kFinishing && !attempt.fetch_busy &&
-        outbox_.Pending(attempt.job_id(), attempt.number()) == 0) {
-      // Every upload of the attempt was committed or dropped: the result may go out.
+        outbox_.Pending(attempt.job_id(), attempt.number()) == 0 &&
+        reports_.Pending(attempt.job_id(), attempt.number()) == 0) {
+      // Every upload of the attempt was committed or dropped and every report acknowledged: the
+      // result may go out (the coordinator takes no points of an attempt that has ended).
       attempt.phase = Attempt::Phase::kDone;
       if (metrics_ != nullptr) metrics_->RemoveJob(attempt.job_id());
     }

@@ -1,13 +1,15 @@
 // The fault-injection harness (trainer/engine/fault_injection.h) and what peco-train does under
 // each fault, as a process: a crash after a step resumes step-exact, a hang shows where it hangs
 // in the SIGQUIT stack dump, a NaN loss fails without retry, a corrupted checkpoint is skipped on
-// resume.
+// resume, a full disk fails the checkpoint cleanly.
 #include "trainer/engine/fault_injection.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -260,6 +262,62 @@ TEST_F(FaultRunTest, HangShowsInTheStackDumpAndTheProcessLivesOn) {
   process.Signal(SIGKILL);
   EXPECT_NE(process.Wait(), 0);
   EXPECT_TRUE(ListCheckpoints(dir_ + "/hang/checkpoints").empty());
+}
+
+// A tmpfs of `bytes` mounted at `dir` for the test's lifetime (needs root; mounted() says).
+class SmallFilesystem {
+ public:
+  SmallFilesystem(const std::string& dir, uintmax_t bytes) : dir_(dir) {
+    fs::create_directories(dir);
+    const std::string options = "size=" + std::to_string(bytes);
+    mounted_ = ::getuid() == 0 && ::mount("tmpfs", dir.c_str(), "tmpfs", 0, options.c_str()) == 0;
+  }
+  ~SmallFilesystem() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+};
+
+uintmax_t DirectoryBytes(const std::string& dir) {
+  uintmax_t total = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.is_regular_file()) total += entry.file_size();
+  }
+  return total;
+}
+
+TEST_F(FaultRunTest, FullDiskFailsTheCheckpointCleanlyAndKeepsThePreviousOne) {
+  // How big one checkpoint of the tiny tokenizer is.
+  const std::string probe = ::peco::testing::WriteConfig(
+      dir_, "probe.yaml", FaultyTokenizerConfig(dir_ + "/probe", 1, "{}"));
+  ASSERT_EQ(RunTokenizer(probe, dir_ + "/probe.log", 1).exit_code, 0);
+  const uintmax_t checkpoint = DirectoryBytes(ListCheckpoints(dir_ + "/probe/checkpoints")[0]);
+  // Room for one checkpoint and a half: the second one does not fit.
+  SmallFilesystem disk(dir_ + "/small", checkpoint + checkpoint / 2);
+  if (!disk.mounted()) GTEST_SKIP() << "mounting a small tmpfs needs root";
+
+  const std::string config = ::peco::testing::WriteConfig(
+      dir_, "full.yaml", FaultyTokenizerConfig(dir_ + "/small/run", 4, "{}"));
+  TrainRun run = RunTokenizer(config, dir_ + "/full.log", 1);
+  EXPECT_EQ(run.exit_code, 1) << "a full disk is worth a retry elsewhere, not a crash";
+  EXPECT_NE(run.ErrorMessage().find("checkpoint of step 2 not written"), std::string::npos)
+      << run.ErrorMessage();
+  EXPECT_NE(run.ErrorMessage().find("No space left on device"), std::string::npos)
+      << run.ErrorMessage();
+  // The checkpoint of step 1 is still the newest, whole, and nothing half-written is left.
+  const std::string root = dir_ + "/small/run/checkpoints";
+  const std::vector<std::string> left = ListCheckpoints(root);
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(CheckpointStep(left[0]), 1);
+  EXPECT_TRUE(VerifyCheckpoint(left[0]).ok());
+  for (const auto& entry : fs::directory_iterator(root)) {
+    EXPECT_EQ(entry.path().filename().string().rfind(".tmp-", 0), std::string::npos)
+        << entry.path();
+  }
 }
 
 }  // namespace

@@ -387,6 +387,39 @@ exec sleep 1000
   EXPECT_THAT(MetricsText(), Not(HasSubstr(R"(job="job-1")")));
 }
 
+// The coordinator takes no points of an attempt that has ended, so the result waits for every
+// buffered report of the attempt to be acknowledged.
+TEST_F(WorkerAgentTest, ResultWaitsUntilTheAttemptsReportsAreAcknowledged) {
+  WorkerAgent& agent = Start(R"(echo '{"event":"step","step":1,"loss":0.5}'
+echo '{"event":"completed","step":1}')");
+  {
+    absl::MutexLock lock(&client_.mu());
+    client_.report_error = absl::UnavailableError("answer lost");
+  }
+  QueueAssignment(MakeAssignment("job-1", 1));
+  Pump([&] { return PhaseIs("job-1", 1, "finishing") && client_.report_calls >= 1; },
+       absl::Milliseconds(100));
+  for (int i = 0; i < 3; ++i) {
+    clock_.Advance(absl::Milliseconds(300));  // heartbeats due, the report retry (2 s) not
+    agent.Tick();
+    agent.TransferOnce();
+  }
+  EXPECT_THAT(Results(), IsEmpty()) << "the result went out before the reports";
+  EXPECT_EQ(LastHeartbeat().running_size(), 1);
+  {
+    absl::MutexLock lock(&client_.mu());
+    client_.report_error = absl::OkStatus();
+  }
+  v1::AttemptResult result = RunToResult("job-1", 1);
+  EXPECT_EQ(result.result(), v1::AttemptResult::RESULT_SUCCEEDED) << result.reason();
+  absl::MutexLock lock(&client_.mu());
+  bool step_reported = false;
+  for (const v1::ReportProgressRequest& report : client_.reports) {
+    step_reported |= report.has_metric_point() && report.metric_point().step() == 1;
+  }
+  EXPECT_TRUE(step_reported);
+}
+
 TEST_F(WorkerAgentTest, FinalCheckpointIsUploadedBeforeTheSucceededResult) {
   WorkerAgent& agent =
       Start(std::string(kWriteCheckpoint) + R"(echo '{"event":"completed","step":2}')");

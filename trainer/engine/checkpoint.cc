@@ -121,14 +121,29 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t ste
   if (ec)
     return absl::InternalError(
         absl::StrCat("cannot create ", tmp_dir.string(), ": ", ec.message()));
+  // A failed write (a full disk, say) removes what it wrote: the disk is no fuller for it and
+  // the previous checkpoint stays the newest.
+  auto abandon = [&](absl::Status status) {
+    std::error_code ignored;
+    fs::remove_all(tmp_dir, ignored);
+    return absl::Status(status.code(), absl::StrCat("checkpoint of step ", step,
+                                                    " not written: ", status.message()));
+  };
   std::string manifest;
   for (const auto& [file, data] : files) {
-    RETURN_IF_ERROR(WriteFileSynced((tmp_dir / file).string(), data));
+    if (absl::Status written = WriteFileSynced((tmp_dir / file).string(), data); !written.ok()) {
+      return abandon(written);
+    }
     absl::StrAppend(&manifest, Sha256Hex(data), " ", data.size(), " ", file, "\n");
   }
   Faults().InCheckpointWrite(step);  // a test's hang with the files written, nothing committed
-  RETURN_IF_ERROR(WriteFileSynced((tmp_dir / kManifestName).string(), manifest));
-  RETURN_IF_ERROR(FsyncDirectory(tmp_dir.string()));
+  if (absl::Status written = WriteFileSynced((tmp_dir / kManifestName).string(), manifest);
+      !written.ok()) {
+    return abandon(written);
+  }
+  if (absl::Status synced = FsyncDirectory(tmp_dir.string()); !synced.ok()) {
+    return abandon(synced);
+  }
   if (fs::exists(final_dir)) {
     // Same step written again (a resumed run re-reaching it): replace it atomically enough by
     // moving the old one aside first.

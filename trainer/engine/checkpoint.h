@@ -26,7 +26,8 @@ using CheckpointFiles = std::map<std::string, std::string>;
 inline constexpr char kManifestName[] = "MANIFEST";
 
 // Writes a checkpoint for `step` under `root` and returns its directory. An existing checkpoint
-// for the same step is replaced atomically.
+// for the same step is replaced atomically. A failed write leaves nothing behind and names the
+// file; a full disk is ResourceExhausted, an unwritable directory PermissionDenied.
 absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t step,
                                             const CheckpointFiles& files);
 
