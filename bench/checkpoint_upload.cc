@@ -1,6 +1,7 @@
 // Checkpoint upload throughput on loopback against a plain file copy on the same disk.
 //
 //   peco-bench-checkpoint-upload [--megabytes 100] [--repetitions 5] [--dir /tmp]
+//                                [--chunk_kib 1024] [--frame_kib 0] [--lookahead_kib 0]
 //
 // Builds a checkpoint of random bytes (four files and a MANIFEST), starts the coordinator's real
 // services in this process on 127.0.0.1:0 over a temporary data directory, and uploads the
@@ -39,6 +40,9 @@
 
 ABSL_FLAG(int, megabytes, 100, "Checkpoint size in MiB");
 ABSL_FLAG(int, repetitions, 5, "Runs of each side (alternating)");
+ABSL_FLAG(int, chunk_kib, 1024, "Upload chunk size in KiB");
+ABSL_FLAG(int, lookahead_kib, 0, "HTTP/2 stream lookahead (flow-control window) in KiB; 0 = gRPC's");
+ABSL_FLAG(int, frame_kib, 0, "HTTP/2 max frame size in KiB (both ends); 0 = gRPC's 16");
 ABSL_FLAG(std::string, dir, "", "Scratch directory (default: $TMPDIR or /tmp)");
 
 namespace peco::bench {
@@ -138,6 +142,13 @@ int Run() {
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(8 << 20);
+  if (absl::GetFlag(FLAGS_frame_kib) > 0) {
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, absl::GetFlag(FLAGS_frame_kib) << 10);
+  }
+  if (absl::GetFlag(FLAGS_lookahead_kib) > 0) {
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+                               absl::GetFlag(FLAGS_lookahead_kib) << 10);
+  }
   builder.RegisterService(&job_service);
   builder.RegisterService(&worker_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -164,26 +175,46 @@ int Run() {
 
   worker::GrpcCoordinatorClient::Options client_options;
   client_options.token = "bench-worker-token-0123456789";
+  client_options.chunk_bytes = int64_t{absl::GetFlag(FLAGS_chunk_kib)} << 10;
+  grpc::ChannelArguments channel_args;
+  if (absl::GetFlag(FLAGS_frame_kib) > 0) {
+    channel_args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, absl::GetFlag(FLAGS_frame_kib) << 10);
+  }
+  if (absl::GetFlag(FLAGS_lookahead_kib) > 0) {
+    channel_args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, absl::GetFlag(FLAGS_lookahead_kib) << 10);
+  }
   worker::GrpcCoordinatorClient client(
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()),
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                grpc::InsecureChannelCredentials(), channel_args),
       client_options);
 
   std::vector<double> upload_mbps, copy_mbps;
   const double megabytes = static_cast<double>(bytes) / (1 << 20);
   for (int rep = 0; rep < absl::GetFlag(FLAGS_repetitions); ++rep) {
-    v1::CheckpointHeader header;
-    header.set_job_id(job_id);
-    header.set_attempt(1);
-    header.set_step(rep + 1);
-    absl::Time start = absl::Now();
-    Check(client.UploadCheckpoint(header, root + "/source"), "uploading");
-    upload_mbps.push_back(megabytes / absl::ToDoubleSeconds(absl::Now() - start));
-
-    const std::string copy = absl::StrCat(root, "/copy-", rep);
-    start = absl::Now();
-    CopyWithFsync(root + "/source", copy);
-    copy_mbps.push_back(megabytes / absl::ToDoubleSeconds(absl::Now() - start));
-    fs::remove_all(copy);
+    auto upload = [&] {
+      v1::CheckpointHeader header;
+      header.set_job_id(job_id);
+      header.set_attempt(1);
+      header.set_step(rep + 1);
+      const absl::Time start = absl::Now();
+      Check(client.UploadCheckpoint(header, root + "/source"), "uploading");
+      upload_mbps.push_back(megabytes / absl::ToDoubleSeconds(absl::Now() - start));
+    };
+    auto copy = [&] {
+      const std::string dest = absl::StrCat(root, "/copy-", rep);
+      const absl::Time start = absl::Now();
+      CopyWithFsync(root + "/source", dest);
+      copy_mbps.push_back(megabytes / absl::ToDoubleSeconds(absl::Now() - start));
+      fs::remove_all(dest);
+    };
+    // Alternating which goes first, so both see the same page-cache and writeback state.
+    if (rep % 2 == 0) {
+      upload();
+      copy();
+    } else {
+      copy();
+      upload();
+    }
   }
   server->Shutdown();
   fs::remove_all(root);
