@@ -7,11 +7,13 @@
 // services in this process on 127.0.0.1:0 over a temporary data directory, and uploads the
 // checkpoint with the worker's GrpcCoordinatorClient (chunks, per-file SHA-256 verification,
 // fsync and atomic commit on the coordinator side). The baseline copies the same files with
-// fsync into a new directory on the same disk. The two alternate, and the medians and their
-// ratio are printed as a Markdown table.
+// fsync into a new directory on the same disk. The two alternate, and the medians, their ratio
+// and the CPU each side used (cores: CPU seconds of this process per second of the run) are
+// printed as a Markdown table.
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,7 +43,8 @@
 ABSL_FLAG(int, megabytes, 100, "Checkpoint size in MiB");
 ABSL_FLAG(int, repetitions, 5, "Runs of each side (alternating)");
 ABSL_FLAG(int, chunk_kib, 1024, "Upload chunk size in KiB");
-ABSL_FLAG(int, lookahead_kib, 0, "HTTP/2 stream lookahead (flow-control window) in KiB; 0 = gRPC's");
+ABSL_FLAG(int, lookahead_kib, 0,
+          "HTTP/2 stream lookahead (flow-control window) in KiB; 0 = gRPC's");
 ABSL_FLAG(int, frame_kib, 0, "HTTP/2 max frame size in KiB (both ends); 0 = gRPC's 16");
 ABSL_FLAG(std::string, dir, "", "Scratch directory (default: $TMPDIR or /tmp)");
 
@@ -107,6 +110,14 @@ void CopyWithFsync(const std::string& from, const std::string& to) {
   int d = ::open(to.c_str(), O_RDONLY | O_DIRECTORY);
   ::fsync(d);
   ::close(d);
+}
+
+// User + system CPU of this process (client, services and gRPC's threads), in seconds.
+double CpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
 double Median(std::vector<double> values) {
@@ -181,14 +192,15 @@ int Run() {
     channel_args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, absl::GetFlag(FLAGS_frame_kib) << 10);
   }
   if (absl::GetFlag(FLAGS_lookahead_kib) > 0) {
-    channel_args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, absl::GetFlag(FLAGS_lookahead_kib) << 10);
+    channel_args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, absl::GetFlag(FLAGS_lookahead_kib)
+                                                                   << 10);
   }
   worker::GrpcCoordinatorClient client(
       grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
                                 grpc::InsecureChannelCredentials(), channel_args),
       client_options);
 
-  std::vector<double> upload_mbps, copy_mbps;
+  std::vector<double> upload_mbps, copy_mbps, upload_cores, copy_cores;
   const double megabytes = static_cast<double>(bytes) / (1 << 20);
   for (int rep = 0; rep < absl::GetFlag(FLAGS_repetitions); ++rep) {
     auto upload = [&] {
@@ -196,15 +208,21 @@ int Run() {
       header.set_job_id(job_id);
       header.set_attempt(1);
       header.set_step(rep + 1);
+      const double cpu = CpuSeconds();
       const absl::Time start = absl::Now();
       Check(client.UploadCheckpoint(header, root + "/source"), "uploading");
-      upload_mbps.push_back(megabytes / absl::ToDoubleSeconds(absl::Now() - start));
+      const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+      upload_mbps.push_back(megabytes / seconds);
+      upload_cores.push_back((CpuSeconds() - cpu) / seconds);
     };
     auto copy = [&] {
       const std::string dest = absl::StrCat(root, "/copy-", rep);
+      const double cpu = CpuSeconds();
       const absl::Time start = absl::Now();
       CopyWithFsync(root + "/source", dest);
-      copy_mbps.push_back(megabytes / absl::ToDoubleSeconds(absl::Now() - start));
+      const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+      copy_mbps.push_back(megabytes / seconds);
+      copy_cores.push_back((CpuSeconds() - cpu) / seconds);
       fs::remove_all(dest);
     };
     // Alternating which goes first, so both see the same page-cache and writeback state.
@@ -220,11 +238,13 @@ int Run() {
   fs::remove_all(root);
 
   const double upload = Median(upload_mbps), baseline = Median(copy_mbps);
-  std::cout << "| case | peco | baseline | ratio |\n|---|---|---|---|\n";
+  std::cout << "| case | peco | baseline | ratio | peco CPU | baseline CPU |\n"
+               "|---|---|---|---|---|---|\n";
   std::cout << absl::StrFormat(
       "| checkpoint upload, %.0f MiB on loopback (median of %d) | %.1f MB/s | %.1f MB/s (cp + "
-      "fsync) | %.2fx |\n",
-      megabytes, static_cast<int>(upload_mbps.size()), upload, baseline, upload / baseline);
+      "fsync) | %.2fx | %.2f cores | %.2f cores |\n",
+      megabytes, static_cast<int>(upload_mbps.size()), upload, baseline, upload / baseline,
+      Median(upload_cores), Median(copy_cores));
   return 0;
 }
 
