@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -256,6 +258,55 @@ TEST_F(ServiceE2eTest, KilledCoordinatorRestartsAndTheJobFinishesWithoutGaps) {
   v1::ListJobsResponse jobs;
   ASSERT_TRUE(cluster_.jobs()->ListJobs(cluster_.UserContext().get(), list, &jobs).ok());
   EXPECT_EQ(jobs.jobs_size(), 1);
+}
+
+// The coordinator down for 20 s, longer than the worker timeout, while two jobs run on two
+// workers: the trainers go on, the workers buffer what they report, and after the restart each
+// job finishes (re-attached, or restarted from its checkpoint) with its whole curve, each step
+// once, and nothing it acknowledged before the outage is lost.
+TEST_F(ServiceE2eTest, CoordinatorDownLongerThanTheWorkerTimeoutLosesNothing) {
+  cluster_.StartCoordinator();
+  cluster_.StartWorker();
+  cluster_.StartWorker();
+  ASSERT_TRUE(cluster_.WaitForWorkers(2));
+  const std::vector<std::string> jobs = {Submit("e2e-outage-a", 150, 25),
+                                         Submit("e2e-outage-b", 150, 25)};
+  for (const std::string& job_id : jobs) {
+    ASSERT_FALSE(job_id.empty());
+    ASSERT_TRUE(WaitForFirstCheckpoint(job_id).ok());
+  }
+  std::map<std::string, size_t> acknowledged;  // checkpoints committed before the outage
+  for (const std::string& job_id : jobs)
+    acknowledged[job_id] = cluster_.Checkpoints(job_id)->size();
+
+  cluster_.KillCoordinator();
+  std::this_thread::sleep_for(std::chrono::seconds(20));  // the outage being tested
+  cluster_.StartCoordinator();
+
+  std::vector<int64_t> expected(150);
+  for (int i = 0; i < 150; ++i) expected[i] = i + 1;
+  for (const std::string& job_id : jobs) {
+    absl::StatusOr<v1::GetJobResponse> done =
+        cluster_.WaitForState(job_id, v1::JOB_STATE_SUCCEEDED, absl::Seconds(300));
+    ASSERT_TRUE(done.ok()) << job_id << ": " << done.status();
+    absl::StatusOr<std::vector<v1::WatchJobEvent>> history = cluster_.History(job_id);
+    ASSERT_TRUE(history.ok());
+    std::vector<int64_t> steps = CurveSteps(*history);
+    std::sort(steps.begin(), steps.end());
+    EXPECT_EQ(steps, expected) << job_id << ": no gap, no duplicate";
+    absl::StatusOr<std::vector<v1::CheckpointInfo>> checkpoints = cluster_.Checkpoints(job_id);
+    ASSERT_TRUE(checkpoints.ok());
+    ASSERT_NE(FinalCheckpoint(*checkpoints), nullptr);
+    EXPECT_EQ(FinalCheckpoint(*checkpoints)->step(), 150);
+    std::cout << "[measure] " << job_id
+              << " after a 20 s coordinator outage: " << done->attempts_size()
+              << " attempt(s) (the first ended: '" << done->attempts(0).failure_reason() << "'), "
+              << acknowledged[job_id] << " checkpoint(s) committed before it\n";
+  }
+  v1::ListJobsResponse listed;
+  ASSERT_TRUE(
+      cluster_.jobs()->ListJobs(cluster_.UserContext().get(), v1::ListJobsRequest(), &listed).ok());
+  EXPECT_EQ(listed.jobs_size(), 2);
 }
 
 TEST_F(ServiceE2eTest, CancelWritesAFinalCheckpointAndResumeFinishesTheJob) {
