@@ -262,8 +262,8 @@ TEST_F(ServiceE2eTest, KilledCoordinatorRestartsAndTheJobFinishesWithoutGaps) {
 
 // The coordinator down for 20 s, longer than the worker timeout, while two jobs run on two
 // workers: the trainers go on, the workers buffer what they report, and after the restart each
-// job finishes (re-attached, or restarted from its checkpoint) with its whole curve, each step
-// once, and nothing it acknowledged before the outage is lost.
+// job's running attempt is re-attached and finishes with its whole curve, each step once, and
+// nothing acknowledged before the outage is lost.
 TEST_F(ServiceE2eTest, CoordinatorDownLongerThanTheWorkerTimeoutLosesNothing) {
   cluster_.StartCoordinator();
   cluster_.StartWorker();
@@ -298,10 +298,11 @@ TEST_F(ServiceE2eTest, CoordinatorDownLongerThanTheWorkerTimeoutLosesNothing) {
     ASSERT_TRUE(checkpoints.ok());
     ASSERT_NE(FinalCheckpoint(*checkpoints), nullptr);
     EXPECT_EQ(FinalCheckpoint(*checkpoints)->step(), 150);
-    std::cout << "[measure] " << job_id
-              << " after a 20 s coordinator outage: " << done->attempts_size()
-              << " attempt(s) (the first ended: '" << done->attempts(0).failure_reason() << "'), "
-              << acknowledged[job_id] << " checkpoint(s) committed before it\n";
+    // The workers reconnect within a second of the restart (their channels' reconnect backoff
+    // is capped), so the running trainers are re-attached, not restarted.
+    EXPECT_EQ(done->attempts_size(), 1) << job_id << ": the first attempt ended with '"
+                                        << done->attempts(0).failure_reason() << "'";
+    EXPECT_GE(checkpoints->size(), acknowledged[job_id]);
   }
   v1::ListJobsResponse listed;
   ASSERT_TRUE(
