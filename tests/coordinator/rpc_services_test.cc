@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -290,6 +291,181 @@ TEST_F(RpcServicesTest, OversizedSubmitIsRefusedAndNothingIsStored) {
   v1::ListJobsResponse jobs;
   ASSERT_TRUE(jobs_->ListJobs(Context(kUserToken).get(), list, &jobs).ok());
   EXPECT_EQ(jobs.jobs_size(), 0);
+}
+
+// Malformed, unknown, out-of-place and out-of-order requests to every method: each gets a
+// canonical error code, the server keeps serving, and nothing stored changes.
+TEST_F(RpcServicesTest, MalformedCallsToEveryMethodGetCanonicalCodesAndChangeNothing) {
+  const std::string job_id = RunningJob();
+  auto snapshot = [&] {
+    v1::ListJobsResponse jobs;
+    EXPECT_TRUE(jobs_->ListJobs(Context(kUserToken).get(), v1::ListJobsRequest(), &jobs).ok());
+    v1::ListWorkersResponse workers;
+    EXPECT_TRUE(
+        jobs_->ListWorkers(Context(kUserToken).get(), v1::ListWorkersRequest(), &workers).ok());
+    for (v1::WorkerInfo& worker : *workers.mutable_workers()) worker.clear_last_heartbeat_us();
+    return jobs.SerializeAsString() + "|" + workers.SerializeAsString();
+  };
+  const std::string before = snapshot();
+
+  using Code = grpc::StatusCode;
+  struct Case {
+    std::string what;
+    std::function<grpc::Status()> call;
+    Code want;
+  };
+  auto user = [&] { return Context(kUserToken); };
+  auto worker = [&] { return Context(kWorkerToken); };
+  std::vector<Case> cases;
+  auto submit = [&](std::function<void(v1::JobSpec*)> edit) {
+    return [&, edit] {
+      v1::SubmitJobRequest request;
+      request.mutable_spec()->set_kind(v1::JOB_KIND_TOKENIZER);
+      request.mutable_spec()->set_config_yaml("kind: tokenizer\n");
+      edit(request.mutable_spec());
+      v1::SubmitJobResponse response;
+      return jobs_->SubmitJob(user().get(), request, &response);
+    };
+  };
+  cases.push_back({"SubmitJob without a kind",
+                   submit([](v1::JobSpec* spec) { spec->clear_kind(); }), Code::INVALID_ARGUMENT});
+  cases.push_back({"SubmitJob with world_size -1",
+                   submit([](v1::JobSpec* spec) { spec->set_world_size(-1); }),
+                   Code::INVALID_ARGUMENT});
+  cases.push_back({"SubmitJob with max_restarts -1",
+                   submit([](v1::JobSpec* spec) { spec->set_max_restarts(-1); }),
+                   Code::INVALID_ARGUMENT});
+  cases.push_back({"SubmitJob depending on an unknown job", submit([](v1::JobSpec* spec) {
+                     spec->mutable_depends_on()->set_job_id("job-999999");
+                   }),
+                   Code::NOT_FOUND});
+  auto get = [&](const std::string& id) {
+    return [&, id] {
+      v1::GetJobRequest request;
+      request.set_job_id(id);
+      v1::GetJobResponse response;
+      return jobs_->GetJob(user().get(), request, &response);
+    };
+  };
+  cases.push_back({"GetJob of an unknown job", get("job-999999"), Code::NOT_FOUND});
+  cases.push_back({"GetJob of a path", get("../../etc/passwd"), Code::NOT_FOUND});
+  cases.push_back({"CancelJob of an unknown job",
+                   [&] {
+                     v1::CancelJobRequest request;
+                     request.set_job_id("job-999999");
+                     v1::CancelJobResponse response;
+                     return jobs_->CancelJob(user().get(), request, &response);
+                   },
+                   Code::NOT_FOUND});
+  cases.push_back({"ResumeJob of a running job",
+                   [&] {
+                     v1::ResumeJobRequest request;
+                     request.set_job_id(job_id);
+                     v1::ResumeJobResponse response;
+                     return jobs_->ResumeJob(user().get(), request, &response);
+                   },
+                   Code::FAILED_PRECONDITION});
+  cases.push_back({"ListJobs with a forged page token",
+                   [&] {
+                     v1::ListJobsRequest request;
+                     request.set_page_token("not-a-token");
+                     v1::ListJobsResponse response;
+                     return jobs_->ListJobs(user().get(), request, &response);
+                   },
+                   Code::INVALID_ARGUMENT});
+  cases.push_back({"WatchJob of an unknown job",
+                   [&] {
+                     v1::WatchJobRequest request;
+                     request.set_job_id("job-999999");
+                     auto context = user();
+                     auto reader = jobs_->WatchJob(context.get(), request);
+                     v1::WatchJobEvent event;
+                     while (reader->Read(&event)) {
+                     }
+                     return reader->Finish();
+                   },
+                   Code::NOT_FOUND});
+  cases.push_back({"ListCheckpoints of an unknown job",
+                   [&] {
+                     v1::ListCheckpointsRequest request;
+                     request.set_job_id("job-999999");
+                     v1::ListCheckpointsResponse response;
+                     return jobs_->ListCheckpoints(user().get(), request, &response);
+                   },
+                   Code::NOT_FOUND});
+  cases.push_back({"DownloadCheckpoint of a path",
+                   [&] {
+                     v1::DownloadCheckpointRequest request;
+                     request.set_checkpoint_id("../state.db");
+                     auto context = user();
+                     auto reader = jobs_->DownloadCheckpoint(context.get(), request);
+                     v1::DownloadCheckpointResponse chunk;
+                     while (reader->Read(&chunk)) {
+                     }
+                     return reader->Finish();
+                   },
+                   Code::NOT_FOUND});
+  cases.push_back({"Register with no devices",
+                   [&] {
+                     v1::RegisterRequest request;
+                     request.mutable_worker()->mutable_ports()->set_first(29500);
+                     request.mutable_worker()->mutable_ports()->set_last(29500);
+                     v1::RegisterResponse response;
+                     return workers_->Register(worker().get(), request, &response);
+                   },
+                   Code::INVALID_ARGUMENT});
+  cases.push_back({"Register with a 200-character id",
+                   [&] {
+                     v1::RegisterRequest request;
+                     request.mutable_worker()->set_id(std::string(200, 'w'));
+                     request.mutable_worker()->mutable_devices()->set_cpu_slots(1);
+                     request.mutable_worker()->mutable_ports()->set_first(29500);
+                     request.mutable_worker()->mutable_ports()->set_last(29500);
+                     v1::RegisterResponse response;
+                     return workers_->Register(worker().get(), request, &response);
+                   },
+                   Code::INVALID_ARGUMENT});
+  cases.push_back({"Heartbeat of an unknown worker",
+                   [&] {
+                     v1::HeartbeatRequest request;
+                     request.set_worker_id("w-unknown");
+                     v1::HeartbeatResponse response;
+                     return workers_->Heartbeat(worker().get(), request, &response);
+                   },
+                   Code::NOT_FOUND});
+  cases.push_back({"UploadCheckpoint for an unknown job",
+                   [&] {
+                     v1::UploadCheckpointResponse response;
+                     return Upload({Header("job-999999", 1), Chunk("model.pt", "x")}, &response);
+                   },
+                   Code::NOT_FOUND});
+  cases.push_back({"UploadCheckpoint starting with a chunk",
+                   [&] {
+                     v1::UploadCheckpointResponse response;
+                     return Upload({Chunk("model.pt", "x")}, &response);
+                   },
+                   Code::INVALID_ARGUMENT});
+  cases.push_back({"FetchCheckpoint of an unknown checkpoint",
+                   [&] {
+                     v1::FetchCheckpointRequest request;
+                     request.set_checkpoint_id("job-999999-a1-step-000000000001");
+                     request.set_worker_id("w1");
+                     auto context = worker();
+                     auto reader = workers_->FetchCheckpoint(context.get(), request);
+                     v1::FetchCheckpointResponse chunk;
+                     while (reader->Read(&chunk)) {
+                     }
+                     return reader->Finish();
+                   },
+                   Code::NOT_FOUND});
+
+  for (const Case& c : cases) {
+    const grpc::Status status = c.call();
+    EXPECT_EQ(status.error_code(), c.want)
+        << c.what << ": got code " << status.error_code() << " (" << status.error_message() << ")";
+    EXPECT_FALSE(status.error_message().empty()) << c.what << ": the error says why";
+  }
+  EXPECT_EQ(snapshot(), before) << "a refused call changed the stored state";
 }
 
 }  // namespace

@@ -104,6 +104,32 @@ class ServiceE2eTest : public ::testing::Test {
     return JobIdIn(submit.output);
   }
 
+  // A job `name` on one of two fresh workers, past its first committed checkpoint.
+  struct Placed {
+    std::string job_id;
+    std::string worker_id;
+    int worker = -1;  // the cluster's index of the worker running it; -1 on failure
+  };
+  Placed RunOnOneOfTwoWorkers(const std::string& name, int max_steps, int checkpoint_every) {
+    Placed placed;
+    cluster_.StartWorker();
+    cluster_.StartWorker();
+    if (!cluster_.WaitForWorkers(2)) {
+      ADD_FAILURE() << "the workers did not register";
+      return placed;
+    }
+    placed.job_id = Submit(name, max_steps, checkpoint_every);
+    absl::StatusOr<v1::GetJobResponse> running = WaitForFirstCheckpoint(placed.job_id);
+    if (placed.job_id.empty() || !running.ok()) {
+      ADD_FAILURE() << "no first checkpoint: " << running.status();
+      return placed;
+    }
+    placed.worker_id = running->attempts(0).placements(0).worker_id();
+    placed.worker = cluster_.WorkerId(0) == placed.worker_id ? 0 : 1;
+    EXPECT_EQ(cluster_.WorkerId(placed.worker), placed.worker_id);
+    return placed;
+  }
+
   // Waits until the job has at least one committed checkpoint.
   absl::StatusOr<v1::GetJobResponse> WaitForFirstCheckpoint(const std::string& job_id) {
     return cluster_.WaitForJob(
@@ -184,17 +210,11 @@ TEST_F(ServiceE2eTest, SubmitWatchAndDownloadTheFinalCheckpoint) {
 
 TEST_F(ServiceE2eTest, KilledWorkerJobResumesOnTheOtherWorker) {
   cluster_.StartCoordinator();
-  cluster_.StartWorker();
-  cluster_.StartWorker();
-  ASSERT_TRUE(cluster_.WaitForWorkers(2));
-
-  const std::string job_id = Submit("e2e-lost", 60, 10);
-  ASSERT_FALSE(job_id.empty());
-  absl::StatusOr<v1::GetJobResponse> running = WaitForFirstCheckpoint(job_id);
-  ASSERT_TRUE(running.ok()) << running.status();
-  const std::string victim_id = running->attempts(0).placements(0).worker_id();
-  const int victim = cluster_.WorkerId(0) == victim_id ? 0 : 1;
-  ASSERT_EQ(cluster_.WorkerId(victim), victim_id);
+  const Placed placed = RunOnOneOfTwoWorkers("e2e-lost", 60, 10);
+  ASSERT_GE(placed.worker, 0);
+  const std::string& job_id = placed.job_id;
+  const std::string& victim_id = placed.worker_id;
+  const int victim = placed.worker;
 
   const absl::Time killed = absl::Now();
   cluster_.worker(victim)->Kill();
@@ -572,16 +592,11 @@ TEST_F(ServiceE2eTest, LostAnswersAreRetriedWithoutDuplicates) {
 // back its attempt is stale: it kills that trainer and nothing it reports is taken.
 TEST_F(ServiceE2eTest, FrozenWorkerIsReplacedAndItsStaleAttemptStoppedWhenItReturns) {
   cluster_.StartCoordinator({"--worker_timeout=5s"});
-  cluster_.StartWorker();
-  cluster_.StartWorker();
-  ASSERT_TRUE(cluster_.WaitForWorkers(2));
-  const std::string job_id = Submit("e2e-frozen", 60, 5);
-  ASSERT_FALSE(job_id.empty());
-  absl::StatusOr<v1::GetJobResponse> running = WaitForFirstCheckpoint(job_id);
-  ASSERT_TRUE(running.ok()) << running.status();
-  const std::string frozen_id = running->attempts(0).placements(0).worker_id();
-  const int frozen = cluster_.WorkerId(0) == frozen_id ? 0 : 1;
-  ASSERT_EQ(cluster_.WorkerId(frozen), frozen_id);
+  const Placed placed = RunOnOneOfTwoWorkers("e2e-frozen", 60, 5);
+  ASSERT_GE(placed.worker, 0);
+  const std::string& job_id = placed.job_id;
+  const std::string& frozen_id = placed.worker_id;
+  const int frozen = placed.worker;
 
   const absl::Time stopped = absl::Now();
   cluster_.worker(frozen)->SignalDaemonOnly(SIGSTOP);
