@@ -37,6 +37,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/job_event_hub.h"
+#include "coordinator/listen_address.h"
 #include "coordinator/rpc_services.h"
 #include "coordinator/spec_validator.h"
 #include "coordinator/sqlite_job_store.h"
@@ -185,6 +186,12 @@ int Run() {
   }
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
+  const bool tls = !absl::GetFlag(FLAGS_tls_cert).empty();
+  if (!tls && !IsLoopbackListenAddress(listen)) {
+    Log(absl::StrCat("WARNING: --listen ", listen,
+                     " accepts other machines and TLS is off: bearer tokens and checkpoints "
+                     "travel in clear text; give --tls_cert and --tls_key"));
+  }
   builder.AddListeningPort(listen, credentials, &port);
   builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
   builder.RegisterService(&job_service);
