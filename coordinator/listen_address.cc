@@ -9,7 +9,8 @@ bool IsLoopbackListenAddress(absl::string_view listen) {
     return true;
   }
   const size_t colon = listen.rfind(':');
-  const absl::string_view host = colon == absl::string_view::npos ? listen : listen.substr(0, colon);
+  const absl::string_view host =
+      colon == absl::string_view::npos ? listen : listen.substr(0, colon);
   return absl::StartsWith(host, "127.") || host == "localhost" || host == "[::1]";
 }
 
