@@ -43,6 +43,12 @@ const std::vector<FlagSpec>& GlobalFlags() {
        "coordinator data directory (else $PECO_DATA_DIR, else ~/.local/share/peco)"},
       {"output", 'o', "FORMAT", "table (default), json, or name (ids only, one per line)"},
       {"timeout", 0, "DURATION", "deadline of each call (default 30s)"},
+      {"tls_ca", 0, "FILE",
+       "PEM CA certificates: connect over TLS and verify the coordinator (else $PECO_TLS_CA)"},
+      {"tls_cert", 0, "FILE", "PEM client certificate for mutual TLS (else $PECO_TLS_CERT)"},
+      {"tls_key", 0, "FILE", "PEM private key of --tls_cert (else $PECO_TLS_KEY)"},
+      {"tls_server_name", 0, "NAME",
+       "name expected in the coordinator's certificate when it differs from the address"},
   };
   return *flags;
 }
@@ -68,7 +74,14 @@ class Invocation {
   // The connection, created on first use.
   absl::StatusOr<Connection*> Connect() {
     if (connection_ == nullptr) {
-      ConnectionFlags flags{args_.Last("coordinator"), args_.Last("token"), args_.Last("data_dir")};
+      ConnectionFlags flags;
+      flags.coordinator = args_.Last("coordinator");
+      flags.token = args_.Last("token");
+      flags.data_dir = args_.Last("data_dir");
+      flags.tls_ca = args_.Last("tls_ca");
+      flags.tls_cert = args_.Last("tls_cert");
+      flags.tls_key = args_.Last("tls_key");
+      flags.tls_server_name = args_.Last("tls_server_name");
       ASSIGN_OR_RETURN(Endpoint endpoint, ResolveEndpoint(flags, context_.env));
       ASSIGN_OR_RETURN(connection_, Connection::Create(endpoint, timeout_));
     }
@@ -651,8 +664,9 @@ int RunCli(const std::vector<std::string>& args, const CliContext& context) {
     return usage_error(
         absl::StrCat("unexpected argument '", parsed->positional[command->positional], "'"));
   }
-  for (const std::string& flag : {"coordinator", "token", "data_dir", "output", "timeout", "name",
-                                  "priority", "limit", "reason", "checkpoint"}) {
+  for (const std::string& flag :
+       {"coordinator", "token", "data_dir", "output", "timeout", "name", "priority", "limit",
+        "reason", "checkpoint", "tls_ca", "tls_cert", "tls_key", "tls_server_name"}) {
     if (parsed->All(flag).size() > 1) {
       return usage_error(absl::StrCat("--", flag, " given more than once"));
     }

@@ -59,6 +59,9 @@ Environment Environment::FromProcess() {
   env.token = GetEnv("PECO_TOKEN");
   env.data_dir = GetEnv("PECO_DATA_DIR");
   env.home = GetEnv("HOME");
+  env.tls_ca = GetEnv("PECO_TLS_CA");
+  env.tls_cert = GetEnv("PECO_TLS_CERT");
+  env.tls_key = GetEnv("PECO_TLS_KEY");
   return env;
 }
 
@@ -115,6 +118,14 @@ absl::StatusOr<Endpoint> ResolveEndpoint(const ConnectionFlags& flags, const Env
     endpoint.token = *token;
     endpoint.token_source = path;
   }
+  endpoint.tls.ca = flags.tls_ca.empty() ? env.tls_ca : flags.tls_ca;
+  endpoint.tls.cert = flags.tls_cert.empty() ? env.tls_cert : flags.tls_cert;
+  endpoint.tls.key = flags.tls_key.empty() ? env.tls_key : flags.tls_key;
+  endpoint.tls_server_name = flags.tls_server_name;
+  if (endpoint.tls.has_identity() && endpoint.tls.ca.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_cert: needs --tls_ca (or $PECO_TLS_CA), the CA that verifies the coordinator");
+  }
   return endpoint;
 }
 
@@ -138,8 +149,21 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Create(const Endpoint& e
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxReceiveBytes);
   args.SetServiceConfigJSON(kServiceConfig);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!endpoint.tls.ca.empty()) {
+    absl::StatusOr<TlsMaterial> tls = LoadTlsFiles(endpoint.tls);
+    if (!tls.ok()) return tls.status();
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = tls->root_certs;
+    ssl.pem_cert_chain = tls->cert_chain;
+    ssl.pem_private_key = tls->private_key;
+    credentials = grpc::SslCredentials(ssl);
+    if (!endpoint.tls_server_name.empty()) {
+      args.SetSslTargetNameOverride(endpoint.tls_server_name);
+    }
+  }
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(endpoint.address, grpc::InsecureChannelCredentials(), args);
+      grpc::CreateCustomChannel(endpoint.address, credentials, args);
   return std::unique_ptr<Connection>(new Connection(endpoint, timeout, std::move(channel)));
 }
 
@@ -167,9 +191,13 @@ absl::Status Connection::ToStatus(const grpc::Status& status, absl::string_view 
   absl::Status result = FromGrpcStatus(status, what);
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
-      return absl::Status(result.code(),
-                          absl::StrCat(result.message(), " (coordinator ", endpoint_.address,
-                                       " from ", endpoint_.address_source, ")"));
+      return absl::Status(
+          result.code(),
+          absl::StrCat(result.message(), " (coordinator ", endpoint_.address, " from ",
+                       endpoint_.address_source,
+                       endpoint_.tls.ca.empty()
+                           ? "; if it serves TLS, give --tls_ca)"
+                           : absl::StrCat("; TLS verified by --tls_ca ", endpoint_.tls.ca, ")")));
     case grpc::StatusCode::UNAUTHENTICATED:
       return absl::Status(result.code(), absl::StrCat(result.message(), " (token from ",
                                                       endpoint_.token_source, ")"));

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/tls_files.h"
 #include "grpcpp/grpcpp.h"
 #include "peco/v1/job_service.grpc.pb.h"
 
@@ -38,6 +39,9 @@ struct Environment {
   std::string token;        // $PECO_TOKEN
   std::string data_dir;     // $PECO_DATA_DIR
   std::string home;         // $HOME
+  std::string tls_ca;       // $PECO_TLS_CA
+  std::string tls_cert;     // $PECO_TLS_CERT
+  std::string tls_key;      // $PECO_TLS_KEY
 
   static Environment FromProcess();
 };
@@ -47,6 +51,10 @@ struct ConnectionFlags {
   std::string coordinator;
   std::string token;
   std::string data_dir;
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_server_name;
 };
 
 // Where to connect and with which token, and where each came from (for error messages:
@@ -56,14 +64,18 @@ struct Endpoint {
   std::string address_source;
   std::string token;
   std::string token_source;
+  // TLS (common/tls_files.h): on when tls.ca is set (--tls_ca, else $PECO_TLS_CA); the client
+  // certificate is optional (the coordinator asks for one only from workers).
+  TlsFiles tls;
+  std::string tls_server_name;
 };
 
 // Returns the data directory discovery uses (see the file comment).
 std::string ResolveDataDir(const ConnectionFlags& flags, const Environment& env);
 
-// Resolves the address and token. FailedPrecondition naming every place that was tried when
-// either is missing (the coordinator has not been started, or another data dir is meant);
-// Internal when a file exists but cannot be read. File contents are trimmed of whitespace.
+// Resolves the address, the token and the TLS files. FailedPrecondition naming every place that was
+// tried when either is missing (the coordinator has not been started, or another data dir is
+// meant); Internal when a file exists but cannot be read. File contents are trimmed of whitespace.
 absl::StatusOr<Endpoint> ResolveEndpoint(const ConnectionFlags& flags, const Environment& env);
 
 // Maps a gRPC status to an absl::Status with the same code, prefixed with `what` (the call and
@@ -72,11 +84,12 @@ absl::Status FromGrpcStatus(const grpc::Status& status, absl::string_view what);
 
 class Connection {
  public:
-  // Creates the channel to `endpoint.address` (plaintext; the coordinator listens on loopback
-  // by default) with a 16 MiB receive limit and a retry policy that repeats calls refused with
-  // UNAVAILABLE (SubmitJob is safe to repeat because of its client_request_id; ResumeJob is not
-  // retried). `timeout` is the deadline of unary calls. InvalidArgument for an empty address or
-  // token, or a timeout <= 0.
+  // Creates the channel to `endpoint.address` (TLS when endpoint.tls.ca is set, else
+  // plaintext: the coordinator listens on loopback by default) with a 16 MiB receive limit and a
+  // retry policy that repeats calls refused with UNAVAILABLE (SubmitJob is safe to repeat because
+  // of its client_request_id; ResumeJob is not retried). `timeout` is the deadline of unary calls.
+  // InvalidArgument for an empty address or token, or a timeout <= 0; LoadTlsFiles' errors for TLS
+  // files that cannot be used.
   static absl::StatusOr<std::unique_ptr<Connection>> Create(const Endpoint& endpoint,
                                                             absl::Duration timeout);
 

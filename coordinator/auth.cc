@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -76,6 +77,17 @@ grpc::Status CheckBearerToken(const grpc::ServerContext& context, absl::string_v
   if (value.size() != token.size() ||
       CRYPTO_memcmp(value.data(), token.data(), token.size()) != 0) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong token");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckPeerCertificate(const grpc::ServerContext& context, absl::string_view service) {
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        absl::StrCat(service,
+                                     " requires a client certificate signed by the coordinator's "
+                                     "--tls_client_ca (give the worker --tls_cert and --tls_key)"));
   }
   return grpc::Status::OK;
 }

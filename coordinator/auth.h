@@ -7,6 +7,7 @@
 #ifndef PECO_COORDINATOR_AUTH_H_
 #define PECO_COORDINATOR_AUTH_H_
 
+#include <grpcpp/security/auth_context.h>
 #include <grpcpp/server_context.h>
 
 #include <string>
@@ -24,6 +25,10 @@ absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path);
 // Returns OK when `context` carries `authorization: Bearer <token>` (constant-time compare),
 // UNAUTHENTICATED naming what was missing otherwise.
 grpc::Status CheckBearerToken(const grpc::ServerContext& context, absl::string_view token);
+
+// Returns OK when the call came over TLS from a peer whose certificate verified against the
+// server's client CA (mutual TLS), UNAUTHENTICATED naming `service` otherwise.
+grpc::Status CheckPeerCertificate(const grpc::ServerContext& context, absl::string_view service);
 
 }  // namespace peco::coordinator
 

@@ -32,6 +32,7 @@
 #include "common/clock.h"
 #include "common/file_util.h"
 #include "common/stack_dump.h"
+#include "common/tls_files.h"
 #include "coordinator/auth.h"
 #include "coordinator/checkpoint_file_store.h"
 #include "coordinator/coordinator.h"
@@ -70,6 +71,9 @@ ABSL_FLAG(absl::Duration, reservation_after, absl::Minutes(10),
 ABSL_FLAG(int, max_message_bytes, 8 << 20, "Largest gRPC message accepted");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls_key enables TLS");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificates; with TLS on, WorkerService calls must present a client "
+          "certificate signed by one of them (mutual TLS). The CLI's certificate is optional.");
 
 namespace peco::coordinator {
 namespace {
@@ -157,6 +161,32 @@ int Run() {
   }
   TrainerSpecValidator validator(validator_options);
 
+  TlsFiles tls_files;
+  tls_files.cert = absl::GetFlag(FLAGS_tls_cert);
+  tls_files.key = absl::GetFlag(FLAGS_tls_key);
+  tls_files.ca = absl::GetFlag(FLAGS_tls_client_ca);
+  tls_files.ca_flag = "--tls_client_ca";
+  if (!tls_files.ca.empty() && !tls_files.has_identity()) {
+    Log("--tls_client_ca: needs --tls_cert and --tls_key (mutual TLS is TLS first)");
+    return 2;
+  }
+  absl::StatusOr<TlsMaterial> tls_material = LoadTlsFiles(tls_files);
+  if (!tls_material.ok()) {
+    Log(std::string(tls_material.status().message()));
+    return 2;
+  }
+  const bool tls = tls_files.has_identity();
+  const bool mutual_tls = !tls_files.ca.empty();
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (tls) {
+    grpc::SslServerCredentialsOptions ssl(mutual_tls
+                                              ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
+                                              : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+    ssl.pem_key_cert_pairs.push_back({tls_material->private_key, tls_material->cert_chain});
+    ssl.pem_root_certs = tls_material->root_certs;
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+
   CoordinatorMetrics metrics;
   JobEventHub events;
   Coordinator coordinator(options, store->get(), checkpoints->get(), &validator, RealClock::Get(),
@@ -167,26 +197,13 @@ int Run() {
   }
 
   JobServiceImpl job_service(&coordinator, &events, *user_token);
-  WorkerServiceImpl worker_service(&coordinator, *worker_token);
+  WorkerServiceImpl worker_service(&coordinator, *worker_token,
+                                   /*require_client_certificate=*/mutual_tls);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
-  if (!absl::GetFlag(FLAGS_tls_cert).empty() || !absl::GetFlag(FLAGS_tls_key).empty()) {
-    absl::StatusOr<std::string> cert = ReadFileToString(absl::GetFlag(FLAGS_tls_cert));
-    absl::StatusOr<std::string> key = ReadFileToString(absl::GetFlag(FLAGS_tls_key));
-    if (!cert.ok() || !key.ok()) {
-      Log(absl::StrCat("--tls_cert/--tls_key: ",
-                       (cert.ok() ? key.status() : cert.status()).message()));
-      return 2;
-    }
-    grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back({*key, *cert});
-    credentials = grpc::SslServerCredentials(ssl);
-  }
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  const bool tls = !absl::GetFlag(FLAGS_tls_cert).empty();
   if (!tls && !IsLoopbackListenAddress(listen)) {
     Log(absl::StrCat("WARNING: --listen ", listen,
                      " accepts other machines and TLS is off: bearer tokens and checkpoints "
@@ -228,8 +245,12 @@ int Run() {
       return 1;
     }
   }
-  Log(absl::StrCat("listening on ", address, " (data in ", data_dir, ", configs checked by ",
-                   validator_options.trainer_binary, ")"));
+  Log(absl::StrCat("listening on ", address,
+                   mutual_tls ? " (TLS, workers need a client certificate)"
+                   : tls      ? " (TLS)"
+                              : " (plaintext)",
+                   ", data in ", data_dir, ", configs checked by ",
+                   validator_options.trainer_binary));
 
   std::atomic<bool> stopping{false};
   std::thread ticker([&] {

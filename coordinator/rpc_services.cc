@@ -54,10 +54,10 @@ bool IsTerminalEvent(const v1::WatchJobEvent& event) {
 
 }  // namespace
 
-#define PECO_CHECK_TOKEN(context)                                    \
-  do {                                                               \
-    grpc::Status auth_status = CheckBearerToken(*(context), token_); \
-    if (!auth_status.ok()) return auth_status;                       \
+#define PECO_CHECK_TOKEN(context)                     \
+  do {                                                \
+    grpc::Status auth_status = Authorize(*(context)); \
+    if (!auth_status.ok()) return auth_status;        \
   } while (false)
 
 // ---------------------------------------------------------------------------------------------
@@ -189,8 +189,17 @@ grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,
 // ---------------------------------------------------------------------------------------------
 // WorkerService
 
-WorkerServiceImpl::WorkerServiceImpl(Coordinator* coordinator, std::string worker_token)
-    : coordinator_(coordinator), token_(std::move(worker_token)) {}
+WorkerServiceImpl::WorkerServiceImpl(Coordinator* coordinator, std::string worker_token,
+                                     bool require_client_certificate)
+    : coordinator_(coordinator),
+      token_(std::move(worker_token)),
+      require_client_certificate_(require_client_certificate) {}
+
+grpc::Status WorkerServiceImpl::Authorize(const grpc::ServerContext& context) const {
+  grpc::Status token = CheckBearerToken(context, token_);
+  if (!token.ok() || !require_client_certificate_) return token;
+  return CheckPeerCertificate(context, "WorkerService");
+}
 
 grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* context,
                                          const v1::RegisterRequest* request,

@@ -11,6 +11,7 @@
 
 #include <string>
 
+#include "coordinator/auth.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/job_event_hub.h"
 #include "peco/v1/job_service.grpc.pb.h"
@@ -49,6 +50,10 @@ class JobServiceImpl final : public v1::JobService::Service {
                            v1::ListWorkersResponse* response) override;
 
  private:
+  grpc::Status Authorize(const grpc::ServerContext& context) const {
+    return CheckBearerToken(context, token_);
+  }
+
   Coordinator* const coordinator_;
   JobEventHub* const events_;
   const std::string token_;
@@ -56,7 +61,10 @@ class JobServiceImpl final : public v1::JobService::Service {
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
-  WorkerServiceImpl(Coordinator* coordinator, std::string worker_token);
+  // With `require_client_certificate` (the coordinator's --tls_client_ca), every call must also
+  // come over TLS from a peer whose certificate verified against that CA (mutual TLS).
+  WorkerServiceImpl(Coordinator* coordinator, std::string worker_token,
+                    bool require_client_certificate = false);
 
   grpc::Status Register(grpc::ServerContext* context, const v1::RegisterRequest* request,
                         v1::RegisterResponse* response) override;
@@ -75,8 +83,12 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
                                grpc::ServerWriter<v1::FetchCheckpointResponse>* writer) override;
 
  private:
+  // The worker token, and the client certificate when required.
+  grpc::Status Authorize(const grpc::ServerContext& context) const;
+
   Coordinator* const coordinator_;
   const std::string token_;
+  const bool require_client_certificate_;
 };
 
 }  // namespace peco::coordinator

@@ -38,6 +38,7 @@
 #include "common/file_util.h"
 #include "common/process_launcher.h"
 #include "common/stack_dump.h"
+#include "common/tls_files.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -95,6 +96,15 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(60),
           "On SIGTERM, how long trainers get to stop before SIGKILL");
 ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Minutes(5),
           "On SIGTERM, how long to wait in all for trainers, uploads and reports");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA certificates: connect to the coordinator over TLS and verify it against them");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain: this worker's identity for mutual TLS and, with --tls_key, "
+          "TLS on its own --listen port");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name to expect in the coordinator's certificate when it differs from the host in "
+          "--coordinator (e.g. connecting by IP to a certificate issued for a DNS name)");
 ABSL_FLAG(absl::Duration, tick, absl::Milliseconds(200), "Period of the control loop");
 
 namespace peco::worker {
@@ -257,12 +267,28 @@ int Run() {
   absl::StatusOr<std::map<std::string, RpcFault>> rpc_faults = ParseRpcFaults(rpc_fault_plan);
   if (!rpc_faults.ok()) UsageError(absl::StrCat("--rpc_faults: ", rpc_faults.status().message()));
 
+  TlsFiles tls_files;
+  tls_files.ca = absl::GetFlag(FLAGS_tls_ca);
+  tls_files.cert = absl::GetFlag(FLAGS_tls_cert);
+  tls_files.key = absl::GetFlag(FLAGS_tls_key);
+  if (tls_files.has_identity() && tls_files.ca.empty()) {
+    UsageError("--tls_cert: needs --tls_ca, the CA that verifies the coordinator");
+  }
+  absl::StatusOr<TlsMaterial> tls = LoadTlsFiles(tls_files);
+  if (!tls.ok()) UsageError(std::string(tls.status().message()));
+
   // Health checking and reflection (no token needed).
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
+  std::shared_ptr<grpc::ServerCredentials> server_credentials = grpc::InsecureServerCredentials();
+  if (tls_files.has_identity()) {
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({tls->private_key, tls->cert_chain});
+    server_credentials = grpc::SslServerCredentials(ssl);
+  }
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), server_credentials, &port);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     Log(absl::StrCat("cannot listen on --listen ", absl::GetFlag(FLAGS_listen)));
@@ -295,9 +321,20 @@ int Run() {
   grpc::ChannelArguments channel_args;
   channel_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
   channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials =
+      grpc::InsecureChannelCredentials();
+  if (!tls_files.ca.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = tls->root_certs;
+    ssl.pem_private_key = tls->private_key;
+    ssl.pem_cert_chain = tls->cert_chain;
+    channel_credentials = grpc::SslCredentials(ssl);
+    if (const std::string name = absl::GetFlag(FLAGS_tls_server_name); !name.empty()) {
+      channel_args.SetSslTargetNameOverride(name);
+    }
+  }
   GrpcCoordinatorClient client(
-      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), channel_args),
-      client_options);
+      grpc::CreateCustomChannel(address, channel_credentials, channel_args), client_options);
   FaultyCoordinatorClient faulty_client(&client, *rpc_faults);
   if (!rpc_faults->empty()) Log(absl::StrCat("RPC FAULT INJECTION armed: ", rpc_fault_plan));
   PosixProcessLauncher launcher;
@@ -308,9 +345,13 @@ int Run() {
     Log(std::string(init.message()));
     return 1;
   }
-  Log(absl::StrCat("coordinator ", address, ", work_dir ", options.work_dir, ", trainer ", trainer,
-                   ", ", options.gpus, " gpus, ", options.cpu_slots, " cpu slots, ports ",
-                   options.first_port, "-", options.last_port));
+  Log(absl::StrCat("coordinator ", address,
+                   tls_files.ca.empty()       ? " (plaintext)"
+                   : tls_files.has_identity() ? " (TLS, with a client certificate)"
+                                              : " (TLS)",
+                   ", work_dir ", options.work_dir, ", trainer ", trainer, ", ", options.gpus,
+                   " gpus, ", options.cpu_slots, " cpu slots, ports ", options.first_port, "-",
+                   options.last_port));
 
   struct sigaction action = {};
   action.sa_handler = OnSignal;

@@ -14,7 +14,9 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/file_util.h"
 
@@ -72,22 +74,31 @@ Daemon::~Daemon() {
 void Daemon::SignalDaemonOnly(int signal) { ::kill(process_->pid(), signal); }
 
 ExitStatus Daemon::Stop() {
-  SignalDaemonOnly(SIGTERM);
-  absl::StatusOr<ExitStatus> status = process_->Wait();
-  reaped_ = true;
-  return status.ok() ? *status : ExitStatus::Exited(-1);
+  if (!reaped_) SignalDaemonOnly(SIGTERM);
+  return Wait();
+}
+
+ExitStatus Daemon::Wait() {
+  if (!reaped_) {
+    absl::StatusOr<ExitStatus> status = process_->Wait();
+    exit_status_ = status.ok() ? *status : ExitStatus::Exited(-1);
+    reaped_ = true;
+  }
+  return exit_status_;
 }
 
 void Daemon::Kill() {
-  SignalDaemonOnly(SIGKILL);
-  process_->Wait().IgnoreError();
-  reaped_ = true;
+  if (!reaped_) SignalDaemonOnly(SIGKILL);
+  Wait();
 }
 
 bool Daemon::running() {
   if (reaped_) return false;
   absl::StatusOr<std::optional<ExitStatus>> status = process_->Poll();
-  if (status.ok() && status->has_value()) reaped_ = true;
+  if (status.ok() && status->has_value()) {
+    exit_status_ = **status;
+    reaped_ = true;
+  }
   return !reaped_;
 }
 
@@ -96,6 +107,13 @@ Cluster::Cluster() {
   root_ = ::mkdtemp(pattern.data()) != nullptr ? pattern : "/tmp/peco_e2e";
   data_dir_ = root_ + "/coordinator";
   coordinator_port_ = FreePort();
+}
+
+std::string JobIdIn(const std::string& text) {
+  for (absl::string_view token : absl::StrSplit(text, absl::ByAnyChar(" \t\n\",:{}"))) {
+    if (absl::StartsWith(token, "job-")) return std::string(token);
+  }
+  return "";
 }
 
 Cluster::~Cluster() {
@@ -153,13 +171,19 @@ void Cluster::StartCoordinator(const std::vector<std::string>& extra_flags) {
   DumpLogs();
 }
 
+void Cluster::UseTls(const std::string& ca_path) {
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ReadFileToString(ca_path).value_or("");
+  credentials_ = grpc::SslCredentials(ssl);
+}
+
 void Cluster::KillCoordinator() { coordinator_->Kill(); }
 
 void Cluster::Connect() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);
-  channel_ = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", coordinator_port_),
-                                       grpc::InsecureChannelCredentials(), args);
+  channel_ =
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", coordinator_port_), credentials_, args);
   jobs_ = v1::JobService::NewStub(channel_);
   workers_api_ = v1::WorkerService::NewStub(channel_);
 }

@@ -35,8 +35,10 @@ class Daemon {
   pid_t pid() const { return process_->pid(); }
   // Sends `signal` to the daemon's own pid only (not its children).
   void SignalDaemonOnly(int signal);
-  // SIGTERM, then waits for the exit; returns the exit status.
+  // SIGTERM (unless it has exited), then waits for the exit; returns the exit status.
   ExitStatus Stop();
+  // Waits for the daemon to exit by itself; returns the exit status.
+  ExitStatus Wait();
   // SIGKILL to the daemon alone and waits for it.
   void Kill();
   bool running();
@@ -47,6 +49,7 @@ class Daemon {
   std::string log_path_;
   std::thread drain_;
   bool reaped_ = false;
+  ExitStatus exit_status_;
 };
 
 struct CommandResult {
@@ -55,6 +58,9 @@ struct CommandResult {
   std::string error;   // stderr
 };
 
+// The job id in `peco submit` output: the first token that starts with "job-" ("" if none).
+std::string JobIdIn(const std::string& text);
+
 class Cluster {
  public:
   Cluster();
@@ -62,6 +68,10 @@ class Cluster {
 
   const std::string& root() const { return root_; }
   const std::string& data_dir() const { return data_dir_; }
+
+  // Makes this cluster's own checks (jobs(), workers_api(), the waits) connect over TLS,
+  // verifying the coordinator against the PEM CA file `ca_path`; call before StartCoordinator.
+  void UseTls(const std::string& ca_path);
 
   // Starts (or restarts) the coordinator on this cluster's fixed port and data directory and
   // waits until it answers. Extra flags are appended.
@@ -119,6 +129,7 @@ class Cluster {
   std::vector<std::unique_ptr<Daemon>> workers_;
   std::vector<std::string> worker_dirs_;
   int coordinator_starts_ = 0;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_ = grpc::InsecureChannelCredentials();
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
   std::unique_ptr<v1::WorkerService::Stub> workers_api_;

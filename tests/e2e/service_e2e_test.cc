@@ -31,14 +31,6 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 
-// The job id in `peco submit` output: the first token that starts with "job-".
-std::string JobIdIn(const std::string& text) {
-  for (absl::string_view token : absl::StrSplit(text, absl::ByAnyChar(" \t\n\",:{}"))) {
-    if (absl::StartsWith(token, "job-")) return std::string(token);
-  }
-  return "";
-}
-
 // Steps of the metric curve (rank 0) in the order WatchJob sent them.
 std::vector<int64_t> CurveSteps(const std::vector<v1::WatchJobEvent>& events) {
   std::vector<int64_t> steps;
