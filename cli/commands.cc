@@ -1,5 +1,6 @@
 #include "cli/commands.h"
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 
@@ -225,19 +226,43 @@ int RunSubmit(Invocation& inv) {
     spec->set_priority(static_cast<int32_t>(*priority));
   }
 
-  // One id per invocation: gRPC's retries of this call, and the coordinator's idempotent
-  // SubmitJob, then can never create two jobs.
+  // One id per invocation (or the user's --request_id): retries of this call, here and in
+  // gRPC, and the coordinator's idempotent SubmitJob, then can never create two jobs.
   v1::SubmitJobRequest request;
-  request.set_client_request_id(NewClientRequestId());
+  const std::string request_id =
+      inv.args().Has("request_id") ? inv.args().Last("request_id") : NewClientRequestId();
+  if (request_id.empty()) return inv.UsageError("--request_id: expected a non-empty id");
+  request.set_client_request_id(request_id);
   *request.mutable_spec() = *std::move(spec);
   if (inv.args().Has("dry_run")) return inv.PrintJson(request);
 
   absl::StatusOr<Connection*> conn = inv.Connect();
   if (!conn.ok()) return inv.Fail(conn.status());
-  std::unique_ptr<grpc::ClientContext> call = (*conn)->UnaryContext();
+  // An answer lost on the way back (UNAVAILABLE, DEADLINE_EXCEEDED) may hide a job the
+  // coordinator created: ask again with the same request id, which returns that job.
+  constexpr int kSubmitAttempts = 5;
+  absl::Duration backoff = absl::Milliseconds(250);
   v1::SubmitJobResponse response;
-  absl::Status status = (*conn)->ToStatus(
-      (*conn)->stub()->SubmitJob(call.get(), request, &response), absl::StrCat("SubmitJob ", path));
+  absl::Status status;
+  for (int attempt = 1;; ++attempt) {
+    std::unique_ptr<grpc::ClientContext> call = (*conn)->UnaryContext();
+    response.Clear();
+    status = (*conn)->ToStatus((*conn)->stub()->SubmitJob(call.get(), request, &response),
+                               absl::StrCat("SubmitJob ", path));
+    const bool answer_lost = absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status);
+    if (status.ok() || !answer_lost || attempt == kSubmitAttempts) break;
+    *inv.context().err << "peco submit: " << status.message()
+                       << "; asking again with the same request id " << request_id << "\n";
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(4));
+  }
+  if (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) {
+    return inv.Fail(absl::Status(
+        status.code(), absl::StrCat(status.message(),
+                                    "; the job may have been created: the same command with "
+                                    "--request_id ",
+                                    request_id, " returns it without creating a second one")));
+  }
   if (!status.ok()) return inv.Fail(status);
   if (inv.json()) {
     if (int code = inv.PrintJson(response); code != kExitOk) return code;
@@ -505,6 +530,9 @@ const std::vector<Command>& Commands() {
          "run after JOB succeeds (job.depends_on.job_id); a pretrain job reads a tokenizer "
          "JOB's final checkpoint, an evaluation job a pretrain JOB's"},
         {"watch", 0, "", "watch the job after submitting; exit status as for watch"},
+        {"request_id", 0, "ID",
+         "idempotency key (default: a new random id); submitting again with the same ID "
+         "returns the job it created instead of a second one"},
         {"dry_run", 0, "", "print the request as JSON instead of sending it"}},
        1,
        RunSubmit},
@@ -666,7 +694,7 @@ int RunCli(const std::vector<std::string>& args, const CliContext& context) {
   }
   for (const std::string& flag :
        {"coordinator", "token", "data_dir", "output", "timeout", "name", "priority", "limit",
-        "reason", "checkpoint", "tls_ca", "tls_cert", "tls_key", "tls_server_name"}) {
+        "reason", "checkpoint", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "request_id"}) {
     if (parsed->All(flag).size() > 1) {
       return usage_error(absl::StrCat("--", flag, " given more than once"));
     }

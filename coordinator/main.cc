@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -31,6 +32,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/file_util.h"
+#include "common/rpc_fault_plan.h"
 #include "common/stack_dump.h"
 #include "common/tls_files.h"
 #include "coordinator/auth.h"
@@ -39,6 +41,7 @@
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/job_event_hub.h"
 #include "coordinator/listen_address.h"
+#include "coordinator/rpc_fault_interceptor.h"
 #include "coordinator/rpc_services.h"
 #include "coordinator/spec_validator.h"
 #include "coordinator/sqlite_job_store.h"
@@ -74,6 +77,9 @@ ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA certificates; with TLS on, WorkerService calls must present a client "
           "certificate signed by one of them (mutual TLS). The CLI's certificate is optional.");
+ABSL_FLAG(std::string, rpc_faults, "",
+          "FAULT INJECTION for reliability tests: lose chosen calls, e.g. "
+          "'SubmitJob:response:2,Heartbeat:request:1' (docs/RELIABILITY.md). Off when empty.");
 
 namespace peco::coordinator {
 namespace {
@@ -202,6 +208,19 @@ int Run() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  absl::StatusOr<std::map<std::string, RpcFault>> rpc_faults =
+      ParseRpcFaults(absl::GetFlag(FLAGS_rpc_faults), CoordinatorRpcMethods());
+  if (!rpc_faults.ok()) {
+    Log(absl::StrCat("--rpc_faults: ", rpc_faults.status().message()));
+    return 2;
+  }
+  RpcFaultPlan rpc_fault_plan(*std::move(rpc_faults));
+  if (!rpc_fault_plan.empty()) {
+    Log(absl::StrCat("RPC FAULT INJECTION armed: ", absl::GetFlag(FLAGS_rpc_faults)));
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(std::make_unique<RpcFaultInterceptorFactory>(&rpc_fault_plan));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
   if (!tls && !IsLoopbackListenAddress(listen)) {

@@ -1,13 +1,8 @@
 // FaultyCoordinatorClient: a CoordinatorClient decorator that loses chosen calls, for reliability
-// tests of the worker and the coordinator against real processes (docs/RELIABILITY.md).
-//
-// A plan names, per method, what is lost and for how many calls, e.g.
-//   "ReportProgress:response:3,Heartbeat:request:2,UploadCheckpoint:response:1"
-// `request`: the call never reaches the coordinator (the decorator answers UNAVAILABLE without
-// calling it). `response`: the coordinator receives and acts on the call, then the answer is
-// lost (the decorator returns UNAVAILABLE instead), so the worker retries something that already
-// happened. The first N calls of that method are affected, the later ones pass. peco-worker
-// installs it when given --rpc_faults (or PECO_RPC_FAULTS); off otherwise.
+// tests of the worker and the coordinator against real processes (docs/RELIABILITY.md). The plan
+// is common/rpc_fault_plan.h's; `request` losses never call the coordinator, `response` losses
+// call it and hide its answer. peco-worker installs it when given --rpc_faults (or
+// PECO_RPC_FAULTS); off otherwise.
 //
 // Ownership: borrows `inner`, which must outlive the decorator. Thread-safe.
 #ifndef PECO_WORKER_FAULTY_COORDINATOR_CLIENT_H_
@@ -17,21 +12,15 @@
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "common/rpc_fault_plan.h"
 #include "worker/coordinator_client.h"
 
 namespace peco::worker {
 
-struct RpcFault {
-  bool drop_response = false;  // false: drop the request
-  int remaining = 0;           // calls still to lose
-};
-
-// Parses a plan; InvalidArgument naming the bad entry. Methods: Register, Heartbeat,
-// ReportProgress, UploadCheckpoint, FetchCheckpoint.
-absl::StatusOr<std::map<std::string, RpcFault>> ParseRpcFaults(const std::string& plan);
+// The methods a worker's plan may name: Register, Heartbeat, ReportProgress,
+// UploadCheckpoint, FetchCheckpoint.
+const std::vector<std::string>& WorkerRpcMethods();
 
 class FaultyCoordinatorClient final : public CoordinatorClient {
  public:
@@ -48,20 +37,15 @@ class FaultyCoordinatorClient final : public CoordinatorClient {
                                                      const std::string& dest_dir) override;
 
   // Calls of `method` lost so far (requests and responses).
-  int lost(const std::string& method) const;
+  int lost(const std::string& method) const { return plan_.lost(method); }
 
  private:
-  enum class Loss { kNone, kRequest, kResponse };
-  // Decides the fate of the next call of `method`, counting it.
-  Loss Next(const std::string& method);
   // Runs `call` unless the request is lost; hides its answer if the response is.
   template <typename T, typename Call>
   absl::StatusOr<T> Apply(const std::string& method, Call call);
 
   CoordinatorClient* const inner_;
-  mutable absl::Mutex mu_;
-  std::map<std::string, RpcFault> faults_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, int> lost_ ABSL_GUARDED_BY(mu_);
+  RpcFaultPlan plan_;
 };
 
 }  // namespace peco::worker

@@ -264,7 +264,8 @@ int Run() {
   if (const char* env = std::getenv("PECO_RPC_FAULTS"); rpc_fault_plan.empty() && env != nullptr) {
     rpc_fault_plan = env;
   }
-  absl::StatusOr<std::map<std::string, RpcFault>> rpc_faults = ParseRpcFaults(rpc_fault_plan);
+  absl::StatusOr<std::map<std::string, RpcFault>> rpc_faults =
+      ParseRpcFaults(rpc_fault_plan, WorkerRpcMethods());
   if (!rpc_faults.ok()) UsageError(absl::StrCat("--rpc_faults: ", rpc_faults.status().message()));
 
   TlsFiles tls_files;

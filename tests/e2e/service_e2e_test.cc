@@ -142,6 +142,7 @@ TEST_F(ServiceE2eTest, SubmitWatchAndDownloadTheFinalCheckpoint) {
   ASSERT_EQ(submit.exit_code, 0) << submit.output << submit.error;
   const std::string job_id = JobIdIn(submit.output);
   ASSERT_FALSE(job_id.empty()) << submit.output;
+  EXPECT_THAT(submit.error, HasSubstr("asking again with the same request id"));
 
   CommandResult watch = cluster_.Peco({"watch", job_id});
   EXPECT_EQ(watch.exit_code, 0) << watch.output << watch.error;
@@ -582,6 +583,42 @@ TEST_F(ServiceE2eTest, LostAnswersAreRetriedWithoutDuplicates) {
 // A worker cut off from the coordinator (its daemon frozen with SIGSTOP past the worker timeout)
 // is replaced: the job resumes elsewhere from its last checkpoint. When the frozen worker comes
 // back its attempt is stale: it kills that trainer and nothing it reports is taken.
+// The coordinator loses SubmitJob answers after creating the job, and then drops a request
+// before it arrives: `peco submit` asks again under the same request id and gets the one job; a
+// user re-running the command with --request_id gets the same job back.
+TEST_F(ServiceE2eTest, LostSubmitAnswersThroughTheCliCreateOneJob) {
+  cluster_.StartCoordinator({"--rpc_faults=SubmitJob:response:2,CancelJob:request:1"});
+  const std::string spec = cluster_.WriteSpec("e2e-lost-submit", 4, 2);
+  CommandResult submit = cluster_.Peco({"submit", spec});
+  ASSERT_EQ(submit.exit_code, 0) << submit.output << submit.error;
+  const std::string job_id = JobIdIn(submit.output);
+  ASSERT_FALSE(job_id.empty()) << submit.output;
+
+  CommandResult again = cluster_.Peco({"submit", "--request_id", "user-chosen-id-1", spec});
+  ASSERT_EQ(again.exit_code, 0) << again.error;
+  CommandResult repeated = cluster_.Peco({"submit", "--request_id", "user-chosen-id-1", spec});
+  ASSERT_EQ(repeated.exit_code, 0) << repeated.error;
+  EXPECT_THAT(repeated.output, HasSubstr("already submitted (same request)"));
+  EXPECT_EQ(JobIdIn(repeated.output), JobIdIn(again.output));
+  EXPECT_NE(JobIdIn(again.output), job_id);
+
+  // A request lost before the coordinator: the cancel is retried and happens once.
+  CommandResult cancel = cluster_.Peco({"cancel", job_id});
+  EXPECT_EQ(cancel.exit_code, 0) << cancel.error;
+
+  CommandResult list = cluster_.Peco({"-o", "name", "list"});
+  ASSERT_EQ(list.exit_code, 0) << list.error;
+  std::vector<std::string> ids = absl::StrSplit(list.output, '\n', absl::SkipEmpty());
+  EXPECT_EQ(ids.size(), 2u) << list.output;
+  absl::StatusOr<v1::GetJobResponse> cancelled =
+      cluster_.WaitForState(job_id, v1::JOB_STATE_CANCELLED);
+  EXPECT_TRUE(cancelled.ok()) << cancelled.status();
+
+  const std::string log = ReadFileToString(cluster_.coordinator()->log_path()).value_or("");
+  EXPECT_THAT(log, HasSubstr("RPC FAULT INJECTION: SubmitJob answer dropped (it was OK)"));
+  EXPECT_THAT(log, HasSubstr("RPC FAULT INJECTION: CancelJob request dropped"));
+}
+
 TEST_F(ServiceE2eTest, FrozenWorkerIsReplacedAndItsStaleAttemptStoppedWhenItReturns) {
   cluster_.StartCoordinator({"--worker_timeout=5s"});
   const Placed placed = RunOnOneOfTwoWorkers("e2e-frozen", 60, 5);

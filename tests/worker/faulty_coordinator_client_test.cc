@@ -17,21 +17,22 @@ using ::testing::HasSubstr;
 
 TEST(ParseRpcFaultsTest, ReadsEachEntry) {
   absl::StatusOr<std::map<std::string, RpcFault>> faults =
-      ParseRpcFaults("ReportProgress:response:3, Heartbeat:request:2");
+      ParseRpcFaults("ReportProgress:response:3, Heartbeat:request:2", WorkerRpcMethods());
   ASSERT_TRUE(faults.ok()) << faults.status();
   ASSERT_EQ(faults->size(), 2u);
   EXPECT_TRUE(faults->at("ReportProgress").drop_response);
   EXPECT_EQ(faults->at("ReportProgress").remaining, 3);
   EXPECT_FALSE(faults->at("Heartbeat").drop_response);
   EXPECT_EQ(faults->at("Heartbeat").remaining, 2);
-  EXPECT_TRUE(ParseRpcFaults("")->empty());
+  EXPECT_TRUE(ParseRpcFaults("", WorkerRpcMethods())->empty());
 }
 
 TEST(ParseRpcFaultsTest, BadEntriesAreNamed) {
   for (const std::string plan :
        {"Heartbeat", "Heartbeat:both:1", "Heartbeat:request:0", "Heartbeat:request:x",
         "SubmitJob:request:1", "Heartbeat:request:1,Heartbeat:response:1"}) {
-    absl::StatusOr<std::map<std::string, RpcFault>> faults = ParseRpcFaults(plan);
+    absl::StatusOr<std::map<std::string, RpcFault>> faults =
+        ParseRpcFaults(plan, WorkerRpcMethods());
     ASSERT_FALSE(faults.ok()) << plan;
     EXPECT_EQ(faults.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(std::string(faults.status().message()), HasSubstr("rpc faults: '"));
@@ -40,7 +41,8 @@ TEST(ParseRpcFaultsTest, BadEntriesAreNamed) {
 
 TEST(FaultyCoordinatorClientTest, LostRequestsNeverArrive) {
   FakeCoordinatorClient inner;
-  FaultyCoordinatorClient client(&inner, *ParseRpcFaults("Heartbeat:request:2"));
+  FaultyCoordinatorClient client(&inner,
+                                 *ParseRpcFaults("Heartbeat:request:2", WorkerRpcMethods()));
   v1::HeartbeatRequest request;
   request.set_worker_id("worker-1");
   for (int i = 0; i < 2; ++i) {
@@ -56,7 +58,8 @@ TEST(FaultyCoordinatorClientTest, LostRequestsNeverArrive) {
 
 TEST(FaultyCoordinatorClientTest, LostResponsesArriveButAnswerUnavailable) {
   FakeCoordinatorClient inner;
-  FaultyCoordinatorClient client(&inner, *ParseRpcFaults("ReportProgress:response:1"));
+  FaultyCoordinatorClient client(&inner,
+                                 *ParseRpcFaults("ReportProgress:response:1", WorkerRpcMethods()));
   std::vector<v1::ReportProgressRequest> reports(2);
   absl::StatusOr<v1::ReportProgressResponse> lost = client.ReportProgress(reports);
   EXPECT_EQ(lost.status().code(), absl::StatusCode::kUnavailable);
