@@ -277,7 +277,13 @@ TEST_F(ServiceE2eTest, KilledCoordinatorRestartsAndTheJobFinishesWithoutGaps) {
 // workers: the trainers go on, the workers buffer what they report, and after the restart each
 // job's running attempt is re-attached and finishes with its whole curve, each step once, and
 // nothing acknowledged before the outage is lost.
-TEST_F(ServiceE2eTest, CoordinatorDownLongerThanTheWorkerTimeoutLosesNothing) {
+// The coordinator is down for 20 s (longer than the worker timeout, the trainers keep going)
+// or 60 s (the jobs finish while it is away, so their results wait on the workers) while two
+// jobs run; an immediate restart is KilledCoordinatorRestartsAndTheJobFinishesWithoutGaps.
+class CoordinatorOutageTest : public ServiceE2eTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(CoordinatorOutageTest, LosesNothing) {
+  const int outage_seconds = GetParam();
   cluster_.StartCoordinator();
   cluster_.StartWorker();
   cluster_.StartWorker();
@@ -293,7 +299,7 @@ TEST_F(ServiceE2eTest, CoordinatorDownLongerThanTheWorkerTimeoutLosesNothing) {
     acknowledged[job_id] = cluster_.Checkpoints(job_id)->size();
 
   cluster_.KillCoordinator();
-  std::this_thread::sleep_for(std::chrono::seconds(20));  // the outage being tested
+  std::this_thread::sleep_for(std::chrono::seconds(outage_seconds));  // the outage being tested
   cluster_.StartCoordinator();
 
   std::vector<int64_t> expected(150);
@@ -322,6 +328,11 @@ TEST_F(ServiceE2eTest, CoordinatorDownLongerThanTheWorkerTimeoutLosesNothing) {
       cluster_.jobs()->ListJobs(cluster_.UserContext().get(), v1::ListJobsRequest(), &listed).ok());
   EXPECT_EQ(listed.jobs_size(), 2);
 }
+
+INSTANTIATE_TEST_SUITE_P(Outages, CoordinatorOutageTest, ::testing::Values(20, 60),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return absl::StrCat(info.param, "Seconds");
+                         });
 
 TEST_F(ServiceE2eTest, CancelWritesAFinalCheckpointAndResumeFinishesTheJob) {
   cluster_.StartCoordinator();
