@@ -147,8 +147,10 @@ int Run() {
   coordinator::Coordinator core(options, store.get(), files.get(), /*validator=*/nullptr,
                                 RealClock::Get(), &events, /*metrics=*/nullptr);
   Check(core.Recover(), "recovering");
-  coordinator::JobServiceImpl job_service(&core, &events, "bench-user-token-0123456789");
-  coordinator::WorkerServiceImpl worker_service(&core, "bench-worker-token-0123456789");
+  coordinator::TokenRegistry tokens(coordinator::TokenRegistry::Options{
+      "bench-user-token-0123456789", "bench-worker-token-0123456789", "", RealClock::Get()});
+  coordinator::JobServiceImpl job_service(&core, &events, &tokens);
+  coordinator::WorkerServiceImpl worker_service(&core, &tokens);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);

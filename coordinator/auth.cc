@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 
@@ -14,9 +16,68 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "common/sha256.h"
 
 namespace peco::coordinator {
+namespace {
+
+constexpr size_t kMaxNameLength = 64;
+
+absl::StatusOr<std::string> NewRandomToken() {
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+    return absl::InternalError("generating a token: the random generator failed");
+  }
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
+}
+
+// Writes `text` to `path` through a temporary file that is private (0600) from its first byte,
+// fsynced and renamed over `path`.
+absl::Status WritePrivateFileAtomic(const std::string& path, absl::string_view text) {
+  const std::string temp = absl::StrCat(path, ".tmp");
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("creating ", temp, ": ", std::strerror(errno)));
+  }
+  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  const bool synced = ::fsync(fd) == 0;
+  ::close(fd);
+  if (!written || !synced || ::rename(temp.c_str(), path.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(temp.c_str());
+    return absl::InternalError(absl::StrCat("writing ", path, ": ", std::strerror(error)));
+  }
+  return absl::OkStatus();
+}
+
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+absl::Status CheckName(absl::string_view name) {
+  const bool valid_chars = std::all_of(name.begin(), name.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+  if (name.empty() || name.size() > kMaxNameLength || !valid_chars) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--name: expected 1 to 64 of A-Z a-z 0-9 . _ -, got '", name, "'"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::string_view RoleName(Role role) { return role == Role::kUser ? "user" : "worker"; }
+
+absl::StatusOr<Role> ParseRole(absl::string_view name) {
+  if (name == "user") return Role::kUser;
+  if (name == "worker") return Role::kWorker;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--role: expected user or worker, got '", name, "'"));
+}
 
 absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
   struct stat info;
@@ -37,30 +98,186 @@ absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
   if (errno != ENOENT) {
     return absl::InternalError(absl::StrCat("stat ", path, ": ", std::strerror(errno)));
   }
-  unsigned char bytes[32];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
-    return absl::InternalError("generating a token: the random generator failed");
-  }
-  std::string token = absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
-  // Create it private from the first byte, then publish atomically.
-  const std::string temp = absl::StrCat(path, ".tmp");
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("creating ", temp, ": ", std::strerror(errno)));
-  }
-  const std::string line = token + "\n";
-  const bool written = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-  const bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!written || !synced || ::rename(temp.c_str(), path.c_str()) != 0) {
-    ::unlink(temp.c_str());
-    return absl::InternalError(absl::StrCat("writing ", path, ": ", std::strerror(errno)));
+  absl::StatusOr<std::string> token = NewRandomToken();
+  if (!token.ok()) return token.status();
+  if (absl::Status written = WritePrivateFileAtomic(path, *token + "\n"); !written.ok()) {
+    return written;
   }
   return token;
 }
 
-grpc::Status CheckBearerToken(const grpc::ServerContext& context, absl::string_view token) {
+absl::StatusOr<std::vector<IssuedToken>> ParseIssuedTokens(absl::string_view text,
+                                                           absl::string_view path) {
+  std::vector<IssuedToken> tokens;
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    auto bad = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", line_number, ": ", why,
+                       " (expected '<name> <user|worker> <RFC 3339 expiry|never> <sha256 hex>')"));
+    };
+    std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (fields.size() != 4) return bad("four fields");
+    IssuedToken token;
+    token.name = std::string(fields[0]);
+    if (!CheckName(token.name).ok()) return bad("a bad name");
+    absl::StatusOr<Role> role = ParseRole(fields[1]);
+    if (!role.ok()) return bad("a bad role");
+    token.role = *role;
+    if (fields[2] != "never") {
+      std::string error;
+      if (!absl::ParseTime(absl::RFC3339_full, fields[2], &token.expires, &error)) {
+        return bad(absl::StrCat("a bad expiry: ", error));
+      }
+    }
+    token.sha256 = std::string(fields[3]);
+    const bool hex = std::all_of(token.sha256.begin(), token.sha256.end(), [](char c) {
+      return absl::ascii_isxdigit(static_cast<unsigned char>(c)) && !absl::ascii_isupper(c);
+    });
+    if (token.sha256.size() != 64 || !hex) return bad("a bad digest");
+    for (const IssuedToken& other : tokens) {
+      if (other.name == token.name) return bad(absl::StrCat("the name '", token.name, "' twice"));
+    }
+    tokens.push_back(std::move(token));
+  }
+  return tokens;
+}
+
+std::string FormatIssuedTokens(const std::vector<IssuedToken>& tokens) {
+  std::string text =
+      "# peco issued tokens: <name> <role> <expiry> <sha256 of the token>. Managed with\n"
+      "# `peco-coordinator tokens issue|revoke|list`; the tokens themselves are not kept.\n";
+  for (const IssuedToken& token : tokens) {
+    absl::StrAppend(&text, token.name, " ", RoleName(token.role), " ",
+                    token.expires == absl::InfiniteFuture()
+                        ? "never"
+                        : absl::FormatTime(absl::RFC3339_sec, token.expires, absl::UTCTimeZone()),
+                    " ", token.sha256, "\n");
+  }
+  return text;
+}
+
+absl::StatusOr<std::vector<IssuedToken>> ReadIssuedTokens(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (absl::IsNotFound(text.status())) return std::vector<IssuedToken>();
+  if (!text.ok()) return text.status();
+  return ParseIssuedTokens(*text, path);
+}
+
+absl::StatusOr<std::string> IssueToken(const std::string& path, const std::string& name, Role role,
+                                       absl::Duration ttl, const Clock& clock) {
+  if (absl::Status valid = CheckName(name); !valid.ok()) return valid;
+  if (ttl <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ttl: expected a duration > 0 or 'inf', got ", absl::FormatDuration(ttl)));
+  }
+  absl::StatusOr<std::vector<IssuedToken>> tokens = ReadIssuedTokens(path);
+  if (!tokens.ok()) return tokens.status();
+  for (const IssuedToken& token : *tokens) {
+    if (token.name == name) {
+      return absl::AlreadyExistsError(absl::StrCat("a token named '", name, "' exists in ", path,
+                                                   " (revoke it first or pick another name)"));
+    }
+  }
+  absl::StatusOr<std::string> secret = NewRandomToken();
+  if (!secret.ok()) return secret.status();
+  IssuedToken token;
+  token.name = name;
+  token.role = role;
+  token.expires = ttl == absl::InfiniteDuration()
+                      ? absl::InfiniteFuture()
+                      : absl::FromUnixSeconds(absl::ToUnixSeconds(clock.Now() + ttl));
+  token.sha256 = Sha256Hex(*secret);
+  tokens->push_back(std::move(token));
+  if (absl::Status written = WritePrivateFileAtomic(path, FormatIssuedTokens(*tokens));
+      !written.ok()) {
+    return written;
+  }
+  return secret;
+}
+
+absl::Status RevokeToken(const std::string& path, const std::string& name) {
+  absl::StatusOr<std::vector<IssuedToken>> tokens = ReadIssuedTokens(path);
+  if (!tokens.ok()) return tokens.status();
+  auto it = std::find_if(tokens->begin(), tokens->end(),
+                         [&](const IssuedToken& token) { return token.name == name; });
+  if (it == tokens->end()) {
+    return absl::NotFoundError(absl::StrCat("no token named '", name, "' in ", path));
+  }
+  tokens->erase(it);
+  return WritePrivateFileAtomic(path, FormatIssuedTokens(*tokens));
+}
+
+grpc::Status CheckPeerCertificate(const grpc::ServerContext& context, absl::string_view service) {
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        absl::StrCat(service,
+                                     " requires a client certificate signed by the coordinator's "
+                                     "--tls_client_ca (give the worker --tls_cert and --tls_key)"));
+  }
+  return grpc::Status::OK;
+}
+
+TokenRegistry::TokenRegistry(Options options) : options_(std::move(options)) {}
+
+void TokenRegistry::ReloadIfChanged() const {
+  if (options_.issued_path.empty()) return;
+  struct stat info;
+  if (::stat(options_.issued_path.c_str(), &info) != 0) {
+    issued_.clear();  // revoked by removing the file
+    file_inode_ = 0;
+    file_size_ = -1;
+    file_mtime_ns_ = -1;
+    return;
+  }
+  const int64_t mtime_ns = int64_t{info.st_mtim.tv_sec} * 1000000000 + info.st_mtim.tv_nsec;
+  if (info.st_ino == file_inode_ && info.st_size == file_size_ && mtime_ns == file_mtime_ns_) {
+    return;
+  }
+  file_inode_ = info.st_ino;
+  file_size_ = info.st_size;
+  file_mtime_ns_ = mtime_ns;
+  absl::StatusOr<std::vector<IssuedToken>> tokens = ReadIssuedTokens(options_.issued_path);
+  if (!tokens.ok()) {
+    std::fprintf(stderr, "peco-coordinator: keeping the previous issued tokens: %s\n",
+                 std::string(tokens.status().message()).c_str());
+    return;
+  }
+  issued_ = *std::move(tokens);
+}
+
+absl::Status TokenRegistry::Check(absl::string_view token, Role role) const {
+  const std::string& own = role == Role::kUser ? options_.user_token : options_.worker_token;
+  const std::string& other = role == Role::kUser ? options_.worker_token : options_.user_token;
+  const std::string wrong_role =
+      absl::StrCat("a ", RoleName(role == Role::kUser ? Role::kWorker : Role::kUser),
+                   " token cannot call the ", RoleName(role), " API");
+  if (ConstantTimeEquals(token, own)) return absl::OkStatus();
+  if (ConstantTimeEquals(token, other)) return absl::PermissionDeniedError(wrong_role);
+
+  const std::string digest = Sha256Hex(token);
+  absl::MutexLock lock(&mu_);
+  ReloadIfChanged();
+  for (const IssuedToken& issued : issued_) {
+    if (!ConstantTimeEquals(digest, issued.sha256)) continue;
+    if (options_.clock->Now() >= issued.expires) {
+      return absl::UnauthenticatedError(
+          absl::StrCat("token '", issued.name, "' expired at ",
+                       absl::FormatTime(absl::RFC3339_sec, issued.expires, absl::UTCTimeZone())));
+    }
+    if (issued.role != role) {
+      return absl::PermissionDeniedError(absl::StrCat(wrong_role, " (token '", issued.name, "')"));
+    }
+    return absl::OkStatus();
+  }
+  return absl::UnauthenticatedError("wrong token");
+}
+
+grpc::Status TokenRegistry::Authorize(const grpc::ServerContext& context, Role role) const {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
@@ -74,22 +291,10 @@ grpc::Status CheckBearerToken(const grpc::ServerContext& context, absl::string_v
                         "the authorization metadata must be 'Bearer <token>'");
   }
   value.remove_prefix(kPrefix.size());
-  if (value.size() != token.size() ||
-      CRYPTO_memcmp(value.data(), token.data(), token.size()) != 0) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong token");
-  }
-  return grpc::Status::OK;
-}
-
-grpc::Status CheckPeerCertificate(const grpc::ServerContext& context, absl::string_view service) {
-  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-  if (auth == nullptr || !auth->IsPeerAuthenticated()) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        absl::StrCat(service,
-                                     " requires a client certificate signed by the coordinator's "
-                                     "--tls_client_ca (give the worker --tls_cert and --tls_key)"));
-  }
-  return grpc::Status::OK;
+  absl::Status checked = Check(value, role);
+  if (checked.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(checked.code()),
+                      std::string(checked.message()));
 }
 
 }  // namespace peco::coordinator

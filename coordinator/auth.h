@@ -1,34 +1,111 @@
-// Bearer tokens (DESIGN.md section 7): the coordinator generates a user token and a worker token
-// into its data directory on first start; every JobService call must carry the user token and
-// every WorkerService call the worker token, as `authorization: Bearer <token>` metadata.
+// Who may call the coordinator (DESIGN.md section 7, docs/SERVICE.md "Security").
 //
-// Thread-safety: pure functions; LoadOrCreateToken must not race with another process creating
-// the same file (one coordinator owns a data directory).
+// Every JobService call carries a user token and every WorkerService call a worker token, as
+// `authorization: Bearer <token>` metadata. Two kinds of token exist:
+//   - the primary tokens, generated on first start into `<data_dir>/user.token` and
+//     `<data_dir>/worker.token` (mode 0600), where the CLI and a local worker find them;
+//   - issued tokens, one per person or machine, with a role, a name and an optional expiry, made
+//     and revoked with `peco-coordinator tokens issue|revoke|list`. Only their SHA-256 is kept,
+//     in `<data_dir>/issued_tokens` (mode 0600); a running coordinator picks up changes to that
+//     file at the next call.
+// Tokens are compared in constant time and never logged.
+//
+// Thread-safety: the free functions are pure or touch only their files (one coordinator and
+// its admin commands own a data directory); TokenRegistry is thread-safe.
 #ifndef PECO_COORDINATOR_AUTH_H_
 #define PECO_COORDINATOR_AUTH_H_
 
 #include <grpcpp/security/auth_context.h>
 #include <grpcpp/server_context.h>
+#include <sys/types.h>
 
 #include <string>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
 
 namespace peco::coordinator {
+
+enum class Role { kUser, kWorker };
+
+// "user" | "worker".
+absl::string_view RoleName(Role role);
+// InvalidArgument naming --role for anything but "user" or "worker".
+absl::StatusOr<Role> ParseRole(absl::string_view name);
 
 // Returns the token stored in `path`, creating the file (mode 0600, 32 random bytes as hex)
 // when it does not exist. Errors name the path; a file that exists but holds no token, or is
 // readable by others, is refused (FailedPrecondition).
 absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path);
 
-// Returns OK when `context` carries `authorization: Bearer <token>` (constant-time compare),
-// UNAUTHENTICATED naming what was missing otherwise.
-grpc::Status CheckBearerToken(const grpc::ServerContext& context, absl::string_view token);
+// An issued token as stored: never the token itself.
+struct IssuedToken {
+  std::string name;  // [A-Za-z0-9._-], 1..64 characters, unique in the file
+  Role role = Role::kUser;
+  absl::Time expires = absl::InfiniteFuture();
+  std::string sha256;  // lowercase hex digest of the token
+};
+
+// The file format: one `<name> <role> <expiry RFC 3339 | never> <sha256>` line per token, '#'
+// comments. InvalidArgument naming `path` and the line for anything else.
+absl::StatusOr<std::vector<IssuedToken>> ParseIssuedTokens(absl::string_view text,
+                                                           absl::string_view path);
+std::string FormatIssuedTokens(const std::vector<IssuedToken>& tokens);
+// The tokens in `path`; none when the file does not exist.
+absl::StatusOr<std::vector<IssuedToken>> ReadIssuedTokens(const std::string& path);
+
+// Adds a token named `name` with `role`, valid for `ttl` from now (InfiniteDuration: no expiry),
+// to `path` (created 0600 if missing) and returns the token, which is shown once and kept
+// nowhere. InvalidArgument for a bad name or a ttl <= 0, AlreadyExists for a name in use.
+absl::StatusOr<std::string> IssueToken(const std::string& path, const std::string& name, Role role,
+                                       absl::Duration ttl, const Clock& clock);
+// Removes the token named `name`; NotFound when there is none.
+absl::Status RevokeToken(const std::string& path, const std::string& name);
 
 // Returns OK when the call came over TLS from a peer whose certificate verified against the
 // server's client CA (mutual TLS), UNAUTHENTICATED naming `service` otherwise.
 grpc::Status CheckPeerCertificate(const grpc::ServerContext& context, absl::string_view service);
+
+class TokenRegistry {
+ public:
+  struct Options {
+    std::string user_token;  // the primary tokens (required, at least 16 characters)
+    std::string worker_token;
+    std::string issued_path;                // issued tokens; empty: none
+    const Clock* clock = RealClock::Get();  // borrowed; decides expiry
+  };
+
+  explicit TokenRegistry(Options options);
+  TokenRegistry(const TokenRegistry&) = delete;
+  TokenRegistry& operator=(const TokenRegistry&) = delete;
+
+  // OK when `token` is a primary or live issued token of `role`. UNAUTHENTICATED for an
+  // unknown, revoked or expired token (an expired one is named, with its expiry);
+  // PERMISSION_DENIED for a valid token of the other role. An issued-tokens file that changed
+  // is read again first; one that no longer parses keeps the previous tokens (logged once).
+  absl::Status Check(absl::string_view token, Role role) const;
+
+  // Check() on the call's `authorization: Bearer` metadata; UNAUTHENTICATED when it is missing
+  // or malformed. Maps to grpc::Status.
+  grpc::Status Authorize(const grpc::ServerContext& context, Role role) const;
+
+ private:
+  void ReloadIfChanged() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  mutable absl::Mutex mu_;
+  mutable std::vector<IssuedToken> issued_ ABSL_GUARDED_BY(mu_);
+  // What the issued-tokens file looked like when last read (inode, size, mtime).
+  mutable ino_t file_inode_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable off_t file_size_ ABSL_GUARDED_BY(mu_) = -1;
+  mutable int64_t file_mtime_ns_ ABSL_GUARDED_BY(mu_) = -1;
+};
 
 }  // namespace peco::coordinator
 

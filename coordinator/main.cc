@@ -80,6 +80,10 @@ ABSL_FLAG(std::string, tls_client_ca, "",
 ABSL_FLAG(std::string, rpc_faults, "",
           "FAULT INJECTION for reliability tests: lose chosen calls, e.g. "
           "'SubmitJob:response:2,Heartbeat:request:1' (docs/RELIABILITY.md). Off when empty.");
+ABSL_FLAG(std::string, name, "", "tokens issue|revoke: the token's name (who or what holds it)");
+ABSL_FLAG(std::string, role, "user", "tokens issue: user (JobService) or worker (WorkerService)");
+ABSL_FLAG(absl::Duration, ttl, absl::Hours(24 * 90),
+          "tokens issue: how long the token is valid ('inf': until revoked)");
 
 namespace peco::coordinator {
 namespace {
@@ -105,6 +109,55 @@ std::string DefaultTrainer() {
     if (std::filesystem::exists(sibling, error)) return sibling.string();
   }
   return "peco-train";
+}
+
+// `peco-coordinator tokens issue|revoke|list`: manages issued tokens in the data directory
+// (coordinator/auth.h); a running coordinator picks the change up at its next call.
+int RunTokens(const std::string& action) {
+  std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  if (data_dir.empty()) data_dir = DefaultDataDir();
+  const std::string path = absl::StrCat(data_dir, "/issued_tokens");
+  if (action == "issue") {
+    absl::StatusOr<Role> role = ParseRole(absl::GetFlag(FLAGS_role));
+    if (!role.ok()) {
+      Log(std::string(role.status().message()));
+      return 2;
+    }
+    absl::StatusOr<std::string> token = IssueToken(path, absl::GetFlag(FLAGS_name), *role,
+                                                   absl::GetFlag(FLAGS_ttl), *RealClock::Get());
+    if (!token.ok()) {
+      Log(std::string(token.status().message()));
+      return absl::IsInvalidArgument(token.status()) ? 2 : 1;
+    }
+    std::cout << *token << std::endl;  // shown once: only its digest is kept
+    return 0;
+  }
+  if (action == "revoke") {
+    absl::Status revoked = RevokeToken(path, absl::GetFlag(FLAGS_name));
+    if (!revoked.ok()) {
+      Log(std::string(revoked.message()));
+      return 1;
+    }
+    return 0;
+  }
+  if (action == "list") {
+    absl::StatusOr<std::vector<IssuedToken>> tokens = ReadIssuedTokens(path);
+    if (!tokens.ok()) {
+      Log(std::string(tokens.status().message()));
+      return 1;
+    }
+    const absl::Time now = absl::Now();
+    for (const IssuedToken& token : *tokens) {
+      std::cout << token.name << "\t" << RoleName(token.role) << "\t"
+                << (token.expires == absl::InfiniteFuture()
+                        ? "never"
+                        : absl::FormatTime(absl::RFC3339_sec, token.expires, absl::UTCTimeZone()))
+                << (token.expires <= now ? "\texpired" : "") << "\n";
+    }
+    return 0;
+  }
+  Log(absl::StrCat("tokens: expected issue, revoke or list, got '", action, "'"));
+  return 2;
 }
 
 int Run() {
@@ -202,8 +255,10 @@ int Run() {
     return 1;
   }
 
-  JobServiceImpl job_service(&coordinator, &events, *user_token);
-  WorkerServiceImpl worker_service(&coordinator, *worker_token,
+  TokenRegistry tokens(TokenRegistry::Options{
+      *user_token, *worker_token, absl::StrCat(data_dir, "/issued_tokens"), RealClock::Get()});
+  JobServiceImpl job_service(&coordinator, &events, &tokens);
+  WorkerServiceImpl worker_service(&coordinator, &tokens,
                                    /*require_client_certificate=*/mutual_tls);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -310,13 +365,21 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   absl::SetProgramUsageMessage(
       "peco-coordinator: the peco control plane. See docs/SERVICE.md.\n"
-      "  peco-coordinator [--data_dir DIR] [--listen HOST:PORT] [--metrics_listen HOST:PORT]");
+      "  peco-coordinator [--data_dir DIR] [--listen HOST:PORT] [--metrics_listen HOST:PORT]\n"
+      "  peco-coordinator [--data_dir DIR] tokens issue --name NAME [--role user|worker] "
+      "[--ttl 2160h|inf]\n"
+      "  peco-coordinator [--data_dir DIR] tokens revoke --name NAME\n"
+      "  peco-coordinator [--data_dir DIR] tokens list");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   // Deadlock detection (on in Debian's absl build) walks a lock graph on every Mutex
   // acquisition; the daemon takes its locks thousands of times a second. Tests keep it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  if (rest.size() == 3 && std::string(rest[1]) == "tokens") {
+    return peco::coordinator::RunTokens(rest[2]);
+  }
   if (rest.size() > 1) {
-    std::cerr << "peco-coordinator: unexpected argument '" << rest[1] << "'\n";
+    std::cerr << "peco-coordinator: unexpected argument '" << rest[1]
+              << "' (the only command is 'tokens issue|revoke|list')\n";
     return 2;
   }
   return peco::coordinator::Run();

@@ -64,8 +64,8 @@ bool IsTerminalEvent(const v1::WatchJobEvent& event) {
 // JobService
 
 JobServiceImpl::JobServiceImpl(Coordinator* coordinator, JobEventHub* events,
-                               std::string user_token)
-    : coordinator_(coordinator), events_(events), token_(std::move(user_token)) {}
+                               const TokenRegistry* tokens)
+    : coordinator_(coordinator), events_(events), tokens_(tokens) {}
 
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
                                        const v1::SubmitJobRequest* request,
@@ -189,14 +189,14 @@ grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,
 // ---------------------------------------------------------------------------------------------
 // WorkerService
 
-WorkerServiceImpl::WorkerServiceImpl(Coordinator* coordinator, std::string worker_token,
+WorkerServiceImpl::WorkerServiceImpl(Coordinator* coordinator, const TokenRegistry* tokens,
                                      bool require_client_certificate)
     : coordinator_(coordinator),
-      token_(std::move(worker_token)),
+      tokens_(tokens),
       require_client_certificate_(require_client_certificate) {}
 
 grpc::Status WorkerServiceImpl::Authorize(const grpc::ServerContext& context) const {
-  grpc::Status token = CheckBearerToken(context, token_);
+  grpc::Status token = tokens_->Authorize(context, Role::kWorker);
   if (!token.ok() || !require_client_certificate_) return token;
   return CheckPeerCertificate(context, "WorkerService");
 }

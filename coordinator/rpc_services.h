@@ -24,7 +24,8 @@ inline constexpr int64_t kCheckpointChunkBytes = int64_t{1} << 20;
 
 class JobServiceImpl final : public v1::JobService::Service {
  public:
-  JobServiceImpl(Coordinator* coordinator, JobEventHub* events, std::string user_token);
+  // `tokens` decides who may call (Role::kUser); borrowed, it must outlive the service.
+  JobServiceImpl(Coordinator* coordinator, JobEventHub* events, const TokenRegistry* tokens);
 
   grpc::Status SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
                          v1::SubmitJobResponse* response) override;
@@ -51,19 +52,20 @@ class JobServiceImpl final : public v1::JobService::Service {
 
  private:
   grpc::Status Authorize(const grpc::ServerContext& context) const {
-    return CheckBearerToken(context, token_);
+    return tokens_->Authorize(context, Role::kUser);
   }
 
   Coordinator* const coordinator_;
   JobEventHub* const events_;
-  const std::string token_;
+  const TokenRegistry* const tokens_;
 };
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
-  // With `require_client_certificate` (the coordinator's --tls_client_ca), every call must also
-  // come over TLS from a peer whose certificate verified against that CA (mutual TLS).
-  WorkerServiceImpl(Coordinator* coordinator, std::string worker_token,
+  // `tokens` decides who may call (Role::kWorker); borrowed, it must outlive the service. With
+  // `require_client_certificate` (the coordinator's --tls_client_ca), every call must also come
+  // over TLS from a peer whose certificate verified against that CA (mutual TLS).
+  WorkerServiceImpl(Coordinator* coordinator, const TokenRegistry* tokens,
                     bool require_client_certificate = false);
 
   grpc::Status Register(grpc::ServerContext* context, const v1::RegisterRequest* request,
@@ -87,7 +89,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status Authorize(const grpc::ServerContext& context) const;
 
   Coordinator* const coordinator_;
-  const std::string token_;
+  const TokenRegistry* const tokens_;
   const bool require_client_certificate_;
 };
 

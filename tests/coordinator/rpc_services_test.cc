@@ -42,8 +42,10 @@ class RpcServicesTest : public ::testing::Test {
     coordinator_ = std::make_unique<Coordinator>(CoordinatorOptions(), store_.get(), files_.get(),
                                                  nullptr, &clock_, &events_, nullptr);
     EXPECT_TRUE(coordinator_->Recover().ok());
-    job_service_ = std::make_unique<JobServiceImpl>(coordinator_.get(), &events_, kUserToken);
-    worker_service_ = std::make_unique<WorkerServiceImpl>(coordinator_.get(), kWorkerToken);
+    tokens_ = std::make_unique<TokenRegistry>(
+        TokenRegistry::Options{kUserToken, kWorkerToken, dir_ + "/issued_tokens", &clock_});
+    job_service_ = std::make_unique<JobServiceImpl>(coordinator_.get(), &events_, tokens_.get());
+    worker_service_ = std::make_unique<WorkerServiceImpl>(coordinator_.get(), tokens_.get());
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -140,6 +142,7 @@ class RpcServicesTest : public ::testing::Test {
   std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<CheckpointFileStore> files_;
   std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<TokenRegistry> tokens_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<grpc::Server> server_;
@@ -152,13 +155,49 @@ TEST_F(RpcServicesTest, EveryCallNeedsTheRightToken) {
   v1::ListJobsResponse jobs;
   EXPECT_EQ(jobs_->ListJobs(Context(nullptr).get(), list, &jobs).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(jobs_->ListJobs(Context(kWorkerToken).get(), list, &jobs).error_code(),
+  EXPECT_EQ(jobs_->ListJobs(Context("not-a-token-0123456789").get(), list, &jobs).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
+  // A worker token is a valid token of the wrong role, and the other way round.
+  EXPECT_EQ(jobs_->ListJobs(Context(kWorkerToken).get(), list, &jobs).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_TRUE(jobs_->ListJobs(Context(kUserToken).get(), list, &jobs).ok());
   v1::HeartbeatRequest beat;
   v1::HeartbeatResponse reply;
   EXPECT_EQ(workers_->Heartbeat(Context(kUserToken).get(), beat, &reply).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::SubmitJobRequest submit;
+  v1::SubmitJobResponse submitted;
+  EXPECT_EQ(jobs_->SubmitJob(Context(kWorkerToken).get(), submit, &submitted).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(jobs_->ListJobs(Context(kUserToken).get(), list, &jobs).ok(), true);
+  EXPECT_THAT(jobs.jobs(), IsEmpty()) << "a worker token submitted a job";
+}
+
+TEST_F(RpcServicesTest, IssuedTokensWorkUntilTheyExpireOrAreRevoked) {
+  const std::string path = dir_ + "/issued_tokens";
+  absl::StatusOr<std::string> alice =
+      IssueToken(path, "alice", Role::kUser, absl::Hours(1), clock_);
+  absl::StatusOr<std::string> bob = IssueToken(path, "bob", Role::kUser, absl::Hours(3), clock_);
+  ASSERT_TRUE(alice.ok() && bob.ok());
+  v1::ListJobsRequest list;
+  v1::ListJobsResponse jobs;
+  EXPECT_TRUE(jobs_->ListJobs(Context(alice->c_str()).get(), list, &jobs).ok());
+  v1::HeartbeatRequest beat;
+  v1::HeartbeatResponse reply;
+  grpc::Status as_worker = workers_->Heartbeat(Context(alice->c_str()).get(), beat, &reply);
+  EXPECT_EQ(as_worker.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(as_worker.error_message(), HasSubstr("token 'alice'"));
+
+  clock_.Advance(absl::Hours(2));
+  grpc::Status expired = jobs_->ListJobs(Context(alice->c_str()).get(), list, &jobs);
+  EXPECT_EQ(expired.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(expired.error_message(), HasSubstr("token 'alice' expired at"));
+  EXPECT_TRUE(jobs_->ListJobs(Context(bob->c_str()).get(), list, &jobs).ok());
+
+  ASSERT_TRUE(RevokeToken(path, "bob").ok());
+  EXPECT_EQ(jobs_->ListJobs(Context(bob->c_str()).get(), list, &jobs).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(jobs_->ListJobs(Context(kUserToken).get(), list, &jobs).ok());
 }
 
 TEST_F(RpcServicesTest, CompleteUploadCommitsAndDownloadStreamsItBack) {

@@ -3,9 +3,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -20,6 +22,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/file_util.h"
 #include "common/sha256.h"
 #include "tests/e2e/cluster.h"
@@ -628,6 +632,59 @@ TEST_F(ServiceE2eTest, LostSubmitAnswersThroughTheCliCreateOneJob) {
   const std::string log = ReadFileToString(cluster_.coordinator()->log_path()).value_or("");
   EXPECT_THAT(log, HasSubstr("RPC FAULT INJECTION: SubmitJob answer dropped (it was OK)"));
   EXPECT_THAT(log, HasSubstr("RPC FAULT INJECTION: CancelJob request dropped"));
+}
+
+// Tokens issued with `peco-coordinator tokens`: one works in the CLI until it is revoked, one
+// that expired yesterday is refused by name, and the worker token cannot act as a user.
+TEST_F(ServiceE2eTest, IssuedTokensThroughTheCli) {
+  cluster_.StartCoordinator();
+  auto tokens = [&](const std::string& arguments) {
+    const std::string out = cluster_.root() + "/tokens.out";
+    const std::string command =
+        absl::StrCat("'", PECO_COORDINATOR_BINARY, "' --data_dir '", cluster_.data_dir(), "' ",
+                     arguments, " >'", out, "' 2>&1");
+    const int status = std::system(command.c_str());
+    CommandResult result;
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    result.output = ReadFileToString(out).value_or("");
+    return result;
+  };
+  CommandResult issued = tokens("tokens issue --name alice --role user --ttl 1h");
+  ASSERT_EQ(issued.exit_code, 0) << issued.output;
+  const std::string alice(absl::StripAsciiWhitespace(issued.output));
+  ASSERT_EQ(alice.size(), 64u) << issued.output;
+  EXPECT_EQ(tokens("tokens issue --name alice").exit_code, 1) << "the name is taken";
+  EXPECT_EQ(tokens("tokens issue --name bob --role admin").exit_code, 2);
+
+  CommandResult listed = cluster_.Peco({"--token", alice, "list"});
+  EXPECT_EQ(listed.exit_code, 0) << listed.error;
+
+  // A token that expired yesterday, written as `tokens issue` writes it.
+  const std::string stale = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  const std::string yesterday =
+      absl::FormatTime(absl::RFC3339_sec, absl::Now() - absl::Hours(24), absl::UTCTimeZone());
+  std::string file = ReadFileToString(cluster_.data_dir() + "/issued_tokens").value_or("");
+  absl::StrAppend(&file, "carol user ", yesterday, " ", Sha256Hex(stale), "\n");
+  ASSERT_TRUE(WriteFileAtomic(cluster_.data_dir() + "/issued_tokens", file).ok());
+  CommandResult expired = cluster_.Peco({"--token", stale, "list"});
+  EXPECT_EQ(expired.exit_code, 1);
+  EXPECT_THAT(expired.error, HasSubstr("token 'carol' expired at"));
+  EXPECT_THAT(tokens("tokens list").output, HasSubstr("carol\tuser"));
+
+  const std::string worker_token(absl::StripAsciiWhitespace(
+      ReadFileToString(cluster_.data_dir() + "/worker.token").value_or("")));
+  CommandResult wrong_role =
+      cluster_.Peco({"--token", worker_token, "submit", cluster_.WriteSpec("e2e-role", 4, 2)});
+  EXPECT_EQ(wrong_role.exit_code, 1);
+  EXPECT_THAT(wrong_role.error, HasSubstr("a worker token cannot call the user API"));
+
+  ASSERT_EQ(tokens("tokens revoke --name alice").exit_code, 0);
+  CommandResult revoked = cluster_.Peco({"--token", alice, "list"});
+  EXPECT_EQ(revoked.exit_code, 1);
+  EXPECT_THAT(revoked.error, HasSubstr("wrong token"));
+  CommandResult jobs = cluster_.Peco({"-o", "name", "list"});
+  ASSERT_EQ(jobs.exit_code, 0) << jobs.error;
+  EXPECT_EQ(jobs.output, "") << "nothing was submitted";
 }
 
 TEST_F(ServiceE2eTest, FrozenWorkerIsReplacedAndItsStaleAttemptStoppedWhenItReturns) {

@@ -25,6 +25,7 @@
 #include "tests/test_util/train_process.h"
 #include "trainer/engine/checkpoint.h"
 #include "trainer/models/weights.h"
+#include "trainer/tasks/config_sections.h"
 #include "trainer/tasks/tokenizer_task.h"
 
 namespace peco::trainer {
@@ -230,6 +231,62 @@ TEST_F(FaultRunTest, CorruptedCheckpointIsSkippedAndTheResumeIsStillStepExact) {
   ASSERT_EQ(again.exit_code, 0) << ReadFile(dir_ + "/again.log");
   EXPECT_EQ(again.Of("start")[0]["step"].as<int>(), 2);
   ExpectSameWeights(dir_ + "/straight", dir_ + "/damaged");
+}
+
+// train.on_checkpoint_failure: the checkpoint of step 2 cannot be written (as on a full disk).
+// `fail` (the default) ends the attempt with a retryable exit and keeps step 1 the newest;
+// `skip` reports it, trains on to the same weights as an undisturbed run, and writes the later
+// checkpoints; `skip` with max_skipped_checkpoints 0 behaves as `fail`.
+TEST_F(FaultRunTest, FailedPeriodicCheckpointFailsOrIsSkippedByPolicy) {
+  constexpr int kSteps = 4;
+  auto config = [&](const std::string& name, const std::string& train_keys) {
+    std::string yaml =
+        FaultyTokenizerConfig(dir_ + "/" + name, kSteps, "{fail_checkpoint_at_step: 2}");
+    yaml =
+        absl::StrReplaceAll(yaml, {{"checkpoint_every: 1,", "checkpoint_every: 1," + train_keys}});
+    return ::peco::testing::WriteConfig(dir_, name + ".yaml", yaml);
+  };
+  const std::string straight = ::peco::testing::WriteConfig(
+      dir_, "straight.yaml", FaultyTokenizerConfig(dir_ + "/straight", kSteps, "{}"));
+  ASSERT_EQ(RunTokenizer(straight, dir_ + "/straight.log", 1).exit_code, 0);
+
+  TrainRun failed = RunTokenizer(config("fail", ""), dir_ + "/fail.log", 1);
+  EXPECT_EQ(failed.exit_code, 1) << ReadFile(dir_ + "/fail.log");
+  EXPECT_NE(failed.ErrorMessage().find("checkpoint of step 2 not written"), std::string::npos)
+      << failed.ErrorMessage();
+  EXPECT_EQ(CheckpointStep(ListCheckpoints(dir_ + "/fail/checkpoints").back()), 1);
+
+  TrainRun strict =
+      RunTokenizer(config("strict", " on_checkpoint_failure: skip, max_skipped_checkpoints: 0,"),
+                   dir_ + "/strict.log", 1);
+  EXPECT_EQ(strict.exit_code, 1) << ReadFile(dir_ + "/strict.log");
+
+  TrainRun skipped =
+      RunTokenizer(config("skip", " on_checkpoint_failure: skip,"), dir_ + "/skip.log", 1);
+  ASSERT_EQ(skipped.exit_code, 0) << ReadFile(dir_ + "/skip.log");
+  ASSERT_EQ(skipped.Of("checkpoint_failed").size(), 1u);
+  EXPECT_EQ(skipped.Of("checkpoint_failed")[0]["step"].as<int>(), 2);
+  EXPECT_NE(
+      skipped.Of("checkpoint_failed")[0]["error"].as<std::string>().find("No space left on device"),
+      std::string::npos);
+  std::vector<int64_t> steps;
+  for (const std::string& dir : ListCheckpoints(dir_ + "/skip/checkpoints")) {
+    steps.push_back(CheckpointStep(dir));
+  }
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 3, 4}));
+  ExpectSameWeights(dir_ + "/straight", dir_ + "/skip");
+}
+
+TEST(TrainSectionTest, CheckpointFailurePolicyIsCheckedByName) {
+  TrainConfig train;
+  train.max_skipped_checkpoints = -1;
+  absl::Status negative = ValidateTrainSection(train);
+  EXPECT_NE(negative.message().find("train.max_skipped_checkpoints"), std::string::npos)
+      << negative;
+  CheckpointFailurePolicy policy;
+  absl::Status unknown = ParseCheckpointFailurePolicy("retry", &policy);
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(unknown.message().find("train.on_checkpoint_failure"), std::string::npos) << unknown;
 }
 
 TEST_F(FaultRunTest, NanLossFailsWithTheNonRetryableExitCode) {

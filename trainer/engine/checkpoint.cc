@@ -136,7 +136,10 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t ste
     }
     absl::StrAppend(&manifest, Sha256Hex(data), " ", data.size(), " ", file, "\n");
   }
-  Faults().InCheckpointWrite(step);  // a test's hang with the files written, nothing committed
+  // A test's hang or failure with the files written and nothing committed.
+  if (absl::Status injected = Faults().InCheckpointWrite(step); !injected.ok()) {
+    return abandon(injected);
+  }
   if (absl::Status written = WriteFileSynced((tmp_dir / kManifestName).string(), manifest);
       !written.ok()) {
     return abandon(written);

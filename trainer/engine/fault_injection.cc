@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 
 bool FaultPlan::armed() const {
   return exit_at_step > 0 || hang_at_step > 0 || slow_step_ms > 0 || nan_loss_at_step > 0 ||
-         corrupt_checkpoint_at_step > 0;
+         corrupt_checkpoint_at_step > 0 || fail_checkpoint_at_step > 0;
 }
 
 absl::Status FaultPlan::Validate() const {
@@ -34,6 +34,7 @@ absl::Status FaultPlan::Validate() const {
   RETURN_IF_ERROR(non_negative("slow_step_ms", slow_step_ms));
   RETURN_IF_ERROR(non_negative("nan_loss_at_step", nan_loss_at_step));
   RETURN_IF_ERROR(non_negative("corrupt_checkpoint_at_step", corrupt_checkpoint_at_step));
+  RETURN_IF_ERROR(non_negative("fail_checkpoint_at_step", fail_checkpoint_at_step));
   if (rank < -1) {
     return absl::InvalidArgumentError(
         absl::StrCat("faults.rank: expected a rank or -1 (every rank), got ", rank));
@@ -59,6 +60,7 @@ absl::Status ReadFaultsSection(ConfigReader& r, FaultPlan* plan) {
   RETURN_IF_ERROR(r.Read("slow_step_ms", &plan->slow_step_ms));
   RETURN_IF_ERROR(r.Read("nan_loss_at_step", &plan->nan_loss_at_step));
   RETURN_IF_ERROR(r.Read("corrupt_checkpoint_at_step", &plan->corrupt_checkpoint_at_step));
+  RETURN_IF_ERROR(r.Read("fail_checkpoint_at_step", &plan->fail_checkpoint_at_step));
   RETURN_IF_ERROR(r.Finish());
   return plan->Validate();
 }
@@ -82,12 +84,13 @@ absl::Status FaultInjector::Configure(const FaultPlan& plan, int64_t attempt, in
     std::fprintf(stderr,
                  "peco-train: FAULT INJECTION armed for attempt %lld rank %d: exit_at_step %lld "
                  "(code %d), hang_at_step %lld in %s, slow_step_ms %lld, nan_loss_at_step %lld, "
-                 "corrupt_checkpoint_at_step %lld\n",
+                 "corrupt_checkpoint_at_step %lld, fail_checkpoint_at_step %lld\n",
                  static_cast<long long>(attempt), rank, static_cast<long long>(plan_.exit_at_step),
                  plan_.exit_code, static_cast<long long>(plan_.hang_at_step), plan_.hang_in.c_str(),
                  static_cast<long long>(plan_.slow_step_ms),
                  static_cast<long long>(plan_.nan_loss_at_step),
-                 static_cast<long long>(plan_.corrupt_checkpoint_at_step));
+                 static_cast<long long>(plan_.corrupt_checkpoint_at_step),
+                 static_cast<long long>(plan_.fail_checkpoint_at_step));
   }
   return absl::OkStatus();
 }
@@ -126,11 +129,18 @@ void FaultInjector::InCollective() {
   }
 }
 
-void FaultInjector::InCheckpointWrite(int64_t step) {
-  if (!armed()) return;
+absl::Status FaultInjector::InCheckpointWrite(int64_t step) {
+  if (!armed()) return absl::OkStatus();
   if (plan_.hang_at_step > 0 && step == plan_.hang_at_step && plan_.hang_in == "checkpoint") {
     Hang("inside the checkpoint write", step);
   }
+  if (plan_.fail_checkpoint_at_step > 0 && step == plan_.fail_checkpoint_at_step) {
+    std::fprintf(stderr, "peco-train: FAULT INJECTION: failing the checkpoint of step %lld\n",
+                 static_cast<long long>(step));
+    return absl::ResourceExhaustedError(
+        "injected fault (faults.fail_checkpoint_at_step): No space left on device");
+  }
+  return absl::OkStatus();
 }
 
 bool FaultInjector::NanLoss(int64_t completed_steps) const {

@@ -16,6 +16,7 @@
 //     slow_step_ms: 0               # sleep this long before every step
 //     nan_loss_at_step: 0           # the loss of the step after this many is NaN
 //     corrupt_checkpoint_at_step: 0 # flip a byte of the checkpoint of this step once committed
+//     fail_checkpoint_at_step: 0    # the write of this step's checkpoint fails as on a full disk
 //
 // Steps count completed optimizer steps: `exit_at_step: 3` exits after step 3 completed (and its
 // checkpoint, if one was due, was written). 0 turns each fault off.
@@ -46,6 +47,7 @@ struct FaultPlan {
   int64_t slow_step_ms = 0;
   int64_t nan_loss_at_step = 0;
   int64_t corrupt_checkpoint_at_step = 0;
+  int64_t fail_checkpoint_at_step = 0;
 
   // Whether any fault is set.
   bool armed() const;
@@ -71,9 +73,10 @@ class FaultInjector {
   // Called before the gradient all-reduce of the current step (the one after the count last
   // given to BeforeStep): hangs there if armed for it.
   void InCollective();
-  // Called inside the write of the checkpoint of `step`, before it is committed: hangs there if
-  // armed for it.
-  void InCheckpointWrite(int64_t step);
+  // Called inside the write of the checkpoint of `step`, with its files written and nothing
+  // committed: hangs there if armed for it; returns ResourceExhausted (as a full disk would) if
+  // armed to fail it, OK otherwise.
+  absl::Status InCheckpointWrite(int64_t step);
   // Whether the loss of the step after `completed_steps` is to be replaced by NaN.
   bool NanLoss(int64_t completed_steps) const;
   // Called once the checkpoint of `step` is committed in `dir`: flips one byte of its largest

@@ -68,6 +68,10 @@ absl::Status ReadTrainFields(ConfigReader& r, TrainConfig* t) {
   RETURN_IF_ERROR(r.Read("checkpoint_every", &t->checkpoint_every));
   RETURN_IF_ERROR(r.Read("keep_checkpoints", &t->keep_checkpoints));
   RETURN_IF_ERROR(r.Read("output_dir", &t->output_dir));
+  std::string on_failure = "fail";
+  RETURN_IF_ERROR(r.ReadEnum("on_checkpoint_failure", {"fail", "skip"}, &on_failure));
+  RETURN_IF_ERROR(ParseCheckpointFailurePolicy(on_failure, &t->on_checkpoint_failure));
+  RETURN_IF_ERROR(r.Read("max_skipped_checkpoints", &t->max_skipped_checkpoints));
   return absl::OkStatus();
 }
 
@@ -86,6 +90,11 @@ absl::Status ValidateTrainSection(const TrainConfig& train) {
   }
   if (train.output_dir.empty())
     return absl::InvalidArgumentError("train.output_dir: expected a path");
+  if (train.max_skipped_checkpoints < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("train.max_skipped_checkpoints: expected a value >= 0, got ",
+                     train.max_skipped_checkpoints));
+  }
   return absl::OkStatus();
 }
 

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "common/config_reader.h"
+#include "trainer/engine/checkpoint_policy.h"
 #include "trainer/engine/fault_injection.h"
 #include "trainer/tasks/data_config.h"
 
@@ -28,6 +29,10 @@ struct TrainConfig {
   int64_t checkpoint_every = 200;
   int keep_checkpoints = 3;
   std::string output_dir = "runs/tokenizer";
+  // A periodic checkpoint that cannot be written: fail the attempt, or skip it and train on, up
+  // to max_skipped_checkpoints in a row (trainer/engine/checkpoint_policy.h).
+  CheckpointFailurePolicy on_checkpoint_failure = CheckpointFailurePolicy::kFail;
+  int max_skipped_checkpoints = 3;
 };
 
 // The top-level fields every job kind has: `seed`, `threads`, the `faults:` section

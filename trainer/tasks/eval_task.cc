@@ -15,6 +15,7 @@
 #include "common/status_macros.h"
 #include "trainer/data/random.h"
 #include "trainer/engine/checkpoint.h"
+#include "trainer/engine/checkpoint_policy.h"
 #include "trainer/engine/distributed.h"
 #include "trainer/engine/distributed_module.h"
 #include "trainer/engine/fault_injection.h"
@@ -502,6 +503,8 @@ absl::StatusOr<bool> EvalTrainer::AnyRankStopping() {
 absl::StatusOr<EvalRunResult> EvalTrainer::Train() {
   if (!head_) model_->train();
   EvalRunResult result;
+  CheckpointFailureGuard checkpoint_guard(config_.train.on_checkpoint_failure,
+                                          config_.train.max_skipped_checkpoints, &progress_);
   while (state_.step < config_.train.max_steps) {
     ASSIGN_OR_RETURN(bool stopping, AnyRankStopping());
     if (stopping) {
@@ -518,7 +521,7 @@ absl::StatusOr<EvalRunResult> EvalTrainer::Train() {
       RETURN_IF_ERROR(Evaluate());
     }
     if (state_.step % config_.train.checkpoint_every == 0) {
-      RETURN_IF_ERROR(SaveCheckpoint(/*final=*/last));
+      RETURN_IF_ERROR(checkpoint_guard.Check(state_.step, last, SaveCheckpoint(last)));
     }
   }
   RETURN_IF_ERROR(EmitMetrics());

@@ -15,6 +15,7 @@
 #include "common/status_macros.h"
 #include "trainer/data/random.h"
 #include "trainer/engine/checkpoint.h"
+#include "trainer/engine/checkpoint_policy.h"
 #include "trainer/engine/distributed.h"
 #include "trainer/engine/distributed_module.h"
 #include "trainer/engine/fault_injection.h"
@@ -459,6 +460,8 @@ absl::StatusOr<bool> PretrainTrainer::AnyRankStopping() {
 absl::StatusOr<PretrainRunResult> PretrainTrainer::Train() {
   model_->train();
   PretrainRunResult result;
+  CheckpointFailureGuard checkpoint_guard(config_.train.on_checkpoint_failure,
+                                          config_.train.max_skipped_checkpoints, &progress_);
   while (state_.step < config_.train.max_steps) {
     ASSIGN_OR_RETURN(bool stopping, AnyRankStopping());
     if (stopping) {
@@ -471,7 +474,8 @@ absl::StatusOr<PretrainRunResult> PretrainTrainer::Train() {
         TorchCall(absl::StrCat("step ", state_.step), [&] { return TrainStep(batch); }));
     if (state_.step % config_.train.log_every == 0) RETURN_IF_ERROR(EmitMetrics());
     if (state_.step % config_.train.checkpoint_every == 0) {
-      RETURN_IF_ERROR(SaveCheckpoint(/*final=*/state_.step == config_.train.max_steps));
+      const bool final = state_.step == config_.train.max_steps;
+      RETURN_IF_ERROR(checkpoint_guard.Check(state_.step, final, SaveCheckpoint(final)));
     }
   }
   RETURN_IF_ERROR(EmitMetrics());

@@ -13,6 +13,7 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "trainer/engine/checkpoint.h"
+#include "trainer/engine/checkpoint_policy.h"
 #include "trainer/engine/distributed.h"
 #include "trainer/engine/fault_injection.h"
 #include "trainer/engine/foreach_optim.h"
@@ -473,6 +474,8 @@ void TokenizerTrainer::EmitMetrics() {
 absl::StatusOr<TokenizerRunResult> TokenizerTrainer::Train() {
   model_->train();
   TokenizerRunResult result;
+  CheckpointFailureGuard checkpoint_guard(config_.train.on_checkpoint_failure,
+                                          config_.train.max_skipped_checkpoints, &progress_);
   while (state_.step < config_.train.max_steps) {
     if (StopRequested()) {
       result.stopped_by_signal = true;
@@ -491,7 +494,8 @@ absl::StatusOr<TokenizerRunResult> TokenizerTrainer::Train() {
     }
     if (state_.step % config_.train.log_every == 0) EmitMetrics();
     if (state_.step % config_.train.checkpoint_every == 0) {
-      RETURN_IF_ERROR(SaveCheckpoint(/*final=*/state_.step == config_.train.max_steps).status());
+      const bool final = state_.step == config_.train.max_steps;
+      RETURN_IF_ERROR(checkpoint_guard.Check(state_.step, final, SaveCheckpoint(final).status()));
     }
   }
   EmitMetrics();
