@@ -44,6 +44,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "bench/job_audit.h"
 #include "bench/load_stats.h"
 #include "bench/sim_cluster.h"
 #include "common/file_util.h"
@@ -51,7 +52,7 @@
 #include "common/process_launcher.h"
 
 ABSL_FLAG(std::vector<std::string>, phases, std::vector<std::string>({"steady", "dispatch"}),
-          "Phases to run, in order: steady, dispatch");
+          "Phases to run, in order: steady, dispatch, soak (on demand: 10 minutes and an audit)");
 ABSL_FLAG(std::string, coordinator, "",
           "host:port of a running coordinator (default: start one per phase)");
 ABSL_FLAG(std::string, data_dir, "",
@@ -84,6 +85,14 @@ ABSL_FLAG(int, dispatch_job_seconds, 600,
           "dispatch: how long each job runs on its worker (0: it completes at once, and its "
           "progress and result reach the coordinator during the dispatch)");
 ABSL_FLAG(int, dispatch_timeout, 600, "dispatch: seconds to wait for every assignment");
+ABSL_FLAG(int, soak_seconds, 600, "soak: seconds of load (submits stop after them)");
+ABSL_FLAG(absl::Duration, churn_interval, absl::Seconds(30),
+          "soak: every this long, --churn_fraction of the workers leave and as many new join");
+ABSL_FLAG(double, churn_fraction, 0.05, "soak: share of the workers replaced at each churn");
+ABSL_FLAG(int, soak_job_seconds, 10, "soak: how long each job runs on its worker");
+ABSL_FLAG(int, drain_timeout, 300, "soak: seconds to wait for every job to end after the load");
+ABSL_FLAG(double, max_rss_mib, 2048, "soak: the coordinator's VmRSS may not exceed this");
+ABSL_FLAG(int, audit_threads, 8, "soak: connections reading back the histories");
 ABSL_FLAG(bool, json, false, "Also print one JSON line per phase");
 
 namespace peco::bench {
@@ -528,6 +537,157 @@ void RunDispatch(const std::string& run_id) {
   }
 }
 
+// The soak: the steady load for --soak_seconds while workers leave (they stop heartbeating, so
+// their running jobs are lost and restart elsewhere) and new ones join, then a drain until every
+// job has ended, then an audit of every job and its history (bench/job_audit.h). Passes when no
+// acknowledged job is missing, none is duplicated, every job SUCCEEDED with a complete history,
+// and the coordinator's memory stayed under --max_rss_mib. Returns the process exit code.
+int RunSoak(const std::string& run_id) {
+  const int worker_count = absl::GetFlag(FLAGS_workers);
+  const int clients = absl::GetFlag(FLAGS_clients);
+  const double rate = absl::GetFlag(FLAGS_submit_rate);
+  const absl::Duration interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  const absl::Duration load = absl::Seconds(absl::GetFlag(FLAGS_soak_seconds));
+  const absl::Duration churn_interval = absl::GetFlag(FLAGS_churn_interval);
+  const int churn =
+      std::max(1, static_cast<int>(worker_count * absl::GetFlag(FLAGS_churn_fraction) + 0.5));
+  const int churns = static_cast<int>(load / churn_interval) + 1;
+  std::unique_ptr<Target> target = Target::Open("soak");
+  LatencyRecorder recorder;
+  std::atomic<bool> measuring{true};
+
+  // Workers [first, first + worker_count) are present; each churn moves `first` on by `churn`,
+  // so the oldest leave and never come back and fresh ones register.
+  SimulatedWorkers::Options worker_options;
+  worker_options.count = worker_count + churn * churns;
+  worker_options.cpu_slots = absl::GetFlag(FLAGS_worker_slots);
+  worker_options.connections = absl::GetFlag(FLAGS_worker_connections);
+  worker_options.job_duration = absl::Seconds(absl::GetFlag(FLAGS_soak_job_seconds));
+  SimulatedWorkers workers(target->endpoint(), worker_options, &recorder, &measuring);
+  SimulatedUsers::Options user_options;
+  user_options.config_yaml = ConfigText();
+  user_options.distinct_configs = absl::GetFlag(FLAGS_distinct_configs);
+  user_options.watch = true;
+  user_options.max_watches = 1 << 30;
+  user_options.connections = std::max(1, std::min(clients, 4));
+  user_options.run_id = run_id;
+  SimulatedUsers users(target->endpoint(), user_options, &recorder, &measuring);
+
+  std::cout << absl::StrFormat(
+      "\n### soak: %d workers (%d replaced every %s), 1 heartbeat per %s each; %d users "
+      "submitting %.0f jobs/s of %d s each for %s\n\n",
+      worker_count, churn, absl::FormatDuration(churn_interval), absl::FormatDuration(interval),
+      clients, rate, absl::GetFlag(FLAGS_soak_job_seconds), absl::FormatDuration(load));
+  std::cout << "| elapsed | workers present / left | submits OK / failed | jobs ended | "
+               "coordinator VmRSS |\n|---|---|---|---|---|\n";
+  const absl::Duration beat_step = interval / std::max(worker_count, 1);
+  const absl::Duration submit_step =
+      rate > 0 ? absl::Seconds(1.0 / rate) : absl::InfiniteDuration();
+  const absl::Time start = absl::Now();
+  const absl::Time load_end = start + load;
+  const absl::Time drain_end = load_end + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout));
+  absl::Time next_beat = start, next_submit = start, next_churn = start + churn_interval;
+  absl::Time next_report = start + absl::Minutes(1);
+  int64_t beat_index = 0, submit_index = 0;
+  int first = 0;
+  double max_rss_mib = 0;
+  auto ended = [&] {
+    int64_t count = 0;
+    for (const auto& [state, n] : users.Outcomes()) count += n;
+    return count;
+  };
+  auto report = [&](absl::Time now) {
+    std::optional<ProcessSample> sample = SampleProcess(target->pid());
+    const double rss = sample ? sample->rss_kib / 1024.0 : -1;
+    max_rss_mib = std::max(max_rss_mib, rss);
+    std::cout << absl::StrFormat("| %s | %d / %d | %d / %d | %d | %.1f MiB |\n",
+                                 absl::FormatDuration(absl::Trunc(now - start, absl::Seconds(1))),
+                                 worker_count, first, users.submitted(), users.submit_failures(),
+                                 ended(), rss)
+              << std::flush;
+  };
+  while (true) {
+    const absl::Time now = absl::Now();
+    const bool loading = now < load_end;
+    // Drained: every acknowledged job ended (after a moment for the last submits' answers).
+    if (!loading && ((now >= load_end + absl::Seconds(2) && ended() >= users.submitted()) ||
+                     now >= drain_end)) {
+      break;
+    }
+    while (next_beat <= now) {
+      workers.Beat(first + static_cast<int>(beat_index++ % worker_count));
+      next_beat += beat_step;
+    }
+    while (loading && next_submit <= now) {
+      users.Submit(static_cast<int>(submit_index++ % clients));
+      next_submit += submit_step;
+    }
+    if (loading && next_churn <= now) {
+      first += churn;  // the oldest `churn` go silent; as many fresh ones start registering
+      next_churn += churn_interval;
+    }
+    if (next_report <= now) {
+      report(now);
+      next_report += absl::Minutes(1);
+    }
+    const absl::Time wake = std::min(
+        {next_beat, loading ? next_submit : next_beat + absl::Milliseconds(50), next_report});
+    if (wake > now) absl::SleepFor(wake - now);
+  }
+  report(absl::Now());
+  const absl::Duration drained = absl::Now() - load_end;
+  users.Shutdown(absl::Seconds(60));
+  workers.WaitIdle(absl::Seconds(60));
+
+  absl::StatusOr<JobAudit> audit =
+      AuditJobs(target->endpoint(), absl::GetFlag(FLAGS_audit_threads));
+  if (!audit.ok()) Die(absl::StrCat("soak audit: ", audit.status().message()));
+  const int64_t acknowledged = users.submitted();
+  const int64_t lost = std::max<int64_t>(0, acknowledged - audit->jobs);
+  std::string states;
+  for (const auto& [state, count] : audit->states) {
+    absl::StrAppend(&states, states.empty() ? "" : ", ", count, " ", state);
+  }
+  const bool memory_ok = max_rss_mib <= absl::GetFlag(FLAGS_max_rss_mib);
+  const bool pass = lost == 0 && audit->clean() && memory_ok;
+  std::cout << "\n| measure | value |\n|---|---|\n";
+  std::cout << absl::StrFormat("| submits acknowledged / failed | %d / %d |\n", acknowledged,
+                               users.submit_failures());
+  std::cout << absl::StrFormat("| jobs read back | %d (%s) |\n", audit->jobs, states);
+  std::cout << absl::StrFormat("| lost jobs (acknowledged, not read back) | %d |\n", lost);
+  std::cout << absl::StrFormat("| duplicate jobs (same request id) | %d |\n",
+                               audit->duplicate_request_ids);
+  std::cout << absl::StrFormat("| jobs restarted after their worker left | %d |\n",
+                               audit->restarted);
+  std::cout << absl::StrFormat(
+      "| histories incomplete / repeated points (of %d events) | %d / %d |\n",
+      audit->history_events, audit->incomplete_histories, audit->repeated_events);
+  std::cout << absl::StrFormat("| workers that left / joined | %d / %d |\n", first, first);
+  std::cout << absl::StrFormat("| drain after the load | %s |\n", absl::FormatDuration(drained));
+  std::cout << absl::StrFormat("| coordinator VmRSS max (limit) | %.1f MiB (%.0f) |\n", max_rss_mib,
+                               absl::GetFlag(FLAGS_max_rss_mib));
+  std::cout << absl::StrFormat("| **result** | **%s** |\n", pass ? "PASS" : "FAIL");
+  for (const std::string& example : audit->examples) std::cout << "  " << example << "\n";
+  if (absl::GetFlag(FLAGS_json)) {
+    JsonWriter line;
+    line.Add("bench", "control_plane")
+        .Add("phase", "soak")
+        .Add("workers", worker_count)
+        .Add("seconds", absl::ToDoubleSeconds(load))
+        .Add("acknowledged", acknowledged)
+        .Add("jobs", audit->jobs)
+        .Add("lost", lost)
+        .Add("duplicates", audit->duplicate_request_ids)
+        .Add("restarted", audit->restarted)
+        .Add("incomplete_histories", audit->incomplete_histories)
+        .Add("repeated_points", audit->repeated_events)
+        .Add("max_rss_mib", max_rss_mib)
+        .Add("pass", pass);
+    std::cout << line.str() << "\n";
+  }
+  return pass ? 0 : 1;
+}
+
 int Run() {
   const std::string run_id =
       absl::StrCat("bench-", ::getpid(), "-", absl::ToUnixSeconds(absl::Now()));
@@ -536,8 +696,10 @@ int Run() {
       RunSteady(run_id + "-steady");
     } else if (phase == "dispatch") {
       RunDispatch(run_id + "-dispatch");
+    } else if (phase == "soak") {
+      if (int code = RunSoak(run_id + "-soak"); code != 0) return code;
     } else {
-      Die(absl::StrCat("--phases: unknown phase '", phase, "' (steady, dispatch)"));
+      Die(absl::StrCat("--phases: unknown phase '", phase, "' (steady, dispatch, soak)"));
     }
   }
   return 0;
