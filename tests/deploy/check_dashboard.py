@@ -60,7 +60,9 @@ GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__interval_ms", "__range",
 # Example values of variables, to make queries parseable PromQL.
 EXAMPLE_VALUES = {"job": ".+", "__rate_interval": "1m", "__interval": "1m", "__range": "1h"}
 
-_VARIABLE = re.compile(r"\$\{([A-Za-z0-9_]+)(?::[A-Za-z]+)?\}|\$([A-Za-z0-9_]+)|\[\[([A-Za-z0-9_]+)\]\]")
+# $name, ${name}, ${name:format} and the old [[name]].
+_VARIABLE = re.compile(
+    r"\$\{([A-Za-z0-9_]+)(?::[A-Za-z]+)?\}|\$([A-Za-z0-9_]+)|\[\[([A-Za-z0-9_]+)\]\]")
 
 
 def variables_in(text):
@@ -99,8 +101,10 @@ def check_dashboard(dashboard, problems, queries):
             problems.append("dashboard: missing %r" % field)
     variables = {v.get("name"): v for v in dashboard.get("templating", {}).get("list", [])}
     datasource = variables.get("datasource")
-    if not datasource or datasource.get("type") != "datasource" or datasource.get("query") != "prometheus":
-        problems.append("dashboard: needs a variable 'datasource' of type datasource for prometheus")
+    if not datasource or (datasource.get("type"), datasource.get("query")) != ("datasource",
+                                                                               "prometheus"):
+        problems.append("dashboard: needs a variable 'datasource' of type datasource "
+                        "for prometheus")
     if "job" not in variables:
         problems.append("dashboard: needs a variable 'job' (the peco job ids)")
     defined = set(variables) | GRAFANA_BUILTINS

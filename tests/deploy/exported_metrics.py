@@ -71,7 +71,8 @@ def exported_families(source_dir):
             table = _TABLE.search(text)
             if table is None:
                 raise ValueError("%s: names metrics with the prefix %s but has no kRankValues "
-                                 "table to read the fields from" % (relative, match.group("prefix")))
+                                 "table to read the fields from"
+                                 % (relative, match.group("prefix")))
             for entry in _TABLE_ENTRY.finditer(table.group("body")):
                 offset = table.start("body") + entry.start(1)
                 where = "%s:%d" % (relative, _line_of(text, offset))
@@ -91,7 +92,8 @@ def pending_families(source_dir):
             if field not in entry:
                 raise ValueError("%s: entry %r lacks %r" % (PENDING_FILE, entry.get("name"), field))
         if entry["type"] not in SERIES_SUFFIXES:
-            raise ValueError("%s: %s: unknown type %r" % (PENDING_FILE, entry["name"], entry["type"]))
+            raise ValueError("%s: %s: unknown type %r"
+                             % (PENDING_FILE, entry["name"], entry["type"]))
         families.append(Family(entry["name"], entry["type"], PENDING_FILE))
     return families
 
