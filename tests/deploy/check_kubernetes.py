@@ -12,8 +12,8 @@ What peco needs from them, beyond what the Kubernetes schema says (k8s_schema.cj
   container port; the Prometheus scrape annotations name the --metrics_listen port;
 - the coordinator is a StatefulSet of one pod whose --data_dir is on a volume claim template,
   governed by a headless Service, and a Service exposes its --listen port;
-- workers are DaemonSets: one requests nvidia.com/gpu and offers as many (--gpus), one requests no
-  GPU (--gpus=0, the CPU variant); each dials a Service of the set at its port (--coordinator),
+- workers are DaemonSets: one requests nvidia.com/gpu and offers as many (--gpus) with at least as
+  many CPU slots, one requests no GPU (--gpus=0, the CPU variant); each dials a Service of the set at its port (--coordinator),
   reads its token from a mounted secret (--token_file) and works on a mounted volume (--work_dir).
 
 With --json-out FILE it writes the objects ({"file", "object"} pairs) as JSON for k8s_schema.cjs.
@@ -206,6 +206,10 @@ def check_objects(check, objects):
                           % (flags.get("gpus"), gpus))
             if gpus > 0:
                 gpu_workers += 1
+                # A rank asks for a CPU slot besides its GPUs unless its spec says cpu_slots: 0.
+                slots = flags.get("cpu_slots", "")
+                check.require(not slots.isdigit() or int(slots) >= gpus, where,
+                              "--cpu_slots=%s leaves GPU ranks without their CPU slot" % slots)
             else:
                 cpu_workers += 1
             host, _, port = flags.get("coordinator", "").rpartition(":")
