@@ -195,6 +195,8 @@ void Coordinator::FillProgress(v1::Job* job) const {
 
 absl::StatusOr<v1::Job> Coordinator::TransitionLocked(const v1::Job& job, v1::JobState state,
                                                       const std::string& reason) {
+  // `job` may be the cached copy RefreshActiveLocked overwrites below: keep where it came from.
+  const v1::JobState from = job.state();
   ASSIGN_OR_RETURN(v1::Job updated,
                    store_->UpdateJobState({job.id(), job.attempt(), state, reason, NowMicros()}));
   RefreshActiveLocked(updated);
@@ -204,7 +206,7 @@ absl::StatusOr<v1::Job> Coordinator::TransitionLocked(const v1::Job& job, v1::Jo
     pending_since_.erase(updated.id());
   }
   if (metrics_ != nullptr) {
-    metrics_->CountJobTransition(job.state(), state);
+    metrics_->CountJobTransition(from, state);
     if (!HoldsDevices(state)) metrics_->ForgetJob(updated.id());
   }
   PublishState(updated, reason);

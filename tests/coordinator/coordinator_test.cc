@@ -8,13 +8,16 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
+#include "coordinator/coordinator_metrics.h"
 #include "coordinator/sqlite_job_store.h"
+#include "prometheus/metric_family.h"
 
 namespace peco::coordinator {
 namespace {
@@ -78,8 +81,10 @@ class CoordinatorTest : public ::testing::Test {
     checkpoint_options.data_dir = dir_;
     checkpoints_ = *CheckpointFileStore::Open(checkpoint_options);
     events_ = std::make_unique<JobEventHub>();
-    coordinator_ = std::make_unique<Coordinator>(options_, store_.get(), checkpoints_.get(),
-                                                 &validator_, &clock_, events_.get(), nullptr);
+    metrics_ = std::make_unique<CoordinatorMetrics>();
+    coordinator_ =
+        std::make_unique<Coordinator>(options_, store_.get(), checkpoints_.get(), &validator_,
+                                      &clock_, events_.get(), metrics_.get());
     ASSERT_TRUE(coordinator_->Recover().ok());
   }
 
@@ -108,6 +113,18 @@ class CoordinatorTest : public ::testing::Test {
   }
 
   v1::Job Job(const std::string& id) { return *store_->GetJob(id); }
+
+  // The peco_jobs gauge by its state label.
+  std::map<std::string, double> JobsGauge() const {
+    std::map<std::string, double> gauge;
+    for (const prometheus::MetricFamily& family : metrics_->registry()->Collect()) {
+      if (family.name != "peco_jobs") continue;
+      for (const prometheus::ClientMetric& metric : family.metric) {
+        gauge[metric.label.at(0).value] = metric.gauge.value;
+      }
+    }
+    return gauge;
+  }
 
   static v1::RunningRanks Running(const std::string& job_id, int64_t attempt) {
     v1::RunningRanks running;
@@ -193,6 +210,7 @@ class CoordinatorTest : public ::testing::Test {
   std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<CheckpointFileStore> checkpoints_;
   std::unique_ptr<JobEventHub> events_;
+  std::unique_ptr<CoordinatorMetrics> metrics_;
   std::unique_ptr<Coordinator> coordinator_;
   v1::RegisterResponse last_register_;
 };
@@ -236,6 +254,10 @@ TEST_F(CoordinatorTest, JobRunsToSuccessThroughHeartbeats) {
   ASSERT_TRUE(Upload(job.id(), 1, 20, /*final=*/true).ok());
   Heartbeat(worker, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
   EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_SUCCEEDED);
+  // peco_jobs{state} followed the job through ASSIGNED and RUNNING to SUCCEEDED.
+  for (const auto& [state, count] : JobsGauge()) {
+    EXPECT_EQ(count, state == "succeeded" ? 1 : 0) << "peco_jobs{state=\"" << state << "\"}";
+  }
 
   absl::StatusOr<std::vector<v1::WatchJobEvent>> history = coordinator_->JobHistory(job.id());
   ASSERT_TRUE(history.ok());
