@@ -207,7 +207,11 @@ absl::StatusOr<v1::Job> Coordinator::TransitionLocked(const v1::Job& job, v1::Jo
   }
   if (metrics_ != nullptr) {
     metrics_->CountJobTransition(from, state);
-    if (!HoldsDevices(state)) metrics_->ForgetJob(updated.id());
+    if (HoldsDevices(state)) {
+      metrics_->SetJobRestarts(updated.id(), updated.restart_count());
+    } else {
+      metrics_->ForgetJob(updated.id());
+    }
   }
   PublishState(updated, reason);
   Log(absl::StrCat(updated.id(), " attempt ", updated.attempt(), ": ", JobStateName(state),

@@ -71,6 +71,10 @@ CoordinatorMetrics::CoordinatorMetrics(size_t max_job_series)
                                  .Name("peco_job_images_per_second")
                                  .Help("Latest images per second of an active job (rank 0)")
                                  .Register(*registry_)),
+      job_restarts_(prometheus::BuildGauge()
+                        .Name("peco_job_restarts")
+                        .Help("Restarts of an active job so far")
+                        .Register(*registry_)),
       max_job_series_(max_job_series) {
   for (int s = v1::JobState_MIN; s <= v1::JobState_MAX; ++s) {
     if (s == v1::JOB_STATE_UNSPECIFIED) continue;
@@ -135,12 +139,10 @@ void CoordinatorMetrics::CountReports(int64_t accepted, int64_t refused) {
   if (refused > 0) reports_.Add({{"result", "refused"}}).Increment(static_cast<double>(refused));
 }
 
-void CoordinatorMetrics::SetJobProgress(const std::string& job_id, int64_t step,
-                                        const std::map<std::string, double>& values) {
-  absl::MutexLock lock(&mu_);
+CoordinatorMetrics::JobSeries* CoordinatorMetrics::SeriesLocked(const std::string& job_id) {
   auto it = job_series_.find(job_id);
   if (it == job_series_.end()) {
-    if (job_series_.size() >= max_job_series_) return;
+    if (job_series_.size() >= max_job_series_) return nullptr;
     it = job_series_.emplace(job_id, JobSeries()).first;
   }
   JobSeries& series = it->second;
@@ -148,12 +150,27 @@ void CoordinatorMetrics::SetJobProgress(const std::string& job_id, int64_t step,
     series.step = &job_step_.Add({{"job", job_id}});
     series.loss = &job_loss_.Add({{"job", job_id}});
     series.images_per_second = &job_images_per_second_.Add({{"job", job_id}});
+    series.restarts = &job_restarts_.Add({{"job", job_id}});
   }
-  series.step->Set(static_cast<double>(step));
-  if (auto it = values.find("loss"); it != values.end()) series.loss->Set(it->second);
+  return &series;
+}
+
+void CoordinatorMetrics::SetJobProgress(const std::string& job_id, int64_t step,
+                                        const std::map<std::string, double>& values) {
+  absl::MutexLock lock(&mu_);
+  JobSeries* series = SeriesLocked(job_id);
+  if (series == nullptr) return;
+  series->step->Set(static_cast<double>(step));
+  if (auto it = values.find("loss"); it != values.end()) series->loss->Set(it->second);
   if (auto it = values.find("images_per_second"); it != values.end()) {
-    series.images_per_second->Set(it->second);
+    series->images_per_second->Set(it->second);
   }
+}
+
+void CoordinatorMetrics::SetJobRestarts(const std::string& job_id, int64_t restarts) {
+  absl::MutexLock lock(&mu_);
+  JobSeries* series = SeriesLocked(job_id);
+  if (series != nullptr) series->restarts->Set(static_cast<double>(restarts));
 }
 
 void CoordinatorMetrics::ForgetJob(const std::string& job_id) {
@@ -163,6 +180,7 @@ void CoordinatorMetrics::ForgetJob(const std::string& job_id) {
   job_step_.Remove(it->second.step);
   job_loss_.Remove(it->second.loss);
   job_images_per_second_.Remove(it->second.images_per_second);
+  job_restarts_.Remove(it->second.restarts);
   job_series_.erase(it);
 }
 

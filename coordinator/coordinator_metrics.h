@@ -58,6 +58,9 @@ class CoordinatorMetrics {
   // for a job without series when max_job_series jobs have them.
   void SetJobProgress(const std::string& job_id, int64_t step,
                       const std::map<std::string, double>& values);
+  // peco_job_restarts{job}: restarts of an active job so far (its restart_count), under the
+  // same cap as SetJobProgress.
+  void SetJobRestarts(const std::string& job_id, int64_t restarts);
   // Removes the per-job series of a job that is no longer active.
   void ForgetJob(const std::string& job_id);
 
@@ -66,7 +69,11 @@ class CoordinatorMetrics {
     prometheus::Gauge* step = nullptr;
     prometheus::Gauge* loss = nullptr;
     prometheus::Gauge* images_per_second = nullptr;
+    prometheus::Gauge* restarts = nullptr;
   };
+
+  // The series of `job_id`, created if the cap allows; nullptr otherwise.
+  JobSeries* SeriesLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Gauge>& jobs_;
@@ -81,6 +88,7 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Gauge>& job_step_;
   prometheus::Family<prometheus::Gauge>& job_loss_;
   prometheus::Family<prometheus::Gauge>& job_images_per_second_;
+  prometheus::Family<prometheus::Gauge>& job_restarts_;
 
   const size_t max_job_series_;
   absl::Mutex mu_;

@@ -716,6 +716,9 @@ v1::AttemptResult WorkerAgent::BuildResultLocked(const Attempt& attempt) const {
         cause = "stall";
       } else if (outcome.cancel_requested) {
         cause = "cancel";
+      } else if (failed != nullptr && failed->exit.has_value() && failed->exit->exited() &&
+                 failed->exit->exit_code == 3) {
+        cause = "nonfinite_loss";  // the trainer refused a NaN or infinite loss
       } else if (failed != nullptr && failed->exit.has_value() && !failed->exit->exited()) {
         // The supervisor SIGKILLs a rank only after the gang's deciding failure was recorded,
         // so a deciding SIGKILL came from elsewhere: on Linux, the out-of-memory killer.
@@ -844,6 +847,14 @@ void WorkerAgent::OnEvent(const TrainerEvent& event) {
     reports_.Add(std::move(report));
   }
 
+  if (event.type == "checkpoint" && metrics_ != nullptr) {
+    if (std::optional<double> bytes = event.Number("bytes")) {
+      metrics_->SetRankValue(tag.job_id, tag.rank, "checkpoint_bytes", *bytes);
+    }
+    if (std::optional<double> seconds = event.Number("seconds")) {
+      metrics_->SetRankValue(tag.job_id, tag.rank, "checkpoint_seconds", *seconds);
+    }
+  }
   if (event.type != "checkpoint" || tag.rank != 0) return;
   std::optional<std::string> path = event.String("path");
   if (!path || path->empty()) {

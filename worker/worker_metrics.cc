@@ -20,6 +20,15 @@ constexpr std::pair<const char*, const char*> kRankValues[] = {
     {"perplexity", "Codebook perplexity of the latest step (tokenizer)"},
     {"mlm_acc", "Masked-token accuracy of the latest step (pretrain)"},
     {"eval_top1", "Top-1 accuracy in percent of the latest evaluation (finetune, linear_probe)"},
+    {"loss_pixel", "Pixel (reconstruction) loss of the latest step (tokenizer)"},
+    {"loss_perceptual", "Perceptual loss of the latest step (tokenizer)"},
+    {"loss_codebook", "Codebook (commitment) loss of the latest step (tokenizer)"},
+    {"loss_generator", "Adversarial generator loss of the latest step (tokenizer with the GAN)"},
+    {"loss_discriminator", "Discriminator loss of the latest step (tokenizer with the GAN)"},
+    {"mfu", "Model FLOPs utilisation of the latest step, 0 to 1 (with train.peak_tflops)"},
+    {"codebook_size", "Codebook entries of the tokenizer (tokenizer)"},
+    {"checkpoint_bytes", "Size of the latest checkpoint the rank wrote"},
+    {"checkpoint_seconds", "Time the rank took to serialise and write its latest checkpoint"},
 };
 
 }  // namespace

@@ -8,7 +8,8 @@
 //   peco_worker_checkpoint_uploads_total{result} committed | dropped | retry
 //   peco_worker_checkpoint_upload_bytes_total    bytes of committed uploads
 //   peco_worker_checkpoint_upload_seconds        duration of committed uploads (histogram)
-//   peco_worker_trainer_exits_total{cause}       exit | signal | stall | oom | launch | cancel
+//   peco_worker_trainer_exits_total{cause}       exit | nonfinite_loss | signal | stall | oom |
+//                                                launch | cancel
 //   peco_worker_rank_<value>{job,rank}           latest step, loss, images_per_second, lr,
 //                                                data_wait_share, codes_used, perplexity of each
 //                                                running rank; removed when its attempt ends

@@ -40,6 +40,11 @@ TEST(CoordinatorMetricsTest, PerJobSeriesAreCappedAndFreedWhenAJobEnds) {
   metrics.SetJobProgress("job-3", 11, {{"loss", 0.4}});
   EXPECT_THAT(JobsWithSeries(metrics, "peco_job_step"), UnorderedElementsAre("job-2", "job-3"));
   EXPECT_EQ(JobsWithSeries(metrics, "peco_job_loss").size(), 2u);
+  metrics.SetJobRestarts("job-2", 3);
+  metrics.SetJobRestarts("job-4", 1);  // over the cap: no series
+  EXPECT_THAT(JobsWithSeries(metrics, "peco_job_restarts"), UnorderedElementsAre("job-2", "job-3"));
+  metrics.ForgetJob("job-2");
+  EXPECT_THAT(JobsWithSeries(metrics, "peco_job_restarts"), UnorderedElementsAre("job-3"));
 }
 
 }  // namespace

@@ -362,8 +362,10 @@ job:
   return path;
 }
 
-std::string Cluster::CoordinatorMetrics() {
-  const std::string address = ReadTrimmed(data_dir_ + "/metrics.addr");
+namespace {
+
+// The body of GET /metrics from `address` (host:port), "" when unreachable.
+std::string ScrapeMetrics(const std::string& address) {
   const size_t colon = address.rfind(':');
   if (colon == std::string::npos) return "";
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -383,6 +385,22 @@ std::string Cluster::CoordinatorMetrics() {
   ::close(fd);
   const size_t body = response.find("\r\n\r\n");
   return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+}  // namespace
+
+std::string Cluster::CoordinatorMetrics() {
+  return ScrapeMetrics(ReadTrimmed(data_dir_ + "/metrics.addr"));
+}
+
+std::string Cluster::WorkerMetrics(int index) {
+  // The worker logs "metrics on http://HOST:PORT/metrics" once it serves them.
+  const std::string log = ReadFileToString(workers_[index]->log_path()).value_or("");
+  const std::string prefix = "metrics on http://";
+  const size_t at = log.find(prefix);
+  if (at == std::string::npos) return "";
+  const size_t start = at + prefix.size();
+  return ScrapeMetrics(log.substr(start, log.find("/metrics", start) - start));
 }
 
 void Cluster::DumpLogs() {

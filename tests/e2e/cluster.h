@@ -115,6 +115,8 @@ class Cluster {
 
   // The body of GET /metrics from the coordinator's Prometheus endpoint ("" when unreachable).
   std::string CoordinatorMetrics();
+  // The body of GET /metrics from worker `index` ("" when unreachable).
+  std::string WorkerMetrics(int index);
 
   // Prints the logs of every daemon (for failures).
   void DumpLogs();

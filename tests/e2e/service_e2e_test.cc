@@ -211,6 +211,10 @@ TEST_F(ServiceE2eTest, KilledWorkerJobResumesOnTheOtherWorker) {
   const std::string& job_id = placed.job_id;
   const std::string& victim_id = placed.worker_id;
   const int victim = placed.worker;
+  // Its first checkpoint is in the worker's per-rank series, by size and write time.
+  const std::string metrics = cluster_.WorkerMetrics(victim);
+  EXPECT_THAT(metrics, HasSubstr("peco_worker_rank_checkpoint_bytes{job=\"" + job_id));
+  EXPECT_THAT(metrics, HasSubstr("peco_worker_rank_checkpoint_seconds{job=\"" + job_id));
 
   const absl::Time killed = absl::Now();
   cluster_.worker(victim)->Kill();
@@ -547,6 +551,9 @@ TEST_F(ServiceE2eTest, NanLossFailsTheJobWithoutRestarts) {
   EXPECT_EQ(failed->job().restart_count(), 0);
   EXPECT_EQ(failed->attempts_size(), 1);
   EXPECT_THAT(failed->job().failure_reason(), HasSubstr("non-finite loss"));
+  // The worker counts the exit by its cause (the alert PecoLossNotFinite reads it).
+  EXPECT_THAT(cluster_.WorkerMetrics(0),
+              HasSubstr("peco_worker_trainer_exits_total{cause=\"nonfinite_loss\"} 1"));
 }
 
 // Calls whose answers are lost on the way back (fault injection in the worker's client: the

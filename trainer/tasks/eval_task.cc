@@ -311,6 +311,7 @@ absl::Status EvalTrainer::Restore(const RestoredCheckpoint& checkpoint) {
 }
 
 absl::Status EvalTrainer::SaveCheckpoint(bool final) {
+  const auto started = std::chrono::steady_clock::now();
   state_.loader = loader_->position();
   last_saved_step_ = state_.step;
   if (!dist_->is_main()) return absl::OkStatus();
@@ -332,6 +333,8 @@ absl::Status EvalTrainer::SaveCheckpoint(bool final) {
       .Add("step", state_.step)
       .Add("path", dir)
       .Add("bytes", bytes)
+      .Add("seconds",
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count())
       .Add("final", final);
   progress_.Emit(event);
   last_checkpoint_ = dir;

@@ -313,6 +313,7 @@ absl::Status PretrainTrainer::Restore(const RestoredCheckpoint& checkpoint) {
 }
 
 absl::Status PretrainTrainer::SaveCheckpoint(bool final) {
+  const auto started = std::chrono::steady_clock::now();
   state_.loader = loader_->position();
   last_saved_step_ = state_.step;
   if (!dist_->is_main()) return absl::OkStatus();
@@ -333,6 +334,8 @@ absl::Status PretrainTrainer::SaveCheckpoint(bool final) {
       .Add("step", state_.step)
       .Add("path", dir)
       .Add("bytes", bytes)
+      .Add("seconds",
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count())
       .Add("final", final);
   progress_.Emit(event);
   last_checkpoint_ = dir;

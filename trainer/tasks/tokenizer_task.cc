@@ -313,6 +313,7 @@ absl::Status TokenizerTrainer::Restore(const RestoredCheckpoint& checkpoint) {
 }
 
 absl::StatusOr<std::string> TokenizerTrainer::SaveCheckpoint(bool final) {
+  const auto started = std::chrono::steady_clock::now();
   CheckpointFiles files;
   state_.loader = loader_->position();
   RETURN_IF_ERROR(TorchCall("serialising the checkpoint", [&] {
@@ -336,6 +337,8 @@ absl::StatusOr<std::string> TokenizerTrainer::SaveCheckpoint(bool final) {
       .Add("step", state_.step)
       .Add("path", dir)
       .Add("bytes", bytes)
+      .Add("seconds",
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count())
       .Add("final", final);
   progress_.Emit(event);
   last_saved_step_ = state_.step;
