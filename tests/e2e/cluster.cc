@@ -21,7 +21,6 @@
 #include "common/file_util.h"
 
 namespace peco::e2e {
-namespace {
 
 int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -36,6 +35,8 @@ int FreePort() {
   ::close(fd);
   return port;
 }
+
+namespace {
 
 std::string ReadTrimmed(const std::string& path) {
   absl::StatusOr<std::string> text = ReadFileToString(path);
@@ -362,10 +363,7 @@ job:
   return path;
 }
 
-namespace {
-
-// The body of GET /metrics from `address` (host:port), "" when unreachable.
-std::string ScrapeMetrics(const std::string& address) {
+std::string HttpGet(const std::string& address, const std::string& target) {
   const size_t colon = address.rfind(':');
   if (colon == std::string::npos) return "";
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -375,7 +373,8 @@ std::string ScrapeMetrics(const std::string& address) {
   ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
   std::string response;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string request = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    const std::string request =
+        absl::StrCat("GET ", target, " HTTP/1.0\r\nHost: localhost\r\n\r\n");
     if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
       char buffer[4096];
       ssize_t n;
@@ -387,20 +386,26 @@ std::string ScrapeMetrics(const std::string& address) {
   return body == std::string::npos ? "" : response.substr(body + 4);
 }
 
-}  // namespace
-
-std::string Cluster::CoordinatorMetrics() {
-  return ScrapeMetrics(ReadTrimmed(data_dir_ + "/metrics.addr"));
+std::string Cluster::CoordinatorMetricsAddress() {
+  return ReadTrimmed(data_dir_ + "/metrics.addr");
 }
 
-std::string Cluster::WorkerMetrics(int index) {
+std::string Cluster::WorkerMetricsAddress(int index) {
   // The worker logs "metrics on http://HOST:PORT/metrics" once it serves them.
   const std::string log = ReadFileToString(workers_[index]->log_path()).value_or("");
   const std::string prefix = "metrics on http://";
   const size_t at = log.find(prefix);
   if (at == std::string::npos) return "";
   const size_t start = at + prefix.size();
-  return ScrapeMetrics(log.substr(start, log.find("/metrics", start) - start));
+  return log.substr(start, log.find("/metrics", start) - start);
+}
+
+std::string Cluster::CoordinatorMetrics() {
+  return HttpGet(CoordinatorMetricsAddress(), "/metrics");
+}
+
+std::string Cluster::WorkerMetrics(int index) {
+  return HttpGet(WorkerMetricsAddress(index), "/metrics");
 }
 
 void Cluster::DumpLogs() {

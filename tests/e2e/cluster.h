@@ -61,6 +61,13 @@ struct CommandResult {
 // The job id in `peco submit` output: the first token that starts with "job-" ("" if none).
 std::string JobIdIn(const std::string& text);
 
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreePort();
+
+// The body of an HTTP/1.0 GET of `target` ("/metrics") from `address` (host:port); "" when
+// unreachable.
+std::string HttpGet(const std::string& address, const std::string& target);
+
 class Cluster {
  public:
   Cluster();
@@ -117,6 +124,9 @@ class Cluster {
   std::string CoordinatorMetrics();
   // The body of GET /metrics from worker `index` ("" when unreachable).
   std::string WorkerMetrics(int index);
+  // host:port of the coordinator's and of worker `index`'s metrics ("" before they serve).
+  std::string CoordinatorMetricsAddress();
+  std::string WorkerMetricsAddress(int index);
 
   // Prints the logs of every daemon (for failures).
   void DumpLogs();
