@@ -10,10 +10,12 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -149,6 +151,18 @@ TEST_F(PrometheusE2eTest, ScrapedStepAndLossMatchWhatTheCliShows) {
   EXPECT_EQ(WaitForValue(prometheus, "up{job=\"peco-coordinator\"}", 1), 1);
   EXPECT_EQ(WaitForValue(prometheus, "up{job=\"peco-worker\"}", 1), 1);
   EXPECT_EQ(WaitForValue(prometheus, "peco_jobs{state=\"running\"}", 1), 1);
+
+  // Both exporters follow Prometheus' naming and HELP conventions, as promtool checks them.
+  for (const auto& [name, body] : {std::pair{"coordinator", cluster_.CoordinatorMetrics()},
+                                   std::pair{"worker", cluster_.WorkerMetrics(0)}}) {
+    const std::string file = absl::StrCat(cluster_.root(), "/", name, ".metrics");
+    std::ofstream(file) << body;
+    const std::string command =
+        absl::StrCat("promtool check metrics < '", file, "' > '", file, ".lint' 2>&1");
+    EXPECT_EQ(std::system(command.c_str()), 0)
+        << name << ": " << ReadFileToString(file + ".lint").value_or("");
+    EXPECT_THAT(body, ::testing::HasSubstr("# HELP peco_"));
+  }
 }
 
 }  // namespace
