@@ -110,29 +110,11 @@ std::string ManifestText(const std::vector<v1::ManifestEntry>& sorted) {
   return text;
 }
 
-// Parses a MANIFEST; DataLoss naming the directory's MANIFEST when it is malformed.
+// Reads and parses `<dir>/MANIFEST`.
 absl::StatusOr<std::vector<v1::ManifestEntry>> ReadManifest(const std::string& dir) {
   const std::string path = absl::StrCat(dir, "/", kManifestName);
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  std::vector<v1::ManifestEntry> entries;
-  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    std::vector<absl::string_view> parts = absl::StrSplit(line, absl::MaxSplits(' ', 2));
-    int64_t size = 0;
-    if (parts.size() != 3 || parts[0].size() != 64 || !absl::SimpleAtoi(parts[1], &size) ||
-        size < 0 || !ValidateFileName(parts[2]).ok()) {
-      return absl::DataLossError(
-          absl::StrCat(path, ": malformed line \"", absl::CEscape(line), "\""));
-    }
-    v1::ManifestEntry entry;
-    entry.set_sha256(std::string(parts[0]));
-    entry.set_size(size);
-    entry.set_name(std::string(parts[2]));
-    entries.push_back(std::move(entry));
-  }
-  std::sort(
-      entries.begin(), entries.end(),
-      [](const v1::ManifestEntry& a, const v1::ManifestEntry& b) { return a.name() < b.name(); });
-  return entries;
+  return ParseStoredManifest(text, path);
 }
 
 bool SameManifest(const std::vector<v1::ManifestEntry>& a,
@@ -441,6 +423,29 @@ absl::StatusOr<v1::CheckpointInfo> CheckpointFileStore::Commit(
   }
   RETURN_IF_ERROR(FsyncDirectory(session->job_dir));
   return info;
+}
+
+absl::StatusOr<std::vector<v1::ManifestEntry>> ParseStoredManifest(absl::string_view text,
+                                                                   absl::string_view path) {
+  std::vector<v1::ManifestEntry> entries;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> parts = absl::StrSplit(line, absl::MaxSplits(' ', 2));
+    int64_t size = 0;
+    if (parts.size() != 3 || parts[0].size() != 64 || !absl::SimpleAtoi(parts[1], &size) ||
+        size < 0 || !ValidateFileName(parts[2]).ok()) {
+      return absl::DataLossError(
+          absl::StrCat(path, ": malformed line \"", absl::CEscape(line), "\""));
+    }
+    v1::ManifestEntry entry;
+    entry.set_sha256(std::string(parts[0]));
+    entry.set_size(size);
+    entry.set_name(std::string(parts[2]));
+    entries.push_back(std::move(entry));
+  }
+  std::sort(
+      entries.begin(), entries.end(),
+      [](const v1::ManifestEntry& a, const v1::ManifestEntry& b) { return a.name() < b.name(); });
+  return entries;
 }
 
 absl::StatusOr<std::vector<v1::ManifestEntry>> CheckpointFileStore::OpenForRead(

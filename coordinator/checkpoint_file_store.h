@@ -149,6 +149,14 @@ class CheckpointFileStore {
   uint64_t next_trash_ ABSL_GUARDED_BY(publish_mu_) = 1;
 };
 
+// Parses the text of a committed checkpoint's MANIFEST (the format above; empty lines are
+// skipped). `path` names the file in errors. Returns the entries sorted by name; DataLoss quoting
+// the first malformed line: not three fields, a digest that is not 64 characters, a size that is
+// not an integer >= 0, or a file name the store would refuse. Pure; exposed for the fuzzer
+// (fuzz/manifest_fuzzer.cc).
+absl::StatusOr<std::vector<v1::ManifestEntry>> ParseStoredManifest(absl::string_view text,
+                                                                   absl::string_view path);
+
 }  // namespace peco::coordinator
 
 #endif  // PECO_COORDINATOR_CHECKPOINT_FILE_STORE_H_
