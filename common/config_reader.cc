@@ -123,13 +123,19 @@ absl::StatusOr<ConfigReader> ConfigReader::Child(absl::string_view key) {
 
 absl::Status ConfigReader::Finish() const {
   if (!node_.IsMap()) return absl::OkStatus();
+  auto unknown = [this](absl::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source_.empty() ? "" : absl::StrCat(source_, ": "), what,
+                     " (known fields here: ", absl::StrJoin(consumed_, ", "), ")"));
+  };
   for (const auto& entry : node_) {
-    const std::string key = entry.first.as<std::string>();
-    if (consumed_.count(key) == 0) {
-      std::vector<std::string> known(consumed_.begin(), consumed_.end());
-      return absl::InvalidArgumentError(
-          absl::StrCat(source_.empty() ? "" : absl::StrCat(source_, ": "), PathOf(key),
-                       ": unknown field (known fields here: ", absl::StrJoin(known, ", "), ")"));
+    // A key that is not a string ("? [a, b]", "~") names no field; converting it would throw.
+    if (!entry.first.IsScalar()) {
+      return unknown(absl::StrCat(prefix_.empty() ? "" : absl::StrCat(prefix_, ": "),
+                                  "unknown field whose key is not a string"));
+    }
+    if (consumed_.count(entry.first.Scalar()) == 0) {
+      return unknown(absl::StrCat(PathOf(entry.first.Scalar()), ": unknown field"));
     }
   }
   return absl::OkStatus();
@@ -145,6 +151,8 @@ absl::StatusOr<std::string> ApplyConfigOverrides(const std::string& yaml,
     return absl::InvalidArgumentError(absl::StrCat("config: not valid YAML: ", e.what()));
   }
   if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  // yaml-cpp's operator[] throws on a scalar and turns a sequence into a mapping.
+  if (!root.IsMap()) return absl::InvalidArgumentError("config: expected a mapping at the top");
   for (const std::string& item : overrides) {
     const size_t eq = item.find('=');
     if (eq == std::string::npos || eq == 0) {
@@ -175,7 +183,16 @@ absl::StatusOr<std::string> ApplyConfigOverrides(const std::string& yaml,
   }
   YAML::Emitter out;
   out << root;
-  return std::string(out.c_str()) + "\n";
+  std::string text = std::string(out.c_str()) + "\n";
+  // yaml-cpp reads no more than about 500 levels of nesting, and a long override path can build
+  // more: callers may count on reading the result.
+  try {
+    YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: the overrides make a document that cannot be read back: ", e.what()));
+  }
+  return text;
 }
 
 absl::Status ExpectPositive(absl::string_view field, double value) {

@@ -147,6 +147,26 @@ TEST(ConfigReaderTest, FinishNamesUnknownNestedField) {
   EXPECT_TRUE(root.Finish().ok()) << root.Finish();
 }
 
+// Found by fuzz/config_reader_fuzzer.cc: Finish() converted every key to a string, which throws
+// for a key that is a list, a mapping or null, and the exception ended peco-train.
+TEST(ConfigReaderTest, FinishReportsKeysThatAreNotStrings) {
+  for (const char* text : {"? [a, b]\n: 1\n", "~: 1\n", "? {x: 1}\n: 1\n"}) {
+    ConfigReader root = MustParse(text);
+    absl::Status s = root.Finish();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(s.message(), HasSubstr("test.yaml: unknown field whose key is not a string"));
+  }
+  ConfigReader root = MustParse("model: {ch: 1, ? [x] : 2}\n");
+  absl::StatusOr<ConfigReader> model = root.Child("model");
+  ASSERT_TRUE(model.ok());
+  int ch = 0;
+  ASSERT_TRUE(model->Read("ch", &ch).ok());
+  absl::Status s = model->Finish();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("model: unknown field whose key is not a string"));
+  EXPECT_THAT(s.message(), HasSubstr("known fields here: ch"));
+}
+
 TEST(ConfigReaderTest, ReadingAbsentKeyDoesNotCreateIt) {
   ConfigReader r = MustParse("a: 1\n");
   int b = 0;
@@ -214,6 +234,51 @@ TEST(ConfigReaderTest, FromFileMissingIsNotFound) {
   absl::StatusOr<ConfigReader> r = ConfigReader::FromFile("/nonexistent/peco/config.yaml");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(r.status().message(), HasSubstr("/nonexistent/peco/config.yaml"));
+}
+
+TEST(ConfigReaderTest, OverridesSetNestedValuesAndLeaveTheTextAloneWithoutAny) {
+  const std::string text = "a: {b: 1}  # comment\n";
+  absl::StatusOr<std::string> same = ApplyConfigOverrides(text, {});
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ(*same, text);
+  absl::StatusOr<std::string> set = ApplyConfigOverrides(text, {"a.c.d=[1, 2]", "e=x"});
+  ASSERT_TRUE(set.ok()) << set.status();
+  ConfigReader r = MustParse(*set);
+  absl::StatusOr<ConfigReader> a = r.Child("a");
+  ASSERT_TRUE(a.ok());
+  absl::StatusOr<ConfigReader> c = a->Child("c");
+  ASSERT_TRUE(c.ok());
+  std::vector<int> d;
+  ASSERT_TRUE(c->Read("d", &d).ok());
+  EXPECT_EQ(d, (std::vector<int>{1, 2}));
+}
+
+// Found by fuzz/config_reader_fuzzer.cc: an override on a scalar document threw out of yaml-cpp
+// (the trainer's validator applies overrides to a submitted config before reading it), and one on
+// a list turned the list into a mapping.
+TEST(ConfigReaderTest, OverridesRefuseADocumentThatIsNotAMapping) {
+  for (const char* text : {"just text\n", "- a\n- b\n"}) {
+    absl::StatusOr<std::string> result = ApplyConfigOverrides(text, {"a=1"});
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(result.status().message(), HasSubstr("expected a mapping at the top")) << text;
+  }
+  absl::StatusOr<std::string> empty = ApplyConfigOverrides("", {"a=1"});
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_TRUE(MustParse(*empty).Has("a"));
+}
+
+// Found by fuzz/config_reader_fuzzer.cc: a long override path built a document nested deeper than
+// yaml-cpp reads back, so the CLI's re-parse of it threw.
+TEST(ConfigReaderTest, OverridesThatNestTooDeeplyToReadBackAreRefused) {
+  std::string path;
+  for (int i = 0; i < 520; ++i) path += "a.";
+  absl::StatusOr<std::string> deep = ApplyConfigOverrides("x: 1\n", {path + "b=1"});
+  EXPECT_EQ(deep.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(deep.status().message(), HasSubstr("cannot be read back"));
+
+  absl::StatusOr<std::string> fine = ApplyConfigOverrides("x: 1\n", {path.substr(0, 40) + "b=1"});
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_TRUE(MustParse(*fine).Has("a"));
 }
 
 TEST(ConfigReaderTest, RangeHelpers) {
