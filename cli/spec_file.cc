@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/config_reader.h"
 #include "common/file_util.h"
@@ -12,6 +13,55 @@
 
 namespace peco::cli {
 namespace {
+
+// Returns the offset of the first byte of `text` that is a NUL or not part of well-formed UTF-8
+// (RFC 3629), or npos when there is none. NUL is no YAML character, and yaml-cpp takes text that
+// starts with NULs for UTF-16 or UTF-32 (re-emitting its code points as bytes that are not UTF-8).
+size_t FirstNonTextByte(absl::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char lead = static_cast<unsigned char>(text[i]);
+    if (lead == 0) return i;
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t length = 0;
+    unsigned char second_min = 0x80;
+    unsigned char second_max = 0xBF;
+    if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      length = 3;
+      if (lead == 0xE0) second_min = 0xA0;  // overlong
+      if (lead == 0xED) second_max = 0x9F;  // UTF-16 surrogates
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      length = 4;
+      if (lead == 0xF0) second_min = 0x90;  // overlong
+      if (lead == 0xF4) second_max = 0x8F;  // above U+10FFFF
+    } else {
+      return i;
+    }
+    if (text.size() - i < length) return i;
+    const unsigned char second = static_cast<unsigned char>(text[i + 1]);
+    if (second < second_min || second > second_max) return i;
+    for (size_t k = 2; k < length; ++k) {
+      const unsigned char next = static_cast<unsigned char>(text[i + k]);
+      if (next < 0x80 || next > 0xBF) return i;
+    }
+    i += length;
+  }
+  return absl::string_view::npos;
+}
+
+// A JobSpec's strings travel as proto3 `string` fields, which must be UTF-8: the coordinator
+// could not even parse a request holding other bytes.
+absl::Status CheckUtf8(const std::string& source, absl::string_view what, absl::string_view text) {
+  const size_t bad = FirstNonTextByte(text);
+  if (bad == absl::string_view::npos) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(source, ": ", what, "not UTF-8 text (byte ", bad,
+                                                 " is a NUL or not part of a UTF-8 character)"));
+}
 
 absl::Status FieldError(const std::string& source, absl::string_view field,
                         absl::string_view message) {
@@ -142,6 +192,10 @@ std::string JobKindName(v1::JobKind kind) {
 absl::StatusOr<v1::JobSpec> ParseJobSpec(absl::string_view text, const std::string& source,
                                          const std::string& default_name,
                                          const std::vector<std::string>& overrides) {
+  RETURN_IF_ERROR(CheckUtf8(source, "", text));
+  for (const std::string& item : overrides) {
+    RETURN_IF_ERROR(CheckUtf8(source, absl::StrCat("--set ", absl::CEscape(item), ": "), item));
+  }
   // Parse once before the overrides so that broken YAML is reported against the file.
   YAML::Node root;
   try {
@@ -160,8 +214,15 @@ absl::StatusOr<v1::JobSpec> ParseJobSpec(absl::string_view text, const std::stri
       return absl::InvalidArgumentError(absl::StrCat(source, ": ", overridden.status().message()));
     }
     document = *std::move(overridden);
-    root = YAML::Load(document);  // re-emitted by yaml-cpp, so it parses
+    root = YAML::Load(document);  // ApplyConfigOverrides checked that it reads back
   }
+  // yaml-cpp keeps a repeated key and lookups find its first entry: a second `job:` section would
+  // be read by nothing here, yet stay in the config sent to the trainer.
+  int job_sections = 0;
+  for (const auto& entry : root) {
+    if (entry.first.IsScalar() && entry.first.Scalar() == "job") ++job_sections;
+  }
+  if (job_sections > 1) return FieldError(source, "job", "appears more than once");
 
   ASSIGN_OR_RETURN(ConfigReader reader, ConfigReader::FromString(document, source));
   v1::JobSpec spec;

@@ -20,7 +20,9 @@
 //
 // Errors: InvalidArgument whose message starts with the file path and names the dotted field
 // ("spec.yaml: job.world_size: expected an integer >= 1, got 0"); for text that is not YAML or
-// not a mapping it names the file. NotFound when the file does not exist.
+// not a mapping it names the file; for text or an override that is not UTF-8 (a JobSpec's strings
+// must be) or holds a NUL byte it names the file and the offset of the first bad byte. NotFound
+// when the file does not exist.
 //
 // Thread-safety: pure functions.
 #ifndef PECO_CLI_SPEC_FILE_H_

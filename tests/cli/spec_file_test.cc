@@ -196,6 +196,48 @@ TEST(SpecFileTest, OverrideErrorsNameTheOverrideOrTheField) {
   EXPECT_THAT(through_scalar.status().message(), HasSubstr("seed is not a mapping"));
 }
 
+// Found by fuzz/job_spec_fuzzer.cc: a spec whose bytes are not UTF-8 (here a Latin-1 comment)
+// parsed, and was sent verbatim in config_yaml, a proto3 string the coordinator cannot parse.
+TEST(SpecFileTest, TextThatIsNotUtf8IsRefusedWithItsOffset) {
+  absl::StatusOr<v1::JobSpec> latin1 = Parse("# caf\xe9\nkind: tokenizer\n");
+  EXPECT_EQ(latin1.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(latin1.status().message(), HasSubstr("spec.yaml: not UTF-8 text (byte 5 "));
+
+  // yaml-cpp reads text that starts with NULs as UTF-32 and re-emits code points that are not
+  // UTF-8; NUL is no YAML character anyway.
+  absl::StatusOr<v1::JobSpec> nul = Parse(
+      "kind: tokenizer\n", {"job.labels.a=" + std::string("\0\0\0t", 4) + " job.gorld_size=2"});
+  EXPECT_EQ(nul.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(nul.status().message(),
+              AllOf(HasSubstr("spec.yaml: --set job.labels.a="), HasSubstr("not UTF-8 text")));
+
+  absl::StatusOr<v1::JobSpec> utf8 = Parse("# caf\xc3\xa9\nkind: tokenizer\n");
+  EXPECT_TRUE(utf8.ok()) << utf8.status();
+}
+
+// Found by fuzz/job_spec_fuzzer.cc: yaml-cpp keeps a repeated key, so a second `job:` section was
+// read by nothing and sent to the trainer inside config_yaml.
+TEST(SpecFileTest, RepeatedJobSectionIsRefused) {
+  absl::StatusOr<v1::JobSpec> spec =
+      Parse("kind: tokenizer\njob: {name: a}\nseed: 1\njob: {name: b}\n");
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(spec.status().message(), HasSubstr("spec.yaml: job: appears more than once"));
+}
+
+// Found by fuzz/job_spec_fuzzer.cc: these threw out of yaml-cpp and ended `peco`.
+TEST(SpecFileTest, KeyThatIsNotAStringAndDeepOverrideAreErrors) {
+  absl::StatusOr<v1::JobSpec> key = Parse("kind: tokenizer\njob: {? [a] : 1}\n");
+  EXPECT_EQ(key.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(key.status().message(),
+              HasSubstr("spec.yaml: job: unknown field whose key is not a string"));
+
+  std::string path;
+  for (int i = 0; i < 520; ++i) path += "a.";
+  absl::StatusOr<v1::JobSpec> deep = Parse(kTrainerConfig, {path + "b=1"});
+  EXPECT_EQ(deep.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(deep.status().message(), HasSubstr("spec.yaml: config: the overrides make"));
+}
+
 TEST(SpecFileTest, MissingFileIsNotFoundNamingThePath) {
   absl::StatusOr<v1::JobSpec> spec = ReadJobSpecFile("/nonexistent/dir/job.yaml", {});
   ASSERT_FALSE(spec.ok());
