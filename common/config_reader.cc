@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -157,6 +158,12 @@ absl::StatusOr<std::string> ApplyConfigOverrides(const std::string& yaml,
     const size_t eq = item.find('=');
     if (eq == std::string::npos || eq == 0) {
       return absl::InvalidArgumentError(absl::StrCat("--set ", item, ": expected key.path=value"));
+    }
+    // NUL is no YAML character, and yaml-cpp reads a value that has NULs among its first bytes as
+    // UTF-16 or UTF-32: what it would set is not what the override says.
+    if (item.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--set ", absl::CEscape(item), ": holds a NUL byte"));
     }
     std::vector<std::string> path = absl::StrSplit(item.substr(0, eq), '.');
     YAML::Node value;

@@ -71,8 +71,8 @@ class ConfigReader {
 // Applies `key.path=value` overrides (value parsed as YAML, so `[1, 2]` is a list) to a YAML
 // document and returns the resulting document as YAML text, which yaml-cpp reads back (with no
 // overrides: `yaml` unchanged). InvalidArgument naming the override when it is not `path=value`,
-// or when the path runs through a non-mapping value; InvalidArgument when the document is not
-// YAML, is neither a mapping nor empty, or would nest too deeply to be read back.
+// holds a NUL byte, or when the path runs through a non-mapping value; InvalidArgument when the
+// document is not YAML, is neither a mapping nor empty, or would nest too deeply to be read back.
 absl::StatusOr<std::string> ApplyConfigOverrides(const std::string& yaml,
                                                  const std::vector<std::string>& overrides);
 

@@ -281,6 +281,16 @@ TEST(ConfigReaderTest, OverridesThatNestTooDeeplyToReadBackAreRefused) {
   EXPECT_TRUE(MustParse(*fine).Has("a"));
 }
 
+// Found by fuzz/config_reader_fuzzer.cc: yaml-cpp read a value starting "\x01\0\0\0" as UTF-32,
+// so the document held something other than the override's text.
+TEST(ConfigReaderTest, OverridesWithANulByteAreRefused) {
+  const std::string item = "a.b=" + std::string("\x01\0\0\0\x01\x02", 6) + "5x";
+  absl::StatusOr<std::string> result = ApplyConfigOverrides("kind: tokenizer\n", {item});
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(result.status().message(), HasSubstr("--set a.b=\\001\\000"));
+  EXPECT_THAT(result.status().message(), HasSubstr("holds a NUL byte"));
+}
+
 TEST(ConfigReaderTest, RangeHelpers) {
   EXPECT_TRUE(ExpectPositive("x", 1e-9).ok());
   absl::Status s = ExpectPositive("optim.lr", 0);
