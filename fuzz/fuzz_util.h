@@ -34,10 +34,20 @@
 
 namespace peco::fuzz {
 
-// Prints a failed property and aborts.
+// Prints a failed property and aborts. Control bytes of `detail` other than newlines and tabs
+// are printed as \xNN, so that a NUL does not end the message.
 [[noreturn]] inline void Fail(const char* file, int line, const char* condition,
                               const std::string& detail) {
-  std::fprintf(stderr, "%s:%d: property failed: %s\n%s\n", file, line, condition, detail.c_str());
+  std::string visible;
+  for (char c : detail) {
+    const unsigned char byte = static_cast<unsigned char>(c);
+    if ((byte < 0x20 && c != '\n' && c != '\t') || byte == 0x7f) {
+      absl::StrAppend(&visible, "\\x", absl::Hex(byte, absl::kZeroPad2));
+    } else {
+      visible.push_back(c);
+    }
+  }
+  std::fprintf(stderr, "%s:%d: property failed: %s\n%s\n", file, line, condition, visible.c_str());
   std::abort();
 }
 
