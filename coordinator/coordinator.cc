@@ -31,6 +31,7 @@ absl::Status CoordinatorOptions::Validate() const {
   if (cancel_grace < absl::ZeroDuration()) return bad("cancel_grace", "must be >= 0");
   if (keep_checkpoints < 1) return bad("keep_checkpoints", "must be >= 1");
   if (default_max_restarts < 0) return bad("default_max_restarts", "must be >= 0");
+  if (max_cached_ended_progress < 0) return bad("max_cached_ended_progress", "must be >= 0");
   return scheduler.Validate();
 }
 
@@ -211,6 +212,14 @@ absl::StatusOr<v1::Job> Coordinator::TransitionLocked(const v1::Job& job, v1::Jo
       metrics_->SetJobRestarts(updated.id(), updated.restart_count());
     } else {
       metrics_->ForgetJob(updated.id());
+    }
+  }
+  if (IsTerminal(state)) {
+    absl::MutexLock lock(&progress_mu_);
+    ended_progress_.push_back(updated.id());
+    while (ended_progress_.size() > static_cast<size_t>(options_.max_cached_ended_progress)) {
+      progress_.erase(ended_progress_.front());
+      ended_progress_.pop_front();
     }
   }
   PublishState(updated, reason);

@@ -40,6 +40,7 @@
 #define PECO_COORDINATOR_COORDINATOR_H_
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -74,6 +75,10 @@ struct CoordinatorOptions {
   int keep_checkpoints = 3;
   // max_restarts of a spec that does not set it.
   int default_max_restarts = 5;
+  // Ended jobs whose latest progress stays cached in memory (ListJobs shows it); older ones are
+  // forgotten, oldest first, and GetJob reads their progress back from the store. Bounds the
+  // coordinator's memory however many jobs it has run.
+  int max_cached_ended_progress = 10000;
   SchedulerOptions scheduler;
   SpecLimits spec_limits;
 
@@ -284,6 +289,8 @@ class Coordinator {
   // Latest progress per job (Job.progress); its own lock so reads never wait for mu_.
   mutable absl::Mutex progress_mu_;
   std::map<std::string, v1::JobProgress> progress_ ABSL_GUARDED_BY(progress_mu_);
+  // Ended jobs with cached progress, oldest end first (see max_cached_ended_progress).
+  std::deque<std::string> ended_progress_ ABSL_GUARDED_BY(progress_mu_);
   // The alive workers in id order with their total devices, as a pass's snapshot lists them
   // (free devices are filled in per pass). Rebuilt only after a worker joined or changed state:
   // submits run a pass each, and rebuilding it was most of a pass's cost at 1,000 workers.

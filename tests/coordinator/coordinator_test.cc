@@ -274,6 +274,37 @@ TEST_F(CoordinatorTest, JobRunsToSuccessThroughHeartbeats) {
   EXPECT_DOUBLE_EQ(got->job().progress().eval().at("eval_top1"), 81.5);
 }
 
+// The progress of ended jobs is cached for the newest max_cached_ended_progress only; an
+// older job's progress is read back from the store by GetJob.
+TEST_F(CoordinatorTest, ProgressOfEndedJobsIsCachedBoundedAndReadBackFromTheStore) {
+  options_.max_cached_ended_progress = 1;
+  Start();
+  const std::string worker = RegisterWorker("w1", /*cpu_slots=*/2);
+  const v1::Job first = Submit(Spec("first"));
+  const v1::Job second = Submit(Spec("second"));
+  Heartbeat(worker);
+  Heartbeat(worker, {Running(first.id(), 1), Running(second.id(), 1)});
+  ASSERT_TRUE(coordinator_->ReportProgress({Point(first.id(), 1, 7, 0.7)}).ok());
+  ASSERT_TRUE(coordinator_->ReportProgress({Point(second.id(), 1, 9, 0.9)}).ok());
+  Heartbeat(worker, {}, {Result(first.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  Heartbeat(worker, {}, {Result(second.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  ASSERT_EQ(Job(second.id()).state(), v1::JOB_STATE_SUCCEEDED);
+
+  absl::StatusOr<v1::ListJobsResponse> listed = coordinator_->ListJobs(v1::ListJobsRequest());
+  ASSERT_TRUE(listed.ok());
+  std::map<std::string, int64_t> listed_steps;
+  for (const v1::Job& job : listed->jobs()) listed_steps[job.id()] = job.progress().step();
+  EXPECT_EQ(listed_steps[first.id()], 0) << "forgotten: only one ended job stays cached";
+  EXPECT_EQ(listed_steps[second.id()], 9);
+
+  v1::GetJobRequest get;
+  get.set_job_id(first.id());
+  absl::StatusOr<v1::GetJobResponse> got = coordinator_->GetJob(get);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->job().progress().step(), 7);
+  EXPECT_DOUBLE_EQ(got->job().progress().loss(), 0.7);
+}
+
 TEST_F(CoordinatorTest, InvalidSpecIsRefusedNamingTheFieldAndNothingIsStored) {
   v1::JobSpec bad = Spec("a");
   bad.set_world_size(-3);
