@@ -253,11 +253,13 @@ void TokenRegistry::ReloadIfChanged() const {
 absl::Status TokenRegistry::Check(absl::string_view token, Role role) const {
   const std::string& own = role == Role::kUser ? options_.user_token : options_.worker_token;
   const std::string& other = role == Role::kUser ? options_.worker_token : options_.user_token;
-  const std::string wrong_role =
-      absl::StrCat("a ", RoleName(role == Role::kUser ? Role::kWorker : Role::kUser),
-                   " token cannot call the ", RoleName(role), " API");
+  // Every call passes here: the message is built only for a refusal.
+  auto wrong_role = [role] {
+    return absl::StrCat("a ", RoleName(role == Role::kUser ? Role::kWorker : Role::kUser),
+                        " token cannot call the ", RoleName(role), " API");
+  };
   if (ConstantTimeEquals(token, own)) return absl::OkStatus();
-  if (ConstantTimeEquals(token, other)) return absl::PermissionDeniedError(wrong_role);
+  if (ConstantTimeEquals(token, other)) return absl::PermissionDeniedError(wrong_role());
 
   const std::string digest = Sha256Hex(token);
   absl::MutexLock lock(&mu_);
@@ -270,7 +272,8 @@ absl::Status TokenRegistry::Check(absl::string_view token, Role role) const {
                        absl::FormatTime(absl::RFC3339_sec, issued.expires, absl::UTCTimeZone())));
     }
     if (issued.role != role) {
-      return absl::PermissionDeniedError(absl::StrCat(wrong_role, " (token '", issued.name, "')"));
+      return absl::PermissionDeniedError(
+          absl::StrCat(wrong_role(), " (token '", issued.name, "')"));
     }
     return absl::OkStatus();
   }
