@@ -15,9 +15,11 @@
 #include "tests/test_util/subprocess.h"
 #include "tests/test_util/tiny_jobs.h"
 #include "tests/test_util/train_process.h"
+#include "trainer/data/image_codec.h"
 #include "trainer/engine/checkpoint.h"
 #include "trainer/models/weights.h"
 #include "trainer/tasks/pretrain_task.h"
+#include "trainer/tasks/preview.h"
 
 namespace peco::trainer {
 namespace {
@@ -85,7 +87,25 @@ TEST_F(PretrainRunTest, TrainingLowersTheMaskedTokenLoss) {
   }
   EXPECT_DOUBLE_EQ(steps[0]["lr"].as<double>(), 0.0);  // linear warmup from 0
   ASSERT_EQ(run.Of("completed").size(), 1u);
-  EXPECT_EQ(ListCheckpoints(dir + "/run/checkpoints").size(), 1u);
+  ASSERT_EQ(ListCheckpoints(dir + "/run/checkpoints").size(), 1u);
+
+  // preview.png: 8 masked inputs, the target tokens decoded, the predicted tokens decoded.
+  auto files = ReadCheckpoint(ListCheckpoints(dir + "/run/checkpoints")[0]);
+  ASSERT_TRUE(files.ok()) << files.status();
+  ASSERT_EQ(files->count(kPreviewFile), 1u);
+  absl::StatusOr<Image> grid = DecodePng(files->at(kPreviewFile), kPreviewFile);
+  ASSERT_TRUE(grid.ok()) << grid.status();
+  const int tile = (grid->height - kPreviewGap) / 3 - kPreviewGap;
+  EXPECT_EQ(grid->height, kPreviewGap + 3 * (tile + kPreviewGap));
+  EXPECT_EQ(grid->width, kPreviewGap + 8 * (tile + kPreviewGap));
+  EXPECT_GE(tile, kPreviewMinTile / 2);
+  torch::Tensor hwc =
+      torch::from_blob(grid->pixels.data(), {grid->height, grid->width, 3}, torch::kUInt8)
+          .to(torch::kFloat32);
+  for (int row = 0; row < 3; ++row) {
+    const int top = kPreviewGap + row * (tile + kPreviewGap);
+    EXPECT_GT(hwc.slice(0, top, top + tile).std().item<double>(), 10.0) << "row " << row;
+  }
 
   // Export: BEiT's {'model': state_dict}.
   RunResult exported = RunTrain({"export", "--checkpoint", dir + "/run", "--out", dir + "/m.pt"},

@@ -12,11 +12,13 @@
 
 #include "tests/test_util/subprocess.h"
 #include "tests/test_util/train_process.h"
+#include "trainer/data/image_codec.h"
 #include "trainer/engine/checkpoint.h"
 #include "trainer/engine/module_state.h"
 #include "trainer/export/tokenizer_export.h"
 #include "trainer/models/patch_discriminator.h"
 #include "trainer/models/weights.h"
+#include "trainer/tasks/preview.h"
 #include "trainer/tasks/tokenizer_config.h"
 #include "trainer/tasks/tokenizer_task.h"
 
@@ -92,7 +94,33 @@ TEST(TokenizerRunTest, TrainingOnFashionMnistLowersReconstructionLossAndUsesMany
   EXPECT_GT(codes, 8) << "codebook collapsed to " << codes << " codes";
   ASSERT_EQ(run.Of("completed").size(), 1u);
   EXPECT_EQ(run.Of("completed")[0]["step"].as<int>(), 150);
-  EXPECT_EQ(ListCheckpoints(dir + "/run/checkpoints").size(), 1u);
+  ASSERT_EQ(ListCheckpoints(dir + "/run/checkpoints").size(), 1u);
+
+  // preview.png: 8 inputs (16 pixels, enlarged 4x) above their reconstructions.
+  auto files = ReadCheckpoint(ListCheckpoints(dir + "/run/checkpoints")[0]);
+  ASSERT_TRUE(files.ok()) << files.status();
+  ASSERT_EQ(files->count(kPreviewFile), 1u);
+  absl::StatusOr<Image> grid = DecodePng(files->at(kPreviewFile), kPreviewFile);
+  ASSERT_TRUE(grid.ok()) << grid.status();
+  constexpr int kTile = 64, kImages = 8;
+  EXPECT_EQ(grid->width, kPreviewGap + kImages * (kTile + kPreviewGap));
+  EXPECT_EQ(grid->height, kPreviewGap + 2 * (kTile + kPreviewGap));
+  torch::Tensor hwc =
+      torch::from_blob(grid->pixels.data(), {grid->height, grid->width, 3}, torch::kUInt8)
+          .to(torch::kFloat32);
+  auto tile = [&](int row, int column) {
+    const int top = kPreviewGap + row * (kTile + kPreviewGap);
+    const int left = kPreviewGap + column * (kTile + kPreviewGap);
+    return hwc.slice(0, top, top + kTile).slice(1, left, left + kTile);
+  };
+  // Not blank, and each reconstruction is closer to its own input than to its neighbour's.
+  for (int i = 0; i < kImages; ++i) {
+    EXPECT_GT(tile(0, i).std().item<double>(), 10.0) << "input " << i << " is blank";
+    EXPECT_GT(tile(1, i).std().item<double>(), 10.0) << "reconstruction " << i << " is blank";
+    const double own = (tile(1, i) - tile(0, i)).abs().mean().item<double>();
+    const double other = (tile(1, i) - tile(0, (i + 1) % kImages)).abs().mean().item<double>();
+    EXPECT_LT(own, other) << "reconstruction " << i;
+  }
 }
 
 // Loads two serialised Adam states over fresh copies of a module and compares every moment.

@@ -123,4 +123,35 @@ absl::StatusOr<Image> DecodeImage(absl::string_view data, int min_decode_side,
                                           " bytes, unrecognised signature)"));
 }
 
+absl::StatusOr<std::string> EncodePng(const Image& image) {
+  if (image.empty() || (image.channels != 1 && image.channels != 3) ||
+      image.pixels.size() != static_cast<size_t>(image.height) * image.width * image.channels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("EncodePng: expected a non-empty 1- or 3-channel image, got ", image.height,
+                     "x", image.width, "x", image.channels));
+  }
+  png_image png;
+  std::memset(&png, 0, sizeof(png));
+  png.version = PNG_IMAGE_VERSION;
+  png.width = static_cast<png_uint_32>(image.width);
+  png.height = static_cast<png_uint_32>(image.height);
+  png.format = image.channels == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
+  // First call sizes the output, second writes it.
+  png_alloc_size_t size = 0;
+  if (!png_image_write_to_memory(&png, nullptr, &size, /*convert_to_8bit=*/0, image.pixels.data(),
+                                 /*row_stride=*/0, /*colormap=*/nullptr)) {
+    const std::string message = png.message;
+    png_image_free(&png);
+    return absl::InternalError(absl::StrCat("EncodePng: ", message));
+  }
+  std::string out(size, '\0');
+  if (!png_image_write_to_memory(&png, out.data(), &size, 0, image.pixels.data(), 0, nullptr)) {
+    const std::string message = png.message;
+    png_image_free(&png);
+    return absl::InternalError(absl::StrCat("EncodePng: ", message));
+  }
+  out.resize(size);
+  return out;
+}
+
 }  // namespace peco::trainer

@@ -1,4 +1,4 @@
-// In-memory JPEG (libjpeg-turbo) and PNG (libpng) decoding into Image.
+// In-memory JPEG (libjpeg-turbo) and PNG (libpng) decoding into Image, and PNG encoding.
 #ifndef PECO_TRAINER_DATA_IMAGE_CODEC_H_
 #define PECO_TRAINER_DATA_IMAGE_CODEC_H_
 
@@ -20,6 +20,10 @@ absl::StatusOr<Image> DecodeJpeg(absl::string_view data, int min_decode_side,
 // Decodes a PNG to 8-bit grey or RGB: palette images are expanded, 16-bit samples reduced, alpha
 // composited onto black. Errors (DataLoss) name `what`. Thread-safe.
 absl::StatusOr<Image> DecodePng(absl::string_view data, absl::string_view what);
+
+// Encodes an 8-bit grey or RGB image as PNG. InvalidArgument for an empty image, a channel count
+// other than 1 or 3, or pixels that do not match the shape. Thread-safe.
+absl::StatusOr<std::string> EncodePng(const Image& image);
 
 // Dispatches on the file signature (JPEG SOI marker or PNG signature).
 absl::StatusOr<Image> DecodeImage(absl::string_view data, int min_decode_side,

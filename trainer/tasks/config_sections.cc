@@ -7,6 +7,12 @@
 #include "common/status_macros.h"
 
 namespace peco::trainer {
+namespace {
+
+// A preview row wider than this is unreadable and slows every checkpoint.
+constexpr int kMaxPreviewImages = 64;
+
+}  // namespace
 
 absl::Status ReadDataSection(ConfigReader& r, DataConfig* data) {
   RETURN_IF_ERROR(
@@ -72,6 +78,7 @@ absl::Status ReadTrainFields(ConfigReader& r, TrainConfig* t) {
   RETURN_IF_ERROR(r.ReadEnum("on_checkpoint_failure", {"fail", "skip"}, &on_failure));
   RETURN_IF_ERROR(ParseCheckpointFailurePolicy(on_failure, &t->on_checkpoint_failure));
   RETURN_IF_ERROR(r.Read("max_skipped_checkpoints", &t->max_skipped_checkpoints));
+  RETURN_IF_ERROR(r.Read("preview_images", &t->preview_images));
   return absl::OkStatus();
 }
 
@@ -94,6 +101,11 @@ absl::Status ValidateTrainSection(const TrainConfig& train) {
     return absl::InvalidArgumentError(
         absl::StrCat("train.max_skipped_checkpoints: expected a value >= 0, got ",
                      train.max_skipped_checkpoints));
+  }
+  if (train.preview_images < 0 || train.preview_images > kMaxPreviewImages) {
+    return absl::InvalidArgumentError(absl::StrCat("train.preview_images: expected a value in [0, ",
+                                                   kMaxPreviewImages, "] (0 = no preview), got ",
+                                                   train.preview_images));
   }
   return absl::OkStatus();
 }

@@ -33,6 +33,8 @@ struct TrainConfig {
   // to max_skipped_checkpoints in a row (trainer/engine/checkpoint_policy.h).
   CheckpointFailurePolicy on_checkpoint_failure = CheckpointFailurePolicy::kFail;
   int max_skipped_checkpoints = 3;
+  // Dataset images shown in each checkpoint's preview.png (tokenizer and pretrain jobs); 0 = none.
+  int preview_images = 8;
 };
 
 // The top-level fields every job kind has: `seed`, `threads`, the `faults:` section

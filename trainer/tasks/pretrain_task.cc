@@ -25,6 +25,7 @@
 #include "trainer/engine/stop_signal.h"
 #include "trainer/models/beit_optim.h"
 #include "trainer/tasks/checkpoint_lookup.h"
+#include "trainer/tasks/preview.h"
 #include "trainer/tasks/run_setup.h"
 #include "trainer/tasks/tokenizer_task.h"
 #include "trainer/util/torch_status.h"
@@ -127,6 +128,9 @@ class PretrainTrainer {
   absl::Status EmitMetrics();
   absl::StatusOr<bool> AnyRankStopping();
   torch::Tensor Masks(const Batch& batch) const;
+  // The preview grid: the masked ViT input, the tokenizer's decoding of its own tokens (the
+  // target), and its decoding of the tokens with the model's predictions at masked positions.
+  absl::StatusOr<std::string> RenderPreview();
 
   PretrainJobConfig config_;  // a copy: the tokenizer view is resolved into it
   const PretrainRunOptions& options_;
@@ -144,6 +148,10 @@ class PretrainTrainer {
   std::shared_ptr<const Dataset> dataset_;
   std::unique_ptr<DataLoader> loader_;
   torch::Tensor vit_mean_, vit_std_;  // [1, 3, 1, 1]
+  // Main rank only, empty when previews are off: the ViT and tokenizer views of the preview
+  // images, and their fixed masks [N, num_patches].
+  std::vector<torch::Tensor> preview_views_;
+  torch::Tensor preview_masks_;
   PretrainState state_;
   MetricWindow window_;
   double flops_per_image_ = 0;  // forward + backward of BeitMim
@@ -231,6 +239,18 @@ absl::Status PretrainTrainer::Setup() {
   config_.data.loader.world_size = dist_->world_size();
   ASSIGN_OR_RETURN(dataset_, OpenDataset(config_.data, config_.seed));
   ASSIGN_OR_RETURN(loader_, DataLoader::Create(dataset_, config_.data.loader, state_.loader));
+  if (dist_->is_main()) {
+    preview_views_ = PreviewViewsOrNone(config_.train.preview_images, *dataset_,
+                                        config_.data.loader.transform, progress_);
+    if (!preview_views_.empty()) {
+      const int64_t n = preview_views_[0].size(0);
+      preview_masks_ = torch::empty({n, config_.model.num_patches()}, torch::kBool);
+      for (int64_t i = 0; i < n; ++i) {
+        std::mt19937_64 rng(MixSeed(SampleSeed(config_.seed, /*epoch=*/0, i), kMaskStream));
+        preview_masks_[i].copy_(masking_->GenerateTensor(rng));
+      }
+    }
+  }
 
   flops_per_image_ = 3 * BeitMimForwardFlops(config_.model, masking_->num_masking_patches());
   int64_t parameters = 0;
@@ -322,6 +342,15 @@ absl::Status PretrainTrainer::SaveCheckpoint(bool final) {
     files[kModelFile] = SerializeModule(*model_);
     files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
   }));
+  if (!preview_views_.empty()) {
+    absl::StatusOr<std::string> preview = RenderPreview();
+    if (preview.ok()) {
+      files[kPreviewFile] = *std::move(preview);
+    } else {
+      progress_.Log(absl::StrCat("preview: ", preview.status().message(), "; checkpoint at step ",
+                                 state_.step, " carries none"));
+    }
+  }
   files[kConfigFile] = config_.source_text;
   files[kTrainerStateFile] = StateToJson(state_, config_.seed, final);
   const std::string root = (fs::path(config_.train.output_dir) / "checkpoints").string();
@@ -352,6 +381,27 @@ torch::Tensor PretrainTrainer::Masks(const Batch& batch) const {
     masks[i].copy_(masking_->GenerateTensor(rng));
   }
   return masks;
+}
+
+absl::StatusOr<std::string> PretrainTrainer::RenderPreview() {
+  torch::Tensor target, predicted;
+  RETURN_IF_ERROR(TorchCall("rendering the preview", [&] {
+    torch::NoGradGuard no_grad;
+    const bool training = model_->is_training();
+    model_->eval();  // no dropout or drop path, and no random numbers drawn
+    torch::Tensor masks = preview_masks_.to(device_);
+    torch::Tensor images = ((preview_views_[0].to(device_) * 0.5 + 0.5) - vit_mean_) / vit_std_;
+    torch::Tensor ids = tokenizer_.model->Tokenize(preview_views_[1].to(device_));
+    torch::Tensor logits = model_->forward(images, masks);  // [masked positions, vocab]
+    model_->train(training);
+    torch::Tensor mixed = ids.reshape({ids.size(0), -1}).clone();
+    mixed.index_put_({masks}, logits.argmax(-1));
+    target = tokenizer_.model->DecodeIndices(ids);
+    predicted = tokenizer_.model->DecodeIndices(mixed.view_as(ids));
+  }));
+  return EncodePreviewGrid({ShadeMaskedPatches(SignedUnitToPixels(preview_views_[0]),
+                                               preview_masks_, config_.model.grid()),
+                            SignedUnitToPixels(target), SignedUnitToPixels(predicted)});
 }
 
 absl::Status PretrainTrainer::TrainStep(const Batch& batch) {

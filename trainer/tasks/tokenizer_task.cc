@@ -25,6 +25,7 @@
 #include "trainer/models/patch_discriminator.h"
 #include "trainer/tasks/checkpoint_lookup.h"
 #include "trainer/tasks/perceptual_network.h"
+#include "trainer/tasks/preview.h"
 #include "trainer/util/torch_status.h"
 
 namespace peco::trainer {
@@ -124,6 +125,8 @@ class TokenizerTrainer {
   absl::Status BuildModels();
   absl::Status Restore(const RestoredCheckpoint& checkpoint);
   absl::StatusOr<std::string> SaveCheckpoint(bool final);
+  // The preview grid: the preview images above their reconstructions.
+  absl::StatusOr<std::string> RenderPreview();
   void TrainStep(const torch::Tensor& images);
   void EmitMetrics();
 
@@ -140,6 +143,7 @@ class TokenizerTrainer {
   std::unique_ptr<torch::optim::Optimizer> disc_optimizer_;
   std::shared_ptr<const Dataset> dataset_;
   std::unique_ptr<DataLoader> loader_;
+  torch::Tensor preview_images_;  // [N, 3, S, S] in [-1, 1]; undefined when previews are off
   TrainerState state_;
   MetricWindow window_;
   int64_t last_saved_step_ = -1;
@@ -228,6 +232,9 @@ absl::Status TokenizerTrainer::Setup() {
   }
   ASSIGN_OR_RETURN(dataset_, OpenDataset(config_.data, config_.seed));
   ASSIGN_OR_RETURN(loader_, DataLoader::Create(dataset_, config_.data.loader, state_.loader));
+  std::vector<torch::Tensor> preview = PreviewViewsOrNone(config_.train.preview_images, *dataset_,
+                                                          config_.data.loader.transform, progress_);
+  if (!preview.empty()) preview_images_ = preview[0];
 
   int64_t parameters = 0;
   for (const auto& p : model_->parameters()) parameters += p.numel();
@@ -325,6 +332,15 @@ absl::StatusOr<std::string> TokenizerTrainer::SaveCheckpoint(bool final) {
       files[kDiscOptimizerFile] = SerializeOptimizer(*disc_optimizer_);
     }
   }));
+  if (preview_images_.defined()) {
+    absl::StatusOr<std::string> preview = RenderPreview();
+    if (preview.ok()) {
+      files[kPreviewFile] = *std::move(preview);
+    } else {
+      progress_.Log(absl::StrCat("preview: ", preview.status().message(), "; checkpoint at step ",
+                                 state_.step, " carries none"));
+    }
+  }
   files[kConfigFile] = config_.source_text;
   files[kStateFile] = StateToJson(state_, config_, final);
   const std::string root = CheckpointRoot(config_);
@@ -344,6 +360,20 @@ absl::StatusOr<std::string> TokenizerTrainer::SaveCheckpoint(bool final) {
   last_saved_step_ = state_.step;
   last_checkpoint_ = dir;
   return dir;
+}
+
+absl::StatusOr<std::string> TokenizerTrainer::RenderPreview() {
+  torch::Tensor reconstruction;
+  RETURN_IF_ERROR(TorchCall("rendering the preview", [&] {
+    torch::NoGradGuard no_grad;
+    // Evaluation mode: no code-usage counting, so training is unaffected.
+    const bool training = model_->is_training();
+    model_->eval();
+    reconstruction = model_->forward(preview_images_.to(device_)).reconstruction;
+    model_->train(training);
+  }));
+  return EncodePreviewGrid(
+      {SignedUnitToPixels(preview_images_), SignedUnitToPixels(reconstruction)});
 }
 
 void TokenizerTrainer::TrainStep(const torch::Tensor& images) {
