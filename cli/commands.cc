@@ -14,8 +14,10 @@
 #include "cli/args.h"
 #include "cli/checkpoint_download.h"
 #include "cli/format.h"
+#include "cli/preview.h"
 #include "cli/spec_file.h"
 #include "cli/watch.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 
 namespace peco::cli {
@@ -32,6 +34,8 @@ struct Command {
   std::vector<FlagSpec> flags;
   size_t positional;  // exact number of positional arguments
   Handler run;
+  // -o/--output names the file the command writes (`preview`) instead of the output format.
+  bool output_is_file = false;
 };
 
 const std::vector<FlagSpec>& GlobalFlags() {
@@ -493,6 +497,65 @@ int RunDownload(Invocation& inv) {
   return kExitOk;
 }
 
+// Receives one checkpoint's preview.png into memory and checks it against the manifest.
+absl::StatusOr<std::string> FetchPreview(Connection& conn, const v1::CheckpointInfo& checkpoint) {
+  const std::string what = absl::StrCat("DownloadCheckpoint ", checkpoint.id());
+  std::unique_ptr<grpc::ClientContext> call = conn.StreamContext();
+  v1::DownloadCheckpointRequest request;
+  request.set_checkpoint_id(checkpoint.id());
+  request.add_files(kPreviewFileName);
+  std::unique_ptr<grpc::ClientReaderInterface<v1::DownloadCheckpointResponse>> reader =
+      conn.stub()->DownloadCheckpoint(call.get(), request);
+  v1::DownloadCheckpointResponse message;
+  v1::CheckpointInfo info;
+  std::string bytes;
+  while (reader->Read(&message)) {
+    if (message.has_info()) {
+      info = message.info();
+    } else if (message.chunk().file_name() == kPreviewFileName &&
+               message.chunk().offset() == static_cast<int64_t>(bytes.size())) {
+      bytes += message.chunk().data();
+    } else {
+      call->TryCancel();
+      reader->Finish();
+      return absl::DataLossError(absl::StrCat(what, ": unexpected chunk of '",
+                                              message.chunk().file_name(), "' at offset ",
+                                              message.chunk().offset()));
+    }
+  }
+  RETURN_IF_ERROR(conn.ToStatus(reader->Finish(), what));
+  RETURN_IF_ERROR(VerifyPreview(info, bytes));
+  return bytes;
+}
+
+int RunPreview(Invocation& inv) {
+  const std::string& job_id = inv.positional(0);
+  const std::string file = inv.args().Last("output");
+  if (file.empty()) return inv.UsageError("-o FILE.png: where to write the picture (required)");
+  absl::StatusOr<Connection*> conn = inv.Connect();
+  if (!conn.ok()) return inv.Fail(conn.status());
+  v1::ListCheckpointsRequest request;
+  request.set_job_id(job_id);
+  v1::ListCheckpointsResponse response;
+  std::unique_ptr<grpc::ClientContext> call = (*conn)->UnaryContext();
+  absl::Status status =
+      (*conn)->ToStatus((*conn)->stub()->ListCheckpoints(call.get(), request, &response),
+                        absl::StrCat("ListCheckpoints ", job_id));
+  if (!status.ok()) return inv.Fail(status);
+  absl::StatusOr<v1::CheckpointInfo> checkpoint = ChoosePreviewCheckpoint(
+      job_id, {response.checkpoints().begin(), response.checkpoints().end()},
+      inv.args().Last("checkpoint"));
+  if (!checkpoint.ok()) return inv.Fail(checkpoint.status());
+  absl::StatusOr<std::string> png = FetchPreview(**conn, *checkpoint);
+  if (!png.ok()) return inv.Fail(png.status());
+  status = WriteFileAtomic(file, *png);
+  if (!status.ok())
+    return inv.Fail(absl::Status(status.code(), absl::StrCat("-o ", file, ": ", status.message())));
+  inv.out() << "wrote " << file << ": preview of " << job_id << " at step " << checkpoint->step()
+            << " (checkpoint " << checkpoint->id() << ", " << FormatBytes(png->size()) << ")\n";
+  return kExitOk;
+}
+
 int RunWorkers(Invocation& inv) {
   absl::StatusOr<Connection*> conn = inv.Connect();
   if (!conn.ok()) return inv.Fail(conn.status());
@@ -573,6 +636,15 @@ const std::vector<Command>& Commands() {
        {},
        2,
        RunDownload},
+      {"preview",
+       "JOB",
+       "save the picture of a job's newest checkpoint (tokenizer: inputs over reconstructions; "
+       "pretrain: masked inputs, target tokens and predicted tokens decoded) into the PNG file "
+       "given by -o FILE.png",
+       {{"checkpoint", 0, "ID", "that checkpoint's picture (default: the newest that has one)"}},
+       1,
+       RunPreview,
+       /*output_is_file=*/true},
       {"workers", "", "list the workers and their free devices", {}, 0, RunWorkers},
   };
   return *commands;
@@ -701,7 +773,9 @@ int RunCli(const std::vector<std::string>& args, const CliContext& context) {
   }
   OutputFormat format = OutputFormat::kTable;
   const std::string output = parsed->Last("output", "table");
-  if (output == "json") {
+  if (command->output_is_file) {
+    // -o names the file the command writes; it prints a line for people.
+  } else if (output == "json") {
     format = OutputFormat::kJson;
   } else if (output == "name") {
     format = OutputFormat::kName;

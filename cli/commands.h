@@ -11,6 +11,7 @@
 //   resume JOB [--checkpoint ID]
 //   checkpoints JOB
 //   download CKPT DIR
+//   preview JOB [--checkpoint ID] -o FILE.png   (here -o names the file written)
 //   workers
 //
 // Global flags (accepted before or after the command): --coordinator ADDR, --token TOKEN,

@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/sha256.h"
@@ -570,6 +571,30 @@ absl::Status CheckpointFileStore::ApplyRetention(absl::string_view job_id,
     if (keep.count(id) == 0) RETURN_IF_ERROR(RemoveCommitted(job_dir, id));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<v1::CheckpointInfo> SelectCheckpointFiles(
+    const v1::CheckpointInfo& info, const google::protobuf::RepeatedPtrField<std::string>& names) {
+  if (names.empty()) return absl::InvalidArgumentError("files: expected at least one file name");
+  std::set<std::string> wanted(names.begin(), names.end());
+  std::vector<std::string> present;
+  for (const v1::ManifestEntry& entry : info.manifest()) present.push_back(entry.name());
+  for (const std::string& name : wanted) {
+    if (std::find(present.begin(), present.end(), name) == present.end()) {
+      return absl::NotFoundError(absl::StrCat("checkpoint ", info.id(), " has no file '", name,
+                                              "'; it has: ", absl::StrJoin(present, ", ")));
+    }
+  }
+  v1::CheckpointInfo selected = info;
+  selected.clear_manifest();
+  int64_t bytes = 0;
+  for (const v1::ManifestEntry& entry : info.manifest()) {
+    if (wanted.count(entry.name()) == 0) continue;
+    *selected.add_manifest() = entry;
+    bytes += entry.size();
+  }
+  selected.set_bytes(bytes);
+  return selected;
 }
 
 }  // namespace peco::coordinator

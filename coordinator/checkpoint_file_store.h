@@ -157,6 +157,12 @@ class CheckpointFileStore {
 absl::StatusOr<std::vector<v1::ManifestEntry>> ParseStoredManifest(absl::string_view text,
                                                                    absl::string_view path);
 
+// `info` with its manifest (and bytes) limited to the files named in `names`, in manifest order
+// (a name given twice counts once). NotFound naming the first name the checkpoint lacks and
+// listing the files it has; InvalidArgument when `names` is empty. Pure.
+absl::StatusOr<v1::CheckpointInfo> SelectCheckpointFiles(
+    const v1::CheckpointInfo& info, const google::protobuf::RepeatedPtrField<std::string>& names);
+
 }  // namespace peco::coordinator
 
 #endif  // PECO_COORDINATOR_CHECKPOINT_FILE_STORE_H_

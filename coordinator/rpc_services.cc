@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/auth.h"
+#include "coordinator/checkpoint_file_store.h"
 #include "coordinator/grpc_status.h"
 #include "coordinator/job_state_machine.h"
 
@@ -19,11 +20,18 @@ constexpr size_t kReportBatch = 1000;
 // Sends a verified checkpoint: its info, then every file in manifest order as chunks (an empty
 // file as one empty chunk, so the receiver creates it). Works for DownloadCheckpointResponse
 // and FetchCheckpointResponse, which share their shape.
+// `only` (when not empty) limits the stream, and the info's manifest, to those files.
 template <typename Response>
 grpc::Status StreamCheckpoint(Coordinator* coordinator, const std::string& checkpoint_id,
-                              grpc::ServerContext* context, grpc::ServerWriter<Response>* writer) {
+                              grpc::ServerContext* context, grpc::ServerWriter<Response>* writer,
+                              const google::protobuf::RepeatedPtrField<std::string>* only) {
   absl::StatusOr<v1::CheckpointInfo> info = coordinator->OpenCheckpoint(checkpoint_id);
   if (!info.ok()) return ToGrpcStatus(info.status());
+  if (only != nullptr && !only->empty()) {
+    absl::StatusOr<v1::CheckpointInfo> selected = SelectCheckpointFiles(*info, *only);
+    if (!selected.ok()) return ToGrpcStatus(selected.status());
+    info = *std::move(selected);
+  }
   Response head;
   *head.mutable_info() = *info;
   if (!writer->Write(head)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
@@ -173,7 +181,8 @@ grpc::Status JobServiceImpl::DownloadCheckpoint(
     grpc::ServerContext* context, const v1::DownloadCheckpointRequest* request,
     grpc::ServerWriter<v1::DownloadCheckpointResponse>* writer) {
   PECO_CHECK_TOKEN(context);
-  return StreamCheckpoint(coordinator_, request->checkpoint_id(), context, writer);
+  return StreamCheckpoint(coordinator_, request->checkpoint_id(), context, writer,
+                          &request->files());
 }
 
 grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,
@@ -292,7 +301,8 @@ grpc::Status WorkerServiceImpl::FetchCheckpoint(
     grpc::ServerContext* context, const v1::FetchCheckpointRequest* request,
     grpc::ServerWriter<v1::FetchCheckpointResponse>* writer) {
   PECO_CHECK_TOKEN(context);
-  return StreamCheckpoint(coordinator_, request->checkpoint_id(), context, writer);
+  return StreamCheckpoint(coordinator_, request->checkpoint_id(), context, writer,
+                          /*only=*/nullptr);
 }
 
 #undef PECO_CHECK_TOKEN

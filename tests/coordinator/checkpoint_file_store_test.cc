@@ -403,5 +403,35 @@ TEST_F(CheckpointFileStoreTest, ReopenRemovesStagingLeftovers) {
   EXPECT_THAT(JobDirEntries("job-1"), IsEmpty());
 }
 
+TEST(SelectCheckpointFilesTest, KeepsTheNamedFilesInManifestOrder) {
+  v1::CheckpointInfo info;
+  info.set_id("job-000001-a1-step-000000000010");
+  info.set_bytes(111);
+  for (const auto& [name, size] : std::vector<std::pair<std::string, int>>{
+           {"config.yaml", 1}, {"model.pt", 100}, {"preview.png", 10}}) {
+    v1::ManifestEntry* entry = info.add_manifest();
+    entry->set_name(name);
+    entry->set_size(size);
+  }
+  google::protobuf::RepeatedPtrField<std::string> names;
+  names.Add("preview.png");
+  names.Add("config.yaml");
+  names.Add("preview.png");
+  absl::StatusOr<v1::CheckpointInfo> selected = SelectCheckpointFiles(info, names);
+  ASSERT_TRUE(selected.ok()) << selected.status();
+  ASSERT_EQ(selected->manifest_size(), 2);
+  EXPECT_EQ(selected->manifest(0).name(), "config.yaml");
+  EXPECT_EQ(selected->manifest(1).name(), "preview.png");
+  EXPECT_EQ(selected->bytes(), 11);
+  EXPECT_EQ(selected->id(), info.id());
+
+  names.Add("optimizer.pt");
+  absl::Status missing = SelectCheckpointFiles(info, names).status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.message(), HasSubstr("has no file 'optimizer.pt'"));
+  EXPECT_THAT(missing.message(), HasSubstr("config.yaml, model.pt, preview.png"));
+  EXPECT_EQ(SelectCheckpointFiles(info, {}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace peco::coordinator

@@ -3,8 +3,11 @@
 // tokenizer -> pretrain -> linear_probe, where each job reads its dependency's final checkpoint.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <png.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -59,6 +62,36 @@ std::optional<double> LastValue(const std::vector<v1::WatchJobEvent>& events,
     if (it != event.metric_point().values().end()) value = it->second;
   }
   return value;
+}
+
+struct DecodedPng {
+  int width = 0, height = 0;
+  std::vector<uint8_t> rgb;  // row-major, 3 bytes per pixel
+
+  // Standard deviation of the rgb values: 0 for a blank picture.
+  double Spread() const {
+    double sum = 0, square = 0;
+    for (uint8_t v : rgb) sum += v, square += double{v} * v;
+    const double n = static_cast<double>(rgb.size());
+    return std::sqrt(std::max(0.0, square / n - (sum / n) * (sum / n)));
+  }
+};
+
+// Decodes a PNG file with libpng; nullopt when it is not one.
+std::optional<DecodedPng> ReadPng(const std::string& path) {
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_file(&image, path.c_str())) return std::nullopt;
+  image.format = PNG_FORMAT_RGB;
+  DecodedPng png;
+  png.width = static_cast<int>(image.width);
+  png.height = static_cast<int>(image.height);
+  png.rgb.resize(PNG_IMAGE_SIZE(image));
+  if (!png_image_finish_read(&image, nullptr, png.rgb.data(), 0, nullptr)) {
+    png_image_free(&image);
+    return std::nullopt;
+  }
+  return png;
 }
 
 class PipelineE2eTest : public ::testing::Test {
@@ -226,6 +259,27 @@ TEST_F(PipelineE2eTest, PecoPipelineHandsEachJobItsDependencysFinalCheckpoint) {
   CommandResult get = cluster_.Peco({"get", probe});
   EXPECT_THAT(get.output, HasSubstr("eval top-1"));
   EXPECT_THAT(get.output, HasSubstr("backbone.checkpoint <- " + final_pretrain));
+
+  // Previews through the CLI: the tokenizer's inputs over reconstructions (2 rows), the pretrain
+  // job's masked inputs, target and predicted tokens decoded (3 rows), 8 images each, tiles of
+  // the preset's 16 pixels enlarged to 64; nothing for the probe, with the reason.
+  const std::vector<std::pair<std::string, int>> previews = {{tokenizer, 2}, {pretrain, 3}};
+  for (const auto& [job, rows] : previews) {
+    const std::string file = cluster_.root() + "/" + job + ".png";
+    CommandResult preview = cluster_.Peco({"preview", job, "-o", file});
+    ASSERT_EQ(preview.exit_code, 0) << preview.output << preview.error;
+    EXPECT_THAT(preview.output, HasSubstr("wrote " + file));
+    std::optional<DecodedPng> png = ReadPng(file);
+    ASSERT_TRUE(png.has_value()) << file << " is not a PNG";
+    constexpr int kTile = 64, kGap = 2;
+    EXPECT_EQ(png->width, kGap + 8 * (kTile + kGap)) << job;
+    EXPECT_EQ(png->height, kGap + rows * (kTile + kGap)) << job;
+    EXPECT_GT(png->Spread(), 20.0) << job << "'s preview is blank";
+  }
+  CommandResult no_preview = cluster_.Peco({"preview", probe, "-o", cluster_.root() + "/p.png"});
+  EXPECT_EQ(no_preview.exit_code, 1);
+  EXPECT_THAT(no_preview.error, HasSubstr("holds preview.png: only tokenizer and pretrain jobs"));
+  EXPECT_FALSE(std::filesystem::exists(cluster_.root() + "/p.png"));
 }
 
 }  // namespace
