@@ -149,8 +149,11 @@ int Run() {
   Check(core.Recover(), "recovering");
   coordinator::TokenRegistry tokens(coordinator::TokenRegistry::Options{
       "bench-user-token-0123456789", "bench-worker-token-0123456789", "", RealClock::Get()});
-  coordinator::JobServiceImpl job_service(&core, &events, &tokens);
-  coordinator::WorkerServiceImpl worker_service(&core, &tokens);
+  coordinator::JobLogStoreOptions log_options;
+  log_options.dir = root + "/logs";
+  auto logs = Check(coordinator::JobLogStore::Open(log_options), "opening the log store");
+  coordinator::JobServiceImpl job_service(&core, &events, &tokens, logs.get());
+  coordinator::WorkerServiceImpl worker_service(&core, &tokens, logs.get());
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);

@@ -14,6 +14,7 @@
 #include "cli/args.h"
 #include "cli/checkpoint_download.h"
 #include "cli/format.h"
+#include "cli/log_printer.h"
 #include "cli/preview.h"
 #include "cli/spec_file.h"
 #include "cli/watch.h"
@@ -367,6 +368,39 @@ int RunGet(Invocation& inv) {
 
 int RunWatch(Invocation& inv) { return WatchUntilDone(inv, inv.positional(0)); }
 
+int RunLogs(Invocation& inv) {
+  absl::StatusOr<Connection*> conn = inv.Connect();
+  if (!conn.ok()) return inv.Fail(conn.status());
+  v1::StreamLogsRequest request;
+  request.set_job_id(inv.positional(0));
+  request.set_follow(inv.args().Has("follow"));
+  if (inv.args().Has("attempt")) {
+    absl::StatusOr<int64_t> attempt =
+        ParseIntFlag("--attempt", inv.args().Last("attempt"), 1, int64_t{1} << 40);
+    if (!attempt.ok()) return inv.UsageError(attempt.status().message());
+    request.set_attempt(*attempt);
+  }
+  for (const std::string& text : inv.args().All("rank")) {
+    absl::StatusOr<int64_t> rank = ParseIntFlag("--rank", text, 0, 1 << 20);
+    if (!rank.ok()) return inv.UsageError(rank.status().message());
+    request.add_ranks(static_cast<int32_t>(*rank));
+  }
+  std::unique_ptr<grpc::ClientContext> call = (*conn)->StreamContext();
+  std::unique_ptr<grpc::ClientReaderInterface<v1::StreamLogsResponse>> reader =
+      (*conn)->stub()->StreamLogs(call.get(), request);
+  LogPrinter printer(&inv.out());
+  v1::StreamLogsResponse piece;
+  while (reader->Read(&piece)) printer.Print(piece.attempt(), piece.rank(), piece.data());
+  absl::Status status =
+      (*conn)->ToStatus(reader->Finish(), absl::StrCat("StreamLogs ", request.job_id()));
+  if (!status.ok()) return inv.Fail(status);
+  if (!printer.printed_any()) {
+    *inv.context().err << "peco logs: no log lines from " << request.job_id()
+                       << (request.follow() ? "" : " yet (-f waits for them)") << "\n";
+  }
+  return kExitOk;
+}
+
 int RunCancel(Invocation& inv) {
   absl::StatusOr<Connection*> conn = inv.Connect();
   if (!conn.ok()) return inv.Fail(conn.status());
@@ -617,6 +651,15 @@ const std::vector<Command>& Commands() {
        {},
        1,
        RunWatch},
+      {"logs",
+       "JOB",
+       "print the trainers' logs of a job (every attempt and rank, as the workers forwarded "
+       "them); a header names the attempt and rank whenever the source changes",
+       {{"follow", 'f', "", "keep printing new lines until the job ends"},
+        {"attempt", 0, "N", "only attempt N"},
+        {"rank", 0, "R", "only rank R (repeatable)"}},
+       1,
+       RunLogs},
       {"cancel",
        "JOB",
        "cancel a job (trainers write a final checkpoint, then stop)",
@@ -764,9 +807,9 @@ int RunCli(const std::vector<std::string>& args, const CliContext& context) {
     return usage_error(
         absl::StrCat("unexpected argument '", parsed->positional[command->positional], "'"));
   }
-  for (const std::string& flag :
-       {"coordinator", "token", "data_dir", "output", "timeout", "name", "priority", "limit",
-        "reason", "checkpoint", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "request_id"}) {
+  for (const std::string& flag : {"coordinator", "token", "data_dir", "output", "timeout", "name",
+                                  "priority", "limit", "reason", "checkpoint", "tls_ca", "tls_cert",
+                                  "tls_key", "tls_server_name", "request_id", "attempt"}) {
     if (parsed->All(flag).size() > 1) {
       return usage_error(absl::StrCat("--", flag, " given more than once"));
     }

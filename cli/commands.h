@@ -7,6 +7,7 @@
 //   list [--state S]... [--limit N]
 //   get JOB
 //   watch JOB
+//   logs JOB [-f] [--attempt N] [--rank R]...
 //   cancel JOB [--reason R]
 //   resume JOB [--checkpoint ID]
 //   checkpoints JOB

@@ -32,20 +32,6 @@ constexpr char kManifestName[] = "MANIFEST";
 constexpr char kStagingPrefix[] = ".staging-";
 constexpr char kTrashPrefix[] = ".deleting-";
 
-absl::Status ValidateId(absl::string_view field, absl::string_view id) {
-  if (id.empty() || id == "." || id == ".." || id.size() > 255) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " \"", absl::CEscape(id), "\" must be 1..255 characters, not . or .."));
-  }
-  for (char c : id) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, " \"", absl::CEscape(id), "\" may only contain [A-Za-z0-9._-]"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidateFileName(absl::string_view name) {
   bool bad = name.empty() || name.size() > 255 || name == kManifestName || name == "." ||
              absl::StrContains(name, "..") || absl::StrContains(name, '/');
@@ -228,8 +214,8 @@ std::shared_ptr<CheckpointFileStore::Session> CheckpointFileStore::TakeSession(u
 absl::StatusOr<uint64_t> CheckpointFileStore::BeginUpload(absl::string_view job_id, int64_t attempt,
                                                           absl::string_view checkpoint_id,
                                                           int64_t step) {
-  RETURN_IF_ERROR(ValidateId("job_id", job_id));
-  RETURN_IF_ERROR(ValidateId("checkpoint_id", checkpoint_id));
+  RETURN_IF_ERROR(ValidateStoreId("job_id", job_id));
+  RETURN_IF_ERROR(ValidateStoreId("checkpoint_id", checkpoint_id));
   if (step < 0) return absl::InvalidArgumentError(absl::StrCat("step must be >= 0, got ", step));
   auto session = std::make_shared<Session>();
   session->job_id = std::string(job_id);
@@ -451,8 +437,8 @@ absl::StatusOr<std::vector<v1::ManifestEntry>> ParseStoredManifest(absl::string_
 
 absl::StatusOr<std::vector<v1::ManifestEntry>> CheckpointFileStore::OpenForRead(
     absl::string_view job_id, absl::string_view checkpoint_id) {
-  RETURN_IF_ERROR(ValidateId("job_id", job_id));
-  RETURN_IF_ERROR(ValidateId("checkpoint_id", checkpoint_id));
+  RETURN_IF_ERROR(ValidateStoreId("job_id", job_id));
+  RETURN_IF_ERROR(ValidateStoreId("checkpoint_id", checkpoint_id));
   const std::string dir = CheckpointDir(job_id, checkpoint_id);
   if (!Exists(dir)) {
     return absl::NotFoundError(
@@ -485,8 +471,8 @@ absl::StatusOr<std::string> CheckpointFileStore::ReadChunk(absl::string_view job
                                                            absl::string_view checkpoint_id,
                                                            absl::string_view file_name,
                                                            int64_t offset, int64_t max_bytes) {
-  RETURN_IF_ERROR(ValidateId("job_id", job_id));
-  RETURN_IF_ERROR(ValidateId("checkpoint_id", checkpoint_id));
+  RETURN_IF_ERROR(ValidateStoreId("job_id", job_id));
+  RETURN_IF_ERROR(ValidateStoreId("checkpoint_id", checkpoint_id));
   RETURN_IF_ERROR(ValidateFileName(file_name));
   if (offset < 0)
     return absl::InvalidArgumentError(absl::StrCat("offset must be >= 0, got ", offset));
@@ -536,15 +522,15 @@ absl::Status CheckpointFileStore::RemoveCommitted(const std::string& job_dir,
 
 absl::Status CheckpointFileStore::Delete(absl::string_view job_id,
                                          absl::string_view checkpoint_id) {
-  RETURN_IF_ERROR(ValidateId("job_id", job_id));
-  RETURN_IF_ERROR(ValidateId("checkpoint_id", checkpoint_id));
+  RETURN_IF_ERROR(ValidateStoreId("job_id", job_id));
+  RETURN_IF_ERROR(ValidateStoreId("checkpoint_id", checkpoint_id));
   absl::MutexLock publish(&publish_mu_);
   return RemoveCommitted(JobDir(job_id), std::string(checkpoint_id));
 }
 
 absl::StatusOr<std::vector<std::string>> CheckpointFileStore::ListCheckpoints(
     absl::string_view job_id) {
-  RETURN_IF_ERROR(ValidateId("job_id", job_id));
+  RETURN_IF_ERROR(ValidateStoreId("job_id", job_id));
   const std::string job_dir = JobDir(job_id);
   std::vector<std::string> ids;
   if (!Exists(job_dir)) return ids;
@@ -561,8 +547,8 @@ absl::StatusOr<std::vector<std::string>> CheckpointFileStore::ListCheckpoints(
 
 absl::Status CheckpointFileStore::ApplyRetention(absl::string_view job_id,
                                                  const std::vector<std::string>& keep_ids) {
-  RETURN_IF_ERROR(ValidateId("job_id", job_id));
-  for (const std::string& id : keep_ids) RETURN_IF_ERROR(ValidateId("keep_ids", id));
+  RETURN_IF_ERROR(ValidateStoreId("job_id", job_id));
+  for (const std::string& id : keep_ids) RETURN_IF_ERROR(ValidateStoreId("keep_ids", id));
   const std::set<std::string> keep(keep_ids.begin(), keep_ids.end());
   absl::MutexLock publish(&publish_mu_);
   ASSIGN_OR_RETURN(std::vector<std::string> ids, ListCheckpoints(job_id));
@@ -595,6 +581,20 @@ absl::StatusOr<v1::CheckpointInfo> SelectCheckpointFiles(
   }
   selected.set_bytes(bytes);
   return selected;
+}
+
+absl::Status ValidateStoreId(absl::string_view field, absl::string_view id) {
+  if (id.empty() || id == "." || id == ".." || id.size() > 255) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " \"", absl::CEscape(id), "\" must be 1..255 characters, not . or .."));
+  }
+  for (char c : id) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " \"", absl::CEscape(id), "\" may only contain [A-Za-z0-9._-]"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace peco::coordinator

@@ -157,6 +157,10 @@ class CheckpointFileStore {
 absl::StatusOr<std::vector<v1::ManifestEntry>> ParseStoredManifest(absl::string_view text,
                                                                    absl::string_view path);
 
+// OK when `id` may name a directory of the store: 1..255 characters of [A-Za-z0-9._-], not "."
+// or "..". InvalidArgument naming `field` otherwise. Pure; the job log store uses it too.
+absl::Status ValidateStoreId(absl::string_view field, absl::string_view id);
+
 // `info` with its manifest (and bytes) limited to the files named in `names`, in manifest order
 // (a name given twice counts once). NotFound naming the first name the checkpoint lacks and
 // listing the files it has; InvalidArgument when `names` is empty. Pure.

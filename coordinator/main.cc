@@ -72,6 +72,9 @@ ABSL_FLAG(int, default_max_restarts, 5, "max_restarts of jobs that do not set it
 ABSL_FLAG(absl::Duration, reservation_after, absl::Minutes(10),
           "How long a big job may be overtaken by smaller ones before it reserves devices");
 ABSL_FLAG(int, max_message_bytes, 8 << 20, "Largest gRPC message accepted");
+ABSL_FLAG(int64_t, max_log_bytes, int64_t{64} << 20,
+          "Trainer log bytes kept per job, attempt and rank (<data_dir>/logs); the rest is "
+          "dropped with a note");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls_key enables TLS");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
@@ -257,8 +260,16 @@ int Run() {
 
   TokenRegistry tokens(TokenRegistry::Options{
       *user_token, *worker_token, absl::StrCat(data_dir, "/issued_tokens"), RealClock::Get()});
-  JobServiceImpl job_service(&coordinator, &events, &tokens);
-  WorkerServiceImpl worker_service(&coordinator, &tokens,
+  JobLogStoreOptions log_options;
+  log_options.dir = absl::StrCat(data_dir, "/logs");
+  log_options.max_bytes_per_log = absl::GetFlag(FLAGS_max_log_bytes);
+  absl::StatusOr<std::unique_ptr<JobLogStore>> logs = JobLogStore::Open(log_options);
+  if (!logs.ok()) {
+    Log(std::string(logs.status().message()));
+    return absl::IsInvalidArgument(logs.status()) ? 2 : 1;
+  }
+  JobServiceImpl job_service(&coordinator, &events, &tokens, logs->get());
+  WorkerServiceImpl worker_service(&coordinator, &tokens, logs->get(),
                                    /*require_client_certificate=*/mutual_tls);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -344,6 +355,7 @@ int Run() {
   sigwait(&signals, &signal_number);
   Log(absl::StrCat("signal ", signal_number, ": shutting down"));
   events.Shutdown();
+  (*logs)->Shutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   stopping.store(true);
   ticker.join();

@@ -50,7 +50,7 @@ const std::vector<std::string>& CoordinatorRpcMethods() {
   static const auto* methods = new std::vector<std::string>{
       // JobService
       "SubmitJob", "GetJob", "ListJobs", "CancelJob", "ResumeJob", "WatchJob", "ListCheckpoints",
-      "DownloadCheckpoint", "ListWorkers",
+      "DownloadCheckpoint", "ListWorkers", "StreamLogs",
       // WorkerService
       "Register", "Heartbeat", "ReportProgress", "UploadCheckpoint", "FetchCheckpoint"};
   return *methods;

@@ -1,5 +1,7 @@
 #include "coordinator/rpc_services.h"
 
+#include <algorithm>
+#include <map>
 #include <set>
 #include <tuple>
 #include <utility>
@@ -72,8 +74,8 @@ bool IsTerminalEvent(const v1::WatchJobEvent& event) {
 // JobService
 
 JobServiceImpl::JobServiceImpl(Coordinator* coordinator, JobEventHub* events,
-                               const TokenRegistry* tokens)
-    : coordinator_(coordinator), events_(events), tokens_(tokens) {}
+                               const TokenRegistry* tokens, JobLogStore* logs)
+    : coordinator_(coordinator), events_(events), tokens_(tokens), logs_(logs) {}
 
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
                                        const v1::SubmitJobRequest* request,
@@ -195,13 +197,64 @@ grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status JobServiceImpl::StreamLogs(grpc::ServerContext* context,
+                                        const v1::StreamLogsRequest* request,
+                                        grpc::ServerWriter<v1::StreamLogsResponse>* writer) {
+  PECO_CHECK_TOKEN(context);
+  v1::GetJobRequest get;
+  get.set_job_id(request->job_id());
+  absl::StatusOr<v1::GetJobResponse> job = coordinator_->GetJob(get);
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  const std::set<int32_t> ranks(request->ranks().begin(), request->ranks().end());
+  std::map<std::pair<int64_t, int32_t>, int64_t> sent;  // bytes sent per (attempt, rank)
+  while (true) {
+    const uint64_t version = logs_->Version(request->job_id());
+    // Read before listing: a job seen terminal here has every log stored already.
+    bool terminal = IsTerminal(job->job().state());
+    absl::StatusOr<std::vector<StoredLog>> stored = logs_->List(request->job_id());
+    if (!stored.ok()) return ToGrpcStatus(stored.status());
+    for (const StoredLog& log : *stored) {
+      if ((request->attempt() != 0 && log.attempt != request->attempt()) ||
+          (!ranks.empty() && ranks.count(log.rank) == 0)) {
+        continue;
+      }
+      int64_t& offset = sent[{log.attempt, log.rank}];
+      while (offset < log.bytes) {
+        if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+        absl::StatusOr<std::string> data =
+            logs_->Read(request->job_id(), log.attempt, log.rank, offset,
+                        std::min<int64_t>(log.bytes - offset, kCheckpointChunkBytes));
+        if (!data.ok()) return ToGrpcStatus(data.status());
+        if (data->empty()) break;
+        offset += static_cast<int64_t>(data->size());
+        v1::StreamLogsResponse piece;
+        piece.set_attempt(log.attempt);
+        piece.set_rank(log.rank);
+        *piece.mutable_data() = *std::move(data);
+        if (!writer->Write(piece))
+          return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+      }
+    }
+    if (!request->follow() || terminal) return grpc::Status::OK;
+    // Wake for new bytes, and at least every second to see the job's state and the client.
+    logs_->WaitForChange(request->job_id(), version, absl::Now() + absl::Seconds(1));
+    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    if (logs_->shut_down()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the coordinator is shutting down");
+    }
+    job = coordinator_->GetJob(get);
+    if (!job.ok()) return ToGrpcStatus(job.status());
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // WorkerService
 
 WorkerServiceImpl::WorkerServiceImpl(Coordinator* coordinator, const TokenRegistry* tokens,
-                                     bool require_client_certificate)
+                                     JobLogStore* logs, bool require_client_certificate)
     : coordinator_(coordinator),
       tokens_(tokens),
+      logs_(logs),
       require_client_certificate_(require_client_certificate) {}
 
 grpc::Status WorkerServiceImpl::Authorize(const grpc::ServerContext& context) const {
@@ -246,6 +299,13 @@ grpc::Status WorkerServiceImpl::ReportProgress(
     return absl::OkStatus();
   };
   while (reader->Read(&report)) {
+    if (report.has_log_chunk()) {
+      // Logs bypass the job state: an ended or stale attempt's last lines are worth keeping.
+      absl::Status stored = logs_->Append(report.log_chunk());
+      if (!stored.ok()) return ToGrpcStatus(stored);
+      response->set_accepted(response->accepted() + 1);
+      continue;
+    }
     batch.push_back(std::move(report));
     report.Clear();
     if (batch.size() >= kReportBatch) {

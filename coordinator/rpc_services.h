@@ -14,6 +14,7 @@
 #include "coordinator/auth.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/job_event_hub.h"
+#include "coordinator/job_log_store.h"
 #include "peco/v1/job_service.grpc.pb.h"
 #include "peco/v1/worker_service.grpc.pb.h"
 
@@ -24,8 +25,10 @@ inline constexpr int64_t kCheckpointChunkBytes = int64_t{1} << 20;
 
 class JobServiceImpl final : public v1::JobService::Service {
  public:
-  // `tokens` decides who may call (Role::kUser); borrowed, it must outlive the service.
-  JobServiceImpl(Coordinator* coordinator, JobEventHub* events, const TokenRegistry* tokens);
+  // `tokens` decides who may call (Role::kUser). Everything is borrowed and must outlive the
+  // service.
+  JobServiceImpl(Coordinator* coordinator, JobEventHub* events, const TokenRegistry* tokens,
+                 JobLogStore* logs);
 
   grpc::Status SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
                          v1::SubmitJobResponse* response) override;
@@ -49,6 +52,12 @@ class JobServiceImpl final : public v1::JobService::Service {
       grpc::ServerWriter<v1::DownloadCheckpointResponse>* writer) override;
   grpc::Status ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest* request,
                            v1::ListWorkersResponse* response) override;
+  // The stored logs of the job (NOT_FOUND for an unknown job), each log from its start; with
+  // `follow`, then new bytes as they arrive until the job is terminal (its last attempt's logs
+  // precede its result: workers send the result only after every report was acknowledged), the
+  // client goes away or the server shuts down (UNAVAILABLE).
+  grpc::Status StreamLogs(grpc::ServerContext* context, const v1::StreamLogsRequest* request,
+                          grpc::ServerWriter<v1::StreamLogsResponse>* writer) override;
 
  private:
   grpc::Status Authorize(const grpc::ServerContext& context) const {
@@ -58,6 +67,7 @@ class JobServiceImpl final : public v1::JobService::Service {
   Coordinator* const coordinator_;
   JobEventHub* const events_;
   const TokenRegistry* const tokens_;
+  JobLogStore* const logs_;
 };
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
@@ -65,7 +75,8 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   // `tokens` decides who may call (Role::kWorker); borrowed, it must outlive the service. With
   // `require_client_certificate` (the coordinator's --tls_client_ca), every call must also come
   // over TLS from a peer whose certificate verified against that CA (mutual TLS).
-  WorkerServiceImpl(Coordinator* coordinator, const TokenRegistry* tokens,
+  // Log chunks in ReportProgress go to `logs`. Everything is borrowed.
+  WorkerServiceImpl(Coordinator* coordinator, const TokenRegistry* tokens, JobLogStore* logs,
                     bool require_client_certificate = false);
 
   grpc::Status Register(grpc::ServerContext* context, const v1::RegisterRequest* request,
@@ -90,6 +101,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
 
   Coordinator* const coordinator_;
   const TokenRegistry* const tokens_;
+  JobLogStore* const logs_;
   const bool require_client_certificate_;
 };
 

@@ -10,19 +10,28 @@ std::pair<const std::string*, int64_t> AttemptOf(const v1::ReportProgressRequest
   if (report.has_metric_point()) {
     return {&report.metric_point().job_id(), report.metric_point().attempt()};
   }
+  if (report.has_log_chunk()) return {&report.log_chunk().job_id(), report.log_chunk().attempt()};
   return {&report.trainer_event().job_id(), report.trainer_event().attempt()};
 }
 
 }  // namespace
 
-ReportBuffer::ReportBuffer(size_t capacity) : capacity_(std::max<size_t>(capacity, 1)) {}
+ReportBuffer::ReportBuffer(size_t capacity, size_t max_bytes)
+    : capacity_(std::max<size_t>(capacity, 1)), max_bytes_(std::max<size_t>(max_bytes, 1)) {}
+
+void ReportBuffer::PopFrontLocked() {
+  bytes_ -= reports_.front().second.ByteSizeLong();
+  reports_.pop_front();
+}
 
 void ReportBuffer::Add(v1::ReportProgressRequest report) {
   absl::MutexLock lock(&mu_);
-  while (reports_.size() >= capacity_) {
-    reports_.pop_front();
+  const size_t size = report.ByteSizeLong();
+  while (!reports_.empty() && (reports_.size() >= capacity_ || bytes_ + size > max_bytes_)) {
+    PopFrontLocked();
     ++dropped_;
   }
+  bytes_ += size;
   reports_.emplace_back(next_seq_++, std::move(report));
 }
 
@@ -39,17 +48,18 @@ ReportBuffer::Batch ReportBuffer::Peek(size_t max_reports) const {
 
 void ReportBuffer::Ack(const Batch& batch) {
   absl::MutexLock lock(&mu_);
-  while (!reports_.empty() && reports_.front().first <= batch.last_seq) reports_.pop_front();
+  while (!reports_.empty() && reports_.front().first <= batch.last_seq) PopFrontLocked();
 }
 
 void ReportBuffer::DropAttempt(const std::string& job_id, int64_t attempt) {
   absl::MutexLock lock(&mu_);
-  reports_.erase(std::remove_if(reports_.begin(), reports_.end(),
-                                [&](const auto& entry) {
-                                  auto [job, number] = AttemptOf(entry.second);
-                                  return *job == job_id && number == attempt;
-                                }),
-                 reports_.end());
+  auto first = std::remove_if(reports_.begin(), reports_.end(), [&](const auto& entry) {
+    auto [job, number] = AttemptOf(entry.second);
+    return *job == job_id && number == attempt;
+  });
+  bytes_ = 0;
+  for (auto it = reports_.begin(); it != first; ++it) bytes_ += it->second.ByteSizeLong();
+  reports_.erase(first, reports_.end());
 }
 
 size_t ReportBuffer::Pending(const std::string& job_id, int64_t attempt) const {

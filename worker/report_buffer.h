@@ -1,5 +1,6 @@
-// ReportBuffer: the worker's bounded queue of progress reports (metric points and trainer
-// events) waiting for the coordinator to acknowledge them (docs/SERVICE.md, Progress relay).
+// ReportBuffer: the worker's bounded queue of progress reports (metric points, trainer events
+// and log chunks) waiting for the coordinator to acknowledge them (docs/SERVICE.md, Progress
+// relay).
 //
 // Reports are sent oldest first in batches; a batch leaves the buffer only when Ack() confirms
 // it, so a coordinator that is unreachable loses nothing until the buffer is full. When it is
@@ -37,8 +38,9 @@ class ReportBuffer {
     uint64_t last_seq = 0;
   };
 
-  // `capacity` >= 1: the most reports kept.
-  explicit ReportBuffer(size_t capacity);
+  // `capacity` >= 1: the most reports kept; `max_bytes`: the most serialized bytes kept (log
+  // chunks are large), beyond which the oldest reports are dropped too.
+  explicit ReportBuffer(size_t capacity, size_t max_bytes = size_t{256} << 20);
   ReportBuffer(const ReportBuffer&) = delete;
   ReportBuffer& operator=(const ReportBuffer&) = delete;
 
@@ -61,9 +63,13 @@ class ReportBuffer {
   int64_t dropped() const;
 
  private:
+  void PopFrontLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const size_t capacity_;
+  const size_t max_bytes_;
   mutable absl::Mutex mu_;
   std::deque<std::pair<uint64_t, v1::ReportProgressRequest>> reports_ ABSL_GUARDED_BY(mu_);
+  size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;  // ByteSizeLong() of the buffered reports
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -142,6 +142,7 @@ TrainerSupervisor::~TrainerSupervisor() {
 }
 
 std::string TrainerSupervisor::LogPath(int rank) const {
+  if (options_.log_dir.empty()) return "";
   return absl::StrCat(options_.log_dir, "/attempt-", options_.attempt, "-rank-", rank, ".log");
 }
 

@@ -203,6 +203,10 @@ class TrainerSupervisor {
   TrainerSupervisor& operator=(const TrainerSupervisor&) = delete;
   ~TrainerSupervisor();
 
+  // The log file of global rank `rank` (see TrainerSupervisorOptions::log_dir); empty when
+  // log_dir is.
+  std::string LogPath(int rank) const;
+
   // Validates the options and launches every local rank. On a launch failure the ranks
   // already started are killed, the outcome becomes FAILED (retryable) and the launch error is
   // returned. Errors: the options' InvalidArgument; FailedPrecondition when called twice or
@@ -241,7 +245,6 @@ class TrainerSupervisor {
   void KillAllLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Duration StallTimeoutLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   AttemptOutcome DecideLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::string LogPath(int rank) const;
 
   // Const after construction.
   const TrainerSupervisorOptions options_;

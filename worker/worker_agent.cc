@@ -16,6 +16,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "proto/job_kind_names.h"
+#include "worker/log_tailer.h"
 
 namespace peco::worker {
 namespace fs = std::filesystem;
@@ -107,6 +108,8 @@ struct WorkerAgent::Attempt {
   std::map<int, int64_t> last_step;
   // Set when the phase becomes kFinishing.
   std::optional<v1::AttemptResult> result;
+  // One per local rank: its log, relayed with the reports.
+  std::vector<LogTailer> logs;
 
   const std::string& job_id() const { return assignment.job_id(); }
   int64_t number() const { return assignment.attempt(); }
@@ -606,6 +609,10 @@ void WorkerAgent::LaunchLocked(Attempt& attempt) {
   attempt.supervisor = std::make_unique<TrainerSupervisor>(std::move(options), launcher_, clock_,
                                                            static_cast<TrainerEventSink*>(this));
   attempt.phase = Attempt::Phase::kRunning;
+  for (int rank : assignment.ranks()) {
+    attempt.logs.emplace_back(attempt.supervisor->LogPath(rank), assignment.job_id(),
+                              assignment.attempt(), rank);
+  }
   if (absl::Status started = attempt.supervisor->Start(); !started.ok()) {
     // The supervisor has a FAILED outcome; the next Poll() reports it.
     attempt.launch_failed = true;
@@ -648,7 +655,11 @@ void WorkerAgent::AdvanceAttemptsLocked(absl::Time now) {
     if (attempt.phase == Attempt::Phase::kFetching && !attempt.fetch_busy && attempt.AllFetched()) {
       LaunchLocked(attempt);
     }
-    if (attempt.phase == Attempt::Phase::kRunning && attempt.supervisor->Poll()) {
+    const bool running = attempt.phase == Attempt::Phase::kRunning;
+    const bool ended = running && attempt.supervisor->Poll();
+    // Logs go before the exit events, and the result waits until the coordinator has them.
+    if (running) RelayLogsLocked(attempt, ended);
+    if (ended) {
       attempt.result = BuildResultLocked(attempt);
       ReleaseDevicesLocked(attempt);
       attempt.phase = Attempt::Phase::kFinishing;
@@ -680,6 +691,21 @@ void WorkerAgent::AdvanceAttemptsLocked(absl::Time now) {
       attempt.phase = Attempt::Phase::kDone;
       if (metrics_ != nullptr) metrics_->RemoveJob(attempt.job_id());
     }
+  }
+}
+
+void WorkerAgent::RelayLogsLocked(Attempt& attempt, bool at_end) {
+  for (LogTailer& log : attempt.logs) {
+    // At the end, read to the end of the file (one Poll reads a bounded amount).
+    std::vector<v1::LogChunk> chunks;
+    do {
+      chunks = log.Poll(at_end);
+      for (v1::LogChunk& chunk : chunks) {
+        v1::ReportProgressRequest report;
+        *report.mutable_log_chunk() = std::move(chunk);
+        reports_.Add(std::move(report));
+      }
+    } while (at_end && !chunks.empty());
   }
 }
 

@@ -8,7 +8,8 @@
 //  - one TrainerSupervisor per attempt it runs, in `<work_dir>/jobs/<job>/attempt-<n>/`
 //    (config.yaml, run/, logs/, resume/);
 //  - the progress relay: each `step` event becomes a MetricPoint, every other event a
-//    TrainerEvent, buffered (ReportBuffer) and resent until the coordinator acknowledges them;
+//    TrainerEvent, and what the ranks append to their logs LogChunks (LogTailer), buffered
+//    (ReportBuffer) and resent until the coordinator acknowledges them;
 //  - the checkpoint outbox: rank 0's `checkpoint` events are hard-linked into
 //    `<work_dir>/outbox/` at once and uploaded with retry and backoff; FAILED_PRECONDITION (a
 //    stale attempt) drops the upload;
@@ -204,6 +205,9 @@ class WorkerAgent : private TrainerEventSink {
   void AdvanceAttemptsLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::AttemptResult BuildResultLocked(const Attempt& attempt) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds what the attempt's ranks appended to their logs to the reports; `at_end` (every rank
+  // has exited) sends everything, unfinished last lines included.
+  void RelayLogsLocked(Attempt& attempt, bool at_end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseDevicesLocked(Attempt& attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<v1::RunningRanks> RunningLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::WorkerDevices FreeDevicesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -44,8 +44,13 @@ class RpcServicesTest : public ::testing::Test {
     EXPECT_TRUE(coordinator_->Recover().ok());
     tokens_ = std::make_unique<TokenRegistry>(
         TokenRegistry::Options{kUserToken, kWorkerToken, dir_ + "/issued_tokens", &clock_});
-    job_service_ = std::make_unique<JobServiceImpl>(coordinator_.get(), &events_, tokens_.get());
-    worker_service_ = std::make_unique<WorkerServiceImpl>(coordinator_.get(), tokens_.get());
+    JobLogStoreOptions log_options;
+    log_options.dir = dir_ + "/logs";
+    logs_ = *JobLogStore::Open(log_options);
+    job_service_ =
+        std::make_unique<JobServiceImpl>(coordinator_.get(), &events_, tokens_.get(), logs_.get());
+    worker_service_ =
+        std::make_unique<WorkerServiceImpl>(coordinator_.get(), tokens_.get(), logs_.get());
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -143,6 +148,7 @@ class RpcServicesTest : public ::testing::Test {
   std::unique_ptr<CheckpointFileStore> files_;
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<TokenRegistry> tokens_;
+  std::unique_ptr<JobLogStore> logs_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -147,8 +147,21 @@ TEST_F(ServiceE2eTest, SubmitWatchAndDownloadTheFinalCheckpoint) {
   const std::string job_id = JobIdIn(submit.output);
   ASSERT_FALSE(job_id.empty()) << submit.output;
 
+  // `peco logs -f` follows the trainer's log from the start until the job ends.
+  CommandResult followed = cluster_.Peco({"logs", job_id, "-f"});
+  EXPECT_EQ(followed.exit_code, 0) << followed.output << followed.error;
+  EXPECT_THAT(followed.output, HasSubstr("==> attempt 1, rank 0 <=="));
+  EXPECT_THAT(followed.output, HasSubstr("step 1/24"));
+  EXPECT_THAT(followed.output, HasSubstr("completed at step 24"));
   CommandResult watch = cluster_.Peco({"watch", job_id});
   EXPECT_EQ(watch.exit_code, 0) << watch.output << watch.error;
+  // Afterwards the same log, whole, without -f; the worker's copy is byte for byte the same.
+  CommandResult logs = cluster_.Peco({"logs", job_id});
+  EXPECT_EQ(logs.exit_code, 0) << logs.error;
+  EXPECT_EQ(logs.output, followed.output);
+  CommandResult other_rank = cluster_.Peco({"logs", job_id, "--rank", "1"});
+  EXPECT_EQ(other_rank.output, "");
+  EXPECT_THAT(other_rank.error, HasSubstr("no log lines from " + job_id));
   absl::StatusOr<v1::GetJobResponse> job = cluster_.GetJob(job_id);
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->job().state(), v1::JOB_STATE_SUCCEEDED);
