@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -321,6 +322,88 @@ TEST_F(RpcServicesTest, WatchSendsTheHistoryThenLiveEventsAndEndsAtTheTerminalSt
   EXPECT_EQ(live.back().state_change().state(), v1::JOB_STATE_SUCCEEDED);
 }
 
+// Reads a StreamLogs call to its end; returns the bytes per "attempt/rank" and the status.
+std::pair<std::map<std::string, std::string>, grpc::Status> ReadLogs(
+    grpc::ClientReaderInterface<v1::StreamLogsResponse>* reader) {
+  std::map<std::string, std::string> logs;
+  v1::StreamLogsResponse piece;
+  while (reader->Read(&piece)) {
+    logs[absl::StrCat(piece.attempt(), "/", piece.rank())] += piece.data();
+  }
+  return {logs, reader->Finish()};
+}
+
+TEST_F(RpcServicesTest, LogChunksFromWorkersStreamToUsersAndFollowEndsWithTheJob) {
+  const std::string job_id = RunningJob();
+  auto report = [&](int32_t rank, int64_t offset, const std::string& data) {
+    auto context = Context(kWorkerToken);
+    v1::ReportProgressResponse response;
+    auto writer = workers_->ReportProgress(context.get(), &response);
+    v1::ReportProgressRequest message;
+    v1::LogChunk* chunk = message.mutable_log_chunk();
+    chunk->set_job_id(job_id);
+    chunk->set_attempt(1);
+    chunk->set_rank(rank);
+    chunk->set_offset(offset);
+    chunk->set_data(data);
+    writer->Write(message);
+    writer->WritesDone();
+    return writer->Finish();
+  };
+  ASSERT_TRUE(report(0, 0, "step 1\n").ok());
+  ASSERT_TRUE(report(1, 0, "rank one\n").ok());
+  ASSERT_TRUE(report(0, 0, "step 1\n").ok());  // a resend after a lost acknowledgement
+  ASSERT_TRUE(report(0, 7, "step 2\n").ok());
+
+  v1::StreamLogsRequest request;
+  request.set_job_id(job_id);
+  {
+    auto context = Context(kUserToken);
+    auto [logs, status] = ReadLogs(jobs_->StreamLogs(context.get(), request).get());
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(logs["1/0"], "step 1\nstep 2\n");
+    EXPECT_EQ(logs["1/1"], "rank one\n");
+  }
+  request.add_ranks(1);
+  {
+    auto context = Context(kUserToken);
+    auto [logs, status] = ReadLogs(jobs_->StreamLogs(context.get(), request).get());
+    ASSERT_TRUE(status.ok());
+    EXPECT_EQ(logs.size(), 1u);
+    EXPECT_EQ(logs["1/1"], "rank one\n");
+  }
+  {
+    auto context = Context(kWorkerToken);  // users' logs need a user token
+    auto [logs, status] = ReadLogs(jobs_->StreamLogs(context.get(), request).get());
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+
+  // Follow: what is stored, new lines, and the end when the job finishes.
+  request.clear_ranks();
+  request.set_follow(true);
+  auto context = Context(kUserToken);
+  auto reader = jobs_->StreamLogs(context.get(), request);
+  v1::StreamLogsResponse piece;
+  std::string rank0;
+  while (rank0 != "step 1\nstep 2\n" && reader->Read(&piece)) {
+    if (piece.rank() == 0) rank0 += piece.data();
+  }
+  ASSERT_TRUE(report(0, 14, "completed\n").ok());
+  while (rank0 != "step 1\nstep 2\ncompleted\n" && reader->Read(&piece)) {
+    if (piece.rank() == 0) rank0 += piece.data();
+  }
+  EXPECT_EQ(rank0, "step 1\nstep 2\ncompleted\n");
+  v1::HeartbeatRequest beat;
+  beat.set_worker_id("w1");
+  v1::AttemptResult* result = beat.add_finished();
+  result->set_job_id(job_id);
+  result->set_attempt(1);
+  result->set_result(v1::AttemptResult::RESULT_SUCCEEDED);
+  ASSERT_TRUE(coordinator_->Heartbeat(beat).ok());
+  while (reader->Read(&piece)) ADD_FAILURE() << "nothing more was logged";
+  EXPECT_TRUE(reader->Finish().ok());
+}
+
 TEST_F(RpcServicesTest, OversizedSubmitIsRefusedAndNothingIsStored) {
   v1::SubmitJobRequest submit;
   submit.mutable_spec()->set_kind(v1::JOB_KIND_TOKENIZER);
@@ -503,6 +586,49 @@ TEST_F(RpcServicesTest, MalformedCallsToEveryMethodGetCanonicalCodesAndChangeNot
                      return reader->Finish();
                    },
                    Code::NOT_FOUND});
+  cases.push_back({"StreamLogs of an unknown job",
+                   [&] {
+                     v1::StreamLogsRequest request;
+                     request.set_job_id("job-999999");
+                     auto context = user();
+                     auto reader = jobs_->StreamLogs(context.get(), request);
+                     v1::StreamLogsResponse piece;
+                     while (reader->Read(&piece)) {
+                     }
+                     return reader->Finish();
+                   },
+                   Code::NOT_FOUND});
+  cases.push_back(
+      {"DownloadCheckpoint of a file the checkpoint lacks",
+       [&] {
+         v1::UploadCheckpointResponse uploaded;
+         EXPECT_TRUE(Upload({Header(job_id, 5), Chunk("model.pt", "w"), Manifest("model.pt", "w")},
+                            &uploaded)
+                         .ok());
+         v1::DownloadCheckpointRequest request;
+         request.set_checkpoint_id(uploaded.checkpoint().id());
+         request.add_files("preview.png");
+         auto context = user();
+         auto reader = jobs_->DownloadCheckpoint(context.get(), request);
+         v1::DownloadCheckpointResponse chunk;
+         while (reader->Read(&chunk)) {
+         }
+         return reader->Finish();
+       },
+       Code::NOT_FOUND});
+  cases.push_back({"ReportProgress with a log chunk of attempt 0",
+                   [&] {
+                     auto context = worker();
+                     v1::ReportProgressResponse response;
+                     auto writer = workers_->ReportProgress(context.get(), &response);
+                     v1::ReportProgressRequest report;
+                     report.mutable_log_chunk()->set_job_id(job_id);
+                     report.mutable_log_chunk()->set_data("x\n");
+                     writer->Write(report);
+                     writer->WritesDone();
+                     return writer->Finish();
+                   },
+                   Code::INVALID_ARGUMENT});
 
   for (const Case& c : cases) {
     const grpc::Status status = c.call();

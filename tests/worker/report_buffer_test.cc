@@ -62,5 +62,43 @@ TEST(ReportBufferTest, DropAttemptRemovesOnlyThatAttempt) {
   EXPECT_THAT(Steps(buffer.Peek(10)), ElementsAre(2, 3));
 }
 
+v1::ReportProgressRequest Log(const std::string& job, int64_t attempt, int64_t offset,
+                              size_t bytes) {
+  v1::ReportProgressRequest report;
+  v1::LogChunk* chunk = report.mutable_log_chunk();
+  chunk->set_job_id(job);
+  chunk->set_attempt(attempt);
+  chunk->set_offset(offset);
+  chunk->set_data(std::string(bytes, 'x'));
+  return report;
+}
+
+TEST(ReportBufferTest, LogChunksCountAsTheirAttemptsReports) {
+  ReportBuffer buffer(10);
+  buffer.Add(Log("j", 1, 0, 10));
+  buffer.Add(Point("j", 2, 1));
+  EXPECT_EQ(buffer.Pending("j", 1), 1u);  // the result of attempt 1 waits for its log
+  buffer.DropAttempt("j", 1);
+  EXPECT_EQ(buffer.Pending("j", 1), 0u);
+  EXPECT_THAT(Steps(buffer.Peek(10)), ElementsAre(1));
+}
+
+TEST(ReportBufferTest, ByteBoundDropsTheOldestReports) {
+  // Offsets 1000..7000 take the same varint size; the chunk at offset 0 is a little smaller.
+  const size_t chunk_bytes = Log("j", 1, 1000, 1000).ByteSizeLong();
+  ReportBuffer buffer(100, 3 * chunk_bytes);
+  for (int i = 0; i < 5; ++i) buffer.Add(Log("j", 1, i * 1000, 1000));
+  EXPECT_EQ(buffer.size(), 3u);
+  EXPECT_EQ(buffer.dropped(), 2);
+  ReportBuffer::Batch batch = buffer.Peek(10);
+  ASSERT_EQ(batch.reports.size(), 3u);
+  EXPECT_EQ(batch.reports[0].log_chunk().offset(), 2000);
+  // Acknowledged bytes make room again.
+  buffer.Ack(batch);
+  for (int i = 5; i < 8; ++i) buffer.Add(Log("j", 1, i * 1000, 1000));
+  EXPECT_EQ(buffer.size(), 3u);
+  EXPECT_EQ(buffer.dropped(), 2);
+}
+
 }  // namespace
 }  // namespace peco::worker
