@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <set>
 #include <utility>
 
 #include "absl/random/random.h"
@@ -351,6 +352,62 @@ int RunList(Invocation& inv) {
   return kExitOk;
 }
 
+// Every job the coordinator knows, page by page.
+absl::StatusOr<std::vector<v1::Job>> AllJobs(Connection& conn) {
+  std::vector<v1::Job> jobs;
+  v1::ListJobsRequest request;
+  request.set_page_size(500);
+  do {
+    std::unique_ptr<grpc::ClientContext> call = conn.UnaryContext();
+    v1::ListJobsResponse page;
+    RETURN_IF_ERROR(conn.ToStatus(conn.stub()->ListJobs(call.get(), request, &page), "ListJobs"));
+    for (v1::Job& job : *page.mutable_jobs()) jobs.push_back(std::move(job));
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty());
+  return jobs;
+}
+
+// The pipeline around `job` (its dependencies up to the root, its dependents level by level)
+// and its checkpoints.
+absl::StatusOr<JobRelations> GatherRelations(Connection& conn, const v1::Job& job) {
+  constexpr int kMaxDepth = 64;  // ends a dependency cycle the coordinator would never allow
+  JobRelations relations;
+  std::string parent = job.spec().depends_on().job_id();
+  while (!parent.empty() && relations.upstream.size() < kMaxDepth) {
+    v1::GetJobRequest request;
+    request.set_job_id(parent);
+    v1::GetJobResponse response;
+    std::unique_ptr<grpc::ClientContext> call = conn.UnaryContext();
+    RETURN_IF_ERROR(conn.ToStatus(conn.stub()->GetJob(call.get(), request, &response),
+                                  absl::StrCat("GetJob ", parent, " (a dependency)")));
+    parent = response.job().spec().depends_on().job_id();
+    relations.upstream.insert(relations.upstream.begin(), response.job());
+  }
+  ASSIGN_OR_RETURN(std::vector<v1::Job> jobs, AllJobs(conn));
+  std::set<std::string> level = {job.id()};
+  for (int depth = 0; depth < kMaxDepth && !level.empty(); ++depth) {
+    std::vector<v1::Job> next;
+    std::set<std::string> ids;
+    for (const v1::Job& candidate : jobs) {
+      if (level.count(candidate.spec().depends_on().job_id()) > 0) {
+        next.push_back(candidate);
+        ids.insert(candidate.id());
+      }
+    }
+    if (next.empty()) break;
+    relations.downstream.push_back(std::move(next));
+    level = std::move(ids);
+  }
+  v1::ListCheckpointsRequest request;
+  request.set_job_id(job.id());
+  v1::ListCheckpointsResponse response;
+  std::unique_ptr<grpc::ClientContext> call = conn.UnaryContext();
+  RETURN_IF_ERROR(conn.ToStatus(conn.stub()->ListCheckpoints(call.get(), request, &response),
+                                absl::StrCat("ListCheckpoints ", job.id())));
+  relations.checkpoints.assign(response.checkpoints().begin(), response.checkpoints().end());
+  return relations;
+}
+
 int RunGet(Invocation& inv) {
   absl::StatusOr<Connection*> conn = inv.Connect();
   if (!conn.ok()) return inv.Fail(conn.status());
@@ -362,7 +419,9 @@ int RunGet(Invocation& inv) {
                                           absl::StrCat("GetJob ", request.job_id()));
   if (!status.ok()) return inv.Fail(status);
   if (inv.json()) return inv.PrintJson(response);
-  inv.out() << FormatJobDetails(response, inv.now());
+  absl::StatusOr<JobRelations> relations = GatherRelations(**conn, response.job());
+  if (!relations.ok()) return inv.Fail(relations.status());
+  inv.out() << FormatJobDetails(response, inv.now(), &*relations);
   return kExitOk;
 }
 
@@ -643,7 +702,13 @@ const std::vector<Command>& Commands() {
         {"limit", 0, "N", "show at most N jobs (default: all)"}},
        0,
        RunList},
-      {"get", "JOB", "show a job and its attempts", {}, 1, RunGet},
+      {"get",
+       "JOB",
+       "show a job: its pipeline (dependencies and dependents), checkpoints, and attempts with "
+       "why each ended",
+       {},
+       1,
+       RunGet},
       {"watch",
        "JOB",
        "follow a job's progress until it ends; exit 0 if it SUCCEEDED, 1 if it FAILED or was "

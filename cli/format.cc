@@ -200,7 +200,23 @@ std::string FormatJobTable(const std::vector<v1::Job>& jobs, absl::Time now) {
   return table.Render();
 }
 
-std::string FormatJobDetails(const v1::GetJobResponse& response, absl::Time now) {
+std::string FormatDependencyChain(const v1::Job& job, const JobRelations& relations) {
+  auto describe = [](const v1::Job& j) {
+    return absl::StrCat(j.id(), " ", JobKindName(j.spec().kind()), " ", JobStateName(j.state()));
+  };
+  std::vector<std::string> parts;
+  for (const v1::Job& up : relations.upstream) parts.push_back(describe(up));
+  parts.push_back(absl::StrCat("[", describe(job), "]"));
+  for (const std::vector<v1::Job>& level : relations.downstream) {
+    std::vector<std::string> jobs;
+    for (const v1::Job& down : level) jobs.push_back(describe(down));
+    if (!jobs.empty()) parts.push_back(absl::StrJoin(jobs, " + "));
+  }
+  return absl::StrJoin(parts, " -> ");
+}
+
+std::string FormatJobDetails(const v1::GetJobResponse& response, absl::Time now,
+                             const JobRelations* relations) {
   const v1::Job& job = response.job();
   const v1::JobSpec& spec = job.spec();
   std::vector<std::pair<std::string, std::string>> fields = {
@@ -239,6 +255,21 @@ std::string FormatJobDetails(const v1::GetJobResponse& response, absl::Time now)
     }
   }
   if (!job.client_request_id().empty()) fields.emplace_back("Request id", job.client_request_id());
+  if (relations != nullptr) {
+    if (!relations->upstream.empty() || !relations->downstream.empty()) {
+      fields.emplace_back("Pipeline", FormatDependencyChain(job, *relations));
+    }
+    const std::vector<v1::CheckpointInfo>& checkpoints = relations->checkpoints;
+    if (checkpoints.empty()) {
+      fields.emplace_back("Checkpoints", "none yet");
+    } else {
+      const v1::CheckpointInfo& newest = checkpoints.back();
+      fields.emplace_back(
+          "Checkpoints",
+          absl::StrCat(checkpoints.size(), ", newest ", newest.id(), " (step ", newest.step(),
+                       newest.final() ? ", final" : "", ", ", FormatBytes(newest.bytes()), ")"));
+    }
+  }
 
   size_t width = 0;
   for (const auto& [key, value] : fields) width = std::max(width, key.size());
@@ -248,7 +279,7 @@ std::string FormatJobDetails(const v1::GetJobResponse& response, absl::Time now)
   }
   if (response.attempts_size() > 0) {
     TextTable attempts(
-        {"ATTEMPT", "STATE", "RESUMED FROM", "WORKERS", "STARTED", "RUNTIME", "FAILURE"});
+        {"ATTEMPT", "STATE", "RESUMED FROM", "WORKERS", "STARTED", "RUNTIME", "CAUSE", "FAILURE"});
     for (const v1::Attempt& attempt : response.attempts()) {
       std::vector<std::string> workers;
       for (const v1::RankPlacement& placement : attempt.placements()) {
@@ -261,7 +292,7 @@ std::string FormatJobDetails(const v1::GetJobResponse& response, absl::Time now)
                                           attempt.resume_step(), ")"),
                        absl::StrJoin(workers, ","), FormatTime(attempt.start_time_us()),
                        Runtime(attempt.start_time_us(), attempt.end_time_us(), now),
-                       attempt.failure_reason()});
+                       attempt.cause().empty() ? "-" : attempt.cause(), attempt.failure_reason()});
     }
     absl::StrAppend(&out, "\n", attempts.Render());
   }

@@ -77,8 +77,25 @@ absl::StatusOr<std::string> ToJsonLine(const google::protobuf::Message& message)
 // RUNTIME (start to end, or to now while running).
 std::string FormatJobTable(const std::vector<v1::Job>& jobs, absl::Time now);
 
-// Details of one job: key/value lines, then its attempts as a table.
-std::string FormatJobDetails(const v1::GetJobResponse& response, absl::Time now);
+// What `peco get` shows around a job besides its own record.
+struct JobRelations {
+  // The jobs it depends on, the root of the pipeline first (tokenizer -> pretrain -> ...).
+  std::vector<v1::Job> upstream;
+  // The jobs that depend on it, level by level: [0] depend on it, [1] on those, ...
+  std::vector<std::vector<v1::Job>> downstream;
+  // Its committed checkpoints, oldest step first.
+  std::vector<v1::CheckpointInfo> checkpoints;
+};
+
+// Details of one job: key/value lines (with `relations`, also its pipeline and checkpoints), then
+// its attempts as a table (with each ended attempt's cause and reason).
+std::string FormatJobDetails(const v1::GetJobResponse& response, absl::Time now,
+                             const JobRelations* relations = nullptr);
+
+// "job-000001 tokenizer SUCCEEDED -> [job-000002 pretrain RUNNING] -> job-000003 linear_probe
+// WAITING": the whole pipeline, the job itself in brackets, jobs of one downstream level joined
+// by " + ".
+std::string FormatDependencyChain(const v1::Job& job, const JobRelations& relations);
 
 // Table of checkpoints: ID, STEP, ATTEMPT, SIZE, FILES, FINAL, COMMITTED.
 std::string FormatCheckpointTable(const std::vector<v1::CheckpointInfo>& checkpoints,

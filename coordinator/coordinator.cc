@@ -195,11 +195,12 @@ void Coordinator::FillProgress(v1::Job* job) const {
 }
 
 absl::StatusOr<v1::Job> Coordinator::TransitionLocked(const v1::Job& job, v1::JobState state,
-                                                      const std::string& reason) {
+                                                      const std::string& reason,
+                                                      const std::string& cause) {
   // `job` may be the cached copy RefreshActiveLocked overwrites below: keep where it came from.
   const v1::JobState from = job.state();
-  ASSIGN_OR_RETURN(v1::Job updated,
-                   store_->UpdateJobState({job.id(), job.attempt(), state, reason, NowMicros()}));
+  ASSIGN_OR_RETURN(v1::Job updated, store_->UpdateJobState({job.id(), job.attempt(), state, reason,
+                                                            NowMicros(), cause}));
   RefreshActiveLocked(updated);
   if (state == v1::JOB_STATE_RESTARTING) {
     pending_since_[updated.id()] = clock_->Now();
@@ -420,7 +421,7 @@ absl::StatusOr<v1::CancelJobResponse> Coordinator::CancelJobUnsynced(
     }
     default: {
       ASSIGN_OR_RETURN(*response.mutable_job(),
-                       TransitionLocked(job, v1::JOB_STATE_CANCELLED, reason));
+                       TransitionLocked(job, v1::JOB_STATE_CANCELLED, reason, "cancelled"));
       return response;
     }
   }
@@ -469,7 +470,8 @@ absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJobUnsynced(
                    TransitionLocked(job, v1::JOB_STATE_RESTARTING,
                                     request.checkpoint_id().empty()
                                         ? "resumed from the newest checkpoint"
-                                        : absl::StrCat("resumed from ", request.checkpoint_id())));
+                                        : absl::StrCat("resumed from ", request.checkpoint_id()),
+                                    "resumed"));
   // The next Tick() places it, once it has chosen the checkpoint outside the lock.
   v1::ResumeJobResponse response;
   ASSIGN_OR_RETURN(*response.mutable_job(), store_->GetJob(job.id()));

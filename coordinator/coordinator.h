@@ -195,14 +195,15 @@ class Coordinator {
   // host the whole gang at once, even idle. OK when no worker has registered yet.
   absl::Status CheckGangFitsLocked(const v1::JobSpec& spec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves a job to `state`, publishes the change and keeps the caches in step.
+  // `cause` is recorded on the attempt when the change ends it (v1::Attempt.cause).
   absl::StatusOr<v1::Job> TransitionLocked(const v1::Job& job, v1::JobState state,
-                                           const std::string& reason)
+                                           const std::string& reason, const std::string& cause = "")
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the current attempt of `job_id` (NOTE [attempt outcomes]). `restart_reason` labels
-  // the restart metric (worker_lost, trainer_failed).
+  // the restart metric (worker_lost, trainer_failed); `cause` is recorded on the attempt.
   absl::Status EndAttemptLocked(const std::string& job_id, int64_t attempt, AttemptEnd end,
                                 bool retryable, const std::string& reason,
-                                const std::string& restart_reason)
+                                const std::string& restart_reason, const std::string& cause)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Where each restarting job resumes: job id -> (checkpoint id, step); ("", 0) = from scratch.
   using ResumePoints = std::map<std::string, std::pair<std::string, int64_t>>;

@@ -22,7 +22,8 @@ using internal::Log;
 absl::Status Coordinator::EndAttemptLocked(const std::string& job_id, int64_t attempt,
                                            AttemptEnd end, bool retryable,
                                            const std::string& reason,
-                                           const std::string& restart_reason) {
+                                           const std::string& restart_reason,
+                                           const std::string& cause) {
   ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
   if (job.attempt() != attempt || !HoldsDevices(job.state())) return absl::OkStatus();
   if (end == AttemptEnd::kSucceeded) {
@@ -32,17 +33,17 @@ absl::Status Coordinator::EndAttemptLocked(const std::string& job_id, int64_t at
     std::string why = job.cancel_reason();
     if (end == AttemptEnd::kFailed)
       absl::StrAppend(&why, " (the trainer did not stop cleanly: ", reason, ")");
-    return TransitionLocked(job, v1::JOB_STATE_CANCELLED, why).status();
+    return TransitionLocked(job, v1::JOB_STATE_CANCELLED, why, "cancelled").status();
   }
   if (retryable && job.restart_count() < MaxRestarts(job)) {
     if (metrics_ != nullptr) metrics_->CountRestart(restart_reason);
-    return TransitionLocked(job, v1::JOB_STATE_RESTARTING, reason).status();
+    return TransitionLocked(job, v1::JOB_STATE_RESTARTING, reason, cause).status();
   }
   std::string why = reason;
   if (retryable) {
     why = absl::StrCat(reason, " (gave up after ", job.restart_count(), " restarts)");
   }
-  return TransitionLocked(job, v1::JOB_STATE_FAILED, why).status();
+  return TransitionLocked(job, v1::JOB_STATE_FAILED, why, cause).status();
 }
 
 int32_t Coordinator::PickMasterPortLocked(const WorkerRuntime& worker,
@@ -376,7 +377,7 @@ void Coordinator::SweepWorkersLocked() {
           EndAttemptLocked(job_id, attempt, AttemptEnd::kFailed, /*retryable=*/true,
                            absl::StrCat("worker ", id, " lost (no heartbeat for ",
                                         absl::FormatDuration(silent), ")"),
-                           "worker_lost");
+                           "worker_lost", "worker_lost");
       if (!ended.ok()) Log(ended.ToString());
     }
   }
@@ -394,7 +395,7 @@ void Coordinator::ForceOverdueCancellationsLocked() {
   for (const auto& [job_id, attempt] : overdue) {
     absl::Status ended =
         EndAttemptLocked(job_id, attempt, AttemptEnd::kFailed, false,
-                         "no worker confirmed the stop within the grace period", "");
+                         "no worker confirmed the stop within the grace period", "", "cancelled");
     if (!ended.ok()) Log(ended.ToString());
   }
 }

@@ -106,9 +106,10 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::RegisterUnsynced(
     }
   }
   for (const auto& [job_id, attempt] : lost) {
-    absl::Status ended = EndAttemptLocked(
-        job_id, attempt, AttemptEnd::kFailed, /*retryable=*/true,
-        absl::StrCat("worker ", info.id(), " restarted without the trainer"), "worker_lost");
+    absl::Status ended =
+        EndAttemptLocked(job_id, attempt, AttemptEnd::kFailed, /*retryable=*/true,
+                         absl::StrCat("worker ", info.id(), " restarted without the trainer"),
+                         "worker_lost", "worker_lost");
     if (!ended.ok()) Log(ended.ToString());
   }
   Log(absl::StrCat("worker ", info.id(), " registered from ", info.host(), " (",
@@ -156,21 +157,22 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::HeartbeatUnsynced(
       case v1::AttemptResult::RESULT_SUCCEEDED:
         if (rank_zero) {
           ended = EndAttemptLocked(result.job_id(), result.attempt(), AttemptEnd::kSucceeded, false,
-                                   "", "");
+                                   "", "", "");
         }
         break;
       case v1::AttemptResult::RESULT_STOPPED:
         if (rank_zero) {
           ended = EndAttemptLocked(result.job_id(), result.attempt(), AttemptEnd::kStopped, true,
                                    "the trainer stopped without a cancellation from peco",
-                                   "trainer_stopped");
+                                   "trainer_stopped", "trainer_stopped");
         }
         break;
       default:
         ended = EndAttemptLocked(
             result.job_id(), result.attempt(), AttemptEnd::kFailed, result.retryable(),
             result.reason().empty() ? std::string("the trainer failed") : result.reason(),
-            result.cause() == "stall" ? "trainer_stalled" : "trainer_failed");
+            result.cause() == "stall" ? "trainer_stalled" : "trainer_failed",
+            result.cause().empty() ? "exit" : result.cause());
         break;
     }
     if (!ended.ok()) Log(absl::StrCat("applying a result of ", worker_id, ": ", ended.ToString()));

@@ -60,6 +60,8 @@ struct JobStateUpdate {
   // (RESTARTING or a terminal state).
   std::string reason;
   int64_t time_us = 0;
+  // The attempt's cause (v1::Attempt.cause) when it ends; "" when it succeeds.
+  std::string cause;
 };
 
 // The start of the next attempt: the job moves to ASSIGNED with attempt expected_attempt + 1.

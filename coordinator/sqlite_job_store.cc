@@ -565,6 +565,7 @@ absl::StatusOr<v1::Job> SqliteJobStore::UpdateJobState(const JobStateUpdate& upd
       if (update.new_state == v1::JOB_STATE_RESTARTING || IsTerminal(update.new_state)) {
         attempt.set_end_time_us(update.time_us);
         attempt.set_failure_reason(update.reason);
+        attempt.set_cause(update.cause);
       }
       RETURN_IF_ERROR(StoreAttempt(attempt, kOp));
     }

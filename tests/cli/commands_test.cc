@@ -626,6 +626,7 @@ TEST_F(CommandsTest, GetCancelResume) {
   CliResult get = Run({"get", "job-000001"});
   ASSERT_EQ(get.code, kExitOk) << get.err;
   EXPECT_THAT(get.out, HasSubstr("RUNNING"));
+  EXPECT_THAT(get.out, HasSubstr("Checkpoints:"));
 
   CliResult missing = Run({"get", "job-000404"});
   EXPECT_EQ(missing.code, kExitFailure);
@@ -639,9 +640,11 @@ TEST_F(CommandsTest, GetCancelResume) {
   ASSERT_EQ(resume.code, kExitOk) << resume.err;
   EXPECT_THAT(resume.out, HasSubstr("resuming from ck-9"));
 
-  EXPECT_THAT(service_.other_calls(), ElementsAre("GetJob job-000001", "GetJob job-000404",
-                                                  "CancelJob job-000001 reason=wrong lr",
-                                                  "ResumeJob job-000001 checkpoint=ck-9"));
+  // `get` also lists the job's checkpoints (and every job, for its dependents).
+  EXPECT_THAT(
+      service_.other_calls(),
+      ElementsAre("GetJob job-000001", "ListCheckpoints job-000001", "GetJob job-000404",
+                  "CancelJob job-000001 reason=wrong lr", "ResumeJob job-000001 checkpoint=ck-9"));
 }
 
 TEST_F(CommandsTest, UsageErrorsAreExit2AndNameTheProblem) {

@@ -15,6 +15,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 const absl::Time kNow = absl::FromUnixSeconds(1700000000);
 
@@ -116,6 +117,48 @@ TEST(FormatTest, JobDetailsShowAttemptsAndFailure) {
   EXPECT_THAT(text, HasSubstr("worker-a"));
   EXPECT_THAT(text, HasSubstr("(step 100)"));
   EXPECT_THAT(text, HasSubstr("req-1"));
+}
+
+TEST(FormatTest, JobDetailsShowThePipelineCheckpointsAndAttemptCauses) {
+  v1::GetJobResponse response;
+  *response.mutable_job() = MakeJob("job-000002", "pre", v1::JOB_STATE_RUNNING);
+  response.mutable_job()->mutable_spec()->set_kind(v1::JOB_KIND_PRETRAIN);
+  v1::Attempt* lost = response.add_attempts();
+  lost->set_number(1);
+  lost->set_state(v1::JOB_STATE_RESTARTING);
+  lost->set_cause("worker_lost");
+  lost->set_failure_reason("worker w-1 lost (no heartbeat for 15s)");
+  v1::Attempt* running = response.add_attempts();
+  running->set_number(2);
+  running->set_state(v1::JOB_STATE_RUNNING);
+
+  JobRelations relations;
+  relations.upstream.push_back(MakeJob("job-000001", "tok", v1::JOB_STATE_SUCCEEDED));
+  relations.upstream.back().mutable_spec()->set_kind(v1::JOB_KIND_TOKENIZER);
+  relations.downstream.push_back({MakeJob("job-000003", "probe", v1::JOB_STATE_WAITING),
+                                  MakeJob("job-000004", "ft", v1::JOB_STATE_WAITING)});
+  relations.downstream[0][0].mutable_spec()->set_kind(v1::JOB_KIND_LINEAR_PROBE);
+  relations.downstream[0][1].mutable_spec()->set_kind(v1::JOB_KIND_FINETUNE);
+  EXPECT_EQ(FormatDependencyChain(response.job(), relations),
+            "job-000001 tokenizer SUCCEEDED -> [job-000002 pretrain RUNNING] -> job-000003 "
+            "linear_probe WAITING + job-000004 finetune WAITING");
+  v1::CheckpointInfo checkpoint;
+  checkpoint.set_id("job-000002-a1-step-000000000200");
+  checkpoint.set_step(200);
+  checkpoint.set_bytes(2048);
+  relations.checkpoints = {checkpoint};
+
+  const std::string text = FormatJobDetails(response, kNow, &relations);
+  EXPECT_THAT(text, HasSubstr("Pipeline:"));
+  EXPECT_THAT(text, HasSubstr("[job-000002 pretrain RUNNING]"));
+  EXPECT_THAT(text, HasSubstr("1, newest job-000002-a1-step-000000000200 (step 200, 2.00 KiB)"));
+  EXPECT_THAT(text, HasSubstr("CAUSE"));
+  EXPECT_THAT(text, HasSubstr("worker_lost"));
+  // Without relations (or with none to show) the lines are left out.
+  EXPECT_THAT(FormatJobDetails(response, kNow), Not(HasSubstr("Pipeline:")));
+  relations = JobRelations();
+  EXPECT_THAT(FormatJobDetails(response, kNow, &relations), HasSubstr("none yet"));
+  EXPECT_THAT(FormatJobDetails(response, kNow, &relations), Not(HasSubstr("Pipeline:")));
 }
 
 TEST(FormatTest, CheckpointAndWorkerTables) {

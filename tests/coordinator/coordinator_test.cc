@@ -414,6 +414,15 @@ TEST_F(CoordinatorTest, LostWorkerRestartsTheJobElsewhereFromTheNewestCheckpoint
   ASSERT_THAT(back.stale(), SizeIs(1));
   EXPECT_EQ(back.stale(0).attempt(), 1);
   EXPECT_THAT(back.assignments(), IsEmpty());
+  // The ended attempt says why.
+  v1::GetJobRequest get;
+  get.set_job_id(job.id());
+  absl::StatusOr<v1::GetJobResponse> got = coordinator_->GetJob(get);
+  ASSERT_TRUE(got.ok());
+  ASSERT_GE(got->attempts_size(), 2);
+  EXPECT_EQ(got->attempts(0).cause(), "worker_lost");
+  EXPECT_THAT(got->attempts(0).failure_reason(), HasSubstr("worker w1 lost"));
+  EXPECT_EQ(got->attempts(1).cause(), "");
 }
 
 TEST_F(CoordinatorTest, RetryableFailuresStopAfterMaxRestarts) {
@@ -422,7 +431,10 @@ TEST_F(CoordinatorTest, RetryableFailuresStopAfterMaxRestarts) {
   spec.set_max_restarts(1);
   v1::Job job = Submit(spec);
   Heartbeat(worker, {Running(job.id(), 1)});
-  Heartbeat(worker, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_FAILED, true, "crash 1")});
+  v1::AttemptResult stalled =
+      Result(job.id(), 1, v1::AttemptResult::RESULT_FAILED, true, "crash 1");
+  stalled.set_cause("stall");
+  Heartbeat(worker, {}, {stalled});
   coordinator_->Tick();
   EXPECT_EQ(Job(job.id()).attempt(), 2);
   Heartbeat(worker, {Running(job.id(), 2)});
@@ -432,6 +444,13 @@ TEST_F(CoordinatorTest, RetryableFailuresStopAfterMaxRestarts) {
   EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
   EXPECT_THAT(failed.failure_reason(), HasSubstr("crash 2"));
   EXPECT_THAT(failed.failure_reason(), HasSubstr("gave up after 1 restarts"));
+  v1::GetJobRequest get;
+  get.set_job_id(job.id());
+  absl::StatusOr<v1::GetJobResponse> got = coordinator_->GetJob(get);
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->attempts_size(), 2);
+  EXPECT_EQ(got->attempts(0).cause(), "stall");
+  EXPECT_EQ(got->attempts(1).cause(), "exit");  // a result without a cause is an exit
 }
 
 TEST_F(CoordinatorTest, NonRetryableFailureFailsAtOnce) {

@@ -259,6 +259,12 @@ TEST_F(PipelineE2eTest, PecoPipelineHandsEachJobItsDependencysFinalCheckpoint) {
   CommandResult get = cluster_.Peco({"get", probe});
   EXPECT_THAT(get.output, HasSubstr("eval top-1"));
   EXPECT_THAT(get.output, HasSubstr("backbone.checkpoint <- " + final_pretrain));
+  CommandResult get_pretrain = cluster_.Peco({"get", pretrain});
+  EXPECT_THAT(get_pretrain.output, HasSubstr(absl::StrCat(tokenizer, " tokenizer SUCCEEDED -> [",
+                                                          pretrain, " pretrain SUCCEEDED] -> ",
+                                                          probe, " linear_probe SUCCEEDED")));
+  EXPECT_THAT(get_pretrain.output, HasSubstr("Pipeline:"));
+  EXPECT_THAT(get_pretrain.output, HasSubstr("Checkpoints:"));
 
   // Previews through the CLI: the tokenizer's inputs over reconstructions (2 rows), the pretrain
   // job's masked inputs, target and predicted tokens decoded (3 rows), 8 images each, tiles of
