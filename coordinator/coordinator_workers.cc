@@ -168,9 +168,11 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::HeartbeatUnsynced(
         }
         break;
       default:
+        // Which machine: a dataset path or a driver missing on one worker fails only there.
         ended = EndAttemptLocked(
             result.job_id(), result.attempt(), AttemptEnd::kFailed, result.retryable(),
-            result.reason().empty() ? std::string("the trainer failed") : result.reason(),
+            absl::StrCat(result.reason().empty() ? "the trainer failed" : result.reason(),
+                         " (on worker ", worker_id, ", host ", worker.info.host(), ")"),
             result.cause() == "stall" ? "trainer_stalled" : "trainer_failed",
             result.cause().empty() ? "exit" : result.cause());
         break;

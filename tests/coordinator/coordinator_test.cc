@@ -464,6 +464,8 @@ TEST_F(CoordinatorTest, NonRetryableFailureFailsAtOnce) {
   EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
   EXPECT_EQ(failed.restart_count(), 0);
   EXPECT_THAT(failed.failure_reason(), HasSubstr("NaN"));
+  // Which machine it failed on (a dataset missing on one worker fails only there).
+  EXPECT_THAT(failed.failure_reason(), HasSubstr("(on worker w1, host "));
 }
 
 TEST_F(CoordinatorTest, CancelStopsGracefullyAndResumeContinuesFromTheFinalCheckpoint) {
