@@ -147,10 +147,10 @@ CoordinatorMetrics::JobSeries* CoordinatorMetrics::SeriesLocked(const std::strin
   }
   JobSeries& series = it->second;
   if (series.step == nullptr) {
-    series.step = &job_step_.Add({{"job", job_id}});
-    series.loss = &job_loss_.Add({{"job", job_id}});
-    series.images_per_second = &job_images_per_second_.Add({{"job", job_id}});
-    series.restarts = &job_restarts_.Add({{"job", job_id}});
+    series.step = &job_step_.Add({{"job_id", job_id}});
+    series.loss = &job_loss_.Add({{"job_id", job_id}});
+    series.images_per_second = &job_images_per_second_.Add({{"job_id", job_id}});
+    series.restarts = &job_restarts_.Add({{"job_id", job_id}});
   }
   return &series;
 }

@@ -123,7 +123,7 @@ void WorkerMetrics::SetRankValue(const std::string& job_id, int rank, absl::stri
   absl::MutexLock lock(&mu_);
   prometheus::Gauge*& gauge = rank_gauges_[{job_id, rank, std::string(name)}];
   if (gauge == nullptr) {
-    gauge = &family->Add({{"job", job_id}, {"rank", absl::StrCat(rank)}});
+    gauge = &family->Add({{"job_id", job_id}, {"rank", absl::StrCat(rank)}});
   }
   gauge->Set(value);
 }

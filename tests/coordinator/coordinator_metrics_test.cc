@@ -15,7 +15,7 @@ namespace {
 
 using ::testing::UnorderedElementsAre;
 
-// Returns the `job` label of every series of the named family.
+// Returns the `job_id` label of every series of the named family.
 std::vector<std::string> JobsWithSeries(const CoordinatorMetrics& metrics,
                                         const std::string& family) {
   std::vector<std::string> jobs;
@@ -23,7 +23,7 @@ std::vector<std::string> JobsWithSeries(const CoordinatorMetrics& metrics,
     if (collected.name != family) continue;
     for (const prometheus::ClientMetric& metric : collected.metric) {
       for (const prometheus::ClientMetric::Label& label : metric.label) {
-        if (label.name == "job") jobs.push_back(label.value);
+        if (label.name == "job_id") jobs.push_back(label.value);
       }
     }
   }

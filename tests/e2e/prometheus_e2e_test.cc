@@ -139,11 +139,11 @@ TEST_F(PrometheusE2eTest, ScrapedStepAndLossMatchWhatTheCliShows) {
   EXPECT_EQ(step, kHangAfterStep);
 
   // What Prometheus stored, from the coordinator and from the worker.
-  const std::string selector = absl::StrCat("{job=\"", job_id, "\"}");
+  const std::string selector = absl::StrCat("{job_id=\"", job_id, "\"}");
   EXPECT_EQ(WaitForValue(prometheus, "peco_job_step" + selector, step), step);
   EXPECT_NEAR(WaitForValue(prometheus, "peco_job_loss" + selector, loss), loss,
               1e-6 * std::abs(loss));
-  const std::string rank0 = absl::StrCat("{job=\"", job_id, "\",rank=\"0\"}");
+  const std::string rank0 = absl::StrCat("{job_id=\"", job_id, "\",rank=\"0\"}");
   EXPECT_EQ(WaitForValue(prometheus, "peco_worker_rank_step" + rank0, step), step);
   EXPECT_NEAR(WaitForValue(prometheus, "peco_worker_rank_loss" + rank0, loss), loss,
               1e-6 * std::abs(loss));

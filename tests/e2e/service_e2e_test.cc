@@ -226,8 +226,8 @@ TEST_F(ServiceE2eTest, KilledWorkerJobResumesOnTheOtherWorker) {
   const int victim = placed.worker;
   // Its first checkpoint is in the worker's per-rank series, by size and write time.
   const std::string metrics = cluster_.WorkerMetrics(victim);
-  EXPECT_THAT(metrics, HasSubstr("peco_worker_rank_checkpoint_bytes{job=\"" + job_id));
-  EXPECT_THAT(metrics, HasSubstr("peco_worker_rank_checkpoint_seconds{job=\"" + job_id));
+  EXPECT_THAT(metrics, HasSubstr("peco_worker_rank_checkpoint_bytes{job_id=\"" + job_id));
+  EXPECT_THAT(metrics, HasSubstr("peco_worker_rank_checkpoint_seconds{job_id=\"" + job_id));
 
   const absl::Time killed = absl::Now();
   cluster_.worker(victim)->Kill();

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
@@ -156,9 +157,28 @@ class WorkerAgentTest : public ::testing::Test {
     absl::MutexLock lock(&client_.mu());
     return client_.results;
   }
+  // Metric points and trainer events that reached the coordinator (log chunks: LogText()).
   std::vector<v1::ReportProgressRequest> Reports() {
     absl::MutexLock lock(&client_.mu());
-    return client_.reports;
+    std::vector<v1::ReportProgressRequest> reports;
+    for (const v1::ReportProgressRequest& report : client_.reports) {
+      if (!report.has_log_chunk()) reports.push_back(report);
+    }
+    return reports;
+  }
+  // What reached the coordinator of one rank's log, in order.
+  std::string LogText(const std::string& job_id, int64_t attempt, int rank) {
+    absl::MutexLock lock(&client_.mu());
+    std::string text;
+    for (const v1::ReportProgressRequest& report : client_.reports) {
+      const v1::LogChunk& chunk = report.log_chunk();
+      if (report.has_log_chunk() && chunk.job_id() == job_id && chunk.attempt() == attempt &&
+          chunk.rank() == rank) {
+        EXPECT_EQ(chunk.offset(), static_cast<int64_t>(text.size())) << "chunks in order";
+        text += chunk.data();
+      }
+    }
+    return text;
   }
   // Trainer events of one type that reached the coordinator, parsed back.
   std::vector<TrainerEvent> EventsOfType(const std::string& type) {
@@ -344,7 +364,11 @@ echo '{"event":"phase","name":"eval"}'
 exec sleep 1000
 )");
   QueueAssignment(MakeAssignment("job-1", 1));
-  Pump([&] { return Reports().size() >= 4; });
+  Pump([&] {
+    return Reports().size() >= 4 && absl::StrContains(LogText("job-1", 1, 0), "not json");
+  });
+  // The line that is not an event went to the rank's log, which is relayed too.
+  EXPECT_EQ(LogText("job-1", 1, 0), "peco-worker: non-JSON stdout line: not json\n");
 
   std::vector<v1::ReportProgressRequest> reports = Reports();
   ASSERT_EQ(reports.size(), 4u);
@@ -372,9 +396,9 @@ exec sleep 1000
   EXPECT_EQ(reports[3].trainer_event().step(), 2);  // the rank's latest step
 
   const std::string text = MetricsText();
-  EXPECT_THAT(text, HasSubstr(R"(peco_worker_rank_loss{job="job-1",rank="0"} 0.25)"));
-  EXPECT_THAT(text, HasSubstr(R"(peco_worker_rank_step{job="job-1",rank="0"} 2)"));
-  EXPECT_THAT(text, HasSubstr(R"(peco_worker_rank_perplexity{job="job-1",rank="0"} 3.5)"));
+  EXPECT_THAT(text, HasSubstr(R"(peco_worker_rank_loss{job_id="job-1",rank="0"} 0.25)"));
+  EXPECT_THAT(text, HasSubstr(R"(peco_worker_rank_step{job_id="job-1",rank="0"} 2)"));
+  EXPECT_THAT(text, HasSubstr(R"(peco_worker_rank_perplexity{job_id="job-1",rank="0"} 3.5)"));
   EXPECT_THAT(text, HasSubstr("peco_worker_trainers_running 1"));
 
   // The attempt ends (stale): its per-rank gauges go.
@@ -384,7 +408,7 @@ exec sleep 1000
   stale->set_attempt(1);
   QueueResponse(response);
   Pump([&] { return agent.attempts().empty(); });
-  EXPECT_THAT(MetricsText(), Not(HasSubstr(R"(job="job-1")")));
+  EXPECT_THAT(MetricsText(), Not(HasSubstr(R"(job_id="job-1")")));
 }
 
 // The coordinator takes no points of an attempt that has ended, so the result waits for every
