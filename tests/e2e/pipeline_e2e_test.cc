@@ -197,6 +197,32 @@ job: {name: e2e-probe, max_restarts: 2}
 )");
 }
 
+TEST_F(PipelineE2eTest, PretrainRunsOnADvaeTokenizer) {
+  cluster_.StartCoordinator();
+  cluster_.StartWorker(/*cpu_slots=*/1);
+  ASSERT_TRUE(cluster_.WaitForWorkers(1));
+  // The tiny tokenizer with the Gumbel-softmax quantizer, chosen at submit time.
+  const std::string tokenizer =
+      Submit(cluster_.WriteSpec("e2e-dvae", 12, 12),
+             {"--set", "model.quantizer=gumbel", "--set", "model.gumbel.temperature_steps=12",
+              "--set", "model.gumbel.kl_warmup_steps=4"});
+  ASSERT_FALSE(tokenizer.empty());
+  const std::string pretrain_spec = cluster_.root() + "/pretrain.yaml";
+  std::ofstream(pretrain_spec) << PretrainSpec(6);
+  const std::string pretrain = Submit(pretrain_spec, {"--after", tokenizer});
+  ASSERT_FALSE(pretrain.empty());
+  absl::StatusOr<v1::GetJobResponse> done =
+      cluster_.WaitForState(pretrain, v1::JOB_STATE_SUCCEEDED, absl::Seconds(300));
+  ASSERT_TRUE(done.ok()) << done.status();
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> tokenizer_history = cluster_.History(tokenizer);
+  ASSERT_TRUE(tokenizer_history.ok());
+  EXPECT_TRUE(LastValue(*tokenizer_history, "temperature").has_value())
+      << "the tokenizer ran with the gumbel quantizer";
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> history = cluster_.History(pretrain);
+  ASSERT_TRUE(history.ok()) << history.status();
+  EXPECT_TRUE(LastValue(*history, "mlm_acc").has_value());
+}
+
 TEST_F(PipelineE2eTest, PecoPipelineHandsEachJobItsDependencysFinalCheckpoint) {
   cluster_.StartCoordinator();
   cluster_.StartWorker(/*cpu_slots=*/1);

@@ -99,6 +99,41 @@ TEST(TokenizerConfigTest, SmallPresetParses) {
   }
 }
 
+TEST(TokenizerConfigTest, DvaePresetsDifferFromTheirVqPresetsOnlyInTheQuantizer) {
+  auto load = [](const std::string& name) {
+    const std::string path = absl::StrCat(PECO_SOURCE_DIR, "/configs/", name);
+    absl::StatusOr<std::string> text = ReadFileToString(path);
+    EXPECT_TRUE(text.ok()) << path;
+    absl::StatusOr<TokenizerJobConfig> config =
+        ParseTokenizerConfig(text.ok() ? *text : "", path, /*check_paths=*/false);
+    EXPECT_TRUE(config.ok()) << config.status();
+    return config.ok() ? *config : TokenizerJobConfig();
+  };
+  for (const std::string size : {"small", "paper"}) {
+    const TokenizerJobConfig vq = load(absl::StrCat("tokenizer_", size, ".yaml"));
+    for (const bool pixel_only : {false, true}) {
+      const std::string name =
+          absl::StrCat("tokenizer_dvae_", pixel_only ? "pixel_" : "", size, ".yaml");
+      const TokenizerJobConfig dvae = load(name);
+      EXPECT_EQ(vq.model.quantizer_kind, "vq") << size;
+      EXPECT_EQ(dvae.model.quantizer_kind, "gumbel") << name;
+      EXPECT_EQ(dvae.model.vqgan.ch_mult, vq.model.vqgan.ch_mult) << name;
+      EXPECT_EQ(dvae.model.vqgan.ch, vq.model.vqgan.ch) << name;
+      EXPECT_EQ(dvae.model.quantizer.num_codes, vq.model.quantizer.num_codes) << name;
+      EXPECT_EQ(dvae.data.image_size, vq.data.image_size) << name;
+      EXPECT_EQ(dvae.train.max_steps, vq.train.max_steps) << name;
+      EXPECT_NE(dvae.train.output_dir, vq.train.output_dir) << name;
+      EXPECT_DOUBLE_EQ(dvae.model.gumbel.schedule.temperature_end, 1.0 / 16) << name;
+      EXPECT_DOUBLE_EQ(dvae.model.gumbel.schedule.kl_weight, 6.6) << name;
+      if (pixel_only) {
+        EXPECT_EQ(dvae.loss.perceptual_weight, 0.0) << name;
+      } else {
+        EXPECT_EQ(dvae.loss.perceptual_weight, vq.loss.perceptual_weight) << name;
+      }
+    }
+  }
+}
+
 TEST(TokenizerConfigTest, MinimalParsesWithDerivedFields) {
   absl::StatusOr<TokenizerJobConfig> config = ParseTokenizerConfig(kMinimal, "min.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
@@ -161,6 +196,36 @@ TEST(TokenizerConfigTest, OutOfRangeValues) {
   ExpectInvalid(With("  precision: fp32", "  precision: fp16"), "train.precision");
   ExpectInvalid(With("  pixel: l1", "  pixel: l3"), "loss.pixel");
   ExpectInvalid(With("kind: tokenizer", "kind: pretrain"), "kind");
+}
+
+TEST(TokenizerConfigTest, QuantizerIsVqOrGumbelWithCheckedSchedules) {
+  absl::StatusOr<TokenizerJobConfig> vq = ParseTokenizerConfig(kMinimal, "min.yaml");
+  ASSERT_TRUE(vq.ok()) << vq.status();
+  EXPECT_EQ(vq->model.quantizer_kind, "vq");
+  absl::StatusOr<TokenizerJobConfig> gumbel = ParseTokenizerConfig(
+      With("  beta: 0.25",
+           "  quantizer: gumbel\n  gumbel: {temperature_end: 0.1, temperature_steps: 30, "
+           "kl_weight: 2.0, kl_warmup_steps: 10, straight_through: true}"),
+      "gumbel.yaml");
+  ASSERT_TRUE(gumbel.ok()) << gumbel.status();
+  EXPECT_TRUE(gumbel->model.gumbel_kind());
+  EXPECT_EQ(gumbel->model.gumbel.num_codes, 64);  // n_embed and embed_dim apply to both
+  EXPECT_EQ(gumbel->model.gumbel.dim, 16);
+  EXPECT_TRUE(gumbel->model.gumbel.straight_through);
+  EXPECT_DOUBLE_EQ(gumbel->model.gumbel.schedule.temperature_end, 0.1);
+  EXPECT_DOUBLE_EQ(gumbel->model.gumbel.schedule.KlWeight(5), 1.0);
+
+  ExpectInvalid(With("  beta: 0.25", "  quantizer: dvae"), "model.quantizer");
+  ExpectInvalid(With("  beta: 0.25", "  quantizer: gumbel\n  gumbel: {temperature_start: 0}"),
+                "model.gumbel.temperature_start: expected a temperature > 0");
+  ExpectInvalid(With("  beta: 0.25", "  quantizer: gumbel\n  gumbel: {temperature_end: -0.5}"),
+                "model.gumbel.temperature_end");
+  ExpectInvalid(With("  beta: 0.25", "  quantizer: gumbel\n  gumbel: {kl_weight: -1}"),
+                "model.gumbel.kl_weight: expected a value >= 0");
+  ExpectInvalid(With("  beta: 0.25", "  quantizer: gumbel\n  gumbel: {temperture_end: 0.1}"),
+                "temperture_end");
+  ExpectInvalid(With("  beta: 0.25", "  quantizer: gumbel\n  dead_code_steps: 10"),
+                "model.dead_code_steps");
 }
 
 TEST(TokenizerConfigTest, LoaderErrorsNameTheYamlKeys) {

@@ -9,7 +9,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 
+#include "absl/strings/str_cat.h"
 #include "tests/test_util/subprocess.h"
 #include "tests/test_util/train_process.h"
 #include "trainer/data/image_codec.h"
@@ -197,6 +200,93 @@ TEST(TokenizerRunTest, ResumeAfterSigtermIsStepExact) {
   for (const auto& e : a.Of("step")) a_loss[e["step"].as<int>()] = e["loss"].as<double>();
   for (const auto& e : second_half.Of("step")) {
     EXPECT_EQ(e["loss"].as<double>(), a_loss[e["step"].as<int>()]) << "step " << e["step"];
+  }
+}
+
+// TinyConfig's model with the Gumbel-softmax (dVAE) quantizer: temperature 1 -> 1/16 over the
+// run, KL weight ramping over its first third.
+std::string TinyGumbelConfig(const std::string& output_dir, int max_steps) {
+  std::string yaml = TinyConfig(output_dir, max_steps, /*gan=*/false);
+  const std::string from = "n_embed: 64, embed_dim: 16}";
+  yaml.replace(yaml.find(from), from.size(),
+               absl::StrCat("n_embed: 64, embed_dim: 16, quantizer: gumbel,\n        gumbel: "
+                            "{temperature_end: 0.0625, temperature_steps: ",
+                            max_steps, ", kl_weight: 6.6, kl_warmup_steps: ", max_steps / 3, "}}"));
+  return yaml;
+}
+
+TEST(TokenizerRunTest, GumbelTokenizerLowersReconstructionLossAndUsesManyCodes) {
+  const std::string dir = TempDir("gumbel-learn");
+  const std::string config = WriteConfig(dir, TinyGumbelConfig(dir + "/run", 120));
+  RunResult run = RunTrain({"tokenizer", "--config", config}, dir + "/stderr.log");
+  ASSERT_EQ(run.exit_code, 0) << run.ErrorMessage();
+  std::vector<YAML::Node> steps = run.Of("step");
+  ASSERT_EQ(steps.size(), 120u);
+  double first = 0, last = 0;
+  for (int i = 0; i < 10; ++i) {
+    first += steps[i]["loss_pixel"].as<double>() / 10;
+    last += steps[steps.size() - 1 - i]["loss_pixel"].as<double>() / 10;
+  }
+  EXPECT_LT(last, 0.8 * first) << "first " << first << " last " << last;
+  int codes = 0;
+  for (size_t i = steps.size() - 10; i < steps.size(); ++i) {
+    codes = std::max(codes, steps[i]["codes_used"].as<int>());
+  }
+  EXPECT_GT(codes, 8) << "the dVAE collapsed to " << codes << " codes";
+  // The schedules as the step events report them.
+  EXPECT_DOUBLE_EQ(steps[0]["temperature"].as<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(steps[0]["kl_weight"].as<double>(), 0.0);
+  EXPECT_NEAR(steps.back()["temperature"].as<double>(), 0.0625, 1e-3);
+  EXPECT_DOUBLE_EQ(steps.back()["kl_weight"].as<double>(), 6.6);
+  // The checkpoint holds taming's GumbelQuantize keys and tokenizes.
+  absl::StatusOr<LoadedTokenizer> loaded = LoadTokenizerCheckpoint(dir + "/run");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(loaded->config.model.gumbel_kind());
+  NamedTensors state = ModuleState(*loaded->model);
+  std::set<std::string> names;
+  for (const auto& [name, tensor] : state) names.insert(name);
+  EXPECT_EQ(names.count("quantize.proj.weight"), 1u);
+  EXPECT_EQ(names.count("quantize.embed.weight"), 1u);
+  EXPECT_EQ(names.count("quantize.embedding.weight"), 0u);
+  loaded->model->eval();
+  torch::Tensor tokens = loaded->model->Tokenize(torch::zeros({2, 3, 16, 16}));
+  EXPECT_EQ(tokens.sizes(), (std::vector<int64_t>{2, 8, 8}));
+  EXPECT_LT(tokens.max().item<int64_t>(), 64);
+}
+
+TEST(TokenizerRunTest, GumbelResumeAfterSigtermIsStepExactWithTheSchedules) {
+  const std::string dir = TempDir("gumbel-resume");
+  constexpr int kSteps = 12;
+  const std::string straight = WriteConfig(dir, TinyGumbelConfig(dir + "/straight", kSteps));
+  RunResult a = RunTrain({"tokenizer", "--config", straight}, dir + "/a.log");
+  ASSERT_EQ(a.exit_code, 0) << a.ErrorMessage();
+  fs::create_directories(dir + "/b");
+  const std::string split = WriteConfig(dir + "/b", TinyGumbelConfig(dir + "/split", kSteps));
+  RunResult first_half = RunTrain({"tokenizer", "--config", split}, dir + "/b1.log", kSteps / 2);
+  ASSERT_EQ(first_half.exit_code, 0);
+  ASSERT_EQ(first_half.Of("stopped").size(), 1u) << "the SIGTERM arrived after training finished";
+  RunResult second_half =
+      RunTrain({"tokenizer", "--config", split, "--resume", dir + "/split"}, dir + "/b2.log");
+  ASSERT_EQ(second_half.exit_code, 0) << second_half.ErrorMessage();
+
+  auto a_model = LoadTokenizerCheckpoint(dir + "/straight");
+  auto b_model = LoadTokenizerCheckpoint(dir + "/split");
+  ASSERT_TRUE(a_model.ok() && b_model.ok());
+  NamedTensors a_state = ModuleState(*a_model->model);
+  NamedTensors b_state = ModuleState(*b_model->model);
+  ASSERT_EQ(a_state.size(), b_state.size());
+  for (size_t i = 0; i < a_state.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a_state[i].second, b_state[i].second)) << a_state[i].first;
+  }
+  // Same losses, temperatures and KL weights at every step after the resume point.
+  std::map<int, YAML::Node> a_steps;
+  for (const auto& e : a.Of("step")) a_steps[e["step"].as<int>()] = e;
+  ASSERT_FALSE(second_half.Of("step").empty());
+  for (const auto& e : second_half.Of("step")) {
+    const YAML::Node& same = a_steps[e["step"].as<int>()];
+    EXPECT_EQ(e["loss"].as<double>(), same["loss"].as<double>()) << "step " << e["step"];
+    EXPECT_EQ(e["temperature"].as<double>(), same["temperature"].as<double>());
+    EXPECT_EQ(e["kl_weight"].as<double>(), same["kl_weight"].as<double>());
   }
 }
 

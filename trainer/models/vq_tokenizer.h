@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "absl/status/status.h"
+#include "trainer/models/gumbel_quantizer.h"
 #include "trainer/models/vector_quantizer.h"
 #include "trainer/models/vqgan.h"
 
@@ -18,8 +19,12 @@ namespace peco::trainer {
 
 struct VqTokenizerConfig {
   VqganConfig vqgan;
-  VectorQuantizerConfig quantizer;
+  // "vq": nearest code, straight-through (VQGAN); "gumbel": Gumbel-softmax relaxation (dVAE).
+  std::string quantizer_kind = "vq";
+  VectorQuantizerConfig quantizer;  // num_codes and dim apply to both kinds
+  GumbelQuantizerConfig gumbel;     // schedules of the gumbel kind
 
+  bool gumbel_kind() const { return quantizer_kind == "gumbel"; }
   absl::Status Validate(const std::string& prefix) const;
 };
 
@@ -33,8 +38,17 @@ class VqTokenizerImpl : public torch::nn::Module {
  public:
   explicit VqTokenizerImpl(const VqTokenizerConfig& config);
 
-  // Full autoencoder pass with straight-through quantization.
+  // Full autoencoder pass with straight-through quantization (vq), or the Gumbel relaxation at
+  // the temperature of the step SetStep() gave (gumbel). For gumbel, quantized.loss is the KL
+  // term already weighted: KlWeight(step) * mean KL per position * positions / input values,
+  // DALL-E's per-pixel scaling.
   TokenizerOutput forward(const torch::Tensor& x);
+  // Sets the schedules' step (gumbel; a no-op for vq).
+  void SetStep(int64_t step) { step_ = step; }
+  double temperature() const;  // the relaxation temperature at the current step (gumbel)
+  double kl_weight() const;    // the KL weight at the current step (gumbel)
+  // Code-usage statistics of the window since the last call (either kind).
+  CodeUsage TakeUsage();
   // quant_conv(encoder(x)).
   torch::Tensor EncodeLatent(const torch::Tensor& x);
   // Token ids [B, r, r] for images in [-1, 1] (no gradients).
@@ -43,6 +57,7 @@ class VqTokenizerImpl : public torch::nn::Module {
   torch::Tensor DecodeIndices(const torch::Tensor& indices);
 
   VqganDecoder& decoder() { return decoder_; }
+  // The vq kind's quantizer (null for gumbel).
   VectorQuantizer& quantizer() { return quantize_; }
   const VqTokenizerConfig& config() const { return config_; }
 
@@ -50,7 +65,9 @@ class VqTokenizerImpl : public torch::nn::Module {
   VqTokenizerConfig config_;
   VqganEncoder encoder_{nullptr};
   VqganDecoder decoder_{nullptr};
-  VectorQuantizer quantize_{nullptr};
+  VectorQuantizer quantize_{nullptr};  // vq kind
+  GumbelQuantizer gumbel_{nullptr};    // gumbel kind; both are registered as "quantize"
+  int64_t step_ = 0;
   torch::nn::Conv2d quant_conv_{nullptr};
   torch::nn::Conv2d post_quant_conv_{nullptr};
 };

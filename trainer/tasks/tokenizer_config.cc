@@ -22,6 +22,21 @@ absl::Status ReadModel(ConfigReader& r, VqTokenizerConfig* m) {
   RETURN_IF_ERROR(r.Read("beta", &m->quantizer.beta));
   RETURN_IF_ERROR(r.Read("legacy_loss", &m->quantizer.legacy_loss));
   RETURN_IF_ERROR(r.Read("dead_code_steps", &m->quantizer.dead_code_steps));
+  RETURN_IF_ERROR(r.ReadEnum("quantizer", {"vq", "gumbel"}, &m->quantizer_kind));
+  {
+    ASSIGN_OR_RETURN(ConfigReader g, r.Child("gumbel"));
+    GumbelQuantizerConfig& gumbel = m->gumbel;
+    RETURN_IF_ERROR(g.Read("straight_through", &gumbel.straight_through));
+    RETURN_IF_ERROR(g.Read("temperature_start", &gumbel.schedule.temperature_start));
+    RETURN_IF_ERROR(g.Read("temperature_end", &gumbel.schedule.temperature_end));
+    RETURN_IF_ERROR(g.Read("temperature_steps", &gumbel.schedule.temperature_steps));
+    RETURN_IF_ERROR(g.Read("kl_weight", &gumbel.schedule.kl_weight));
+    RETURN_IF_ERROR(g.Read("kl_warmup_steps", &gumbel.schedule.kl_warmup_steps));
+    RETURN_IF_ERROR(g.Finish());
+  }
+  // One codebook size and code width for either quantizer.
+  m->gumbel.num_codes = m->quantizer.num_codes;
+  m->gumbel.dim = m->quantizer.dim;
   return r.Finish();
 }
 

@@ -12,6 +12,7 @@
 #include "common/json_writer.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "trainer/data/random.h"
 #include "trainer/engine/checkpoint.h"
 #include "trainer/engine/checkpoint_policy.h"
 #include "trainer/engine/distributed.h"
@@ -98,6 +99,9 @@ absl::StatusOr<TrainerState> StateFromJson(const std::string& json, const std::s
 
 // Running sums of the step metrics between two log events. The loss parts stay on the device
 // and are read once per log event, so a step costs one host sync (the non-finite check).
+// Salt that separates the Gumbel-noise stream from the others.
+constexpr uint64_t kGumbelStream = 0x47554D42;  // "GUMB"
+
 enum MetricPart { kPixel, kPerceptual, kCodebook, kGenerator, kDiscriminator, kGanWeight, kParts };
 
 struct MetricWindow {
@@ -287,6 +291,7 @@ absl::Status TokenizerTrainer::Restore(const RestoredCheckpoint& checkpoint) {
       previous.model.vqgan.ch_mult != config_.model.vqgan.ch_mult ||
       previous.model.quantizer.num_codes != config_.model.quantizer.num_codes ||
       previous.model.quantizer.dim != config_.model.quantizer.dim ||
+      previous.model.quantizer_kind != config_.model.quantizer_kind ||
       previous.data.image_size != config_.data.image_size ||
       previous.loss.gan.enabled != config_.loss.gan.enabled) {
     return absl::InvalidArgumentError(
@@ -383,6 +388,12 @@ void TokenizerTrainer::TrainStep(const torch::Tensor& images) {
   const bool gan_active = discriminator_ && state_.step >= loss_config.gan.disc_start;
 
   TokenizerOutput out;
+  model_->SetStep(state_.step);
+  if (config_.model.gumbel_kind()) {
+    // The Gumbel noise of a step is a function of (seed, step) on every device, so a resumed run
+    // draws the same samples.
+    torch::manual_seed(MixSeed(config_.seed ^ kGumbelStream, static_cast<uint64_t>(state_.step)));
+  }
   {
     AutocastGuard autocast(bf16_, device_);
     out = model_->forward(images);
@@ -470,7 +481,7 @@ void TokenizerTrainer::EmitMetrics() {
     torch::Tensor host = window_.parts.to(torch::kCPU, torch::kFloat64).contiguous();
     for (int i = 0; i < kParts; ++i) sums[i] = host.data_ptr<double>()[i];
   }
-  CodeUsage usage = model_->quantizer()->TakeUsage();
+  CodeUsage usage = model_->TakeUsage();
   const double lr = config_.optim.schedule.At(state_.step - 1);
   JsonWriter event;
   event.Add("event", "step")
@@ -493,6 +504,11 @@ void TokenizerTrainer::EmitMetrics() {
     event.Add("loss_generator", sums[kGenerator] / n)
         .Add("loss_discriminator", sums[kDiscriminator] / n)
         .Add("gan_weight", sums[kGanWeight] / n);
+  }
+  if (config_.model.gumbel_kind()) {
+    // The schedules at the window's last step; loss_codebook is the weighted KL term.
+    model_->SetStep(state_.step - 1);
+    event.Add("temperature", model_->temperature()).Add("kl_weight", model_->kl_weight());
   }
   progress_.Emit(event);
   progress_.Log(absl::StrFormat(
