@@ -1,6 +1,7 @@
 // End-to-end tests of `peco-train tokenizer` and `peco-train export` as processes: training on
 // real Fashion-MNIST images, step-exact resume after SIGTERM, refusal of bad configurations,
 // and the exported file as Python's torch.load sees it.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <yaml-cpp/yaml.h>
@@ -288,6 +289,26 @@ TEST(TokenizerRunTest, GumbelResumeAfterSigtermIsStepExactWithTheSchedules) {
     EXPECT_EQ(e["temperature"].as<double>(), same["temperature"].as<double>());
     EXPECT_EQ(e["kl_weight"].as<double>(), same["kl_weight"].as<double>());
   }
+}
+
+TEST(TokenizerRunTest, ATokenizerWithAnUnknownQuantizerIsRefusedNamingIt) {
+  const std::string dir = TempDir("unknown-quantizer");
+  std::string yaml = TinyConfig(dir + "/run", 2, /*gan=*/false);
+  RunResult run = RunTrain({"tokenizer", "--config", WriteConfig(dir, yaml)}, dir + "/stderr.log");
+  ASSERT_EQ(run.exit_code, 0) << run.ErrorMessage();
+  // The same checkpoint as a newer peco might write it, with a quantizer this one does not know.
+  absl::StatusOr<CheckpointFiles> files =
+      ReadCheckpoint(ListCheckpoints(dir + "/run/checkpoints")[0]);
+  ASSERT_TRUE(files.ok()) << files.status();
+  const std::string from = "n_embed: 64, embed_dim: 16}";
+  yaml.replace(yaml.find(from), from.size(), "n_embed: 64, embed_dim: 16, quantizer: lfq}");
+  (*files)["config.yaml"] = yaml;
+  absl::StatusOr<std::string> written = WriteCheckpoint(dir + "/newer/checkpoints", 2, *files);
+  ASSERT_TRUE(written.ok()) << written.status();
+  absl::Status status = LoadTokenizerCheckpoint(dir + "/newer").status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("model.quantizer"));
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("lfq"));
 }
 
 TEST(TokenizerRunTest, Bf16AutocastTrainsWithTheGanAndPerceptualTerms) {
