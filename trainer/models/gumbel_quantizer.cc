@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace peco::trainer {
 
@@ -43,14 +44,7 @@ absl::Status GumbelSchedule::Validate(const std::string& prefix) const {
 }
 
 absl::Status GumbelQuantizerConfig::Validate(const std::string& prefix) const {
-  if (num_codes < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "n_embed: expected at least 2 codes, got ", num_codes));
-  }
-  if (dim <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "embed_dim: expected a value > 0, got ", dim));
-  }
+  RETURN_IF_ERROR(ValidateCodebookShape(prefix, num_codes, dim));
   return schedule.Validate(absl::StrCat(prefix, "gumbel."));
 }
 
@@ -112,15 +106,7 @@ torch::Tensor GumbelQuantizerImpl::Lookup(const torch::Tensor& indices) {
 }
 
 CodeUsage GumbelQuantizerImpl::TakeUsage() {
-  CodeUsage usage;
-  const torch::Tensor counts = window_counts_.to(torch::kCPU);
-  usage.codes_used = (counts > 0).sum().item<int64_t>();
-  const double total = counts.sum().item<double>();
-  if (total > 0) {
-    torch::Tensor p = counts.to(torch::kFloat64) / total;
-    torch::Tensor entropy = -(p * torch::log(p.clamp_min(1e-300))).sum();
-    usage.perplexity = std::exp(entropy.item<double>());
-  }
+  CodeUsage usage = UsageFromCounts(window_counts_);
   window_counts_.zero_();
   return usage;
 }

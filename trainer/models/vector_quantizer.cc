@@ -1,10 +1,11 @@
 #include "trainer/models/vector_quantizer.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace peco::trainer {
 
-absl::Status VectorQuantizerConfig::Validate(const std::string& prefix) const {
+absl::Status ValidateCodebookShape(const std::string& prefix, int64_t num_codes, int64_t dim) {
   if (num_codes < 2) {
     return absl::InvalidArgumentError(
         absl::StrCat(prefix, "n_embed: expected at least 2 codes, got ", num_codes));
@@ -13,6 +14,24 @@ absl::Status VectorQuantizerConfig::Validate(const std::string& prefix) const {
     return absl::InvalidArgumentError(
         absl::StrCat(prefix, "embed_dim: expected a value > 0, got ", dim));
   }
+  return absl::OkStatus();
+}
+
+CodeUsage UsageFromCounts(const torch::Tensor& counts) {
+  CodeUsage usage;
+  const torch::Tensor host = counts.to(torch::kCPU, torch::kFloat64);
+  const double total = host.sum().item<double>();
+  usage.codes_used = (host > 0).sum().item<int64_t>();
+  if (total > 0) {
+    torch::Tensor p = host / total;
+    torch::Tensor entropy = -(p * torch::log(p.clamp_min(1e-30))).sum();
+    usage.perplexity = std::exp(entropy.item<double>());
+  }
+  return usage;
+}
+
+absl::Status VectorQuantizerConfig::Validate(const std::string& prefix) const {
+  RETURN_IF_ERROR(ValidateCodebookShape(prefix, num_codes, dim));
   if (beta < 0) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, "beta: expected >= 0, got ", beta));
   }
@@ -89,14 +108,7 @@ torch::Tensor VectorQuantizerImpl::Lookup(const torch::Tensor& indices) {
 }
 
 CodeUsage VectorQuantizerImpl::TakeUsage() {
-  CodeUsage usage;
-  const double total = window_counts_.sum().item<double>();
-  usage.codes_used = (window_counts_ > 0).sum().item<int64_t>();
-  if (total > 0) {
-    torch::Tensor p = window_counts_.to(torch::kFloat64) / total;
-    torch::Tensor entropy = -(p * torch::log(p.clamp_min(1e-30))).sum();
-    usage.perplexity = std::exp(entropy.item<double>());
-  }
+  CodeUsage usage = UsageFromCounts(window_counts_);
   window_counts_.zero_();
   return usage;
 }

@@ -42,6 +42,12 @@ struct CodeUsage {
   double perplexity = 0;   // exp(entropy of the assignment histogram)
 };
 
+// Statistics of an assignment histogram `counts` [K] (any integer dtype and device).
+CodeUsage UsageFromCounts(const torch::Tensor& counts);
+
+// InvalidArgument naming `prefix`n_embed or `prefix`embed_dim unless num_codes >= 2 and dim > 0.
+absl::Status ValidateCodebookShape(const std::string& prefix, int64_t num_codes, int64_t dim);
+
 class VectorQuantizerImpl : public torch::nn::Module {
  public:
   explicit VectorQuantizerImpl(const VectorQuantizerConfig& config);

@@ -343,13 +343,7 @@ absl::Status PretrainTrainer::SaveCheckpoint(bool final) {
     files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
   }));
   if (!preview_views_.empty()) {
-    absl::StatusOr<std::string> preview = RenderPreview();
-    if (preview.ok()) {
-      files[kPreviewFile] = *std::move(preview);
-    } else {
-      progress_.Log(absl::StrCat("preview: ", preview.status().message(), "; checkpoint at step ",
-                                 state_.step, " carries none"));
-    }
+    AddPreviewFile(RenderPreview(), state_.step, progress_, &files);
   }
   files[kConfigFile] = config_.source_text;
   files[kTrainerStateFile] = StateToJson(state_, config_.seed, final);

@@ -61,6 +61,16 @@ std::vector<torch::Tensor> PreviewViewsOrNone(int count, const Dataset& dataset,
   return *std::move(views);
 }
 
+void AddPreviewFile(absl::StatusOr<std::string> preview, int64_t step, ProgressSink& progress,
+                    std::map<std::string, std::string>* files) {
+  if (preview.ok()) {
+    (*files)[kPreviewFile] = *std::move(preview);
+    return;
+  }
+  progress.Log(absl::StrCat("preview: ", preview.status().message(), "; checkpoint at step ", step,
+                            " carries none"));
+}
+
 torch::Tensor SignedUnitToPixels(const torch::Tensor& images) {
   torch::NoGradGuard no_grad;
   torch::Tensor x = images.detach().to(torch::kCPU, torch::kFloat32);

@@ -7,6 +7,7 @@
 #ifndef PECO_TRAINER_TASKS_PREVIEW_H_
 #define PECO_TRAINER_TASKS_PREVIEW_H_
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,11 @@ absl::StatusOr<std::vector<torch::Tensor>> LoadPreviewViews(const Dataset& datas
 std::vector<torch::Tensor> PreviewViewsOrNone(int count, const Dataset& dataset,
                                               const TransformOptions& transform,
                                               ProgressSink& progress);
+
+// Puts `preview` into `files` as kPreviewFile, or, when it failed, logs why to `progress` (the
+// checkpoint at `step` is written without it).
+void AddPreviewFile(absl::StatusOr<std::string> preview, int64_t step, ProgressSink& progress,
+                    std::map<std::string, std::string>* files);
 
 // Images in [-1, 1] ([N, C, H, W], C = 1 or 3) as 8-bit RGB pixels [N, 3, H, W] (uint8, CPU);
 // values outside [-1, 1] are clamped, grey is replicated.

@@ -338,13 +338,7 @@ absl::StatusOr<std::string> TokenizerTrainer::SaveCheckpoint(bool final) {
     }
   }));
   if (preview_images_.defined()) {
-    absl::StatusOr<std::string> preview = RenderPreview();
-    if (preview.ok()) {
-      files[kPreviewFile] = *std::move(preview);
-    } else {
-      progress_.Log(absl::StrCat("preview: ", preview.status().message(), "; checkpoint at step ",
-                                 state_.step, " carries none"));
-    }
+    AddPreviewFile(RenderPreview(), state_.step, progress_, &files);
   }
   files[kConfigFile] = config_.source_text;
   files[kStateFile] = StateToJson(state_, config_, final);
