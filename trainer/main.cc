@@ -205,7 +205,9 @@ int RunExport(int argc, char** argv, ProgressSink& progress) {
     if (!status.ok()) return Fail(progress, status);
     dir = loaded->checkpoint_dir;
     step = loaded->step;
-    names = "taming VQModel key names";
+    names = loaded->config.model.gumbel_kind() ? "taming GumbelVQ key names (quantize.proj, "
+                                                 "quantize.embed)"
+                                               : "taming VQModel key names";
   } else if (*kind == "pretrain") {
     absl::StatusOr<LoadedPretrain> loaded = LoadPretrainCheckpoint(checkpoint->dir);
     if (!loaded.ok()) return Fail(progress, loaded.status());
