@@ -56,8 +56,8 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   return std::move(out).str();
 }
 
-absl::Status WriteFileSynced(const std::string& path, absl::string_view data) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+absl::Status WriteFileSynced(const std::string& path, absl::string_view data, mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return ErrnoError("cannot create", path);
   const char* p = data.data();
   size_t left = data.size();
@@ -81,9 +81,12 @@ absl::Status WriteFileSynced(const std::string& path, absl::string_view data) {
   return absl::OkStatus();
 }
 
-absl::Status WriteFileAtomic(const std::string& path, absl::string_view data) {
+absl::Status WriteFileAtomic(const std::string& path, absl::string_view data, mode_t mode) {
   const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  absl::Status status = WriteFileSynced(tmp, data);
+  // A stale temporary (a crash of a process with this pid) would keep its permissions: the
+  // file is created afresh so that it gets `mode`.
+  ::unlink(tmp.c_str());
+  absl::Status status = WriteFileSynced(tmp, data, mode);
   if (!status.ok()) {
     std::remove(tmp.c_str());
     return status;

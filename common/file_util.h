@@ -8,6 +8,8 @@
 #ifndef PECO_COMMON_FILE_UTIL_H_
 #define PECO_COMMON_FILE_UTIL_H_
 
+#include <sys/types.h>
+
 #include <string>
 
 #include "absl/status/status.h"
@@ -19,11 +21,13 @@ namespace peco {
 // Whole content of a file. NotFound when it does not exist, Internal on a read error.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
-// Writes `data` to `path` (not atomic, but fsynced before returning).
-absl::Status WriteFileSynced(const std::string& path, absl::string_view data);
+// Writes `data` to `path` (not atomic, but fsynced before returning); a file it creates gets
+// permissions `mode` (before the umask), an existing one keeps its own.
+absl::Status WriteFileSynced(const std::string& path, absl::string_view data, mode_t mode = 0644);
 
-// Atomically replaces `path` with `data` (see the file comment).
-absl::Status WriteFileAtomic(const std::string& path, absl::string_view data);
+// Atomically replaces `path` with `data` (see the file comment); the new file has permissions
+// `mode` (before the umask) from its creation on, so a secret is never readable by others.
+absl::Status WriteFileAtomic(const std::string& path, absl::string_view data, mode_t mode = 0644);
 
 // fsyncs a directory so that renames and creations inside it are durable.
 absl::Status FsyncDirectory(const std::string& dir);

@@ -34,25 +34,6 @@ absl::StatusOr<std::string> NewRandomToken() {
       absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
 }
 
-// Writes `text` to `path` through a temporary file that is private (0600) from its first byte,
-// fsynced and renamed over `path`.
-absl::Status WritePrivateFileAtomic(const std::string& path, absl::string_view text) {
-  const std::string temp = absl::StrCat(path, ".tmp");
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("creating ", temp, ": ", std::strerror(errno)));
-  }
-  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  const bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!written || !synced || ::rename(temp.c_str(), path.c_str()) != 0) {
-    const int error = errno;
-    ::unlink(temp.c_str());
-    return absl::InternalError(absl::StrCat("writing ", path, ": ", std::strerror(error)));
-  }
-  return absl::OkStatus();
-}
-
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
@@ -100,7 +81,7 @@ absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
   }
   absl::StatusOr<std::string> token = NewRandomToken();
   if (!token.ok()) return token.status();
-  if (absl::Status written = WritePrivateFileAtomic(path, *token + "\n"); !written.ok()) {
+  if (absl::Status written = WriteFileAtomic(path, *token + "\n", 0600); !written.ok()) {
     return written;
   }
   return token;
@@ -192,7 +173,7 @@ absl::StatusOr<std::string> IssueToken(const std::string& path, const std::strin
                       : absl::FromUnixSeconds(absl::ToUnixSeconds(clock.Now() + ttl));
   token.sha256 = Sha256Hex(*secret);
   tokens->push_back(std::move(token));
-  if (absl::Status written = WritePrivateFileAtomic(path, FormatIssuedTokens(*tokens));
+  if (absl::Status written = WriteFileAtomic(path, FormatIssuedTokens(*tokens), 0600);
       !written.ok()) {
     return written;
   }
@@ -208,7 +189,7 @@ absl::Status RevokeToken(const std::string& path, const std::string& name) {
     return absl::NotFoundError(absl::StrCat("no token named '", name, "' in ", path));
   }
   tokens->erase(it);
-  return WritePrivateFileAtomic(path, FormatIssuedTokens(*tokens));
+  return WriteFileAtomic(path, FormatIssuedTokens(*tokens), 0600);
 }
 
 grpc::Status CheckPeerCertificate(const grpc::ServerContext& context, absl::string_view service) {

@@ -1,6 +1,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -169,6 +171,25 @@ TEST(FileUtilTest, WriteFileAtomicCreatesAndReplaces) {
   ASSERT_TRUE(read.ok());
   EXPECT_EQ(*read, "second");
   EXPECT_EQ(ListDir(dir), std::vector<std::string>{"state.json"}) << "temporary files left behind";
+}
+
+TEST(FileUtilTest, WriteFileAtomicGivesTheNewFileItsModeEvenOverAStaleTemporary) {
+  const std::string dir = MakeTempDir();
+  const std::string path = dir + "/secret.token";
+  // A world-readable temporary left by a crashed process with this pid.
+  const std::string stale = absl::StrCat(path, ".tmp.", ::getpid());
+  ASSERT_TRUE(WriteFileSynced(stale, "old", 0644).ok());
+  ASSERT_EQ(::chmod(stale.c_str(), 0644), 0);
+  ASSERT_TRUE(WriteFileAtomic(path, "s3cret\n", 0600).ok());
+  struct stat info;
+  ASSERT_EQ(::stat(path.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
+  EXPECT_EQ(*ReadFileToString(path), "s3cret\n");
+  EXPECT_EQ(ListDir(dir), std::vector<std::string>{"secret.token"});
+  // The default stays readable by others (0644 before the umask).
+  ASSERT_TRUE(WriteFileAtomic(dir + "/public.json", "{}").ok());
+  ASSERT_EQ(::stat((dir + "/public.json").c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0600, 0600u);
 }
 
 TEST(FileUtilTest, WriteFileAtomicIntoMissingDirectoryFailsCleanly) {
