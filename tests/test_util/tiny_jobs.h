@@ -32,7 +32,8 @@ inline std::string WriteConfig(const std::string& dir, const std::string& name,
 }
 
 // A tiny tokenizer on 16x16 crops: f2, so an 8x8 token grid, 64 codes; `max_steps` steps and the
-// `loss` section given (no perceptual loss by default).
+// `loss` section given (no perceptual loss by default); the held-out evaluation at the end reads
+// 64 test images.
 inline std::string TinyTokenizerConfig(const std::string& output_dir, int seed,
                                        const std::string& loss = "{perceptual_weight: 0}",
                                        int max_steps = 20) {
@@ -46,6 +47,7 @@ model: {ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [8], z_cha
 loss: )" +
          loss + R"(
 optim: {lr: 2.0e-3, warmup_steps: 2}
+eval: {max_images: 64}
 train: {max_steps: )" +
          std::to_string(max_steps) +
          ", log_every: 10, checkpoint_every: 1000, output_dir: " + output_dir + "}\n";

@@ -98,6 +98,17 @@ TEST(TokenizerRunTest, TrainingOnFashionMnistLowersReconstructionLossAndUsesMany
   EXPECT_GT(codes, 8) << "codebook collapsed to " << codes << " codes";
   ASSERT_EQ(run.Of("completed").size(), 1u);
   EXPECT_EQ(run.Of("completed")[0]["step"].as<int>(), 150);
+
+  // The held-out evaluation after the last step: the first 1000 test images (the default).
+  ASSERT_EQ(run.Of("eval").size(), 1u);
+  const YAML::Node eval = run.Of("eval")[0];
+  EXPECT_EQ(eval["step"].as<int>(), 150);
+  EXPECT_EQ(eval["eval_images"].as<int>(), 1000);
+  EXPECT_LT(eval["eval_l1"].as<double>(), 0.6 * first) << "held-out L1 vs the first steps' loss";
+  EXPECT_GT(eval["eval_codes_used"].as<int>(), 8);
+  EXPECT_GT(eval["eval_perplexity"].as<double>(), 4.0);
+  EXPECT_GT(eval["eval_token_agreement"].as<double>(), 0.0);
+  EXPECT_LE(eval["eval_token_agreement"].as<double>(), 1.0);
   ASSERT_EQ(ListCheckpoints(dir + "/run/checkpoints").size(), 1u);
 
   // preview.png: 8 inputs (16 pixels, enlarged 4x) above their reconstructions.

@@ -98,6 +98,13 @@ absl::Status ReadTrain(ConfigReader& r, TrainConfig* t) {
 
 }  // namespace
 
+DataConfig TokenizerJobConfig::EvalData() const {
+  DataConfig d = data;
+  d.split = eval.split;
+  if (!eval.path.empty()) d.path = eval.path;
+  return d;
+}
+
 absl::Status TokenizerJobConfig::Validate(bool check_paths) const {
   RETURN_IF_ERROR(ValidateDataSection(data, check_paths));
   RETURN_IF_ERROR(model.Validate("model."));
@@ -138,6 +145,18 @@ absl::Status TokenizerJobConfig::Validate(bool check_paths) const {
   if (optim.grad_clip < 0)
     return absl::InvalidArgumentError("optim.grad_clip: expected >= 0 (0 = off)");
   RETURN_IF_ERROR(ValidateTrainSection(train));
+  if (eval.enabled) {
+    RETURN_IF_ERROR(eval.Validate());
+    if (data.source == "image_folder" && eval.path.empty()) {
+      return absl::InvalidArgumentError(
+          "eval.path: expected the held-out image folder (data.source is image_folder), or "
+          "eval.enabled: false");
+    }
+    if (check_paths && data.source == "image_folder" && !std::filesystem::is_directory(eval.path)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("eval.path: expected a readable directory, got '", eval.path, "'"));
+    }
+  }
   if (threads < 0) return absl::InvalidArgumentError("threads: expected >= 0 (0 = all cores)");
   return absl::OkStatus();
 }
@@ -170,6 +189,10 @@ absl::StatusOr<TokenizerJobConfig> ParseTokenizerConfig(const std::string& yaml,
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("train"));
     RETURN_IF_ERROR(ReadTrain(r, &config.train));
+  }
+  {
+    ASSIGN_OR_RETURN(ConfigReader r, root.Child("eval"));
+    RETURN_IF_ERROR(ReadTokenizerEvalSection(r, &config.eval));
   }
   // The `job:` section is for the service (docs/SERVICE.md), so one file runs both ways.
   RETURN_IF_ERROR(root.Child("job").status());

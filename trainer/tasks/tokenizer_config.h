@@ -21,6 +21,7 @@
 #include "trainer/models/vq_tokenizer.h"
 #include "trainer/tasks/config_sections.h"
 #include "trainer/tasks/data_config.h"
+#include "trainer/tasks/tokenizer_eval.h"
 
 namespace peco::trainer {
 
@@ -58,7 +59,12 @@ struct TokenizerJobConfig {
   TokenizerLossConfig loss;
   OptimConfig optim;
   TrainConfig train;
-  std::string source_text;  // the YAML as given, stored in checkpoints
+  TokenizerEvalConfig eval;  // held-out reconstruction, code usage and token agreement
+  std::string source_text;   // the YAML as given, stored in checkpoints
+
+  // The held-out data of `eval:`: data's source and size with eval.split (fashion_mnist) or
+  // eval.path (image_folder).
+  DataConfig EvalData() const;
 
   // Checks ranges and consistency; with `check_paths`, also that the dataset directory and the
   // perceptual weights exist, and that loss.perceptual.checkpoint is a verified pretrain

@@ -27,6 +27,7 @@
 #include "trainer/tasks/checkpoint_lookup.h"
 #include "trainer/tasks/perceptual_network.h"
 #include "trainer/tasks/preview.h"
+#include "trainer/tasks/tokenizer_eval.h"
 #include "trainer/util/torch_status.h"
 
 namespace peco::trainer {
@@ -101,6 +102,8 @@ absl::StatusOr<TrainerState> StateFromJson(const std::string& json, const std::s
 // and are read once per log event, so a step costs one host sync (the non-finite check).
 // Salt that separates the Gumbel-noise stream from the others.
 constexpr uint64_t kGumbelStream = 0x47554D42;  // "GUMB"
+// Salt of the synthetic held-out set (a synthetic source only).
+constexpr uint64_t kEvalDataStream = 0x4556414C;  // "EVAL"
 
 enum MetricPart { kPixel, kPerceptual, kCodebook, kGenerator, kDiscriminator, kGanWeight, kParts };
 
@@ -133,6 +136,8 @@ class TokenizerTrainer {
   absl::StatusOr<std::string> RenderPreview();
   void TrainStep(const torch::Tensor& images);
   void EmitMetrics();
+  // Evaluates on the held-out set (eval:) and emits an `eval` event.
+  absl::Status Evaluate();
 
   const TokenizerJobConfig& config_;
   const TokenizerRunOptions& options_;
@@ -146,6 +151,8 @@ class TokenizerTrainer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<torch::optim::Optimizer> disc_optimizer_;
   std::shared_ptr<const Dataset> dataset_;
+  std::shared_ptr<const Dataset> eval_dataset_;  // null when eval.enabled is false
+  int64_t evaluated_step_ = -1;
   std::unique_ptr<DataLoader> loader_;
   torch::Tensor preview_images_;  // [N, 3, S, S] in [-1, 1]; undefined when previews are off
   TrainerState state_;
@@ -236,6 +243,15 @@ absl::Status TokenizerTrainer::Setup() {
   }
   ASSIGN_OR_RETURN(dataset_, OpenDataset(config_.data, config_.seed));
   ASSIGN_OR_RETURN(loader_, DataLoader::Create(dataset_, config_.data.loader, state_.loader));
+  if (config_.eval.enabled) {
+    absl::StatusOr<std::shared_ptr<const Dataset>> heldout =
+        OpenDataset(config_.EvalData(), MixSeed(config_.seed, kEvalDataStream));
+    if (!heldout.ok()) {
+      return absl::Status(heldout.status().code(),
+                          absl::StrCat("eval: the held-out data: ", heldout.status().message()));
+    }
+    eval_dataset_ = *std::move(heldout);
+  }
   std::vector<torch::Tensor> preview = PreviewViewsOrNone(config_.train.preview_images, *dataset_,
                                                           config_.data.loader.transform, progress_);
   if (!preview.empty()) preview_images_ = preview[0];
@@ -514,6 +530,35 @@ void TokenizerTrainer::EmitMetrics() {
   window_.Reset(loader_->data_wait_seconds());
 }
 
+absl::Status TokenizerTrainer::Evaluate() {
+  if (!eval_dataset_ || evaluated_step_ == state_.step) return absl::OkStatus();
+  const auto started = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(TokenizerEvalResult r,
+                   EvaluateTokenizer(*model_, *eval_dataset_, config_.eval,
+                                     static_cast<int>(config_.data.image_size), device_));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  evaluated_step_ = state_.step;
+  JsonWriter event;
+  event.Add("event", "eval")
+      .Add("step", state_.step)
+      .Add("eval_l1", r.l1)
+      .Add("eval_mse", r.mse)
+      .Add("eval_psnr", r.psnr)
+      .Add("eval_codes_used", r.codes_used)
+      .Add("eval_perplexity", r.perplexity)
+      .Add("eval_token_agreement", r.token_agreement)
+      .Add("eval_images", r.images)
+      .Add("eval_seconds", seconds);
+  progress_.Emit(event);
+  progress_.Log(absl::StrFormat(
+      "eval at step %d on %d held-out images of %s: L1 %.4f  PSNR %.2f dB  codes %d/%d  "
+      "perplexity %.1f  token agreement under jitter %.2f%%  (%.1f s)",
+      state_.step, r.images, eval_dataset_->name(), r.l1, r.psnr, r.codes_used,
+      config_.model.quantizer.num_codes, r.perplexity, 100.0 * r.token_agreement, seconds));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TokenizerRunResult> TokenizerTrainer::Train() {
   model_->train();
   TokenizerRunResult result;
@@ -536,6 +581,10 @@ absl::StatusOr<TokenizerRunResult> TokenizerTrainer::Train() {
       return step_status;
     }
     if (state_.step % config_.train.log_every == 0) EmitMetrics();
+    if (config_.eval.every > 0 && state_.step % config_.eval.every == 0 &&
+        state_.step < config_.train.max_steps) {
+      RETURN_IF_ERROR(Evaluate());
+    }
     if (state_.step % config_.train.checkpoint_every == 0) {
       const bool final = state_.step == config_.train.max_steps;
       RETURN_IF_ERROR(checkpoint_guard.Check(state_.step, final, SaveCheckpoint(final).status()));
@@ -545,6 +594,8 @@ absl::StatusOr<TokenizerRunResult> TokenizerTrainer::Train() {
   if (last_saved_step_ != state_.step) {
     RETURN_IF_ERROR(SaveCheckpoint(/*final=*/!result.stopped_by_signal).status());
   }
+  // After the final checkpoint: a failing evaluation loses no training.
+  if (!result.stopped_by_signal) RETURN_IF_ERROR(Evaluate());
   result.final_step = state_.step;
   result.last_checkpoint = last_checkpoint_;
   JsonWriter done;

@@ -1,0 +1,77 @@
+// Held-out evaluation of a tokenizer: how well its tokens reconstruct unseen images, how much of
+// its codebook they use, and how stable they are under small photometric changes.
+//
+// The last measure is PeCo's perceptual check made concrete: a tokenizer whose codes are
+// perceptual should give two mildly recoloured copies of an image (the same picture to a person)
+// the same token at the same position. Each held-out image is centre-cropped and resized to the
+// tokenizer's input (the geometry stays fixed, so positions correspond), then jittered twice,
+// independently, in brightness and contrast (torchvision ColorJitter semantics) from generators
+// seeded by (eval.seed, image index, view). The jitter therefore depends only on the config and
+// the image, not on the run or the model: every tokenizer evaluated with the same `eval:` section
+// sees exactly the same views.
+//
+// Metrics (the tokenizer job's `eval` event, docs/TRAINER.md):
+//   eval_l1, eval_mse   mean |x - D(T(x))| and (x - D(T(x)))^2 over pixels, inputs in [-1, 1],
+//                       where T gives token ids (the noiseless argmax for gumbel) and D decodes
+//                       them: the reconstruction a MIM target stands for
+//   eval_psnr           10 log10(1 / mse) on the [0, 1] scale
+//   eval_codes_used, eval_perplexity   of the token histogram over the un-jittered images
+//   eval_token_agreement   fraction of positions whose two jittered views get the same token
+//
+// Value types and a free function; thread-compatible.
+#ifndef PECO_TRAINER_TASKS_TOKENIZER_EVAL_H_
+#define PECO_TRAINER_TASKS_TOKENIZER_EVAL_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/config_reader.h"
+#include "torch/torch.h"
+#include "trainer/data/dataset.h"
+#include "trainer/models/vq_tokenizer.h"
+
+namespace peco::trainer {
+
+struct TokenizerEvalConfig {
+  bool enabled = true;
+  // fashion_mnist: the held-out split (train | test); image_folder: `path`, the held-out folder;
+  // synthetic: a second synthetic set drawn with another seed.
+  std::string split = "test";
+  std::string path;
+  int64_t every = 0;          // evaluate every this many steps too; 0 = only at the end
+  int64_t batch_size = 128;   // images per forward pass
+  int64_t max_images = 1000;  // the split's first max_images images; 0 = all of it
+  // The jitter of the agreement views (factors in [0, 1); 0 turns one off).
+  double brightness = 0.2;
+  double contrast = 0.2;
+  uint64_t seed = 0;  // seeds the jitter; independent of the run's seed
+
+  // InvalidArgument naming `eval.<field>`.
+  absl::Status Validate() const;
+};
+
+// Reads the `eval:` section (enabled, split, path, every, batch_size, max_images, brightness,
+// contrast, seed) and finishes the reader.
+absl::Status ReadTokenizerEvalSection(ConfigReader& r, TokenizerEvalConfig* config);
+
+struct TokenizerEvalResult {
+  int64_t images = 0;
+  double l1 = 0, mse = 0, psnr = 0;
+  int64_t codes_used = 0;
+  double perplexity = 0;
+  double token_agreement = 0;
+};
+
+// Evaluates `model` on the first min(max_images, size) images of `heldout`, resized to
+// `image_size`, on `device`. The model runs in evaluation mode and is returned to its previous
+// mode; no gradients, no random numbers drawn from the global generators. Errors: a sample that
+// cannot be read (the message names it), LibTorch failures as Status.
+absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(VqTokenizerImpl& model,
+                                                      const Dataset& heldout,
+                                                      const TokenizerEvalConfig& config,
+                                                      int image_size, torch::Device device);
+
+}  // namespace peco::trainer
+
+#endif  // PECO_TRAINER_TASKS_TOKENIZER_EVAL_H_
