@@ -291,6 +291,55 @@ TEST_F(EvalRunTest, LinearProbeResumeAfterSigtermIsStepExact) {
             a.Of("eval")[0]["eval_top1"].as<double>());
 }
 
+TEST_F(EvalRunTest, ProbeFeatureNormKeepsItsStatisticsAcrossAResume) {
+  const std::string dir = TempDir("probe_norm");
+  constexpr int kSteps = 30;
+  const std::string backbone = "checkpoint: " + *pretrain_;
+  const std::string norm = "probe: {feature_norm: batchnorm}\n";
+  TrainRun a = RunTrain({"linear_probe", "--config",
+                         WriteConfig(dir, "a.yaml",
+                                     EvalConfig("linear_probe", dir + "/straight", backbone, kSteps,
+                                                0, norm, "4.0e-3"))},
+                        dir + "/a.log");
+  ASSERT_EQ(a.exit_code, 0) << a.ErrorMessage();
+  EXPECT_EQ(a.Of("start")[0]["trainable_parameters"].as<int>(), 32 * 10 + 10)
+      << "the normalisation has no affine parameters: the probe stays linear";
+
+  const std::string split =
+      WriteConfig(dir, "b.yaml",
+                  EvalConfig("linear_probe", dir + "/split", backbone, kSteps, 0, norm, "4.0e-3"));
+  TrainRun first = RunTrain({"linear_probe", "--config", split}, dir + "/b1.log", 5);
+  ASSERT_EQ(first.exit_code, 0) << first.ErrorMessage();
+  ASSERT_EQ(first.Of("stopped").size(), 1u);
+  // Resuming without the normalisation is refused: the checkpoint's head expects it.
+  TrainRun other = RunTrain({"linear_probe", "--config", split, "--resume", dir + "/split", "--set",
+                             "probe.feature_norm=none"},
+                            dir + "/other.log");
+  EXPECT_EQ(other.exit_code, 2);
+  EXPECT_NE(other.ErrorMessage().find("probe feature normalisation"), std::string::npos)
+      << other.ErrorMessage();
+  TrainRun second =
+      RunTrain({"linear_probe", "--config", split, "--resume", dir + "/split"}, dir + "/b2.log");
+  ASSERT_EQ(second.exit_code, 0) << second.ErrorMessage();
+
+  absl::StatusOr<LoadedEval> x = LoadEvalCheckpoint(dir + "/straight");
+  absl::StatusOr<LoadedEval> y = LoadEvalCheckpoint(dir + "/split");
+  ASSERT_TRUE(x.ok()) << x.status();
+  ASSERT_TRUE(y.ok()) << y.status();
+  ASSERT_TRUE(x->probe_norm);
+  ASSERT_TRUE(y->probe_norm);
+  EXPECT_FALSE(x->probe_norm->is_training());
+  // The running statistics were learned from the features (not the initial 0 / 1) and resumed.
+  EXPECT_GT(x->probe_norm->running_mean.abs().max().item<double>(), 1e-4);
+  EXPECT_FALSE(
+      torch::allclose(x->probe_norm->running_var, torch::ones_like(x->probe_norm->running_var)));
+  EXPECT_TRUE(torch::equal(x->probe_norm->running_mean, y->probe_norm->running_mean));
+  EXPECT_TRUE(torch::equal(x->probe_norm->running_var, y->probe_norm->running_var));
+  ExpectSameTensors(StateDictInOfficialOrder(*x->head), StateDictInOfficialOrder(*y->head));
+  EXPECT_EQ(second.Of("eval")[0]["eval_top1"].as<double>(),
+            a.Of("eval")[0]["eval_top1"].as<double>());
+}
+
 TEST_F(EvalRunTest, AWrongBackboneIsRefusedNamingTheField) {
   const std::string dir = TempDir("refuse");
   // A tokenizer checkpoint.

@@ -209,6 +209,7 @@ absl::StatusOr<EvalJobConfig> ParseEvalConfig(const std::string& yaml, const std
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("probe"));
     RETURN_IF_ERROR(r.Read("block", &config.probe_block));
+    RETURN_IF_ERROR(r.ReadEnum("feature_norm", {"none", "batchnorm"}, &config.probe_feature_norm));
     RETURN_IF_ERROR(r.Finish());
   }
   {

@@ -87,6 +87,10 @@ struct EvalJobConfig {
   bool backbone_resolved = false;         // set by ResolveEvalBackbone
   EvalBackboneConfig backbone;
   int64_t probe_block = 0;  // linear_probe: block counted from 1; 0 in YAML = depth * 3 / 4
+  // linear_probe: "none" feeds the pooled tokens to the head as they are (BEiT's protocol);
+  // "batchnorm" standardises each feature first with a BatchNorm without affine parameters
+  // (MAE's probe; still a linear classifier of the features).
+  std::string probe_feature_norm = "none";
   EvalOptimConfig optim;
   EvalTrainConfig train;
   std::string source_text;  // the YAML as given, stored in checkpoints

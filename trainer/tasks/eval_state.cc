@@ -19,6 +19,7 @@ std::string EvalStateToJson(const EvalState& s, uint64_t seed, bool final) {
       .Add("config_sha256", s.config_sha256)
       .AddRaw("model", BeitConfigToJson(s.model))
       .Add("probe_block", s.probe_block)
+      .Add("probe_feature_norm", s.probe_feature_norm)
       .Add("num_classes", s.num_classes)
       .Add("backbone", s.backbone.kind)
       .Add("backbone_source", s.backbone.path)
@@ -54,6 +55,8 @@ absl::StatusOr<EvalState> EvalStateFromJson(const std::string& json, const std::
     ASSIGN_OR_RETURN(s.model, BeitConfigFromReader(m));
   }
   RETURN_IF_ERROR(r.Read("probe_block", &s.probe_block));
+  // Absent from checkpoints written before the probe could normalise its features.
+  RETURN_IF_ERROR(r.Read("probe_feature_norm", &s.probe_feature_norm));
   RETURN_IF_ERROR(r.Read("num_classes", &s.num_classes));
   RETURN_IF_ERROR(r.Read("backbone", &s.backbone.kind));
   RETURN_IF_ERROR(r.Read("backbone_source", &s.backbone.path));

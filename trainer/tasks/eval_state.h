@@ -26,16 +26,17 @@ struct EvalResult {
 };
 
 struct EvalState {
-  std::string kind;             // finetune | linear_probe
-  int64_t step = 0;             // optimizer steps taken
-  LoaderPosition loader;        // the next training batch
-  int world_size = 1;           // ranks that wrote it (the data order depends on it)
-  std::string config_sha256;    // of the config text as given
-  BeitVitConfig model;          // the classifier's config (FinetuneConfigFrom form)
-  int64_t probe_block = 0;      // linear_probe: the probed block; finetune: 0
-  int64_t num_classes = 0;      // classes of the training data
-  EvalBackboneSource backbone;  // where the backbone's initial weights came from
-  EvalResult eval;              // the last evaluation (step -1: none yet)
+  std::string kind;                         // finetune | linear_probe
+  int64_t step = 0;                         // optimizer steps taken
+  LoaderPosition loader;                    // the next training batch
+  int world_size = 1;                       // ranks that wrote it (the data order depends on it)
+  std::string config_sha256;                // of the config text as given
+  BeitVitConfig model;                      // the classifier's config (FinetuneConfigFrom form)
+  int64_t probe_block = 0;                  // linear_probe: the probed block; finetune: 0
+  std::string probe_feature_norm = "none";  // linear_probe: none | batchnorm
+  int64_t num_classes = 0;                  // classes of the training data
+  EvalBackboneSource backbone;              // where the backbone's initial weights came from
+  EvalResult eval;                          // the last evaluation (step -1: none yet)
 };
 
 // The trainer_state.json text (one JSON object and a newline). "kind" is the job kind.

@@ -36,6 +36,7 @@ namespace {
 constexpr char kConfigFile[] = "config.yaml";
 constexpr char kModelFile[] = "model.pt";
 constexpr char kHeadFile[] = "head.pt";
+constexpr char kProbeNormFile[] = "probe_norm.pt";  // linear_probe with feature_norm batchnorm
 constexpr char kOptimizerFile[] = "optimizer.pt";
 constexpr uint64_t kDropPathStream = 0x44525054;  // "DRPT"
 constexpr uint64_t kEvalDataStream = 0x4556414C;  // "EVAL": the synthetic held-out set
@@ -61,6 +62,11 @@ class RangeDataset : public Dataset {
   std::shared_ptr<const Dataset> base_;
   int64_t begin_, end_;
 };
+
+// MAE's probe normalisation: per-feature standardisation, no affine parameters.
+torch::nn::BatchNorm1d MakeProbeNorm(int64_t dim) {
+  return torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(dim).affine(false).eps(1e-6));
+}
 
 torch::nn::Linear MakeProbeHead(int64_t dim, int64_t classes) {
   torch::nn::Linear head(dim, classes);
@@ -110,7 +116,8 @@ class EvalTrainer {
   bool bf16_ = false;
   std::unique_ptr<DistributedContext> dist_;
   BeitClassifier model_{nullptr};
-  torch::nn::Linear head_{nullptr};  // linear_probe
+  torch::nn::Linear head_{nullptr};             // linear_probe
+  torch::nn::BatchNorm1d probe_norm_{nullptr};  // linear_probe with probe.feature_norm batchnorm
   std::vector<torch::Tensor> trainable_;
   std::vector<BeitParamGroup> groups_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
@@ -132,6 +139,10 @@ absl::Status EvalTrainer::BuildModel(int64_t classes) {
   torch::manual_seed(config_.seed);
   model_ = BeitClassifier(state_.model);
   if (probe) head_ = MakeProbeHead(config_.model.embed_dim, classes);
+  if (probe && state_.probe_feature_norm == "batchnorm") {
+    probe_norm_ = MakeProbeNorm(config_.model.embed_dim);
+    probe_norm_->to(device_);
+  }
   if (options_.resume_from.empty()) RETURN_IF_ERROR(LoadBackboneInto(state_.backbone, model_));
   model_->to(device_);
   if (probe) {
@@ -156,6 +167,7 @@ absl::Status EvalTrainer::Setup() {
   ASSIGN_OR_RETURN(state_.backbone, ResolveEvalBackbone(&config_, &progress_));
   state_.kind = config_.kind;
   state_.probe_block = config_.linear_probe() ? config_.ProbeBlock() : 0;
+  state_.probe_feature_norm = config_.linear_probe() ? config_.probe_feature_norm : "none";
   ASSIGN_OR_RETURN(RunSetup run,
                    PrepareRun(config_.threads, config_.train, config_.train.collective_timeout,
                               !options_.resume_from.empty()));
@@ -197,6 +209,7 @@ absl::Status EvalTrainer::Setup() {
   ASSIGN_OR_RETURN(dist_, DistributedContext::Create(dist_options));
   RETURN_IF_ERROR(BroadcastModuleState(*dist_, *model_));
   if (head_) RETURN_IF_ERROR(BroadcastModuleState(*dist_, *head_));
+  if (probe_norm_) RETURN_IF_ERROR(BroadcastModuleState(*dist_, *probe_norm_));
   ASSIGN_OR_RETURN(GradientAllReducer reducer, GradientAllReducer::Create(dist_.get(), trainable_));
   reducer_ = std::make_unique<GradientAllReducer>(std::move(reducer));
 
@@ -276,10 +289,12 @@ absl::Status EvalTrainer::Restore(const RestoredCheckpoint& checkpoint) {
         "); resume with that backbone or start a new run"));
   }
   if (!SameClassifier(stored.model, state_.model) || stored.probe_block != state_.probe_block ||
+      stored.probe_feature_norm != state_.probe_feature_norm ||
       stored.num_classes != state_.num_classes) {
     return absl::InvalidArgumentError(
         absl::StrCat("--resume: checkpoint ", dir,
-                     " holds a different model, class count or probed block than this config; "
+                     " holds a different model, class count, probed block or probe feature "
+                     "normalisation than this config; "
                      "resume with the checkpoint's config.yaml and data"));
   }
   if (stored.world_size != state_.world_size) {
@@ -298,12 +313,17 @@ absl::Status EvalTrainer::Restore(const RestoredCheckpoint& checkpoint) {
   ASSIGN_OR_RETURN(const std::string* optim_bytes,
                    CheckpointFile(checkpoint.files, kOptimizerFile, dir));
   const std::string* head_bytes = nullptr;
+  const std::string* norm_bytes = nullptr;
   if (head_) {
     ASSIGN_OR_RETURN(head_bytes, CheckpointFile(checkpoint.files, kHeadFile, dir));
+  }
+  if (probe_norm_) {
+    ASSIGN_OR_RETURN(norm_bytes, CheckpointFile(checkpoint.files, kProbeNormFile, dir));
   }
   RETURN_IF_ERROR(TorchCall(absl::StrCat("restoring ", dir), [&] {
     DeserializeModule(*model_bytes, *model_);
     if (head_) DeserializeModule(*head_bytes, *head_);
+    if (probe_norm_) DeserializeModule(*norm_bytes, *probe_norm_);
     DeserializeOptimizer(*optim_bytes, *optimizer_);
   }));
   progress_.Log(absl::StrCat("resumed from ", dir, " at step ", state_.step));
@@ -319,6 +339,7 @@ absl::Status EvalTrainer::SaveCheckpoint(bool final) {
   RETURN_IF_ERROR(TorchCall("serialising the checkpoint", [&] {
     files[kModelFile] = SerializeModule(*model_);
     if (head_) files[kHeadFile] = SerializeModule(*head_);
+    if (probe_norm_) files[kProbeNormFile] = SerializeModule(*probe_norm_);
     files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
   }));
   files[kConfigFile] = config_.source_text;
@@ -350,7 +371,9 @@ torch::Tensor EvalTrainer::Logits(const torch::Tensor& images) {
       torch::NoGradGuard no_grad;  // the backbone is frozen
       features = model_->BlockFeatures(images, {state_.probe_block})[0];
     }
-    logits = head_->forward(features.to(torch::kFloat32));
+    features = features.to(torch::kFloat32);
+    if (probe_norm_) features = probe_norm_->forward(features);
+    logits = head_->forward(features);
   } else {
     logits = model_->forward(images);
   }
@@ -466,9 +489,11 @@ absl::Status EvalTrainer::Evaluate() {
   const int64_t shard = n / world;
   double sums[4] = {0, 0, 0, 0};
   if (!head_) model_->eval();
+  if (probe_norm_) probe_norm_->eval();  // the running statistics
   absl::Status status = EvaluateRange(rank * shard, (rank + 1) * shard, sums);
   if (status.ok() && dist_->is_main()) status = EvaluateRange(world * shard, n, sums);
   if (!head_) model_->train();
+  if (probe_norm_) probe_norm_->train();
   RETURN_IF_ERROR(status);
   std::vector<double> totals(sums, sums + 4);
   if (dist_->is_distributed()) {
@@ -579,8 +604,12 @@ absl::StatusOr<LoadedEval> LoadEvalCheckpoint(const std::string& path) {
                    CheckpointFile(checkpoint.files, kModelFile, dir));
   const bool probe = state.kind == "linear_probe";
   const std::string* head_bytes = nullptr;
+  const std::string* norm_bytes = nullptr;
   if (probe) {
     ASSIGN_OR_RETURN(head_bytes, CheckpointFile(checkpoint.files, kHeadFile, dir));
+  }
+  if (probe && state.probe_feature_norm == "batchnorm") {
+    ASSIGN_OR_RETURN(norm_bytes, CheckpointFile(checkpoint.files, kProbeNormFile, dir));
   }
   LoadedEval loaded;
   loaded.kind = state.kind;
@@ -600,6 +629,11 @@ absl::StatusOr<LoadedEval> LoadEvalCheckpoint(const std::string& path) {
     if (probe) {
       loaded.head = torch::nn::Linear(state.model.embed_dim, state.num_classes);
       DeserializeModule(*head_bytes, *loaded.head);
+    }
+    if (norm_bytes != nullptr) {
+      loaded.probe_norm = MakeProbeNorm(state.model.embed_dim);
+      DeserializeModule(*norm_bytes, *loaded.probe_norm);
+      loaded.probe_norm->eval();
     }
   }));
   return loaded;

@@ -85,7 +85,9 @@ struct LoadedEval {
   BeitVitConfig model_config;       // the classifier's (FinetuneConfigFrom form)
   BeitClassifier model{nullptr};    // eval mode, CPU
   torch::nn::Linear head{nullptr};  // linear_probe only
-  int64_t probe_block = 0;          // linear_probe only
+  // linear_probe with probe.feature_norm batchnorm: applied before `head` (eval mode).
+  torch::nn::BatchNorm1d probe_norm{nullptr};
+  int64_t probe_block = 0;  // linear_probe only
   int64_t num_classes = 0;
   std::string backbone, backbone_source, backbone_sha256;  // provenance
   EvalResult eval;
