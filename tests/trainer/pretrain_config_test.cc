@@ -7,9 +7,14 @@
 
 #include <string>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "trainer/tasks/eval_config.h"
 #include "trainer/tasks/pretrain_task.h"
+#include "trainer/tasks/tokenizer_config.h"
 
 namespace peco::trainer {
 namespace {
@@ -159,6 +164,59 @@ TEST(PretrainConfigTest, ForwardFlopsOfViTBase) {
   const double flops = BeitMimForwardFlops(BeitBasePatch16Config(), 75);
   EXPECT_GT(flops, 30e9);
   EXPECT_LT(flops, 40e9);
+}
+
+// The reproduction study (scripts/reproduce, docs/RESULTS.md) compares MIM targets: its configs
+// must line tokens up with patches, and its two tokenizers must differ only in the perceptual term.
+TEST(PretrainConfigTest, ReproductionConfigsLineUpAndDifferOnlyInTheTarget) {
+  auto text = [](const std::string& name) {
+    absl::StatusOr<std::string> t =
+        ReadFileToString(std::string(PECO_SOURCE_DIR) + "/configs/reproduce/" + name);
+    EXPECT_TRUE(t.ok()) << t.status();
+    return t.ok() ? *t : std::string();
+  };
+  absl::StatusOr<TokenizerJobConfig> pixel =
+      ParseTokenizerConfig(text("tokenizer_pixel.yaml"), "tokenizer_pixel.yaml", false);
+  absl::StatusOr<TokenizerJobConfig> perceptual =
+      ParseTokenizerConfig(text("tokenizer_perceptual.yaml"), "tokenizer_perceptual.yaml", false);
+  absl::StatusOr<PretrainJobConfig> pretrain =
+      ParsePretrainConfig(text("pretrain.yaml"), "pretrain.yaml", false);
+  ASSERT_TRUE(pixel.ok()) << pixel.status();
+  ASSERT_TRUE(perceptual.ok()) << perceptual.status();
+  ASSERT_TRUE(pretrain.ok()) << pretrain.status();
+
+  EXPECT_EQ(pixel->loss.perceptual_weight, 0.0);
+  EXPECT_GT(perceptual->loss.perceptual_weight, 0.0);
+  // Everything but `loss:`, the output directory and the file's comments is the same text.
+  auto without_loss = [&](const std::string& name) {
+    std::string kept;
+    bool in_loss = false;
+    for (absl::string_view line : absl::StrSplit(text(name), '\n')) {
+      if (line.empty() || line[0] == '#') continue;
+      if (line[0] != ' ') in_loss = absl::StartsWith(line, "loss:");
+      if (in_loss || absl::StrContains(line, "output_dir:")) continue;
+      absl::StrAppend(&kept, line, "\n");
+    }
+    return kept;
+  };
+  EXPECT_EQ(without_loss("tokenizer_pixel.yaml"), without_loss("tokenizer_perceptual.yaml"));
+
+  // Token (i, j) is the code of patch (i, j): same image size, same grid, vocabulary = codebook.
+  const int64_t downsample = int64_t{1} << (pixel->model.vqgan.ch_mult.size() - 1);
+  EXPECT_EQ(pixel->data.image_size, pretrain->data.image_size);
+  EXPECT_EQ(pixel->data.image_size / downsample, pretrain->model.grid());
+  EXPECT_EQ(pixel->data.image_size % downsample, 0);
+  EXPECT_EQ(pixel->model.quantizer.num_codes, pretrain->model.vocab_size);
+  for (const char* name : {"linear_probe.yaml", "finetune.yaml"}) {
+    absl::StatusOr<EvalJobConfig> eval = ParseEvalConfig(text(name), name, false);
+    ASSERT_TRUE(eval.ok()) << name << ": " << eval.status();
+    EXPECT_EQ(eval->data.image_size, pretrain->data.image_size) << name;
+    EXPECT_EQ(eval->model.img_size, pretrain->model.img_size) << name;
+    EXPECT_EQ(eval->model.embed_dim, pretrain->model.embed_dim) << name;
+    EXPECT_EQ(eval->model.depth, pretrain->model.depth) << name;
+    EXPECT_EQ(eval->eval.split, "test") << name;
+    EXPECT_EQ(eval->eval.max_images, 0) << name << ": the whole test split";
+  }
 }
 
 }  // namespace
