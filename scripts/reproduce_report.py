@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Writes the report of a scripts/reproduce run: report.md, results.json and figures/.
 
 Reads what the script collected in DIR: jobs.tsv (name, job id, arm, stage, seed), and per job
@@ -286,7 +286,11 @@ def main():
     w("Mean ± sample standard deviation over seeds. MIM loss and accuracy are each arm's own task "
       "(predicting its own tokenizer's codes), so they do not compare across arms.")
     w("")
-    w("### Per seed (top-1 %, final evaluation on the 10,000 test images)")
+    images = sorted({int(last(j["eval"], "eval_images")) for j in results["jobs"]
+                     if j["stage"] in ("linear_probe", "finetune") and
+                     last(j["eval"], "eval_images") is not None})
+    w(f"### Per seed (top-1 %, final evaluation on {' / '.join(f'{n:,}' for n in images)} "
+      "test images)")
     w("")
     w("| arm | " + " | ".join(f"probe s{s}" for s in seeds) + " | " +
       " | ".join(f"fine-tune s{s}" for s in seeds) + " |")
@@ -320,13 +324,16 @@ def main():
         if c["mean"] is None:
             w(f"- {label}: no complete pair of runs.")
             continue
-        verdict = ("larger than" if c["seed_spread"] is not None and
-                   abs(c["mean"]) > 2 * c["seed_spread"] else "within")
         diffs = ", ".join(f"{d:+.2f}" for d in c["diffs"])
         diff_std = "" if c["std"] is None else f"; their std {c['std']:.2f}"
+        if c["seed_spread"] is None:
+            verdict = "one seed: no spread to compare the difference with."
+        else:
+            relation = "larger than" if abs(c["mean"]) > 2 * c["seed_spread"] else "within"
+            verdict = (f"seed spread (the larger std of the two arms) {c['seed_spread']:.2f} "
+                       f"points: the difference is {relation} twice the spread.")
         w(f"- {label}: c − b = {c['mean']:+.2f} points (per-seed differences {diffs}{diff_std}); "
-          f"seed spread of the arms {fmt(c['seed_spread'], None)} points: the difference is "
-          f"{verdict} twice the spread.")
+          + verdict)
     w("")
     w("### Jobs")
     w("")
