@@ -17,7 +17,7 @@ measure() {  # name, config, extra --set args...
   local name="$1" config="$2"
   shift 2
   build/trainer/peco-train tokenizer --config "$config" --output_dir "$work/$name" \
-    --set train.log_every=1 --set train.checkpoint_every=1000000000 "$@" \
+    --set train.log_every=1 --set train.checkpoint_every=1000000000 --set eval.enabled=false "$@" \
     > "$work/$name.ndjson" 2> "$work/$name.log"
   /usr/bin/python3 - "$name" "$work/$name.ndjson" <<'PY'
 import json, statistics, sys

@@ -48,20 +48,23 @@ def load_job(directory, name):
 
 
 def newest_attempt_curves(points):
-    """Like curves(), but an attempt's points replace every older attempt's from its first step."""
+    """{step: values} of training points and of evaluation points; in each, an attempt's points
+    replace every older attempt's from the first step that attempt reported there."""
     by_attempt = {}
     for attempt, step, values in points:
         by_attempt.setdefault(attempt, []).append((step, values))
     train, evals = {}, {}
     for attempt in sorted(by_attempt):
         rows = sorted(by_attempt[attempt], key=lambda r: r[0])
-        first = rows[0][0] if rows else 0
-        for table in (train, evals):
-            for step in [s for s in table if s >= first]:
+        for table, is_eval in ((train, False), (evals, True)):
+            mine = [(step, values) for step, values in rows
+                    if any(k.startswith("eval_") for k in values) == is_eval]
+            if not mine:
+                continue
+            for step in [s for s in table if s >= mine[0][0]]:
                 del table[step]
-        for step, values in rows:
-            target = evals if any(k.startswith("eval_") for k in values) else train
-            target.setdefault(step, {}).update(values)
+            for step, values in mine:
+                table.setdefault(step, {}).update(values)
     return train, evals
 
 
@@ -256,7 +259,9 @@ def main():
         mean, std, n = mean_std(diffs)
         spread = max([v for v in (summary["b"][stage]["std"], summary["c"][stage]["std"])
                       if v is not None], default=None)
-        comparison[stage] = dict(diffs=diffs, mean=mean, std=std, n=n, seed_spread=spread)
+        stderr = std / math.sqrt(n) if std is not None else None
+        comparison[stage] = dict(diffs=diffs, mean=mean, std=std, n=n, stderr=stderr,
+                                 seed_spread=spread)
     results["c_minus_b"] = comparison
 
     os.makedirs(os.path.join(args.dir, "figures"), exist_ok=True)
@@ -325,15 +330,15 @@ def main():
             w(f"- {label}: no complete pair of runs.")
             continue
         diffs = ", ".join(f"{d:+.2f}" for d in c["diffs"])
-        diff_std = "" if c["std"] is None else f"; their std {c['std']:.2f}"
-        if c["seed_spread"] is None:
-            verdict = "one seed: no spread to compare the difference with."
-        else:
-            relation = "larger than" if abs(c["mean"]) > 2 * c["seed_spread"] else "within"
-            verdict = (f"seed spread (the larger std of the two arms) {c['seed_spread']:.2f} "
-                       f"points: the difference is {relation} twice the spread.")
-        w(f"- {label}: c − b = {c['mean']:+.2f} points (per-seed differences {diffs}{diff_std}); "
-          + verdict)
+        if c["stderr"] is None:
+            w(f"- {label}: c − b = {c['mean']:+.2f} points (one seed: no spread to compare the "
+              "difference with).")
+            continue
+        beyond = abs(c["mean"]) > 2 * c["stderr"]
+        w(f"- {label}: c − b = {c['mean']:+.2f} points, paired by seed (differences {diffs}; "
+          f"their std {c['std']:.2f}, standard error of the mean {c['stderr']:.2f}): "
+          f"{'beyond' if beyond else 'within'} two standard errors of zero. The larger "
+          f"seed-to-seed std of the two arms is {c['seed_spread']:.2f} points.")
     w("")
     w("### Jobs")
     w("")

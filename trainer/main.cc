@@ -230,8 +230,8 @@ int RunExport(int argc, char** argv, ProgressSink& progress) {
                     "--checkpoint: ", checkpoint->dir,
                     " is a linear_probe checkpoint; export does not support it (its head reads an "
                     "intermediate block's pooled tokens, which no official BEiT layout holds). "
-                    "Export the backbone's pretrain checkpoint, or load head.pt from the "
-                    "checkpoint directory")));
+                    "Export the backbone's pretrain checkpoint, or load head.pt (and, with "
+                    "probe.feature_norm batchnorm, probe_norm.pt) from the checkpoint directory")));
   } else {
     return Fail(progress, absl::InvalidArgumentError(
                               absl::StrCat("--checkpoint: ", checkpoint->dir, " holds a '", *kind,

@@ -82,11 +82,13 @@ def main():
             for seed in ("0", "1"):
                 for stage, table in (("linear_probe", PROBE), ("finetune", TUNE)):
                     name = f"{arm}-{stage}-s{seed}"
-                    write_job(directory, name, 300, 128,
-                              [point(1, 150, loss=2.0, eval_top1=table[(arm, seed)] - 5,
-                                     eval_images=10000),
-                               point(1, 300, loss=1.5, eval_top1=table[(arm, seed)],
-                                     eval_images=10000)])
+                    events = [point(1, 150, loss=2.0), point(1, 150, eval_top1=table[(arm, seed)] - 5,
+                                                              eval_images=10000),
+                              point(1, 300, loss=1.5),
+                              point(1, 300, eval_top1=table[(arm, seed)] - 1, eval_images=10000)]
+                    # A second attempt that only evaluated again (the run was complete).
+                    events.append(point(2, 300, eval_top1=table[(arm, seed)], eval_images=10000))
+                    write_job(directory, name, 300, 128, events, attempts=2)
                     rows.append((name, f"job-{stage}{arm}{seed}", arm, stage, seed))
         with open(os.path.join(directory, "jobs.tsv"), "w") as f:
             for row in rows:
@@ -115,6 +117,11 @@ def main():
         check(abs(diff["seed_spread"] - statistics.stdev([30.0, 34.0])) < 1e-9,
               "the larger arm std is the spread")
 
+        probe_job = {j["name"]: j for j in results["jobs"]}["b-linear_probe-s0"]
+        check(probe_job["train"].get("300", {}).get("loss") == 1.5,
+              "an attempt that only evaluated keeps the training curve")
+        check(probe_job["eval"]["300"]["eval_top1"] == PROBE[("b", "0")],
+              "the newest attempt's evaluation wins")
         pretrain = {j["name"]: j for j in results["jobs"]}["c-pretrain-s0"]
         check(pretrain["train"]["150"]["loss"] == 5.6,
               f"the resumed attempt's step 150 wins, got {pretrain['train']['150']}")
@@ -131,8 +138,11 @@ def main():
               "the arm table row of (c)")
         check("| tokenizer-c | 100 (0.05) | 0.0900 | 20.00 | 500/512 | 300.0 | 50.00% |" in report,
               "the tokenizer row with agreement in percent")
-        check("c − b = +2.50 points" in report and "within twice the spread" in report,
-              "the (c) against (b) sentence")
+        # Paired differences 3 and 2: std 0.71, standard error 0.5, so 2.5 is beyond 2 x 0.5.
+        check(abs(diff["stderr"] - statistics.stdev([3.0, 2.0]) / 2 ** 0.5) < 1e-9,
+              "standard error of the paired differences")
+        check("c − b = +2.50 points, paired by seed" in report and
+              "beyond two standard errors of zero" in report, "the (c) against (b) sentence")
 
 
 main()

@@ -316,7 +316,7 @@ TEST_F(EvalRunTest, ProbeFeatureNormKeepsItsStatisticsAcrossAResume) {
                              "probe.feature_norm=none"},
                             dir + "/other.log");
   EXPECT_EQ(other.exit_code, 2);
-  EXPECT_NE(other.ErrorMessage().find("probe feature normalisation"), std::string::npos)
+  EXPECT_NE(other.ErrorMessage().find("probe.feature_norm"), std::string::npos)
       << other.ErrorMessage();
   TrainRun second =
       RunTrain({"linear_probe", "--config", split, "--resume", dir + "/split"}, dir + "/b2.log");

@@ -277,5 +277,28 @@ TEST(TokenizerConfigTest, InvalidYamlNamesSource) {
   EXPECT_THAT(config.status().message(), HasSubstr("broken.yaml"));
 }
 
+TEST(TokenizerConfigTest, AnImageFolderRunNeedsAHeldOutFolderButAnOldCheckpointConfigLoads) {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / "peco_tokenizer_config_eval").string();
+  std::filesystem::create_directories(dir + "/images");
+  // As a checkpoint written before `eval:` existed stores it: image_folder, no eval section.
+  const std::string yaml = absl::StrReplaceAll(
+      kMinimal, {{"  source: synthetic\n",
+                  absl::StrCat("  source: image_folder\n  path: ", dir, "/images\n")}});
+  EXPECT_TRUE(ParseTokenizerConfig(yaml, "old.yaml", /*check_paths=*/false).ok());
+  absl::StatusOr<TokenizerJobConfig> run = ParseTokenizerConfig(yaml, "run.yaml");
+  ASSERT_FALSE(run.ok());
+  EXPECT_THAT(run.status().message(), HasSubstr("eval.path"));
+  EXPECT_TRUE(ParseTokenizerConfig(yaml + "eval: {enabled: false}\n", "off.yaml").ok());
+  EXPECT_TRUE(
+      ParseTokenizerConfig(yaml + absl::StrCat("eval: {path: ", dir, "/images}\n"), "val.yaml")
+          .ok());
+  absl::StatusOr<TokenizerJobConfig> missing =
+      ParseTokenizerConfig(yaml + absl::StrCat("eval: {path: ", dir, "/nowhere}\n"), "m.yaml");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("eval.path"));
+  EXPECT_THAT(missing.status().message(), HasSubstr("nowhere"));
+}
+
 }  // namespace
 }  // namespace peco::trainer

@@ -4,6 +4,7 @@
 #ifndef PECO_TRAINER_TASKS_DATA_CONFIG_H_
 #define PECO_TRAINER_TASKS_DATA_CONFIG_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,10 @@ struct DataConfig {
   int64_t synthetic_size = 1024;  // images in the synthetic dataset
   LoaderOptions loader;           // batch_size, num_workers, prefetch (+ transform)
 };
+
+// Salt of the seed of a synthetic held-out set (a second set drawn with another seed), as
+// OpenDataset(held_out_config, MixSeed(seed, kEvalDataStream)).
+inline constexpr uint64_t kEvalDataStream = 0x4556414C;  // "EVAL"
 
 // Opens the configured dataset. Errors name `data.path` and what was expected there.
 absl::StatusOr<std::shared_ptr<const Dataset>> OpenDataset(const DataConfig& config, uint64_t seed);

@@ -56,7 +56,7 @@ absl::StatusOr<EvalState> EvalStateFromJson(const std::string& json, const std::
   }
   RETURN_IF_ERROR(r.Read("probe_block", &s.probe_block));
   // Absent from checkpoints written before the probe could normalise its features.
-  RETURN_IF_ERROR(r.Read("probe_feature_norm", &s.probe_feature_norm));
+  RETURN_IF_ERROR(r.ReadEnum("probe_feature_norm", {"none", "batchnorm"}, &s.probe_feature_norm));
   RETURN_IF_ERROR(r.Read("num_classes", &s.num_classes));
   RETURN_IF_ERROR(r.Read("backbone", &s.backbone.kind));
   RETURN_IF_ERROR(r.Read("backbone_source", &s.backbone.path));

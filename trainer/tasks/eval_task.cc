@@ -39,7 +39,6 @@ constexpr char kHeadFile[] = "head.pt";
 constexpr char kProbeNormFile[] = "probe_norm.pt";  // linear_probe with feature_norm batchnorm
 constexpr char kOptimizerFile[] = "optimizer.pt";
 constexpr uint64_t kDropPathStream = 0x44525054;  // "DRPT"
-constexpr uint64_t kEvalDataStream = 0x4556414C;  // "EVAL": the synthetic held-out set
 
 // Images [begin, end) of another dataset.
 class RangeDataset : public Dataset {
@@ -103,6 +102,11 @@ class EvalTrainer {
   absl::Status TrainStep(const Batch& batch);
   absl::Status EmitMetrics();
   absl::Status Evaluate();
+  // Data parallel: every rank's probe_norm_ running statistics become their mean over the ranks.
+  // They are exponential moving averages, linear in the batch statistics, so averaging at any
+  // step gives the mean that averaging at every step would. Called by every rank before an
+  // evaluation and a checkpoint.
+  absl::Status SyncProbeNorm();
   absl::Status EvaluateRange(int64_t begin, int64_t end, double sums[4]);
   absl::StatusOr<bool> AnyRankStopping();
   torch::Tensor Logits(const torch::Tensor& images);
@@ -288,13 +292,17 @@ absl::Status EvalTrainer::Restore(const RestoredCheckpoint& checkpoint) {
         stored.backbone.kind, " ", stored.backbone.path, ", sha256 ", stored.backbone.sha256,
         "); resume with that backbone or start a new run"));
   }
+  if (stored.probe_feature_norm != state_.probe_feature_norm) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("probe.feature_norm: checkpoint ", dir, " was trained with '",
+                     stored.probe_feature_norm, "', this config gives '", state_.probe_feature_norm,
+                     "'; resume with the checkpoint's config.yaml"));
+  }
   if (!SameClassifier(stored.model, state_.model) || stored.probe_block != state_.probe_block ||
-      stored.probe_feature_norm != state_.probe_feature_norm ||
       stored.num_classes != state_.num_classes) {
     return absl::InvalidArgumentError(
         absl::StrCat("--resume: checkpoint ", dir,
-                     " holds a different model, class count, probed block or probe feature "
-                     "normalisation than this config; "
+                     " holds a different model, class count or probed block than this config; "
                      "resume with the checkpoint's config.yaml and data"));
   }
   if (stored.world_size != state_.world_size) {
@@ -330,7 +338,27 @@ absl::Status EvalTrainer::Restore(const RestoredCheckpoint& checkpoint) {
   return absl::OkStatus();
 }
 
+absl::Status EvalTrainer::SyncProbeNorm() {
+  if (!probe_norm_ || !dist_->is_distributed()) return absl::OkStatus();
+  torch::Tensor stats;
+  RETURN_IF_ERROR(TorchCall("reading the probe's feature statistics", [&] {
+    stats = torch::cat({probe_norm_->running_mean, probe_norm_->running_var})
+                .to(torch::kCPU, torch::kFloat64)
+                .contiguous();
+  }));
+  std::vector<double> values(stats.data_ptr<double>(), stats.data_ptr<double>() + stats.numel());
+  ASSIGN_OR_RETURN(std::vector<double> mean, dist_->AllReduceMean(values));
+  return TorchCall("setting the probe's feature statistics", [&] {
+    torch::NoGradGuard no_grad;
+    torch::Tensor averaged = torch::tensor(mean, torch::kFloat64);
+    const int64_t dim = probe_norm_->running_mean.numel();
+    probe_norm_->running_mean.copy_(averaged.slice(0, 0, dim));
+    probe_norm_->running_var.copy_(averaged.slice(0, dim, 2 * dim));
+  });
+}
+
 absl::Status EvalTrainer::SaveCheckpoint(bool final) {
+  RETURN_IF_ERROR(SyncProbeNorm());
   const auto started = std::chrono::steady_clock::now();
   state_.loader = loader_->position();
   last_saved_step_ = state_.step;
@@ -483,6 +511,7 @@ absl::Status EvalTrainer::EvaluateRange(int64_t begin, int64_t end, double sums[
 }
 
 absl::Status EvalTrainer::Evaluate() {
+  RETURN_IF_ERROR(SyncProbeNorm());
   int64_t n = eval_dataset_->size();
   if (config_.eval.max_images > 0) n = std::min(n, config_.eval.max_images);
   const int64_t world = dist_->world_size(), rank = dist_->rank();

@@ -147,7 +147,9 @@ absl::Status TokenizerJobConfig::Validate(bool check_paths) const {
   RETURN_IF_ERROR(ValidateTrainSection(train));
   if (eval.enabled) {
     RETURN_IF_ERROR(eval.Validate());
-    if (data.source == "image_folder" && eval.path.empty()) {
+    // Only a run needs the folder: a checkpoint's config written before `eval:` existed has none
+    // and must still load (as a pretrain target, a perceptual network, for export).
+    if (check_paths && data.source == "image_folder" && eval.path.empty()) {
       return absl::InvalidArgumentError(
           "eval.path: expected the held-out image folder (data.source is image_folder), or "
           "eval.enabled: false");

@@ -88,33 +88,38 @@ absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(VqTokenizerImpl& model,
   const int64_t num_codes = model.config().quantizer.num_codes;
 
   Sums sums;
+  int64_t evaluated = 0, unreadable = 0;
+  absl::Status first_error;
   const bool training = model.is_training();
   model.eval();
   absl::Status status;
   for (int64_t begin = 0; begin < n && status.ok(); begin += config.batch_size) {
     const int64_t end = std::min(n, begin + config.batch_size);
     std::vector<torch::Tensor> views[3];  // plain, jitter a, jitter b
-    for (int64_t i = begin; i < end; ++i) {
-      absl::StatusOr<Example> example = heldout.Get(i);
-      if (!example.ok()) {
-        status = absl::Status(
-            example.status().code(),
-            absl::StrCat("eval: ", heldout.name(), " image ", i, ": ", example.status().message()));
-        break;
+    status = TorchCall("preparing the held-out views", [&] {
+      for (int64_t i = begin; i < end; ++i) {
+        absl::StatusOr<Example> example = heldout.Get(i);
+        if (!example.ok()) {  // skipped, as the training loader skips it
+          if (first_error.ok()) first_error = example.status();
+          ++unreadable;
+          continue;
+        }
+        std::mt19937_64 unused(0);  // the plain view draws nothing
+        views[0].push_back(ApplyTransform(example->image, plain, unused)[0]);
+        for (int v = 0; v < 2; ++v) {
+          std::mt19937_64 rng(MixSeed(config.seed, static_cast<uint64_t>(i), v));
+          views[1 + v].push_back(ApplyTransform(example->image, jitter, rng)[0]);
+        }
       }
-      std::mt19937_64 unused(0);  // the plain view draws nothing
-      views[0].push_back(ApplyTransform(example->image, plain, unused)[0]);
-      for (int v = 0; v < 2; ++v) {
-        std::mt19937_64 rng(MixSeed(config.seed, static_cast<uint64_t>(i), v));
-        views[1 + v].push_back(ApplyTransform(example->image, jitter, rng)[0]);
-      }
-    }
-    if (!status.ok()) break;
+    });
+    if (!status.ok() || views[0].empty()) continue;
+    evaluated += static_cast<int64_t>(views[0].size());
     status = TorchCall("evaluating the tokenizer", [&] {
       torch::NoGradGuard no_grad;
       torch::Tensor x = torch::stack(views[0]).to(device);
       torch::Tensor tokens = model.Tokenize(x);
-      torch::Tensor error = model.DecodeIndices(tokens).to(torch::kFloat32) - x;
+      // As a picture: the decoder's output clamped to the input range.
+      torch::Tensor error = model.DecodeIndices(tokens).to(torch::kFloat32).clamp(-1, 1) - x;
       sums.abs_error += error.abs().sum().item<double>();
       sums.squared_error += error.pow(2).sum().item<double>();
       sums.values += static_cast<double>(error.numel());
@@ -128,14 +133,21 @@ absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(VqTokenizerImpl& model,
   }
   model.train(training);
   RETURN_IF_ERROR(status);
+  if (evaluated == 0) {
+    return absl::Status(first_error.code(),
+                        absl::StrCat("eval: none of the first ", n, " images of ", heldout.name(),
+                                     " could be read; the first error: ", first_error.message()));
+  }
 
   TokenizerEvalResult result;
-  result.images = n;
+  result.images = evaluated;
+  result.unreadable = unreadable;
   result.l1 = sums.abs_error / sums.values;
   result.mse = sums.squared_error / sums.values;
   // [-1, 1] -> [0, 1] divides the error by 2, the squared error by 4.
   result.psnr = 10.0 * std::log10(1.0 / std::max(result.mse / 4.0, 1e-12));
-  const CodeUsage usage = UsageFromCounts(sums.counts);
+  ASSIGN_OR_RETURN(const CodeUsage usage,
+                   TorchCall("counting codes", [&] { return UsageFromCounts(sums.counts); }));
   result.codes_used = usage.codes_used;
   result.perplexity = usage.perplexity;
   result.token_agreement = sums.agreeing / sums.positions;

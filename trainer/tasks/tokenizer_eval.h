@@ -56,17 +56,20 @@ struct TokenizerEvalConfig {
 absl::Status ReadTokenizerEvalSection(ConfigReader& r, TokenizerEvalConfig* config);
 
 struct TokenizerEvalResult {
-  int64_t images = 0;
+  int64_t images = 0;      // evaluated
+  int64_t unreadable = 0;  // skipped because they could not be read
   double l1 = 0, mse = 0, psnr = 0;
   int64_t codes_used = 0;
   double perplexity = 0;
   double token_agreement = 0;
 };
 
-// Evaluates `model` on the first min(max_images, size) images of `heldout`, resized to
-// `image_size`, on `device`. The model runs in evaluation mode and is returned to its previous
-// mode; no gradients, no random numbers drawn from the global generators. Errors: a sample that
-// cannot be read (the message names it), LibTorch failures as Status.
+// Evaluates `model` on the first min(max_images, size) images of `heldout` (a centred square of
+// each, the whole image when it is square, resized to `image_size`) on `device`. The model runs
+// in evaluation mode and is returned to its previous mode; no gradients, no random numbers drawn
+// from the global generators. An image that cannot be read is skipped and counted in
+// `unreadable`; errors: none of them readable (the message gives the first error), LibTorch
+// failures as Status. L1, MSE and PSNR pool every pixel of every image (PSNR from the pooled MSE).
 absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(VqTokenizerImpl& model,
                                                       const Dataset& heldout,
                                                       const TokenizerEvalConfig& config,

@@ -102,8 +102,6 @@ absl::StatusOr<TrainerState> StateFromJson(const std::string& json, const std::s
 // and are read once per log event, so a step costs one host sync (the non-finite check).
 // Salt that separates the Gumbel-noise stream from the others.
 constexpr uint64_t kGumbelStream = 0x47554D42;  // "GUMB"
-// Salt of the synthetic held-out set (a synthetic source only).
-constexpr uint64_t kEvalDataStream = 0x4556414C;  // "EVAL"
 
 enum MetricPart { kPixel, kPerceptual, kCodebook, kGenerator, kDiscriminator, kGanWeight, kParts };
 
@@ -245,7 +243,7 @@ absl::Status TokenizerTrainer::Setup() {
   ASSIGN_OR_RETURN(loader_, DataLoader::Create(dataset_, config_.data.loader, state_.loader));
   if (config_.eval.enabled) {
     absl::StatusOr<std::shared_ptr<const Dataset>> heldout =
-        OpenDataset(config_.EvalData(), MixSeed(config_.seed, kEvalDataStream));
+        OpenDataset(config_.EvalData(), MixSeed(config_.eval.seed, kEvalDataStream));
     if (!heldout.ok()) {
       return absl::Status(heldout.status().code(),
                           absl::StrCat("eval: the held-out data: ", heldout.status().message()));
@@ -549,6 +547,7 @@ absl::Status TokenizerTrainer::Evaluate() {
       .Add("eval_perplexity", r.perplexity)
       .Add("eval_token_agreement", r.token_agreement)
       .Add("eval_images", r.images)
+      .Add("eval_unreadable", r.unreadable)
       .Add("eval_seconds", seconds);
   progress_.Emit(event);
   progress_.Log(absl::StrFormat(
@@ -581,13 +580,14 @@ absl::StatusOr<TokenizerRunResult> TokenizerTrainer::Train() {
       return step_status;
     }
     if (state_.step % config_.train.log_every == 0) EmitMetrics();
-    if (config_.eval.every > 0 && state_.step % config_.eval.every == 0 &&
-        state_.step < config_.train.max_steps) {
-      RETURN_IF_ERROR(Evaluate());
-    }
     if (state_.step % config_.train.checkpoint_every == 0) {
       const bool final = state_.step == config_.train.max_steps;
       RETURN_IF_ERROR(checkpoint_guard.Check(state_.step, final, SaveCheckpoint(final).status()));
+    }
+    // After the step's checkpoint, so a failing evaluation loses no training.
+    if (config_.eval.every > 0 && state_.step % config_.eval.every == 0 &&
+        state_.step < config_.train.max_steps) {
+      RETURN_IF_ERROR(Evaluate());
     }
   }
   EmitMetrics();
