@@ -288,7 +288,8 @@ void TrainerSupervisor::HandleLine(Rank* rank, absl::string_view line) {
           }
         }
         rank->last_step_time = now;
-      } else if (event->type == "checkpoint") {
+      } else if (event->type == "checkpoint" || event->type == "heartbeat") {
+        // A heartbeat: work between steps (an evaluation) that is moving.
         status.last_progress = now;
       } else if (event->type == "completed" || event->type == "stopped") {
         rank->finished_cleanly = true;

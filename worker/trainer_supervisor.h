@@ -174,7 +174,7 @@ struct RankStatus {
   bool running = false;            // launched and not yet reaped
   std::optional<ExitStatus> exit;  // once reaped
   int64_t last_step = -1;          // from the last step event; -1 before the first
-  absl::Time last_progress;        // launch time until the first step/checkpoint event
+  absl::Time last_progress;        // launch time until the first step/checkpoint/heartbeat event
   std::string last_event;          // type of the last event
   std::string error_message;       // message of the last `error` event
   int64_t events = 0;

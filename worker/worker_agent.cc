@@ -820,6 +820,8 @@ void WorkerAgent::UpdateMetrics() {
 // Trainer events (reader threads).
 
 void WorkerAgent::OnEvent(const TrainerEvent& event) {
+  // Heartbeats only keep the supervisor's stall clock moving; they are not history.
+  if (event.type == "heartbeat") return;
   const TrainerTag& tag = event.tag;
   std::string dir;
   int64_t step = 0;

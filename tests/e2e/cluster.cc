@@ -352,6 +352,7 @@ loss:
   perceptual: {seed: 3, blocks: [1, 2],
                extractor: {img_size: 16, patch_size: 4, embed_dim: 16, depth: 2, num_heads: 2}}
 optim: {lr: 1.0e-3, warmup_steps: 2}
+eval: {max_images: 64}
 train: {max_steps: )",
       max_steps, ", log_every: 1, checkpoint_every: ", checkpoint_every, R"(, keep_checkpoints: 2}
 job:

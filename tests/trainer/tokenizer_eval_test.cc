@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "trainer/data/synthetic.h"
 #include "trainer/models/vq_tokenizer.h"
 
@@ -127,6 +130,45 @@ TEST(TokenizerEvalTest, KeepsTheModelsModeAndCapsTheImages) {
       EvaluateTokenizer(*model, *images, config, kSize, torch::kCPU);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->images, 5);
+  EXPECT_TRUE(model->is_training());
+}
+
+// A held-out set whose images at `broken` indices cannot be read.
+class BrokenImages : public Dataset {
+ public:
+  BrokenImages(std::unique_ptr<Dataset> base, std::vector<int64_t> broken)
+      : base_(std::move(base)), broken_(std::move(broken)) {}
+  int64_t size() const override { return base_->size(); }
+  int64_t num_classes() const override { return base_->num_classes(); }
+  absl::StatusOr<Example> Get(int64_t index) const override {
+    if (std::find(broken_.begin(), broken_.end(), index) != broken_.end()) {
+      return absl::DataLossError(absl::StrCat("image ", index, " is corrupt"));
+    }
+    return base_->Get(index);
+  }
+  std::string name() const override { return "broken"; }
+
+ private:
+  std::unique_ptr<Dataset> base_;
+  std::vector<int64_t> broken_;
+};
+
+TEST(TokenizerEvalTest, UnreadableImagesAreSkippedAndCountedUnlessNoneCanBeRead) {
+  VqTokenizer model = TinyTokenizer(5);
+  TokenizerEvalConfig config;
+  config.batch_size = 3;
+  BrokenImages some(Images(8), {1, 6});
+  absl::StatusOr<TokenizerEvalResult> result =
+      EvaluateTokenizer(*model, some, config, kSize, torch::kCPU);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->images, 6);
+  EXPECT_EQ(result->unreadable, 2);
+
+  BrokenImages all(Images(3), {0, 1, 2});
+  result = EvaluateTokenizer(*model, all, config, kSize, torch::kCPU);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(result.status().message(), HasSubstr("image 0 is corrupt"));
   EXPECT_TRUE(model->is_training());
 }
 

@@ -384,6 +384,36 @@ TEST_F(TrainerSupervisorTest, StallTimeoutScalesWithTheMedianStepInterval) {
   EXPECT_EQ(supervisor->GetRankStatuses()[0].last_step, 3);
 }
 
+TEST_F(TrainerSupervisorTest, HeartbeatsOfALongEvaluationKeepTheStallClockMoving) {
+  const std::string fifo = TempDir() + "/events";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto supervisor = Make(Options("while read line; do echo \"$line\"; done < " + fifo));
+  ASSERT_TRUE(supervisor->Start().ok());
+  const int fd = ::open(fifo.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  auto send = [&](const JsonWriter& event, int events) {
+    const std::string line = event.str() + "\n";
+    ASSERT_EQ(::write(fd, line.data(), line.size()), static_cast<ssize_t>(line.size()));
+    ASSERT_TRUE(sink_.WaitForEvents(events));
+  };
+  send(JsonWriter().Add("event", "step").Add("step", 1), 1);
+  // An evaluation of 12 minutes, with a heartbeat every 3: never 5 minutes (the floor) without.
+  for (int beat = 1; beat <= 4; ++beat) {
+    clock_.Advance(absl::Minutes(3));
+    EXPECT_FALSE(supervisor->Poll()) << "heartbeat " << beat;
+    send(JsonWriter().Add("event", "heartbeat").Add("phase", "eval").Add("done", beat * 100),
+         1 + beat);
+  }
+  EXPECT_EQ(supervisor->CurrentStallTimeout(), absl::Minutes(5)) << "heartbeats are not steps";
+  clock_.Advance(absl::Minutes(4));
+  EXPECT_FALSE(supervisor->Poll());
+  clock_.Advance(absl::Minutes(2));  // 6 minutes after the last heartbeat
+  AttemptOutcome outcome = PollUntilDone(*supervisor);
+  ::close(fd);
+  EXPECT_EQ(outcome.result, Result::kFailed);
+  EXPECT_THAT(outcome.reason, HasSubstr("stalled"));
+}
+
 TEST_F(TrainerSupervisorTest, CancelHonouredBySigtermIsStopped) {
   auto supervisor = Make(Options(R"(
 trap 'echo "{\"event\":\"checkpoint\",\"step\":4,\"path\":\"p\",\"bytes\":1,\"final\":true}"; echo "{\"event\":\"stopped\",\"step\":4}"; exit 0' TERM

@@ -26,6 +26,12 @@ void ProgressSink::Emit(const JsonWriter& event) {
   WriteAll(machine_fd_, line);
 }
 
+void ProgressSink::Heartbeat(absl::string_view phase, int64_t done) {
+  JsonWriter event;
+  event.Add("event", "heartbeat").Add("phase", std::string(phase)).Add("done", done);
+  Emit(event);
+}
+
 void ProgressSink::Log(absl::string_view line) {
   std::string text(line);
   text += "\n";

@@ -26,6 +26,9 @@ class ProgressSink {
   void Emit(const JsonWriter& event);
   // Writes a readable line to the human stream.
   void Log(absl::string_view line);
+  // {"event":"heartbeat","phase":<phase>,"done":<done>}: work between steps (an evaluation) is
+  // moving. The worker's stall detector counts it as progress and does not relay it.
+  void Heartbeat(absl::string_view phase, int64_t done);
 
  private:
   void WriteAll(int fd, const std::string& text);

@@ -506,6 +506,7 @@ absl::Status EvalTrainer::EvaluateRange(int64_t begin, int64_t end, double sums[
                      .item<double>();
       sums[3] += static_cast<double>(labels.size(0));
     }));
+    progress_.Heartbeat("eval", std::min(end - begin, (b + 1) * options.batch_size));
   }
   return absl::OkStatus();
 }

@@ -71,10 +71,9 @@ absl::Status ReadTokenizerEvalSection(ConfigReader& r, TokenizerEvalConfig* conf
   return r.Finish();
 }
 
-absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(VqTokenizerImpl& model,
-                                                      const Dataset& heldout,
-                                                      const TokenizerEvalConfig& config,
-                                                      int image_size, torch::Device device) {
+absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(
+    VqTokenizerImpl& model, const Dataset& heldout, const TokenizerEvalConfig& config,
+    int image_size, torch::Device device, const std::function<void(int64_t)>& on_batch) {
   const int64_t n =
       config.max_images > 0 ? std::min(config.max_images, heldout.size()) : heldout.size();
   if (n < 1) {
@@ -130,6 +129,7 @@ absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(VqTokenizerImpl& model,
       sums.agreeing += (a == b).sum().item<double>();
       sums.positions += static_cast<double>(a.numel());
     });
+    if (status.ok() && on_batch) on_batch(evaluated);
   }
   model.train(training);
   RETURN_IF_ERROR(status);

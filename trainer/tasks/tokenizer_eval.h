@@ -23,6 +23,7 @@
 #define PECO_TRAINER_TASKS_TOKENIZER_EVAL_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -70,10 +71,11 @@ struct TokenizerEvalResult {
 // from the global generators. An image that cannot be read is skipped and counted in
 // `unreadable`; errors: none of them readable (the message gives the first error), LibTorch
 // failures as Status. L1, MSE and PSNR pool every pixel of every image (PSNR from the pooled MSE).
-absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(VqTokenizerImpl& model,
-                                                      const Dataset& heldout,
-                                                      const TokenizerEvalConfig& config,
-                                                      int image_size, torch::Device device);
+// `on_batch`, when set, is called after each batch with the images evaluated so far (the
+// caller's liveness signal, e.g. ProgressSink::Heartbeat).
+absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(
+    VqTokenizerImpl& model, const Dataset& heldout, const TokenizerEvalConfig& config,
+    int image_size, torch::Device device, const std::function<void(int64_t)>& on_batch = nullptr);
 
 }  // namespace peco::trainer
 

@@ -533,7 +533,8 @@ absl::Status TokenizerTrainer::Evaluate() {
   const auto started = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(TokenizerEvalResult r,
                    EvaluateTokenizer(*model_, *eval_dataset_, config_.eval,
-                                     static_cast<int>(config_.data.image_size), device_));
+                                     static_cast<int>(config_.data.image_size), device_,
+                                     [&](int64_t done) { progress_.Heartbeat("eval", done); }));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   evaluated_step_ = state_.step;
