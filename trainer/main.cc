@@ -19,8 +19,9 @@
 // head on an intermediate block).
 //
 // Progress goes to stdout as newline-delimited JSON events and to stderr as readable lines.
-// Exit codes: 0 done (or stopped cleanly by SIGTERM with a final checkpoint), 2 bad usage or
-// configuration (not worth retrying), 3 non-finite loss (not retried), 1 any other failure.
+// Exit codes (common/trainer_protocol.h): 0 done (or stopped cleanly by SIGTERM with a final
+// checkpoint), 2 bad usage or configuration (not worth retrying), 3 non-finite loss (not
+// retried), 1 any other failure. The job kinds are the table of trainer/tasks/job_kinds.h.
 #include <algorithm>
 #include <cstring>
 #include <iostream>
@@ -35,20 +36,14 @@
 #include "common/json_writer.h"
 #include "common/line_io.h"
 #include "common/stack_dump.h"
+#include "common/trainer_protocol.h"
 #include "common/validation_protocol.h"
 #include "trainer/engine/progress.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/stop_signal.h"
-#include "trainer/export/beit_export.h"
-#include "trainer/export/tokenizer_export.h"
-#include "trainer/tasks/checkpoint_lookup.h"
+#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/tasks/config_check.h"
-#include "trainer/tasks/eval_config.h"
-#include "trainer/tasks/eval_task.h"
-#include "trainer/tasks/pretrain_config.h"
-#include "trainer/tasks/pretrain_task.h"
-#include "trainer/tasks/tokenizer_config.h"
-#include "trainer/tasks/tokenizer_task.h"
+#include "trainer/tasks/job_kinds.h"
 
 namespace peco::trainer {
 namespace {
@@ -67,28 +62,14 @@ constexpr char kUsage[] =
     "  peco-train validate --config FILE.yaml [--check_paths true|false] [--set key=value]...\n"
     "  peco-train validate --serve   (requests and responses as JSON lines on stdin/stdout)\n";
 
-int ExitCodeFor(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kOk:
-      return 0;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-      return 2;
-    case absl::StatusCode::kFailedPrecondition:
-      return 3;
-    default:
-      return 1;
-  }
-}
-
 int Fail(ProgressSink& progress, const absl::Status& status) {
   JsonWriter event;
-  event.Add("event", "error")
+  event.Add("event", trainer_protocol::kEventError)
       .Add("code", absl::StatusCodeToString(status.code()))
       .Add("message", std::string(status.message()));
   progress.Emit(event);
   progress.Log(absl::StrCat("error: ", status.message()));
-  return ExitCodeFor(status);
+  return trainer_protocol::ExitCodeFor(status);
 }
 
 // Parses `--name value` pairs; returns false on a malformed or unknown flag. Repeated `--set`
@@ -134,54 +115,23 @@ absl::StatusOr<std::string> ReadConfigText(const std::string& path,
   return peco::ApplyConfigOverrides(*text, sets);
 }
 
-// `peco-train tokenizer|pretrain|finetune|linear_probe`: parses flags and the config, then runs the
-// job.
-int RunJob(const std::string& kind, int argc, char** argv, ProgressSink& progress) {
+// `peco-train <kind>`: parses flags and the config, then runs one rank of the job.
+int RunJob(const JobKind& kind, int argc, char** argv, ProgressSink& progress) {
   std::map<std::string, std::string> flags;
   std::string error;
   std::vector<std::string> sets;
   if (!ParseFlags(argc, argv, {"config", "resume", "output_dir", "set"}, &flags, &error, &sets) ||
       flags.count("config") == 0) {
     std::cerr << (error.empty() ? "--config is required" : error) << "\n" << kUsage;
-    return 2;
+    return trainer_protocol::kExitInvalidConfig;
   }
   absl::StatusOr<std::string> text = ReadConfigText(flags["config"], sets);
   if (!text.ok()) return Fail(progress, text.status());
   InstallStopSignalHandlers();
-  absl::Status status;
-  if (kind == "tokenizer") {
-    absl::StatusOr<TokenizerJobConfig> config = ParseTokenizerConfig(*text, flags["config"]);
-    if (!config.ok()) return Fail(progress, config.status());
-    // --output_dir overrides train.output_dir (the worker gives every job its own directory).
-    if (flags.count("output_dir") > 0) config->train.output_dir = flags["output_dir"];
-    TokenizerRunOptions options;
-    options.resume_from = flags["resume"];
-    options.progress = &progress;
-    status = RunTokenizerJob(*config, options).status();
-  } else if (kind == "finetune" || kind == "linear_probe") {
-    absl::StatusOr<EvalJobConfig> config = ParseEvalConfig(*text, flags["config"]);
-    if (!config.ok()) return Fail(progress, config.status());
-    if (config->kind != kind) {
-      return Fail(progress,
-                  absl::InvalidArgumentError(absl::StrCat("kind: the config is a ", config->kind,
-                                                          " job, the command is ", kind)));
-    }
-    if (flags.count("output_dir") > 0) config->train.output_dir = flags["output_dir"];
-    EvalRunOptions options;
-    options.resume_from = flags["resume"];
-    options.progress = &progress;
-    status = RunEvalJob(*config, options).status();
-  } else {
-    absl::StatusOr<PretrainJobConfig> config = ParsePretrainConfig(*text, flags["config"]);
-    if (!config.ok()) return Fail(progress, config.status());
-    if (flags.count("output_dir") > 0) config->train.output_dir = flags["output_dir"];
-    PretrainRunOptions options;
-    options.resume_from = flags["resume"];
-    options.progress = &progress;
-    status = RunPretrainJob(*config, options).status();
-  }
+  absl::Status status =
+      kind.run(*text, flags["config"], {flags["output_dir"], flags["resume"]}, &progress);
   if (!status.ok()) return Fail(progress, status);
-  return 0;
+  return trainer_protocol::kExitOk;
 }
 
 int RunExport(int argc, char** argv, ProgressSink& progress) {
@@ -196,47 +146,18 @@ int RunExport(int argc, char** argv, ProgressSink& progress) {
   if (!checkpoint.ok()) return Fail(progress, checkpoint.status());
   absl::StatusOr<std::string> kind = CheckpointKind(checkpoint->files, checkpoint->dir);
   if (!kind.ok()) return Fail(progress, kind.status());
-  std::string dir, names;
-  int64_t step = 0;
-  if (*kind == "tokenizer") {
-    absl::StatusOr<LoadedTokenizer> loaded = LoadTokenizerCheckpoint(checkpoint->dir);
-    if (!loaded.ok()) return Fail(progress, loaded.status());
-    absl::Status status = ExportTokenizer(loaded->model, flags["out"]);
-    if (!status.ok()) return Fail(progress, status);
-    dir = loaded->checkpoint_dir;
-    step = loaded->step;
-    names = loaded->config.model.gumbel_kind() ? "taming GumbelVQ key names (quantize.proj, "
-                                                 "quantize.embed)"
-                                               : "taming VQModel key names";
-  } else if (*kind == "pretrain") {
-    absl::StatusOr<LoadedPretrain> loaded = LoadPretrainCheckpoint(checkpoint->dir);
-    if (!loaded.ok()) return Fail(progress, loaded.status());
-    absl::Status status = ExportBeitPretrain(loaded->model, flags["out"]);
-    if (!status.ok()) return Fail(progress, status);
-    dir = loaded->checkpoint_dir;
-    step = loaded->step;
-    names = "BEiT pre-training key names ({'model': state_dict})";
-  } else if (*kind == "finetune") {
-    absl::StatusOr<LoadedEval> loaded = LoadEvalCheckpoint(checkpoint->dir);
-    if (!loaded.ok()) return Fail(progress, loaded.status());
-    absl::Status status = ExportBeitFinetune(loaded->model, flags["out"]);
-    if (!status.ok()) return Fail(progress, status);
-    dir = loaded->checkpoint_dir;
-    step = loaded->step;
-    names = "BEiT fine-tuning key names ({'model': state_dict})";
-  } else if (*kind == "linear_probe") {
-    return Fail(progress,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "--checkpoint: ", checkpoint->dir,
-                    " is a linear_probe checkpoint; export does not support it (its head reads an "
-                    "intermediate block's pooled tokens, which no official BEiT layout holds). "
-                    "Export the backbone's pretrain checkpoint, or load head.pt (and, with "
-                    "probe.feature_norm batchnorm, probe_norm.pt) from the checkpoint directory")));
-  } else {
+  const JobKind* job_kind = FindJobKind(*kind);
+  if (job_kind == nullptr) {
     return Fail(progress, absl::InvalidArgumentError(
                               absl::StrCat("--checkpoint: ", checkpoint->dir, " holds a '", *kind,
                                            "' checkpoint, which export does not handle")));
   }
+  absl::StatusOr<ExportSummary> exported =
+      job_kind->export_checkpoint(checkpoint->dir, flags["out"]);
+  if (!exported.ok()) return Fail(progress, exported.status());
+  const std::string& dir = exported->checkpoint_dir;
+  const int64_t step = exported->step;
+  const std::string& names = exported->key_names;
   JsonWriter event;
   event.Add("event", "exported")
       .Add("kind", *kind)
@@ -324,10 +245,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string command = argv[1];
-  if (command == "tokenizer" || command == "pretrain" || command == "finetune" ||
-      command == "linear_probe") {
-    return RunJob(command, argc, argv, progress);
-  }
+  if (const JobKind* kind = FindJobKind(command)) return RunJob(*kind, argc, argv, progress);
   if (command == "export") return RunExport(argc, argv, progress);
   if (command == "validate") return RunValidate(argc, argv, progress);
   std::cerr << "unknown command '" << command << "'\n" << kUsage;

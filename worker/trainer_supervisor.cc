@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "common/trainer_protocol.h"
 #include "proto/job_kind_names.h"
 
 namespace peco::worker {
@@ -278,7 +279,7 @@ void TrainerSupervisor::HandleLine(Rank* rank, absl::string_view line) {
     } else {
       ++status.events;
       status.last_event = event->type;
-      if (event->type == "step") {
+      if (event->type == trainer_protocol::kEventStep) {
         if (std::optional<int64_t> step = event->Int("step")) status.last_step = *step;
         status.last_progress = now;
         if (rank->last_step_time) {
@@ -288,13 +289,13 @@ void TrainerSupervisor::HandleLine(Rank* rank, absl::string_view line) {
           }
         }
         rank->last_step_time = now;
-      } else if (event->type == "checkpoint" || event->type == "heartbeat") {
+      } else if (event->type == trainer_protocol::kEventCheckpoint || event->type == trainer_protocol::kEventHeartbeat) {
         // A heartbeat: work between steps (an evaluation) that is moving.
         status.last_progress = now;
-      } else if (event->type == "completed" || event->type == "stopped") {
+      } else if (event->type == trainer_protocol::kEventCompleted || event->type == trainer_protocol::kEventStopped) {
         rank->finished_cleanly = true;
-        rank->completed = event->type == "completed";
-      } else if (event->type == "error") {
+        rank->completed = event->type == trainer_protocol::kEventCompleted;
+      } else if (event->type == trainer_protocol::kEventError) {
         status.error_message = event->String("message").value_or("");
       }
     }
@@ -429,10 +430,10 @@ AttemptOutcome TrainerSupervisor::DecideLocked() const {
         outcome.reason = exit.exited()
                              ? absl::StrCat("rank ", id, " exited with ", exit.ToString())
                              : absl::StrCat("rank ", id, " was killed by ", exit.ToString());
-        if (exit.exit_code == 2) {
+        if (exit.exit_code == trainer_protocol::kExitInvalidConfig) {
           absl::StrAppend(&outcome.reason, " (invalid configuration)");
           outcome.retryable = false;
-        } else if (exit.exit_code == 3) {
+        } else if (exit.exit_code == trainer_protocol::kExitNonFiniteLoss) {
           absl::StrAppend(&outcome.reason, " (non-finite loss)");
           outcome.retryable = false;
         }

@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/trainer_protocol.h"
 #include "proto/job_kind_names.h"
 #include "worker/log_tailer.h"
 
@@ -743,7 +744,7 @@ v1::AttemptResult WorkerAgent::BuildResultLocked(const Attempt& attempt) const {
       } else if (outcome.cancel_requested) {
         cause = "cancel";
       } else if (failed != nullptr && failed->exit.has_value() && failed->exit->exited() &&
-                 failed->exit->exit_code == 3) {
+                 failed->exit->exit_code == trainer_protocol::kExitNonFiniteLoss) {
         cause = "nonfinite_loss";  // the trainer refused a NaN or infinite loss
       } else if (failed != nullptr && failed->exit.has_value() && !failed->exit->exited()) {
         // The supervisor SIGKILLs a rank only after the gang's deciding failure was recorded,
@@ -821,7 +822,7 @@ void WorkerAgent::UpdateMetrics() {
 
 void WorkerAgent::OnEvent(const TrainerEvent& event) {
   // Heartbeats only keep the supervisor's stall clock moving; they are not history.
-  if (event.type == "heartbeat") return;
+  if (event.type == trainer_protocol::kEventHeartbeat) return;
   const TrainerTag& tag = event.tag;
   std::string dir;
   int64_t step = 0;
@@ -833,7 +834,7 @@ void WorkerAgent::OnEvent(const TrainerEvent& event) {
     dir = attempt.dir;
     int64_t& last = attempt.last_step[tag.rank];
     if (std::optional<int64_t> event_step = event.Int("step")) {
-      if (event.type == "step") last = std::max(last, *event_step);
+      if (event.type == trainer_protocol::kEventStep) last = std::max(last, *event_step);
       step = *event_step;
     } else {
       step = last;
@@ -842,7 +843,7 @@ void WorkerAgent::OnEvent(const TrainerEvent& event) {
   const int64_t time_us = absl::ToUnixMicros(event.received);
   // Step and evaluation events carry metrics (their numeric fields); every other event, and an
   // evaluation too, is relayed as a trainer event.
-  if (event.type == "step" || event.type == "eval") {
+  if (event.type == trainer_protocol::kEventStep || event.type == trainer_protocol::kEventEval) {
     v1::ReportProgressRequest report;
     v1::MetricPoint* point = report.mutable_metric_point();
     point->set_job_id(tag.job_id);
@@ -857,12 +858,12 @@ void WorkerAgent::OnEvent(const TrainerEvent& event) {
       (*point->mutable_values())[name] = *value;
       if (metrics_ != nullptr) metrics_->SetRankValue(tag.job_id, tag.rank, name, *value);
     }
-    if (metrics_ != nullptr && event.type == "step") {
+    if (metrics_ != nullptr && event.type == trainer_protocol::kEventStep) {
       metrics_->SetRankValue(tag.job_id, tag.rank, "step", static_cast<double>(step));
     }
     reports_.Add(std::move(report));
   }
-  if (event.type != "step") {
+  if (event.type != trainer_protocol::kEventStep) {
     v1::ReportProgressRequest report;
     v1::TrainerEvent* trainer_event = report.mutable_trainer_event();
     trainer_event->set_job_id(tag.job_id);
@@ -875,7 +876,7 @@ void WorkerAgent::OnEvent(const TrainerEvent& event) {
     reports_.Add(std::move(report));
   }
 
-  if (event.type == "checkpoint" && metrics_ != nullptr) {
+  if (event.type == trainer_protocol::kEventCheckpoint && metrics_ != nullptr) {
     if (std::optional<double> bytes = event.Number("bytes")) {
       metrics_->SetRankValue(tag.job_id, tag.rank, "checkpoint_bytes", *bytes);
     }
@@ -883,7 +884,7 @@ void WorkerAgent::OnEvent(const TrainerEvent& event) {
       metrics_->SetRankValue(tag.job_id, tag.rank, "checkpoint_seconds", *seconds);
     }
   }
-  if (event.type != "checkpoint" || tag.rank != 0) return;
+  if (event.type != trainer_protocol::kEventCheckpoint || tag.rank != 0) return;
   std::optional<std::string> path = event.String("path");
   if (!path || path->empty()) {
     Log(absl::StrCat(AttemptName(tag.job_id, tag.attempt),

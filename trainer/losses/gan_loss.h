@@ -20,6 +20,13 @@ torch::Tensor GeneratorLoss(const torch::Tensor& logits_fake);
 torch::Tensor AdaptiveGanWeight(const torch::Tensor& nll_loss, const torch::Tensor& g_loss,
                                 const torch::Tensor& last_layer_weight, double disc_weight);
 
+// The two parts of AdaptiveGanWeight, so that a data-parallel job can average the gradients over
+// its ranks in between (the weight of the global batch): the gradients of nll_loss and g_loss
+// with respect to last_layer_weight, stacked [2, ...] (both graphs kept), and the weight from them.
+torch::Tensor GanWeightGradients(const torch::Tensor& nll_loss, const torch::Tensor& g_loss,
+                                 const torch::Tensor& last_layer_weight);
+torch::Tensor AdaptiveGanWeightFromGradients(const torch::Tensor& gradients, double disc_weight);
+
 }  // namespace peco::trainer
 
 #endif  // PECO_TRAINER_LOSSES_GAN_LOSS_H_

@@ -72,8 +72,19 @@ GumbelOutput GumbelQuantizerImpl::forward(const torch::Tensor& z, double tempera
   torch::Tensor weights;  // [B, K, H, W]
   if (is_training()) {
     // Gumbel(0, 1) noise: -log(-log(u)), u uniform in (0, 1).
-    torch::Tensor u = torch::empty_like(out.logits);
-    u.uniform_(std::numeric_limits<float>::min(), 1.0, generator);
+    torch::Tensor u;
+    if (world_size_ > 1) {
+      std::vector<int64_t> shape = out.logits.sizes().vec();
+      shape[0] *= world_size_;
+      u = torch::empty(shape, out.logits.options());
+      u.uniform_(std::numeric_limits<float>::min(), 1.0, generator);
+      shape[0] = out.logits.size(0);
+      shape.insert(shape.begin() + 1, world_size_);
+      u = u.view(shape).select(1, rank_);
+    } else {
+      u = torch::empty_like(out.logits);
+      u.uniform_(std::numeric_limits<float>::min(), 1.0, generator);
+    }
     torch::Tensor gumbel = -torch::log(-torch::log(u));
     torch::Tensor y = torch::softmax((out.logits + gumbel) / temperature, /*dim=*/1);
     if (config_.straight_through) {
@@ -105,8 +116,15 @@ torch::Tensor GumbelQuantizerImpl::Lookup(const torch::Tensor& indices) {
   return embed_(indices).permute({0, 3, 1, 2}).contiguous();
 }
 
+void GumbelQuantizerImpl::SetDataParallel(int rank, int world_size, RankSum sum_counts) {
+  rank_ = rank;
+  world_size_ = world_size;
+  sum_counts_ = std::move(sum_counts);
+}
+
 CodeUsage GumbelQuantizerImpl::TakeUsage() {
-  CodeUsage usage = UsageFromCounts(window_counts_);
+  CodeUsage usage =
+      UsageFromCounts(sum_counts_ ? sum_counts_(window_counts_.clone()) : window_counts_);
   window_counts_.zero_();
   return usage;
 }

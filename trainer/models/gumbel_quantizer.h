@@ -22,6 +22,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "trainer/models/rank_sum.h"
 #include "trainer/models/vector_quantizer.h"
 
 namespace peco::trainer {
@@ -80,6 +81,13 @@ class GumbelQuantizerImpl : public torch::nn::Module {
   // Argmax statistics since the last call; resets the window.
   CodeUsage TakeUsage();
 
+  // Data parallel, as rank `rank` of `world_size`: training noise is drawn for the global batch
+  // (world_size x B rows, from the same generator state on every rank) and this rank takes rows
+  // rank, rank + world_size, ... (the data loader's shard order), so N ranks x batch b draw what
+  // 1 rank x batch N b draws; TakeUsage sums the window's counts over the ranks with
+  // `sum_counts` (a collective). world_size 1: the process's own batch.
+  void SetDataParallel(int rank, int world_size, RankSum sum_counts);
+
   const GumbelQuantizerConfig& config() const { return config_; }
 
  private:
@@ -87,6 +95,8 @@ class GumbelQuantizerImpl : public torch::nn::Module {
   torch::nn::Conv2d proj_{nullptr};
   torch::nn::Embedding embed_{nullptr};
   torch::Tensor window_counts_;  // [K] argmax assignments in the current window
+  int rank_ = 0, world_size_ = 1;
+  RankSum sum_counts_;
 };
 TORCH_MODULE(GumbelQuantizer);
 

@@ -54,4 +54,17 @@ PatchDiscriminatorImpl::PatchDiscriminatorImpl(const PatchDiscriminatorConfig& c
   }
 }
 
+torch::Tensor PatchDiscriminatorImpl::forward(const torch::Tensor& x) {
+  if (!sum_over_ranks_ || !is_training()) return main_->forward(x);
+  torch::Tensor h = x;
+  for (auto& layer : *main_) {
+    if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(layer.ptr().get())) {
+      h = SyncedBatchNorm2d(h, *bn, sum_over_ranks_);
+    } else {
+      h = layer.forward<torch::Tensor>(h);
+    }
+  }
+  return h;
+}
+
 }  // namespace peco::trainer

@@ -85,6 +85,7 @@ QuantizerOutput VectorQuantizerImpl::forward(const torch::Tensor& z) {
   if (is_training()) {
     torch::NoGradGuard no_grad;
     torch::Tensor counts = torch::bincount(indices, /*weights=*/{}, config_.num_codes);
+    if (sum_counts_) counts = sum_counts_(counts);
     // Not a buffer (usage is not checkpointed), so it follows the codes to their device here.
     if (window_counts_.device() != counts.device())
       window_counts_ = window_counts_.to(counts.device());
@@ -111,6 +112,11 @@ CodeUsage VectorQuantizerImpl::TakeUsage() {
   CodeUsage usage = UsageFromCounts(window_counts_);
   window_counts_.zero_();
   return usage;
+}
+
+bool VectorQuantizerImpl::HasDeadCodes() const {
+  if (config_.dead_code_steps <= 0) return false;
+  return (steps_since_used_ >= config_.dead_code_steps).any().item<bool>();
 }
 
 int64_t VectorQuantizerImpl::RestartDeadCodes(const torch::Tensor& z, at::Generator generator) {

@@ -15,6 +15,7 @@
 #include <torch/torch.h>
 
 #include "absl/status/status.h"
+#include "trainer/models/rank_sum.h"
 
 namespace peco::trainer {
 
@@ -63,6 +64,14 @@ class VectorQuantizerImpl : public torch::nn::Module {
   // Statistics since the last call; resets the window.
   CodeUsage TakeUsage();
 
+  // Data parallel: each training forward's code counts are summed over the ranks with
+  // `sum_counts` (a collective) before they enter the usage window and the dead-code counters,
+  // so every rank sees the global batch's usage and restarts the same codes. Empty: local counts.
+  void SetCountSum(RankSum sum_counts) { sum_counts_ = std::move(sum_counts); }
+
+  // Whether RestartDeadCodes would restart any code now (the same answer on every rank).
+  bool HasDeadCodes() const;
+
   // Restarts codes that were unused for config.dead_code_steps calls, drawing replacements from
   // `z` ([B, D, H, W], any device) with `generator` (a CPU generator, so that the same codes
   // restart on every device). Returns the number of restarted codes.
@@ -78,6 +87,7 @@ class VectorQuantizerImpl : public torch::nn::Module {
   torch::nn::Embedding embedding_{nullptr};
   torch::Tensor window_counts_;     // [K] assignments in the current statistics window
   torch::Tensor steps_since_used_;  // [K] buffer "steps_since_used", part of the checkpoint
+  RankSum sum_counts_;
 };
 TORCH_MODULE(VectorQuantizer);
 

@@ -65,6 +65,14 @@ TokenizerOutput VqTokenizerImpl::forward(const torch::Tensor& x) {
   return out;
 }
 
+void VqTokenizerImpl::SetDataParallel(int rank, int world_size, RankSum sum_counts) {
+  if (gumbel_) {
+    gumbel_->SetDataParallel(rank, world_size, std::move(sum_counts));
+  } else {
+    quantize_->SetCountSum(std::move(sum_counts));
+  }
+}
+
 CodeUsage VqTokenizerImpl::TakeUsage() {
   return gumbel_ ? gumbel_->TakeUsage() : quantize_->TakeUsage();
 }

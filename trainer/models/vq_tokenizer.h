@@ -49,6 +49,12 @@ class VqTokenizerImpl : public torch::nn::Module {
   double kl_weight() const;    // the KL weight at the current step (gumbel)
   // Code-usage statistics of the window since the last call (either kind).
   CodeUsage TakeUsage();
+
+  // Data parallel, as rank `rank` of `world_size`: code counts (usage, dead codes) are summed
+  // over the ranks with `sum_counts` (a collective, so every rank's training forwards and
+  // TakeUsage calls must line up) and Gumbel noise is drawn for the global batch
+  // (GumbelQuantizer::SetDataParallel). Call before training.
+  void SetDataParallel(int rank, int world_size, RankSum sum_counts);
   // quant_conv(encoder(x)).
   torch::Tensor EncodeLatent(const torch::Tensor& x);
   // Token ids [B, r, r] for images in [-1, 1] (no gradients).

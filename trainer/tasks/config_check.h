@@ -1,5 +1,5 @@
 // The check behind `peco-train validate` (one-shot and --serve): parses a job config of any
-// kind (its `kind:`) with that kind's parser and reports what the job would read, without
+// kind (its `kind:`) with that kind's check (job_kinds.h) and reports what the job would read, without
 // training. Both modes of trainer/main.cc call CheckJobConfig(), so their verdicts cannot drift.
 //
 // Thread-compatible: no shared state (the ProgressSink serialises its own writes).
@@ -14,17 +14,9 @@
 #include "absl/status/statusor.h"
 #include "common/validation_protocol.h"
 #include "trainer/engine/progress.h"
+#include "trainer/tasks/job_kinds.h"
 
 namespace peco::trainer {
-
-// What a valid config says about the job.
-struct ConfigCheck {
-  std::string kind;  // tokenizer | pretrain | finetune | linear_probe
-  int64_t max_steps = 0;
-  // Every (config field, path) the job would read, in a fixed order per kind; fields whose path
-  // is empty are left out.
-  std::vector<std::pair<std::string, std::string>> inputs;
-};
 
 // Checks `yaml` (with the overrides already applied). `source` names the document in errors
 // (a file path, or "config"). With `check_paths`, the paths must exist and the checkpoints it

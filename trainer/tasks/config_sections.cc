@@ -79,6 +79,7 @@ absl::Status ReadTrainFields(ConfigReader& r, TrainConfig* t) {
   RETURN_IF_ERROR(ParseCheckpointFailurePolicy(on_failure, &t->on_checkpoint_failure));
   RETURN_IF_ERROR(r.Read("max_skipped_checkpoints", &t->max_skipped_checkpoints));
   RETURN_IF_ERROR(r.Read("preview_images", &t->preview_images));
+  RETURN_IF_ERROR(r.Read("collective_timeout", &t->collective_timeout));
   return absl::OkStatus();
 }
 
@@ -101,6 +102,10 @@ absl::Status ValidateTrainSection(const TrainConfig& train) {
     return absl::InvalidArgumentError(
         absl::StrCat("train.max_skipped_checkpoints: expected a value >= 0, got ",
                      train.max_skipped_checkpoints));
+  }
+  if (!(train.collective_timeout > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train.collective_timeout: expected seconds > 0, got ", train.collective_timeout));
   }
   if (train.preview_images < 0 || train.preview_images > kMaxPreviewImages) {
     return absl::InvalidArgumentError(absl::StrCat("train.preview_images: expected a value in [0, ",

@@ -33,6 +33,8 @@ struct TrainConfig {
   // to max_skipped_checkpoints in a row (trainer/engine/checkpoint_policy.h).
   CheckpointFailurePolicy on_checkpoint_failure = CheckpointFailurePolicy::kFail;
   int max_skipped_checkpoints = 3;
+  // Seconds a collective may wait for its peers (data parallel) before the job fails.
+  double collective_timeout = 30;
   // Dataset images shown in each checkpoint's preview.png (tokenizer and pretrain jobs); 0 = none.
   int preview_images = 8;
 };

@@ -7,7 +7,7 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "trainer/models/beit_weights.h"
-#include "trainer/tasks/checkpoint_lookup.h"
+#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/tasks/model_section.h"
 #include "trainer/tasks/pretrain_config.h"
 #include "trainer/tasks/pretrain_task.h"

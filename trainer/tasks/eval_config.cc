@@ -155,10 +155,6 @@ absl::Status EvalJobConfig::Validate(bool check_paths) const {
     return absl::InvalidArgumentError("optim.grad_clip: expected >= 0 (0 = off)");
   }
   RETURN_IF_ERROR(ValidateTrainSection(train));
-  if (!(train.collective_timeout > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "train.collective_timeout: expected seconds > 0, got ", train.collective_timeout));
-  }
   if (threads < 0) return absl::InvalidArgumentError("threads: expected >= 0 (0 = all cores)");
   return absl::OkStatus();
 }
@@ -223,7 +219,6 @@ absl::StatusOr<EvalJobConfig> ParseEvalConfig(const std::string& yaml, const std
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("train"));
     RETURN_IF_ERROR(ReadTrainFields(r, &config.train));
-    RETURN_IF_ERROR(r.Read("collective_timeout", &config.train.collective_timeout));
     RETURN_IF_ERROR(r.Finish());
   }
   RETURN_IF_ERROR(root.Child("job").status());  // the service's section (docs/SERVICE.md)

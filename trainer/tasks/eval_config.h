@@ -64,10 +64,6 @@ struct EvalOptimConfig {
   double grad_clip = 0;          // global norm; 0 = off
 };
 
-struct EvalTrainConfig : TrainConfig {
-  double collective_timeout = 30;  // seconds a collective waits for its peers
-};
-
 struct EvalJobConfig {
   std::string kind = "finetune";  // finetune | linear_probe
   uint64_t seed = 0;
@@ -92,7 +88,7 @@ struct EvalJobConfig {
   // (MAE's probe; still a linear classifier of the features).
   std::string probe_feature_norm = "none";
   EvalOptimConfig optim;
-  EvalTrainConfig train;
+  TrainConfig train;
   std::string source_text;  // the YAML as given, stored in checkpoints
 
   bool linear_probe() const { return kind == "linear_probe"; }

@@ -13,17 +13,16 @@
 #include "common/json_writer.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/trainer_protocol.h"
 #include "trainer/data/random.h"
 #include "trainer/engine/checkpoint.h"
-#include "trainer/engine/checkpoint_policy.h"
 #include "trainer/engine/distributed.h"
 #include "trainer/engine/distributed_module.h"
-#include "trainer/engine/fault_injection.h"
 #include "trainer/engine/foreach_optim.h"
 #include "trainer/engine/module_state.h"
 #include "trainer/engine/runtime.h"
-#include "trainer/engine/stop_signal.h"
-#include "trainer/tasks/checkpoint_lookup.h"
+#include "trainer/engine/training_loop.h"
+#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/tasks/eval_backbone.h"
 #include "trainer/tasks/eval_state.h"
 #include "trainer/tasks/run_setup.h"
@@ -75,50 +74,51 @@ torch::nn::Linear MakeProbeHead(int64_t dim, int64_t classes) {
   return head;
 }
 
-struct MetricWindow {
+struct EvalWindow {
   double loss = 0, top1 = 0, grad_norm = 0;
-  int64_t steps = 0, images = 0;
-  double data_wait_at_start = 0;
-  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-
-  void Reset(double data_wait) {
-    *this = MetricWindow();
-    data_wait_at_start = data_wait;
-  }
 };
 
-class EvalTrainer {
+class EvalTask : public TrainingTask {
  public:
-  EvalTrainer(const EvalJobConfig& config, const EvalRunOptions& options)
-      : config_(config), options_(options), progress_(*options.progress) {}
+  EvalTask(const EvalJobConfig& config, ProgressSink* progress)
+      : config_(config), progress_(*progress) {}
 
-  absl::Status Setup();
-  absl::StatusOr<EvalRunResult> Train();
+  absl::Status Build(const RunContext& run) override;
+  absl::Status Restore(const RestoredCheckpoint& checkpoint) override;
+  absl::Status Connect(DistributedContext* group) override;
+  DataLoader& loader() override { return *loader_; }
+  int64_t step() const override { return state_.step; }
+  std::string DescribeStart(JsonWriter* start) override;
+  absl::StatusOr<double> ForwardLoss(const Batch& batch) override;
+  absl::Status Update() override;
+  absl::StatusOr<std::string> Metrics(const MetricWindow& window, JsonWriter* event) override;
+  absl::StatusOr<CheckpointFiles> CheckpointContents(bool final) override;
+  EvaluationPolicy evaluation() const override {
+    return {EvalOrder::kBeforeCheckpoint, config_.eval.every};
+  }
+  absl::Status Evaluate() override;
+  int64_t evaluated_step() const override { return state_.eval.step; }
+  void AddResult(JsonWriter* done) override;
+
+  const EvalResult& last_eval() const { return state_.eval; }
 
  private:
   absl::Status BuildModel(int64_t classes);
-  absl::Status Restore(const RestoredCheckpoint& checkpoint);
-  absl::Status SaveCheckpoint(bool final);
-  absl::Status TrainStep(const Batch& batch);
-  absl::Status EmitMetrics();
-  absl::Status Evaluate();
   // Data parallel: every rank's probe_norm_ running statistics become their mean over the ranks.
   // They are exponential moving averages, linear in the batch statistics, so averaging at any
   // step gives the mean that averaging at every step would. Called by every rank before an
   // evaluation and a checkpoint.
   absl::Status SyncProbeNorm();
   absl::Status EvaluateRange(int64_t begin, int64_t end, double sums[4]);
-  absl::StatusOr<bool> AnyRankStopping();
   torch::Tensor Logits(const torch::Tensor& images);
-  void EmitStart(int threads);
 
   EvalJobConfig config_;  // a copy: the backbone resolves the model into it
-  const EvalRunOptions& options_;
   ProgressSink& progress_;
+  bool resuming_ = false;
 
   torch::Device device_{torch::kCPU};
   bool bf16_ = false;
-  std::unique_ptr<DistributedContext> dist_;
+  DistributedContext* group_ = nullptr;
   BeitClassifier model_{nullptr};
   torch::nn::Linear head_{nullptr};             // linear_probe
   torch::nn::BatchNorm1d probe_norm_{nullptr};  // linear_probe with probe.feature_norm batchnorm
@@ -129,12 +129,13 @@ class EvalTrainer {
   std::shared_ptr<const Dataset> dataset_, eval_dataset_;
   std::unique_ptr<DataLoader> loader_;
   EvalState state_;
-  MetricWindow window_;
-  int64_t last_saved_step_ = -1;
-  std::string last_checkpoint_;
+  EvalWindow window_;
+  // Between ForwardLoss and Update.
+  torch::Tensor loss_, logits_, labels_;
+  double loss_value_ = 0;
 };
 
-absl::Status EvalTrainer::BuildModel(int64_t classes) {
+absl::Status EvalTask::BuildModel(int64_t classes) {
   const bool probe = config_.linear_probe();
   state_.num_classes = classes;
   state_.model = FinetuneConfigFrom(config_.model, probe ? 0 : classes);
@@ -147,7 +148,8 @@ absl::Status EvalTrainer::BuildModel(int64_t classes) {
     probe_norm_ = MakeProbeNorm(config_.model.embed_dim);
     probe_norm_->to(device_);
   }
-  if (options_.resume_from.empty()) RETURN_IF_ERROR(LoadBackboneInto(state_.backbone, model_));
+  // A resumed run takes every weight from its checkpoint.
+  if (!resuming_) RETURN_IF_ERROR(LoadBackboneInto(state_.backbone, model_));
   model_->to(device_);
   if (probe) {
     head_->to(device_);
@@ -167,21 +169,16 @@ absl::Status EvalTrainer::BuildModel(int64_t classes) {
   return absl::OkStatus();
 }
 
-absl::Status EvalTrainer::Setup() {
+absl::Status EvalTask::Build(const RunContext& run) {
+  resuming_ = run.resuming;
   ASSIGN_OR_RETURN(state_.backbone, ResolveEvalBackbone(&config_, &progress_));
   state_.kind = config_.kind;
   state_.probe_block = config_.linear_probe() ? config_.ProbeBlock() : 0;
   state_.probe_feature_norm = config_.linear_probe() ? config_.probe_feature_norm : "none";
-  ASSIGN_OR_RETURN(RunSetup run,
-                   PrepareRun(config_.threads, config_.train, config_.train.collective_timeout,
-                              !options_.resume_from.empty()));
-  const int threads = run.threads;
   device_ = run.device;
   bf16_ = run.bf16;
-  DistributedOptions dist_options = run.distributed;
-  state_.world_size = dist_options.world_size;
+  state_.world_size = run.distributed.world_size;
   state_.config_sha256 = Sha256Hex(config_.source_text);
-  // Everything a rank can refuse on its own comes before joining the group.
   ASSIGN_OR_RETURN(dataset_, OpenDataset(config_.data, config_.seed));
   absl::StatusOr<std::shared_ptr<const Dataset>> eval_dataset =
       OpenDataset(config_.eval_data, MixSeed(config_.seed, kEvalDataStream));
@@ -201,31 +198,25 @@ absl::Status EvalTrainer::Setup() {
         absl::StrCat("eval.path: ", eval_dataset_->name(), " has ", eval_dataset_->num_classes(),
                      " classes, the training data ", dataset_->name(), " has ", classes));
   }
-  RETURN_IF_ERROR(TorchCall("building the model", [&] { return BuildModel(classes); }));
-  if (!options_.resume_from.empty()) {
-    ASSIGN_OR_RETURN(RestoredCheckpoint checkpoint,
-                     ResolveCheckpoint(options_.resume_from, &progress_));
-    RETURN_IF_ERROR(Restore(checkpoint));
-    last_saved_step_ = state_.step;
-    last_checkpoint_ = checkpoint.dir;
-  }
-  RETURN_IF_ERROR(Faults().Configure(config_.faults, dist_options.attempt, dist_options.rank));
-  ASSIGN_OR_RETURN(dist_, DistributedContext::Create(dist_options));
-  RETURN_IF_ERROR(BroadcastModuleState(*dist_, *model_));
-  if (head_) RETURN_IF_ERROR(BroadcastModuleState(*dist_, *head_));
-  if (probe_norm_) RETURN_IF_ERROR(BroadcastModuleState(*dist_, *probe_norm_));
-  ASSIGN_OR_RETURN(GradientAllReducer reducer, GradientAllReducer::Create(dist_.get(), trainable_));
-  reducer_ = std::make_unique<GradientAllReducer>(std::move(reducer));
-
-  config_.data.loader.rank = dist_->rank();
-  config_.data.loader.world_size = dist_->world_size();
-  ASSIGN_OR_RETURN(loader_, DataLoader::Create(dataset_, config_.data.loader, state_.loader));
-  EmitStart(threads);
-  window_.Reset(loader_->data_wait_seconds());
+  RETURN_IF_ERROR(BuildModel(classes));
+  if (!head_) model_->train();
   return absl::OkStatus();
 }
 
-void EvalTrainer::EmitStart(int threads) {
+absl::Status EvalTask::Connect(DistributedContext* group) {
+  group_ = group;
+  RETURN_IF_ERROR(BroadcastModuleState(*group_, *model_));
+  if (head_) RETURN_IF_ERROR(BroadcastModuleState(*group_, *head_));
+  if (probe_norm_) RETURN_IF_ERROR(BroadcastModuleState(*group_, *probe_norm_));
+  ASSIGN_OR_RETURN(GradientAllReducer reducer, GradientAllReducer::Create(group_, trainable_));
+  reducer_ = std::make_unique<GradientAllReducer>(std::move(reducer));
+  config_.data.loader.rank = group_->rank();
+  config_.data.loader.world_size = group_->world_size();
+  ASSIGN_OR_RETURN(loader_, DataLoader::Create(dataset_, config_.data.loader, state_.loader));
+  return absl::OkStatus();
+}
+
+std::string EvalTask::DescribeStart(JsonWriter* start) {
   int64_t parameters = 0, trainable = 0;
   for (const auto& p : model_->parameters()) parameters += p.numel();
   if (head_) {
@@ -233,15 +224,7 @@ void EvalTrainer::EmitStart(int threads) {
   }
   for (const auto& p : trainable_) trainable += p.numel();
   const bool random = state_.backbone.kind == "random";
-  JsonWriter start;
-  start.Add("event", "start")
-      .Add("kind", config_.kind)
-      .Add("rank", dist_->rank())
-      .Add("world_size", dist_->world_size())
-      .Add("step", state_.step)
-      .Add("max_steps", config_.train.max_steps)
-      .Add("threads", threads)
-      .Add("parameters", parameters)
+  start->Add("parameters", parameters)
       .Add("trainable_parameters", trainable)
       .Add("dataset", dataset_->name())
       .Add("dataset_size", dataset_->size())
@@ -251,11 +234,8 @@ void EvalTrainer::EmitStart(int threads) {
       .Add("backbone", state_.backbone.kind)
       .Add("random_backbone", random)
       .Add("backbone_source", state_.backbone.path)
-      .Add("backbone_sha256", state_.backbone.sha256)
-      .Add("precision", config_.train.precision)
-      .Add("device", config_.train.device);
-  if (config_.linear_probe()) start.Add("probe_block", state_.probe_block);
-  progress_.Emit(start);
+      .Add("backbone_sha256", state_.backbone.sha256);
+  if (config_.linear_probe()) start->Add("probe_block", state_.probe_block);
   if (random) {
     progress_.Log(absl::StrCat(
         "backbone: RANDOMLY INITIALISED (seed ", config_.seed,
@@ -265,16 +245,14 @@ void EvalTrainer::EmitStart(int threads) {
     progress_.Log(absl::StrCat("backbone: ", state_.backbone.kind, " ", state_.backbone.path,
                                " (sha256 ", state_.backbone.sha256, ")"));
   }
-  progress_.Log(absl::StrFormat(
-      "%s: rank %d/%d, %d parameters (%d trainable), %s (%d images, %d classes), eval on %s "
-      "(%d images)%s, %d threads, %s, starting at step %d of %d",
-      config_.kind, dist_->rank(), dist_->world_size(), parameters, trainable, dataset_->name(),
-      dataset_->size(), dataset_->num_classes(), eval_dataset_->name(), eval_dataset_->size(),
-      config_.linear_probe() ? absl::StrCat(", probing block ", state_.probe_block) : "", threads,
-      config_.train.precision, state_.step, config_.train.max_steps));
+  return absl::StrFormat(
+      "%d parameters (%d trainable), %s (%d images, %d classes), eval on %s (%d images)%s",
+      parameters, trainable, dataset_->name(), dataset_->size(), dataset_->num_classes(),
+      eval_dataset_->name(), eval_dataset_->size(),
+      config_.linear_probe() ? absl::StrCat(", probing block ", state_.probe_block) : "");
 }
 
-absl::Status EvalTrainer::Restore(const RestoredCheckpoint& checkpoint) {
+absl::Status EvalTask::Restore(const RestoredCheckpoint& checkpoint) {
   const std::string& dir = checkpoint.dir;
   ASSIGN_OR_RETURN(const std::string* state_json,
                    CheckpointFile(checkpoint.files, kTrainerStateFile, dir));
@@ -328,69 +306,43 @@ absl::Status EvalTrainer::Restore(const RestoredCheckpoint& checkpoint) {
   if (probe_norm_) {
     ASSIGN_OR_RETURN(norm_bytes, CheckpointFile(checkpoint.files, kProbeNormFile, dir));
   }
-  RETURN_IF_ERROR(TorchCall(absl::StrCat("restoring ", dir), [&] {
-    DeserializeModule(*model_bytes, *model_);
-    if (head_) DeserializeModule(*head_bytes, *head_);
-    if (probe_norm_) DeserializeModule(*norm_bytes, *probe_norm_);
-    DeserializeOptimizer(*optim_bytes, *optimizer_);
-  }));
-  progress_.Log(absl::StrCat("resumed from ", dir, " at step ", state_.step));
+  DeserializeModule(*model_bytes, *model_);
+  if (head_) DeserializeModule(*head_bytes, *head_);
+  if (probe_norm_) DeserializeModule(*norm_bytes, *probe_norm_);
+  DeserializeOptimizer(*optim_bytes, *optimizer_);
   return absl::OkStatus();
 }
 
-absl::Status EvalTrainer::SyncProbeNorm() {
-  if (!probe_norm_ || !dist_->is_distributed()) return absl::OkStatus();
-  torch::Tensor stats;
-  RETURN_IF_ERROR(TorchCall("reading the probe's feature statistics", [&] {
-    stats = torch::cat({probe_norm_->running_mean, probe_norm_->running_var})
-                .to(torch::kCPU, torch::kFloat64)
-                .contiguous();
-  }));
+absl::Status EvalTask::SyncProbeNorm() {
+  if (!probe_norm_ || !group_->is_distributed()) return absl::OkStatus();
+  torch::Tensor stats = torch::cat({probe_norm_->running_mean, probe_norm_->running_var})
+                            .to(torch::kCPU, torch::kFloat64)
+                            .contiguous();
   std::vector<double> values(stats.data_ptr<double>(), stats.data_ptr<double>() + stats.numel());
-  ASSIGN_OR_RETURN(std::vector<double> mean, dist_->AllReduceMean(values));
-  return TorchCall("setting the probe's feature statistics", [&] {
-    torch::NoGradGuard no_grad;
-    torch::Tensor averaged = torch::tensor(mean, torch::kFloat64);
-    const int64_t dim = probe_norm_->running_mean.numel();
-    probe_norm_->running_mean.copy_(averaged.slice(0, 0, dim));
-    probe_norm_->running_var.copy_(averaged.slice(0, dim, 2 * dim));
-  });
+  ASSIGN_OR_RETURN(std::vector<double> mean, group_->AllReduceMean(values));
+  torch::NoGradGuard no_grad;
+  torch::Tensor averaged = torch::tensor(mean, torch::kFloat64);
+  const int64_t dim = probe_norm_->running_mean.numel();
+  probe_norm_->running_mean.copy_(averaged.slice(0, 0, dim));
+  probe_norm_->running_var.copy_(averaged.slice(0, dim, 2 * dim));
+  return absl::OkStatus();
 }
 
-absl::Status EvalTrainer::SaveCheckpoint(bool final) {
+absl::StatusOr<CheckpointFiles> EvalTask::CheckpointContents(bool final) {
   RETURN_IF_ERROR(SyncProbeNorm());
-  const auto started = std::chrono::steady_clock::now();
   state_.loader = loader_->position();
-  last_saved_step_ = state_.step;
-  if (!dist_->is_main()) return absl::OkStatus();
   CheckpointFiles files;
-  RETURN_IF_ERROR(TorchCall("serialising the checkpoint", [&] {
-    files[kModelFile] = SerializeModule(*model_);
-    if (head_) files[kHeadFile] = SerializeModule(*head_);
-    if (probe_norm_) files[kProbeNormFile] = SerializeModule(*probe_norm_);
-    files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
-  }));
+  if (!group_->is_main()) return files;
+  files[kModelFile] = SerializeModule(*model_);
+  if (head_) files[kHeadFile] = SerializeModule(*head_);
+  if (probe_norm_) files[kProbeNormFile] = SerializeModule(*probe_norm_);
+  files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
   files[kConfigFile] = config_.source_text;
   files[kTrainerStateFile] = EvalStateToJson(state_, config_.seed, final);
-  const std::string root = (fs::path(config_.train.output_dir) / "checkpoints").string();
-  ASSIGN_OR_RETURN(std::string dir, WriteCheckpoint(root, state_.step, files));
-  RETURN_IF_ERROR(ApplyRetention(root, config_.train.keep_checkpoints, dir));
-  int64_t bytes = 0;
-  for (const auto& [name, data] : files) bytes += static_cast<int64_t>(data.size());
-  JsonWriter event;
-  event.Add("event", "checkpoint")
-      .Add("step", state_.step)
-      .Add("path", dir)
-      .Add("bytes", bytes)
-      .Add("seconds",
-           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count())
-      .Add("final", final);
-  progress_.Emit(event);
-  last_checkpoint_ = dir;
-  return absl::OkStatus();
+  return files;
 }
 
-torch::Tensor EvalTrainer::Logits(const torch::Tensor& images) {
+torch::Tensor EvalTask::Logits(const torch::Tensor& images) {
   torch::Tensor logits;
   AutocastGuard autocast(bf16_, device_);
   if (head_) {
@@ -408,28 +360,27 @@ torch::Tensor EvalTrainer::Logits(const torch::Tensor& images) {
   return logits.to(torch::kFloat32);
 }
 
-absl::Status EvalTrainer::TrainStep(const Batch& batch) {
+absl::StatusOr<double> EvalTask::ForwardLoss(const Batch& batch) {
   const double lr = config_.optim.schedule.At(state_.step);
   for (size_t g = 0; g < optimizer_->param_groups().size(); ++g) {
     optimizer_->param_groups()[g].options().set_lr(lr * groups_[g].lr_scale);
   }
   torch::manual_seed(MixSeed(config_.seed ^ kDropPathStream, static_cast<uint64_t>(state_.step),
-                             static_cast<uint64_t>(dist_->rank())));
+                             static_cast<uint64_t>(group_->rank())));
   torch::Tensor images = batch.views[0].to(device_);
-  torch::Tensor labels = batch.labels.to(device_);
-  torch::Tensor logits = Logits(images);
-  torch::Tensor loss = torch::nn::functional::cross_entropy(
-      logits, labels,
+  labels_ = batch.labels.to(device_);
+  logits_ = Logits(images);
+  loss_ = torch::nn::functional::cross_entropy(
+      logits_, labels_,
       torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
           config_.optim.label_smoothing));
-  double loss_value = loss.item<double>();
-  if (Faults().NanLoss(state_.step)) loss_value = std::nan("");
-  if (!std::isfinite(loss_value)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("non-finite loss at step ", state_.step, " on rank ", dist_->rank()));
-  }
+  loss_value_ = loss_.item<double>();
+  return loss_value_;
+}
+
+absl::Status EvalTask::Update() {
   optimizer_->zero_grad();
-  loss.backward();
+  loss_.backward();
   RETURN_IF_ERROR(reducer_->AllReduce());
   // Without clipping the norm is still measured (an infinite bound never scales).
   const double bound = config_.optim.grad_clip > 0 ? config_.optim.grad_clip
@@ -437,50 +388,33 @@ absl::Status EvalTrainer::TrainStep(const Batch& batch) {
   const double grad_norm = ClipGradNorm(trainable_, bound);
   optimizer_->step();
 
-  window_.loss += loss_value;
-  window_.top1 += 100.0 * (logits.argmax(-1) == labels).to(torch::kFloat64).mean().item<double>();
+  window_.loss += loss_value_;
+  window_.top1 +=
+      100.0 * (logits_.argmax(-1) == labels_).to(torch::kFloat64).mean().item<double>();
   window_.grad_norm += grad_norm;
-  window_.steps += 1;
-  window_.images += images.size(0) * dist_->world_size();
+  loss_ = logits_ = labels_ = torch::Tensor();
   ++state_.step;
   return absl::OkStatus();
 }
 
-absl::Status EvalTrainer::EmitMetrics() {
-  if (window_.steps == 0) return absl::OkStatus();
-  const double n = static_cast<double>(window_.steps);
-  // Every rank logs at the same steps, so this collective lines up across ranks.
+absl::StatusOr<std::string> EvalTask::Metrics(const MetricWindow& window, JsonWriter* event) {
+  const double n = static_cast<double>(window.steps);
   ASSIGN_OR_RETURN(std::vector<double> means,
-                   dist_->AllReduceMean({window_.loss / n, window_.top1 / n}));
-  const double seconds = std::max(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - window_.start).count(),
-      1e-9);
-  const double wait = loader_->data_wait_seconds() - window_.data_wait_at_start;
+                   group_->AllReduceMean({window_.loss / n, window_.top1 / n}));
   const double lr = config_.optim.schedule.At(state_.step - 1);
-  JsonWriter event;
-  event.Add("event", "step")
-      .Add("step", state_.step)
-      .Add("epoch", loader_->position().epoch)
-      .Add("loss", means[0])
+  event->Add("loss", means[0])
       .Add("train_top1", means[1])
       .Add("lr", lr)
-      .Add("grad_norm", window_.grad_norm / n)
-      .Add("images_per_second", window_.images / seconds)
-      .Add("step_seconds", seconds / n)
-      .Add("data_wait_seconds", wait)
-      .Add("skipped_samples", loader_->skipped_samples());
-  progress_.Emit(event);
-  progress_.Log(
-      absl::StrFormat("step %d/%d  loss %.4f  train_top1 %.2f%%  lr %.2e  grad_norm %.3f"
-                      "  %.1f img/s",
-                      state_.step, config_.train.max_steps, means[0], means[1], lr,
-                      window_.grad_norm / n, window_.images / seconds));
-  window_.Reset(loader_->data_wait_seconds());
-  return absl::OkStatus();
+      .Add("grad_norm", window_.grad_norm / n);
+  const std::string summary =
+      absl::StrFormat("loss %.4f  train_top1 %.2f%%  lr %.2e  grad_norm %.3f", means[0], means[1],
+                      lr, window_.grad_norm / n);
+  window_ = EvalWindow();
+  return summary;
 }
 
 // Adds {top-1 hits, top-k hits, summed loss, images} of images [begin, end) of the held-out set.
-absl::Status EvalTrainer::EvaluateRange(int64_t begin, int64_t end, double sums[4]) {
+absl::Status EvalTask::EvaluateRange(int64_t begin, int64_t end, double sums[4]) {
   if (end <= begin) return absl::OkStatus();
   LoaderOptions options = config_.eval_data.loader;
   options.rank = 0;
@@ -492,7 +426,7 @@ absl::Status EvalTrainer::EvaluateRange(int64_t begin, int64_t end, double sums[
   const int64_t batches = (end - begin + options.batch_size - 1) / options.batch_size;
   for (int64_t b = 0; b < batches; ++b) {
     ASSIGN_OR_RETURN(Batch batch, loader->Next());
-    RETURN_IF_ERROR(TorchCall("evaluating", [&] {
+    {
       torch::NoGradGuard no_grad;
       torch::Tensor labels = batch.labels.to(device_);
       torch::Tensor logits = Logits(batch.views[0].to(device_));
@@ -505,29 +439,29 @@ absl::Status EvalTrainer::EvaluateRange(int64_t begin, int64_t end, double sums[
                      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                      .item<double>();
       sums[3] += static_cast<double>(labels.size(0));
-    }));
+    }
     progress_.Heartbeat("eval", std::min(end - begin, (b + 1) * options.batch_size));
   }
   return absl::OkStatus();
 }
 
-absl::Status EvalTrainer::Evaluate() {
+absl::Status EvalTask::Evaluate() {
   RETURN_IF_ERROR(SyncProbeNorm());
   int64_t n = eval_dataset_->size();
   if (config_.eval.max_images > 0) n = std::min(n, config_.eval.max_images);
-  const int64_t world = dist_->world_size(), rank = dist_->rank();
+  const int64_t world = group_->world_size(), rank = group_->rank();
   const int64_t shard = n / world;
   double sums[4] = {0, 0, 0, 0};
   if (!head_) model_->eval();
   if (probe_norm_) probe_norm_->eval();  // the running statistics
   absl::Status status = EvaluateRange(rank * shard, (rank + 1) * shard, sums);
-  if (status.ok() && dist_->is_main()) status = EvaluateRange(world * shard, n, sums);
+  if (status.ok() && group_->is_main()) status = EvaluateRange(world * shard, n, sums);
   if (!head_) model_->train();
   if (probe_norm_) probe_norm_->train();
   RETURN_IF_ERROR(status);
   std::vector<double> totals(sums, sums + 4);
-  if (dist_->is_distributed()) {
-    ASSIGN_OR_RETURN(std::vector<double> means, dist_->AllReduceMean(totals));
+  if (group_->is_distributed()) {
+    ASSIGN_OR_RETURN(std::vector<double> means, group_->AllReduceMean(totals));
     for (double& v : means) v *= static_cast<double>(world);
     totals = means;
   }
@@ -538,7 +472,7 @@ absl::Status EvalTrainer::Evaluate() {
   state_.eval.loss = totals[2] / images;
   state_.eval.images = static_cast<int64_t>(std::llround(totals[3]));
   JsonWriter event;
-  event.Add("event", "eval")
+  event.Add("event", trainer_protocol::kEventEval)
       .Add("step", state_.step)
       .Add("eval_top1", state_.eval.top1)
       .Add("eval_top5", state_.eval.top5)
@@ -551,60 +485,12 @@ absl::Status EvalTrainer::Evaluate() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> EvalTrainer::AnyRankStopping() {
-  const double stopping = StopRequested() ? 1.0 : 0.0;
-  if (!dist_->is_distributed()) return stopping > 0;
-  ASSIGN_OR_RETURN(std::vector<double> mean, dist_->AllReduceMean({stopping}));
-  return mean[0] > 0;
-}
-
-absl::StatusOr<EvalRunResult> EvalTrainer::Train() {
-  if (!head_) model_->train();
-  EvalRunResult result;
-  CheckpointFailureGuard checkpoint_guard(config_.train.on_checkpoint_failure,
-                                          config_.train.max_skipped_checkpoints, &progress_);
-  while (state_.step < config_.train.max_steps) {
-    ASSIGN_OR_RETURN(bool stopping, AnyRankStopping());
-    if (stopping) {
-      result.stopped_by_signal = true;
-      break;
-    }
-    ASSIGN_OR_RETURN(Batch batch, loader_->Next());
-    Faults().BeforeStep(state_.step);
-    RETURN_IF_ERROR(
-        TorchCall(absl::StrCat("step ", state_.step), [&] { return TrainStep(batch); }));
-    if (state_.step % config_.train.log_every == 0) RETURN_IF_ERROR(EmitMetrics());
-    const bool last = state_.step == config_.train.max_steps;
-    if (last || (config_.eval.every > 0 && state_.step % config_.eval.every == 0)) {
-      RETURN_IF_ERROR(Evaluate());
-    }
-    if (state_.step % config_.train.checkpoint_every == 0) {
-      RETURN_IF_ERROR(checkpoint_guard.Check(state_.step, last, SaveCheckpoint(last)));
-    }
-  }
-  RETURN_IF_ERROR(EmitMetrics());
-  // A resumed run that was already complete still reports its evaluation.
-  if (!result.stopped_by_signal && state_.eval.step != state_.step) RETURN_IF_ERROR(Evaluate());
-  if (last_saved_step_ != state_.step) {
-    RETURN_IF_ERROR(SaveCheckpoint(/*final=*/!result.stopped_by_signal));
-  }
-  result.final_step = state_.step;
-  result.last_checkpoint = last_checkpoint_;
-  result.eval = state_.eval;
-  JsonWriter done;
-  done.Add("event", result.stopped_by_signal ? "stopped" : "completed")
-      .Add("step", state_.step)
-      .Add("checkpoint", last_checkpoint_);
-  if (state_.eval.step >= 0) {
-    done.Add("eval_step", state_.eval.step)
-        .Add("eval_top1", state_.eval.top1)
-        .Add("eval_top5", state_.eval.top5)
-        .Add("eval_loss", state_.eval.loss);
-  }
-  progress_.Emit(done);
-  progress_.Log(absl::StrCat(result.stopped_by_signal ? "stopped by signal" : "completed",
-                             " at step ", state_.step, "; checkpoint: ", last_checkpoint_));
-  return result;
+void EvalTask::AddResult(JsonWriter* done) {
+  if (state_.eval.step < 0) return;
+  done->Add("eval_step", state_.eval.step)
+      .Add("eval_top1", state_.eval.top1)
+      .Add("eval_top5", state_.eval.top5)
+      .Add("eval_loss", state_.eval.loss);
 }
 
 }  // namespace
@@ -618,9 +504,15 @@ std::vector<BeitParamGroup> FinetuneParamGroups(const BeitClassifier& model,
 absl::StatusOr<EvalRunResult> RunEvalJob(const EvalJobConfig& config,
                                          const EvalRunOptions& options) {
   if (options.progress == nullptr) return absl::InvalidArgumentError("progress sink is required");
-  EvalTrainer trainer(config, options);
-  RETURN_IF_ERROR(trainer.Setup());
-  return trainer.Train();
+  EvalTask task(config, options.progress);
+  ASSIGN_OR_RETURN(TrainingResult run,
+                   RunTrainingLoop(task, LoopOptionsFor(config.kind, config.threads, config.train,
+                                                        config.faults, options.resume_from,
+                                                        options.progress)));
+  EvalRunResult result;
+  static_cast<TrainingResult&>(result) = run;
+  result.eval = task.last_eval();
+  return result;
 }
 
 absl::StatusOr<LoadedEval> LoadEvalCheckpoint(const std::string& path) {

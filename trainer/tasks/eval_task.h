@@ -47,6 +47,7 @@
 
 #include "absl/status/statusor.h"
 #include "trainer/engine/progress.h"
+#include "trainer/engine/training_loop.h"
 #include "trainer/models/beit_optim.h"
 #include "trainer/models/beit_vit.h"
 #include "trainer/tasks/eval_config.h"
@@ -61,10 +62,7 @@ struct EvalRunOptions {
   ProgressSink* progress = nullptr;  // not owned; required
 };
 
-struct EvalRunResult {
-  int64_t final_step = 0;
-  std::string last_checkpoint;  // empty on ranks other than 0
-  bool stopped_by_signal = false;
+struct EvalRunResult : TrainingResult {
   EvalResult eval;  // the last evaluation
 };
 

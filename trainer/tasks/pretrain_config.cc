@@ -46,7 +46,6 @@ absl::Status ReadOptim(ConfigReader& r, PretrainOptimConfig* o) {
 
 absl::Status ReadTrain(ConfigReader& r, PretrainTrainConfig* t) {
   RETURN_IF_ERROR(ReadTrainFields(r, t));
-  RETURN_IF_ERROR(r.Read("collective_timeout", &t->collective_timeout));
   RETURN_IF_ERROR(r.Read("peak_tflops", &t->peak_tflops));
   return r.Finish();
 }
@@ -95,10 +94,6 @@ absl::Status PretrainJobConfig::Validate(bool check_paths) const {
   if (optim.grad_clip < 0)
     return absl::InvalidArgumentError("optim.grad_clip: expected >= 0 (0 = off)");
   RETURN_IF_ERROR(ValidateTrainSection(train));
-  if (!(train.collective_timeout > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "train.collective_timeout: expected seconds > 0, got ", train.collective_timeout));
-  }
   if (train.peak_tflops < 0) {
     return absl::InvalidArgumentError("train.peak_tflops: expected >= 0 (0 = no MFU)");
   }
@@ -157,14 +152,6 @@ absl::StatusOr<PretrainJobConfig> ParsePretrainConfig(const std::string& yaml,
   config.optim.schedule.warmup_from_zero = true;  // BEiT's start_warmup_value = 0
   RETURN_IF_ERROR(config.Validate(check_paths));
   return config;
-}
-
-absl::StatusOr<std::string> ConfigKind(const std::string& yaml, const std::string& source) {
-  ASSIGN_OR_RETURN(ConfigReader root, ConfigReader::FromString(yaml, source));
-  std::string kind = "tokenizer";
-  RETURN_IF_ERROR(
-      root.ReadEnum("kind", {"tokenizer", "pretrain", "finetune", "linear_probe"}, &kind));
-  return kind;
 }
 
 }  // namespace peco::trainer

@@ -49,8 +49,6 @@ struct PretrainOptimConfig {
 };
 
 struct PretrainTrainConfig : TrainConfig {
-  // Seconds a collective may wait for its peers (data parallel) before the job fails.
-  double collective_timeout = 30;
   // Peak dense TFLOP/s of one device, for the MFU metric; 0 = MFU not reported.
   double peak_tflops = 0;
 };
@@ -80,9 +78,6 @@ struct PretrainJobConfig {
 absl::StatusOr<PretrainJobConfig> ParsePretrainConfig(const std::string& yaml,
                                                       const std::string& source,
                                                       bool check_paths = true);
-
-// The `kind:` of a job config document ("tokenizer" when absent), for dispatching.
-absl::StatusOr<std::string> ConfigKind(const std::string& yaml, const std::string& source);
 
 }  // namespace peco::trainer
 

@@ -5,7 +5,6 @@
 #include <filesystem>
 #include <memory>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/config_reader.h"
@@ -15,16 +14,14 @@
 #include "common/status_macros.h"
 #include "trainer/data/random.h"
 #include "trainer/engine/checkpoint.h"
-#include "trainer/engine/checkpoint_policy.h"
 #include "trainer/engine/distributed.h"
 #include "trainer/engine/distributed_module.h"
-#include "trainer/engine/fault_injection.h"
 #include "trainer/engine/foreach_optim.h"
 #include "trainer/engine/module_state.h"
 #include "trainer/engine/runtime.h"
-#include "trainer/engine/stop_signal.h"
+#include "trainer/engine/training_loop.h"
 #include "trainer/models/beit_optim.h"
-#include "trainer/tasks/checkpoint_lookup.h"
+#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/tasks/preview.h"
 #include "trainer/tasks/run_setup.h"
 #include "trainer/tasks/tokenizer_task.h"
@@ -99,46 +96,40 @@ bool SameArchitecture(const BeitVitConfig& a, const BeitVitConfig& b) {
 }
 
 // Sums of the step metrics between two log events.
-struct MetricWindow {
+struct PretrainWindow {
   double loss = 0, accuracy = 0, grad_norm = 0;
-  int64_t steps = 0, images = 0, masked = 0;
-  double data_wait_at_start = 0;
-  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-
-  void Reset(double data_wait) {
-    *this = MetricWindow();
-    data_wait_at_start = data_wait;
-  }
+  int64_t masked = 0;
 };
 
-class PretrainTrainer {
+class PretrainTask : public TrainingTask {
  public:
-  PretrainTrainer(const PretrainJobConfig& config, const PretrainRunOptions& options)
-      : config_(config), options_(options), progress_(*options.progress) {}
+  PretrainTask(const PretrainJobConfig& config, ProgressSink* progress)
+      : config_(config), progress_(*progress) {}
 
-  absl::Status Setup();
-  absl::StatusOr<PretrainRunResult> Train();
+  absl::Status Build(const RunContext& run) override;
+  absl::Status Restore(const RestoredCheckpoint& checkpoint) override;
+  absl::Status Connect(DistributedContext* group) override;
+  DataLoader& loader() override { return *loader_; }
+  int64_t step() const override { return state_.step; }
+  std::string DescribeStart(JsonWriter* start) override;
+  absl::StatusOr<double> ForwardLoss(const Batch& batch) override;
+  absl::Status Update() override;
+  absl::StatusOr<std::string> Metrics(const MetricWindow& window, JsonWriter* event) override;
+  absl::StatusOr<CheckpointFiles> CheckpointContents(bool final) override;
 
  private:
   absl::Status LoadTokenizer();
-  absl::Status BuildModel();
-  absl::Status Restore(const RestoredCheckpoint& checkpoint);
-  absl::Status SaveCheckpoint(bool final);
-  absl::Status TrainStep(const Batch& batch);
-  absl::Status EmitMetrics();
-  absl::StatusOr<bool> AnyRankStopping();
   torch::Tensor Masks(const Batch& batch) const;
   // The preview grid: the masked ViT input, the tokenizer's decoding of its own tokens (the
   // target), and its decoding of the tokens with the model's predictions at masked positions.
   absl::StatusOr<std::string> RenderPreview();
 
   PretrainJobConfig config_;  // a copy: the tokenizer view is resolved into it
-  const PretrainRunOptions& options_;
   ProgressSink& progress_;
 
   torch::Device device_{torch::kCPU};
   bool bf16_ = false;
-  std::unique_ptr<DistributedContext> dist_;
+  DistributedContext* group_ = nullptr;
   LoadedTokenizer tokenizer_;
   BeitMim model_{nullptr};
   std::vector<BeitParamGroup> groups_;
@@ -153,13 +144,14 @@ class PretrainTrainer {
   std::vector<torch::Tensor> preview_views_;
   torch::Tensor preview_masks_;
   PretrainState state_;
-  MetricWindow window_;
+  PretrainWindow window_;
   double flops_per_image_ = 0;  // forward + backward of BeitMim
-  int64_t last_saved_step_ = -1;
-  std::string last_checkpoint_;
+  // Between ForwardLoss and Update: the step's scaled loss, logits and labels.
+  torch::Tensor loss_, logits_, labels_;
+  double loss_value_ = 0;
 };
 
-absl::Status PretrainTrainer::LoadTokenizer() {
+absl::Status PretrainTask::LoadTokenizer() {
   absl::StatusOr<LoadedTokenizer> loaded = LoadTokenizerCheckpoint(config_.tokenizer.checkpoint);
   if (!loaded.ok()) {
     // A missing or damaged tokenizer does not heal on retry: a configuration error.
@@ -174,14 +166,18 @@ absl::Status PretrainTrainer::LoadTokenizer() {
   RETURN_IF_ERROR(ResolveTokenizerView(tokenizer_.config, &config_));
   ASSIGN_OR_RETURN(state_.tokenizer_sha256, TokenizerDigest(tokenizer_.checkpoint_dir));
   state_.tokenizer_checkpoint = tokenizer_.checkpoint_dir;
-  return TorchCall("moving the tokenizer", [&] {
-    tokenizer_.model->to(device_);
-    tokenizer_.model->eval();
-    for (torch::Tensor& p : tokenizer_.model->parameters()) p.set_requires_grad(false);
-  });
+  tokenizer_.model->to(device_);
+  tokenizer_.model->eval();
+  for (torch::Tensor& p : tokenizer_.model->parameters()) p.set_requires_grad(false);
+  return absl::OkStatus();
 }
 
-absl::Status PretrainTrainer::BuildModel() {
+absl::Status PretrainTask::Build(const RunContext& run) {
+  device_ = run.device;
+  bf16_ = run.bf16;
+  state_.world_size = run.distributed.world_size;
+  state_.config_sha256 = Sha256Hex(config_.source_text);
+  RETURN_IF_ERROR(LoadTokenizer());
   // Seeded construction: the same config gives the same initial weights on every rank.
   torch::manual_seed(config_.seed);
   model_ = BeitMim(config_.model);
@@ -191,55 +187,36 @@ absl::Status PretrainTrainer::BuildModel() {
                            .betas(std::make_tuple(config_.optim.betas[0], config_.optim.betas[1]))
                            .eps(config_.optim.eps);
   optimizer_ = std::make_unique<ForeachAdamW>(ToAdamWParamGroups(groups_, options), options);
-  const std::vector<double> mean = config_.vit_mean, std = config_.vit_std;
   auto channels = [&](const std::vector<double>& v) {
     std::vector<float> f(3);
     for (int c = 0; c < 3; ++c) f[c] = static_cast<float>(v.size() == 1 ? v[0] : v[c]);
     return torch::tensor(f).view({1, 3, 1, 1}).to(device_);
   };
-  vit_mean_ = channels(mean);
-  vit_std_ = channels(std);
-  return absl::OkStatus();
-}
-
-absl::Status PretrainTrainer::Setup() {
-  ASSIGN_OR_RETURN(RunSetup run,
-                   PrepareRun(config_.threads, config_.train, config_.train.collective_timeout,
-                              !options_.resume_from.empty()));
-  const int threads = run.threads;
-  device_ = run.device;
-  bf16_ = run.bf16;
-  DistributedOptions dist_options = run.distributed;
-  state_.world_size = dist_options.world_size;
-  state_.config_sha256 = Sha256Hex(config_.source_text);
-  // Everything a rank can refuse on its own comes before joining the group.
-  RETURN_IF_ERROR(LoadTokenizer());
-  RETURN_IF_ERROR(TorchCall("building the BEiT model", [&] { return BuildModel(); }));
+  vit_mean_ = channels(config_.vit_mean);
+  vit_std_ = channels(config_.vit_std);
   ASSIGN_OR_RETURN(BlockMaskingGenerator masking, BlockMaskingGenerator::Create([&] {
                      BlockMaskingOptions m = config_.masking;
                      m.height = m.width = static_cast<int>(config_.model.grid());
                      return m;
                    }()));
   masking_ = std::make_unique<BlockMaskingGenerator>(std::move(masking));
-  if (!options_.resume_from.empty()) {
-    ASSIGN_OR_RETURN(RestoredCheckpoint checkpoint,
-                     ResolveCheckpoint(options_.resume_from, &progress_));
-    RETURN_IF_ERROR(Restore(checkpoint));
-    last_saved_step_ = state_.step;
-    last_checkpoint_ = checkpoint.dir;
-  }
-  RETURN_IF_ERROR(Faults().Configure(config_.faults, dist_options.attempt, dist_options.rank));
-  ASSIGN_OR_RETURN(dist_, DistributedContext::Create(dist_options));
-  RETURN_IF_ERROR(BroadcastModuleState(*dist_, *model_));
+  flops_per_image_ = 3 * BeitMimForwardFlops(config_.model, masking_->num_masking_patches());
+  model_->train();
+  return absl::OkStatus();
+}
+
+absl::Status PretrainTask::Connect(DistributedContext* group) {
+  group_ = group;
+  RETURN_IF_ERROR(BroadcastModuleState(*group_, *model_));
   ASSIGN_OR_RETURN(GradientAllReducer reducer,
-                   GradientAllReducer::Create(dist_.get(), model_->parameters()));
+                   GradientAllReducer::Create(group_, model_->parameters()));
   reducer_ = std::make_unique<GradientAllReducer>(std::move(reducer));
 
-  config_.data.loader.rank = dist_->rank();
-  config_.data.loader.world_size = dist_->world_size();
+  config_.data.loader.rank = group_->rank();
+  config_.data.loader.world_size = group_->world_size();
   ASSIGN_OR_RETURN(dataset_, OpenDataset(config_.data, config_.seed));
   ASSIGN_OR_RETURN(loader_, DataLoader::Create(dataset_, config_.data.loader, state_.loader));
-  if (dist_->is_main()) {
+  if (group_->is_main()) {
     preview_views_ = PreviewViewsOrNone(config_.train.preview_images, *dataset_,
                                         config_.data.loader.transform, progress_);
     if (!preview_views_.empty()) {
@@ -251,40 +228,26 @@ absl::Status PretrainTrainer::Setup() {
       }
     }
   }
+  return absl::OkStatus();
+}
 
-  flops_per_image_ = 3 * BeitMimForwardFlops(config_.model, masking_->num_masking_patches());
+std::string PretrainTask::DescribeStart(JsonWriter* start) {
   int64_t parameters = 0;
   for (const auto& p : model_->parameters()) parameters += p.numel();
   const int64_t grid = config_.model.grid();
-  JsonWriter start;
-  start.Add("event", "start")
-      .Add("kind", "pretrain")
-      .Add("step", state_.step)
-      .Add("max_steps", config_.train.max_steps)
-      .Add("rank", static_cast<int64_t>(dist_->rank()))
-      .Add("world_size", static_cast<int64_t>(dist_->world_size()))
-      .Add("threads", threads)
-      .Add("parameters", parameters)
+  start->Add("parameters", parameters)
       .Add("dataset", dataset_->name())
       .Add("dataset_size", dataset_->size())
       .Add("grid", grid)
       .Add("vocab_size", config_.model.vocab_size)
       .Add("tokenizer", state_.tokenizer_checkpoint)
-      .Add("tokenizer_sha256", state_.tokenizer_sha256)
-      .Add("precision", config_.train.precision)
-      .Add("device", config_.train.device);
-  progress_.Emit(start);
-  progress_.Log(absl::StrFormat(
-      "pretrain: rank %d/%d, %d parameters, %s (%d images), %dx%d grid, %d codes from %s, %d "
-      "threads, %s, starting at step %d of %d",
-      dist_->rank(), dist_->world_size(), parameters, dataset_->name(), dataset_->size(), grid,
-      grid, config_.model.vocab_size, state_.tokenizer_checkpoint, threads, config_.train.precision,
-      state_.step, config_.train.max_steps));
-  window_.Reset(loader_->data_wait_seconds());
-  return absl::OkStatus();
+      .Add("tokenizer_sha256", state_.tokenizer_sha256);
+  return absl::StrFormat("%d parameters, %s (%d images), %dx%d grid, %d codes from %s",
+                         parameters, dataset_->name(), dataset_->size(), grid, grid,
+                         config_.model.vocab_size, state_.tokenizer_checkpoint);
 }
 
-absl::Status PretrainTrainer::Restore(const RestoredCheckpoint& checkpoint) {
+absl::Status PretrainTask::Restore(const RestoredCheckpoint& checkpoint) {
   const std::string& dir = checkpoint.dir;
   ASSIGN_OR_RETURN(const std::string* state_json,
                    CheckpointFile(checkpoint.files, kTrainerStateFile, dir));
@@ -324,48 +287,26 @@ absl::Status PretrainTrainer::Restore(const RestoredCheckpoint& checkpoint) {
                    CheckpointFile(checkpoint.files, kModelFile, dir));
   ASSIGN_OR_RETURN(const std::string* optim_bytes,
                    CheckpointFile(checkpoint.files, kOptimizerFile, dir));
-  RETURN_IF_ERROR(TorchCall(absl::StrCat("restoring ", dir), [&] {
-    DeserializeModule(*model_bytes, *model_);
-    DeserializeOptimizer(*optim_bytes, *optimizer_);
-  }));
-  progress_.Log(absl::StrCat("resumed from ", dir, " at step ", state_.step));
+  DeserializeModule(*model_bytes, *model_);
+  DeserializeOptimizer(*optim_bytes, *optimizer_);
   return absl::OkStatus();
 }
 
-absl::Status PretrainTrainer::SaveCheckpoint(bool final) {
-  const auto started = std::chrono::steady_clock::now();
+absl::StatusOr<CheckpointFiles> PretrainTask::CheckpointContents(bool final) {
   state_.loader = loader_->position();
-  last_saved_step_ = state_.step;
-  if (!dist_->is_main()) return absl::OkStatus();
   CheckpointFiles files;
-  RETURN_IF_ERROR(TorchCall("serialising the checkpoint", [&] {
-    files[kModelFile] = SerializeModule(*model_);
-    files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
-  }));
+  if (!group_->is_main()) return files;
+  files[kModelFile] = SerializeModule(*model_);
+  files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
   if (!preview_views_.empty()) {
     AddPreviewFile(RenderPreview(), state_.step, progress_, &files);
   }
   files[kConfigFile] = config_.source_text;
   files[kTrainerStateFile] = StateToJson(state_, config_.seed, final);
-  const std::string root = (fs::path(config_.train.output_dir) / "checkpoints").string();
-  ASSIGN_OR_RETURN(std::string dir, WriteCheckpoint(root, state_.step, files));
-  RETURN_IF_ERROR(ApplyRetention(root, config_.train.keep_checkpoints, dir));
-  int64_t bytes = 0;
-  for (const auto& [name, data] : files) bytes += static_cast<int64_t>(data.size());
-  JsonWriter event;
-  event.Add("event", "checkpoint")
-      .Add("step", state_.step)
-      .Add("path", dir)
-      .Add("bytes", bytes)
-      .Add("seconds",
-           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count())
-      .Add("final", final);
-  progress_.Emit(event);
-  last_checkpoint_ = dir;
-  return absl::OkStatus();
+  return files;
 }
 
-torch::Tensor PretrainTrainer::Masks(const Batch& batch) const {
+torch::Tensor PretrainTask::Masks(const Batch& batch) const {
   const int64_t n = batch.indices.size(0);
   torch::Tensor masks = torch::empty({n, config_.model.num_patches()}, torch::kBool);
   const int64_t* indices = batch.indices.data_ptr<int64_t>();
@@ -377,7 +318,7 @@ torch::Tensor PretrainTrainer::Masks(const Batch& batch) const {
   return masks;
 }
 
-absl::StatusOr<std::string> PretrainTrainer::RenderPreview() {
+absl::StatusOr<std::string> PretrainTask::RenderPreview() {
   torch::Tensor target, predicted;
   RETURN_IF_ERROR(TorchCall("rendering the preview", [&] {
     torch::NoGradGuard no_grad;
@@ -398,49 +339,45 @@ absl::StatusOr<std::string> PretrainTrainer::RenderPreview() {
                             SignedUnitToPixels(target), SignedUnitToPixels(predicted)});
 }
 
-absl::Status PretrainTrainer::TrainStep(const Batch& batch) {
+absl::StatusOr<double> PretrainTask::ForwardLoss(const Batch& batch) {
   const double lr = config_.optim.schedule.At(state_.step);
   for (size_t g = 0; g < optimizer_->param_groups().size(); ++g) {
     optimizer_->param_groups()[g].options().set_lr(lr * groups_[g].lr_scale);
   }
   torch::manual_seed(MixSeed(config_.seed ^ kDropPathStream, static_cast<uint64_t>(state_.step),
-                             static_cast<uint64_t>(dist_->rank())));
+                             static_cast<uint64_t>(group_->rank())));
   torch::Tensor masks = Masks(batch).to(device_);
   // The ViT view, renormalised from [-1, 1] to vit_mean / vit_std.
   torch::Tensor images = ((batch.views[0].to(device_) * 0.5 + 0.5) - vit_mean_) / vit_std_;
-  torch::Tensor labels;
   {
     torch::NoGradGuard no_grad;
     torch::Tensor ids = tokenizer_.model->Tokenize(batch.views[1].to(device_));
-    labels = ids.reshape({ids.size(0), -1}).index({masks});
+    labels_ = ids.reshape({ids.size(0), -1}).index({masks});
   }
-  torch::Tensor logits;
   {
     AutocastGuard autocast(bf16_, device_);
-    logits = model_->forward(images, masks);
+    logits_ = model_->forward(images, masks);
   }
-  logits = logits.to(torch::kFloat32);
+  logits_ = logits_.to(torch::kFloat32);
   // The mean over every masked token of the global batch (not a mean of per-rank means, which
   // would weight ranks whose masks are smaller more): each rank scales its sum by world_size /
   // the global count, and the all-reduce averages the gradients.
-  const double local_masked = static_cast<double>(labels.size(0));
+  const double local_masked = static_cast<double>(labels_.size(0));
   double global_masked = local_masked;
-  if (dist_->is_distributed()) {
-    ASSIGN_OR_RETURN(std::vector<double> mean, dist_->AllReduceMean({local_masked}));
-    global_masked = mean[0] * dist_->world_size();
+  if (group_->is_distributed()) {
+    ASSIGN_OR_RETURN(std::vector<double> mean, group_->AllReduceMean({local_masked}));
+    global_masked = mean[0] * group_->world_size();
   }
   torch::Tensor loss_sum = torch::nn::functional::cross_entropy(
-      logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-  torch::Tensor loss = loss_sum * (dist_->world_size() / global_masked);
-  // Refuse a non-finite loss before it reaches the weights: the last checkpoint stays clean.
-  double loss_value = loss_sum.item<double>() / local_masked;
-  if (Faults().NanLoss(state_.step)) loss_value = std::nan("");
-  if (!std::isfinite(loss_value)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("non-finite loss at step ", state_.step, " on rank ", dist_->rank()));
-  }
+      logits_, labels_, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  loss_ = loss_sum * (group_->world_size() / global_masked);
+  loss_value_ = loss_sum.item<double>() / local_masked;
+  return loss_value_;
+}
+
+absl::Status PretrainTask::Update() {
   optimizer_->zero_grad();
-  loss.backward();
+  loss_.backward();
   RETURN_IF_ERROR(reducer_->AllReduce());
   double grad_norm = 0;
   if (config_.optim.grad_clip > 0) {
@@ -448,97 +385,35 @@ absl::Status PretrainTrainer::TrainStep(const Batch& batch) {
   }
   optimizer_->step();
 
-  window_.loss += loss_value;
-  window_.accuracy += (logits.argmax(-1) == labels).to(torch::kFloat64).mean().item<double>();
+  window_.loss += loss_value_;
+  window_.accuracy += (logits_.argmax(-1) == labels_).to(torch::kFloat64).mean().item<double>();
   window_.grad_norm += grad_norm;
-  window_.steps += 1;
-  window_.images += images.size(0) * dist_->world_size();
-  window_.masked += labels.size(0);
+  window_.masked += labels_.size(0);
+  loss_ = logits_ = labels_ = torch::Tensor();
   ++state_.step;
   return absl::OkStatus();
 }
 
-absl::Status PretrainTrainer::EmitMetrics() {
-  if (window_.steps == 0) return absl::OkStatus();
-  const double n = static_cast<double>(window_.steps);
-  // Every rank logs at the same steps, so this collective lines up across ranks.
+absl::StatusOr<std::string> PretrainTask::Metrics(const MetricWindow& window, JsonWriter* event) {
+  const double n = static_cast<double>(window.steps);
   ASSIGN_OR_RETURN(std::vector<double> means,
-                   dist_->AllReduceMean({window_.loss / n, window_.accuracy / n}));
-  const double seconds = std::max(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - window_.start).count(),
-      1e-9);
-  const double wait = loader_->data_wait_seconds() - window_.data_wait_at_start;
-  const double images_per_second = window_.images / seconds;
-  const double tflops = images_per_second / dist_->world_size() * flops_per_image_ / 1e12;
+                   group_->AllReduceMean({window_.loss / n, window_.accuracy / n}));
+  const double images_per_second = window.images / window.seconds;
+  const double tflops = images_per_second / group_->world_size() * flops_per_image_ / 1e12;
   const double lr = config_.optim.schedule.At(state_.step - 1);
-  JsonWriter event;
-  event.Add("event", "step")
-      .Add("step", state_.step)
-      .Add("epoch", loader_->position().epoch)
-      .Add("loss", means[0])
+  const double local_images = static_cast<double>(window.images) / group_->world_size();
+  event->Add("loss", means[0])
       .Add("mlm_acc", means[1])
       .Add("lr", lr)
       .Add("grad_norm", window_.grad_norm / n)
-      .Add("masked_per_image", static_cast<double>(window_.masked) /
-                                   (static_cast<double>(window_.images) / dist_->world_size()))
-      .Add("images_per_second", images_per_second)
-      .Add("step_seconds", seconds / n)
-      .Add("data_wait_seconds", wait)
-      .Add("data_wait_share", wait / seconds)
-      .Add("tflops_per_device", tflops)
-      .Add("skipped_samples", loader_->skipped_samples());
-  if (config_.train.peak_tflops > 0) event.Add("mfu", tflops / config_.train.peak_tflops);
-  progress_.Emit(event);
-  progress_.Log(absl::StrFormat(
-      "step %d/%d  loss %.4f  mlm_acc %.4f  lr %.2e  grad_norm %.3f  %.1f img/s  %.3f TFLOP/s",
-      state_.step, config_.train.max_steps, means[0], means[1], lr, window_.grad_norm / n,
-      images_per_second, tflops));
-  window_.Reset(loader_->data_wait_seconds());
-  return absl::OkStatus();
-}
-
-absl::StatusOr<bool> PretrainTrainer::AnyRankStopping() {
-  const double stopping = StopRequested() ? 1.0 : 0.0;
-  if (!dist_->is_distributed()) return stopping > 0;
-  ASSIGN_OR_RETURN(std::vector<double> mean, dist_->AllReduceMean({stopping}));
-  return mean[0] > 0;
-}
-
-absl::StatusOr<PretrainRunResult> PretrainTrainer::Train() {
-  model_->train();
-  PretrainRunResult result;
-  CheckpointFailureGuard checkpoint_guard(config_.train.on_checkpoint_failure,
-                                          config_.train.max_skipped_checkpoints, &progress_);
-  while (state_.step < config_.train.max_steps) {
-    ASSIGN_OR_RETURN(bool stopping, AnyRankStopping());
-    if (stopping) {
-      result.stopped_by_signal = true;
-      break;
-    }
-    ASSIGN_OR_RETURN(Batch batch, loader_->Next());
-    Faults().BeforeStep(state_.step);
-    RETURN_IF_ERROR(
-        TorchCall(absl::StrCat("step ", state_.step), [&] { return TrainStep(batch); }));
-    if (state_.step % config_.train.log_every == 0) RETURN_IF_ERROR(EmitMetrics());
-    if (state_.step % config_.train.checkpoint_every == 0) {
-      const bool final = state_.step == config_.train.max_steps;
-      RETURN_IF_ERROR(checkpoint_guard.Check(state_.step, final, SaveCheckpoint(final)));
-    }
-  }
-  RETURN_IF_ERROR(EmitMetrics());
-  if (last_saved_step_ != state_.step) {
-    RETURN_IF_ERROR(SaveCheckpoint(/*final=*/!result.stopped_by_signal));
-  }
-  result.final_step = state_.step;
-  result.last_checkpoint = last_checkpoint_;
-  JsonWriter done;
-  done.Add("event", result.stopped_by_signal ? "stopped" : "completed")
-      .Add("step", state_.step)
-      .Add("checkpoint", last_checkpoint_);
-  progress_.Emit(done);
-  progress_.Log(absl::StrCat(result.stopped_by_signal ? "stopped by signal" : "completed",
-                             " at step ", state_.step, "; checkpoint: ", last_checkpoint_));
-  return result;
+      .Add("masked_per_image", static_cast<double>(window_.masked) / local_images)
+      .Add("tflops_per_device", tflops);
+  if (config_.train.peak_tflops > 0) event->Add("mfu", tflops / config_.train.peak_tflops);
+  const std::string summary =
+      absl::StrFormat("loss %.4f  mlm_acc %.4f  lr %.2e  grad_norm %.3f  %.3f TFLOP/s", means[0],
+                      means[1], lr, window_.grad_norm / n, tflops);
+  window_ = PretrainWindow();
+  return summary;
 }
 
 }  // namespace
@@ -587,9 +462,10 @@ double BeitMimForwardFlops(const BeitVitConfig& c, int64_t masked) {
 absl::StatusOr<PretrainRunResult> RunPretrainJob(const PretrainJobConfig& config,
                                                  const PretrainRunOptions& options) {
   if (options.progress == nullptr) return absl::InvalidArgumentError("progress sink is required");
-  PretrainTrainer trainer(config, options);
-  RETURN_IF_ERROR(trainer.Setup());
-  return trainer.Train();
+  PretrainTask task(config, options.progress);
+  return RunTrainingLoop(task, LoopOptionsFor("pretrain", config.threads, config.train,
+                                              config.faults, options.resume_from,
+                                              options.progress));
 }
 
 absl::StatusOr<LoadedPretrain> LoadPretrainCheckpoint(const std::string& path) {

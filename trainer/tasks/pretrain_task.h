@@ -35,6 +35,7 @@
 
 #include "absl/status/statusor.h"
 #include "trainer/engine/progress.h"
+#include "trainer/engine/training_loop.h"
 #include "trainer/models/beit_vit.h"
 #include "trainer/tasks/pretrain_config.h"
 #include "trainer/tasks/tokenizer_config.h"
@@ -48,11 +49,7 @@ struct PretrainRunOptions {
   ProgressSink* progress = nullptr;  // not owned; required
 };
 
-struct PretrainRunResult {
-  int64_t final_step = 0;
-  std::string last_checkpoint;  // empty on ranks other than 0
-  bool stopped_by_signal = false;
-};
+using PretrainRunResult = TrainingResult;  // last_checkpoint is empty on ranks other than 0
 
 // Runs one rank of the job; the rank and world size come from the torchrun environment
 // (engine/distributed.h).

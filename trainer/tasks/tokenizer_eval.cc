@@ -33,13 +33,6 @@ TransformOptions PlainView(int image_size) {
   return view;
 }
 
-// Running sums over the evaluated images.
-struct Sums {
-  double abs_error = 0, squared_error = 0, values = 0;
-  double agreeing = 0, positions = 0;
-  torch::Tensor counts;  // [K] token histogram
-};
-
 }  // namespace
 
 absl::Status TokenizerEvalConfig::Validate() const {
@@ -71,11 +64,15 @@ absl::Status ReadTokenizerEvalSection(ConfigReader& r, TokenizerEvalConfig* conf
   return r.Finish();
 }
 
-absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(
+int64_t TokenizerEvalImages(const Dataset& heldout, const TokenizerEvalConfig& config) {
+  return config.max_images > 0 ? std::min(config.max_images, heldout.size()) : heldout.size();
+}
+
+absl::StatusOr<TokenizerEvalSums> EvaluateTokenizerShard(
     VqTokenizerImpl& model, const Dataset& heldout, const TokenizerEvalConfig& config,
-    int image_size, torch::Device device, const std::function<void(int64_t)>& on_batch) {
-  const int64_t n =
-      config.max_images > 0 ? std::min(config.max_images, heldout.size()) : heldout.size();
+    int image_size, torch::Device device, int rank, int world_size,
+    const std::function<void(int64_t)>& on_batch) {
+  const int64_t n = TokenizerEvalImages(heldout, config);
   if (n < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("eval: the held-out set ", heldout.name(), " holds no images"));
@@ -86,21 +83,22 @@ absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(
   jitter.contrast = config.contrast;
   const int64_t num_codes = model.config().quantizer.num_codes;
 
-  Sums sums;
-  int64_t evaluated = 0, unreadable = 0;
-  absl::Status first_error;
+  TokenizerEvalSums sums;
+  sums.counts = torch::zeros({num_codes}, torch::kInt64);
   const bool training = model.is_training();
   model.eval();
   absl::Status status;
-  for (int64_t begin = 0; begin < n && status.ok(); begin += config.batch_size) {
-    const int64_t end = std::min(n, begin + config.batch_size);
+  // This rank's images: rank, rank + world_size, ...; a batch is batch_size of them.
+  const int64_t stride = static_cast<int64_t>(world_size) * config.batch_size;
+  for (int64_t begin = rank; begin < n && status.ok(); begin += stride) {
+    const int64_t end = std::min(n, begin + stride);
     std::vector<torch::Tensor> views[3];  // plain, jitter a, jitter b
     status = TorchCall("preparing the held-out views", [&] {
-      for (int64_t i = begin; i < end; ++i) {
+      for (int64_t i = begin; i < end; i += world_size) {
         absl::StatusOr<Example> example = heldout.Get(i);
         if (!example.ok()) {  // skipped, as the training loader skips it
-          if (first_error.ok()) first_error = example.status();
-          ++unreadable;
+          if (sums.first_error.ok()) sums.first_error = example.status();
+          ++sums.unreadable;
           continue;
         }
         std::mt19937_64 unused(0);  // the plain view draws nothing
@@ -112,7 +110,7 @@ absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(
       }
     });
     if (!status.ok() || views[0].empty()) continue;
-    evaluated += static_cast<int64_t>(views[0].size());
+    sums.images += static_cast<int64_t>(views[0].size());
     status = TorchCall("evaluating the tokenizer", [&] {
       torch::NoGradGuard no_grad;
       torch::Tensor x = torch::stack(views[0]).to(device);
@@ -122,26 +120,32 @@ absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(
       sums.abs_error += error.abs().sum().item<double>();
       sums.squared_error += error.pow(2).sum().item<double>();
       sums.values += static_cast<double>(error.numel());
-      torch::Tensor counts = torch::bincount(tokens.flatten().to(torch::kCPU), {}, num_codes);
-      sums.counts = sums.counts.defined() ? sums.counts + counts : counts;
+      sums.counts += torch::bincount(tokens.flatten().to(torch::kCPU), {}, num_codes);
       torch::Tensor a = model.Tokenize(torch::stack(views[1]).to(device));
       torch::Tensor b = model.Tokenize(torch::stack(views[2]).to(device));
       sums.agreeing += (a == b).sum().item<double>();
       sums.positions += static_cast<double>(a.numel());
     });
-    if (status.ok() && on_batch) on_batch(evaluated);
+    if (status.ok() && on_batch) on_batch(sums.images);
   }
   model.train(training);
   RETURN_IF_ERROR(status);
-  if (evaluated == 0) {
-    return absl::Status(first_error.code(),
-                        absl::StrCat("eval: none of the first ", n, " images of ", heldout.name(),
-                                     " could be read; the first error: ", first_error.message()));
-  }
+  return sums;
+}
 
+absl::StatusOr<TokenizerEvalResult> FinishTokenizerEval(const TokenizerEvalSums& sums,
+                                                        const Dataset& heldout,
+                                                        const TokenizerEvalConfig& config) {
+  if (sums.images == 0) {
+    const absl::Status& error = sums.first_error;
+    return absl::Status(error.ok() ? absl::StatusCode::kDataLoss : error.code(),
+                        absl::StrCat("eval: none of the first ", TokenizerEvalImages(heldout, config),
+                                     " images of ", heldout.name(),
+                                     " could be read; the first error: ", error.message()));
+  }
   TokenizerEvalResult result;
-  result.images = evaluated;
-  result.unreadable = unreadable;
+  result.images = sums.images;
+  result.unreadable = sums.unreadable;
   result.l1 = sums.abs_error / sums.values;
   result.mse = sums.squared_error / sums.values;
   // [-1, 1] -> [0, 1] divides the error by 2, the squared error by 4.
@@ -152,6 +156,15 @@ absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(
   result.perplexity = usage.perplexity;
   result.token_agreement = sums.agreeing / sums.positions;
   return result;
+}
+
+absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(
+    VqTokenizerImpl& model, const Dataset& heldout, const TokenizerEvalConfig& config,
+    int image_size, torch::Device device, const std::function<void(int64_t)>& on_batch) {
+  ASSIGN_OR_RETURN(TokenizerEvalSums sums,
+                   EvaluateTokenizerShard(model, heldout, config, image_size, device, /*rank=*/0,
+                                          /*world_size=*/1, on_batch));
+  return FinishTokenizerEval(sums, heldout, config);
 }
 
 }  // namespace peco::trainer

@@ -73,6 +73,30 @@ struct TokenizerEvalResult {
 // failures as Status. L1, MSE and PSNR pool every pixel of every image (PSNR from the pooled MSE).
 // `on_batch`, when set, is called after each batch with the images evaluated so far (the
 // caller's liveness signal, e.g. ProgressSink::Heartbeat).
+// Data parallel: each rank evaluates its share of the images and the sums are added over the
+// ranks before FinishTokenizerEval (every image counts once).
+struct TokenizerEvalSums {
+  int64_t images = 0, unreadable = 0;
+  double abs_error = 0, squared_error = 0, values = 0;  // over every pixel value
+  double agreeing = 0, positions = 0;                   // token agreement under jitter
+  torch::Tensor counts;                                 // [K] int64 token histogram, CPU
+  absl::Status first_error;                             // of the first unreadable image
+};
+
+// The images an evaluation covers: the first min(max_images, size) (all with max_images 0).
+int64_t TokenizerEvalImages(const Dataset& heldout, const TokenizerEvalConfig& config);
+
+// The sums over images rank, rank + world_size, ... of those EvaluateTokenizer evaluates.
+absl::StatusOr<TokenizerEvalSums> EvaluateTokenizerShard(
+    VqTokenizerImpl& model, const Dataset& heldout, const TokenizerEvalConfig& config,
+    int image_size, torch::Device device, int rank, int world_size,
+    const std::function<void(int64_t)>& on_batch = nullptr);
+
+// The metrics of the sums of every shard; an error when no image could be read.
+absl::StatusOr<TokenizerEvalResult> FinishTokenizerEval(const TokenizerEvalSums& sums,
+                                                        const Dataset& heldout,
+                                                        const TokenizerEvalConfig& config);
+
 absl::StatusOr<TokenizerEvalResult> EvaluateTokenizer(
     VqTokenizerImpl& model, const Dataset& heldout, const TokenizerEvalConfig& config,
     int image_size, torch::Device device, const std::function<void(int64_t)>& on_batch = nullptr);

@@ -5,28 +5,28 @@
 #include <filesystem>
 #include <memory>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/config_reader.h"
 #include "common/json_writer.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/trainer_protocol.h"
 #include "trainer/data/random.h"
 #include "trainer/engine/checkpoint.h"
-#include "trainer/engine/checkpoint_policy.h"
-#include "trainer/engine/distributed.h"
-#include "trainer/engine/fault_injection.h"
 #include "trainer/engine/foreach_optim.h"
 #include "trainer/engine/module_state.h"
+#include "trainer/engine/distributed_autograd.h"
+#include "trainer/engine/distributed_module.h"
 #include "trainer/engine/runtime.h"
-#include "trainer/engine/stop_signal.h"
+#include "trainer/engine/training_loop.h"
 #include "trainer/losses/gan_loss.h"
 #include "trainer/losses/perceptual_loss.h"
 #include "trainer/models/patch_discriminator.h"
-#include "trainer/tasks/checkpoint_lookup.h"
+#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/tasks/perceptual_network.h"
 #include "trainer/tasks/preview.h"
+#include "trainer/tasks/run_setup.h"
 #include "trainer/tasks/tokenizer_eval.h"
 #include "trainer/util/torch_status.h"
 
@@ -49,6 +49,7 @@ std::string CheckpointRoot(const TokenizerJobConfig& config) {
 struct TrainerState {
   int64_t step = 0;
   LoaderPosition loader;
+  int world_size = 1;  // ranks that wrote it (the data order depends on it)
   std::string config_sha256;
   // Provenance of the perceptual network: description ("off", "random (seed N)", "file P",
   // "pretrain checkpoint D ..."), its file or checkpoint directory, and that checkpoint's
@@ -64,6 +65,7 @@ std::string StateToJson(const TrainerState& state, const TokenizerJobConfig& con
       .Add("step", state.step)
       .Add("epoch", state.loader.epoch)
       .Add("batch", state.loader.batch)
+      .Add("world_size", static_cast<int64_t>(state.world_size))
       .Add("seed", static_cast<uint64_t>(config.seed))
       .Add("config_sha256", state.config_sha256)
       .Add("perceptual", state.perceptual)
@@ -87,6 +89,8 @@ absl::StatusOr<TrainerState> StateFromJson(const std::string& json, const std::s
   RETURN_IF_ERROR(r.Read("step", &state.step));
   RETURN_IF_ERROR(r.Read("epoch", &state.loader.epoch));
   RETURN_IF_ERROR(r.Read("batch", &state.loader.batch));
+  // Absent from checkpoints written before tokenizers trained data-parallel: one rank.
+  RETURN_IF_ERROR(r.Read("world_size", &state.world_size));
   RETURN_IF_ERROR(r.Read("seed", &seed));
   RETURN_IF_ERROR(r.Read("config_sha256", &state.config_sha256));
   // Absent from checkpoints written before the provenance was recorded.
@@ -98,65 +102,16 @@ absl::StatusOr<TrainerState> StateFromJson(const std::string& json, const std::s
   return state;
 }
 
-// Running sums of the step metrics between two log events. The loss parts stay on the device
-// and are read once per log event, so a step costs one host sync (the non-finite check).
 // Salt that separates the Gumbel-noise stream from the others.
 constexpr uint64_t kGumbelStream = 0x47554D42;  // "GUMB"
 
 enum MetricPart { kPixel, kPerceptual, kCodebook, kGenerator, kDiscriminator, kGanWeight, kParts };
 
-struct MetricWindow {
+// Running sums of the step metrics between two log events. The loss parts stay on the device
+// and are read once per log event, so a step costs one host sync (the non-finite check).
+struct TokenizerWindow {
   double loss = 0;
   torch::Tensor parts;  // [kParts] sums, on the training device
-  int64_t steps = 0, images = 0;
-  double data_wait_at_start = 0;
-  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-
-  void Reset(double data_wait) {
-    *this = MetricWindow();
-    data_wait_at_start = data_wait;
-  }
-};
-
-class TokenizerTrainer {
- public:
-  TokenizerTrainer(const TokenizerJobConfig& config, const TokenizerRunOptions& options)
-      : config_(config), options_(options), progress_(*options.progress) {}
-
-  absl::Status Setup();
-  absl::StatusOr<TokenizerRunResult> Train();
-
- private:
-  absl::Status BuildModels();
-  absl::Status Restore(const RestoredCheckpoint& checkpoint);
-  absl::StatusOr<std::string> SaveCheckpoint(bool final);
-  // The preview grid: the preview images above their reconstructions.
-  absl::StatusOr<std::string> RenderPreview();
-  void TrainStep(const torch::Tensor& images);
-  void EmitMetrics();
-  // Evaluates on the held-out set (eval:) and emits an `eval` event.
-  absl::Status Evaluate();
-
-  const TokenizerJobConfig& config_;
-  const TokenizerRunOptions& options_;
-  ProgressSink& progress_;
-
-  torch::Device device_{torch::kCPU};
-  bool bf16_ = false;
-  VqTokenizer model_{nullptr};
-  PatchDiscriminator discriminator_{nullptr};
-  std::unique_ptr<PerceptualLoss> perceptual_;
-  std::unique_ptr<torch::optim::Optimizer> optimizer_;
-  std::unique_ptr<torch::optim::Optimizer> disc_optimizer_;
-  std::shared_ptr<const Dataset> dataset_;
-  std::shared_ptr<const Dataset> eval_dataset_;  // null when eval.enabled is false
-  int64_t evaluated_step_ = -1;
-  std::unique_ptr<DataLoader> loader_;
-  torch::Tensor preview_images_;  // [N, 3, S, S] in [-1, 1]; undefined when previews are off
-  TrainerState state_;
-  MetricWindow window_;
-  int64_t last_saved_step_ = -1;
-  std::string last_checkpoint_;
 };
 
 std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimConfig& optim,
@@ -178,16 +133,101 @@ void SetLearningRate(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
 
-absl::Status TokenizerTrainer::BuildModels() {
-  if (config_.train.device == "cuda") {
-    if (!torch::cuda::is_available()) {
-      return absl::InvalidArgumentError(
-          "train.device: cuda requested but this LibTorch has no CUDA device");
-    }
-    device_ = torch::Device(torch::kCUDA);
+// The tokenizer job's part of the training loop (engine/training_loop.h). Data parallel: the
+// autoencoder's and the discriminator's gradients are averaged over the ranks after their own
+// backward passes, the adaptive GAN weight comes from rank-averaged gradients, the
+// discriminator's BatchNorm uses the global batch's statistics, code counts (usage, dead codes)
+// are summed over the ranks, dead codes restart from the global batch's encoder outputs, and
+// Gumbel noise is drawn for the global batch: N ranks x batch b train as 1 rank x batch N b.
+class TokenizerTask : public TrainingTask {
+ public:
+  TokenizerTask(const TokenizerJobConfig& config, ProgressSink* progress)
+      : config_(config), progress_(*progress) {}
+
+  absl::Status Build(const RunContext& run) override;
+  absl::Status Restore(const RestoredCheckpoint& checkpoint) override;
+  absl::Status Connect(DistributedContext* group) override;
+  DataLoader& loader() override { return *loader_; }
+  int64_t step() const override { return state_.step; }
+  std::string DescribeStart(JsonWriter* start) override;
+  absl::StatusOr<double> ForwardLoss(const Batch& batch) override;
+  absl::Status Update() override;
+  absl::StatusOr<std::string> Metrics(const MetricWindow& window, JsonWriter* event) override;
+  absl::StatusOr<CheckpointFiles> CheckpointContents(bool final) override;
+  EvaluationPolicy evaluation() const override {
+    if (!config_.eval.enabled) return {};
+    return {EvalOrder::kAfterCheckpoint, config_.eval.every};
   }
-  bf16_ = config_.train.precision == "bf16";
-  // Seeded construction: the same config gives the same initial weights.
+  absl::Status Evaluate() override;
+  int64_t evaluated_step() const override { return evaluated_step_; }
+
+ private:
+  absl::Status SetupPerceptualLoss();
+  // The preview grid: the preview images above their reconstructions.
+  absl::StatusOr<std::string> RenderPreview();
+  // Averages `tensor` over the ranks, in place (identity for one rank).
+  absl::Status AverageOverRanks(torch::Tensor& tensor);
+  // The global batch of a per-sample tensor [b, ...] -> [world_size b, ...], in the order of the
+  // samples of 1 rank with the global batch (the data loader's shard order).
+  absl::StatusOr<torch::Tensor> GatherGlobalBatch(const torch::Tensor& local);
+  // Restarts dead codes of the vq quantizer from the global batch's encoder outputs.
+  absl::Status RestartDeadCodes();
+
+  const TokenizerJobConfig& config_;
+  ProgressSink& progress_;
+
+  torch::Device device_{torch::kCPU};
+  bool bf16_ = false;
+  DistributedContext* group_ = nullptr;
+  VqTokenizer model_{nullptr};
+  PatchDiscriminator discriminator_{nullptr};
+  std::unique_ptr<PerceptualLoss> perceptual_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::unique_ptr<torch::optim::Optimizer> disc_optimizer_;
+  std::unique_ptr<GradientAllReducer> reducer_;
+  std::unique_ptr<GradientAllReducer> disc_reducer_;
+  std::shared_ptr<const Dataset> dataset_;
+  std::shared_ptr<const Dataset> eval_dataset_;  // null when eval.enabled is false
+  int64_t evaluated_step_ = -1;
+  std::unique_ptr<DataLoader> loader_;
+  torch::Tensor preview_images_;  // [N, 3, S, S] in [-1, 1]; undefined when previews are off
+  TrainerState state_;
+  TokenizerWindow window_;
+
+  // Between ForwardLoss and Update: this rank's images, the model's output and the step's loss.
+  torch::Tensor images_, total_;
+  TokenizerOutput out_;
+  bool gan_active_ = false;
+  double lr_ = 0;
+  torch::Tensor parts_;  // [kParts] of the step, disc_loss filled in by Update
+};
+
+absl::Status TokenizerTask::SetupPerceptualLoss() {
+  const PerceptualLossConfig& perceptual = config_.loss.perceptual;
+  ASSIGN_OR_RETURN(perceptual_, CreatePerceptualLoss(perceptual));
+  perceptual_->extractor().module().to(device_);
+  const ExtractorSource& source = perceptual_->extractor().source();
+  state_.perceptual = source.description;
+  state_.perceptual_path = source.path;
+  state_.perceptual_sha256 = source.sha256;
+  if (!perceptual.checkpoint.empty()) {
+    progress_.Log(absl::StrCat("perceptual network: ", source.description,
+                               "; loss.perceptual.extractor and seed are ignored"));
+  } else if (perceptual.weights_path.empty()) {
+    progress_.Log(absl::StrCat(
+        "warning: the perceptual network is a randomly initialised ViT (", source.description,
+        "): set loss.perceptual.weights to a MoCo v3 checkpoint, or loss.perceptual.checkpoint "
+        "to a peco pretrain run, for PeCo's perceptual codebook"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TokenizerTask::Build(const RunContext& run) {
+  device_ = run.device;
+  bf16_ = run.bf16;
+  state_.world_size = run.distributed.world_size;
+  state_.config_sha256 = Sha256Hex(config_.source_text);
+  // Seeded construction: the same config gives the same initial weights on every rank.
   torch::manual_seed(config_.seed);
   model_ = VqTokenizer(config_.model);
   model_->to(device_);
@@ -197,50 +237,7 @@ absl::Status TokenizerTrainer::BuildModels() {
     discriminator_->to(device_);
     disc_optimizer_ = MakeOptimizer(config_.optim, discriminator_->parameters());
   }
-  return absl::OkStatus();
-}
-
-absl::Status TokenizerTrainer::Setup() {
-  const int threads = ConfigureThreads(config_.threads);
-  ASSIGN_OR_RETURN(DistributedOptions env, DistributedOptionsFromEnv());
-  RETURN_IF_ERROR(Faults().Configure(config_.faults, env.attempt, env.rank));
-  state_.config_sha256 = Sha256Hex(config_.source_text);
-  const std::string root = CheckpointRoot(config_);
-  if (options_.resume_from.empty() && !ListCheckpoints(root).empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("train.output_dir: ", config_.train.output_dir,
-                     " already holds checkpoints; pass --resume ", config_.train.output_dir,
-                     " to continue that run, or choose another output_dir"));
-  }
-  RETURN_IF_ERROR(TorchCall("building the tokenizer", [&] { return BuildModels(); }));
-  if (config_.loss.perceptual_weight > 0) {
-    const PerceptualLossConfig& perceptual = config_.loss.perceptual;
-    ASSIGN_OR_RETURN(perceptual_, CreatePerceptualLoss(perceptual));
-    RETURN_IF_ERROR(
-        TorchCall("perceptual extractor", [&] { perceptual_->extractor().module().to(device_); }));
-    const ExtractorSource& source = perceptual_->extractor().source();
-    state_.perceptual = source.description;
-    state_.perceptual_path = source.path;
-    state_.perceptual_sha256 = source.sha256;
-    if (!perceptual.checkpoint.empty()) {
-      progress_.Log(absl::StrCat("perceptual network: ", source.description,
-                                 "; loss.perceptual.extractor and seed are ignored"));
-    } else if (perceptual.weights_path.empty()) {
-      progress_.Log(absl::StrCat(
-          "warning: the perceptual network is a randomly initialised ViT (", source.description,
-          "): set loss.perceptual.weights to a MoCo v3 checkpoint, or loss.perceptual.checkpoint "
-          "to a peco pretrain run, for PeCo's perceptual codebook"));
-    }
-  }
-  if (!options_.resume_from.empty()) {
-    ASSIGN_OR_RETURN(RestoredCheckpoint checkpoint,
-                     ResolveCheckpoint(options_.resume_from, &progress_));
-    RETURN_IF_ERROR(Restore(checkpoint));
-    last_saved_step_ = state_.step;
-    last_checkpoint_ = checkpoint.dir;
-  }
-  ASSIGN_OR_RETURN(dataset_, OpenDataset(config_.data, config_.seed));
-  ASSIGN_OR_RETURN(loader_, DataLoader::Create(dataset_, config_.data.loader, state_.loader));
+  if (config_.loss.perceptual_weight > 0) RETURN_IF_ERROR(SetupPerceptualLoss());
   if (config_.eval.enabled) {
     absl::StatusOr<std::shared_ptr<const Dataset>> heldout =
         OpenDataset(config_.EvalData(), MixSeed(config_.eval.seed, kEvalDataStream));
@@ -250,35 +247,11 @@ absl::Status TokenizerTrainer::Setup() {
     }
     eval_dataset_ = *std::move(heldout);
   }
-  std::vector<torch::Tensor> preview = PreviewViewsOrNone(config_.train.preview_images, *dataset_,
-                                                          config_.data.loader.transform, progress_);
-  if (!preview.empty()) preview_images_ = preview[0];
-
-  int64_t parameters = 0;
-  for (const auto& p : model_->parameters()) parameters += p.numel();
-  JsonWriter start;
-  start.Add("event", "start")
-      .Add("kind", "tokenizer")
-      .Add("step", state_.step)
-      .Add("max_steps", config_.train.max_steps)
-      .Add("threads", threads)
-      .Add("parameters", parameters)
-      .Add("dataset", dataset_->name())
-      .Add("dataset_size", dataset_->size())
-      .Add("perceptual", state_.perceptual)
-      .Add("perceptual_sha256", state_.perceptual_sha256)
-      .Add("precision", config_.train.precision)
-      .Add("device", config_.train.device);
-  progress_.Emit(start);
-  progress_.Log(absl::StrFormat(
-      "tokenizer: %d parameters, %s (%d images), %d threads, %s, starting at step %d of %d",
-      parameters, dataset_->name(), dataset_->size(), threads, config_.train.precision, state_.step,
-      config_.train.max_steps));
-  window_.Reset(loader_->data_wait_seconds());
+  model_->train();
   return absl::OkStatus();
 }
 
-absl::Status TokenizerTrainer::Restore(const RestoredCheckpoint& checkpoint) {
+absl::Status TokenizerTask::Restore(const RestoredCheckpoint& checkpoint) {
   const std::string& dir = checkpoint.dir;
   ASSIGN_OR_RETURN(const std::string* state_json,
                    CheckpointFile(checkpoint.files, kStateFile, dir));
@@ -290,6 +263,12 @@ absl::Status TokenizerTrainer::Restore(const RestoredCheckpoint& checkpoint) {
         "loss.perceptual.checkpoint: checkpoint ", dir, " was trained with the perceptual network ",
         stored.perceptual_path, " (MANIFEST sha256 ", stored.perceptual_sha256, "), this run has ",
         state_.perceptual, "; resume with that network or start a new run"));
+  }
+  if (stored.world_size != state_.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--resume: checkpoint ", dir, " was written by a run of ", stored.world_size,
+        " ranks, this run has ", state_.world_size,
+        "; the data order depends on the rank count, so resume with the same world size"));
   }
   stored.perceptual = state_.perceptual;
   stored.perceptual_path = state_.perceptual_path;
@@ -319,67 +298,92 @@ absl::Status TokenizerTrainer::Restore(const RestoredCheckpoint& checkpoint) {
   ASSIGN_OR_RETURN(const std::string* optim_bytes,
                    CheckpointFile(checkpoint.files, kOptimizerFile, dir));
   ASSIGN_OR_RETURN(const std::string* rng_bytes, CheckpointFile(checkpoint.files, kRngFile, dir));
-  RETURN_IF_ERROR(TorchCall(absl::StrCat("restoring ", dir), [&] {
-    DeserializeModule(*model_bytes, *model_);
-    DeserializeOptimizer(*optim_bytes, *optimizer_);
-    DeserializeCpuRng(*rng_bytes);
-  }));
+  DeserializeModule(*model_bytes, *model_);
+  DeserializeOptimizer(*optim_bytes, *optimizer_);
+  DeserializeCpuRng(*rng_bytes);
   if (discriminator_) {
     ASSIGN_OR_RETURN(const std::string* disc,
                      CheckpointFile(checkpoint.files, kDiscriminatorFile, dir));
     ASSIGN_OR_RETURN(const std::string* disc_opt,
                      CheckpointFile(checkpoint.files, kDiscOptimizerFile, dir));
-    RETURN_IF_ERROR(TorchCall(absl::StrCat("restoring ", dir), [&] {
-      DeserializeModule(*disc, *discriminator_);
-      DeserializeOptimizer(*disc_opt, *disc_optimizer_);
-    }));
+    DeserializeModule(*disc, *discriminator_);
+    DeserializeOptimizer(*disc_opt, *disc_optimizer_);
   }
-  progress_.Log(absl::StrCat("resumed from ", dir, " at step ", state_.step));
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> TokenizerTrainer::SaveCheckpoint(bool final) {
-  const auto started = std::chrono::steady_clock::now();
-  CheckpointFiles files;
+absl::Status TokenizerTask::Connect(DistributedContext* group) {
+  group_ = group;
+  RETURN_IF_ERROR(BroadcastModuleState(*group_, *model_));
+  ASSIGN_OR_RETURN(GradientAllReducer reducer,
+                   GradientAllReducer::Create(group_, model_->parameters()));
+  reducer_ = std::make_unique<GradientAllReducer>(std::move(reducer));
+  if (discriminator_) {
+    RETURN_IF_ERROR(BroadcastModuleState(*group_, *discriminator_));
+    ASSIGN_OR_RETURN(GradientAllReducer disc_reducer,
+                     GradientAllReducer::Create(group_, discriminator_->parameters()));
+    disc_reducer_ = std::make_unique<GradientAllReducer>(std::move(disc_reducer));
+    discriminator_->SetRankSum(SumOverRanks(group_));
+  }
+  if (group_->is_distributed()) {
+    DistributedContext* counts_group = group_;
+    model_->SetDataParallel(group_->rank(), group_->world_size(),
+                            [counts_group](const torch::Tensor& counts) {
+                              std::vector<torch::Tensor> buffer = {counts.contiguous()};
+                              absl::Status status = counts_group->AllReduceSum(buffer);
+                              if (!status.ok()) throw std::runtime_error(status.ToString());
+                              return buffer[0];
+                            });
+  }
+  DataConfig data = config_.data;
+  data.loader.rank = group_->rank();
+  data.loader.world_size = group_->world_size();
+  ASSIGN_OR_RETURN(dataset_, OpenDataset(data, config_.seed));
+  ASSIGN_OR_RETURN(loader_, DataLoader::Create(dataset_, data.loader, state_.loader));
+  if (group_->is_main()) {
+    std::vector<torch::Tensor> preview = PreviewViewsOrNone(
+        config_.train.preview_images, *dataset_, config_.data.loader.transform, progress_);
+    if (!preview.empty()) preview_images_ = preview[0];
+  }
+  return absl::OkStatus();
+}
+
+std::string TokenizerTask::DescribeStart(JsonWriter* start) {
+  int64_t parameters = 0;
+  for (const auto& p : model_->parameters()) parameters += p.numel();
+  start->Add("parameters", parameters)
+      .Add("dataset", dataset_->name())
+      .Add("dataset_size", dataset_->size())
+      .Add("perceptual", state_.perceptual)
+      .Add("perceptual_sha256", state_.perceptual_sha256);
+  return absl::StrFormat("%d parameters, %s (%d images), perceptual network: %s", parameters,
+                         dataset_->name(), dataset_->size(), state_.perceptual);
+}
+
+absl::StatusOr<CheckpointFiles> TokenizerTask::CheckpointContents(bool final) {
   state_.loader = loader_->position();
-  RETURN_IF_ERROR(TorchCall("serialising the checkpoint", [&] {
-    files[kModelFile] = SerializeModule(*model_);
-    files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
-    files[kRngFile] = SerializeCpuRng();
-    if (discriminator_) {
-      files[kDiscriminatorFile] = SerializeModule(*discriminator_);
-      files[kDiscOptimizerFile] = SerializeOptimizer(*disc_optimizer_);
-    }
-  }));
+  CheckpointFiles files;
+  if (!group_->is_main()) return files;
+  files[kModelFile] = SerializeModule(*model_);
+  files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
+  files[kRngFile] = SerializeCpuRng();
+  if (discriminator_) {
+    files[kDiscriminatorFile] = SerializeModule(*discriminator_);
+    files[kDiscOptimizerFile] = SerializeOptimizer(*disc_optimizer_);
+  }
   if (preview_images_.defined()) {
     AddPreviewFile(RenderPreview(), state_.step, progress_, &files);
   }
   files[kConfigFile] = config_.source_text;
   files[kStateFile] = StateToJson(state_, config_, final);
-  const std::string root = CheckpointRoot(config_);
-  ASSIGN_OR_RETURN(std::string dir, WriteCheckpoint(root, state_.step, files));
-  RETURN_IF_ERROR(ApplyRetention(root, config_.train.keep_checkpoints, dir));
-  int64_t bytes = 0;
-  for (const auto& [name, data] : files) bytes += static_cast<int64_t>(data.size());
-  JsonWriter event;
-  event.Add("event", "checkpoint")
-      .Add("step", state_.step)
-      .Add("path", dir)
-      .Add("bytes", bytes)
-      .Add("seconds",
-           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count())
-      .Add("final", final);
-  progress_.Emit(event);
-  last_saved_step_ = state_.step;
-  last_checkpoint_ = dir;
-  return dir;
+  return files;
 }
 
-absl::StatusOr<std::string> TokenizerTrainer::RenderPreview() {
+absl::StatusOr<std::string> TokenizerTask::RenderPreview() {
   torch::Tensor reconstruction;
   RETURN_IF_ERROR(TorchCall("rendering the preview", [&] {
     torch::NoGradGuard no_grad;
-    // Evaluation mode: no code-usage counting, so training is unaffected.
+    // Evaluation mode: no code-usage counting (and no collective), so training is unaffected.
     const bool training = model_->is_training();
     model_->eval();
     reconstruction = model_->forward(preview_images_.to(device_)).reconstruction;
@@ -389,37 +393,71 @@ absl::StatusOr<std::string> TokenizerTrainer::RenderPreview() {
       {SignedUnitToPixels(preview_images_), SignedUnitToPixels(reconstruction)});
 }
 
-void TokenizerTrainer::TrainStep(const torch::Tensor& images) {
-  const double lr = config_.optim.schedule.At(state_.step);
-  SetLearningRate(*optimizer_, lr);
-  const TokenizerLossConfig& loss_config = config_.loss;
-  const bool gan_active = discriminator_ && state_.step >= loss_config.gan.disc_start;
+absl::Status TokenizerTask::AverageOverRanks(torch::Tensor& tensor) {
+  if (!group_->is_distributed()) return absl::OkStatus();
+  std::vector<torch::Tensor> buffer = {tensor.contiguous()};
+  RETURN_IF_ERROR(group_->AllReduceSum(buffer));
+  tensor = buffer[0] / static_cast<double>(group_->world_size());
+  return absl::OkStatus();
+}
 
-  TokenizerOutput out;
+absl::StatusOr<torch::Tensor> TokenizerTask::GatherGlobalBatch(const torch::Tensor& local) {
+  if (!group_->is_distributed()) return local;
+  const int64_t world = group_->world_size();
+  std::vector<int64_t> shape = local.sizes().vec();
+  shape.insert(shape.begin(), world);
+  std::vector<torch::Tensor> buffer = {torch::zeros(shape, local.options())};
+  buffer[0][group_->rank()].copy_(local);
+  RETURN_IF_ERROR(group_->AllReduceSum(buffer));
+  // [world, b, ...] -> [b, world, ...]: sample j of rank r is sample j * world + r of the batch.
+  shape.erase(shape.begin());
+  shape[0] *= world;
+  return buffer[0].transpose(0, 1).reshape(shape);
+}
+
+absl::Status TokenizerTask::RestartDeadCodes() {
+  if (config_.model.quantizer.dead_code_steps <= 0 || config_.model.gumbel_kind()) {
+    return absl::OkStatus();
+  }
+  // The counters are summed over the ranks, so every rank takes this branch alike.
+  if (!model_->quantizer()->HasDeadCodes()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(torch::Tensor z, GatherGlobalBatch(out_.z.detach().contiguous()));
+  auto generator = at::detail::createCPUGenerator(config_.seed * 1000003 + state_.step);
+  model_->quantizer()->RestartDeadCodes(z, generator);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> TokenizerTask::ForwardLoss(const Batch& batch) {
+  images_ = batch.views[0].to(device_);
+  lr_ = config_.optim.schedule.At(state_.step);
+  SetLearningRate(*optimizer_, lr_);
+  const TokenizerLossConfig& loss_config = config_.loss;
+  gan_active_ = discriminator_ && state_.step >= loss_config.gan.disc_start;
+
   model_->SetStep(state_.step);
   if (config_.model.gumbel_kind()) {
-    // The Gumbel noise of a step is a function of (seed, step) on every device, so a resumed run
-    // draws the same samples.
+    // The Gumbel noise of a step is a function of (seed, step) on every device and rank, so a
+    // resumed run draws the same samples.
     torch::manual_seed(MixSeed(config_.seed ^ kGumbelStream, static_cast<uint64_t>(state_.step)));
   }
   {
     AutocastGuard autocast(bf16_, device_);
-    out = model_->forward(images);
+    out_ = model_->forward(images_);
   }
-  torch::Tensor reconstruction = out.reconstruction.to(torch::kFloat32);
-  torch::Tensor pixel = loss_config.pixel == "l1" ? (reconstruction - images).abs().mean()
-                                                  : (reconstruction - images).pow(2).mean();
+  torch::Tensor reconstruction = out_.reconstruction.to(torch::kFloat32);
+  torch::Tensor pixel = loss_config.pixel == "l1" ? (reconstruction - images_).abs().mean()
+                                                  : (reconstruction - images_).pow(2).mean();
   torch::Tensor nll = loss_config.pixel_weight * pixel;
   torch::Tensor perceptual;
   if (perceptual_) {
     AutocastGuard autocast(bf16_, device_);
-    perceptual = loss_config.perceptual_weight * perceptual_->Compute(reconstruction, images);
+    perceptual = loss_config.perceptual_weight * perceptual_->Compute(reconstruction, images_);
     nll = nll + perceptual;
   }
-  torch::Tensor codebook = out.quantized.loss.to(torch::kFloat32);
-  torch::Tensor total = nll + loss_config.codebook_weight * codebook;
+  torch::Tensor codebook = out_.quantized.loss.to(torch::kFloat32);
+  total_ = nll + loss_config.codebook_weight * codebook;
   torch::Tensor generator_loss, gan_weight;
-  if (gan_active) {
+  if (gan_active_) {
     discriminator_->eval();  // the generator pass must not update BatchNorm statistics
     torch::Tensor logits_fake;
     {
@@ -427,119 +465,139 @@ void TokenizerTrainer::TrainStep(const torch::Tensor& images) {
       logits_fake = discriminator_->forward(reconstruction);
     }
     generator_loss = GeneratorLoss(logits_fake.to(torch::kFloat32));
-    gan_weight = AdaptiveGanWeight(nll, generator_loss, model_->decoder()->last_layer_weight(),
-                                   loss_config.gan.disc_weight);
-    total = total + gan_weight * generator_loss;
+    // The weight of the global batch: from the gradients averaged over the ranks.
+    torch::Tensor gradients =
+        GanWeightGradients(nll, generator_loss, model_->decoder()->last_layer_weight());
+    RETURN_IF_ERROR(AverageOverRanks(gradients));
+    gan_weight = AdaptiveGanWeightFromGradients(gradients, loss_config.gan.disc_weight);
+    total_ = total_ + gan_weight * generator_loss;
   }
-  // Refuse a non-finite loss before it reaches the weights: the last checkpoint stays clean.
-  double total_value = total.item<double>();
-  if (Faults().NanLoss(state_.step)) total_value = std::nan("");
-  if (!std::isfinite(total_value)) {
-    throw std::runtime_error(absl::StrCat("non-finite loss at step ", state_.step));
-  }
+  torch::Tensor zero = torch::zeros({}, total_.options().dtype(torch::kFloat32));
+  auto part = [&](const torch::Tensor& t) {
+    return t.defined() ? t.detach().to(torch::kFloat32).reshape({}) : zero;
+  };
+  parts_ = torch::stack({part(pixel), part(perceptual), part(codebook), part(generator_loss), zero,
+                         part(gan_weight)});
+  return total_.item<double>();
+}
+
+absl::Status TokenizerTask::Update() {
   optimizer_->zero_grad();
-  total.backward();
+  total_.backward();
+  RETURN_IF_ERROR(reducer_->AllReduce());
   if (config_.optim.grad_clip > 0) {
     ClipGradNorm(model_->parameters(), config_.optim.grad_clip);
   }
   optimizer_->step();
 
-  torch::Tensor disc_loss;
-  if (gan_active) {
-    SetLearningRate(*disc_optimizer_, lr);
+  if (gan_active_) {
+    SetLearningRate(*disc_optimizer_, lr_);
     discriminator_->train();
+    torch::Tensor reconstruction = out_.reconstruction.detach().to(torch::kFloat32);
     torch::Tensor logits_real, logits_fake;
     {
       AutocastGuard autocast(bf16_, device_);
-      logits_real = discriminator_->forward(images.detach());
-      logits_fake = discriminator_->forward(reconstruction.detach());
+      logits_real = discriminator_->forward(images_.detach());
+      logits_fake = discriminator_->forward(reconstruction);
     }
-    disc_loss =
+    torch::Tensor disc_loss =
         HingeDiscriminatorLoss(logits_real.to(torch::kFloat32), logits_fake.to(torch::kFloat32));
     disc_optimizer_->zero_grad();
     disc_loss.backward();
+    RETURN_IF_ERROR(disc_reducer_->AllReduce());
     disc_optimizer_->step();
+    parts_[kDiscriminator] = disc_loss.detach().to(torch::kFloat32).reshape({});
   }
-  if (config_.model.quantizer.dead_code_steps > 0) {
-    auto generator = at::detail::createCPUGenerator(config_.seed * 1000003 + state_.step);
-    model_->quantizer()->RestartDeadCodes(out.z, generator);
-  }
+  RETURN_IF_ERROR(RestartDeadCodes());
 
-  window_.loss += total_value;
-  torch::Tensor zero = torch::zeros({}, total.options().dtype(torch::kFloat32));
-  auto part = [&](const torch::Tensor& t) {
-    return t.defined() ? t.detach().to(torch::kFloat32).reshape({}) : zero;
-  };
-  torch::Tensor parts = torch::stack({part(pixel), part(perceptual), part(codebook),
-                                      part(generator_loss), part(disc_loss), part(gan_weight)});
-  window_.parts = window_.parts.defined() ? window_.parts + parts : parts;
-  window_.steps += 1;
-  window_.images += images.size(0);
+  window_.loss += total_.item<double>();
+  window_.parts = window_.parts.defined() ? window_.parts + parts_ : parts_;
+  images_ = total_ = parts_ = torch::Tensor();
+  out_ = TokenizerOutput();
   ++state_.step;
+  return absl::OkStatus();
 }
 
-void TokenizerTrainer::EmitMetrics() {
-  if (window_.steps == 0) return;
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - window_.start).count();
-  const double wait = loader_->data_wait_seconds() - window_.data_wait_at_start;
-  const double n = static_cast<double>(window_.steps);
-  double sums[kParts] = {};
+absl::StatusOr<std::string> TokenizerTask::Metrics(const MetricWindow& window,
+                                                   JsonWriter* event) {
+  const double n = static_cast<double>(window.steps);
+  std::vector<double> means(1 + kParts);
   {
     torch::Tensor host = window_.parts.to(torch::kCPU, torch::kFloat64).contiguous();
-    for (int i = 0; i < kParts; ++i) sums[i] = host.data_ptr<double>()[i];
+    means[0] = window_.loss / n;
+    for (int i = 0; i < kParts; ++i) means[1 + i] = host.data_ptr<double>()[i] / n;
   }
-  CodeUsage usage = model_->TakeUsage();
+  ASSIGN_OR_RETURN(means, group_->AllReduceMean(means));
+  const double* parts = means.data() + 1;
+  CodeUsage usage = model_->TakeUsage();  // of the global batch (collective for gumbel)
   const double lr = config_.optim.schedule.At(state_.step - 1);
-  JsonWriter event;
-  event.Add("event", "step")
-      .Add("step", state_.step)
-      .Add("epoch", loader_->position().epoch)
-      .Add("loss", window_.loss / n)
-      .Add("loss_pixel", sums[kPixel] / n)
-      .Add("loss_perceptual", sums[kPerceptual] / n)
-      .Add("loss_codebook", sums[kCodebook] / n)
+  event->Add("loss", means[0])
+      .Add("loss_pixel", parts[kPixel])
+      .Add("loss_perceptual", parts[kPerceptual])
+      .Add("loss_codebook", parts[kCodebook])
       .Add("lr", lr)
-      .Add("images_per_second", window_.images / std::max(seconds, 1e-9))
-      .Add("step_seconds", seconds / n)
-      .Add("data_wait_seconds", wait)
-      .Add("data_wait_share", wait / std::max(seconds, 1e-9))
       .Add("codes_used", usage.codes_used)
       .Add("codebook_size", config_.model.quantizer.num_codes)
-      .Add("perplexity", usage.perplexity)
-      .Add("skipped_samples", loader_->skipped_samples());
+      .Add("perplexity", usage.perplexity);
   if (discriminator_) {
-    event.Add("loss_generator", sums[kGenerator] / n)
-        .Add("loss_discriminator", sums[kDiscriminator] / n)
-        .Add("gan_weight", sums[kGanWeight] / n);
+    event->Add("loss_generator", parts[kGenerator])
+        .Add("loss_discriminator", parts[kDiscriminator])
+        .Add("gan_weight", parts[kGanWeight]);
   }
   if (config_.model.gumbel_kind()) {
     // The schedules at the window's last step; loss_codebook is the weighted KL term.
     model_->SetStep(state_.step - 1);
-    event.Add("temperature", model_->temperature()).Add("kl_weight", model_->kl_weight());
+    event->Add("temperature", model_->temperature()).Add("kl_weight", model_->kl_weight());
   }
-  progress_.Emit(event);
-  progress_.Log(absl::StrFormat(
-      "step %d/%d  loss %.4f (pixel %.4f, perceptual %.4f, codebook %.4f)  lr %.2e  %.1f img/s  "
-      "codes %d/%d  perplexity %.1f",
-      state_.step, config_.train.max_steps, window_.loss / n, sums[kPixel] / n,
-      sums[kPerceptual] / n, sums[kCodebook] / n, lr, window_.images / std::max(seconds, 1e-9),
-      usage.codes_used, config_.model.quantizer.num_codes, usage.perplexity));
-  window_.Reset(loader_->data_wait_seconds());
+  window_ = TokenizerWindow();
+  return absl::StrFormat(
+      "loss %.4f (pixel %.4f, perceptual %.4f, codebook %.4f)  lr %.2e  codes %d/%d  "
+      "perplexity %.1f",
+      means[0], parts[kPixel], parts[kPerceptual], parts[kCodebook], lr, usage.codes_used,
+      config_.model.quantizer.num_codes, usage.perplexity);
 }
 
-absl::Status TokenizerTrainer::Evaluate() {
-  if (!eval_dataset_ || evaluated_step_ == state_.step) return absl::OkStatus();
+absl::Status TokenizerTask::Evaluate() {
+  if (!eval_dataset_) return absl::OkStatus();
   const auto started = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(TokenizerEvalResult r,
-                   EvaluateTokenizer(*model_, *eval_dataset_, config_.eval,
-                                     static_cast<int>(config_.data.image_size), device_,
-                                     [&](int64_t done) { progress_.Heartbeat("eval", done); }));
+  ASSIGN_OR_RETURN(TokenizerEvalSums sums,
+                   EvaluateTokenizerShard(*model_, *eval_dataset_, config_.eval,
+                                          static_cast<int>(config_.data.image_size), device_,
+                                          group_->rank(), group_->world_size(),
+                                          [&](int64_t done) { progress_.Heartbeat("eval", done); }));
+  if (group_->is_distributed()) {
+    // Every rank's sums, added: [images, unreadable, abs, squared, values, agreeing, positions,
+    // counts...] (float64 holds the counts exactly).
+    std::vector<double> values = {static_cast<double>(sums.images),
+                                  static_cast<double>(sums.unreadable),
+                                  sums.abs_error,
+                                  sums.squared_error,
+                                  sums.values,
+                                  sums.agreeing,
+                                  sums.positions};
+    torch::Tensor counts = sums.counts.to(torch::kFloat64).contiguous();
+    values.insert(values.end(), counts.data_ptr<double>(),
+                  counts.data_ptr<double>() + counts.numel());
+    ASSIGN_OR_RETURN(std::vector<double> means, group_->AllReduceMean(values));
+    const double world = static_cast<double>(group_->world_size());
+    for (double& v : means) v = std::round(v * world * 1e6) / 1e6;
+    sums.images = std::llround(means[0]);
+    sums.unreadable = std::llround(means[1]);
+    sums.abs_error = means[2];
+    sums.squared_error = means[3];
+    sums.values = means[4];
+    sums.agreeing = means[5];
+    sums.positions = means[6];
+    sums.counts = torch::tensor(std::vector<double>(means.begin() + 7, means.end()))
+                      .round()
+                      .to(torch::kInt64);
+  }
+  ASSIGN_OR_RETURN(TokenizerEvalResult r, FinishTokenizerEval(sums, *eval_dataset_, config_.eval));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   evaluated_step_ = state_.step;
   JsonWriter event;
-  event.Add("event", "eval")
+  event.Add("event", trainer_protocol::kEventEval)
       .Add("step", state_.step)
       .Add("eval_l1", r.l1)
       .Add("eval_mse", r.mse)
@@ -559,64 +617,15 @@ absl::Status TokenizerTrainer::Evaluate() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<TokenizerRunResult> TokenizerTrainer::Train() {
-  model_->train();
-  TokenizerRunResult result;
-  CheckpointFailureGuard checkpoint_guard(config_.train.on_checkpoint_failure,
-                                          config_.train.max_skipped_checkpoints, &progress_);
-  while (state_.step < config_.train.max_steps) {
-    if (StopRequested()) {
-      result.stopped_by_signal = true;
-      break;
-    }
-    ASSIGN_OR_RETURN(Batch batch, loader_->Next());
-    torch::Tensor images = batch.views[0].to(device_);
-    Faults().BeforeStep(state_.step);
-    absl::Status step_status =
-        TorchCall(absl::StrCat("step ", state_.step), [&] { TrainStep(images); });
-    if (!step_status.ok()) {
-      if (absl::StrContains(step_status.message(), "non-finite loss")) {
-        return absl::FailedPreconditionError(step_status.message());
-      }
-      return step_status;
-    }
-    if (state_.step % config_.train.log_every == 0) EmitMetrics();
-    if (state_.step % config_.train.checkpoint_every == 0) {
-      const bool final = state_.step == config_.train.max_steps;
-      RETURN_IF_ERROR(checkpoint_guard.Check(state_.step, final, SaveCheckpoint(final).status()));
-    }
-    // After the step's checkpoint, so a failing evaluation loses no training.
-    if (config_.eval.every > 0 && state_.step % config_.eval.every == 0 &&
-        state_.step < config_.train.max_steps) {
-      RETURN_IF_ERROR(Evaluate());
-    }
-  }
-  EmitMetrics();
-  if (last_saved_step_ != state_.step) {
-    RETURN_IF_ERROR(SaveCheckpoint(/*final=*/!result.stopped_by_signal).status());
-  }
-  // After the final checkpoint: a failing evaluation loses no training.
-  if (!result.stopped_by_signal) RETURN_IF_ERROR(Evaluate());
-  result.final_step = state_.step;
-  result.last_checkpoint = last_checkpoint_;
-  JsonWriter done;
-  done.Add("event", result.stopped_by_signal ? "stopped" : "completed")
-      .Add("step", state_.step)
-      .Add("checkpoint", last_checkpoint_);
-  progress_.Emit(done);
-  progress_.Log(absl::StrCat(result.stopped_by_signal ? "stopped by signal" : "completed",
-                             " at step ", state_.step, "; checkpoint: ", last_checkpoint_));
-  return result;
-}
-
 }  // namespace
 
 absl::StatusOr<TokenizerRunResult> RunTokenizerJob(const TokenizerJobConfig& config,
                                                    const TokenizerRunOptions& options) {
   if (options.progress == nullptr) return absl::InvalidArgumentError("progress sink is required");
-  TokenizerTrainer trainer(config, options);
-  RETURN_IF_ERROR(trainer.Setup());
-  return trainer.Train();
+  TokenizerTask task(config, options.progress);
+  return RunTrainingLoop(task, LoopOptionsFor("tokenizer", config.threads, config.train,
+                                              config.faults, options.resume_from,
+                                              options.progress));
 }
 
 absl::StatusOr<LoadedTokenizer> LoadTokenizerCheckpoint(const std::string& path) {

@@ -4,7 +4,10 @@
 // Checkpoints go to `<train.output_dir>/checkpoints/step-N` (DESIGN.md section 5) with the full
 // state needed for a step-exact resume: weights, optimizer moments, discriminator, data-loader
 // position, RNG state, the config. Progress events go to the ProgressSink (stdout NDJSON).
-// A stop request (SIGTERM) ends the loop after the current step with a final checkpoint.
+// A stop request (SIGTERM on any rank) ends every rank after the same step with a final
+// checkpoint. Data parallel over the ranks of the torchrun environment (engine/distributed.h):
+// N ranks x batch b train one model as 1 rank x batch N b would (tokenizer_task.cc says how);
+// rank 0 alone writes checkpoints and previews; the held-out evaluation is split over the ranks.
 //
 // Errors: InvalidArgument for bad configuration or a refused resume (names the field or file),
 // DataLoss for damaged checkpoints with no intact fallback, FailedPrecondition for a
@@ -16,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "trainer/engine/progress.h"
+#include "trainer/engine/training_loop.h"
 #include "trainer/models/vq_tokenizer.h"
 #include "trainer/tasks/tokenizer_config.h"
 
@@ -28,11 +32,7 @@ struct TokenizerRunOptions {
   ProgressSink* progress = nullptr;  // not owned; required
 };
 
-struct TokenizerRunResult {
-  int64_t final_step = 0;
-  std::string last_checkpoint;
-  bool stopped_by_signal = false;
-};
+using TokenizerRunResult = TrainingResult;  // last_checkpoint is empty on ranks other than 0
 
 absl::StatusOr<TokenizerRunResult> RunTokenizerJob(const TokenizerJobConfig& config,
                                                    const TokenizerRunOptions& options);

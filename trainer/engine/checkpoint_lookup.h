@@ -2,8 +2,8 @@
 //
 // Every job kind writes `<output_dir>/checkpoints/step-N` directories (engine/checkpoint.h) with
 // a `trainer_state.json` whose "kind" names the job kind. Free functions; thread-compatible.
-#ifndef PECO_TRAINER_TASKS_CHECKPOINT_LOOKUP_H_
-#define PECO_TRAINER_TASKS_CHECKPOINT_LOOKUP_H_
+#ifndef PECO_TRAINER_ENGINE_CHECKPOINT_LOOKUP_H_
+#define PECO_TRAINER_ENGINE_CHECKPOINT_LOOKUP_H_
 
 #include <string>
 
@@ -31,4 +31,4 @@ absl::StatusOr<std::string> CheckpointKind(const CheckpointFiles& files, const s
 
 }  // namespace peco::trainer
 
-#endif  // PECO_TRAINER_TASKS_CHECKPOINT_LOOKUP_H_
+#endif  // PECO_TRAINER_ENGINE_CHECKPOINT_LOOKUP_H_

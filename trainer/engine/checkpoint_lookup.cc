@@ -1,4 +1,4 @@
-#include "trainer/tasks/checkpoint_lookup.h"
+#include "trainer/engine/checkpoint_lookup.h"
 
 #include <filesystem>
 
