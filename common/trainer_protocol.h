@@ -23,10 +23,10 @@ inline constexpr char kEventStopped[] = "stopped";      // stopped by signal, ch
 inline constexpr char kEventError[] = "error";          // the run failed; exit code follows
 
 // Exit codes of `peco-train <kind>`.
-inline constexpr int kExitOk = 0;  // done, or stopped cleanly by SIGTERM with a checkpoint
-inline constexpr int kExitFailure = 1;         // anything else (retryable by the service)
-inline constexpr int kExitInvalidConfig = 2;   // bad usage or configuration: not worth retrying
-inline constexpr int kExitNonFiniteLoss = 3;   // the loss became NaN or infinite: not retried
+inline constexpr int kExitOk = 0;       // done, or stopped cleanly by SIGTERM with a checkpoint
+inline constexpr int kExitFailure = 1;  // anything else (retryable by the service)
+inline constexpr int kExitInvalidConfig = 2;  // bad usage or configuration: not worth retrying
+inline constexpr int kExitNonFiniteLoss = 3;  // the loss became NaN or infinite: not retried
 
 // The exit code for a run that ended with `status`: InvalidArgument and NotFound are
 // configuration errors, FailedPrecondition a non-finite loss (or a refused start), OK is 0.

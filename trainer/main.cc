@@ -38,10 +38,10 @@
 #include "common/stack_dump.h"
 #include "common/trainer_protocol.h"
 #include "common/validation_protocol.h"
+#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/engine/progress.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/stop_signal.h"
-#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/tasks/config_check.h"
 #include "trainer/tasks/job_kinds.h"
 

@@ -289,10 +289,12 @@ void TrainerSupervisor::HandleLine(Rank* rank, absl::string_view line) {
           }
         }
         rank->last_step_time = now;
-      } else if (event->type == trainer_protocol::kEventCheckpoint || event->type == trainer_protocol::kEventHeartbeat) {
+      } else if (event->type == trainer_protocol::kEventCheckpoint ||
+                 event->type == trainer_protocol::kEventHeartbeat) {
         // A heartbeat: work between steps (an evaluation) that is moving.
         status.last_progress = now;
-      } else if (event->type == trainer_protocol::kEventCompleted || event->type == trainer_protocol::kEventStopped) {
+      } else if (event->type == trainer_protocol::kEventCompleted ||
+                 event->type == trainer_protocol::kEventStopped) {
         rank->finished_cleanly = true;
         rank->completed = event->type == trainer_protocol::kEventCompleted;
       } else if (event->type == trainer_protocol::kEventError) {

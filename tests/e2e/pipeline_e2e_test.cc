@@ -10,7 +10,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -151,14 +153,38 @@ TEST_F(PipelineE2eTest, TwoRankJobRunsOnTwoSlotsAndRestartsAsAWholeWhenARankDies
   EXPECT_GT(last.resume_step(), 0) << "resumed from a checkpoint, not from scratch";
   EXPECT_THAT(last.placements(0).ranks(), SizeIs(2));
 
-  // Both ranks reported steps.
+  // Both ranks reported steps, and they trained one model: every step's loss is the mean over
+  // the two ranks' batches, so both report the same value (two independent copies would not).
   absl::StatusOr<std::vector<v1::WatchJobEvent>> history = cluster_.History(job_id);
   ASSERT_TRUE(history.ok()) << history.status();
-  bool rank_one_reported = false;
+  std::map<std::pair<int64_t, int64_t>, std::map<int, double>> losses;  // (attempt, step) -> rank
   for (const v1::WatchJobEvent& event : *history) {
-    rank_one_reported |= event.has_metric_point() && event.metric_point().rank() == 1;
+    if (!event.has_metric_point()) continue;
+    const v1::MetricPoint& point = event.metric_point();
+    auto loss = point.values().find("loss");
+    if (loss != point.values().end()) {
+      losses[{point.attempt(), point.step()}][point.rank()] = loss->second;
+    }
   }
-  EXPECT_TRUE(rank_one_reported);
+  int compared = 0;
+  for (const auto& [key, by_rank] : losses) {
+    if (by_rank.size() != 2) continue;
+    EXPECT_NEAR(by_rank.at(0), by_rank.at(1), 1e-6)
+        << "attempt " << key.first << " step " << key.second;
+    ++compared;
+  }
+  EXPECT_GT(compared, 10) << "rank 1 reported too few steps";
+  // One checkpoint series, written by rank 0: rank 1 names no checkpoint when it completes.
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> checkpoints = cluster_.Checkpoints(job_id);
+  ASSERT_TRUE(checkpoints.ok()) << checkpoints.status();
+  std::set<int64_t> steps;
+  for (const v1::CheckpointInfo& info : *checkpoints) {
+    EXPECT_TRUE(steps.insert(info.step()).second) << "two checkpoints of step " << info.step();
+  }
+  CommandResult rank1_log =
+      cluster_.Peco({"logs", job_id, "--rank", "1", "--attempt", std::to_string(last.number())});
+  EXPECT_THAT(rank1_log.output, HasSubstr("rank 1 of 2"));
+  EXPECT_THAT(rank1_log.output, HasSubstr("completed at step 40; checkpoint: \n"));
 }
 
 // A tiny pretrain spec whose ViT (16 px, patch 2: an 8x8 grid, 32 codes) matches the tiny

@@ -8,6 +8,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <csignal>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,54 @@ inline TrainRun RunTrainProcess(const std::string& binary, const std::vector<std
   }
   result.exit_code = process.Wait();
   return result;
+}
+
+// Runs `args` as the `world_size` ranks of one data-parallel job on this host (torchrun's
+// environment, MASTER_PORT `port`, one intra-op thread each), rank r's stderr in
+// `log_prefix`r.log; when `stop_at_step` > 0 sends SIGTERM to rank `stop_rank` alone once its
+// step events reach that step. Returns every rank's run, in rank order.
+inline std::vector<TrainRun> RunRanksProcesses(const std::string& binary,
+                                               const std::vector<std::string>& args,
+                                               const std::string& log_prefix, int port,
+                                               int world_size = 2, int stop_rank = 0,
+                                               int stop_at_step = 0) {
+  std::vector<std::unique_ptr<Subprocess>> ranks;
+  for (int rank = 0; rank < world_size; ++rank) {
+    std::vector<std::string> argv = {"/usr/bin/env",
+                                     "WORLD_SIZE=" + std::to_string(world_size),
+                                     "RANK=" + std::to_string(rank),
+                                     "LOCAL_RANK=" + std::to_string(rank),
+                                     "MASTER_ADDR=127.0.0.1",
+                                     "MASTER_PORT=" + std::to_string(port),
+                                     "PECO_JOB_ID=ranks-test",
+                                     binary};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--set", "threads=1"});
+    ranks.push_back(std::make_unique<Subprocess>(argv, log_prefix + std::to_string(rank) + ".log"));
+    EXPECT_TRUE(ranks.back()->started());
+  }
+  std::vector<TrainRun> runs(world_size);
+  // The rank to stop first (its events decide when), then the others in order; each event line
+  // is small, so the pipes of ranks read later do not fill up in a short run.
+  std::vector<int> order = {stop_rank};
+  for (int rank = 0; rank < world_size; ++rank) {
+    if (rank != stop_rank) order.push_back(rank);
+  }
+  for (int rank : order) {
+    std::string line;
+    bool signalled = false;
+    while (ranks[rank]->ReadLine(&line)) {
+      YAML::Node event = YAML::Load(line);
+      runs[rank].events.push_back(event);
+      if (rank == stop_rank && stop_at_step > 0 && !signalled &&
+          event["event"].as<std::string>() == "step" && event["step"].as<int>() >= stop_at_step) {
+        ranks[rank]->Signal(SIGTERM);
+        signalled = true;
+      }
+    }
+    runs[rank].exit_code = ranks[rank]->Wait();
+  }
+  return runs;
 }
 
 }  // namespace peco::testing

@@ -1,6 +1,7 @@
 // The finetune and linear_probe job configs: the recipe's defaults per kind, errors that name the
 // dotted field, the shipped configs, and the fine-tuning optimiser's layer-decay groups.
 #include "trainer/tasks/eval_config.h"
+#include "trainer/tasks/job_kinds.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,7 +1,8 @@
 // The fault-injection harness (trainer/engine/fault_injection.h) and what peco-train does under
-// each fault, as a process: a crash after a step resumes step-exact, a hang shows where it hangs
-// in the SIGQUIT stack dump, a NaN loss fails without retry, a corrupted checkpoint is skipped on
-// resume, a full disk fails the checkpoint cleanly.
+// each fault, as a process, for every job kind (they share the training loop): a crash after a step
+// resumes step-exact, a hang shows where it hangs in the SIGQUIT stack dump, a NaN loss fails
+// without retry, a corrupted checkpoint is skipped on resume, a full disk fails the checkpoint
+// cleanly.
 #include "trainer/engine/fault_injection.h"
 
 #include <gtest/gtest.h>
@@ -26,6 +27,8 @@
 #include "trainer/engine/checkpoint.h"
 #include "trainer/models/weights.h"
 #include "trainer/tasks/config_sections.h"
+#include "trainer/tasks/eval_task.h"
+#include "trainer/tasks/pretrain_task.h"
 #include "trainer/tasks/tokenizer_task.h"
 
 namespace peco::trainer {
@@ -126,39 +129,60 @@ TEST(FaultInjectorTest, CorruptsTheCommittedCheckpointOfItsStepOnly) {
 // ---------------------------------------------------------------------------------------------
 // peco-train under faults.
 
-// The tiny tokenizer of tests/test_util/tiny_jobs.h, logging and checkpointing every step, with
-// `faults` as its faults section.
-std::string FaultyTokenizerConfig(const std::string& output_dir, int max_steps,
-                                  const std::string& faults) {
-  std::string yaml = ::peco::testing::TinyTokenizerConfig(output_dir, /*seed=*/4,
-                                                          "{perceptual_weight: 0}", max_steps);
+// A tiny job of `kind` (tests/test_util/tiny_jobs.h for the tokenizer and pretrain jobs; a
+// random-backbone ViT for the evaluation kinds), logging and checkpointing every step, with
+// `faults` as its faults section. A pretrain job trains on the tokenizer checkpoint `tokenizer`.
+std::string FaultyConfig(const std::string& kind, const std::string& output_dir, int max_steps,
+                         const std::string& faults, const std::string& tokenizer = "") {
+  std::string yaml;
+  if (kind == "tokenizer") {
+    yaml = ::peco::testing::TinyTokenizerConfig(output_dir, /*seed=*/4, "{perceptual_weight: 0}",
+                                                max_steps);
+    yaml = absl::StrReplaceAll(yaml, {{"eval: {max_images: 64}", "eval: {max_images: 16}"}});
+  } else if (kind == "pretrain") {
+    yaml = ::peco::testing::TinyPretrainConfig(output_dir, tokenizer, max_steps, /*batch_size=*/8);
+  } else {
+    yaml = "kind: " + kind + R"(
+seed: 4
+threads: 2
+data: {source: fashion_mnist, path: /usr/share/datasets/fashion-mnist, image_size: 16,
+       batch_size: 16, num_workers: 2, prefetch: 4}
+transform: {scale_min: 0.7}
+model: {preset: beit_small_fashion_mnist, img_size: 16, patch_size: 4, embed_dim: 32, depth: 2,
+        num_heads: 2}
+eval: {split: test, batch_size: 32, max_images: 32}
+optim: {lr: 0.01, warmup_steps: 2}
+train: {max_steps: )" +
+           std::to_string(max_steps) +
+           ", log_every: 10, checkpoint_every: 1000, output_dir: " + output_dir + "}\n";
+    if (kind == "linear_probe") yaml += "probe: {block: 2}\n";
+  }
   yaml = absl::StrReplaceAll(
-      yaml, {{"log_every: 10, checkpoint_every: 1000", "log_every: 1, checkpoint_every: 1"}});
+      yaml, {{"log_every: 10, checkpoint_every: 1000", "log_every: 1, checkpoint_every: 1"},
+             {"log_every: 1, checkpoint_every: 1000", "log_every: 1, checkpoint_every: 1"}});
   return yaml + "faults: " + faults + "\n";
 }
 
-// Runs peco-train tokenizer on `config` as attempt `attempt` (PECO_ATTEMPT, as the worker sets).
-TrainRun RunTokenizer(const std::string& config, const std::string& log, int attempt,
-                      const std::string& resume = "") {
-  setenv("PECO_ATTEMPT", std::to_string(attempt).c_str(), 1);
-  std::vector<std::string> args = {"tokenizer", "--config", config};
-  if (!resume.empty()) args.insert(args.end(), {"--resume", resume});
-  TrainRun run = ::peco::testing::RunTrainProcess(PECO_TRAIN_BINARY, args, log);
-  unsetenv("PECO_ATTEMPT");
-  return run;
-}
-
-void ExpectSameWeights(const std::string& a_dir, const std::string& b_dir) {
-  auto a = LoadTokenizerCheckpoint(a_dir);
-  auto b = LoadTokenizerCheckpoint(b_dir);
-  ASSERT_TRUE(a.ok()) << a.status();
-  ASSERT_TRUE(b.ok()) << b.status();
-  EXPECT_EQ(a->step, b->step);
-  NamedTensors a_state = ModuleState(*a->model), b_state = ModuleState(*b->model);
-  ASSERT_EQ(a_state.size(), b_state.size());
-  for (size_t i = 0; i < a_state.size(); ++i) {
-    EXPECT_TRUE(torch::equal(a_state[i].second, b_state[i].second)) << a_state[i].first;
+// The weights of the newest verified checkpoint of a run of `kind`.
+NamedTensors ModelStateOf(const std::string& kind, const std::string& dir) {
+  if (kind == "tokenizer") {
+    auto loaded = LoadTokenizerCheckpoint(dir);
+    EXPECT_TRUE(loaded.ok()) << loaded.status();
+    return loaded.ok() ? ModuleState(*loaded->model) : NamedTensors();
   }
+  if (kind == "pretrain") {
+    auto loaded = LoadPretrainCheckpoint(dir);
+    EXPECT_TRUE(loaded.ok()) << loaded.status();
+    return loaded.ok() ? ModuleState(*loaded->model) : NamedTensors();
+  }
+  auto loaded = LoadEvalCheckpoint(dir);
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  if (!loaded.ok()) return {};
+  NamedTensors state = ModuleState(*loaded->model);
+  if (loaded->head) {
+    for (auto& item : ModuleState(*loaded->head)) state.push_back(item);
+  }
+  return state;
 }
 
 std::string ReadFile(const std::string& path) {
@@ -178,56 +202,96 @@ bool WaitForText(const std::string& path, const std::string& text) {
   return false;
 }
 
-class FaultRunTest : public ::testing::Test {
+// Every fault against every job kind: they share one training loop, and this shows that each
+// kind's job reaches it (its faults section, its checkpoints, its step).
+class FaultRunTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (!fs::is_directory("/usr/share/datasets/fashion-mnist")) {
       GTEST_SKIP() << "needs Debian's dataset-fashion-mnist (scripts/setup)";
     }
-    dir_ = ::peco::testing::TempDir(
-        "fault_injection_test", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    name = absl::StrReplaceAll(name, {{"/", "_"}});
+    dir_ = ::peco::testing::TempDir("fault_injection_test", name);
+    if (kind() == "pretrain") {
+      // The frozen tokenizer a pretrain job needs: one step of the tiny one.
+      tokenizer_ = dir_ + "/tokenizer";
+      std::string yaml =
+          ::peco::testing::TinyTokenizerConfig(tokenizer_, 4, "{perceptual_weight: 0}", 1);
+      yaml = absl::StrReplaceAll(yaml, {{"eval: {max_images: 64}", "eval: {enabled: false}"}});
+      TrainRun made = RunJob("tokenizer", ::peco::testing::WriteConfig(dir_, "tok.yaml", yaml),
+                             dir_ + "/tok.log", 1);
+      ASSERT_EQ(made.exit_code, 0) << ReadFile(dir_ + "/tok.log");
+    }
   }
+  const std::string& kind() const { return GetParam(); }
+
+  std::string Config(const std::string& name, int max_steps, const std::string& faults) {
+    return ::peco::testing::WriteConfig(
+        dir_, name + ".yaml",
+        FaultyConfig(kind(), dir_ + "/" + name, max_steps, faults, tokenizer_));
+  }
+
+  // Runs `peco-train <kind>` on `config` as attempt `attempt` (PECO_ATTEMPT, as the worker sets).
+  static TrainRun RunJob(const std::string& kind, const std::string& config, const std::string& log,
+                         int attempt, const std::string& resume = "") {
+    setenv("PECO_ATTEMPT", std::to_string(attempt).c_str(), 1);
+    std::vector<std::string> args = {kind, "--config", config};
+    if (!resume.empty()) args.insert(args.end(), {"--resume", resume});
+    TrainRun run = ::peco::testing::RunTrainProcess(PECO_TRAIN_BINARY, args, log);
+    unsetenv("PECO_ATTEMPT");
+    return run;
+  }
+  TrainRun Run(const std::string& config, const std::string& log, int attempt,
+               const std::string& resume = "") {
+    return RunJob(kind(), config, log, attempt, resume);
+  }
+
+  void ExpectSameWeights(const std::string& a_dir, const std::string& b_dir) {
+    NamedTensors a_state = ModelStateOf(kind(), a_dir), b_state = ModelStateOf(kind(), b_dir);
+    ASSERT_FALSE(a_state.empty());
+    ASSERT_EQ(a_state.size(), b_state.size());
+    for (size_t i = 0; i < a_state.size(); ++i) {
+      EXPECT_TRUE(torch::equal(a_state[i].second, b_state[i].second)) << a_state[i].first;
+    }
+  }
+
   std::string dir_;
+  std::string tokenizer_;
 };
 
-TEST_F(FaultRunTest, CrashAfterAStepResumesStepExact) {
+TEST_P(FaultRunTest, CrashAfterAStepResumesStepExact) {
   constexpr int kSteps = 4;
-  const std::string straight = ::peco::testing::WriteConfig(
-      dir_, "straight.yaml", FaultyTokenizerConfig(dir_ + "/straight", kSteps, "{}"));
-  ASSERT_EQ(RunTokenizer(straight, dir_ + "/straight.log", 1).exit_code, 0);
+  const std::string straight = Config("straight", kSteps, "{}");
+  ASSERT_EQ(Run(straight, dir_ + "/straight.log", 1).exit_code, 0);
 
-  const std::string crashing = ::peco::testing::WriteConfig(
-      dir_, "crashing.yaml",
-      FaultyTokenizerConfig(dir_ + "/crashing", kSteps,
-                            "{attempt: 1, exit_at_step: 2, exit_code: 7}"));
-  TrainRun first = RunTokenizer(crashing, dir_ + "/first.log", 1);
+  const std::string crashing =
+      Config("crashing", kSteps, "{attempt: 1, exit_at_step: 2, exit_code: 7}");
+  TrainRun first = Run(crashing, dir_ + "/first.log", 1);
   EXPECT_EQ(first.exit_code, 7);
   EXPECT_TRUE(first.Of("completed").empty());
   ASSERT_EQ(CheckpointStep(ListCheckpoints(dir_ + "/crashing/checkpoints").back()), 2);
   // The next attempt is not armed: it resumes from step 2 and finishes.
-  TrainRun second = RunTokenizer(crashing, dir_ + "/second.log", 2, dir_ + "/crashing");
+  TrainRun second = Run(crashing, dir_ + "/second.log", 2, dir_ + "/crashing");
   ASSERT_EQ(second.exit_code, 0) << ReadFile(dir_ + "/second.log");
   EXPECT_EQ(second.Of("start")[0]["step"].as<int>(), 2);
   ExpectSameWeights(dir_ + "/straight", dir_ + "/crashing");
 }
 
-TEST_F(FaultRunTest, CorruptedCheckpointIsSkippedAndTheResumeIsStillStepExact) {
+TEST_P(FaultRunTest, CorruptedCheckpointIsSkippedAndTheResumeIsStillStepExact) {
   constexpr int kSteps = 3;
-  const std::string straight = ::peco::testing::WriteConfig(
-      dir_, "straight.yaml", FaultyTokenizerConfig(dir_ + "/straight", kSteps, "{}"));
-  ASSERT_EQ(RunTokenizer(straight, dir_ + "/straight.log", 1).exit_code, 0);
+  const std::string straight = Config("straight", kSteps, "{}");
+  ASSERT_EQ(Run(straight, dir_ + "/straight.log", 1).exit_code, 0);
   // Attempt 1 finishes, but its final checkpoint is damaged after it was committed.
-  const std::string damaged = ::peco::testing::WriteConfig(
-      dir_, "damaged.yaml",
-      FaultyTokenizerConfig(dir_ + "/damaged", kSteps,
-                            "{attempt: 1, corrupt_checkpoint_at_step: 3}"));
-  ASSERT_EQ(RunTokenizer(damaged, dir_ + "/first.log", 1).exit_code, 0);
+  const std::string damaged =
+      Config("damaged", kSteps, "{attempt: 1, corrupt_checkpoint_at_step: 3}");
+  ASSERT_EQ(Run(damaged, dir_ + "/first.log", 1).exit_code, 0);
   const std::string last = ListCheckpoints(dir_ + "/damaged/checkpoints").back();
   ASSERT_EQ(CheckpointStep(last), 3);
   EXPECT_EQ(VerifyCheckpoint(last).code(), absl::StatusCode::kDataLoss);
   // A rerun from the run directory goes back to step 2, the newest checkpoint that verifies,
   // and retrains step 3 to the same weights.
-  TrainRun again = RunTokenizer(damaged, dir_ + "/again.log", 2, dir_ + "/damaged");
+  TrainRun again = Run(damaged, dir_ + "/again.log", 2, dir_ + "/damaged");
   ASSERT_EQ(again.exit_code, 0) << ReadFile(dir_ + "/again.log");
   EXPECT_EQ(again.Of("start")[0]["step"].as<int>(), 2);
   ExpectSameWeights(dir_ + "/straight", dir_ + "/damaged");
@@ -237,32 +301,30 @@ TEST_F(FaultRunTest, CorruptedCheckpointIsSkippedAndTheResumeIsStillStepExact) {
 // `fail` (the default) ends the attempt with a retryable exit and keeps step 1 the newest;
 // `skip` reports it, trains on to the same weights as an undisturbed run, and writes the later
 // checkpoints; `skip` with max_skipped_checkpoints 0 behaves as `fail`.
-TEST_F(FaultRunTest, FailedPeriodicCheckpointFailsOrIsSkippedByPolicy) {
+TEST_P(FaultRunTest, FailedPeriodicCheckpointFailsOrIsSkippedByPolicy) {
   constexpr int kSteps = 4;
   auto config = [&](const std::string& name, const std::string& train_keys) {
     std::string yaml =
-        FaultyTokenizerConfig(dir_ + "/" + name, kSteps, "{fail_checkpoint_at_step: 2}");
+        FaultyConfig(kind(), dir_ + "/" + name, kSteps, "{fail_checkpoint_at_step: 2}", tokenizer_);
     yaml =
         absl::StrReplaceAll(yaml, {{"checkpoint_every: 1,", "checkpoint_every: 1," + train_keys}});
     return ::peco::testing::WriteConfig(dir_, name + ".yaml", yaml);
   };
-  const std::string straight = ::peco::testing::WriteConfig(
-      dir_, "straight.yaml", FaultyTokenizerConfig(dir_ + "/straight", kSteps, "{}"));
-  ASSERT_EQ(RunTokenizer(straight, dir_ + "/straight.log", 1).exit_code, 0);
+  const std::string straight = Config("straight", kSteps, "{}");
+  ASSERT_EQ(Run(straight, dir_ + "/straight.log", 1).exit_code, 0);
 
-  TrainRun failed = RunTokenizer(config("fail", ""), dir_ + "/fail.log", 1);
+  TrainRun failed = Run(config("fail", ""), dir_ + "/fail.log", 1);
   EXPECT_EQ(failed.exit_code, 1) << ReadFile(dir_ + "/fail.log");
   EXPECT_NE(failed.ErrorMessage().find("checkpoint of step 2 not written"), std::string::npos)
       << failed.ErrorMessage();
   EXPECT_EQ(CheckpointStep(ListCheckpoints(dir_ + "/fail/checkpoints").back()), 1);
 
   TrainRun strict =
-      RunTokenizer(config("strict", " on_checkpoint_failure: skip, max_skipped_checkpoints: 0,"),
-                   dir_ + "/strict.log", 1);
+      Run(config("strict", " on_checkpoint_failure: skip, max_skipped_checkpoints: 0,"),
+          dir_ + "/strict.log", 1);
   EXPECT_EQ(strict.exit_code, 1) << ReadFile(dir_ + "/strict.log");
 
-  TrainRun skipped =
-      RunTokenizer(config("skip", " on_checkpoint_failure: skip,"), dir_ + "/skip.log", 1);
+  TrainRun skipped = Run(config("skip", " on_checkpoint_failure: skip,"), dir_ + "/skip.log", 1);
   ASSERT_EQ(skipped.exit_code, 0) << ReadFile(dir_ + "/skip.log");
   ASSERT_EQ(skipped.Of("checkpoint_failed").size(), 1u);
   EXPECT_EQ(skipped.Of("checkpoint_failed")[0]["step"].as<int>(), 2);
@@ -289,10 +351,9 @@ TEST(TrainSectionTest, CheckpointFailurePolicyIsCheckedByName) {
   EXPECT_NE(unknown.message().find("train.on_checkpoint_failure"), std::string::npos) << unknown;
 }
 
-TEST_F(FaultRunTest, NanLossFailsWithTheNonRetryableExitCode) {
-  const std::string config = ::peco::testing::WriteConfig(
-      dir_, "nan.yaml", FaultyTokenizerConfig(dir_ + "/nan", 4, "{nan_loss_at_step: 1}"));
-  TrainRun run = RunTokenizer(config, dir_ + "/nan.log", 1);
+TEST_P(FaultRunTest, NanLossFailsWithTheNonRetryableExitCode) {
+  const std::string config = Config("nan", 4, "{nan_loss_at_step: 1}");
+  TrainRun run = Run(config, dir_ + "/nan.log", 1);
   EXPECT_EQ(run.exit_code, 3);
   EXPECT_NE(run.ErrorMessage().find("non-finite loss at step 1"), std::string::npos)
       << run.ErrorMessage();
@@ -300,10 +361,8 @@ TEST_F(FaultRunTest, NanLossFailsWithTheNonRetryableExitCode) {
   EXPECT_EQ(CheckpointStep(ListCheckpoints(dir_ + "/nan/checkpoints").back()), 1);
 }
 
-TEST_F(FaultRunTest, HangShowsInTheStackDumpAndTheProcessLivesOn) {
-  const std::string config = ::peco::testing::WriteConfig(
-      dir_, "hang.yaml",
-      FaultyTokenizerConfig(dir_ + "/hang", 4, "{hang_at_step: 1, hang_in: checkpoint}"));
+TEST_P(FaultRunTest, HangShowsInTheStackDumpAndTheProcessLivesOn) {
+  const std::string config = Config("hang", 4, "{hang_at_step: 1, hang_in: checkpoint}");
   const std::string log = dir_ + "/hang.log";
   ::peco::testing::Subprocess process({PECO_TRAIN_BINARY, "tokenizer", "--config", config}, log);
   ASSERT_TRUE(process.started());
@@ -347,19 +406,18 @@ uintmax_t DirectoryBytes(const std::string& dir) {
   return total;
 }
 
-TEST_F(FaultRunTest, FullDiskFailsTheCheckpointCleanlyAndKeepsThePreviousOne) {
+TEST_P(FaultRunTest, FullDiskFailsTheCheckpointCleanlyAndKeepsThePreviousOne) {
   // How big one checkpoint of the tiny tokenizer is.
-  const std::string probe = ::peco::testing::WriteConfig(
-      dir_, "probe.yaml", FaultyTokenizerConfig(dir_ + "/probe", 1, "{}"));
-  ASSERT_EQ(RunTokenizer(probe, dir_ + "/probe.log", 1).exit_code, 0);
+  const std::string probe = Config("probe", 1, "{}");
+  ASSERT_EQ(Run(probe, dir_ + "/probe.log", 1).exit_code, 0);
   const uintmax_t checkpoint = DirectoryBytes(ListCheckpoints(dir_ + "/probe/checkpoints")[0]);
   // Room for one checkpoint and a half: the second one does not fit.
   SmallFilesystem disk(dir_ + "/small", checkpoint + checkpoint / 2);
   if (!disk.mounted()) GTEST_SKIP() << "mounting a small tmpfs needs root";
 
   const std::string config = ::peco::testing::WriteConfig(
-      dir_, "full.yaml", FaultyTokenizerConfig(dir_ + "/small/run", 4, "{}"));
-  TrainRun run = RunTokenizer(config, dir_ + "/full.log", 1);
+      dir_, "full.yaml", FaultyConfig(kind(), dir_ + "/small/run", 4, "{}", tokenizer_));
+  TrainRun run = Run(config, dir_ + "/full.log", 1);
   EXPECT_EQ(run.exit_code, 1) << "a full disk is worth a retry elsewhere, not a crash";
   EXPECT_NE(run.ErrorMessage().find("checkpoint of step 2 not written"), std::string::npos)
       << run.ErrorMessage();
@@ -376,6 +434,12 @@ TEST_F(FaultRunTest, FullDiskFailsTheCheckpointCleanlyAndKeepsThePreviousOne) {
         << entry.path();
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(EveryJobKind, FaultRunTest,
+                         ::testing::Values("tokenizer", "pretrain", "finetune", "linear_probe"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 }  // namespace
 }  // namespace peco::trainer

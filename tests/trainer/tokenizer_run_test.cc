@@ -428,5 +428,158 @@ TEST(TokenizerRunTest, PaperPresetExportHasTheOfficialKeysAndShapes) {
   fs::remove(dir + "/paper.pt");
 }
 
+// --- Data parallel ------------------------------------------------------------------------------
+
+// A port for the two-rank groups of this test process.
+int TestPort(int offset) { return 27000 + (::getpid() % 1000) * 4 + offset; }
+
+// The tiny tokenizer with every term that couples samples or ranks on: the perceptual loss, the
+// GAN past disc_start (adaptive weight, discriminator BatchNorm), and for vq dead-code restarts
+// after one unused step; `batch` images per rank, one data-loading thread.
+std::string DataParallelConfig(const std::string& output_dir, int max_steps, int batch,
+                               bool gumbel) {
+  std::string yaml = gumbel ? TinyGumbelConfig(output_dir, max_steps)
+                            : TinyConfig(output_dir, max_steps, /*gan=*/false);
+  if (!gumbel) {
+    const std::string from = "n_embed: 64, embed_dim: 16}";
+    yaml.replace(yaml.find(from), from.size(), "n_embed: 64, embed_dim: 16, dead_code_steps: 1}");
+  }
+  const std::string optim = "optim:";
+  yaml.replace(yaml.find(optim), optim.size(),
+               "  gan: {enabled: true, disc_start: 1, ndf: 8, n_layers: 2}\noptim:");
+  const std::string data = "batch_size: 8, num_workers: 2";
+  yaml.replace(yaml.find(data), data.size(),
+               absl::StrCat("batch_size: ", batch, ", num_workers: 1"));
+  return yaml + "eval: {max_images: 24, batch_size: 8}\n";
+}
+
+// The discriminator of a tokenizer checkpoint directory.
+NamedTensors DiscriminatorState(const LoadedTokenizer& loaded) {
+  auto files = ReadCheckpoint(loaded.checkpoint_dir);
+  EXPECT_TRUE(files.ok()) << files.status();
+  PatchDiscriminator disc(loaded.config.loss.gan.discriminator, 0);
+  if (files.ok()) DeserializeModule(files->at("discriminator.pt"), *disc);
+  return ModuleState(*disc);
+}
+
+void ExpectClose(const NamedTensors& a, const NamedTensors& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(a[i].second.to(torch::kFloat64), b[i].second.to(torch::kFloat64),
+                                1e-4, 1e-4))
+        << what << " " << a[i].first << ": max difference "
+        << (a[i].second.to(torch::kFloat64) - b[i].second.to(torch::kFloat64)).abs().max();
+  }
+}
+
+class TokenizerDataParallelTest : public ::testing::TestWithParam<bool> {};
+
+// 2 ranks x batch 4 train the same tokenizer as 1 rank x batch 8 (weights, discriminator and
+// the logged losses and code usage after 3 steps), rank 0 alone writes the one checkpoint
+// series, and the held-out evaluation, split over the ranks, counts every image once.
+TEST_P(TokenizerDataParallelTest, TwoRanksTrainOneModelAsOneRankWithTheDoubleBatch) {
+  const bool gumbel = GetParam();
+  const std::string dir = TempDir(gumbel ? "ddp_gumbel" : "ddp_vq");
+  constexpr int kSteps = 3;
+  fs::create_directories(dir + "/two");
+  const std::string one_config =
+      WriteConfig(dir, DataParallelConfig(dir + "/one", kSteps, 8, gumbel));
+  RunResult one =
+      RunTrain({"tokenizer", "--config", one_config, "--set", "threads=1"}, dir + "/one.log");
+  ASSERT_EQ(one.exit_code, 0) << one.ErrorMessage();
+  const std::string two_config =
+      WriteConfig(dir + "/two", DataParallelConfig(dir + "/two/run", kSteps, 4, gumbel));
+  std::vector<RunResult> two = ::peco::testing::RunRanksProcesses(
+      PECO_TRAIN_BINARY, {"tokenizer", "--config", two_config}, dir + "/rank", TestPort(0));
+  ASSERT_EQ(two[0].exit_code, 0) << two[0].ErrorMessage();
+  ASSERT_EQ(two[1].exit_code, 0) << two[1].ErrorMessage();
+  EXPECT_EQ(two[1].Of("start")[0]["world_size"].as<int>(), 2);
+
+  auto a = LoadTokenizerCheckpoint(dir + "/one");
+  auto b = LoadTokenizerCheckpoint(dir + "/two/run");
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  ExpectClose(ModuleState(*a->model), ModuleState(*b->model), "tokenizer");
+  ExpectClose(DiscriminatorState(*a), DiscriminatorState(*b), "discriminator");
+  // Each rank logs the global batch's statistics.
+  ASSERT_EQ(one.Of("step").size(), static_cast<size_t>(kSteps));
+  for (int rank = 0; rank < 2; ++rank) {
+    ASSERT_EQ(two[rank].Of("step").size(), static_cast<size_t>(kSteps));
+    for (int i = 0; i < kSteps; ++i) {
+      const YAML::Node x = one.Of("step")[i], y = two[rank].Of("step")[i];
+      EXPECT_NEAR(x["loss"].as<double>(), y["loss"].as<double>(), 1e-4) << "step " << i + 1;
+      EXPECT_EQ(x["codes_used"].as<int>(), y["codes_used"].as<int>()) << "step " << i + 1;
+      EXPECT_GT(y["loss_discriminator"].as<double>() + (i == 0 ? 1.0 : 0.0), 0.0);
+    }
+  }
+  // One checkpoint series, written by rank 0; rank 1 names none.
+  EXPECT_EQ(ListCheckpoints(dir + "/two/run/checkpoints").size(), 1u);
+  EXPECT_EQ(two[0].Of("checkpoint").size(), 1u);
+  EXPECT_TRUE(two[1].Of("checkpoint").empty());
+  EXPECT_EQ(two[1].Of("completed")[0]["checkpoint"].as<std::string>(), "");
+  const YAML::Node eval_one = one.Of("eval")[0], eval_two = two[0].Of("eval")[0];
+  EXPECT_EQ(eval_two["eval_images"].as<int>(), 24);
+  EXPECT_NEAR(eval_one["eval_l1"].as<double>(), eval_two["eval_l1"].as<double>(), 1e-4);
+  EXPECT_EQ(eval_one["eval_codes_used"].as<int>(), eval_two["eval_codes_used"].as<int>());
+}
+
+INSTANTIATE_TEST_SUITE_P(Quantizers, TokenizerDataParallelTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Gumbel" : "Vq";
+                         });
+
+// A two-rank run stopped by SIGTERM to rank 1 alone stops both ranks after the same step; both
+// resumed with --resume end with rank 0's checkpoint bitwise equal to an uninterrupted two-rank
+// run's; resuming with another world size is refused naming it.
+TEST(TokenizerRunTest, TwoRankResumeAfterSigtermIsStepExact) {
+  const std::string dir = TempDir("ddp_resume");
+  constexpr int kSteps = 6;
+  fs::create_directories(dir + "/split");
+  const std::string straight =
+      WriteConfig(dir, DataParallelConfig(dir + "/straight", kSteps, 4, /*gumbel=*/false));
+  std::vector<RunResult> a = ::peco::testing::RunRanksProcesses(
+      PECO_TRAIN_BINARY, {"tokenizer", "--config", straight}, dir + "/a", TestPort(1));
+  ASSERT_EQ(a[0].exit_code, 0) << a[0].ErrorMessage();
+  const std::string split =
+      WriteConfig(dir + "/split", DataParallelConfig(dir + "/split/run", kSteps, 4, false));
+  std::vector<RunResult> first = ::peco::testing::RunRanksProcesses(
+      PECO_TRAIN_BINARY, {"tokenizer", "--config", split}, dir + "/b", TestPort(2),
+      /*world_size=*/2, /*stop_rank=*/1, /*stop_at_step=*/2);
+  ASSERT_EQ(first[0].exit_code, 0) << first[0].ErrorMessage();
+  ASSERT_EQ(first[1].exit_code, 0) << first[1].ErrorMessage();
+  ASSERT_EQ(first[0].Of("stopped").size(), 1u) << "rank 0 stopped because rank 1 was asked to";
+  const int stopped_at = first[0].Of("stopped")[0]["step"].as<int>();
+  EXPECT_EQ(first[1].Of("stopped")[0]["step"].as<int>(), stopped_at);
+  ASSERT_LT(stopped_at, kSteps);
+
+  RunResult other_world = RunTrain(
+      {"tokenizer", "--config", split, "--resume", dir + "/split/run", "--set", "threads=1"},
+      dir + "/one_rank.log");
+  EXPECT_EQ(other_world.exit_code, 2);
+  EXPECT_THAT(other_world.ErrorMessage(), ::testing::HasSubstr("world size"));
+
+  std::vector<RunResult> second = ::peco::testing::RunRanksProcesses(
+      PECO_TRAIN_BINARY, {"tokenizer", "--config", split, "--resume", dir + "/split/run"},
+      dir + "/c", TestPort(3));
+  ASSERT_EQ(second[0].exit_code, 0) << second[0].ErrorMessage();
+  ASSERT_EQ(second[1].exit_code, 0) << second[1].ErrorMessage();
+  EXPECT_EQ(second[1].Of("start")[0]["step"].as<int>(), stopped_at);
+
+  auto x = LoadTokenizerCheckpoint(dir + "/straight");
+  auto y = LoadTokenizerCheckpoint(dir + "/split/run");
+  ASSERT_TRUE(x.ok()) << x.status();
+  ASSERT_TRUE(y.ok()) << y.status();
+  EXPECT_EQ(y->step, kSteps);
+  NamedTensors x_state = ModuleState(*x->model), y_state = ModuleState(*y->model);
+  ASSERT_EQ(x_state.size(), y_state.size());
+  for (size_t i = 0; i < x_state.size(); ++i) {
+    EXPECT_TRUE(torch::equal(x_state[i].second, y_state[i].second)) << x_state[i].first;
+  }
+  NamedTensors x_disc = DiscriminatorState(*x), y_disc = DiscriminatorState(*y);
+  for (size_t i = 0; i < x_disc.size(); ++i) {
+    EXPECT_TRUE(torch::equal(x_disc[i].second, y_disc[i].second)) << x_disc[i].first;
+  }
+}
+
 }  // namespace
 }  // namespace peco::trainer

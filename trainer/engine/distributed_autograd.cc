@@ -14,8 +14,8 @@ torch::Tensor SumAcrossRanks(DistributedContext* group, const torch::Tensor& ten
                              const char* what) {
   std::vector<torch::Tensor> buffer = {tensor.detach().clone().contiguous()};
   if (absl::Status status = group->AllReduceSum(buffer); !status.ok()) {
-    throw std::runtime_error(absl::StrCat(what, " on rank ", group->rank(), ": ",
-                                          status.ToString()));
+    throw std::runtime_error(
+        absl::StrCat(what, " on rank ", group->rank(), ": ", status.ToString()));
   }
   return buffer[0];
 }

@@ -101,9 +101,13 @@ absl::Status Loop::Setup() {
   }
   RETURN_IF_ERROR(
       Faults().Configure(options_.faults, run.distributed.attempt, run.distributed.rank));
-  ASSIGN_OR_RETURN(group_, DistributedContext::Create(run.distributed));
-  RETURN_IF_ERROR(TorchCall("joining the data-parallel group",
-                            [&] { return task_.Connect(group_.get()); }));
+  if (options_.join_group) {
+    ASSIGN_OR_RETURN(group_, options_.join_group(run.distributed));
+  } else {
+    ASSIGN_OR_RETURN(group_, DistributedContext::Create(run.distributed));
+  }
+  RETURN_IF_ERROR(
+      TorchCall("joining the data-parallel group", [&] { return task_.Connect(group_.get()); }));
 
   JsonWriter start;
   start.Add("event", protocol::kEventStart)
@@ -132,7 +136,8 @@ void Loop::ResetWindow() {
 }
 
 absl::StatusOr<bool> Loop::AnyRankStopping() {
-  const double stopping = StopRequested() ? 1.0 : 0.0;
+  const bool requested = options_.stop_requested ? options_.stop_requested() : StopRequested();
+  const double stopping = requested ? 1.0 : 0.0;
   if (!group_->is_distributed()) return stopping > 0;
   ASSIGN_OR_RETURN(std::vector<double> mean, group_->AllReduceMean({stopping}));
   return mean[0] > 0;
@@ -163,9 +168,8 @@ absl::Status Loop::EmitMetrics() {
   event.Add("event", protocol::kEventStep)
       .Add("step", task_.step())
       .Add("epoch", loader.position().epoch);
-  ASSIGN_OR_RETURN(std::string summary, TorchCall("reporting metrics", [&] {
-                     return task_.Metrics(window, &event);
-                   }));
+  ASSIGN_OR_RETURN(std::string summary,
+                   TorchCall("reporting metrics", [&] { return task_.Metrics(window, &event); }));
   const double images_per_second = window.images / window.seconds;
   event.Add("images_per_second", images_per_second)
       .Add("step_seconds", window.seconds / window.steps)

@@ -13,9 +13,8 @@
 //
 //   task.Build(run)                  models and optimizers, no collectives (a rank refuses alone)
 //   task.Restore(checkpoint)         with --resume: the newest verified checkpoint
-//   task.Connect(group)              broadcast rank 0's state, gradient reducers, this rank's loader
-//   start event
-//   until max_steps or a stop on any rank:
+//   task.Connect(group)              broadcast rank 0's state, gradient reducers, this rank's
+//   loader start event until max_steps or a stop on any rank:
 //     batch = task.loader().Next()
 //     loss = task.ForwardLoss(batch) the non-finite check comes next, before any update
 //     task.Update()                  backward, reduce, step; the step count advances
@@ -35,6 +34,8 @@
 #define PECO_TRAINER_ENGINE_TRAINING_LOOP_H_
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -127,8 +128,8 @@ class TrainingTask {
 };
 
 struct TrainingLoopOptions {
-  std::string kind;  // names the job kind in events and errors
-  int threads = 0;   // 0 = the cores available
+  std::string kind;                // names the job kind in events and errors
+  int threads = 0;                 // 0 = the cores available
   std::string device = "cpu";      // cpu | cuda
   std::string precision = "fp32";  // fp32 | bf16
   int64_t max_steps = 1;
@@ -144,6 +145,13 @@ struct TrainingLoopOptions {
   // run, refused when output_dir already holds checkpoints.
   std::string resume_from;
   ProgressSink* progress = nullptr;  // not owned; required
+
+  // Seams (tests run several ranks in one process): how this rank joins its group (default:
+  // DistributedContext::Create, the torchrun environment) and whether a stop was requested of
+  // this rank (default: StopRequested(), SIGTERM or SIGINT).
+  std::function<absl::StatusOr<std::unique_ptr<DistributedContext>>(const DistributedOptions&)>
+      join_group;
+  std::function<bool()> stop_requested;
 
   // InvalidArgument naming the field (train.max_steps, train.log_every, ...).
   absl::Status Validate() const;

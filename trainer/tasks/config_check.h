@@ -1,6 +1,7 @@
 // The check behind `peco-train validate` (one-shot and --serve): parses a job config of any
-// kind (its `kind:`) with that kind's check (job_kinds.h) and reports what the job would read, without
-// training. Both modes of trainer/main.cc call CheckJobConfig(), so their verdicts cannot drift.
+// kind (its `kind:`) with that kind's check (job_kinds.h) and reports what the job would read,
+// without training. Both modes of trainer/main.cc call CheckJobConfig(), so their verdicts cannot
+// drift.
 //
 // Thread-compatible: no shared state (the ProgressSink serialises its own writes).
 #ifndef PECO_TRAINER_TASKS_CONFIG_CHECK_H_

@@ -16,13 +16,13 @@
 #include "common/trainer_protocol.h"
 #include "trainer/data/random.h"
 #include "trainer/engine/checkpoint.h"
+#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/engine/distributed.h"
 #include "trainer/engine/distributed_module.h"
 #include "trainer/engine/foreach_optim.h"
 #include "trainer/engine/module_state.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/training_loop.h"
-#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/tasks/eval_backbone.h"
 #include "trainer/tasks/eval_state.h"
 #include "trainer/tasks/run_setup.h"
@@ -389,8 +389,7 @@ absl::Status EvalTask::Update() {
   optimizer_->step();
 
   window_.loss += loss_value_;
-  window_.top1 +=
-      100.0 * (logits_.argmax(-1) == labels_).to(torch::kFloat64).mean().item<double>();
+  window_.top1 += 100.0 * (logits_.argmax(-1) == labels_).to(torch::kFloat64).mean().item<double>();
   window_.grad_norm += grad_norm;
   loss_ = logits_ = labels_ = torch::Tensor();
   ++state_.step;
@@ -505,10 +504,10 @@ absl::StatusOr<EvalRunResult> RunEvalJob(const EvalJobConfig& config,
                                          const EvalRunOptions& options) {
   if (options.progress == nullptr) return absl::InvalidArgumentError("progress sink is required");
   EvalTask task(config, options.progress);
-  ASSIGN_OR_RETURN(TrainingResult run,
-                   RunTrainingLoop(task, LoopOptionsFor(config.kind, config.threads, config.train,
-                                                        config.faults, options.resume_from,
-                                                        options.progress)));
+  ASSIGN_OR_RETURN(
+      TrainingResult run,
+      RunTrainingLoop(task, LoopOptionsFor(config.kind, config.threads, config.train, config.faults,
+                                           options.resume_from, options.progress)));
   EvalRunResult result;
   static_cast<TrainingResult&>(result) = run;
   result.eval = task.last_eval();

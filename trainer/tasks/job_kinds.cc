@@ -26,8 +26,8 @@ void AddInput(ConfigCheck* check, const char* field, const std::string& path) {
 
 // --- tokenizer ---------------------------------------------------------------------------------
 
-absl::Status RunTokenizer(const std::string& text, const std::string& source,
-                          const JobFlags& flags, ProgressSink* progress) {
+absl::Status RunTokenizer(const std::string& text, const std::string& source, const JobFlags& flags,
+                          ProgressSink* progress) {
   ASSIGN_OR_RETURN(TokenizerJobConfig config, ParseTokenizerConfig(text, source));
   // --output_dir overrides train.output_dir (the worker gives every job its own directory).
   if (!flags.output_dir.empty()) config.train.output_dir = flags.output_dir;
@@ -59,8 +59,8 @@ absl::StatusOr<ExportSummary> ExportTokenizerCheckpoint(const std::string& dir,
 
 // --- pretrain ----------------------------------------------------------------------------------
 
-absl::Status RunPretrain(const std::string& text, const std::string& source,
-                         const JobFlags& flags, ProgressSink* progress) {
+absl::Status RunPretrain(const std::string& text, const std::string& source, const JobFlags& flags,
+                         ProgressSink* progress) {
   ASSIGN_OR_RETURN(PretrainJobConfig config, ParsePretrainConfig(text, source));
   if (!flags.output_dir.empty()) config.train.output_dir = flags.output_dir;
   return RunPretrainJob(config, {flags.resume_from, progress}).status();

@@ -7,8 +7,8 @@
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "trainer/engine/checkpoint.h"
-#include "trainer/losses/beit_trunk_extractor.h"
 #include "trainer/engine/checkpoint_lookup.h"
+#include "trainer/losses/beit_trunk_extractor.h"
 #include "trainer/tasks/pretrain_config.h"
 #include "trainer/tasks/pretrain_task.h"
 

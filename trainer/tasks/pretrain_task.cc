@@ -14,6 +14,7 @@
 #include "common/status_macros.h"
 #include "trainer/data/random.h"
 #include "trainer/engine/checkpoint.h"
+#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/engine/distributed.h"
 #include "trainer/engine/distributed_module.h"
 #include "trainer/engine/foreach_optim.h"
@@ -21,7 +22,6 @@
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/training_loop.h"
 #include "trainer/models/beit_optim.h"
-#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/tasks/preview.h"
 #include "trainer/tasks/run_setup.h"
 #include "trainer/tasks/tokenizer_task.h"
@@ -242,9 +242,9 @@ std::string PretrainTask::DescribeStart(JsonWriter* start) {
       .Add("vocab_size", config_.model.vocab_size)
       .Add("tokenizer", state_.tokenizer_checkpoint)
       .Add("tokenizer_sha256", state_.tokenizer_sha256);
-  return absl::StrFormat("%d parameters, %s (%d images), %dx%d grid, %d codes from %s",
-                         parameters, dataset_->name(), dataset_->size(), grid, grid,
-                         config_.model.vocab_size, state_.tokenizer_checkpoint);
+  return absl::StrFormat("%d parameters, %s (%d images), %dx%d grid, %d codes from %s", parameters,
+                         dataset_->name(), dataset_->size(), grid, grid, config_.model.vocab_size,
+                         state_.tokenizer_checkpoint);
 }
 
 absl::Status PretrainTask::Restore(const RestoredCheckpoint& checkpoint) {
@@ -463,9 +463,9 @@ absl::StatusOr<PretrainRunResult> RunPretrainJob(const PretrainJobConfig& config
                                                  const PretrainRunOptions& options) {
   if (options.progress == nullptr) return absl::InvalidArgumentError("progress sink is required");
   PretrainTask task(config, options.progress);
-  return RunTrainingLoop(task, LoopOptionsFor("pretrain", config.threads, config.train,
-                                              config.faults, options.resume_from,
-                                              options.progress));
+  return RunTrainingLoop(task,
+                         LoopOptionsFor("pretrain", config.threads, config.train, config.faults,
+                                        options.resume_from, options.progress));
 }
 
 absl::StatusOr<LoadedPretrain> LoadPretrainCheckpoint(const std::string& path) {

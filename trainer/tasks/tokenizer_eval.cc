@@ -138,10 +138,11 @@ absl::StatusOr<TokenizerEvalResult> FinishTokenizerEval(const TokenizerEvalSums&
                                                         const TokenizerEvalConfig& config) {
   if (sums.images == 0) {
     const absl::Status& error = sums.first_error;
-    return absl::Status(error.ok() ? absl::StatusCode::kDataLoss : error.code(),
-                        absl::StrCat("eval: none of the first ", TokenizerEvalImages(heldout, config),
-                                     " images of ", heldout.name(),
-                                     " could be read; the first error: ", error.message()));
+    return absl::Status(
+        error.ok() ? absl::StatusCode::kDataLoss : error.code(),
+        absl::StrCat("eval: none of the first ", TokenizerEvalImages(heldout, config),
+                     " images of ", heldout.name(),
+                     " could be read; the first error: ", error.message()));
   }
   TokenizerEvalResult result;
   result.images = sums.images;

@@ -14,16 +14,16 @@
 #include "common/trainer_protocol.h"
 #include "trainer/data/random.h"
 #include "trainer/engine/checkpoint.h"
-#include "trainer/engine/foreach_optim.h"
-#include "trainer/engine/module_state.h"
+#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/engine/distributed_autograd.h"
 #include "trainer/engine/distributed_module.h"
+#include "trainer/engine/foreach_optim.h"
+#include "trainer/engine/module_state.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/training_loop.h"
 #include "trainer/losses/gan_loss.h"
 #include "trainer/losses/perceptual_loss.h"
 #include "trainer/models/patch_discriminator.h"
-#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/tasks/perceptual_network.h"
 #include "trainer/tasks/preview.h"
 #include "trainer/tasks/run_setup.h"
@@ -518,8 +518,7 @@ absl::Status TokenizerTask::Update() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> TokenizerTask::Metrics(const MetricWindow& window,
-                                                   JsonWriter* event) {
+absl::StatusOr<std::string> TokenizerTask::Metrics(const MetricWindow& window, JsonWriter* event) {
   const double n = static_cast<double>(window.steps);
   std::vector<double> means(1 + kParts);
   {
@@ -563,8 +562,9 @@ absl::Status TokenizerTask::Evaluate() {
   ASSIGN_OR_RETURN(TokenizerEvalSums sums,
                    EvaluateTokenizerShard(*model_, *eval_dataset_, config_.eval,
                                           static_cast<int>(config_.data.image_size), device_,
-                                          group_->rank(), group_->world_size(),
-                                          [&](int64_t done) { progress_.Heartbeat("eval", done); }));
+                                          group_->rank(), group_->world_size(), [&](int64_t done) {
+                                            progress_.Heartbeat("eval", done);
+                                          }));
   if (group_->is_distributed()) {
     // Every rank's sums, added: [images, unreadable, abs, squared, values, agreeing, positions,
     // counts...] (float64 holds the counts exactly).
@@ -623,9 +623,9 @@ absl::StatusOr<TokenizerRunResult> RunTokenizerJob(const TokenizerJobConfig& con
                                                    const TokenizerRunOptions& options) {
   if (options.progress == nullptr) return absl::InvalidArgumentError("progress sink is required");
   TokenizerTask task(config, options.progress);
-  return RunTrainingLoop(task, LoopOptionsFor("tokenizer", config.threads, config.train,
-                                              config.faults, options.resume_from,
-                                              options.progress));
+  return RunTrainingLoop(task,
+                         LoopOptionsFor("tokenizer", config.threads, config.train, config.faults,
+                                        options.resume_from, options.progress));
 }
 
 absl::StatusOr<LoadedTokenizer> LoadTokenizerCheckpoint(const std::string& path) {
