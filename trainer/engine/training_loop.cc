@@ -186,15 +186,19 @@ absl::Status Loop::EmitMetrics() {
 absl::Status Loop::SaveCheckpoint(bool final) {
   const auto started = Clock::now();
   const int64_t step = task_.step();
-  ASSIGN_OR_RETURN(CheckpointFiles files, TorchCall("serialising the checkpoint", [&] {
-                     return task_.CheckpointContents(final);
-                   }));
+  absl::StatusOr<CheckpointFiles> files =
+      TorchCall("serialising the checkpoint", [&] { return task_.CheckpointContents(final); });
+  if (!files.ok()) {
+    return absl::Status(
+        files.status().code(),
+        absl::StrCat("checkpoint of step ", step, " not written: ", files.status().message()));
+  }
   last_saved_step_ = step;
   if (!group_->is_main()) return absl::OkStatus();
-  ASSIGN_OR_RETURN(std::string dir, WriteCheckpoint(root_, step, files));
+  ASSIGN_OR_RETURN(std::string dir, WriteCheckpoint(root_, step, *files));
   RETURN_IF_ERROR(ApplyRetention(root_, options_.keep_checkpoints, dir));
   int64_t bytes = 0;
-  for (const auto& [name, data] : files) bytes += static_cast<int64_t>(data.size());
+  for (const auto& [name, data] : *files) bytes += static_cast<int64_t>(data.size());
   JsonWriter event;
   event.Add("event", protocol::kEventCheckpoint)
       .Add("step", step)

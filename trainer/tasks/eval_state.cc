@@ -8,16 +8,10 @@
 
 namespace peco::trainer {
 
-std::string EvalStateToJson(const EvalState& s, uint64_t seed, bool final) {
+std::string EvalStateToJson(const EvalState& s) {
   JsonWriter w;
-  w.Add("kind", s.kind)
-      .Add("step", s.step)
-      .Add("epoch", s.loader.epoch)
-      .Add("batch", s.loader.batch)
-      .Add("world_size", static_cast<int64_t>(s.world_size))
-      .Add("seed", seed)
-      .Add("config_sha256", s.config_sha256)
-      .AddRaw("model", BeitConfigToJson(s.model))
+  AddRunState(s, &w);
+  w.AddRaw("model", BeitConfigToJson(s.model))
       .Add("probe_block", s.probe_block)
       .Add("probe_feature_norm", s.probe_feature_norm)
       .Add("num_classes", s.num_classes)
@@ -29,27 +23,14 @@ std::string EvalStateToJson(const EvalState& s, uint64_t seed, bool final) {
       .Add("eval_top1", s.eval.top1)
       .Add("eval_top5", s.eval.top5)
       .Add("eval_loss", s.eval.loss)
-      .Add("eval_images", s.eval.images)
-      .Add("final", final);
+      .Add("eval_images", s.eval.images);
   return w.str() + "\n";
 }
 
 absl::StatusOr<EvalState> EvalStateFromJson(const std::string& json, const std::string& source) {
   ASSIGN_OR_RETURN(ConfigReader r, ConfigReader::FromString(json, source));
   EvalState s;
-  int64_t seed = 0;
-  bool final = false;
-  RETURN_IF_ERROR(r.Read("kind", &s.kind));
-  if (s.kind != "finetune" && s.kind != "linear_probe") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": holds a '", s.kind, "' checkpoint, expected a finetune or linear_probe one"));
-  }
-  RETURN_IF_ERROR(r.Read("step", &s.step));
-  RETURN_IF_ERROR(r.Read("epoch", &s.loader.epoch));
-  RETURN_IF_ERROR(r.Read("batch", &s.loader.batch));
-  RETURN_IF_ERROR(r.Read("world_size", &s.world_size));
-  RETURN_IF_ERROR(r.Read("seed", &seed));
-  RETURN_IF_ERROR(r.Read("config_sha256", &s.config_sha256));
+  RETURN_IF_ERROR(ReadRunState(r, {"finetune", "linear_probe"}, source, &s));
   {
     ASSIGN_OR_RETURN(ConfigReader m, r.Child("model"));
     ASSIGN_OR_RETURN(s.model, BeitConfigFromReader(m));
@@ -67,7 +48,6 @@ absl::StatusOr<EvalState> EvalStateFromJson(const std::string& json, const std::
   RETURN_IF_ERROR(r.Read("eval_top5", &s.eval.top5));
   RETURN_IF_ERROR(r.Read("eval_loss", &s.eval.loss));
   RETURN_IF_ERROR(r.Read("eval_images", &s.eval.images));
-  RETURN_IF_ERROR(r.Read("final", &final));
   RETURN_IF_ERROR(r.Finish());
   return s;
 }

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "trainer/data/loader.h"
+#include "trainer/engine/run_state.h"
 #include "trainer/models/beit_config.h"
 #include "trainer/tasks/eval_backbone.h"
 
@@ -25,12 +25,8 @@ struct EvalResult {
   int64_t images = 0;
 };
 
-struct EvalState {
-  std::string kind;                         // finetune | linear_probe
-  int64_t step = 0;                         // optimizer steps taken
-  LoaderPosition loader;                    // the next training batch
-  int world_size = 1;                       // ranks that wrote it (the data order depends on it)
-  std::string config_sha256;                // of the config text as given
+// RunState (engine/run_state.h; kind finetune | linear_probe) and the evaluation's own fields.
+struct EvalState : RunState {
   BeitVitConfig model;                      // the classifier's config (FinetuneConfigFrom form)
   int64_t probe_block = 0;                  // linear_probe: the probed block; finetune: 0
   std::string probe_feature_norm = "none";  // linear_probe: none | batchnorm
@@ -40,7 +36,7 @@ struct EvalState {
 };
 
 // The trainer_state.json text (one JSON object and a newline). "kind" is the job kind.
-std::string EvalStateToJson(const EvalState& state, uint64_t seed, bool final);
+std::string EvalStateToJson(const EvalState& state);
 
 // Parses EvalStateToJson's output; InvalidArgument for another kind or a missing field.
 absl::StatusOr<EvalState> EvalStateFromJson(const std::string& json, const std::string& source);

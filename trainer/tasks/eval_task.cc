@@ -283,12 +283,7 @@ absl::Status EvalTask::Restore(const RestoredCheckpoint& checkpoint) {
                      " holds a different model, class count or probed block than this config; "
                      "resume with the checkpoint's config.yaml and data"));
   }
-  if (stored.world_size != state_.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--resume: checkpoint ", dir, " was written by a run of ", stored.world_size,
-        " ranks, this run has ", state_.world_size,
-        "; the data order depends on the rank count, so resume with the same world size"));
-  }
+  RETURN_IF_ERROR(CheckResumeWorldSize(stored, state_.world_size, dir));
   const EvalBackboneSource backbone = state_.backbone;
   state_.step = stored.step;
   state_.loader = stored.loader;
@@ -338,7 +333,9 @@ absl::StatusOr<CheckpointFiles> EvalTask::CheckpointContents(bool final) {
   if (probe_norm_) files[kProbeNormFile] = SerializeModule(*probe_norm_);
   files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
   files[kConfigFile] = config_.source_text;
-  files[kTrainerStateFile] = EvalStateToJson(state_, config_.seed, final);
+  state_.seed = config_.seed;
+  state_.final = final;
+  files[kTrainerStateFile] = EvalStateToJson(state_);
   return files;
 }
 

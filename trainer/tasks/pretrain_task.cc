@@ -19,6 +19,7 @@
 #include "trainer/engine/distributed_module.h"
 #include "trainer/engine/foreach_optim.h"
 #include "trainer/engine/module_state.h"
+#include "trainer/engine/run_state.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/training_loop.h"
 #include "trainer/models/beit_optim.h"
@@ -38,50 +39,27 @@ constexpr char kOptimizerFile[] = "optimizer.pt";
 constexpr uint64_t kMaskStream = 0x4D41534B;      // "MASK"
 constexpr uint64_t kDropPathStream = 0x44525054;  // "DRPT"
 
-struct PretrainState {
-  int64_t step = 0;
-  LoaderPosition loader;
-  int world_size = 1;
-  std::string config_sha256;
+// trainer_state.json of a pretrain checkpoint.
+struct PretrainState : RunState {
+  PretrainState() { kind = "pretrain"; }
   std::string tokenizer_sha256;
   std::string tokenizer_checkpoint;
 };
 
-std::string StateToJson(const PretrainState& state, uint64_t seed, bool final) {
+std::string StateToJson(const PretrainState& state) {
   JsonWriter w;
-  w.Add("kind", "pretrain")
-      .Add("step", state.step)
-      .Add("epoch", state.loader.epoch)
-      .Add("batch", state.loader.batch)
-      .Add("world_size", static_cast<int64_t>(state.world_size))
-      .Add("seed", seed)
-      .Add("config_sha256", state.config_sha256)
-      .Add("tokenizer_sha256", state.tokenizer_sha256)
-      .Add("tokenizer_checkpoint", state.tokenizer_checkpoint)
-      .Add("final", final);
+  AddRunState(state, &w);
+  w.Add("tokenizer_sha256", state.tokenizer_sha256)
+      .Add("tokenizer_checkpoint", state.tokenizer_checkpoint);
   return w.str() + "\n";
 }
 
 absl::StatusOr<PretrainState> StateFromJson(const std::string& json, const std::string& source) {
   ASSIGN_OR_RETURN(ConfigReader r, ConfigReader::FromString(json, source));
   PretrainState state;
-  std::string kind;
-  int64_t seed = 0;
-  bool final = false;
-  RETURN_IF_ERROR(r.Read("kind", &kind));
-  if (kind != "pretrain") {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": holds a '", kind, "' checkpoint, expected a pretrain checkpoint"));
-  }
-  RETURN_IF_ERROR(r.Read("step", &state.step));
-  RETURN_IF_ERROR(r.Read("epoch", &state.loader.epoch));
-  RETURN_IF_ERROR(r.Read("batch", &state.loader.batch));
-  RETURN_IF_ERROR(r.Read("world_size", &state.world_size));
-  RETURN_IF_ERROR(r.Read("seed", &seed));
-  RETURN_IF_ERROR(r.Read("config_sha256", &state.config_sha256));
+  RETURN_IF_ERROR(ReadRunState(r, {"pretrain"}, source, &state));
   RETURN_IF_ERROR(r.Read("tokenizer_sha256", &state.tokenizer_sha256));
   RETURN_IF_ERROR(r.Read("tokenizer_checkpoint", &state.tokenizer_checkpoint));
-  RETURN_IF_ERROR(r.Read("final", &final));
   RETURN_IF_ERROR(r.Finish());
   return state;
 }
@@ -260,12 +238,7 @@ absl::Status PretrainTask::Restore(const RestoredCheckpoint& checkpoint) {
                      " was trained with (", stored.tokenizer_checkpoint, ", sha256 ",
                      stored.tokenizer_sha256, "); resume with that tokenizer or start a new run"));
   }
-  if (stored.world_size != state_.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--resume: checkpoint ", dir, " was written by a run of ", stored.world_size,
-        " ranks, this run has ", state_.world_size,
-        "; the data order depends on the rank count, so resume with the same world size"));
-  }
+  RETURN_IF_ERROR(CheckResumeWorldSize(stored, state_.world_size, dir));
   ASSIGN_OR_RETURN(const std::string* stored_config,
                    CheckpointFile(checkpoint.files, kConfigFile, dir));
   ASSIGN_OR_RETURN(PretrainJobConfig previous,
@@ -302,7 +275,9 @@ absl::StatusOr<CheckpointFiles> PretrainTask::CheckpointContents(bool final) {
     AddPreviewFile(RenderPreview(), state_.step, progress_, &files);
   }
   files[kConfigFile] = config_.source_text;
-  files[kTrainerStateFile] = StateToJson(state_, config_.seed, final);
+  state_.seed = config_.seed;
+  state_.final = final;
+  files[kTrainerStateFile] = StateToJson(state_);
   return files;
 }
 

@@ -19,6 +19,7 @@
 #include "trainer/engine/distributed_module.h"
 #include "trainer/engine/foreach_optim.h"
 #include "trainer/engine/module_state.h"
+#include "trainer/engine/run_state.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/training_loop.h"
 #include "trainer/losses/gan_loss.h"
@@ -46,11 +47,9 @@ std::string CheckpointRoot(const TokenizerJobConfig& config) {
   return (fs::path(config.train.output_dir) / "checkpoints").string();
 }
 
-struct TrainerState {
-  int64_t step = 0;
-  LoaderPosition loader;
-  int world_size = 1;  // ranks that wrote it (the data order depends on it)
-  std::string config_sha256;
+// trainer_state.json of a tokenizer checkpoint.
+struct TrainerState : RunState {
+  TrainerState() { kind = "tokenizer"; }
   // Provenance of the perceptual network: description ("off", "random (seed N)", "file P",
   // "pretrain checkpoint D ..."), its file or checkpoint directory, and that checkpoint's
   // MANIFEST SHA-256 (empty for files and random networks).
@@ -59,45 +58,24 @@ struct TrainerState {
   std::string perceptual_sha256;
 };
 
-std::string StateToJson(const TrainerState& state, const TokenizerJobConfig& config, bool final) {
+std::string StateToJson(const TrainerState& state) {
   JsonWriter w;
-  w.Add("kind", "tokenizer")
-      .Add("step", state.step)
-      .Add("epoch", state.loader.epoch)
-      .Add("batch", state.loader.batch)
-      .Add("world_size", static_cast<int64_t>(state.world_size))
-      .Add("seed", static_cast<uint64_t>(config.seed))
-      .Add("config_sha256", state.config_sha256)
-      .Add("perceptual", state.perceptual)
+  AddRunState(state, &w);
+  w.Add("perceptual", state.perceptual)
       .Add("perceptual_path", state.perceptual_path)
-      .Add("perceptual_sha256", state.perceptual_sha256)
-      .Add("final", final);
+      .Add("perceptual_sha256", state.perceptual_sha256);
   return w.str() + "\n";
 }
 
 absl::StatusOr<TrainerState> StateFromJson(const std::string& json, const std::string& source) {
   ASSIGN_OR_RETURN(ConfigReader r, ConfigReader::FromString(json, source));
   TrainerState state;
-  std::string kind, sha;
-  int64_t seed = 0;
-  bool final = false;
-  RETURN_IF_ERROR(r.Read("kind", &kind));
-  if (kind != "tokenizer") {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": holds a '", kind, "' checkpoint, expected a tokenizer checkpoint"));
-  }
-  RETURN_IF_ERROR(r.Read("step", &state.step));
-  RETURN_IF_ERROR(r.Read("epoch", &state.loader.epoch));
-  RETURN_IF_ERROR(r.Read("batch", &state.loader.batch));
-  // Absent from checkpoints written before tokenizers trained data-parallel: one rank.
-  RETURN_IF_ERROR(r.Read("world_size", &state.world_size));
-  RETURN_IF_ERROR(r.Read("seed", &seed));
-  RETURN_IF_ERROR(r.Read("config_sha256", &state.config_sha256));
-  // Absent from checkpoints written before the provenance was recorded.
+  // world_size is absent from checkpoints written before tokenizers trained data-parallel (one
+  // rank), the perceptual provenance from those written before it was recorded.
+  RETURN_IF_ERROR(ReadRunState(r, {"tokenizer"}, source, &state));
   RETURN_IF_ERROR(r.Read("perceptual", &state.perceptual));
   RETURN_IF_ERROR(r.Read("perceptual_path", &state.perceptual_path));
   RETURN_IF_ERROR(r.Read("perceptual_sha256", &state.perceptual_sha256));
-  RETURN_IF_ERROR(r.Read("final", &final));
   RETURN_IF_ERROR(r.Finish());
   return state;
 }
@@ -264,12 +242,7 @@ absl::Status TokenizerTask::Restore(const RestoredCheckpoint& checkpoint) {
         stored.perceptual_path, " (MANIFEST sha256 ", stored.perceptual_sha256, "), this run has ",
         state_.perceptual, "; resume with that network or start a new run"));
   }
-  if (stored.world_size != state_.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--resume: checkpoint ", dir, " was written by a run of ", stored.world_size,
-        " ranks, this run has ", state_.world_size,
-        "; the data order depends on the rank count, so resume with the same world size"));
-  }
+  RETURN_IF_ERROR(CheckResumeWorldSize(stored, state_.world_size, dir));
   stored.perceptual = state_.perceptual;
   stored.perceptual_path = state_.perceptual_path;
   stored.perceptual_sha256 = state_.perceptual_sha256;
@@ -375,7 +348,9 @@ absl::StatusOr<CheckpointFiles> TokenizerTask::CheckpointContents(bool final) {
     AddPreviewFile(RenderPreview(), state_.step, progress_, &files);
   }
   files[kConfigFile] = config_.source_text;
-  files[kStateFile] = StateToJson(state_, config_, final);
+  state_.seed = config_.seed;
+  state_.final = final;
+  files[kStateFile] = StateToJson(state_);
   return files;
 }
 
