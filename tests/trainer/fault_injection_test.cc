@@ -364,7 +364,7 @@ TEST_P(FaultRunTest, NanLossFailsWithTheNonRetryableExitCode) {
 TEST_P(FaultRunTest, HangShowsInTheStackDumpAndTheProcessLivesOn) {
   const std::string config = Config("hang", 4, "{hang_at_step: 1, hang_in: checkpoint}");
   const std::string log = dir_ + "/hang.log";
-  ::peco::testing::Subprocess process({PECO_TRAIN_BINARY, "tokenizer", "--config", config}, log);
+  ::peco::testing::Subprocess process({PECO_TRAIN_BINARY, kind(), "--config", config}, log);
   ASSERT_TRUE(process.started());
   ASSERT_TRUE(WaitForText(log, "hanging inside the checkpoint write after step 1"))
       << ReadFile(log);
