@@ -1,7 +1,6 @@
 // The finetune and linear_probe job configs: the recipe's defaults per kind, errors that name the
 // dotted field, the shipped configs, and the fine-tuning optimiser's layer-decay groups.
 #include "trainer/tasks/eval_config.h"
-#include "trainer/tasks/job_kinds.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -12,6 +11,7 @@
 #include "absl/strings/str_replace.h"
 #include "common/file_util.h"
 #include "trainer/tasks/eval_task.h"
+#include "trainer/tasks/job_kinds.h"
 #include "trainer/tasks/pretrain_config.h"
 
 namespace peco::trainer {
