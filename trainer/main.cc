@@ -48,19 +48,19 @@
 namespace peco::trainer {
 namespace {
 
-constexpr char kUsage[] =
-    "usage:\n"
-    "  peco-train tokenizer --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set "
-    "key=value]...\n"
-    "  peco-train pretrain --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set "
-    "key=value]...\n"
-    "  peco-train finetune --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set "
-    "key=value]...\n"
-    "  peco-train linear_probe --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set "
-    "key=value]...\n"
-    "  peco-train export --checkpoint DIR --out FILE.pt\n"
-    "  peco-train validate --config FILE.yaml [--check_paths true|false] [--set key=value]...\n"
-    "  peco-train validate --serve   (requests and responses as JSON lines on stdin/stdout)\n";
+// The command lines, one per job kind of the table, then export and validate.
+std::string Usage() {
+  std::string usage = "usage:\n";
+  for (const JobKind& kind : JobKinds()) {
+    absl::StrAppend(&usage, "  peco-train ", kind.name,
+                    " --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set key=value]...\n");
+  }
+  absl::StrAppend(
+      &usage, "  peco-train export --checkpoint DIR --out FILE.pt\n",
+      "  peco-train validate --config FILE.yaml [--check_paths true|false] [--set key=value]...\n",
+      "  peco-train validate --serve   (requests and responses as JSON lines on stdin/stdout)\n");
+  return usage;
+}
 
 int Fail(ProgressSink& progress, const absl::Status& status) {
   JsonWriter event;
@@ -122,7 +122,7 @@ int RunJob(const JobKind& kind, int argc, char** argv, ProgressSink& progress) {
   std::vector<std::string> sets;
   if (!ParseFlags(argc, argv, {"config", "resume", "output_dir", "set"}, &flags, &error, &sets) ||
       flags.count("config") == 0) {
-    std::cerr << (error.empty() ? "--config is required" : error) << "\n" << kUsage;
+    std::cerr << (error.empty() ? "--config is required" : error) << "\n" << Usage();
     return trainer_protocol::kExitInvalidConfig;
   }
   absl::StatusOr<std::string> text = ReadConfigText(flags["config"], sets);
@@ -139,8 +139,8 @@ int RunExport(int argc, char** argv, ProgressSink& progress) {
   std::string error;
   if (!ParseFlags(argc, argv, {"checkpoint", "out"}, &flags, &error) ||
       flags.count("checkpoint") == 0 || flags.count("out") == 0) {
-    std::cerr << (error.empty() ? "--checkpoint and --out are required" : error) << "\n" << kUsage;
-    return 2;
+    std::cerr << (error.empty() ? "--checkpoint and --out are required" : error) << "\n" << Usage();
+    return trainer_protocol::kExitInvalidConfig;
   }
   absl::StatusOr<RestoredCheckpoint> checkpoint = ResolveCheckpoint(flags["checkpoint"], &progress);
   if (!checkpoint.ok()) return Fail(progress, checkpoint.status());
@@ -167,7 +167,7 @@ int RunExport(int argc, char** argv, ProgressSink& progress) {
   progress.Emit(event);
   progress.Log(
       absl::StrCat("exported ", dir, " (step ", step, ") to ", flags["out"], " with ", names));
-  return 0;
+  return trainer_protocol::kExitOk;
 }
 
 // `peco-train validate --serve`: answers requests (common/validation_protocol.h), one JSON line
@@ -177,22 +177,23 @@ int ServeValidate() {
   LineReader reader(/*fd=*/0, /*max_line_bytes=*/size_t{64} << 20);
   while (true) {
     absl::StatusOr<std::string> line = reader.ReadLine(absl::InfiniteFuture());
-    if (absl::IsOutOfRange(line.status())) return 0;  // the coordinator closed the channel
+    if (absl::IsOutOfRange(line.status()))
+      return trainer_protocol::kExitOk;  // the coordinator closed the channel
     if (!line.ok()) {
       log.Log(absl::StrCat("validate --serve: ", line.status().message()));
-      return 1;
+      return trainer_protocol::kExitFailure;
     }
     absl::StatusOr<ValidationRequest> request = ParseValidationRequest(*line);
     if (!request.ok()) {
       // No id to answer under: the client would take any answer for another request.
       log.Log(absl::StrCat("validate --serve: ", request.status().message()));
-      return 2;
+      return trainer_protocol::kExitInvalidConfig;
     }
     const std::string response =
         EncodeValidationResponse(AnswerValidationRequest(*request, &log)) + "\n";
     if (absl::Status written = WriteAllBefore(1, response, absl::InfiniteFuture()); !written.ok()) {
       log.Log(absl::StrCat("validate --serve: ", written.message()));
-      return 1;
+      return trainer_protocol::kExitFailure;
     }
   }
 }
@@ -204,15 +205,15 @@ int RunValidate(int argc, char** argv, ProgressSink& progress) {
   std::vector<std::string> sets;
   if (!ParseFlags(argc, argv, {"config", "check_paths", "set"}, &flags, &error, &sets) ||
       flags.count("config") == 0) {
-    std::cerr << (error.empty() ? "--config is required" : error) << "\n" << kUsage;
-    return 2;
+    std::cerr << (error.empty() ? "--config is required" : error) << "\n" << Usage();
+    return trainer_protocol::kExitInvalidConfig;
   }
   bool check_paths = true;
   if (flags.count("check_paths") > 0) {
     const std::string& value = flags["check_paths"];
     if (value != "true" && value != "false") {
       std::cerr << "--check_paths: expected true or false, got '" << value << "'\n";
-      return 2;
+      return trainer_protocol::kExitInvalidConfig;
     }
     check_paths = value == "true";
   }
@@ -229,7 +230,7 @@ int RunValidate(int argc, char** argv, ProgressSink& progress) {
   JsonWriter event;
   event.Add("event", "valid").Add("kind", check->kind).Add("max_steps", check->max_steps);
   progress.Emit(event);
-  return 0;
+  return trainer_protocol::kExitOk;
 }
 
 }  // namespace
@@ -241,13 +242,13 @@ int main(int argc, char** argv) {
   peco::InstallStackDumpOnSigquit(argv[0]);  // the worker asks a stalled trainer for its stacks
   ProgressSink progress;
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
-    std::cerr << kUsage;
-    return argc < 2 ? 2 : 0;
+    std::cerr << Usage();
+    return argc < 2 ? peco::trainer_protocol::kExitInvalidConfig : peco::trainer_protocol::kExitOk;
   }
   const std::string command = argv[1];
   if (const JobKind* kind = FindJobKind(command)) return RunJob(*kind, argc, argv, progress);
   if (command == "export") return RunExport(argc, argv, progress);
   if (command == "validate") return RunValidate(argc, argv, progress);
-  std::cerr << "unknown command '" << command << "'\n" << kUsage;
-  return 2;
+  std::cerr << "unknown command '" << command << "'\n" << Usage();
+  return peco::trainer_protocol::kExitInvalidConfig;
 }

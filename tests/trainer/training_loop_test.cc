@@ -382,6 +382,27 @@ TEST_F(TrainingLoopTest, AStopAskedOfOneRankStopsEveryRankAfterTheSameStep) {
   EXPECT_THAT(log1.Summary(), ElementsAre("start 0", "step 2", "stopped 2"));
   EXPECT_EQ(log1.Events()[0]["rank"].as<int>(), 1);
   EXPECT_EQ(log1.Events()[0]["world_size"].as<int>(), 2);
+
+  // Both resume to the end: rank 1 still names no checkpoint, not even the one it resumed from.
+  ::peco::testing::InProcessGroup again(2);
+  EventLog resumed_log0(dir_ + "/resumed0"), resumed_log1(dir_ + "/resumed1");
+  FakeTask resumed0, resumed1;
+  options0.resume_from = options1.resume_from = dir_ + "/run";
+  options0.max_steps = options1.max_steps = 4;
+  options0.progress = resumed_log0.sink();
+  options1.progress = resumed_log1.sink();
+  options0.join_group = [&](const DistributedOptions&) { return again.Join(0); };
+  options1.join_group = [&](const DistributedOptions&) { return again.Join(1); };
+  options1.stop_requested = [] { return false; };
+  std::thread resumed_rank1([&] { result1 = RunTrainingLoop(resumed1, options1); });
+  result0 = RunTrainingLoop(resumed0, options0);
+  resumed_rank1.join();
+  ASSERT_TRUE(result0.ok()) << result0.status();
+  ASSERT_TRUE(result1.ok()) << result1.status();
+  EXPECT_EQ(resumed1.calls[1], "restore 2");
+  EXPECT_THAT(result0->last_checkpoint, HasSubstr("step-000000000004"));
+  EXPECT_EQ(result1->last_checkpoint, "");
+  EXPECT_EQ(resumed0.model(), resumed1.model());
 }
 
 TEST_F(TrainingLoopTest, BadOptionsAreRefusedNamingTheField) {

@@ -249,6 +249,8 @@ absl::StatusOr<TrainingResult> Loop::Train() {
   if (eval_before && finished) RETURN_IF_ERROR(EvaluateOnce());
   if (last_saved_step_ != task_.step()) RETURN_IF_ERROR(SaveCheckpoint(/*final=*/finished));
   if (eval_after && finished) RETURN_IF_ERROR(EvaluateOnce());
+  // Rank 0 writes the checkpoints; the others name none (not even the one they resumed from).
+  if (!group_->is_main()) last_checkpoint_.clear();
   result.final_step = task_.step();
   result.last_checkpoint = last_checkpoint_;
   JsonWriter done;
