@@ -26,7 +26,6 @@ namespace peco::trainer {
 namespace {
 
 namespace fs = std::filesystem;
-using ::peco::testing::Subprocess;
 using ::peco::testing::TrainRun;
 using ::peco::testing::WriteConfig;
 
@@ -451,25 +450,11 @@ TEST_F(EvalRunTest, TwoRanksEqualOneRankWithTheDoubleBatchAndCountEveryEvalImage
   EXPECT_EQ(one.Of("eval")[0]["eval_images"].as<int>(), 501);
 
   const std::string two = config("two", 16);
-  const std::string port = std::to_string(29000 + (::getpid() + 977) % 2000);
-  std::vector<std::unique_ptr<Subprocess>> ranks;
-  for (int rank = 0; rank < 2; ++rank) {
-    ranks.push_back(std::make_unique<Subprocess>(
-        std::vector<std::string>{"/usr/bin/env", "WORLD_SIZE=2", "RANK=" + std::to_string(rank),
-                                 "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port,
-                                 "PECO_JOB_ID=eval-ddp-test", PECO_TRAIN_BINARY, "linear_probe",
-                                 "--config", two, "--set", "threads=1"},
-        dir + "/rank" + std::to_string(rank) + ".log"));
-  }
-  std::vector<YAML::Node> rank0_evals;
-  for (size_t r = 0; r < ranks.size(); ++r) {
-    std::string line;
-    while (ranks[r]->ReadLine(&line)) {
-      YAML::Node event = YAML::Load(line);
-      if (r == 0 && event["event"].as<std::string>() == "eval") rank0_evals.push_back(event);
-    }
-    EXPECT_EQ(ranks[r]->Wait(), 0) << "rank " << r;
-  }
+  std::vector<TrainRun> ranks =
+      ::peco::testing::RunRanksProcesses(PECO_TRAIN_BINARY, {"linear_probe", "--config", two},
+                                         dir + "/rank", 29000 + (::getpid() + 977) % 2000);
+  for (size_t r = 0; r < ranks.size(); ++r) EXPECT_EQ(ranks[r].exit_code, 0) << "rank " << r;
+  const std::vector<YAML::Node> rank0_evals = ranks[0].Of("eval");
   ASSERT_EQ(rank0_evals.size(), 1u);
   EXPECT_EQ(rank0_evals[0]["eval_images"].as<int>(), 501);
   EXPECT_NEAR(rank0_evals[0]["eval_top1"].as<double>(), one.Of("eval")[0]["eval_top1"].as<double>(),

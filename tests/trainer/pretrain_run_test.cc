@@ -25,7 +25,6 @@ namespace peco::trainer {
 namespace {
 
 namespace fs = std::filesystem;
-using ::peco::testing::Subprocess;
 
 std::string TempDir(const std::string& name) {
   return ::peco::testing::TempDir("peco_pretrain_test", name);
@@ -221,22 +220,10 @@ TEST_F(PretrainRunTest, TwoRanksEqualOneRankWithTheDoubleBatch) {
 
   const std::string config = WriteConfig(
       dir, "two.yaml", TinyPretrainConfig(dir + "/two", *tokenizer_, kSteps, 8, /*drop_path=*/0));
-  const std::string port = std::to_string(29000 + ::getpid() % 2000);
-  std::vector<std::unique_ptr<Subprocess>> ranks;
-  for (int rank = 0; rank < 2; ++rank) {
-    ranks.push_back(std::make_unique<Subprocess>(
-        std::vector<std::string>{"/usr/bin/env", "WORLD_SIZE=2", "RANK=" + std::to_string(rank),
-                                 "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port,
-                                 "PECO_JOB_ID=ddp-test", PECO_TRAIN_BINARY, "pretrain", "--config",
-                                 config, "--set", "threads=1"},
-        dir + "/rank" + std::to_string(rank) + ".log"));
-  }
-  for (auto& rank : ranks) {
-    std::string line;
-    while (rank->ReadLine(&line)) {
-    }
-    EXPECT_EQ(rank->Wait(), 0);
-  }
+  std::vector<RunResult> ranks =
+      ::peco::testing::RunRanksProcesses(PECO_TRAIN_BINARY, {"pretrain", "--config", config},
+                                         dir + "/rank", 29000 + ::getpid() % 2000);
+  for (const RunResult& rank : ranks) EXPECT_EQ(rank.exit_code, 0) << rank.ErrorMessage();
   absl::StatusOr<LoadedPretrain> a = LoadPretrainCheckpoint(dir + "/one");
   absl::StatusOr<LoadedPretrain> b = LoadPretrainCheckpoint(dir + "/two");
   ASSERT_TRUE(a.ok()) << a.status();

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "tests/test_util/subprocess.h"
 #include "tests/test_util/train_process.h"
 #include "trainer/data/image_codec.h"
@@ -586,6 +587,34 @@ TEST(TokenizerRunTest, TwoRankResumeAfterSigtermIsStepExact) {
   for (size_t i = 0; i < x_disc.size(); ++i) {
     EXPECT_TRUE(torch::equal(x_disc[i].second, y_disc[i].second)) << x_disc[i].first;
   }
+}
+
+// A checkpoint written before tokenizers trained data-parallel has no world_size in its
+// trainer_state.json: it reads as one rank's, resumes with one rank, and is refused with two.
+TEST(TokenizerRunTest, CheckpointsWithoutAWorldSizeResumeAsOneRank) {
+  const std::string dir = TempDir("old_state");
+  const std::string config =
+      WriteConfig(dir, TinyConfig(dir + "/run", 2, /*gan=*/false) + "eval: {enabled: false}\n");
+  ASSERT_EQ(RunTrain({"tokenizer", "--config", config}, dir + "/a.log").exit_code, 0);
+  auto files = ReadCheckpoint(ListCheckpoints(dir + "/run/checkpoints").back());
+  ASSERT_TRUE(files.ok()) << files.status();
+  std::string& state = files->at("trainer_state.json");
+  ASSERT_NE(state.find("\"world_size\":1,"), std::string::npos) << state;
+  state = absl::StrReplaceAll(state, {{"\"world_size\":1,", ""}});
+  ASSERT_TRUE(WriteCheckpoint(dir + "/old/checkpoints", 2, *files).ok());
+
+  const std::string longer =
+      WriteConfig(dir, TinyConfig(dir + "/old", 3, /*gan=*/false) + "eval: {enabled: false}\n");
+  std::vector<RunResult> two = ::peco::testing::RunRanksProcesses(
+      PECO_TRAIN_BINARY, {"tokenizer", "--config", longer, "--resume", dir + "/old"}, dir + "/two",
+      TestPort(0));
+  EXPECT_EQ(two[0].exit_code, 2);
+  EXPECT_THAT(two[0].ErrorMessage(), ::testing::HasSubstr("was written by a run of 1 ranks"));
+  RunResult one =
+      RunTrain({"tokenizer", "--config", longer, "--resume", dir + "/old"}, dir + "/b.log");
+  ASSERT_EQ(one.exit_code, 0) << one.ErrorMessage();
+  EXPECT_EQ(one.Of("start")[0]["step"].as<int>(), 2);
+  EXPECT_EQ(one.Of("completed")[0]["step"].as<int>(), 3);
 }
 
 }  // namespace
