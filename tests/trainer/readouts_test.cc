@@ -14,7 +14,9 @@
 #include <vector>
 
 #include "trainer/data/fashion_mnist.h"
+#include "trainer/data/synthetic.h"
 #include "trainer/engine/runtime.h"
+#include "trainer/tasks/readout_features.h"
 
 namespace peco::trainer {
 namespace {
@@ -133,19 +135,80 @@ TEST(LinearReadoutTest, TheL2StrengthIsChosenOnTheValidationSplit) {
   EXPECT_THAT(FitLinearReadout(x, y, 4, options).status().message(), HasSubstr("linear.l2"));
 }
 
-// Raw pixels as the features: every image flattened to 784 values in [0, 1].
-void PixelFeatures(const Dataset& dataset, torch::Tensor* x, torch::Tensor* y) {
-  *x = torch::empty({dataset.size(), 28 * 28});
-  *y = torch::empty({dataset.size()}, torch::kInt64);
-  for (int64_t i = 0; i < dataset.size(); ++i) {
-    absl::StatusOr<Example> example = dataset.Get(i);
-    ASSERT_TRUE(example.ok()) << example.status();
-    torch::Tensor pixels =
-        torch::from_blob(example->image.pixels.data(),
-                         {static_cast<int64_t>(example->image.pixels.size())}, torch::kUInt8);
-    (*x)[i].copy_(pixels.to(torch::kFloat32) / 255.0);
-    (*y)[i] = example->label;
-  }
+// The evaluation view of the readouts: the whole image at `size`, values in [0, 1].
+TransformOptions PlainView(int size, bool rgb) {
+  TransformOptions view;
+  view.output_sizes = {size};
+  view.random_crop = false;
+  view.center_crop_fraction = 1.0;
+  view.horizontal_flip = false;
+  view.to_rgb = rgb;
+  view.mean = {0.0};
+  view.std = {1.0};
+  return view;
+}
+
+std::vector<int64_t> Iota(int64_t n) {
+  std::vector<int64_t> v(n);
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+TEST(ReadoutFeaturesTest, PoolingTakesTheClsTokenThePatchMeanOrBoth) {
+  torch::Tensor tokens = torch::randn({2, 5, 3});
+  EXPECT_TRUE(torch::equal(PoolTokens(tokens, FeaturePooling::kCls), tokens.select(1, 0)));
+  EXPECT_TRUE(
+      torch::allclose(PoolTokens(tokens, FeaturePooling::kMean), tokens.slice(1, 1).mean(1)));
+  torch::Tensor both = PoolTokens(tokens, FeaturePooling::kClsAndMean);
+  EXPECT_EQ(both.sizes(), (std::vector<int64_t>{2, 6}));
+  EXPECT_TRUE(torch::equal(both.slice(1, 0, 3), tokens.select(1, 0)));
+  EXPECT_THAT(ParseFeaturePooling("max", "readout.pooling").status().message(),
+              HasSubstr("readout.pooling: expected cls, mean or cls+mean, got 'max'"));
+  EXPECT_EQ(*ParseFeaturePooling("cls+mean", "readout.pooling"), FeaturePooling::kClsAndMean);
+}
+
+TEST(ReadoutFeaturesTest, PixelFeaturesAreTheFlattenedViewInIndexOrder) {
+  std::shared_ptr<Dataset> data = MakeSyntheticDataset(10, 8, 8, 3, 4, /*seed=*/2);
+  std::unique_ptr<FeatureBackbone> pixels = PixelBackbone();
+  absl::StatusOr<FeatureSet> set = ExtractFeatures(*pixels, *data, {7, 2, 5}, PlainView(8, true),
+                                                   /*batch_size=*/2, torch::kCPU);
+  ASSERT_TRUE(set.ok()) << set.status();
+  ASSERT_EQ(set->features.size(), 1u);
+  EXPECT_EQ(set->features[0].sizes(), (std::vector<int64_t>{3, 3 * 8 * 8}));
+  absl::StatusOr<Example> two = data->Get(2);
+  ASSERT_TRUE(two.ok());
+  EXPECT_EQ(set->labels[1].item<int64_t>(), two->label);
+  // HWC bytes / 255 in CHW order.
+  torch::Tensor expected = torch::from_blob(two->image.pixels.data(), {8, 8, 3}, torch::kUInt8)
+                               .permute({2, 0, 1})
+                               .reshape({-1})
+                               .to(torch::kFloat32) /
+                           255.0;
+  EXPECT_TRUE(torch::allclose(set->features[0][1], expected, 1e-6, 1e-6));
+  EXPECT_EQ(pixels->names(), std::vector<std::string>{"pixels"});
+}
+
+TEST(ReadoutFeaturesTest, BeitFeaturesArePooledBlockOutputsAndBadBlocksAreNamed) {
+  BeitVitConfig config;
+  config.img_size = 8;
+  config.patch_size = 4;
+  config.embed_dim = 16;
+  config.depth = 2;
+  config.num_heads = 2;
+  config.num_classes = 0;
+  torch::manual_seed(0);
+  BeitClassifier model(config);
+  EXPECT_THAT(BeitBackbone(model, {3}, FeaturePooling::kMean).status().message(),
+              HasSubstr("readout.blocks: block 3 is not in [1, 2]"));
+  absl::StatusOr<std::unique_ptr<FeatureBackbone>> backbone =
+      BeitBackbone(model, {1, 2}, FeaturePooling::kMean);
+  ASSERT_TRUE(backbone.ok()) << backbone.status();
+  EXPECT_EQ((*backbone)->names(), (std::vector<std::string>{"block 1", "block 2"}));
+  torch::Tensor images = torch::randn({3, 3, 8, 8});
+  std::vector<torch::Tensor> features = (*backbone)->Features(images);
+  std::vector<torch::Tensor> expected = model->BlockFeatures(images, {1, 2});
+  ASSERT_EQ(features.size(), 2u);
+  for (int i = 0; i < 2; ++i) EXPECT_TRUE(torch::allclose(features[i], expected[i]));
 }
 
 // The floors every backbone's report carries: raw pixels reach about 84% top-1 on the test split
@@ -159,9 +222,17 @@ TEST(ReadoutFloorTest, RawPixelsOfFashionMnistReachTheKnownFloors) {
   absl::StatusOr<std::unique_ptr<Dataset>> train = OpenFashionMnist(dir, "train");
   absl::StatusOr<std::unique_ptr<Dataset>> test = OpenFashionMnist(dir, "test");
   ASSERT_TRUE(train.ok() && test.ok());
-  torch::Tensor train_x, train_y, test_x, test_y;
-  PixelFeatures(**train, &train_x, &train_y);
-  PixelFeatures(**test, &test_x, &test_y);
+  // Raw pixels through the readouts' feature path: every image flattened to 784 values in [0, 1].
+  std::unique_ptr<FeatureBackbone> pixels = PixelBackbone();
+  const TransformOptions view = PlainView(28, /*rgb=*/false);
+  absl::StatusOr<FeatureSet> train_set =
+      ExtractFeatures(*pixels, **train, Iota((*train)->size()), view, 1000, torch::kCPU);
+  absl::StatusOr<FeatureSet> test_set =
+      ExtractFeatures(*pixels, **test, Iota((*test)->size()), view, 1000, torch::kCPU);
+  ASSERT_TRUE(train_set.ok() && test_set.ok());
+  const torch::Tensor train_x = train_set->features[0], train_y = train_set->labels;
+  const torch::Tensor test_x = test_set->features[0], test_y = test_set->labels;
+  ASSERT_EQ(train_x.sizes(), (std::vector<int64_t>{60000, 784}));
 
   absl::StatusOr<ReadoutScore> knn = KnnScore(train_x, train_y, test_x, test_y, 10, KnnOptions());
   ASSERT_TRUE(knn.ok()) << knn.status();
