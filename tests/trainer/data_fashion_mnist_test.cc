@@ -6,7 +6,11 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "trainer/data/class_subset.h"
 #include "trainer/data/fashion_mnist.h"
+#include "trainer/data/synthetic.h"
+#include "trainer/tasks/config_sections.h"
+#include "trainer/tasks/data_config.h"
 
 namespace peco::trainer {
 namespace {
@@ -94,4 +98,46 @@ TEST(FashionMnistTest, WrongFileNamesFileAndExpectation) {
 }
 
 }  // namespace
+// data.labels_per_class: a class-balanced subset, a pure function of the seed, over real data.
+TEST(ClassSubsetTest, HundredLabelsPerClassOfFashionMnist) {
+  if (!HaveFashionMnist()) GTEST_SKIP() << "needs dataset-fashion-mnist";
+  DataConfig config;
+  config.path = kDefaultFashionMnistDir;
+  config.labels_per_class = 100;
+  absl::StatusOr<std::shared_ptr<const Dataset>> a = OpenDataset(config, /*seed=*/1);
+  absl::StatusOr<std::shared_ptr<const Dataset>> again = OpenDataset(config, /*seed=*/1);
+  absl::StatusOr<std::shared_ptr<const Dataset>> other = OpenDataset(config, /*seed=*/2);
+  ASSERT_TRUE(a.ok() && again.ok() && other.ok()) << a.status();
+  ASSERT_EQ((*a)->size(), 1000);
+  EXPECT_EQ((*a)->num_classes(), 10);
+  EXPECT_THAT((*a)->name(), HasSubstr("[100 per class]"));
+  std::vector<int> per_class(10, 0);
+  bool same = true, differs = false;
+  for (int64_t i = 0; i < 1000; ++i) {
+    absl::StatusOr<Example> example = (*a)->Get(i);
+    ASSERT_TRUE(example.ok());
+    ASSERT_EQ(*(*a)->Label(i), example->label);
+    ++per_class[example->label];
+    same &= (*again)->Get(i)->image.pixels == example->image.pixels;
+    differs |= (*other)->Get(i)->image.pixels != example->image.pixels;
+  }
+  EXPECT_EQ(per_class, std::vector<int>(10, 100));
+  EXPECT_TRUE(same) << "the same seed draws the same subset";
+  EXPECT_TRUE(differs) << "another seed draws another subset";
+}
+
+TEST(ClassSubsetTest, MoreThanAClassHoldsIsRefusedNamingTheField) {
+  std::shared_ptr<const Dataset> data = MakeSyntheticDataset(20, 8, 8, 3, 10, /*seed=*/0);
+  absl::StatusOr<std::unique_ptr<Dataset>> subset = ClassBalancedSubset(data, 3, 0);
+  ASSERT_FALSE(subset.ok());
+  EXPECT_THAT(subset.status().message(),
+              HasSubstr("data.labels_per_class: 3 images per class requested, class 0"));
+  EXPECT_THAT(subset.status().message(), HasSubstr("has 2"));
+  EXPECT_EQ(ClassBalancedSubset(data, 2, 0).value()->size(), 20);
+  DataConfig config;
+  config.labels_per_class = -1;
+  EXPECT_THAT(ValidateDataSection(config, /*check_paths=*/false).message(),
+              HasSubstr("data.labels_per_class"));
+}
+
 }  // namespace peco::trainer

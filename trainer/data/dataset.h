@@ -32,6 +32,14 @@ class Dataset {
   // file; the message names it); the loader skips such samples. OutOfRange for a bad index.
   virtual absl::StatusOr<Example> Get(int64_t index) const = 0;
 
+  // The label of sample `index` (-1: unlabelled). By default decodes the sample; datasets that
+  // know their labels without decoding (class folders, label files) answer directly.
+  virtual absl::StatusOr<int64_t> Label(int64_t index) const {
+    absl::StatusOr<Example> example = Get(index);
+    if (!example.ok()) return example.status();
+    return example->label;
+  }
+
   // Short human-readable description for logs, e.g. "fashion-mnist/train".
   virtual std::string name() const = 0;
 };

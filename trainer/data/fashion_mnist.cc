@@ -134,6 +134,14 @@ class FashionMnistDataset : public Dataset {
     return example;
   }
 
+  absl::StatusOr<int64_t> Label(int64_t index) const override {
+    if (index < 0 || index >= size()) {
+      return absl::OutOfRangeError(
+          absl::StrCat(name(), ": index ", index, " out of range [0, ", size(), ")"));
+    }
+    return labels_[static_cast<size_t>(index)];
+  }
+
  private:
   std::string split_;
   std::vector<uint8_t> pixels_;

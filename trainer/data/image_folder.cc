@@ -57,6 +57,14 @@ class ImageFolderDataset : public Dataset {
     return example;
   }
 
+  absl::StatusOr<int64_t> Label(int64_t index) const override {
+    if (index < 0 || index >= size()) {
+      return absl::OutOfRangeError(
+          absl::StrCat(name(), ": index ", index, " out of range [0, ", size(), ")"));
+    }
+    return samples_[static_cast<size_t>(index)].label;
+  }
+
  private:
   const std::string root_;
   const ImageFolderOptions options_;

@@ -21,6 +21,7 @@ absl::Status ReadDataSection(ConfigReader& r, DataConfig* data) {
   RETURN_IF_ERROR(r.ReadEnum("split", {"train", "test"}, &data->split));
   RETURN_IF_ERROR(r.Read("image_size", &data->image_size));
   RETURN_IF_ERROR(r.Read("synthetic_size", &data->synthetic_size));
+  RETURN_IF_ERROR(r.Read("labels_per_class", &data->labels_per_class));
   RETURN_IF_ERROR(r.Read("batch_size", &data->loader.batch_size));
   RETURN_IF_ERROR(r.Read("num_workers", &data->loader.num_threads));
   RETURN_IF_ERROR(r.Read("prefetch", &data->loader.prefetch_batches));
@@ -51,6 +52,11 @@ absl::Status ValidateDataSection(const DataConfig& data, bool check_paths) {
   if (data.image_size < 8 || data.image_size > 4096) {
     return absl::InvalidArgumentError(
         absl::StrCat("data.image_size: expected a value in [8, 4096], got ", data.image_size));
+  }
+  if (data.labels_per_class < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.labels_per_class: expected a value >= 0 (0 = every image), got ",
+                     data.labels_per_class));
   }
   if (data.synthetic_size <= 0) {
     return absl::InvalidArgumentError(

@@ -44,7 +44,8 @@ struct TrainConfig {
 absl::Status ReadRunFields(ConfigReader& root, uint64_t* seed, int* threads, DataConfig* data,
                            FaultPlan* faults);
 
-// `data:` -> source, path, split, image_size, synthetic_size, batch_size, num_workers, prefetch.
+// `data:` -> source, path, split, image_size, synthetic_size, labels_per_class, batch_size,
+// num_workers, prefetch.
 absl::Status ReadDataSection(ConfigReader& r, DataConfig* data);
 
 // `transform:` -> the crop, flip and colour-jitter fields of TransformOptions.

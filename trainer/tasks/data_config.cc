@@ -1,8 +1,10 @@
 #include "trainer/tasks/data_config.h"
 
 #include "absl/strings/str_cat.h"
+#include "trainer/data/class_subset.h"
 #include "trainer/data/fashion_mnist.h"
 #include "trainer/data/image_folder.h"
+#include "trainer/data/random.h"
 #include "trainer/data/synthetic.h"
 
 namespace peco::trainer {
@@ -27,7 +29,12 @@ absl::StatusOr<std::shared_ptr<const Dataset>> OpenDataset(const DataConfig& con
     return absl::Status(dataset.status().code(),
                         absl::StrCat("data.path: ", dataset.status().message()));
   }
-  return std::shared_ptr<const Dataset>(std::move(*dataset));
+  std::shared_ptr<const Dataset> opened(std::move(*dataset));
+  if (config.labels_per_class <= 0) return opened;
+  absl::StatusOr<std::unique_ptr<Dataset>> subset = ClassBalancedSubset(
+      std::move(opened), config.labels_per_class, MixSeed(seed, kLabelSubsetStream));
+  if (!subset.ok()) return subset.status();
+  return std::shared_ptr<const Dataset>(std::move(*subset));
 }
 
 }  // namespace peco::trainer

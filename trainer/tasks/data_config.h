@@ -20,14 +20,21 @@ struct DataConfig {
   std::string split = "train";  // fashion_mnist: train | test
   int64_t image_size = 32;
   int64_t synthetic_size = 1024;  // images in the synthetic dataset
-  LoaderOptions loader;           // batch_size, num_workers, prefetch (+ transform)
+  // A class-balanced label subset of this many images per class (0 = every image), drawn with
+  // the job's seed (data/class_subset.h); never applied to held-out splits.
+  int64_t labels_per_class = 0;
+  LoaderOptions loader;  // batch_size, num_workers, prefetch (+ transform)
 };
 
 // Salt of the seed of a synthetic held-out set (a second set drawn with another seed), as
 // OpenDataset(held_out_config, MixSeed(seed, kEvalDataStream)).
 inline constexpr uint64_t kEvalDataStream = 0x4556414C;  // "EVAL"
 
-// Opens the configured dataset. Errors name `data.path` and what was expected there.
+// Salt of the seed of the label subset (data.labels_per_class).
+inline constexpr uint64_t kLabelSubsetStream = 0x4C41424C;  // "LABL"
+
+// Opens the configured dataset (its label subset when labels_per_class > 0). Errors name
+// `data.path` and what was expected there, or `data.labels_per_class`.
 absl::StatusOr<std::shared_ptr<const Dataset>> OpenDataset(const DataConfig& config, uint64_t seed);
 
 }  // namespace peco::trainer

@@ -44,6 +44,7 @@ absl::Status ReadEval(ConfigReader& r, EvalSplitConfig* e) {
 // with a centre crop and no augmentation.
 DataConfig EvalDataFrom(const EvalJobConfig& c) {
   DataConfig d = c.data;
+  d.labels_per_class = 0;  // the whole held-out split
   d.split = c.eval.split;
   if (!c.eval.path.empty()) d.path = c.eval.path;
   d.loader.batch_size = c.eval.batch_size;

@@ -100,6 +100,7 @@ absl::Status ReadTrain(ConfigReader& r, TrainConfig* t) {
 
 DataConfig TokenizerJobConfig::EvalData() const {
   DataConfig d = data;
+  d.labels_per_class = 0;  // the whole held-out split
   d.split = eval.split;
   if (!eval.path.empty()) d.path = eval.path;
   return d;
