@@ -241,6 +241,14 @@ std::string EvalTask::DescribeStart(JsonWriter* start) {
         "backbone: RANDOMLY INITIALISED (seed ", config_.seed,
         "), no backbone.checkpoint or backbone.weights given: this run is the random-backbone "
         "baseline, not an evaluation of a pre-trained model"));
+    if (!config_.linear_probe() && config_.optim.layer_decay < 1) {
+      progress_.Log(absl::StrCat(
+          "warning: optim.layer_decay ", config_.optim.layer_decay,
+          " < 1 with a randomly initialised backbone scales the early blocks' learning rate down "
+          "to ",
+          std::pow(config_.optim.layer_decay, config_.model.depth + 1),
+          "x: a from-scratch baseline trains with layer_decay 1.0 (DeiT's recipe)"));
+    }
   } else {
     progress_.Log(absl::StrCat("backbone: ", state_.backbone.kind, " ", state_.backbone.path,
                                " (sha256 ", state_.backbone.sha256, ")"));
