@@ -9,10 +9,14 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <numeric>
+#include <thread>
 #include <vector>
 
+#include "tests/test_util/in_process_group.h"
+#include "tests/test_util/tiny_jobs.h"
 #include "trainer/data/fashion_mnist.h"
 #include "trainer/data/synthetic.h"
 #include "trainer/engine/runtime.h"
@@ -188,16 +192,10 @@ TEST(ReadoutFeaturesTest, PixelFeaturesAreTheFlattenedViewInIndexOrder) {
   EXPECT_EQ(pixels->names(), std::vector<std::string>{"pixels"});
 }
 
+BeitClassifier TinyBackbone();
+
 TEST(ReadoutFeaturesTest, BeitFeaturesArePooledBlockOutputsAndBadBlocksAreNamed) {
-  BeitVitConfig config;
-  config.img_size = 8;
-  config.patch_size = 4;
-  config.embed_dim = 16;
-  config.depth = 2;
-  config.num_heads = 2;
-  config.num_classes = 0;
-  torch::manual_seed(0);
-  BeitClassifier model(config);
+  BeitClassifier model = TinyBackbone();
   EXPECT_THAT(BeitBackbone(model, {3}, FeaturePooling::kMean).status().message(),
               HasSubstr("readout.blocks: block 3 is not in [1, 2]"));
   absl::StatusOr<std::unique_ptr<FeatureBackbone>> backbone =
@@ -209,6 +207,80 @@ TEST(ReadoutFeaturesTest, BeitFeaturesArePooledBlockOutputsAndBadBlocksAreNamed)
   std::vector<torch::Tensor> expected = model->BlockFeatures(images, {1, 2});
   ASSERT_EQ(features.size(), 2u);
   for (int i = 0; i < 2; ++i) EXPECT_TRUE(torch::allclose(features[i], expected[i]));
+}
+
+BeitClassifier TinyBackbone() {
+  BeitVitConfig config;
+  config.img_size = 8;
+  config.patch_size = 4;
+  config.embed_dim = 16;
+  config.depth = 2;
+  config.num_heads = 2;
+  config.num_classes = 0;
+  torch::manual_seed(0);
+  return BeitClassifier(config);
+}
+
+// Two ranks (threads joined by an in-process group) each compute half of the images; both end
+// with every image's features in image order, equal to one rank computing them all.
+TEST(ReadoutFeaturesTest, RanksShareTheWorkAndAllGetTheSameFeaturesAsOneRank) {
+  std::shared_ptr<Dataset> data = MakeSyntheticDataset(13, 8, 8, 3, 4, /*seed=*/5);
+  const TransformOptions view = PlainView(8, true);
+  BeitClassifier model = TinyBackbone();
+  auto backbone = [&] { return *BeitBackbone(model, {1, 2}, FeaturePooling::kClsAndMean); };
+  std::unique_ptr<FeatureBackbone> alone = backbone();
+  absl::StatusOr<FeatureSet> one =
+      ExtractFeaturesOverRanks(*alone, *data, 100, view, 4, torch::kCPU, /*group=*/nullptr);
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_EQ(one->labels.size(0), 13);
+
+  ::peco::testing::InProcessGroup group(2);
+  absl::StatusOr<FeatureSet> sets[2];
+  std::vector<int64_t> computed(2, 0);
+  auto run = [&](int rank) {
+    auto context = group.Join(rank);
+    ASSERT_TRUE(context.ok());
+    std::unique_ptr<FeatureBackbone> mine = backbone();
+    sets[rank] = ExtractFeaturesOverRanks(*mine, *data, 100, view, 4, torch::kCPU, context->get(),
+                                          [&](int64_t done) { computed[rank] = done; });
+  };
+  std::thread rank1(run, 1);
+  run(0);
+  rank1.join();
+  EXPECT_EQ(computed[0], 7) << "rank 0 computes images 0, 2, ..., 12";
+  EXPECT_EQ(computed[1], 6);
+  for (int rank = 0; rank < 2; ++rank) {
+    ASSERT_TRUE(sets[rank].ok()) << sets[rank].status();
+    EXPECT_TRUE(torch::equal(sets[rank]->labels, one->labels));
+    EXPECT_TRUE(torch::equal(sets[rank]->indices, one->indices));
+    ASSERT_EQ(sets[rank]->features.size(), 2u);
+    for (int f = 0; f < 2; ++f) {
+      EXPECT_TRUE(torch::allclose(sets[rank]->features[f], one->features[f], 1e-6, 1e-6))
+          << "rank " << rank << " set " << f;
+    }
+  }
+}
+
+TEST(ReadoutFeaturesTest, TheCacheIsReusedOnlyForItsKeyAndDamageIsReported) {
+  const std::string dir = ::peco::testing::TempDir("readouts_test", "cache");
+  std::shared_ptr<Dataset> data = MakeSyntheticDataset(6, 8, 8, 3, 2, /*seed=*/1);
+  std::unique_ptr<FeatureBackbone> pixels = PixelBackbone();
+  absl::StatusOr<FeatureSet> set =
+      ExtractFeatures(*pixels, *data, Iota(6), PlainView(8, true), 4, torch::kCPU);
+  ASSERT_TRUE(set.ok());
+  const std::string path = dir + "/features.pt";
+  EXPECT_EQ(LoadFeatureCache(path, "k").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(SaveFeatureCache(*set, "pixels view 8 images 0-5", path).ok());
+  absl::StatusOr<FeatureSet> loaded = LoadFeatureCache(path, "pixels view 8 images 0-5");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(torch::equal(loaded->features[0], set->features[0]));
+  EXPECT_TRUE(torch::equal(loaded->labels, set->labels));
+  EXPECT_TRUE(torch::equal(loaded->indices, set->indices));
+  EXPECT_EQ(LoadFeatureCache(path, "another backbone").status().code(),
+            absl::StatusCode::kNotFound);
+  std::ofstream(path, std::ios::trunc) << "not a cache";
+  EXPECT_EQ(LoadFeatureCache(path, "pixels view 8 images 0-5").status().code(),
+            absl::StatusCode::kDataLoss);
 }
 
 // The floors every backbone's report carries: raw pixels reach about 84% top-1 on the test split

@@ -1,9 +1,12 @@
 #include "trainer/tasks/readout_features.h"
 
+#include <filesystem>
 #include <random>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "trainer/util/torch_status.h"
 
 namespace peco::trainer {
@@ -95,7 +98,7 @@ absl::StatusOr<FeatureSet> ExtractFeatures(FeatureBackbone& backbone, const Data
   if (batch_size < 1) return absl::InvalidArgumentError("eval.batch_size: expected > 0");
   FeatureSet set;
   std::vector<std::vector<torch::Tensor>> parts;
-  std::vector<int64_t> labels;
+  std::vector<int64_t> labels, kept;
   absl::Status first_error;
   for (size_t begin = 0; begin < indices.size(); begin += static_cast<size_t>(batch_size)) {
     const size_t end = std::min(indices.size(), begin + static_cast<size_t>(batch_size));
@@ -110,6 +113,7 @@ absl::StatusOr<FeatureSet> ExtractFeatures(FeatureBackbone& backbone, const Data
       std::mt19937_64 unused(0);  // an evaluation view draws nothing
       images.push_back(ApplyTransform(example->image, view, unused)[0]);
       labels.push_back(example->label);
+      kept.push_back(indices[i]);
     }
     if (images.empty()) continue;
     absl::Status status = TorchCall("computing readout features", [&] {
@@ -128,6 +132,122 @@ absl::StatusOr<FeatureSet> ExtractFeatures(FeatureBackbone& backbone, const Data
   }
   for (std::vector<torch::Tensor>& part : parts) set.features.push_back(torch::cat(part));
   set.labels = torch::tensor(labels, torch::kInt64);
+  set.indices = torch::tensor(kept, torch::kInt64);
+  return set;
+}
+
+absl::StatusOr<FeatureSet> ExtractFeaturesOverRanks(FeatureBackbone& backbone,
+                                                    const Dataset& dataset, int64_t n,
+                                                    const TransformOptions& view,
+                                                    int64_t batch_size, torch::Device device,
+                                                    DistributedContext* group,
+                                                    const std::function<void(int64_t)>& on_batch) {
+  n = std::min(n, dataset.size());
+  const int world = group == nullptr ? 1 : group->world_size();
+  const int rank = group == nullptr ? 0 : group->rank();
+  std::vector<int64_t> mine;
+  for (int64_t i = rank; i < n; i += world) mine.push_back(i);
+  absl::StatusOr<FeatureSet> local =
+      ExtractFeatures(backbone, dataset, mine, view, batch_size, device, on_batch);
+  if (world == 1) return local;
+  // A rank whose images were all unreadable still takes part, with nothing to contribute: every
+  // rank learns each feature set's width as (sum of widths) / (ranks that have features).
+  if (!local.ok() && local.status().code() != absl::StatusCode::kInvalidArgument) {
+    return local.status();
+  }
+  const size_t sets = backbone.names().size();
+  std::vector<double> widths(2 * sets, 0.0);
+  if (local.ok()) {
+    for (size_t f = 0; f < sets; ++f) {
+      widths[f] = static_cast<double>(local->features[f].size(1));
+      widths[sets + f] = 1.0;
+    }
+  }
+  absl::StatusOr<std::vector<double>> reduced = group->AllReduceMean(widths);
+  if (!reduced.ok()) return reduced.status();
+  // Rows in image order: image i's features land in row i; `present` marks the rows filled.
+  std::vector<torch::Tensor> buffers;
+  for (size_t f = 0; f < sets; ++f) {
+    const double holders = (*reduced)[sets + f];
+    const int64_t width = holders > 0 ? std::llround((*reduced)[f] / holders) : 0;
+    buffers.push_back(torch::zeros({n, width}, torch::kFloat32));
+  }
+  torch::Tensor labels = torch::zeros({n}, torch::kInt64);
+  torch::Tensor present = torch::zeros({n}, torch::kInt64);
+  if (local.ok()) {
+    for (size_t f = 0; f < sets; ++f) buffers[f].index_copy_(0, local->indices, local->features[f]);
+    labels.index_copy_(0, local->indices, local->labels);
+    present.index_fill_(0, local->indices, 1);
+  }
+  std::vector<torch::Tensor> all = buffers;
+  all.push_back(labels);
+  all.push_back(present);
+  absl::Status summed = group->AllReduceSum(all);
+  if (!summed.ok()) return summed;
+  const torch::Tensor keep = all.back().nonzero().flatten();
+  if (keep.numel() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("no image of ", dataset.name(), " could be read on any rank"));
+  }
+  FeatureSet set;
+  for (size_t f = 0; f < sets; ++f) set.features.push_back(all[f].index_select(0, keep));
+  set.labels = all[sets].index_select(0, keep);
+  set.indices = keep;
+  set.unreadable = n - keep.numel();
+  return set;
+}
+
+absl::Status SaveFeatureCache(const FeatureSet& set, const std::string& key,
+                              const std::string& path) {
+  std::ostringstream bytes;
+  absl::Status status = TorchCall("serialising the feature cache", [&] {
+    torch::serialize::OutputArchive archive;
+    archive.write("key", torch::tensor(std::vector<int64_t>(key.begin(), key.end())));
+    archive.write("labels", set.labels);
+    archive.write("indices", set.indices);
+    archive.write("unreadable", torch::tensor(set.unreadable));
+    archive.write("sets", torch::tensor(static_cast<int64_t>(set.features.size())));
+    for (size_t f = 0; f < set.features.size(); ++f) {
+      archive.write(absl::StrCat("features.", f), set.features[f]);
+    }
+    archive.save_to(bytes);
+  });
+  if (!status.ok()) return status;
+  return WriteFileAtomic(path, bytes.str());
+}
+
+absl::StatusOr<FeatureSet> LoadFeatureCache(const std::string& path, const std::string& key) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return absl::NotFoundError(absl::StrCat("no feature cache at ", path));
+  }
+  FeatureSet set;
+  std::string stored_key;
+  absl::Status status = TorchCall(absl::StrCat("reading the feature cache ", path), [&] {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    torch::Tensor key_tensor, unreadable, sets;
+    archive.read("key", key_tensor);
+    const int64_t* chars = key_tensor.data_ptr<int64_t>();
+    for (int64_t i = 0; i < key_tensor.numel(); ++i) {
+      stored_key.push_back(static_cast<char>(chars[i]));
+    }
+    archive.read("labels", set.labels);
+    archive.read("indices", set.indices);
+    archive.read("unreadable", unreadable);
+    archive.read("sets", sets);
+    set.unreadable = unreadable.item<int64_t>();
+    for (int64_t f = 0; f < sets.item<int64_t>(); ++f) {
+      torch::Tensor features;
+      archive.read(absl::StrCat("features.", f), features);
+      set.features.push_back(features);
+    }
+  });
+  if (!status.ok()) return absl::DataLossError(status.message());
+  if (stored_key != key) {
+    return absl::NotFoundError(
+        absl::StrCat("the feature cache at ", path, " was computed for other inputs"));
+  }
   return set;
 }
 

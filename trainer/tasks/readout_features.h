@@ -23,6 +23,7 @@
 #include "torch/torch.h"
 #include "trainer/data/dataset.h"
 #include "trainer/data/transforms.h"
+#include "trainer/engine/distributed.h"
 #include "trainer/models/beit_vit.h"
 
 namespace peco::trainer {
@@ -58,6 +59,7 @@ absl::StatusOr<std::unique_ptr<FeatureBackbone>> BeitBackbone(BeitClassifier mod
 struct FeatureSet {
   std::vector<torch::Tensor> features;  // per feature set: [N, D_i] float, CPU
   torch::Tensor labels;                 // [N] int64
+  torch::Tensor indices;                // [N] int64: the dataset index of each row
   int64_t unreadable = 0;               // images skipped because they could not be read
 };
 
@@ -70,6 +72,26 @@ absl::StatusOr<FeatureSet> ExtractFeatures(FeatureBackbone& backbone, const Data
                                            const TransformOptions& view, int64_t batch_size,
                                            torch::Device device,
                                            const std::function<void(int64_t)>& on_batch = nullptr);
+
+// Data parallel: the features of images [0, n) of `dataset`, rank r of `group` computing images
+// r, r + W, r + 2W, ... and every rank receiving all of them in image order (summed into a
+// zero-filled buffer over the group; rows of images no rank could read are dropped). The same
+// features as one rank computing them all. Collective: every rank calls it with the same
+// arguments. `group` is borrowed; world size 1 (or null) computes everything locally.
+absl::StatusOr<FeatureSet> ExtractFeaturesOverRanks(
+    FeatureBackbone& backbone, const Dataset& dataset, int64_t n, const TransformOptions& view,
+    int64_t batch_size, torch::Device device, DistributedContext* group,
+    const std::function<void(int64_t)>& on_batch = nullptr);
+
+// A cache of computed features (the evaluation's, in its attempt directory): `key` names what
+// they were computed from (backbone digest, view, images), so that a resumed evaluation reuses
+// them only when nothing changed. Written atomically.
+absl::Status SaveFeatureCache(const FeatureSet& set, const std::string& key,
+                              const std::string& path);
+
+// The cached features at `path` when they exist and were computed for `key`; NotFound when there
+// is no cache or it was computed for another key; DataLoss when the file is damaged.
+absl::StatusOr<FeatureSet> LoadFeatureCache(const std::string& path, const std::string& key);
 
 }  // namespace peco::trainer
 
