@@ -139,6 +139,24 @@ TEST(LinearReadoutTest, TheL2StrengthIsChosenOnTheValidationSplit) {
   EXPECT_THAT(FitLinearReadout(x, y, 4, options).status().message(), HasSubstr("linear.l2"));
 }
 
+// block: auto picks the candidate that reads out best on the validation split.
+TEST(ReadoutChoiceTest, TheInformativeFeatureSetIsChosenOnValidation) {
+  torch::Tensor x, y;
+  SeparableData(30, 3, &x, &y);
+  torch::manual_seed(5);
+  torch::Tensor noise = torch::randn(x.sizes());
+  KnnOptions knn;
+  knn.k = 5;
+  absl::StatusOr<FeatureChoice> choice = ChooseFeatureSet({noise, x}, y, 3, 20, /*seed=*/1, knn);
+  ASSERT_TRUE(choice.ok()) << choice.status();
+  EXPECT_EQ(choice->best, 1u);
+  ASSERT_EQ(choice->validation_top1.size(), 2u);
+  EXPECT_EQ(choice->validation_top1[1], 100.0);
+  EXPECT_LT(choice->validation_top1[0], 70.0);
+  EXPECT_THAT(ChooseFeatureSet({x}, y, 3, 90, 1, knn).status().message(),
+              HasSubstr("readout.validation_size"));
+}
+
 // The evaluation view of the readouts: the whole image at `size`, values in [0, 1].
 TransformOptions PlainView(int size, bool rgb) {
   TransformOptions view;

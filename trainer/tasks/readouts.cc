@@ -125,6 +125,39 @@ absl::Status LinearReadoutOptions::Validate() const {
   return absl::OkStatus();
 }
 
+absl::StatusOr<ValidationSplit> SplitForValidation(int64_t n, int64_t held, uint64_t seed,
+                                                   const char* field) {
+  if (held < 1 || held >= n) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": a validation split of ", held,
+                                                   " leaves no training features of ", n,
+                                                   " (expected 1 <= size < ", n, ")"));
+  }
+  auto generator = at::detail::createCPUGenerator(seed);
+  const torch::Tensor order = torch::randperm(n, generator, torch::kInt64);
+  return ValidationSplit{order.slice(0, held), order.slice(0, 0, held)};
+}
+
+absl::StatusOr<FeatureChoice> ChooseFeatureSet(const std::vector<torch::Tensor>& candidates,
+                                               const torch::Tensor& labels, int64_t classes,
+                                               int64_t held, uint64_t seed, const KnnOptions& knn) {
+  if (candidates.empty()) {
+    return absl::InvalidArgumentError("readout.blocks: expected at least one candidate");
+  }
+  ASSIGN_OR_RETURN(ValidationSplit split, SplitForValidation(candidates[0].size(0), held, seed,
+                                                             "readout.validation_size"));
+  const torch::Tensor fit_y = labels.index_select(0, split.fit);
+  const torch::Tensor val_y = labels.index_select(0, split.validation);
+  FeatureChoice choice;
+  for (size_t c = 0; c < candidates.size(); ++c) {
+    ASSIGN_OR_RETURN(ReadoutScore score, KnnScore(candidates[c].index_select(0, split.fit), fit_y,
+                                                  candidates[c].index_select(0, split.validation),
+                                                  val_y, classes, knn));
+    choice.validation_top1.push_back(score.top1);
+    if (score.top1 > choice.validation_top1[choice.best]) choice.best = c;
+  }
+  return choice;
+}
+
 ReadoutScore ScoreLogits(const torch::Tensor& logits, const torch::Tensor& labels) {
   torch::NoGradGuard no_grad;
   const int64_t k = std::min<int64_t>(5, logits.size(1));
@@ -180,16 +213,12 @@ absl::StatusOr<LinearReadout> FitLinearReadout(const torch::Tensor& train,
   const int64_t n = x.size(0);
   const int64_t held = std::max<int64_t>(
       1, static_cast<int64_t>(std::llround(options.validation_fraction * static_cast<double>(n))));
-  if (held >= n) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("linear.validation_fraction: leaves no training features of ", n));
-  }
-  auto generator = at::detail::createCPUGenerator(options.seed);
-  const torch::Tensor order = torch::randperm(n, generator, torch::kInt64);
-  const torch::Tensor val_index = order.slice(0, 0, held), fit_index = order.slice(0, held);
-  const torch::Tensor fit_x = x.index_select(0, fit_index), val_x = x.index_select(0, val_index);
-  const torch::Tensor fit_y = train_labels.index_select(0, fit_index);
-  const torch::Tensor val_y = train_labels.index_select(0, val_index);
+  ASSIGN_OR_RETURN(ValidationSplit split,
+                   SplitForValidation(n, held, options.seed, "linear.validation_fraction"));
+  const torch::Tensor fit_x = x.index_select(0, split.fit);
+  const torch::Tensor val_x = x.index_select(0, split.validation);
+  const torch::Tensor fit_y = train_labels.index_select(0, split.fit);
+  const torch::Tensor val_y = train_labels.index_select(0, split.validation);
   std::vector<double> validation_top1;
   double best_l2 = options.l2[0], best_top1 = -1;
   for (double l2 : options.l2) {

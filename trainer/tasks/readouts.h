@@ -75,6 +75,26 @@ absl::StatusOr<LinearReadout> FitLinearReadout(const torch::Tensor& train,
                                                const torch::Tensor& train_labels, int64_t classes,
                                                const LinearReadoutOptions& options);
 
+// A validation split of N training features: `held` of them drawn by a permutation seeded with
+// `seed` (never the test split), the rest to fit on.
+struct ValidationSplit {
+  torch::Tensor fit, validation;  // int64 row indices
+};
+// InvalidArgument naming `field` unless 1 <= held < n.
+absl::StatusOr<ValidationSplit> SplitForValidation(int64_t n, int64_t held, uint64_t seed,
+                                                   const char* field);
+
+// `block: auto`: which of several candidate feature sets of the same images (one per block)
+// reads out best, by k-NN on a validation split of `held` training images; ties go to the
+// earlier candidate.
+struct FeatureChoice {
+  size_t best = 0;
+  std::vector<double> validation_top1;  // per candidate, percent
+};
+absl::StatusOr<FeatureChoice> ChooseFeatureSet(const std::vector<torch::Tensor>& candidates,
+                                               const torch::Tensor& labels, int64_t classes,
+                                               int64_t held, uint64_t seed, const KnnOptions& knn);
+
 // Top-1 and top-5 of `logits` [N, classes] against `labels`.
 ReadoutScore ScoreLogits(const torch::Tensor& logits, const torch::Tensor& labels);
 
