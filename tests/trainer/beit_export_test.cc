@@ -25,7 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kSpec = std::string(PECO_SHARED_DIR) + "/spec/keys/";
+const std::string kSpec = std::string(PECO_REFERENCE_DIR) + "/spec/keys/";
 
 std::string MakeTempDir() {
   std::string pattern = absl::StrCat(::testing::TempDir(), "/beit_export_test_XXXXXX");

@@ -28,7 +28,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-const std::string kShared = PECO_SHARED_DIR;
+const std::string kReference = PECO_REFERENCE_DIR;
 // Std of a normal cut at +-1 std, relative to the std: sqrt(1 - 2 phi(1) / (Phi(1) - Phi(-1))).
 constexpr double kTruncatedAtOneStd = 0.539559;
 
@@ -83,7 +83,7 @@ std::vector<std::string> KeyLines(const NamedTensors& state) {
 }
 
 std::vector<std::string> SpecLines(const std::string& file) {
-  std::ifstream in(kShared + "/spec/keys/" + file);
+  std::ifstream in(kReference + "/spec/keys/" + file);
   EXPECT_TRUE(in.good()) << file;
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) {
@@ -108,7 +108,7 @@ torch::Tensor Param(const torch::nn::Module& module, const std::string& name) {
 // Loads the golden model onto `device`, checks key order and layout, and compares both kinds of
 // logits with the official ones within `tolerance`.
 void ExpectGoldenParity(const torch::Device& device, double tolerance) {
-  auto golden = ReadTorchFile(kShared + "/golden/beit_mim_tiny.pt");
+  auto golden = ReadTorchFile(kReference + "/golden/beit_mim_tiny.pt");
   ASSERT_TRUE(golden.ok()) << golden.status();
   const BeitVitConfig config = GoldenConfig(*DictGet(*golden, "config", "golden"));
   ASSERT_TRUE(config.Validate().ok()) << config.Validate();
@@ -211,7 +211,7 @@ TEST(BeitVitTest, Bf16AutocastStepOnCudaTracksFp32) {
 }
 
 TEST(BeitVitTest, MisShapedStateIsRefusedNamingTheKeyAndNothingLoads) {
-  auto golden = ReadTorchFile(kShared + "/golden/beit_mim_tiny.pt");
+  auto golden = ReadTorchFile(kReference + "/golden/beit_mim_tiny.pt");
   ASSERT_TRUE(golden.ok());
   BeitVitConfig config = GoldenConfig(*DictGet(*golden, "config", "golden"));
   config.vocab_size = 65;  // only lm_head differs

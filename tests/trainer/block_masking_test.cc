@@ -28,7 +28,7 @@ int Count(const std::vector<uint8_t>& mask) { return std::accumulate(mask.begin(
 
 // The reference histogram: masked count -> draws, from 20,000 draws of the official generator.
 std::map<int, int64_t> GoldenHistogram() {
-  std::ifstream in(PECO_SHARED_DIR "/golden/beit_masking_14x14_75_counts.txt");
+  std::ifstream in(PECO_REFERENCE_DIR "/golden/beit_masking_14x14_75_counts.txt");
   EXPECT_TRUE(in.good()) << "missing golden masking histogram";
   std::map<int, int64_t> histogram;
   std::string line;

@@ -10,7 +10,7 @@
 namespace peco::trainer {
 namespace {
 
-const std::string kGolden = std::string(PECO_SHARED_DIR) + "/golden/";
+const std::string kGolden = std::string(PECO_REFERENCE_DIR) + "/golden/";
 
 TimmVitConfig TinyConfig() {
   TimmVitConfig config;

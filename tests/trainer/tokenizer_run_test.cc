@@ -423,7 +423,7 @@ TEST(TokenizerRunTest, PaperPresetExportHasTheOfficialKeysAndShapes) {
       "print('ok', len(got))\n";
   std::ofstream(dir + "/check.py") << script;
   const std::string command = "/usr/bin/python3 " + dir + "/check.py " + dir + "/paper.pt " +
-                              PECO_SHARED_DIR + "/spec/keys/vqgan_f16_8192_224.txt > " + dir +
+                              PECO_REFERENCE_DIR + "/spec/keys/vqgan_f16_8192_224.txt > " + dir +
                               "/python.log 2>&1";
   EXPECT_EQ(std::system(command.c_str()), 0) << "see " << dir << "/python.log";
   fs::remove(dir + "/paper.pt");

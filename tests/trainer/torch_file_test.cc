@@ -17,7 +17,7 @@ namespace peco::trainer {
 namespace {
 
 std::string Golden(const std::string& name) {
-  return absl::StrCat(PECO_SHARED_DIR, "/golden/", name);
+  return absl::StrCat(PECO_REFERENCE_DIR, "/golden/", name);
 }
 
 // A fresh directory under the test temp dir.

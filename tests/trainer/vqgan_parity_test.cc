@@ -13,7 +13,7 @@ class VqganParityTest : public ::testing::Test {
  protected:
   void SetUp() override {
     torch::set_num_threads(2);
-    auto file = ReadTorchFile(std::string(PECO_SHARED_DIR) + "/golden/vqgan_tiny.pt");
+    auto file = ReadTorchFile(std::string(PECO_REFERENCE_DIR) + "/golden/vqgan_tiny.pt");
     ASSERT_TRUE(file.ok()) << file.status();
     golden_ = *file;
     VqTokenizerConfig config;
