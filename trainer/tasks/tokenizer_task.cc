@@ -177,7 +177,8 @@ class TokenizerTask : public TrainingTask {
   TokenizerOutput out_;
   bool gan_active_ = false;
   double lr_ = 0;
-  torch::Tensor parts_;  // [kParts] of the step, disc_loss filled in by Update
+  double loss_value_ = 0;  // total_ on the host
+  torch::Tensor parts_;    // [kParts] of the step, disc_loss filled in by Update
 };
 
 absl::Status TokenizerTask::SetupPerceptualLoss() {
@@ -453,7 +454,8 @@ absl::StatusOr<double> TokenizerTask::ForwardLoss(const Batch& batch) {
   };
   parts_ = torch::stack({part(pixel), part(perceptual), part(codebook), part(generator_loss), zero,
                          part(gan_weight)});
-  return total_.item<double>();
+  loss_value_ = total_.item<double>();  // the step's one host sync
+  return loss_value_;
 }
 
 absl::Status TokenizerTask::Update() {
@@ -485,7 +487,7 @@ absl::Status TokenizerTask::Update() {
   }
   RETURN_IF_ERROR(RestartDeadCodes());
 
-  window_.loss += total_.item<double>();
+  window_.loss += loss_value_;
   window_.parts = window_.parts.defined() ? window_.parts + parts_ : parts_;
   images_ = total_ = parts_ = torch::Tensor();
   out_ = TokenizerOutput();
