@@ -182,6 +182,10 @@ std::string Progress(const v1::JobProgress& progress) {
   if (auto it = progress.eval().find("eval_top1"); it != progress.eval().end()) {
     absl::StrAppendFormat(&text, ", eval top-1 %.2f%%", it->second);
   }
+  // A readout job's k-NN beside its linear readout.
+  if (auto it = progress.eval().find("eval_knn_top1"); it != progress.eval().end()) {
+    absl::StrAppendFormat(&text, ", k-NN top-1 %.2f%%", it->second);
+  }
   return text;
 }
 

@@ -64,6 +64,10 @@ bool ConfigReader::Has(absl::string_view key) const {
   return node_.IsMap() && node_[std::string(key)].IsDefined();
 }
 
+bool ConfigReader::HasScalar(absl::string_view key) const {
+  return Has(key) && node_[std::string(key)].IsScalar();
+}
+
 std::string ConfigReader::PathOf(absl::string_view key) const {
   return prefix_.empty() ? std::string(key) : absl::StrCat(prefix_, ".", key);
 }

@@ -32,6 +32,8 @@ class ConfigReader {
   ConfigReader() : node_(YAML::NodeType::Map) {}
 
   bool Has(absl::string_view key) const;
+  // True when `key` holds a scalar (a word or a number), not a mapping or a list.
+  bool HasScalar(absl::string_view key) const;
 
   absl::Status Read(absl::string_view key, int64_t* value);
   absl::Status Read(absl::string_view key, int* value);

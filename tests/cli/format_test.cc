@@ -108,9 +108,10 @@ TEST(FormatTest, JobDetailsShowAttemptsAndFailure) {
   input->set_config_field("backbone.checkpoint");
   response.mutable_job()->mutable_progress()->set_time_us(1);
   (*response.mutable_job()->mutable_progress()->mutable_eval())["eval_top1"] = 71.25;
+  (*response.mutable_job()->mutable_progress()->mutable_eval())["eval_knn_top1"] = 69.5;
   const std::string text = FormatJobDetails(response, kNow);
   EXPECT_THAT(text, HasSubstr("backbone.checkpoint <- job-000002-a1-step-000000000400"));
-  EXPECT_THAT(text, HasSubstr("eval top-1 71.25%"));
+  EXPECT_THAT(text, HasSubstr("eval top-1 71.25%, k-NN top-1 69.50%"));
   EXPECT_THAT(text, HasSubstr("job-000003"));
   EXPECT_THAT(text, HasSubstr("FAILED"));
   EXPECT_THAT(text, HasSubstr("non-finite loss"));

@@ -206,21 +206,18 @@ job: {name: e2e-pretrain, max_restarts: 2}
 )");
 }
 
-// A tiny linear probe on the pretrain job's backbone (its architecture comes from the backbone
-// checkpoint the service fills in), evaluated on 500 test images.
-std::string LinearProbeSpec(int max_steps) {
-  return absl::StrCat(R"(kind: linear_probe
+// Tiny readouts of the pretrain job's backbone (its architecture comes from the backbone
+// checkpoint the service fills in): 50 training images per class, 500 test images.
+std::string LinearProbeSpec() {
+  return R"(kind: linear_probe
 seed: 5
 threads: 1
 data: {source: fashion_mnist, path: /usr/share/datasets/fashion-mnist, image_size: 16,
-       batch_size: 32, num_workers: 1, prefetch: 2}
-probe: {block: 2}
+       labels_per_class: 50}
+readout: {block: 2, validation_images: 100}
 eval: {split: test, max_images: 500, batch_size: 250}
-optim: {lr: 0.3, warmup_steps: 2}
-train: {max_steps: )",
-                      max_steps, R"(, log_every: 5, checkpoint_every: 10, keep_checkpoints: 2}
 job: {name: e2e-probe, max_restarts: 2}
-)");
+)";
 }
 
 TEST_F(PipelineE2eTest, PretrainRunsOnADvaeTokenizer) {
@@ -261,7 +258,7 @@ TEST_F(PipelineE2eTest, PecoPipelineHandsEachJobItsDependencysFinalCheckpoint) {
   const std::string pretrain = Submit(pretrain_spec, {"--after", tokenizer});
   ASSERT_FALSE(pretrain.empty());
   const std::string probe_spec = cluster_.root() + "/probe.yaml";
-  std::ofstream(probe_spec) << LinearProbeSpec(20);
+  std::ofstream(probe_spec) << LinearProbeSpec();
   const std::string probe = Submit(probe_spec, {"--after", pretrain});
   ASSERT_FALSE(probe.empty());
 
@@ -308,8 +305,14 @@ TEST_F(PipelineE2eTest, PecoPipelineHandsEachJobItsDependencysFinalCheckpoint) {
   EXPECT_LE(*top1, 100.0);
   ASSERT_EQ(probed->job().progress().eval().count("eval_top1"), 1u);
   EXPECT_DOUBLE_EQ(probed->job().progress().eval().at("eval_top1"), *top1);
+  // Every readout of the one eval event is kept: the k-NN beside the linear one.
+  std::optional<double> knn = LastValue(*probe_history, "eval_knn_top1");
+  ASSERT_TRUE(knn.has_value());
+  EXPECT_GT(*knn, 10.0);
+  ASSERT_EQ(probed->job().progress().eval().count("eval_knn_top1"), 1u);
   CommandResult get = cluster_.Peco({"get", probe});
   EXPECT_THAT(get.output, HasSubstr("eval top-1"));
+  EXPECT_THAT(get.output, HasSubstr("k-NN top-1"));
   EXPECT_THAT(get.output, HasSubstr("backbone.checkpoint <- " + final_pretrain));
   CommandResult get_pretrain = cluster_.Peco({"get", pretrain});
   EXPECT_THAT(get_pretrain.output, HasSubstr(absl::StrCat(tokenizer, " tokenizer SUCCEEDED -> [",

@@ -30,10 +30,9 @@ train: {max_steps: 10, output_dir: /tmp/unused}
 
 constexpr char kProbe[] = R"(kind: linear_probe
 seed: 3
-data: {source: synthetic, image_size: 32, synthetic_size: 64, batch_size: 8, num_workers: 1,
-       prefetch: 2}
+data: {source: synthetic, image_size: 32, synthetic_size: 64}
 model: {preset: beit_small_fashion_mnist}
-train: {max_steps: 10, output_dir: /tmp/unused}
+train: {output_dir: /tmp/unused}
 )";
 
 absl::StatusOr<EvalJobConfig> Parse(const std::string& yaml) {
@@ -74,29 +73,60 @@ TEST(EvalConfigTest, FinetuneTakesTheRecipesDefaults) {
   EXPECT_EQ(config->train.output_dir, "/tmp/unused");
 }
 
-TEST(EvalConfigTest, LinearProbeTakesTheRecipesDefaults) {
+TEST(EvalConfigTest, LinearProbeReadsOutEveryBlockByDefault) {
   absl::StatusOr<EvalJobConfig> config = Parse(kProbe);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_TRUE(config->linear_probe());
-  EXPECT_DOUBLE_EQ(config->optim.weight_decay, 1e-4);
-  EXPECT_DOUBLE_EQ(config->optim.label_smoothing, 0.0);
-  EXPECT_EQ(config->ProbeBlock(), 4);  // 6 blocks * 3 / 4
-  config = Parse(absl::StrReplaceAll(
-      kProbe, {{"beit_small_fashion_mnist", "beit_base_patch16_224_8k_vocab"}, {"32", "224"}}));
+  EXPECT_EQ(config->train.max_steps, 1);  // the feature pass and the fits
+  EXPECT_EQ(config->readout.block, "auto");
+  EXPECT_EQ(config->ReadoutBlocks(), (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(config->readout.pooling, "mean");
+  EXPECT_EQ(config->readout.knn.k, 20);
+  EXPECT_DOUBLE_EQ(config->readout.knn.temperature, 0.07);
+  EXPECT_TRUE(config->readout.linear.standardize);
+  config = Parse(With(kProbe, "readout: {block: 6, pooling: cls+mean, feature_norm: none}\n"));
   ASSERT_TRUE(config.ok()) << config.status();
-  EXPECT_EQ(config->ProbeBlock(), 9);  // the paper's best ViT-B block
-  config = Parse(With(kProbe, "probe: {block: 6}\n"));
+  EXPECT_EQ(config->ReadoutBlocks(), (std::vector<int64_t>{6}));
+  EXPECT_EQ(config->readout.pooling, "cls+mean");
+  EXPECT_FALSE(config->readout.linear.standardize);
+  config = Parse(With(kProbe, "backbone: pixels\n"));
   ASSERT_TRUE(config.ok()) << config.status();
-  EXPECT_EQ(config->ProbeBlock(), 6);
+  EXPECT_EQ(config->backbone.named, "pixels");
+  EXPECT_TRUE(config->ReadoutBlocks().empty());
+  config = Parse(With(kFinetune, "backbone: random\n"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->backbone.named, "random");
 }
 
 TEST(EvalConfigTest, ErrorsNameTheField) {
-  EXPECT_THAT(Error(With(kProbe, "probe: {block: 9}\n")),
-              HasSubstr("probe.block: expected a value in [1, 6], got 9"));
-  EXPECT_THAT(Error(With(kFinetune, "probe: {block: 2}\n")),
-              HasSubstr("probe: only for kind linear_probe"));
-  EXPECT_THAT(Error(With(kProbe, "optim: {layer_decay: 0.65}\n")),
-              HasSubstr("optim.layer_decay: only for kind finetune"));
+  EXPECT_THAT(Error(With(kProbe, "readout: {block: 9}\n")),
+              HasSubstr("readout.block: expected auto or a value in [1, 6], got 9"));
+  EXPECT_THAT(Error(With(kProbe, "readout: {block: first}\n")),
+              HasSubstr("readout.block: expected auto or a block counted from 1, got 'first'"));
+  EXPECT_THAT(Error(With(kProbe, "backbone: pixels\nreadout: {block: 2}\n")),
+              HasSubstr("readout.block: the pixel backbone has no blocks"));
+  EXPECT_THAT(Error(With(kProbe, "readout: {knn: {k: 0}}\n")), HasSubstr("readout.knn.k"));
+  EXPECT_THAT(Error(With(kProbe, "readout: {knn: {temperature: 0}}\n")),
+              HasSubstr("readout.knn.temperature"));
+  EXPECT_THAT(Error(With(kProbe, "readout: {pooling: max}\n")), HasSubstr("readout.pooling"));
+  EXPECT_THAT(Error(With(kProbe, "readout: {linear: {l2: []}}\n")), HasSubstr("readout.linear.l2"));
+  EXPECT_THAT(Error(With(kProbe, "readout: {validation_images: 0}\n")),
+              HasSubstr("readout.validation_images"));
+  EXPECT_THAT(Error(With(kFinetune, "readout: {block: 2}\n")),
+              HasSubstr("readout: only for kind linear_probe"));
+  EXPECT_THAT(Error(With(kProbe, "probe: {block: 2}\n")), HasSubstr("probe: the linear probe's "
+                                                                    "section is `readout:`"));
+  EXPECT_THAT(Error(With(kProbe, "optim: {lr: 0.1}\n")),
+              HasSubstr("optim: a linear_probe job fits its linear readout by L-BFGS"));
+  EXPECT_THAT(Error(absl::StrReplaceAll(kProbe, {{"train: {", "train: {max_steps: 300, "}})),
+              HasSubstr("train.max_steps: a linear_probe job has one step"));
+  EXPECT_THAT(Error(With(kProbe, "eval: {every: 100}\n")),
+              HasSubstr("eval.every: a linear_probe job evaluates once"));
+  EXPECT_THAT(Error(With(kProbe, "transform: {scale_min: 0.5}\n")),
+              HasSubstr("transform.scale_min: unknown field"));
+  EXPECT_THAT(Error(With(kFinetune, "backbone: pixels\n")),
+              HasSubstr("backbone: pixels is a readout floor (kind linear_probe)"));
+  EXPECT_THAT(Error(With(kProbe, "backbone: imagenet\n")), HasSubstr("backbone"));
   EXPECT_THAT(Error(With(kFinetune, "optim: {layer_decay: 1.5}\n")),
               HasSubstr("optim.layer_decay: expected a value in (0, 1]"));
   EXPECT_THAT(Error(With(kFinetune, "optim: {label_smoothing: 1.0}\n")),
@@ -140,7 +170,10 @@ absl::StatusOr<EvalJobConfig> ParseShipped(const std::string& name) {
 }
 
 TEST(EvalConfigTest, ShippedConfigsParseAndThePaperOnesFollowTheRecipe) {
-  for (const char* name : {"finetune_small.yaml", "linear_probe_small.yaml"}) {
+  for (const char* name :
+       {"finetune_small.yaml", "finetune_scratch_small.yaml", "finetune_100_labels_small.yaml",
+        "finetune_scratch_100_labels_small.yaml", "linear_probe_small.yaml",
+        "linear_probe_pixels_small.yaml", "linear_probe_random_small.yaml"}) {
     absl::StatusOr<EvalJobConfig> config = ParseShipped(name);
     ASSERT_TRUE(config.ok()) << name << ": " << config.status();
     EXPECT_EQ(config->model.embed_dim, 192) << name;
@@ -161,10 +194,17 @@ TEST(EvalConfigTest, ShippedConfigsParseAndThePaperOnesFollowTheRecipe) {
   EXPECT_DOUBLE_EQ(finetune->eval.crop_fraction, 0.875);
   absl::StatusOr<EvalJobConfig> probe = ParseShipped("linear_probe_paper.yaml");
   ASSERT_TRUE(probe.ok()) << probe.status();
-  EXPECT_EQ(probe->ProbeBlock(), 9);
-  EXPECT_DOUBLE_EQ(probe->optim.schedule.base_lr, 4e-3);
-  EXPECT_DOUBLE_EQ(probe->optim.weight_decay, 1e-4);
+  EXPECT_EQ(probe->ReadoutBlocks(), (std::vector<int64_t>{9}));
+  EXPECT_EQ(probe->readout.pooling, "mean");
   EXPECT_EQ(probe->eval_data.path, "/data/imagenet/val");
+  // The from-scratch presets train every layer at the same rate.
+  for (const char* name :
+       {"finetune_scratch_small.yaml", "finetune_scratch_100_labels_small.yaml"}) {
+    absl::StatusOr<EvalJobConfig> scratch = ParseShipped(name);
+    ASSERT_TRUE(scratch.ok()) << name << ": " << scratch.status();
+    EXPECT_DOUBLE_EQ(scratch->optim.layer_decay, 1.0) << name;
+    EXPECT_EQ(scratch->backbone.named, "random") << name;
+  }
 }
 
 TEST(EvalConfigTest, FinetuneGroupsScaleTheLearningRateByLayer) {

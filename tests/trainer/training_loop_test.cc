@@ -78,7 +78,7 @@ class FakeTask : public TrainingTask {
     calls.push_back("connect");
     return absl::OkStatus();
   }
-  DataLoader& loader() override { return *loader_; }
+  DataLoader* loader() override { return loader_.get(); }
   int64_t step() const override { return step_; }
   std::string DescribeStart(JsonWriter* start) override {
     start->Add("fake", true);

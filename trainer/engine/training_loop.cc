@@ -70,6 +70,8 @@ class Loop {
   // Evaluates unless this step already was.
   absl::Status EvaluateOnce();
   void ResetWindow();
+  // The loader's cumulative data wait; 0 for a task without a loader.
+  double DataWaitSeconds() { return task_.loader() ? task_.loader()->data_wait_seconds() : 0; }
 
   TrainingTask& task_;
   const TrainingLoopOptions& options_;
@@ -131,7 +133,7 @@ absl::Status Loop::Setup() {
 
 void Loop::ResetWindow() {
   window_steps_ = window_images_ = 0;
-  window_wait_at_start_ = task_.loader().data_wait_seconds();
+  window_wait_at_start_ = DataWaitSeconds();
   window_start_ = Clock::now();
 }
 
@@ -158,16 +160,16 @@ absl::Status Loop::Step(const Batch& batch) {
 
 absl::Status Loop::EmitMetrics() {
   if (window_steps_ == 0) return absl::OkStatus();
-  DataLoader& loader = task_.loader();
+  DataLoader* loader = task_.loader();
   MetricWindow window;
   window.steps = window_steps_;
   window.images = window_images_;
   window.seconds = std::max(SecondsSince(window_start_), 1e-9);
-  window.data_wait_seconds = loader.data_wait_seconds() - window_wait_at_start_;
+  window.data_wait_seconds = DataWaitSeconds() - window_wait_at_start_;
   JsonWriter event;
   event.Add("event", protocol::kEventStep)
       .Add("step", task_.step())
-      .Add("epoch", loader.position().epoch);
+      .Add("epoch", loader != nullptr ? loader->position().epoch : 0);
   ASSIGN_OR_RETURN(std::string summary,
                    TorchCall("reporting metrics", [&] { return task_.Metrics(window, &event); }));
   const double images_per_second = window.images / window.seconds;
@@ -175,7 +177,7 @@ absl::Status Loop::EmitMetrics() {
       .Add("step_seconds", window.seconds / window.steps)
       .Add("data_wait_seconds", window.data_wait_seconds)
       .Add("data_wait_share", window.data_wait_seconds / window.seconds)
-      .Add("skipped_samples", loader.skipped_samples());
+      .Add("skipped_samples", loader != nullptr ? loader->skipped_samples() : 0);
   progress_.Emit(event);
   progress_.Log(absl::StrFormat("step %d/%d  %s  %.1f img/s", task_.step(), options_.max_steps,
                                 summary, images_per_second));
@@ -229,7 +231,10 @@ absl::StatusOr<TrainingResult> Loop::Train() {
       result.stopped_by_signal = true;
       break;
     }
-    ASSIGN_OR_RETURN(Batch batch, task_.loader().Next());
+    Batch batch;
+    if (DataLoader* loader = task_.loader(); loader != nullptr) {
+      ASSIGN_OR_RETURN(batch, loader->Next());
+    }
     Faults().BeforeStep(task_.step());
     RETURN_IF_ERROR(Step(batch));
     const int64_t step = task_.step();

@@ -15,7 +15,7 @@
 //   task.Restore(checkpoint)         with --resume: the newest verified checkpoint
 //   task.Connect(group)              broadcast rank 0's state, gradient reducers, this rank's
 //   loader start event until max_steps or a stop on any rank:
-//     batch = task.loader().Next()
+//     batch = task.loader()->Next()   (an empty Batch when the task has no loader)
 //     loss = task.ForwardLoss(batch) the non-finite check comes next, before any update
 //     task.Update()                  backward, reduce, step; the step count advances
 //     task.Metrics(window)           every log_every steps (a collective: same steps everywhere)
@@ -97,8 +97,10 @@ class TrainingTask {
   // Joins the group (borrowed; outlives the task's use of it): starts every rank from rank 0's
   // weights, sets up gradient reduction and opens this rank's shard of the data. Collective.
   virtual absl::Status Connect(DistributedContext* group) = 0;
-  // The training data of this rank (valid after Connect).
-  virtual DataLoader& loader() = 0;
+  // The training data of this rank (valid after Connect; borrowed), or null for a kind that
+  // reads its data itself (a readout's feature pass): the loop then hands ForwardLoss an empty
+  // Batch and reports no epoch, data wait or images.
+  virtual DataLoader* loader() = 0;
   // Optimizer steps taken.
   virtual int64_t step() const = 0;
   // Adds the kind's fields to the `start` event; returns the readable summary of the run.

@@ -91,6 +91,8 @@ absl::StatusOr<EvalBackboneSource> ResolveEvalBackbone(EvalJobConfig* config,
     absl::StatusOr<std::string> digest = Sha256FileHex(source.path);
     if (!digest.ok()) return SourceError("backbone.weights", source.path, digest.status());
     source.sha256 = *digest;
+  } else if (config->backbone.named == "pixels") {
+    source.kind = "pixels";
   }
   config->backbone_resolved = true;
   FinishEvalConfig(config);

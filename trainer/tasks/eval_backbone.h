@@ -3,7 +3,8 @@
 //
 // Sources: `backbone.checkpoint` (a peco pretrain checkpoint; its config.yaml gives the
 // architecture), `backbone.weights` (an official BEiT `{'model': state_dict}` file; the
-// architecture is `model:`'s), or neither: a randomly initialised backbone (the baseline).
+// architecture is `model:`'s), or neither (`backbone: random`): a randomly initialised backbone,
+// the baseline; `backbone: pixels` (linear_probe): the image itself, the floor.
 //
 // Free functions; thread-compatible. Errors are InvalidArgument naming the `backbone.*` or
 // `model.*` field (a missing or damaged source does not heal on retry); Internal for LibTorch.
@@ -22,7 +23,7 @@ namespace peco::trainer {
 
 // Where the backbone's initial weights come from, recorded in every evaluation checkpoint.
 struct EvalBackboneSource {
-  std::string kind = "random";  // random | checkpoint | weights
+  std::string kind = "random";  // random | pixels (linear_probe) | checkpoint | weights
   std::string path;             // the resolved checkpoint directory or the weights file
   std::string sha256;  // checkpoint: SHA-256 of its MANIFEST; weights: of the file; random: ""
   int64_t step = -1;   // checkpoint: its step

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "trainer/tasks/model_section.h"
@@ -10,9 +11,7 @@
 namespace peco::trainer {
 namespace {
 
-bool IsFinetune(const std::string& kind) { return kind == "finetune"; }
-
-absl::Status ReadOptim(ConfigReader& r, const std::string& kind, EvalOptimConfig* o) {
+absl::Status ReadOptim(ConfigReader& r, EvalOptimConfig* o) {
   RETURN_IF_ERROR(r.Read("lr", &o->schedule.base_lr));
   RETURN_IF_ERROR(r.Read("min_lr", &o->schedule.min_lr));
   RETURN_IF_ERROR(r.ReadEnum("schedule", {"cosine", "constant"}, &o->schedule.kind));
@@ -20,13 +19,56 @@ absl::Status ReadOptim(ConfigReader& r, const std::string& kind, EvalOptimConfig
   RETURN_IF_ERROR(r.Read("betas", &o->betas));
   RETURN_IF_ERROR(r.Read("eps", &o->eps));
   RETURN_IF_ERROR(r.Read("weight_decay", &o->weight_decay));
-  if (!IsFinetune(kind) && r.Has("layer_decay")) {
-    return absl::InvalidArgumentError(
-        "optim.layer_decay: only for kind finetune (the linear probe trains the head alone)");
-  }
   RETURN_IF_ERROR(r.Read("layer_decay", &o->layer_decay));
   RETURN_IF_ERROR(r.Read("label_smoothing", &o->label_smoothing));
   RETURN_IF_ERROR(r.Read("grad_clip", &o->grad_clip));
+  return r.Finish();
+}
+
+absl::Status ReadReadout(ConfigReader& r, ReadoutConfig* o) {
+  RETURN_IF_ERROR(r.Read("block", &o->block));
+  RETURN_IF_ERROR(r.ReadEnum("pooling", {"cls", "mean", "cls+mean"}, &o->pooling));
+  RETURN_IF_ERROR(r.Read("validation_images", &o->validation_images));
+  int64_t seed = static_cast<int64_t>(o->validation_seed);
+  RETURN_IF_ERROR(r.Read("validation_seed", &seed));
+  if (seed < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("readout.validation_seed: expected a value >= 0, got ", seed));
+  }
+  o->validation_seed = static_cast<uint64_t>(seed);
+  {
+    ASSIGN_OR_RETURN(ConfigReader knn, r.Child("knn"));
+    RETURN_IF_ERROR(knn.Read("k", &o->knn.k));
+    RETURN_IF_ERROR(knn.Read("temperature", &o->knn.temperature));
+    RETURN_IF_ERROR(knn.Finish());
+  }
+  RETURN_IF_ERROR(r.ReadEnum("feature_norm", {"none", "batchnorm"}, &o->feature_norm));
+  {
+    ASSIGN_OR_RETURN(ConfigReader linear, r.Child("linear"));
+    RETURN_IF_ERROR(linear.Read("l2", &o->linear.l2));
+    RETURN_IF_ERROR(linear.Read("max_iterations", &o->linear.max_iterations));
+    RETURN_IF_ERROR(linear.Read("tolerance", &o->linear.tolerance));
+    RETURN_IF_ERROR(linear.Finish());
+  }
+  o->linear.standardize = o->feature_norm == "batchnorm";
+  o->linear.seed = o->validation_seed;
+  if (o->block == "auto") {
+    o->block_number = 0;
+  } else if (!absl::SimpleAtoi(o->block, &o->block_number) || o->block_number < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "readout.block: expected auto or a block counted from 1, got '", o->block, "'"));
+  }
+  return r.Finish();
+}
+
+// `backbone: pixels | random`, or the mapping {checkpoint | weights} (neither: random).
+absl::Status ReadBackbone(ConfigReader& root, EvalBackboneConfig* b) {
+  if (root.HasScalar("backbone")) {
+    return root.ReadEnum("backbone", {"pixels", "random"}, &b->named);
+  }
+  ASSIGN_OR_RETURN(ConfigReader r, root.Child("backbone"));
+  RETURN_IF_ERROR(r.Read("checkpoint", &b->checkpoint));
+  RETURN_IF_ERROR(r.Read("weights", &b->weights));
   return r.Finish();
 }
 
@@ -102,7 +144,8 @@ absl::Status EvalJobConfig::Validate(bool check_paths) const {
   const bool model_known =
       backbone.checkpoint.empty() || backbone_resolved ||
       std::find(model_fields.begin(), model_fields.end(), "preset") != model_fields.end();
-  if (model_known && model.img_size != data.image_size) {
+  // The pixel backbone's view is data.image_size; it has no model.
+  if (model_known && backbone.named != "pixels" && model.img_size != data.image_size) {
     return absl::InvalidArgumentError(absl::StrCat(
         "model.img_size: ", model.img_size, " (the backbone's input) differs from data.image_size ",
         data.image_size, "; set both to the size the backbone was trained at"));
@@ -124,16 +167,66 @@ absl::Status EvalJobConfig::Validate(bool check_paths) const {
           "backbone.weights: expected an official BEiT .pth file, got '", backbone.weights, "'"));
     }
   }
-  if (linear_probe()) {
-    if (probe_block < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "probe.block: expected a block counted from 1 (0 = depth * 3 / 4), got ", probe_block));
-    }
-    if (model_known && probe_block > model.depth) {
-      return absl::InvalidArgumentError(absl::StrCat("probe.block: expected a value in [1, ",
-                                                     model.depth, "], got ", probe_block));
-    }
+  if (backbone.named == "pixels" && !linear_probe()) {
+    return absl::InvalidArgumentError(
+        "backbone: pixels is a readout floor (kind linear_probe); a finetune job trains a ViT: "
+        "use backbone: random for the from-scratch baseline");
   }
+  if (!backbone.named.empty() && (!backbone.checkpoint.empty() || !backbone.weights.empty())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backbone: ", backbone.named, " names no checkpoint or weights file"));
+  }
+  if (linear_probe()) {
+    RETURN_IF_ERROR(ValidateReadout(model_known));
+  } else {
+    RETURN_IF_ERROR(ValidateOptim());
+  }
+  RETURN_IF_ERROR(ValidateTrainSection(train));
+  if (threads < 0) return absl::InvalidArgumentError("threads: expected >= 0 (0 = all cores)");
+  return absl::OkStatus();
+}
+
+absl::Status EvalJobConfig::ValidateReadout(bool model_known) const {
+  const ReadoutConfig& r = readout;
+  if (backbone.named == "pixels" && r.block_number != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "readout.block: the pixel backbone has no blocks (expected auto), got ", r.block));
+  }
+  if (model_known && r.block_number > model.depth) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "readout.block: expected auto or a value in [1, ", model.depth, "], got ", r.block));
+  }
+  if (r.validation_images < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "readout.validation_images: expected a value >= 1, got ", r.validation_images));
+  }
+  if (r.knn.k < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("readout.knn.k: expected a value >= 1, got ", r.knn.k));
+  }
+  if (!(r.knn.temperature > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("readout.knn.temperature: expected a value > 0, got ", r.knn.temperature));
+  }
+  absl::Status linear = r.linear.Validate();
+  if (!linear.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("readout.", linear.message()));
+  }
+  if (eval.every != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "eval.every: a linear_probe job evaluates once, after its fits (expected 0), got ",
+        eval.every));
+  }
+  if (train.max_steps != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("train.max_steps: a linear_probe job has one step (the feature pass and the "
+                     "fits; expected 1), got ",
+                     train.max_steps));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EvalJobConfig::ValidateOptim() const {
   RETURN_IF_ERROR(optim.schedule.Validate("optim."));
   if (optim.betas.size() != 2 || optim.betas[0] < 0 || optim.betas[0] >= 1 || optim.betas[1] < 0 ||
       optim.betas[1] >= 1) {
@@ -155,8 +248,6 @@ absl::Status EvalJobConfig::Validate(bool check_paths) const {
   if (optim.grad_clip < 0) {
     return absl::InvalidArgumentError("optim.grad_clip: expected >= 0 (0 = off)");
   }
-  RETURN_IF_ERROR(ValidateTrainSection(train));
-  if (threads < 0) return absl::InvalidArgumentError("threads: expected >= 0 (0 = all cores)");
   return absl::OkStatus();
 }
 
@@ -172,11 +263,10 @@ absl::StatusOr<EvalJobConfig> ParseEvalConfig(const std::string& yaml, const std
   // The recipe's defaults per kind (shared/research/peco_method.md §3.1, §3.2).
   config.optim.schedule.base_lr = 4e-3;
   if (config.linear_probe()) {
-    config.optim.schedule.min_lr = 0;
-    config.optim.weight_decay = 1e-4;
-    config.optim.label_smoothing = 0;
-    config.optim.layer_decay = 1.0;
     config.train.output_dir = "runs/linear_probe";
+    config.train.max_steps = 1;
+    config.train.log_every = 1;
+    config.train.checkpoint_every = 1;
   } else {
     config.optim.schedule.min_lr = 1e-6;
     config.train.output_dir = "runs/finetune";
@@ -187,35 +277,48 @@ absl::StatusOr<EvalJobConfig> ParseEvalConfig(const std::string& yaml, const std
     config.normalisation_given = r.Has("mean") || r.Has("std");
     RETURN_IF_ERROR(r.Read("mean", &config.mean));
     RETURN_IF_ERROR(r.Read("std", &config.std));
-    RETURN_IF_ERROR(ReadTransformSection(r, &config.data.loader.transform));
+    if (config.linear_probe()) {
+      absl::Status rest = r.Finish();
+      if (!rest.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            rest.message(),
+            "; a linear_probe job reads its training images once, with the evaluation view "
+            "(eval.crop_fraction, no augmentation), and caches their features"));
+      }
+    } else {
+      RETURN_IF_ERROR(ReadTransformSection(r, &config.data.loader.transform));
+    }
   }
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("model"));
     RETURN_IF_ERROR(
         ReadBeitModelSection(r, &config.model_preset, &config.model, &config.model_fields));
   }
-  {
-    ASSIGN_OR_RETURN(ConfigReader r, root.Child("backbone"));
-    RETURN_IF_ERROR(r.Read("checkpoint", &config.backbone.checkpoint));
-    RETURN_IF_ERROR(r.Read("weights", &config.backbone.weights));
-    RETURN_IF_ERROR(r.Finish());
+  RETURN_IF_ERROR(ReadBackbone(root, &config.backbone));
+  if (root.Has("probe")) {
+    return absl::InvalidArgumentError(
+        "probe: the linear probe's section is `readout:` (block, pooling, feature_norm, knn, "
+        "linear; configs/linear_probe_small.yaml)");
   }
-  if (!config.linear_probe() && root.Has("probe")) {
-    return absl::InvalidArgumentError("probe: only for kind linear_probe");
+  if (!config.linear_probe() && root.Has("readout")) {
+    return absl::InvalidArgumentError("readout: only for kind linear_probe");
   }
   {
-    ASSIGN_OR_RETURN(ConfigReader r, root.Child("probe"));
-    RETURN_IF_ERROR(r.Read("block", &config.probe_block));
-    RETURN_IF_ERROR(r.ReadEnum("feature_norm", {"none", "batchnorm"}, &config.probe_feature_norm));
-    RETURN_IF_ERROR(r.Finish());
+    ASSIGN_OR_RETURN(ConfigReader r, root.Child("readout"));
+    RETURN_IF_ERROR(ReadReadout(r, &config.readout));
   }
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("eval"));
     RETURN_IF_ERROR(ReadEval(r, &config.eval));
   }
+  if (config.linear_probe() && root.Has("optim")) {
+    return absl::InvalidArgumentError(
+        "optim: a linear_probe job fits its linear readout by L-BFGS (readout.linear) and has no "
+        "optimizer section");
+  }
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("optim"));
-    RETURN_IF_ERROR(ReadOptim(r, config.kind, &config.optim));
+    RETURN_IF_ERROR(ReadOptim(r, &config.optim));
   }
   {
     ASSIGN_OR_RETURN(ConfigReader r, root.Child("train"));
@@ -232,7 +335,8 @@ absl::StatusOr<EvalJobConfig> ParseEvalConfig(const std::string& yaml, const std
 void FinishEvalConfig(EvalJobConfig* config) {
   config->data.loader.seed = config->seed;
   TransformOptions& t = config->data.loader.transform;
-  t.output_sizes = {static_cast<int>(config->model.img_size)};
+  // The backbone's input (Validate checks model.img_size agrees, except for pixels).
+  t.output_sizes = {static_cast<int>(config->data.image_size)};
   t.to_rgb = true;
   t.mean = config->mean;
   t.std = config->std;
@@ -241,8 +345,12 @@ void FinishEvalConfig(EvalJobConfig* config) {
   config->optim.schedule.warmup_from_zero = true;  // BEiT's cosine_scheduler
 }
 
-int64_t EvalJobConfig::ProbeBlock() const {
-  return probe_block > 0 ? probe_block : std::max<int64_t>(1, model.depth * 3 / 4);
+std::vector<int64_t> EvalJobConfig::ReadoutBlocks() const {
+  if (backbone.named == "pixels") return {};
+  if (readout.block_number > 0) return {readout.block_number};
+  std::vector<int64_t> blocks;
+  for (int64_t b = 1; b <= model.depth; ++b) blocks.push_back(b);
+  return blocks;
 }
 
 }  // namespace peco::trainer

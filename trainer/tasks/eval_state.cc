@@ -12,8 +12,8 @@ std::string EvalStateToJson(const EvalState& s) {
   JsonWriter w;
   AddRunState(s, &w);
   w.AddRaw("model", BeitConfigToJson(s.model))
-      .Add("probe_block", s.probe_block)
-      .Add("probe_feature_norm", s.probe_feature_norm)
+      .Add("pooling", s.pooling)
+      .Add("feature_norm", s.feature_norm)
       .Add("num_classes", s.num_classes)
       .Add("backbone", s.backbone.kind)
       .Add("backbone_source", s.backbone.path)
@@ -24,6 +24,15 @@ std::string EvalStateToJson(const EvalState& s) {
       .Add("eval_top5", s.eval.top5)
       .Add("eval_loss", s.eval.loss)
       .Add("eval_images", s.eval.images);
+  if (s.kind == "linear_probe") {
+    w.Add("readout_block", s.readout.block)
+        .Add("readout_blocks", s.readout.blocks)
+        .Add("readout_block_validation_top1", s.readout.block_validation_top1)
+        .Add("readout_knn_top1", s.readout.knn_top1)
+        .Add("readout_knn_top5", s.readout.knn_top5)
+        .Add("readout_l2", s.readout.l2)
+        .Add("readout_train_images", s.readout.train_images);
+  }
   return w.str() + "\n";
 }
 
@@ -35,9 +44,8 @@ absl::StatusOr<EvalState> EvalStateFromJson(const std::string& json, const std::
     ASSIGN_OR_RETURN(ConfigReader m, r.Child("model"));
     ASSIGN_OR_RETURN(s.model, BeitConfigFromReader(m));
   }
-  RETURN_IF_ERROR(r.Read("probe_block", &s.probe_block));
-  // Absent from checkpoints written before the probe could normalise its features.
-  RETURN_IF_ERROR(r.ReadEnum("probe_feature_norm", {"none", "batchnorm"}, &s.probe_feature_norm));
+  RETURN_IF_ERROR(r.ReadEnum("pooling", {"cls", "mean", "cls+mean"}, &s.pooling));
+  RETURN_IF_ERROR(r.ReadEnum("feature_norm", {"none", "batchnorm"}, &s.feature_norm));
   RETURN_IF_ERROR(r.Read("num_classes", &s.num_classes));
   RETURN_IF_ERROR(r.Read("backbone", &s.backbone.kind));
   RETURN_IF_ERROR(r.Read("backbone_source", &s.backbone.path));
@@ -48,6 +56,15 @@ absl::StatusOr<EvalState> EvalStateFromJson(const std::string& json, const std::
   RETURN_IF_ERROR(r.Read("eval_top5", &s.eval.top5));
   RETURN_IF_ERROR(r.Read("eval_loss", &s.eval.loss));
   RETURN_IF_ERROR(r.Read("eval_images", &s.eval.images));
+  if (s.kind == "linear_probe") {
+    RETURN_IF_ERROR(r.Read("readout_block", &s.readout.block));
+    RETURN_IF_ERROR(r.Read("readout_blocks", &s.readout.blocks));
+    RETURN_IF_ERROR(r.Read("readout_block_validation_top1", &s.readout.block_validation_top1));
+    RETURN_IF_ERROR(r.Read("readout_knn_top1", &s.readout.knn_top1));
+    RETURN_IF_ERROR(r.Read("readout_knn_top5", &s.readout.knn_top5));
+    RETURN_IF_ERROR(r.Read("readout_l2", &s.readout.l2));
+    RETURN_IF_ERROR(r.Read("readout_train_images", &s.readout.train_images));
+  }
   RETURN_IF_ERROR(r.Finish());
   return s;
 }

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "trainer/engine/run_state.h"
@@ -25,14 +26,26 @@ struct EvalResult {
   int64_t images = 0;
 };
 
+// A linear_probe's readouts beside its EvalResult (which holds the linear readout's top-1,
+// top-5 and test cross-entropy).
+struct ReadoutResult {
+  int64_t block = 0;  // the block read out (chosen on validation for block: auto); pixels: 0
+  std::vector<int64_t> blocks;                // the candidate blocks (auto: every block)
+  std::vector<double> block_validation_top1;  // k-NN validation top-1 of each candidate
+  double knn_top1 = 0, knn_top5 = 0;          // percent, on the held-out split
+  double l2 = 0;                              // the linear readout's chosen L2 strength
+  int64_t train_images = 0;                   // training images with features
+};
+
 // RunState (engine/run_state.h; kind finetune | linear_probe) and the evaluation's own fields.
 struct EvalState : RunState {
-  BeitVitConfig model;                      // the classifier's config (FinetuneConfigFrom form)
-  int64_t probe_block = 0;                  // linear_probe: the probed block; finetune: 0
-  std::string probe_feature_norm = "none";  // linear_probe: none | batchnorm
-  int64_t num_classes = 0;                  // classes of the training data
-  EvalBackboneSource backbone;              // where the backbone's initial weights came from
-  EvalResult eval;                          // the last evaluation (step -1: none yet)
+  BeitVitConfig model;                // the classifier's config (FinetuneConfigFrom form)
+  std::string pooling = "mean";       // linear_probe: cls | mean | cls+mean
+  std::string feature_norm = "none";  // linear_probe: none | batchnorm
+  int64_t num_classes = 0;            // classes of the training data
+  EvalBackboneSource backbone;        // where the backbone's initial weights came from
+  EvalResult eval;                    // the last evaluation (step -1: none yet)
+  ReadoutResult readout;              // linear_probe
 };
 
 // The trainer_state.json text (one JSON object and a newline). "kind" is the job kind.

@@ -9,7 +9,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_replace.h"
 #include "common/json_writer.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
@@ -24,7 +23,9 @@
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/training_loop.h"
 #include "trainer/tasks/eval_backbone.h"
+#include "trainer/tasks/eval_splits.h"
 #include "trainer/tasks/eval_state.h"
+#include "trainer/tasks/readout_task.h"
 #include "trainer/tasks/run_setup.h"
 #include "trainer/util/torch_status.h"
 
@@ -34,8 +35,6 @@ namespace {
 
 constexpr char kConfigFile[] = "config.yaml";
 constexpr char kModelFile[] = "model.pt";
-constexpr char kHeadFile[] = "head.pt";
-constexpr char kProbeNormFile[] = "probe_norm.pt";  // linear_probe with feature_norm batchnorm
 constexpr char kOptimizerFile[] = "optimizer.pt";
 constexpr uint64_t kDropPathStream = 0x44525054;  // "DRPT"
 
@@ -61,32 +60,19 @@ class RangeDataset : public Dataset {
   int64_t begin_, end_;
 };
 
-// MAE's probe normalisation: per-feature standardisation, no affine parameters.
-torch::nn::BatchNorm1d MakeProbeNorm(int64_t dim) {
-  return torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(dim).affine(false).eps(1e-6));
-}
-
-torch::nn::Linear MakeProbeHead(int64_t dim, int64_t classes) {
-  torch::nn::Linear head(dim, classes);
-  torch::NoGradGuard no_grad;
-  head->weight.normal_(0.0, 0.01);
-  head->bias.zero_();
-  return head;
-}
-
 struct EvalWindow {
   double loss = 0, top1 = 0, grad_norm = 0;
 };
 
-class EvalTask : public TrainingTask {
+class FinetuneTask : public TrainingTask {
  public:
-  EvalTask(const EvalJobConfig& config, ProgressSink* progress)
+  FinetuneTask(const EvalJobConfig& config, ProgressSink* progress)
       : config_(config), progress_(*progress) {}
 
   absl::Status Build(const RunContext& run) override;
   absl::Status Restore(const RestoredCheckpoint& checkpoint) override;
   absl::Status Connect(DistributedContext* group) override;
-  DataLoader& loader() override { return *loader_; }
+  DataLoader* loader() override { return loader_.get(); }
   int64_t step() const override { return state_.step; }
   std::string DescribeStart(JsonWriter* start) override;
   absl::StatusOr<double> ForwardLoss(const Batch& batch) override;
@@ -104,11 +90,6 @@ class EvalTask : public TrainingTask {
 
  private:
   absl::Status BuildModel(int64_t classes);
-  // Data parallel: every rank's probe_norm_ running statistics become their mean over the ranks.
-  // They are exponential moving averages, linear in the batch statistics, so averaging at any
-  // step gives the mean that averaging at every step would. Called by every rank before an
-  // evaluation and a checkpoint.
-  absl::Status SyncProbeNorm();
   absl::Status EvaluateRange(int64_t begin, int64_t end, double sums[4]);
   torch::Tensor Logits(const torch::Tensor& images);
 
@@ -120,8 +101,6 @@ class EvalTask : public TrainingTask {
   bool bf16_ = false;
   DistributedContext* group_ = nullptr;
   BeitClassifier model_{nullptr};
-  torch::nn::Linear head_{nullptr};             // linear_probe
-  torch::nn::BatchNorm1d probe_norm_{nullptr};  // linear_probe with probe.feature_norm batchnorm
   std::vector<torch::Tensor> trainable_;
   std::vector<BeitParamGroup> groups_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
@@ -135,33 +114,18 @@ class EvalTask : public TrainingTask {
   double loss_value_ = 0;
 };
 
-absl::Status EvalTask::BuildModel(int64_t classes) {
-  const bool probe = config_.linear_probe();
+absl::Status FinetuneTask::BuildModel(int64_t classes) {
   state_.num_classes = classes;
-  state_.model = FinetuneConfigFrom(config_.model, probe ? 0 : classes);
+  state_.model = FinetuneConfigFrom(config_.model, classes);
   RETURN_IF_ERROR(state_.model.Validate("model."));
   // Seeded construction: the same config gives the same initial weights on every rank.
   torch::manual_seed(config_.seed);
   model_ = BeitClassifier(state_.model);
-  if (probe) head_ = MakeProbeHead(config_.model.embed_dim, classes);
-  if (probe && state_.probe_feature_norm == "batchnorm") {
-    probe_norm_ = MakeProbeNorm(config_.model.embed_dim);
-    probe_norm_->to(device_);
-  }
   // A resumed run takes every weight from its checkpoint.
   if (!resuming_) RETURN_IF_ERROR(LoadBackboneInto(state_.backbone, model_));
   model_->to(device_);
-  if (probe) {
-    head_->to(device_);
-    model_->eval();
-    for (torch::Tensor& p : model_->parameters()) p.set_requires_grad(false);
-    trainable_ = head_->parameters();
-    groups_ =
-        BeitParamGroups(*head_, config_.model.depth, config_.optim.weight_decay, std::nullopt);
-  } else {
-    trainable_ = model_->parameters();
-    groups_ = FinetuneParamGroups(model_, config_);
-  }
+  trainable_ = model_->parameters();
+  groups_ = FinetuneParamGroups(model_, config_);
   const auto options = torch::optim::AdamWOptions(config_.optim.schedule.base_lr)
                            .betas(std::make_tuple(config_.optim.betas[0], config_.optim.betas[1]))
                            .eps(config_.optim.eps);
@@ -169,45 +133,26 @@ absl::Status EvalTask::BuildModel(int64_t classes) {
   return absl::OkStatus();
 }
 
-absl::Status EvalTask::Build(const RunContext& run) {
+absl::Status FinetuneTask::Build(const RunContext& run) {
   resuming_ = run.resuming;
   ASSIGN_OR_RETURN(state_.backbone, ResolveEvalBackbone(&config_, &progress_));
   state_.kind = config_.kind;
-  state_.probe_block = config_.linear_probe() ? config_.ProbeBlock() : 0;
-  state_.probe_feature_norm = config_.linear_probe() ? config_.probe_feature_norm : "none";
   device_ = run.device;
   bf16_ = run.bf16;
   state_.world_size = run.distributed.world_size;
   state_.config_sha256 = Sha256Hex(config_.source_text);
-  ASSIGN_OR_RETURN(dataset_, OpenDataset(config_.data, config_.seed));
-  absl::StatusOr<std::shared_ptr<const Dataset>> eval_dataset =
-      OpenDataset(config_.eval_data, MixSeed(config_.seed, kEvalDataStream));
-  if (!eval_dataset.ok()) {
-    return absl::Status(
-        eval_dataset.status().code(),
-        absl::StrReplaceAll(eval_dataset.status().message(), {{"data.path:", "eval.path:"}}));
-  }
-  eval_dataset_ = *eval_dataset;
-  const int64_t classes = dataset_->num_classes();
-  if (classes < 2) {
-    return absl::InvalidArgumentError(absl::StrCat("data.path: ", dataset_->name(), " has ",
-                                                   classes, " classes, expected labelled data"));
-  }
-  if (eval_dataset_->num_classes() != classes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("eval.path: ", eval_dataset_->name(), " has ", eval_dataset_->num_classes(),
-                     " classes, the training data ", dataset_->name(), " has ", classes));
-  }
+  ASSIGN_OR_RETURN(EvalSplits splits, OpenEvalSplits(config_.data, config_));
+  dataset_ = splits.train;
+  eval_dataset_ = splits.held_out;
+  const int64_t classes = splits.classes;
   RETURN_IF_ERROR(BuildModel(classes));
-  if (!head_) model_->train();
+  model_->train();
   return absl::OkStatus();
 }
 
-absl::Status EvalTask::Connect(DistributedContext* group) {
+absl::Status FinetuneTask::Connect(DistributedContext* group) {
   group_ = group;
   RETURN_IF_ERROR(BroadcastModuleState(*group_, *model_));
-  if (head_) RETURN_IF_ERROR(BroadcastModuleState(*group_, *head_));
-  if (probe_norm_) RETURN_IF_ERROR(BroadcastModuleState(*group_, *probe_norm_));
   ASSIGN_OR_RETURN(GradientAllReducer reducer, GradientAllReducer::Create(group_, trainable_));
   reducer_ = std::make_unique<GradientAllReducer>(std::move(reducer));
   config_.data.loader.rank = group_->rank();
@@ -216,12 +161,9 @@ absl::Status EvalTask::Connect(DistributedContext* group) {
   return absl::OkStatus();
 }
 
-std::string EvalTask::DescribeStart(JsonWriter* start) {
+std::string FinetuneTask::DescribeStart(JsonWriter* start) {
   int64_t parameters = 0, trainable = 0;
   for (const auto& p : model_->parameters()) parameters += p.numel();
-  if (head_) {
-    for (const auto& p : head_->parameters()) parameters += p.numel();
-  }
   for (const auto& p : trainable_) trainable += p.numel();
   const bool random = state_.backbone.kind == "random";
   start->Add("parameters", parameters)
@@ -235,13 +177,12 @@ std::string EvalTask::DescribeStart(JsonWriter* start) {
       .Add("random_backbone", random)
       .Add("backbone_source", state_.backbone.path)
       .Add("backbone_sha256", state_.backbone.sha256);
-  if (config_.linear_probe()) start->Add("probe_block", state_.probe_block);
   if (random) {
     progress_.Log(absl::StrCat(
         "backbone: RANDOMLY INITIALISED (seed ", config_.seed,
         "), no backbone.checkpoint or backbone.weights given: this run is the random-backbone "
         "baseline, not an evaluation of a pre-trained model"));
-    if (!config_.linear_probe() && config_.optim.layer_decay < 1) {
+    if (config_.optim.layer_decay < 1) {
       progress_.Log(absl::StrCat(
           "warning: optim.layer_decay ", config_.optim.layer_decay,
           " < 1 with a randomly initialised backbone scales the early blocks' learning rate down "
@@ -254,13 +195,12 @@ std::string EvalTask::DescribeStart(JsonWriter* start) {
                                " (sha256 ", state_.backbone.sha256, ")"));
   }
   return absl::StrFormat(
-      "%d parameters (%d trainable), %s (%d images, %d classes), eval on %s (%d images)%s",
+      "%d parameters (%d trainable), %s (%d images, %d classes), eval on %s (%d images)",
       parameters, trainable, dataset_->name(), dataset_->size(), dataset_->num_classes(),
-      eval_dataset_->name(), eval_dataset_->size(),
-      config_.linear_probe() ? absl::StrCat(", probing block ", state_.probe_block) : "");
+      eval_dataset_->name(), eval_dataset_->size());
 }
 
-absl::Status EvalTask::Restore(const RestoredCheckpoint& checkpoint) {
+absl::Status FinetuneTask::Restore(const RestoredCheckpoint& checkpoint) {
   const std::string& dir = checkpoint.dir;
   ASSIGN_OR_RETURN(const std::string* state_json,
                    CheckpointFile(checkpoint.files, kTrainerStateFile, dir));
@@ -278,17 +218,10 @@ absl::Status EvalTask::Restore(const RestoredCheckpoint& checkpoint) {
         stored.backbone.kind, " ", stored.backbone.path, ", sha256 ", stored.backbone.sha256,
         "); resume with that backbone or start a new run"));
   }
-  if (stored.probe_feature_norm != state_.probe_feature_norm) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("probe.feature_norm: checkpoint ", dir, " was trained with '",
-                     stored.probe_feature_norm, "', this config gives '", state_.probe_feature_norm,
-                     "'; resume with the checkpoint's config.yaml"));
-  }
-  if (!SameClassifier(stored.model, state_.model) || stored.probe_block != state_.probe_block ||
-      stored.num_classes != state_.num_classes) {
+  if (!SameClassifier(stored.model, state_.model) || stored.num_classes != state_.num_classes) {
     return absl::InvalidArgumentError(
         absl::StrCat("--resume: checkpoint ", dir,
-                     " holds a different model, class count or probed block than this config; "
+                     " holds a different model or class count than this config; "
                      "resume with the checkpoint's config.yaml and data"));
   }
   RETURN_IF_ERROR(CheckResumeWorldSize(stored, state_.world_size, dir));
@@ -301,44 +234,16 @@ absl::Status EvalTask::Restore(const RestoredCheckpoint& checkpoint) {
                    CheckpointFile(checkpoint.files, kModelFile, dir));
   ASSIGN_OR_RETURN(const std::string* optim_bytes,
                    CheckpointFile(checkpoint.files, kOptimizerFile, dir));
-  const std::string* head_bytes = nullptr;
-  const std::string* norm_bytes = nullptr;
-  if (head_) {
-    ASSIGN_OR_RETURN(head_bytes, CheckpointFile(checkpoint.files, kHeadFile, dir));
-  }
-  if (probe_norm_) {
-    ASSIGN_OR_RETURN(norm_bytes, CheckpointFile(checkpoint.files, kProbeNormFile, dir));
-  }
   DeserializeModule(*model_bytes, *model_);
-  if (head_) DeserializeModule(*head_bytes, *head_);
-  if (probe_norm_) DeserializeModule(*norm_bytes, *probe_norm_);
   DeserializeOptimizer(*optim_bytes, *optimizer_);
   return absl::OkStatus();
 }
 
-absl::Status EvalTask::SyncProbeNorm() {
-  if (!probe_norm_ || !group_->is_distributed()) return absl::OkStatus();
-  torch::Tensor stats = torch::cat({probe_norm_->running_mean, probe_norm_->running_var})
-                            .to(torch::kCPU, torch::kFloat64)
-                            .contiguous();
-  std::vector<double> values(stats.data_ptr<double>(), stats.data_ptr<double>() + stats.numel());
-  ASSIGN_OR_RETURN(std::vector<double> mean, group_->AllReduceMean(values));
-  torch::NoGradGuard no_grad;
-  torch::Tensor averaged = torch::tensor(mean, torch::kFloat64);
-  const int64_t dim = probe_norm_->running_mean.numel();
-  probe_norm_->running_mean.copy_(averaged.slice(0, 0, dim));
-  probe_norm_->running_var.copy_(averaged.slice(0, dim, 2 * dim));
-  return absl::OkStatus();
-}
-
-absl::StatusOr<CheckpointFiles> EvalTask::CheckpointContents(bool final) {
-  RETURN_IF_ERROR(SyncProbeNorm());
+absl::StatusOr<CheckpointFiles> FinetuneTask::CheckpointContents(bool final) {
   state_.loader = loader_->position();
   CheckpointFiles files;
   if (!group_->is_main()) return files;
   files[kModelFile] = SerializeModule(*model_);
-  if (head_) files[kHeadFile] = SerializeModule(*head_);
-  if (probe_norm_) files[kProbeNormFile] = SerializeModule(*probe_norm_);
   files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
   files[kConfigFile] = config_.source_text;
   state_.seed = config_.seed;
@@ -347,25 +252,12 @@ absl::StatusOr<CheckpointFiles> EvalTask::CheckpointContents(bool final) {
   return files;
 }
 
-torch::Tensor EvalTask::Logits(const torch::Tensor& images) {
-  torch::Tensor logits;
+torch::Tensor FinetuneTask::Logits(const torch::Tensor& images) {
   AutocastGuard autocast(bf16_, device_);
-  if (head_) {
-    torch::Tensor features;
-    {
-      torch::NoGradGuard no_grad;  // the backbone is frozen
-      features = model_->BlockFeatures(images, {state_.probe_block})[0];
-    }
-    features = features.to(torch::kFloat32);
-    if (probe_norm_) features = probe_norm_->forward(features);
-    logits = head_->forward(features);
-  } else {
-    logits = model_->forward(images);
-  }
-  return logits.to(torch::kFloat32);
+  return model_->forward(images).to(torch::kFloat32);
 }
 
-absl::StatusOr<double> EvalTask::ForwardLoss(const Batch& batch) {
+absl::StatusOr<double> FinetuneTask::ForwardLoss(const Batch& batch) {
   const double lr = config_.optim.schedule.At(state_.step);
   for (size_t g = 0; g < optimizer_->param_groups().size(); ++g) {
     optimizer_->param_groups()[g].options().set_lr(lr * groups_[g].lr_scale);
@@ -383,7 +275,7 @@ absl::StatusOr<double> EvalTask::ForwardLoss(const Batch& batch) {
   return loss_value_;
 }
 
-absl::Status EvalTask::Update() {
+absl::Status FinetuneTask::Update() {
   optimizer_->zero_grad();
   loss_.backward();
   RETURN_IF_ERROR(reducer_->AllReduce());
@@ -401,7 +293,7 @@ absl::Status EvalTask::Update() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> EvalTask::Metrics(const MetricWindow& window, JsonWriter* event) {
+absl::StatusOr<std::string> FinetuneTask::Metrics(const MetricWindow& window, JsonWriter* event) {
   const double n = static_cast<double>(window.steps);
   ASSIGN_OR_RETURN(std::vector<double> means,
                    group_->AllReduceMean({window_.loss / n, window_.top1 / n}));
@@ -418,7 +310,7 @@ absl::StatusOr<std::string> EvalTask::Metrics(const MetricWindow& window, JsonWr
 }
 
 // Adds {top-1 hits, top-k hits, summed loss, images} of images [begin, end) of the held-out set.
-absl::Status EvalTask::EvaluateRange(int64_t begin, int64_t end, double sums[4]) {
+absl::Status FinetuneTask::EvaluateRange(int64_t begin, int64_t end, double sums[4]) {
   if (end <= begin) return absl::OkStatus();
   LoaderOptions options = config_.eval_data.loader;
   options.rank = 0;
@@ -449,19 +341,16 @@ absl::Status EvalTask::EvaluateRange(int64_t begin, int64_t end, double sums[4])
   return absl::OkStatus();
 }
 
-absl::Status EvalTask::Evaluate() {
-  RETURN_IF_ERROR(SyncProbeNorm());
+absl::Status FinetuneTask::Evaluate() {
   int64_t n = eval_dataset_->size();
   if (config_.eval.max_images > 0) n = std::min(n, config_.eval.max_images);
   const int64_t world = group_->world_size(), rank = group_->rank();
   const int64_t shard = n / world;
   double sums[4] = {0, 0, 0, 0};
-  if (!head_) model_->eval();
-  if (probe_norm_) probe_norm_->eval();  // the running statistics
+  model_->eval();
   absl::Status status = EvaluateRange(rank * shard, (rank + 1) * shard, sums);
   if (status.ok() && group_->is_main()) status = EvaluateRange(world * shard, n, sums);
-  if (!head_) model_->train();
-  if (probe_norm_) probe_norm_->train();
+  model_->train();
   RETURN_IF_ERROR(status);
   std::vector<double> totals(sums, sums + 4);
   if (group_->is_distributed()) {
@@ -489,7 +378,7 @@ absl::Status EvalTask::Evaluate() {
   return absl::OkStatus();
 }
 
-void EvalTask::AddResult(JsonWriter* done) {
+void FinetuneTask::AddResult(JsonWriter* done) {
   if (state_.eval.step < 0) return;
   done->Add("eval_step", state_.eval.step)
       .Add("eval_top1", state_.eval.top1)
@@ -508,7 +397,8 @@ std::vector<BeitParamGroup> FinetuneParamGroups(const BeitClassifier& model,
 absl::StatusOr<EvalRunResult> RunEvalJob(const EvalJobConfig& config,
                                          const EvalRunOptions& options) {
   if (options.progress == nullptr) return absl::InvalidArgumentError("progress sink is required");
-  EvalTask task(config, options.progress);
+  if (config.linear_probe()) return RunReadoutJob(config, options);
+  FinetuneTask task(config, options.progress);
   ASSIGN_OR_RETURN(
       TrainingResult run,
       RunTrainingLoop(task, LoopOptionsFor(config.kind, config.threads, config.train, config.faults,
@@ -526,41 +416,27 @@ absl::StatusOr<LoadedEval> LoadEvalCheckpoint(const std::string& path) {
                    CheckpointFile(checkpoint.files, kTrainerStateFile, dir));
   ASSIGN_OR_RETURN(EvalState state,
                    EvalStateFromJson(*state_json, absl::StrCat(dir, "/", kTrainerStateFile)));
+  if (state.kind != "finetune") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir, " holds a ", state.kind,
+        " checkpoint, expected finetune (a linear_probe's is read by LoadReadoutCheckpoint)"));
+  }
   ASSIGN_OR_RETURN(const std::string* model_bytes,
                    CheckpointFile(checkpoint.files, kModelFile, dir));
-  const bool probe = state.kind == "linear_probe";
-  const std::string* head_bytes = nullptr;
-  const std::string* norm_bytes = nullptr;
-  if (probe) {
-    ASSIGN_OR_RETURN(head_bytes, CheckpointFile(checkpoint.files, kHeadFile, dir));
-  }
-  if (probe && state.probe_feature_norm == "batchnorm") {
-    ASSIGN_OR_RETURN(norm_bytes, CheckpointFile(checkpoint.files, kProbeNormFile, dir));
-  }
   LoadedEval loaded;
   loaded.kind = state.kind;
   loaded.step = state.step;
   loaded.checkpoint_dir = dir;
   loaded.model_config = state.model;
-  loaded.probe_block = state.probe_block;
   loaded.backbone = state.backbone.kind;
   loaded.backbone_source = state.backbone.path;
   loaded.backbone_sha256 = state.backbone.sha256;
   loaded.eval = state.eval;
+  loaded.num_classes = state.num_classes;
   RETURN_IF_ERROR(TorchCall(absl::StrCat("loading ", dir), [&] {
     loaded.model = BeitClassifier(state.model);
     DeserializeModule(*model_bytes, *loaded.model);
     loaded.model->eval();
-    loaded.num_classes = state.num_classes;
-    if (probe) {
-      loaded.head = torch::nn::Linear(state.model.embed_dim, state.num_classes);
-      DeserializeModule(*head_bytes, *loaded.head);
-    }
-    if (norm_bytes != nullptr) {
-      loaded.probe_norm = MakeProbeNorm(state.model.embed_dim);
-      DeserializeModule(*norm_bytes, *loaded.probe_norm);
-      loaded.probe_norm->eval();
-    }
   }));
   return loaded;
 }

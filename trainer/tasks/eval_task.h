@@ -1,20 +1,18 @@
-// The evaluation jobs: `finetune` (the whole BEiT classifier trained on labelled data) and
-// `linear_probe` (a linear head on the average-pooled patch tokens of one block of a frozen
-// backbone), each evaluated on a held-out split (shared/research/peco_method.md §3).
+// The evaluation jobs' entry point, and the `finetune` job: the whole BEiT classifier trained on
+// labelled data and evaluated on a held-out split (shared/research/peco_method.md §3.1).
+// `linear_probe` jobs (frozen-backbone readouts) run in readout_task.h.
 //
 // Model: BeitClassifier of FinetuneConfigFrom(config.model, classes of the training set) —
 // per-block relative position tables, mean pooling + fc_norm, head scaled by init_scale —
 // initialised (seeded by `seed`) and then loaded from the backbone (eval_backbone.h); a random
-// backbone is the baseline and the start event and log say so. linear_probe builds the classifier
-// without a head, keeps it in eval mode with no gradients, and trains Linear(embed_dim, classes)
-// (weight N(0, 0.01), bias 0, as BEiT's run_linear_eval.py) on BlockFeatures(images,
-// {probe block}).
+// backbone is the from-scratch baseline and the start event and log say so (and warn when
+// optim.layer_decay < 1 would slow its early blocks down).
 //
-// Per step, on every rank: cross-entropy with label smoothing (finetune; the mean over the
-// batch, and every rank's batch has the same size, so gradients averaged by GradientAllReducer are
-// the global batch's), optional gradient clipping, AdamW: finetune with BeitParamGroups and layer
-// decay (FinetuneParamGroups), linear_probe on the head alone (no decay on its bias). The
-// drop-path generator is reseeded from (seed, step, rank) every step, so resume is step-exact.
+// Per step, on every rank: cross-entropy with label smoothing (the mean over the batch, and every
+// rank's batch has the same size, so gradients averaged by GradientAllReducer are the global
+// batch's), optional gradient clipping, AdamW with BeitParamGroups and layer decay
+// (FinetuneParamGroups). The drop-path generator is reseeded from (seed, step, rank) every step,
+// so resume is step-exact.
 //
 // Evaluation (every `eval.every` steps and at the end): the held-out split (its first
 // eval.max_images images when set) in order, centre crop, no augmentation, model in eval mode;
@@ -24,12 +22,11 @@
 // smoothing).
 //
 // Checkpoints (`<train.output_dir>/checkpoints/step-N`, rank 0): model.pt (the classifier),
-// head.pt (linear_probe), optimizer.pt, config.yaml, trainer_state.json (kind, step, loader
-// position, world size, config digest, the resolved model, the probed block, the backbone's
-// provenance — source kind, path, SHA-256 of a checkpoint's MANIFEST or of the weights file — and
-// the last evaluation). Resuming is refused when the backbone's digest, the architecture, the
-// classes, the probed block or the world size differ. SIGTERM ends every rank after the same
-// step with a final checkpoint (no final evaluation).
+// optimizer.pt, config.yaml, trainer_state.json (kind, step, loader position, world size, config
+// digest, the resolved model, the backbone's provenance — source kind, path, SHA-256 of a
+// checkpoint's MANIFEST or of the weights file — and the last evaluation). Resuming is refused
+// when the backbone's digest, the architecture, the classes or the world size differ. SIGTERM
+// ends every rank after the same step with a final checkpoint (no final evaluation).
 //
 // Progress events: start, step (loss, train_top1 %, lr — the head's, before layer-decay scales —,
 // grad_norm, images_per_second, step_seconds, data_wait_seconds), eval (step, eval_top1,
@@ -63,11 +60,12 @@ struct EvalRunOptions {
 };
 
 struct EvalRunResult : TrainingResult {
-  EvalResult eval;  // the last evaluation
+  EvalResult eval;        // the last evaluation (linear_probe: the linear readout's)
+  ReadoutResult readout;  // linear_probe
 };
 
-// Runs one rank of a finetune or linear_probe job; the rank and world size come from the
-// torchrun environment (engine/distributed.h).
+// Runs one rank of a finetune or linear_probe job (RunReadoutJob); the rank and world size come
+// from the torchrun environment (engine/distributed.h).
 absl::StatusOr<EvalRunResult> RunEvalJob(const EvalJobConfig& config,
                                          const EvalRunOptions& options);
 
@@ -77,22 +75,18 @@ std::vector<BeitParamGroup> FinetuneParamGroups(const BeitClassifier& model,
                                                 const EvalJobConfig& config);
 
 struct LoadedEval {
-  std::string kind;  // finetune | linear_probe
+  std::string kind;  // finetune
   int64_t step = 0;
   std::string checkpoint_dir;
-  BeitVitConfig model_config;       // the classifier's (FinetuneConfigFrom form)
-  BeitClassifier model{nullptr};    // eval mode, CPU
-  torch::nn::Linear head{nullptr};  // linear_probe only
-  // linear_probe with probe.feature_norm batchnorm: applied before `head` (eval mode).
-  torch::nn::BatchNorm1d probe_norm{nullptr};
-  int64_t probe_block = 0;  // linear_probe only
+  BeitVitConfig model_config;     // the classifier's (FinetuneConfigFrom form)
+  BeitClassifier model{nullptr};  // eval mode, CPU
   int64_t num_classes = 0;
   std::string backbone, backbone_source, backbone_sha256;  // provenance
   EvalResult eval;
 };
 
-// Loads a verified finetune or linear_probe checkpoint (a checkpoint directory, or a run
-// directory's newest) on the CPU. InvalidArgument when it holds another kind.
+// Loads a verified finetune checkpoint (a checkpoint directory, or a run directory's newest) on
+// the CPU. InvalidArgument when it holds another kind.
 absl::StatusOr<LoadedEval> LoadEvalCheckpoint(const std::string& path);
 
 }  // namespace peco::trainer

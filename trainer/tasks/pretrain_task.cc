@@ -87,7 +87,7 @@ class PretrainTask : public TrainingTask {
   absl::Status Build(const RunContext& run) override;
   absl::Status Restore(const RestoredCheckpoint& checkpoint) override;
   absl::Status Connect(DistributedContext* group) override;
-  DataLoader& loader() override { return *loader_; }
+  DataLoader* loader() override { return loader_.get(); }
   int64_t step() const override { return state_.step; }
   std::string DescribeStart(JsonWriter* start) override;
   absl::StatusOr<double> ForwardLoss(const Batch& batch) override;

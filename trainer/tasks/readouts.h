@@ -6,8 +6,10 @@
 //   Linear: softmax regression fitted to convergence by L-BFGS (strong Wolfe line search) on the
 //   mean cross-entropy plus l2 / 2 * ||W||^2, on features standardised with the training set's
 //   per-feature mean and standard deviation (MAE's BatchNorm without affine parameters, at its
-//   fixed point); the L2 strength is chosen among candidates on a validation split carved from the
-//   training features, then the classifier is refitted on all of them.
+//   fixed point; optional); the L2 strength is chosen among candidates on a validation split
+//   carved from the training features (fitted along a regularisation path: strongest first, each
+//   starting from the previous solution), then the classifier is refitted on all of them,
+//   starting from the chosen candidate.
 //
 // Features are [N, D] float tensors on the CPU, labels [N] int64 in [0, classes). Free functions;
 // thread-compatible (LibTorch's intra-op threads do the work). Errors: InvalidArgument naming the
@@ -51,6 +53,10 @@ struct LinearReadoutOptions {
   uint64_t seed = 0;
   int64_t max_iterations = 300;  // L-BFGS iterations of one fit
   double tolerance = 1e-7;       // stop when the loss changes less than this
+  // Standardise each feature with the training set's mean and standard deviation (MAE's
+  // BatchNorm without affine parameters, `feature_norm: batchnorm`); false: the features as they
+  // are (BEiT's probe, `feature_norm: none`).
+  bool standardize = true;
 
   // InvalidArgument naming linear.<field>.
   absl::Status Validate() const;
