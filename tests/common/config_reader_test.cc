@@ -177,6 +177,16 @@ TEST(ConfigReaderTest, ReadingAbsentKeyDoesNotCreateIt) {
   EXPECT_TRUE(r.Finish().ok());
 }
 
+TEST(ConfigReaderTest, HasScalarTellsAWordFromAMappingOrAList) {
+  ConfigReader r = MustParse("word: pixels\nnumber: 3\nmap: {a: 1}\nlist: [1]\nnull_value: ~\n");
+  EXPECT_TRUE(r.HasScalar("word"));
+  EXPECT_TRUE(r.HasScalar("number"));
+  EXPECT_FALSE(r.HasScalar("map"));
+  EXPECT_FALSE(r.HasScalar("list"));
+  EXPECT_FALSE(r.HasScalar("null_value"));
+  EXPECT_FALSE(r.HasScalar("absent"));
+}
+
 TEST(ConfigReaderTest, ReadEnum) {
   ConfigReader r = MustParse("good: bf16\nbad: fp16\n");
   std::string good = "fp32";

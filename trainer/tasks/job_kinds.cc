@@ -137,10 +137,10 @@ absl::StatusOr<ExportSummary> RefuseLinearProbeExport(const std::string& dir,
                                                       const std::string& out) {
   return absl::InvalidArgumentError(absl::StrCat(
       "--checkpoint: ", dir,
-      " is a linear_probe checkpoint; export does not support it (its head reads an "
+      " is a linear_probe checkpoint; export does not support it (its readout reads an "
       "intermediate block's pooled tokens, which no official BEiT layout holds). Export the "
-      "backbone's pretrain checkpoint, or load head.pt (and, with probe.feature_norm batchnorm, "
-      "probe_norm.pt) from the checkpoint directory"));
+      "backbone's pretrain checkpoint, or load readout.pt (mean, std, weight, bias) from the "
+      "checkpoint directory"));
 }
 
 constexpr char kFinetune[] = "finetune";

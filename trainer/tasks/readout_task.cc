@@ -133,9 +133,9 @@ absl::Status ReadoutTask::Build(const RunContext& run) {
                      splits_.train->name(), "), got ", r.validation_images));
   }
   if (r.knn.k > n - r.validation_images) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "readout.knn.k: expected at most ", n - r.validation_images,
-        " (the training images less readout.validation_images), got ", r.knn.k));
+    return absl::InvalidArgumentError(
+        absl::StrCat("readout.knn.k: expected at most ", n - r.validation_images,
+                     " (the training images less readout.validation_images), got ", r.knn.k));
   }
   state_.model = FinetuneConfigFrom(config_.model, 0);
   RETURN_IF_ERROR(state_.model.Validate("model."));
@@ -173,16 +173,15 @@ absl::Status ReadoutTask::Restore(const RestoredCheckpoint& checkpoint) {
         "); resume with that backbone or start a new run"));
   }
   if (stored.pooling != state_.pooling || stored.feature_norm != state_.feature_norm ||
-      stored.readout.blocks != state_.readout.blocks || !SameClassifier(stored.model, state_.model) ||
-      stored.num_classes != state_.num_classes) {
+      stored.readout.blocks != state_.readout.blocks ||
+      !SameClassifier(stored.model, state_.model) || stored.num_classes != state_.num_classes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--resume: checkpoint ", dir,
         " read out other blocks, pooling, feature_norm, model or classes than this config; resume "
         "with the checkpoint's config.yaml and data"));
   }
   RETURN_IF_ERROR(CheckResumeWorldSize(stored, state_.world_size, dir));
-  ASSIGN_OR_RETURN(const std::string* readout,
-                   CheckpointFile(checkpoint.files, kReadoutFile, dir));
+  ASSIGN_OR_RETURN(const std::string* readout, CheckpointFile(checkpoint.files, kReadoutFile, dir));
   restored_readout_ = *readout;
   linear_ = DeserializeReadout(restored_readout_);
   const EvalBackboneSource backbone = state_.backbone;
@@ -268,13 +267,13 @@ absl::StatusOr<FeatureSet> ReadoutTask::Features(const std::string& split, const
   }
   *cached = false;
   const std::string phase = absl::StrCat("features:", split);
-  ASSIGN_OR_RETURN(FeatureSet set, ExtractFeaturesOverRanks(
-                                       *backbone_, dataset, n, view, config_.eval.batch_size,
-                                       device_, group_,
-                                       [&](int64_t done) { progress_.Heartbeat(phase, done); }));
+  ASSIGN_OR_RETURN(
+      FeatureSet set,
+      ExtractFeaturesOverRanks(*backbone_, dataset, n, view, config_.eval.batch_size, device_,
+                               group_, [&](int64_t done) { progress_.Heartbeat(phase, done); }));
   if (set.unreadable > 0) {
-    progress_.Log(absl::StrCat("features of ", split, ": ", set.unreadable,
-                               " unreadable images skipped"));
+    progress_.Log(
+        absl::StrCat("features of ", split, ": ", set.unreadable, " unreadable images skipped"));
   }
   if (group_->is_main()) {
     std::error_code ec;
@@ -327,8 +326,8 @@ absl::StatusOr<double> ReadoutTask::ForwardLoss(const Batch&) {
   result.block = result.blocks.empty() ? 0 : result.blocks[best];
   LinearReadoutOptions linear = r.linear;
   linear.validation_fraction = static_cast<double>(r.validation_images) / static_cast<double>(n);
-  ASSIGN_OR_RETURN(linear_, FitLinearReadout(train_.features[best], train_.labels,
-                                             splits_.classes, linear));
+  ASSIGN_OR_RETURN(linear_,
+                   FitLinearReadout(train_.features[best], train_.labels, splits_.classes, linear));
   result.l2 = linear_.l2;
   // The block read out from here on.
   train_.features = {train_.features[best]};
@@ -353,13 +352,12 @@ absl::StatusOr<std::string> ReadoutTask::Metrics(const MetricWindow&, JsonWriter
     absl::StrAppendFormat(&blocks, "%s%d: %.2f%%", i == 0 ? "" : ", ", state_.readout.blocks[i],
                           state_.readout.block_validation_top1[i]);
   }
-  return absl::StrFormat(
-      "features %.1f s%s, fits %.1f s; %s; linear readout l2 %g, objective %.4f",
-      feature_seconds_, features_cached_ ? " (cached)" : "", fit_seconds_,
-      blocks.empty() ? absl::StrCat("block ", state_.readout.block)
-                     : absl::StrCat("k-NN validation top-1 by block {", blocks, "} -> block ",
-                                    state_.readout.block),
-      linear_.l2, linear_.train_loss);
+  return absl::StrFormat("features %.1f s%s, fits %.1f s; %s; linear readout l2 %g, objective %.4f",
+                         feature_seconds_, features_cached_ ? " (cached)" : "", fit_seconds_,
+                         blocks.empty() ? absl::StrCat("block ", state_.readout.block)
+                                        : absl::StrCat("k-NN validation top-1 by block {", blocks,
+                                                       "} -> block ", state_.readout.block),
+                         linear_.l2, linear_.train_loss);
 }
 
 absl::Status ReadoutTask::Evaluate() {
@@ -389,9 +387,9 @@ absl::Status ReadoutTask::Evaluate() {
       "readouts of %s%s on %d images: linear top-1 %.2f%% top-5 %.2f%% (l2 %g)  k-NN top-1 "
       "%.2f%% top-5 %.2f%% (k %d, T %g)",
       state_.backbone.kind,
-      state_.readout.block > 0 ? absl::StrCat(" block ", state_.readout.block) : "",
-      linear.images, linear.top1, linear.top5, linear_.l2, knn.top1, knn.top5,
-      config_.readout.knn.k, config_.readout.knn.temperature));
+      state_.readout.block > 0 ? absl::StrCat(" block ", state_.readout.block) : "", linear.images,
+      linear.top1, linear.top5, linear_.l2, knn.top1, knn.top5, config_.readout.knn.k,
+      config_.readout.knn.temperature));
   return absl::OkStatus();
 }
 
