@@ -301,7 +301,7 @@ TEST_F(EvalRunTest, FloorsSayWhatTheyAreAndPixelsReadOutFarAboveChance) {
   EXPECT_GT(e["eval_knn_top1"].as<double>(), 55.0);
   absl::StatusOr<LoadedReadout> loaded = LoadReadoutCheckpoint(dir + "/pixels");
   ASSERT_TRUE(loaded.ok()) << loaded.status();
-  EXPECT_EQ(loaded->readout.weight.size(1), 3 * 16 * 16);  // the RGB view's values
+  EXPECT_EQ(loaded->readout.weight.size(1), 16 * 16);  // the greyscale view's values
 }
 
 TEST_F(EvalRunTest, ARestartedReadoutReusesItsFeatureCacheAndAResumeComputesNothing) {

@@ -30,6 +30,7 @@
 #include "trainer/data/synthetic.h"
 #include "trainer/engine/checkpoint.h"
 #include "trainer/engine/checkpoint_lookup.h"
+#include "trainer/engine/runtime.h"
 
 namespace peco::trainer {
 namespace {
@@ -207,6 +208,18 @@ class TrainingLoopTest : public ::testing::Test {
 
   std::string dir_;
 };
+
+TEST(PrecisionTest, AutoIsBf16OnlyWhereTheHardwareHasIt) {
+  EXPECT_TRUE(CpuinfoHasBf16("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16 fma\n"));
+  EXPECT_TRUE(CpuinfoHasBf16("flags\t: amx_tile amx_bf16\n"));
+  EXPECT_FALSE(CpuinfoHasBf16("flags\t: fpu avx2 avx512f avx512_vnni\n"));
+  EXPECT_FALSE(CpuinfoHasBf16("model name\t: avx512_bf16\nflags\t: avx2\n"));  // flags only
+  EXPECT_FALSE(CpuinfoHasBf16(""));
+  EXPECT_EQ(ResolvePrecision("fp32", "cuda"), "fp32");
+  EXPECT_EQ(ResolvePrecision("bf16", "cpu"), "bf16");
+  EXPECT_EQ(ResolvePrecision("auto", "cuda"), "bf16");
+  EXPECT_EQ(ResolvePrecision("auto", "cpu"), CpuHasBf16Hardware() ? "bf16" : "fp32");
+}
 
 TEST_F(TrainingLoopTest, CadenceOfMetricsCheckpointsAndEvaluationBeforeTheCheckpoint) {
   EventLog log(dir_ + "/events");

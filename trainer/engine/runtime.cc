@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -34,6 +36,34 @@ int AvailableCores() {
   }
   unsigned hw = std::thread::hardware_concurrency();
   return hw > 0 ? static_cast<int>(hw) : 1;
+}
+
+bool CpuinfoHasBf16(const std::string& cpuinfo) {
+  std::istringstream lines(cpuinfo);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line);
+    std::string word;
+    while (words >> word) {
+      if (word == "avx512_bf16" || word == "amx_bf16") return true;
+    }
+  }
+  return false;
+}
+
+bool CpuHasBf16Hardware() {
+  std::ifstream in("/proc/cpuinfo");
+  if (!in) return false;
+  std::stringstream text;
+  text << in.rdbuf();
+  return CpuinfoHasBf16(text.str());
+}
+
+std::string ResolvePrecision(const std::string& precision, const std::string& device) {
+  if (precision != "auto") return precision;
+  if (device == "cuda") return "bf16";
+  return CpuHasBf16Hardware() ? "bf16" : "fp32";
 }
 
 int ConfigureThreads(int requested) {

@@ -11,6 +11,8 @@
 
 #include <torch/torch.h>
 
+#include <string>
+
 namespace peco::trainer {
 
 // How idle OpenMP threads wait between parallel regions. libgomp reads this once, when it is
@@ -34,6 +36,16 @@ int AvailableCores();
 // Sets intra-op threads to `requested`, or to AvailableCores() when requested <= 0. Returns the
 // count in effect.
 int ConfigureThreads(int requested);
+
+// True when /proc/cpuinfo-style `flags` lines name bf16 matrix hardware (avx512_bf16 or
+// amx_bf16). Without it LibTorch emulates bf16 on the CPU, many times slower than fp32.
+bool CpuinfoHasBf16(const std::string& cpuinfo);
+// CpuinfoHasBf16 of this machine's /proc/cpuinfo (false when unreadable).
+bool CpuHasBf16Hardware();
+
+// `train.precision` as run: "auto" is bf16 on CUDA and on CPUs with bf16 hardware, fp32
+// elsewhere; "fp32" and "bf16" are themselves.
+std::string ResolvePrecision(const std::string& precision, const std::string& device);
 
 // Enables bf16 autocast for `device` within its scope when `enabled`.
 class AutocastGuard {

@@ -32,7 +32,8 @@ absl::StatusOr<RunContext> PrepareRun(const TrainingLoopOptions& options) {
     return absl::InvalidArgumentError(
         "train.device: cuda requested but this LibTorch has no CUDA device");
   }
-  run.bf16 = options.precision == "bf16";
+  run.precision = ResolvePrecision(options.precision, options.device);
+  run.bf16 = run.precision == "bf16";
   run.resuming = !options.resume_from.empty();
   ASSIGN_OR_RETURN(run.distributed, DistributedOptionsFromEnv());
   if (options.device == "cuda") {
@@ -119,13 +120,14 @@ absl::Status Loop::Setup() {
       .Add("threads", run.threads)
       .Add("rank", static_cast<int64_t>(group_->rank()))
       .Add("world_size", static_cast<int64_t>(group_->world_size()))
-      .Add("precision", options_.precision)
+      .Add("precision", run.precision)
+      .Add("precision_requested", options_.precision)
       .Add("device", options_.device);
   const std::string summary = task_.DescribeStart(&start);
   progress_.Emit(start);
   progress_.Log(absl::StrFormat("%s: %s, %d threads, rank %d of %d, %s, starting at step %d of %d",
                                 options_.kind, summary, run.threads, group_->rank(),
-                                group_->world_size(), options_.precision, task_.step(),
+                                group_->world_size(), run.precision, task_.step(),
                                 options_.max_steps));
   ResetWindow();
   return absl::OkStatus();
@@ -299,9 +301,9 @@ absl::Status TrainingLoopOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("train.device: expected cpu or cuda, got '", device, "'"));
   }
-  if (precision != "fp32" && precision != "bf16") {
+  if (precision != "fp32" && precision != "bf16" && precision != "auto") {
     return absl::InvalidArgumentError(
-        absl::StrCat("train.precision: expected fp32 or bf16, got '", precision, "'"));
+        absl::StrCat("train.precision: expected fp32, bf16 or auto, got '", precision, "'"));
   }
   return absl::OkStatus();
 }

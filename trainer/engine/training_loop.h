@@ -55,6 +55,7 @@ namespace peco::trainer {
 struct RunContext {
   int threads = 0;                     // LibTorch intra-op threads in use
   torch::Device device = torch::kCPU;  // cuda:LOCAL_RANK for device cuda
+  std::string precision = "fp32";      // as run: fp32 | bf16 (ResolvePrecision of the option)
   bool bf16 = false;                   // precision bf16 (autocast)
   DistributedOptions distributed;      // from the environment, device and timeout filled in
   bool resuming = false;               // Restore() follows Build()
@@ -133,7 +134,7 @@ struct TrainingLoopOptions {
   std::string kind;                // names the job kind in events and errors
   int threads = 0;                 // 0 = the cores available
   std::string device = "cpu";      // cpu | cuda
-  std::string precision = "fp32";  // fp32 | bf16
+  std::string precision = "fp32";  // fp32 | bf16 | auto (engine/runtime.h ResolvePrecision)
   int64_t max_steps = 1;
   int64_t log_every = 1;
   int64_t checkpoint_every = 1;

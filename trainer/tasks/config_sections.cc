@@ -74,7 +74,7 @@ absl::Status ValidateDataSection(const DataConfig& data, bool check_paths) {
 
 absl::Status ReadTrainFields(ConfigReader& r, TrainConfig* t) {
   RETURN_IF_ERROR(r.Read("max_steps", &t->max_steps));
-  RETURN_IF_ERROR(r.ReadEnum("precision", {"fp32", "bf16"}, &t->precision));
+  RETURN_IF_ERROR(r.ReadEnum("precision", {"fp32", "bf16", "auto"}, &t->precision));
   RETURN_IF_ERROR(r.ReadEnum("device", {"cpu", "cuda"}, &t->device));
   RETURN_IF_ERROR(r.Read("log_every", &t->log_every));
   RETURN_IF_ERROR(r.Read("checkpoint_every", &t->checkpoint_every));

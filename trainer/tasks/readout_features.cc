@@ -28,7 +28,8 @@ class Beit : public FeatureBackbone {
   }
   std::vector<torch::Tensor> Features(const torch::Tensor& images) override {
     std::vector<torch::Tensor> out = model_->BlockTokens(images, blocks_);
-    for (torch::Tensor& tokens : out) tokens = PoolTokens(tokens, pooling_).to(torch::kFloat32);
+    // Pooled in fp32, whatever precision the blocks ran in.
+    for (torch::Tensor& tokens : out) tokens = PoolTokens(tokens.to(torch::kFloat32), pooling_);
     return out;
   }
   std::vector<std::string> names() const override {

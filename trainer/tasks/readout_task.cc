@@ -98,8 +98,12 @@ class ReadoutTask : public TrainingTask {
   EvalJobConfig config_;  // a copy: the backbone resolves the model into it
   ProgressSink& progress_;
   torch::Device device_{torch::kCPU};
+  bool bf16_ = false;  // the feature pass under bf16 autocast (train.precision)
   DistributedContext* group_ = nullptr;
   EvalSplits splits_;
+  // The evaluation view every image is read through (the pixel backbone keeps greyscale images
+  // one channel: replicated channels would only triple its features).
+  TransformOptions view_;
   BeitClassifier model_{nullptr};  // null for the pixel backbone
   std::unique_ptr<FeatureBackbone> backbone_;
   EvalState state_;
@@ -119,9 +123,12 @@ absl::Status ReadoutTask::Build(const RunContext& run) {
   state_.pooling = config_.readout.pooling;
   state_.feature_norm = config_.readout.feature_norm;
   device_ = run.device;
+  bf16_ = run.bf16 && state_.backbone.kind != "pixels";
   // The training images are read once, through the evaluation view: their features are cached.
+  view_ = config_.eval_data.loader.transform;
+  if (state_.backbone.kind == "pixels") view_.to_rgb = false;
   DataConfig train = config_.data;
-  train.loader.transform = config_.eval_data.loader.transform;
+  train.loader.transform = view_;
   ASSIGN_OR_RETURN(splits_, OpenEvalSplits(train, config_));
   state_.num_classes = splits_.classes;
 
@@ -232,14 +239,15 @@ std::string ReadoutTask::DescribeStart(JsonWriter* start) {
 
 std::string ReadoutTask::FeatureKey(const std::string& split, const Dataset& dataset,
                                     int64_t n) const {
-  const TransformOptions& view = config_.eval_data.loader.transform;
+  const TransformOptions& view = view_;
   return Sha256Hex(absl::StrCat(
       "peco readout features v1|", split, "|", state_.backbone.kind, "|", state_.backbone.sha256,
       "|seed ", config_.seed, "|", BeitConfigToJson(state_.model), "|blocks ",
       absl::StrJoin(state_.readout.blocks, ","), "|", state_.pooling, "|size ",
-      absl::StrJoin(view.output_sizes, ","), "|crop ", view.center_crop_fraction, "|mean ",
-      absl::StrJoin(view.mean, ","), "|std ", absl::StrJoin(view.std, ","), "|", dataset.name(),
-      "|", dataset.size(), "|labels_per_class ", config_.data.labels_per_class, "|n ", n));
+      absl::StrJoin(view.output_sizes, ","), "|crop ", view.center_crop_fraction, "|rgb ",
+      view.to_rgb, "|bf16 ", bf16_, "|mean ", absl::StrJoin(view.mean, ","), "|std ",
+      absl::StrJoin(view.std, ","), "|", dataset.name(), "|", dataset.size(), "|labels_per_class ",
+      config_.data.labels_per_class, "|n ", n));
 }
 
 absl::StatusOr<FeatureSet> ReadoutTask::Features(const std::string& split, const Dataset& dataset,
@@ -267,6 +275,7 @@ absl::StatusOr<FeatureSet> ReadoutTask::Features(const std::string& split, const
   }
   *cached = false;
   const std::string phase = absl::StrCat("features:", split);
+  AutocastGuard autocast(bf16_, device_);
   ASSIGN_OR_RETURN(
       FeatureSet set,
       ExtractFeaturesOverRanks(*backbone_, dataset, n, view, config_.eval.batch_size, device_,
@@ -287,7 +296,7 @@ absl::StatusOr<FeatureSet> ReadoutTask::Features(const std::string& split, const
 
 absl::StatusOr<double> ReadoutTask::ForwardLoss(const Batch&) {
   const auto features_started = Clock::now();
-  const TransformOptions& view = config_.eval_data.loader.transform;
+  const TransformOptions& view = view_;
   int64_t held_out = splits_.held_out->size();
   if (config_.eval.max_images > 0) held_out = std::min(held_out, config_.eval.max_images);
   bool train_cached = false, test_cached = false;

@@ -17,7 +17,8 @@
 // every training feature, and the linear readout.
 //
 // Backbones: a pretrain checkpoint or official BEiT weights (eval_backbone.h), `random` (seeded
-// initialisation) and `pixels` (the evaluation view's values as the features): the floors.
+// initialisation) and `pixels` (the evaluation view's values as the features, greyscale images
+// one channel): the floors.
 //
 // Events: start; step (loss = the linear readout's regularised training objective,
 // feature_seconds, fit_seconds, features_cached 0/1); one eval event with every readout —
