@@ -324,6 +324,7 @@ absl::StatusOr<double> ReadoutTask::ForwardLoss(const Batch&) {
   result.train_images = n;
   size_t best = 0;
   if (train_.features.size() > 1) {
+    progress_.Heartbeat("fit:block", 0);
     ASSIGN_OR_RETURN(FeatureChoice choice,
                      ChooseFeatureSet(train_.features, train_.labels, splits_.classes,
                                       r.validation_images, r.validation_seed, r.knn));
@@ -334,6 +335,8 @@ absl::StatusOr<double> ReadoutTask::ForwardLoss(const Batch&) {
   }
   result.block = result.blocks.empty() ? 0 : result.blocks[best];
   LinearReadoutOptions linear = r.linear;
+  int64_t evaluations = 0;  // over every fit: the heartbeat's count only grows
+  linear.on_progress = [&](int64_t) { progress_.Heartbeat("fit:linear", evaluations += 20); };
   linear.validation_fraction = static_cast<double>(r.validation_images) / static_cast<double>(n);
   ASSIGN_OR_RETURN(linear_,
                    FitLinearReadout(train_.features[best], train_.labels, splits_.classes, linear));

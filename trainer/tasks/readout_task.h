@@ -20,11 +20,13 @@
 // initialisation) and `pixels` (the evaluation view's values as the features, greyscale images
 // one channel): the floors.
 //
-// Events: start; step (loss = the linear readout's regularised training objective,
-// feature_seconds, fit_seconds, features_cached 0/1); one eval event with every readout —
-// eval_top1 / eval_top5 / eval_loss (linear), eval_linear_top1 / _top5, eval_knn_top1 / _top5,
-// eval_block, eval_l2, eval_images, and validation_knn_top1_block_B for each candidate block —;
-// checkpoint; completed (with the same eval_* fields).
+// Events: heartbeat (phase features:train / features:test per batch, fit:block, fit:linear every
+// 20 objective evaluations: the worker's stall clock sees a long pass moving); start; step (loss =
+// the linear readout's regularised training objective, feature_seconds, fit_seconds,
+// features_cached 0/1); one eval event with every readout — eval_top1 / eval_top5 / eval_loss
+// (linear), eval_linear_top1 / _top5, eval_knn_top1 / _top5, eval_block, eval_l2, eval_images, and
+// validation_knn_top1_block_B for each candidate block —; checkpoint; completed (with the same
+// eval_* fields).
 //
 // Checkpoint (rank 0): readout.pt (the fitted linear readout: mean, std, weight, bias;
 // logits = ((x - mean) / std) W^T + b on the block's pooled features), config.yaml,

@@ -69,6 +69,7 @@ Fit FitSoftmax(const torch::Tensor& x, const torch::Tensor& y, int64_t classes, 
         torch::nn::functional::cross_entropy(logits, y) + 0.5 * l2 * fit.weight.pow(2).sum();
     loss.backward();
     ++fit.evaluations;
+    if (options.on_progress && fit.evaluations % 20 == 0) options.on_progress(fit.evaluations);
     return loss;
   };
   optimizer.step(objective);

@@ -18,6 +18,7 @@
 #define PECO_TRAINER_TASKS_READOUTS_H_
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -57,6 +58,9 @@ struct LinearReadoutOptions {
   // BatchNorm without affine parameters, `feature_norm: batchnorm`); false: the features as they
   // are (BEiT's probe, `feature_norm: none`).
   bool standardize = true;
+  // Called every 20 objective evaluations with the evaluations of the fit so far (a liveness
+  // signal for long fits: peco-train turns it into heartbeat events). Optional.
+  std::function<void(int64_t)> on_progress;
 
   // InvalidArgument naming linear.<field>.
   absl::Status Validate() const;
