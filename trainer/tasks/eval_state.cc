@@ -4,6 +4,7 @@
 #include "common/config_reader.h"
 #include "common/json_writer.h"
 #include "common/status_macros.h"
+#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/tasks/model_section.h"
 
 namespace peco::trainer {
@@ -67,6 +68,28 @@ absl::StatusOr<EvalState> EvalStateFromJson(const std::string& json, const std::
   }
   RETURN_IF_ERROR(r.Finish());
   return s;
+}
+
+absl::StatusOr<EvalState> ReadResumedEvalState(const RestoredCheckpoint& checkpoint,
+                                               const EvalState& current) {
+  const std::string& dir = checkpoint.dir;
+  ASSIGN_OR_RETURN(const std::string* state_json,
+                   CheckpointFile(checkpoint.files, kTrainerStateFile, dir));
+  ASSIGN_OR_RETURN(EvalState stored,
+                   EvalStateFromJson(*state_json, absl::StrCat(dir, "/", kTrainerStateFile)));
+  if (stored.kind != current.kind) {
+    return absl::InvalidArgumentError(absl::StrCat("--resume: ", dir, " holds a ", stored.kind,
+                                                   " checkpoint, this job is ", current.kind));
+  }
+  if (stored.backbone.kind != current.backbone.kind ||
+      stored.backbone.sha256 != current.backbone.sha256) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backbone: this config's backbone (", current.backbone.kind, " ", current.backbone.path,
+        ", sha256 ", current.backbone.sha256, ") is not the one checkpoint ", dir,
+        " started from (", stored.backbone.kind, " ", stored.backbone.path, ", sha256 ",
+        stored.backbone.sha256, "); resume with that backbone or start a new run"));
+  }
+  return stored;
 }
 
 bool SameClassifier(const BeitVitConfig& a, const BeitVitConfig& b) {

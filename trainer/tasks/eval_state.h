@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "trainer/engine/checkpoint.h"
 #include "trainer/engine/run_state.h"
 #include "trainer/models/beit_config.h"
 #include "trainer/tasks/eval_backbone.h"
@@ -53,6 +54,12 @@ std::string EvalStateToJson(const EvalState& state);
 
 // Parses EvalStateToJson's output; InvalidArgument for another kind or a missing field.
 absl::StatusOr<EvalState> EvalStateFromJson(const std::string& json, const std::string& source);
+
+// The state of an evaluation checkpoint a run of `current`'s kind and backbone resumes from
+// (after Build): InvalidArgument when the checkpoint holds another kind or was made from another
+// backbone (kind or SHA-256), naming both; DataLoss when its trainer_state.json is missing.
+absl::StatusOr<EvalState> ReadResumedEvalState(const RestoredCheckpoint& checkpoint,
+                                               const EvalState& current);
 
 // True when two classifier configs have the same parameter shapes (architecture, per-block
 // relative position tables, classes, pooling).

@@ -163,22 +163,7 @@ absl::Status ReadoutTask::Build(const RunContext& run) {
 
 absl::Status ReadoutTask::Restore(const RestoredCheckpoint& checkpoint) {
   const std::string& dir = checkpoint.dir;
-  ASSIGN_OR_RETURN(const std::string* state_json,
-                   CheckpointFile(checkpoint.files, kTrainerStateFile, dir));
-  ASSIGN_OR_RETURN(EvalState stored,
-                   EvalStateFromJson(*state_json, absl::StrCat(dir, "/", kTrainerStateFile)));
-  if (stored.kind != state_.kind) {
-    return absl::InvalidArgumentError(absl::StrCat("--resume: ", dir, " holds a ", stored.kind,
-                                                   " checkpoint, this job is ", state_.kind));
-  }
-  if (stored.backbone.kind != state_.backbone.kind ||
-      stored.backbone.sha256 != state_.backbone.sha256) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "backbone: this config's backbone (", state_.backbone.kind, " ", state_.backbone.path,
-        ", sha256 ", state_.backbone.sha256, ") is not the one checkpoint ", dir, " read out (",
-        stored.backbone.kind, " ", stored.backbone.path, ", sha256 ", stored.backbone.sha256,
-        "); resume with that backbone or start a new run"));
-  }
+  ASSIGN_OR_RETURN(EvalState stored, ReadResumedEvalState(checkpoint, state_));
   if (stored.pooling != state_.pooling || stored.feature_norm != state_.feature_norm ||
       stored.readout.blocks != state_.readout.blocks ||
       !SameClassifier(stored.model, state_.model) || stored.num_classes != state_.num_classes) {
