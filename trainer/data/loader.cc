@@ -43,6 +43,7 @@ absl::Status LoaderOptions::Validate() const {
   if (world_size < 1) return FieldError("world_size", ">= 1");
   if (rank < 0 || rank >= world_size) return FieldError("rank", "0 <= value < world_size");
   if (max_consecutive_failures < 1) return FieldError("max_consecutive_failures", ">= 1");
+  for (const TransformOptions& view : independent_views) RETURN_IF_ERROR(view.Validate());
   return transform.Validate();
 }
 
@@ -187,7 +188,8 @@ absl::StatusOr<Batch> DataLoader::BuildBatch(int64_t sequence) {
   const std::shared_ptr<const std::vector<int64_t>> permutation = Permutation(epoch);
   const int64_t first = batch_in_epoch * options_.batch_size;
   const int64_t count = std::min(options_.batch_size, samples_per_rank_ - first);
-  const TransformOptions& transform = options_.transform;
+  std::vector<const TransformOptions*> transforms = {&options_.transform};
+  for (const TransformOptions& view : options_.independent_views) transforms.push_back(&view);
 
   Batch batch;
   batch.position = {epoch, batch_in_epoch};
@@ -196,23 +198,29 @@ absl::StatusOr<Batch> DataLoader::BuildBatch(int64_t sequence) {
   int64_t* labels = batch.labels.data_ptr<int64_t>();
   int64_t* indices = batch.indices.data_ptr<int64_t>();
   int channels = 0;
-  std::vector<float*> dst(transform.output_sizes.size());
+  std::vector<float*> dst;
   for (int64_t i = 0; i < count; ++i) {
     const int64_t position = ShardPosition(first + i, options_.rank, options_.world_size);
     int64_t index = -1;
     ASSIGN_OR_RETURN(Example example, GetOrReplace(*permutation, position, &index));
     if (i == 0) {  // The first sample fixes the batch's channel count.
-      channels = transform.OutputChannels(example.image.channels);
-      for (int size : transform.output_sizes) {
-        batch.views.push_back(torch::empty({count, channels, size, size}, torch::kFloat32));
+      channels = options_.transform.OutputChannels(example.image.channels);
+      for (const TransformOptions* transform : transforms) {
+        for (int size : transform->output_sizes) {
+          batch.views.push_back(torch::empty({count, channels, size, size}, torch::kFloat32));
+        }
       }
     }
-    for (size_t v = 0; v < dst.size(); ++v) {
-      const int64_t size = transform.output_sizes[v];
-      dst[v] = batch.views[v].data_ptr<float>() + i * channels * size * size;
-    }
     std::mt19937_64 rng(SampleSeed(options_.seed, epoch, index));
-    ApplyTransformInto(example.image, transform, rng, channels, dst);
+    size_t view = 0;
+    for (const TransformOptions* transform : transforms) {
+      dst.clear();
+      for (int size : transform->output_sizes) {
+        dst.push_back(batch.views[view++].data_ptr<float>() +
+                      i * channels * static_cast<int64_t>(size) * size);
+      }
+      ApplyTransformInto(example.image, *transform, rng, channels, dst);
+    }
     labels[i] = example.label;
     indices[i] = index;
   }

@@ -42,6 +42,11 @@ struct LoaderOptions {
   bool drop_last = true;
   int max_consecutive_failures = 1000;  // corrupt samples in a row before a batch fails
   TransformOptions transform;
+  // Further views of each sample, each from its own crop box, flip and photometric draws (the
+  // asymmetric views of contrastive learning), drawn from the sample's generator after
+  // `transform`'s. Their views follow `transform`'s in Batch::views and share the channel count
+  // of `transform` (TransformOptions::OutputChannels).
+  std::vector<TransformOptions> independent_views;
 
   // InvalidArgument naming the field: "data.batch_size: expected > 0", or a transform error
   // ("transform.<field>: ...").
@@ -57,7 +62,8 @@ struct LoaderPosition {
 };
 
 struct Batch {
-  std::vector<torch::Tensor> views;  // one [B, C, S, S] float tensor per transform output size
+  // One [B, C, S, S] float tensor per output size of `transform`, then of each independent view.
+  std::vector<torch::Tensor> views;
   torch::Tensor labels;              // [B] int64
   torch::Tensor indices;             // [B] int64 dataset indices actually used (after replacement)
   LoaderPosition position;           // position of this batch

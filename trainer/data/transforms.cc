@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "trainer/data/photometric.h"
 #include "trainer/data/random.h"
 
 namespace peco::trainer {
@@ -100,39 +101,64 @@ void ResizeCrop(const Image& image, const CropBox& box, int size, bool flip, int
   }
 }
 
-enum JitterOp { kBrightness = 0, kContrast = 1, kSaturation = 2 };
+enum JitterOp { kBrightness = 0, kContrast = 1, kSaturation = 2, kHue = 3 };
 
 struct Jitter {
-  int order[3] = {0, 1, 2};
-  float factor[3] = {1, 1, 1};
-  bool enabled[3] = {false, false, false};
-  bool any() const { return enabled[0] || enabled[1] || enabled[2]; }
+  int order[4] = {0, 1, 2, 3};
+  float factor[4] = {1, 1, 1, 0};
+  bool enabled[4] = {false, false, false, false};
+  bool any() const { return enabled[0] || enabled[1] || enabled[2] || enabled[3]; }
 };
 
+// Draws nothing when no factor is on. Without hue, the order is a permutation of the three
+// factors (the stream of configs written before hue existed is unchanged).
 Jitter SampleJitter(const TransformOptions& o, std::mt19937_64& rng) {
   Jitter j;
   const double strength[3] = {o.brightness, o.contrast, o.saturation};
   for (int k = 0; k < 3; ++k) j.enabled[k] = strength[k] > 0;
+  j.enabled[kHue] = o.hue > 0;
   if (!j.any()) return j;
-  for (int k = 2; k > 0; --k) std::swap(j.order[k], j.order[UniformBelow(rng, k + 1)]);
+  if (o.jitter_probability < 1 && Uniform01(rng) >= o.jitter_probability) return Jitter();
+  const int ops = j.enabled[kHue] ? 4 : 3;
+  for (int k = ops - 1; k > 0; --k) std::swap(j.order[k], j.order[UniformBelow(rng, k + 1)]);
   for (int k = 0; k < 3; ++k) {
     if (j.enabled[k]) {
       j.factor[k] =
           static_cast<float>(UniformReal(rng, std::max(0.0, 1.0 - strength[k]), 1.0 + strength[k]));
     }
   }
+  if (j.enabled[kHue]) j.factor[kHue] = static_cast<float>(UniformReal(rng, -o.hue, o.hue));
   return j;
+}
+
+// The ops after the jitter, drawn once per sample (every output size gets the same).
+struct ViewOps {
+  bool grayscale = false;
+  float blur_sigma = 0;  // 0 = no blur
+  bool solarize = false;
+};
+
+ViewOps SampleViewOps(const TransformOptions& o, std::mt19937_64& rng) {
+  ViewOps ops;
+  if (o.grayscale_probability > 0) ops.grayscale = Uniform01(rng) < o.grayscale_probability;
+  if (o.blur_probability > 0 && Uniform01(rng) < o.blur_probability) {
+    ops.blur_sigma = static_cast<float>(UniformReal(rng, o.blur_sigma_min, o.blur_sigma_max));
+  }
+  if (o.solarize_probability > 0) ops.solarize = Uniform01(rng) < o.solarize_probability;
+  return ops;
 }
 
 inline float Clamp01(float v) { return v < 0.f ? 0.f : (v > 1.f ? 1.f : v); }
 
 // Applies the jitter to `channels` planes of `n` values in [0, 1].
 void ApplyJitter(const Jitter& j, int channels, size_t n, float* data) {
-  for (int k = 0; k < 3; ++k) {
+  for (int k = 0; k < 4; ++k) {
     const int op = j.order[k];
     if (!j.enabled[op]) continue;
     const float f = j.factor[op];
-    if (op == kBrightness) {
+    if (op == kHue) {
+      AdjustHue(f, channels, n, data);
+    } else if (op == kBrightness) {
       for (size_t i = 0; i < n * channels; ++i) data[i] = Clamp01(data[i] * f);
     } else if (op == kContrast) {
       double sum = 0;
@@ -191,6 +217,18 @@ absl::Status TransformOptions::Validate() const {
   if (!Finite(brightness) || brightness < 0) return FieldError("brightness", "value >= 0");
   if (!Finite(contrast) || contrast < 0) return FieldError("contrast", "value >= 0");
   if (!Finite(saturation) || saturation < 0) return FieldError("saturation", "value >= 0");
+  if (!Finite(hue) || hue < 0 || hue > 0.5) return FieldError("hue", "a value in [0, 0.5]");
+  for (const auto& [field, p] : {std::pair<const char*, double>{"jitter_probability",
+                                                                jitter_probability},
+                                 {"grayscale_probability", grayscale_probability},
+                                 {"blur_probability", blur_probability},
+                                 {"solarize_probability", solarize_probability}}) {
+    if (!Finite(p) || p < 0 || p > 1) return FieldError(field, "a probability in [0, 1]");
+  }
+  if (!Finite(blur_sigma_min) || !(blur_sigma_min > 0) || !(blur_sigma_min <= blur_sigma_max)) {
+    return FieldError("blur_sigma_min", "0 < value <= blur_sigma_max");
+  }
+  if (!Finite(blur_sigma_max)) return FieldError("blur_sigma_max", "a finite value");
   if (mean.size() != 1 && mean.size() != 3) return FieldError("mean", "1 or 3 values");
   if (std.size() != mean.size()) return FieldError("std", "as many values as mean");
   for (double m : mean) {
@@ -259,11 +297,19 @@ void ApplyTransformInto(const Image& image, const TransformOptions& options, std
                           : CenterCropBox(image.height, image.width, options);
   const bool flip = options.horizontal_flip && Uniform01(rng) < 0.5;
   const Jitter jitter = SampleJitter(options, rng);
+  const ViewOps ops = SampleViewOps(options, rng);
+  std::vector<float> scratch;
   for (size_t v = 0; v < options.output_sizes.size(); ++v) {
     const int size = options.output_sizes[v];
     const size_t n = static_cast<size_t>(size) * size;
     ResizeCrop(image, box, size, flip, out_channels, dst[v]);
     if (jitter.any()) ApplyJitter(jitter, out_channels, n, dst[v]);
+    if (ops.grayscale) ToGrayscale(out_channels, n, dst[v]);
+    if (ops.blur_sigma > 0) {
+      scratch.resize(n);
+      GaussianBlur(ops.blur_sigma, out_channels, size, dst[v], scratch.data());
+    }
+    if (ops.solarize) Solarize(out_channels, n, dst[v]);
     Normalize(options, out_channels, n, dst[v]);
   }
 }

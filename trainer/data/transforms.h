@@ -1,8 +1,9 @@
 // BEiT/PeCo-style augmentation: one RandomResizedCrop box resized to every output size (the ViT
-// view and the tokenizer view), horizontal flip, colour jitter, normalisation.
+// view and the tokenizer view), horizontal flip, colour jitter, normalisation; and the photometric
+// ops of MoCo v3's views (random grayscale, Gaussian blur, solarize; data/photometric.h).
 //
 // All randomness comes from the caller's generator, drawn in a fixed order (crop box, flip,
-// jitter), so a sample's views are a pure function of (image, options, generator state). The
+// jitter, grayscale, blur, solarize; an op whose probability is 0 draws nothing), so a sample's views are a pure function of (image, options, generator state). The
 // functions here are thread-compatible: they touch only their arguments and run on the calling
 // thread with plain loops (no intra-op parallelism), which is what the loader threads want.
 #ifndef PECO_TRAINER_DATA_TRANSFORMS_H_
@@ -33,6 +34,18 @@ struct TransformOptions {
   // uniformly from [max(0, 1 - f), 1 + f] and the enabled adjustments run in random order.
   // Contrast blends with the mean grey level of the view.
   double brightness = 0, contrast = 0, saturation = 0;
+  // Hue jitter in [0, 0.5] (0 = off): a shift drawn uniformly from [-hue, hue]; with any factor
+  // above on, the four adjustments run in random order (torchvision's ColorJitter).
+  double hue = 0;
+  // torchvision's RandomApply around the whole ColorJitter: applied with this probability.
+  double jitter_probability = 1.0;
+  // MoCo v3 / BYOL view ops, after the jitter, each with its probability (0 = never drawn):
+  // RandomGrayscale, GaussianBlur with sigma uniform in [blur_sigma_min, blur_sigma_max] pixels
+  // of the output view, and Solarize (threshold 128).
+  double grayscale_probability = 0;
+  double blur_probability = 0;
+  double blur_sigma_min = 0.1, blur_sigma_max = 2.0;
+  double solarize_probability = 0;
   // Replicate greyscale images to 3 channels. When false, grey images stay 1 channel.
   bool to_rgb = true;
   // Per-channel normalisation (value / 255 - mean) / std; 1 or 3 entries (1 = all channels).

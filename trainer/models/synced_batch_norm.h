@@ -9,7 +9,7 @@
 // variance does not cancel catastrophically. The running statistics are updated as BatchNorm
 // does (momentum, unbiased variance, num_batches_tracked), identically on every rank.
 //
-// Free function; thread-compatible (updates `bn`'s buffers).
+// Free functions; thread-compatible (update `bn`'s buffers).
 #ifndef PECO_TRAINER_MODELS_SYNCED_BATCH_NORM_H_
 #define PECO_TRAINER_MODELS_SYNCED_BATCH_NORM_H_
 
@@ -21,6 +21,11 @@ namespace peco::trainer {
 // Training-mode BatchNorm2d of `x` [B, C, H, W] over the global batch; `bn` must be in training
 // mode with affine parameters and running statistics; `sum_over_ranks` must be differentiable.
 torch::Tensor SyncedBatchNorm2d(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn,
+                                const RankSum& sum_over_ranks);
+
+// Training-mode BatchNorm1d of `x` [B, C] over the global batch; `bn` must track running
+// statistics; affine parameters are optional (MoCo v3's last BatchNorm has none).
+torch::Tensor SyncedBatchNorm1d(const torch::Tensor& x, torch::nn::BatchNorm1dImpl& bn,
                                 const RankSum& sum_over_ranks);
 
 }  // namespace peco::trainer

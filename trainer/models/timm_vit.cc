@@ -117,6 +117,42 @@ std::vector<torch::Tensor> TimmVitImpl::BlockOutputs(const torch::Tensor& x,
   return out;
 }
 
+torch::Tensor TimmVitImpl::ClsOutput(const torch::Tensor& x) {
+  torch::Tensor h = BlockOutputs(x, {config_.depth})[0];
+  return norm_(h.select(1, 0));
+}
+
+void TimmVitImpl::InitializeMocoV3(uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  auto generator = at::detail::createCPUGenerator(seed);
+  auto uniform = [&](torch::Tensor t, double bound) { t.uniform_(-bound, bound, generator); };
+  for (auto& item : named_parameters()) {
+    const std::string& name = item.key();
+    torch::Tensor p = item.value();
+    const bool is_bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
+    // The fixed embedding, and a head registered by an owner (MoCo v3's projector), keep theirs.
+    if (name == "pos_embed" || name.rfind("head.", 0) == 0) continue;
+    if (name == "cls_token") {
+      p.normal_(0.0, 1e-6, generator);
+    } else if (name.find("norm") != std::string::npos) {
+      if (is_bias) {
+        p.zero_();
+      } else {
+        p.fill_(1.0);
+      }
+    } else if (is_bias) {
+      p.zero_();
+    } else if (name == "patch_embed.proj.weight") {
+      const double fan = static_cast<double>(p.size(1) * p.size(2) * p.size(3) + p.size(0));
+      uniform(p, std::sqrt(6.0 / fan));
+    } else if (name.find("qkv") != std::string::npos) {
+      uniform(p, std::sqrt(6.0 / static_cast<double>(p.size(0) / 3 + p.size(1))));
+    } else {  // xavier_uniform_ of a Linear weight [out, in]
+      uniform(p, std::sqrt(6.0 / static_cast<double>(p.size(0) + p.size(1))));
+    }
+  }
+}
+
 void TimmVitImpl::InitializeRandom(uint64_t seed) {
   torch::NoGradGuard no_grad;
   auto generator = at::detail::createCPUGenerator(seed);

@@ -77,6 +77,17 @@ class TimmVitImpl : public torch::nn::Module {
   std::vector<torch::Tensor> BlockOutputs(const torch::Tensor& x,
                                           const std::vector<int64_t>& blocks);
 
+  // The CLS token after every block and the final norm [B, D] (the input of MoCo v3's heads and
+  // the feature its evaluations read out).
+  torch::Tensor ClsOutput(const torch::Tensor& x);
+
+  // MoCo v3's initialisation (vits.py) from `seed`: qkv weights uniform with bound
+  // sqrt(6 / (out / 3 + in)), other Linear weights xavier-uniform, zero biases, LayerNorms
+  // (1, 0), CLS N(0, 1e-6), the patch projection uniform with bound
+  // sqrt(6 / (in_channels * p^2 + dim)). Independent of the global RNG. Parameters under
+  // `head.` (a head an owner registered on this module) are left as they are.
+  void InitializeMocoV3(uint64_t seed);
+
   // Random initialisation from `seed` (timm-style: trunc-normal 0.02 linears, zero biases,
   // xavier-uniform patch projection), independent of the global RNG.
   void InitializeRandom(uint64_t seed);

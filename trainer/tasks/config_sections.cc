@@ -37,6 +37,13 @@ absl::Status ReadTransformSection(ConfigReader& r, TransformOptions* t) {
   RETURN_IF_ERROR(r.Read("brightness", &t->brightness));
   RETURN_IF_ERROR(r.Read("contrast", &t->contrast));
   RETURN_IF_ERROR(r.Read("saturation", &t->saturation));
+  RETURN_IF_ERROR(r.Read("hue", &t->hue));
+  RETURN_IF_ERROR(r.Read("jitter_probability", &t->jitter_probability));
+  RETURN_IF_ERROR(r.Read("grayscale_probability", &t->grayscale_probability));
+  RETURN_IF_ERROR(r.Read("blur_probability", &t->blur_probability));
+  RETURN_IF_ERROR(r.Read("blur_sigma_min", &t->blur_sigma_min));
+  RETURN_IF_ERROR(r.Read("blur_sigma_max", &t->blur_sigma_max));
+  RETURN_IF_ERROR(r.Read("solarize_probability", &t->solarize_probability));
   return r.Finish();
 }
 
