@@ -240,6 +240,16 @@ absl::Status TransformOptions::Validate() const {
   return absl::OkStatus();
 }
 
+TransformOptions EvaluationView(const TransformOptions& t, double center_crop_fraction) {
+  TransformOptions view = t;
+  view.random_crop = false;
+  view.center_crop_fraction = center_crop_fraction;
+  view.horizontal_flip = false;
+  view.brightness = view.contrast = view.saturation = view.hue = 0;
+  view.grayscale_probability = view.blur_probability = view.solarize_probability = 0;
+  return view;
+}
+
 CropBox SampleResizedCropBox(int height, int width, const TransformOptions& o,
                              std::mt19937_64& rng) {
   const double area = static_cast<double>(height) * width;

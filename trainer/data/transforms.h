@@ -59,6 +59,10 @@ struct TransformOptions {
   int OutputChannels(int image_channels) const { return to_rgb || image_channels == 3 ? 3 : 1; }
 };
 
+// `t` without randomness: the centred crop of `center_crop_fraction`, no flip, no photometric op
+// (an evaluation's view of the same images, sizes and normalisation). Draws nothing.
+TransformOptions EvaluationView(const TransformOptions& t, double center_crop_fraction = 1.0);
+
 // A crop rectangle in image pixels. `fallback` is true when SampleResizedCropBox used its
 // centre-crop fallback instead of a successful random attempt.
 struct CropBox {

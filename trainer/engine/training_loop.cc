@@ -227,6 +227,10 @@ absl::StatusOr<TrainingResult> Loop::Train() {
   const bool eval_after = eval.order == EvalOrder::kAfterCheckpoint;
   CheckpointFailureGuard checkpoint_guard(options_.on_checkpoint_failure,
                                           options_.max_skipped_checkpoints, &progress_);
+  // The initialisation's evaluation: the floor the run's later evaluations are read against.
+  if (eval.order != EvalOrder::kNone && eval.at_start && task_.step() == 0) {
+    RETURN_IF_ERROR(EvaluateOnce());
+  }
   while (task_.step() < options_.max_steps) {
     ASSIGN_OR_RETURN(bool stopping, AnyRankStopping());
     if (stopping) {

@@ -81,6 +81,9 @@ struct EvaluationPolicy {
   // Also every this many steps; 0 = only at the end. At the end the loop evaluates once, unless
   // the run stopped by signal or this step was already evaluated (evaluated_step()).
   int64_t every = 0;
+  // Also before the first step of a run at step 0 (the initialisation, the floor of the run's
+  // later evaluations).
+  bool at_start = false;
 };
 
 // A job kind, as the loop sees it. The loop owns the task's calls and order; a task never

@@ -107,8 +107,9 @@ void MocoV3Impl::UpdateMomentumEncoder(double m) {
 torch::Tensor MocoV3Impl::Loss(const torch::Tensor& view1, const torch::Tensor& view2, double m,
                                const ContrastiveLossOptions& options,
                                const RankSum& sum_over_ranks) {
-  const torch::Tensor q1 = Queries(view1, sum_over_ranks);
-  const torch::Tensor q2 = Queries(view2, sum_over_ranks);
+  const RankSum batch_norm_sum = options.sync_batch_norm ? sum_over_ranks : RankSum();
+  const torch::Tensor q1 = Queries(view1, batch_norm_sum);
+  const torch::Tensor q2 = Queries(view2, batch_norm_sum);
   UpdateMomentumEncoder(m);
   auto gather = [&](const torch::Tensor& keys) {
     if (!sum_over_ranks || options.world_size == 1) return keys;
@@ -118,8 +119,8 @@ torch::Tensor MocoV3Impl::Loss(const torch::Tensor& view1, const torch::Tensor& 
     all.narrow(0, n * options.rank, n).copy_(keys);
     return sum_over_ranks(all);
   };
-  const torch::Tensor k1 = gather(Keys(view1, sum_over_ranks));
-  const torch::Tensor k2 = gather(Keys(view2, sum_over_ranks));
+  const torch::Tensor k1 = gather(Keys(view1, batch_norm_sum));
+  const torch::Tensor k2 = gather(Keys(view2, batch_norm_sum));
   return ContrastiveLoss(q1, k2, options) + ContrastiveLoss(q2, k1, options);
 }
 

@@ -63,6 +63,9 @@ struct ContrastiveLossOptions {
   double temperature = 0.2;
   int rank = 0;  // this rank's place in the gathered keys: its positives are rows rank * B + i
   int world_size = 1;
+  // MocoV3::Loss: the heads' BatchNorm over the global batch (through the rank sum); false:
+  // each rank's own batch statistics (the keys are gathered either way).
+  bool sync_batch_norm = true;
 };
 
 // ctr(q, k) = CrossEntropy(normalize(q) normalize(k_all)^T / T, rank * B + arange(B)) * 2 T, with
@@ -89,7 +92,8 @@ class MocoV3Impl : public torch::nn::Module {
   // view 1 then view 2, the momentum update with `m`, keys of view 1 then view 2, every rank's
   // keys gathered (through `sum_over_ranks`: each rank fills its own rows of a zero buffer; every
   // rank must hold the same batch size), then ctr(q1, k2) + ctr(q2, k1). BatchNorm statistics
-  // are synchronised over the ranks when `sum_over_ranks` is set. Collective then.
+  // are synchronised over the ranks when `sum_over_ranks` is set and options.sync_batch_norm.
+  // Collective when `sum_over_ranks` is set.
   torch::Tensor Loss(const torch::Tensor& view1, const torch::Tensor& view2, double m,
                      const ContrastiveLossOptions& options,
                      const RankSum& sum_over_ranks = nullptr);

@@ -92,11 +92,7 @@ DataConfig EvalDataFrom(const EvalJobConfig& c) {
   d.loader.batch_size = c.eval.batch_size;
   d.loader.shuffle = false;
   d.loader.drop_last = false;
-  TransformOptions& t = d.loader.transform;
-  t.random_crop = false;
-  t.center_crop_fraction = c.eval.crop_fraction;
-  t.horizontal_flip = false;
-  t.brightness = t.contrast = t.saturation = 0;
+  d.loader.transform = EvaluationView(d.loader.transform, c.eval.crop_fraction);
   return d;
 }
 

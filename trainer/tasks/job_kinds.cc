@@ -7,7 +7,10 @@
 #include "common/config_reader.h"
 #include "common/status_macros.h"
 #include "trainer/export/beit_export.h"
+#include "trainer/export/moco_export.h"
 #include "trainer/export/tokenizer_export.h"
+#include "trainer/tasks/contrastive_config.h"
+#include "trainer/tasks/contrastive_task.h"
 #include "trainer/tasks/eval_backbone.h"
 #include "trainer/tasks/eval_config.h"
 #include "trainer/tasks/eval_task.h"
@@ -22,6 +25,36 @@ namespace {
 // Adds (field, path) to `check` unless the path is empty.
 void AddInput(ConfigCheck* check, const char* field, const std::string& path) {
   if (!path.empty()) check->inputs.emplace_back(field, path);
+}
+
+// --- contrastive -------------------------------------------------------------------------------
+
+absl::Status RunContrastive(const std::string& text, const std::string& source,
+                            const JobFlags& flags, ProgressSink* progress) {
+  ASSIGN_OR_RETURN(ContrastiveJobConfig config, ParseContrastiveConfig(text, source));
+  if (!flags.output_dir.empty()) config.train.output_dir = flags.output_dir;
+  return RunContrastiveJob(config, {flags.resume_from, progress}).status();
+}
+
+absl::StatusOr<ConfigCheck> CheckContrastive(const std::string& yaml, const std::string& source,
+                                             bool check_paths, ProgressSink* progress) {
+  ASSIGN_OR_RETURN(ContrastiveJobConfig config,
+                   ParseContrastiveConfig(yaml, source, check_paths));
+  ConfigCheck check{"contrastive", config.train.max_steps, {}};
+  if (config.data.source != "synthetic") {
+    AddInput(&check, "data.path", config.data.path);
+    if (config.eval.enabled) AddInput(&check, "eval.path", config.eval_data.path);
+  }
+  return check;
+}
+
+absl::StatusOr<ExportSummary> ExportContrastiveCheckpoint(const std::string& dir,
+                                                          const std::string& out) {
+  ASSIGN_OR_RETURN(LoadedContrastive loaded, LoadContrastiveCheckpoint(dir));
+  RETURN_IF_ERROR(ExportMocoV3(loaded.model, loaded.step, loaded.config.model_preset, out));
+  return ExportSummary{loaded.checkpoint_dir, loaded.step,
+                       "MoCo v3 release key names (state_dict with module.base_encoder.*, "
+                       "module.momentum_encoder.*, module.predictor.*)"};
 }
 
 // --- tokenizer ---------------------------------------------------------------------------------
@@ -150,6 +183,7 @@ constexpr char kLinearProbe[] = "linear_probe";
 
 const std::vector<JobKind>& JobKinds() {
   static const std::vector<JobKind>* kinds = new std::vector<JobKind>{
+      {"contrastive", RunContrastive, CheckContrastive, ExportContrastiveCheckpoint},
       {"tokenizer", RunTokenizer, CheckTokenizer, ExportTokenizerCheckpoint},
       {"pretrain", RunPretrain, CheckPretrain, ExportPretrainCheckpoint},
       {kFinetune, RunEval<kFinetune>, CheckEval, ExportFinetuneCheckpoint},

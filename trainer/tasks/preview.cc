@@ -22,10 +22,7 @@ absl::StatusOr<std::vector<torch::Tensor>> LoadPreviewViews(const Dataset& datas
     return absl::InvalidArgumentError(
         absl::StrCat("train.preview_images: expected a value >= 1, got ", count));
   }
-  TransformOptions deterministic = transform;
-  deterministic.random_crop = false;
-  deterministic.horizontal_flip = false;
-  deterministic.brightness = deterministic.contrast = deterministic.saturation = 0;
+  const TransformOptions deterministic = EvaluationView(transform);
   std::mt19937_64 unused_rng(0);  // the deterministic transform draws nothing
   const int64_t size = dataset.size();
   std::vector<std::vector<torch::Tensor>> per_view(deterministic.output_sizes.size());

@@ -20,6 +20,18 @@ class Pixels : public FeatureBackbone {
   std::vector<std::string> names() const override { return {"pixels"}; }
 };
 
+class TimmVitCls : public FeatureBackbone {
+ public:
+  explicit TimmVitCls(TimmVit vit) : vit_(std::move(vit)) {}
+  std::vector<torch::Tensor> Features(const torch::Tensor& images) override {
+    return {vit_->ClsOutput(images).to(torch::kFloat32)};
+  }
+  std::vector<std::string> names() const override { return {"cls"}; }
+
+ private:
+  TimmVit vit_;
+};
+
 class Beit : public FeatureBackbone {
  public:
   Beit(BeitClassifier model, std::vector<int64_t> blocks, FeaturePooling pooling)
@@ -45,6 +57,10 @@ class Beit : public FeatureBackbone {
 };
 
 }  // namespace
+
+std::unique_ptr<FeatureBackbone> TimmVitClsBackbone(TimmVit vit) {
+  return std::make_unique<TimmVitCls>(std::move(vit));
+}
 
 absl::StatusOr<FeaturePooling> ParseFeaturePooling(const std::string& name,
                                                    const std::string& field) {

@@ -4,6 +4,8 @@
 // Backbones:
 //   pixels  the image itself, flattened (the evaluation view's values): the floor every report
 //           carries (Fashion-MNIST: about 84% for a linear readout and for k-NN).
+//   ViT     a timm-named ViT (MoCo v3's encoder, models/timm_vit.h): the CLS token after the
+//           final norm, the feature MoCo v3's evaluations read out (one set, "cls").
 //   BEiT    a BeitClassifier trunk (pre-trained or randomly initialised), the token sequence after
 //           each requested block (counted from 1, before any norm) pooled by `pooling`: the CLS
 //           token, the mean of the patch tokens (BEiT's linear probe), or both concatenated.
@@ -25,6 +27,7 @@
 #include "trainer/data/transforms.h"
 #include "trainer/engine/distributed.h"
 #include "trainer/models/beit_vit.h"
+#include "trainer/models/timm_vit.h"
 
 namespace peco::trainer {
 
@@ -48,6 +51,10 @@ class FeatureBackbone {
 
 // The raw view as the features: one set, "pixels".
 std::unique_ptr<FeatureBackbone> PixelBackbone();
+
+// `vit`'s CLS token after the final norm. Features() runs the ViT in whatever mode it is in (a
+// ViT trunk has no dropout or BatchNorm); the caller owns the mode of any head registered on it.
+std::unique_ptr<FeatureBackbone> TimmVitClsBackbone(TimmVit vit);
 
 // `model`'s trunk after each of `blocks` (each in [1, depth]; InvalidArgument naming
 // readout.blocks otherwise), pooled. The model is put in evaluation mode.
