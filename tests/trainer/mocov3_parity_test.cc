@@ -160,15 +160,16 @@ TEST(MocoV3ParityTest, OneTrainingStepMatchesGolden) {
     const torch::Tensor& want = grads[item.key()];
     const double scale = std::max(1.0, want.abs().max().item<double>());
     EXPECT_TRUE(torch::allclose(p.grad(), want, 1e-4, 1e-4 * scale))
-        << item.key() << " max diff " << (p.grad() - want).abs().max().item<double>()
-        << " (scale " << scale << ")";
+        << item.key() << " max diff " << (p.grad() - want).abs().max().item<double>() << " (scale "
+        << scale << ")";
   }
   EXPECT_EQ(with_grad, grads.size());
-  EXPECT_EQ(trainable.size(), grads.size()) << "trainable = the parameters the official step trains";
+  EXPECT_EQ(trainable.size(), grads.size())
+      << "trainable = the parameters the official step trains";
 
-  torch::optim::AdamW optimizer(trainable, torch::optim::AdamWOptions(1e-3)
-                                               .betas(std::make_tuple(0.9, 0.999))
-                                               .weight_decay(0.1));
+  torch::optim::AdamW optimizer(
+      trainable,
+      torch::optim::AdamWOptions(1e-3).betas(std::make_tuple(0.9, 0.999)).weight_decay(0.1));
   optimizer.step();
   std::map<std::string, torch::Tensor> after = GoldenTensors(*golden, "state_dict_after");
   // AdamW's first step moves each weight by about lr * g / (|g| + eps): where the gradient is
@@ -240,8 +241,8 @@ TEST(MocoV3ParityTest, InitialisationFollowsMocoV3) {
   EXPECT_FALSE(params["base_encoder.pos_embed"].requires_grad());
   config.stop_grad_conv1 = false;
   MocoV3 trained_conv(config);
-  EXPECT_TRUE(trained_conv->named_parameters()["base_encoder.patch_embed.proj.weight"]
-                  .requires_grad());
+  EXPECT_TRUE(
+      trained_conv->named_parameters()["base_encoder.patch_embed.proj.weight"].requires_grad());
 }
 
 }  // namespace

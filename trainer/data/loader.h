@@ -64,9 +64,9 @@ struct LoaderPosition {
 struct Batch {
   // One [B, C, S, S] float tensor per output size of `transform`, then of each independent view.
   std::vector<torch::Tensor> views;
-  torch::Tensor labels;              // [B] int64
-  torch::Tensor indices;             // [B] int64 dataset indices actually used (after replacement)
-  LoaderPosition position;           // position of this batch
+  torch::Tensor labels;     // [B] int64
+  torch::Tensor indices;    // [B] int64 dataset indices actually used (after replacement)
+  LoaderPosition position;  // position of this batch
 };
 
 // Thread-safety: Next(), position() and the counters may be called from one consumer thread at a

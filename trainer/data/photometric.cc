@@ -42,12 +42,24 @@ void AdjustHue(float factor, int channels, size_t n, float* data) {
     const float q = std::clamp(v * (1.f - s * f), 0.f, 1.f);
     const float t = std::clamp(v * (1.f - s * (1.f - f)), 0.f, 1.f);
     switch (sector) {
-      case 0: r[i] = v, g[i] = t, b[i] = p; break;
-      case 1: r[i] = q, g[i] = v, b[i] = p; break;
-      case 2: r[i] = p, g[i] = v, b[i] = t; break;
-      case 3: r[i] = p, g[i] = q, b[i] = v; break;
-      case 4: r[i] = t, g[i] = p, b[i] = v; break;
-      default: r[i] = v, g[i] = p, b[i] = q; break;
+      case 0:
+        r[i] = v, g[i] = t, b[i] = p;
+        break;
+      case 1:
+        r[i] = q, g[i] = v, b[i] = p;
+        break;
+      case 2:
+        r[i] = p, g[i] = v, b[i] = t;
+        break;
+      case 3:
+        r[i] = p, g[i] = q, b[i] = v;
+        break;
+      case 4:
+        r[i] = t, g[i] = p, b[i] = v;
+        break;
+      default:
+        r[i] = v, g[i] = p, b[i] = q;
+        break;
     }
   }
 }

@@ -218,11 +218,11 @@ absl::Status TransformOptions::Validate() const {
   if (!Finite(contrast) || contrast < 0) return FieldError("contrast", "value >= 0");
   if (!Finite(saturation) || saturation < 0) return FieldError("saturation", "value >= 0");
   if (!Finite(hue) || hue < 0 || hue > 0.5) return FieldError("hue", "a value in [0, 0.5]");
-  for (const auto& [field, p] : {std::pair<const char*, double>{"jitter_probability",
-                                                                jitter_probability},
-                                 {"grayscale_probability", grayscale_probability},
-                                 {"blur_probability", blur_probability},
-                                 {"solarize_probability", solarize_probability}}) {
+  for (const auto& [field, p] :
+       {std::pair<const char*, double>{"jitter_probability", jitter_probability},
+        {"grayscale_probability", grayscale_probability},
+        {"blur_probability", blur_probability},
+        {"solarize_probability", solarize_probability}}) {
     if (!Finite(p) || p < 0 || p > 1) return FieldError(field, "a probability in [0, 1]");
   }
   if (!Finite(blur_sigma_min) || !(blur_sigma_min > 0) || !(blur_sigma_min <= blur_sigma_max)) {

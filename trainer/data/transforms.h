@@ -3,9 +3,10 @@
 // ops of MoCo v3's views (random grayscale, Gaussian blur, solarize; data/photometric.h).
 //
 // All randomness comes from the caller's generator, drawn in a fixed order (crop box, flip,
-// jitter, grayscale, blur, solarize; an op whose probability is 0 draws nothing), so a sample's views are a pure function of (image, options, generator state). The
-// functions here are thread-compatible: they touch only their arguments and run on the calling
-// thread with plain loops (no intra-op parallelism), which is what the loader threads want.
+// jitter, grayscale, blur, solarize; an op whose probability is 0 draws nothing), so a sample's
+// views are a pure function of (image, options, generator state). The functions here are
+// thread-compatible: they touch only their arguments and run on the calling thread with plain loops
+// (no intra-op parallelism), which is what the loader threads want.
 #ifndef PECO_TRAINER_DATA_TRANSFORMS_H_
 #define PECO_TRAINER_DATA_TRANSFORMS_H_
 

@@ -12,14 +12,12 @@ absl::Status MocoV3Config::Validate(const std::string& prefix) const {
     return absl::InvalidArgumentError(absl::StrCat(prefix, "dim: expected > 0, got ", dim));
   }
   if (mlp_dim <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "mlp_dim: expected > 0, got ", mlp_dim));
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "mlp_dim: expected > 0, got ", mlp_dim));
   }
   return vit.Validate(prefix);
 }
 
-MocoMlpImpl::MocoMlpImpl(int64_t layers, int64_t input_dim, int64_t mlp_dim,
-                         int64_t output_dim) {
+MocoMlpImpl::MocoMlpImpl(int64_t layers, int64_t input_dim, int64_t mlp_dim, int64_t output_dim) {
   // Indices of the official nn.Sequential: Linear, BN, ReLU per hidden layer; Linear, BN last.
   int64_t index = 0;
   for (int64_t l = 0; l < layers; ++l) {
@@ -28,9 +26,9 @@ MocoMlpImpl::MocoMlpImpl(int64_t layers, int64_t input_dim, int64_t mlp_dim,
     const int64_t out = last ? output_dim : mlp_dim;
     linears_.push_back(register_module(
         std::to_string(index++), torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false))));
-    norms_.push_back(register_module(
-        std::to_string(index++),
-        torch::nn::BatchNorm1d(torch::nn::BatchNormOptions(out).affine(!last))));
+    norms_.push_back(
+        register_module(std::to_string(index++),
+                        torch::nn::BatchNorm1d(torch::nn::BatchNormOptions(out).affine(!last))));
     if (!last) ++index;  // ReLU
   }
 }
@@ -51,7 +49,8 @@ torch::Tensor MocoMlpImpl::forward(const torch::Tensor& x, const RankSum& sum_ov
 torch::Tensor ContrastiveLoss(const torch::Tensor& queries, const torch::Tensor& all_keys,
                               const ContrastiveLossOptions& options) {
   namespace F = torch::nn::functional;
-  const torch::Tensor q = F::normalize(queries.to(torch::kFloat32), F::NormalizeFuncOptions().dim(1));
+  const torch::Tensor q =
+      F::normalize(queries.to(torch::kFloat32), F::NormalizeFuncOptions().dim(1));
   const torch::Tensor k =
       F::normalize(all_keys.to(torch::kFloat32), F::NormalizeFuncOptions().dim(1));
   const torch::Tensor logits = torch::matmul(q, k.t()) / options.temperature;
@@ -64,8 +63,8 @@ torch::Tensor ContrastiveLoss(const torch::Tensor& queries, const torch::Tensor&
 MocoV3Impl::MocoV3Impl(const MocoV3Config& config) : config_(config) {
   auto encoder = [&](const char* name, MocoMlp* head) {
     TimmVit vit = register_module(name, TimmVit(config.vit));
-    *head = vit->register_module("head", MocoMlp(3, config.vit.embed_dim, config.mlp_dim,
-                                                 config.dim));
+    *head =
+        vit->register_module("head", MocoMlp(3, config.vit.embed_dim, config.mlp_dim, config.dim));
     return vit;
   };
   base_ = encoder("base_encoder", &base_head_);
@@ -142,8 +141,8 @@ double MocoEncoderForwardFlops(const MocoV3Config& config) {
                        + 2 * 2 * t * t * d  // q k^T and attention x v
                        + 2 * t * d * d      // proj
                        + 2 * 2 * t * d * hidden;
-  const double head = 2 * (d * config.mlp_dim + config.mlp_dim * config.mlp_dim +
-                           config.mlp_dim * config.dim);
+  const double head =
+      2 * (d * config.mlp_dim + config.mlp_dim * config.mlp_dim + config.mlp_dim * config.dim);
   return patch + c.depth * block + head;
 }
 

@@ -37,10 +37,10 @@ MocoV3Config VitSmall() {
 MocoV3Config VitBase() { return MocoV3Config(); }
 
 const std::map<std::string, MocoV3Config (*)()>& Presets() {
-  static const auto* presets = new std::map<std::string, MocoV3Config (*)()>{
-      {"vit_small_fashion_mnist", &SmallFashionMnist},
-      {"vit_small", &VitSmall},
-      {"vit_base", &VitBase}};
+  static const auto* presets =
+      new std::map<std::string, MocoV3Config (*)()>{{"vit_small_fashion_mnist", &SmallFashionMnist},
+                                                    {"vit_small", &VitSmall},
+                                                    {"vit_base", &VitBase}};
   return *presets;
 }
 
@@ -132,11 +132,14 @@ absl::Status ReadTrain(ConfigReader& r, ContrastiveTrainConfig* t) {
   return r.Finish();
 }
 
-// Prefixes a view's transform error with the view ("transform.view2: transform.hue: ...").
+// A view's transform error naming the view's field ("transform.view2.hue: ..."; a field both
+// views share is named in view1).
 absl::Status ValidateView(const TransformOptions& view, const char* name) {
   absl::Status status = view.Validate();
   if (status.ok()) return status;
-  return absl::InvalidArgumentError(absl::StrCat("transform.", name, ": ", status.message()));
+  std::string message(status.message());
+  if (message.rfind("transform.", 0) == 0) message = message.substr(10);
+  return absl::InvalidArgumentError(absl::StrCat("transform.", name, ".", message));
 }
 
 }  // namespace
@@ -152,17 +155,16 @@ absl::StatusOr<MocoV3Config> MocoV3Preset(const std::string& name) {
   if (it == Presets().end()) {
     std::vector<std::string> names;
     for (const auto& [known, make] : Presets()) names.push_back(known);
-    return absl::InvalidArgumentError(absl::StrCat("model.preset: expected one of ",
-                                                   absl::StrJoin(names, ", "), ", got '", name,
-                                                   "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model.preset: expected one of ", absl::StrJoin(names, ", "), ", got '", name, "'"));
   }
   return it->second();
 }
 
 absl::Status ContrastiveJobConfig::Validate(bool check_paths) const {
-  RETURN_IF_ERROR(ValidateDataSection(data, check_paths));
   RETURN_IF_ERROR(ValidateView(view1(), "view1"));
   RETURN_IF_ERROR(ValidateView(view2(), "view2"));
+  RETURN_IF_ERROR(ValidateDataSection(data, check_paths));
   RETURN_IF_ERROR(ValidateNormalisation("transform.mean", view1().mean, false));
   RETURN_IF_ERROR(ValidateNormalisation("transform.std", view1().std, true));
   RETURN_IF_ERROR(model.Validate("model."));
@@ -184,8 +186,8 @@ absl::Status ContrastiveJobConfig::Validate(bool check_paths) const {
   }
   if (!(optim.lr > 0) || !std::isfinite(optim.lr)) return Bad("optim.lr", "a value > 0", optim.lr);
   RETURN_IF_ERROR(optim.schedule.Validate("optim."));
-  if (optim.betas.size() != 2 || optim.betas[0] < 0 || optim.betas[0] >= 1 ||
-      optim.betas[1] < 0 || optim.betas[1] >= 1) {
+  if (optim.betas.size() != 2 || optim.betas[0] < 0 || optim.betas[0] >= 1 || optim.betas[1] < 0 ||
+      optim.betas[1] >= 1) {
     return absl::InvalidArgumentError("optim.betas: expected two values in [0, 1)");
   }
   if (!(optim.eps > 0)) return Bad("optim.eps", "a value > 0", optim.eps);
@@ -218,9 +220,9 @@ absl::Status ContrastiveJobConfig::Validate(bool check_paths) const {
     }
     if (check_paths && data.source != "synthetic" &&
         !std::filesystem::is_directory(eval_data.path)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "eval.path: expected a readable directory for the held-out split, got '",
-          eval_data.path, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("eval.path: expected a readable directory for the held-out split, got '",
+                       eval_data.path, "'"));
     }
   }
   RETURN_IF_ERROR(ValidateTrainSection(train));

@@ -63,8 +63,8 @@ struct ContrastiveEvalConfig {
   // synthetic: a second synthetic set drawn with another seed.
   std::string split = "test";
   std::string path;
-  int64_t every = 0;           // also every this many steps; 0 = only at the start and the end
-  bool at_start = true;        // the initialisation's k-NN, the floor the run is read against
+  int64_t every = 0;             // also every this many steps; 0 = only at the start and the end
+  bool at_start = true;          // the initialisation's k-NN, the floor the run is read against
   int64_t train_images = 10000;  // the first this many training images (0 = all)
   int64_t max_images = 0;        // held-out images (0 = the whole split)
   int64_t batch_size = 256;      // per rank

@@ -58,8 +58,7 @@ std::string StateToJson(const ContrastiveState& state) {
   return w.str() + "\n";
 }
 
-absl::StatusOr<ContrastiveState> StateFromJson(const std::string& json,
-                                               const std::string& source) {
+absl::StatusOr<ContrastiveState> StateFromJson(const std::string& json, const std::string& source) {
   ASSIGN_OR_RETURN(ConfigReader r, ConfigReader::FromString(json, source));
   ContrastiveState state;
   RETURN_IF_ERROR(ReadRunState(r, {kKind}, source, &state));
@@ -184,9 +183,9 @@ absl::Status ContrastiveTask::Connect(DistributedContext* group) {
     held_out_ = *held_out;
     if (dataset_->num_classes() < 2 || held_out_->num_classes() != dataset_->num_classes()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "eval: the k-NN monitor needs labelled data with the same classes in ",
-          dataset_->name(), " (", dataset_->num_classes(), " classes) and ", held_out_->name(),
-          " (", held_out_->num_classes(), "); set eval.enabled: false for unlabelled data"));
+          "eval: the k-NN monitor needs labelled data with the same classes in ", dataset_->name(),
+          " (", dataset_->num_classes(), " classes) and ", held_out_->name(), " (",
+          held_out_->num_classes(), "); set eval.enabled: false for unlabelled data"));
     }
     const int64_t train_images = config_.eval.train_images > 0
                                      ? std::min(config_.eval.train_images, dataset_->size())
@@ -341,13 +340,13 @@ absl::Status ContrastiveTask::Evaluate() {
     AutocastGuard autocast(bf16_, device_);
     int64_t done = 0;
     auto heartbeat = [&](int64_t images) { progress_.Heartbeat("eval", done + images); };
-    ASSIGN_OR_RETURN(train, ExtractFeaturesOverRanks(*backbone, *dataset_, train_images, view,
-                                                     config_.eval.batch_size, device_, group_,
-                                                     heartbeat));
+    ASSIGN_OR_RETURN(train,
+                     ExtractFeaturesOverRanks(*backbone, *dataset_, train_images, view,
+                                              config_.eval.batch_size, device_, group_, heartbeat));
     done = train_images;
-    ASSIGN_OR_RETURN(test, ExtractFeaturesOverRanks(*backbone, *held_out_, held_images, view,
-                                                    config_.eval.batch_size, device_, group_,
-                                                    heartbeat));
+    ASSIGN_OR_RETURN(test,
+                     ExtractFeaturesOverRanks(*backbone, *held_out_, held_images, view,
+                                              config_.eval.batch_size, device_, group_, heartbeat));
     return absl::OkStatus();
   }();
   model_->train(training);

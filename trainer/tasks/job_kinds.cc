@@ -38,8 +38,7 @@ absl::Status RunContrastive(const std::string& text, const std::string& source,
 
 absl::StatusOr<ConfigCheck> CheckContrastive(const std::string& yaml, const std::string& source,
                                              bool check_paths, ProgressSink* progress) {
-  ASSIGN_OR_RETURN(ContrastiveJobConfig config,
-                   ParseContrastiveConfig(yaml, source, check_paths));
+  ASSIGN_OR_RETURN(ContrastiveJobConfig config, ParseContrastiveConfig(yaml, source, check_paths));
   ConfigCheck check{"contrastive", config.train.max_steps, {}};
   if (config.data.source != "synthetic") {
     AddInput(&check, "data.path", config.data.path);
