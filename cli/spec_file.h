@@ -3,7 +3,7 @@
 // A spec file is a trainer config with a top-level `kind` and an optional `job:` section that
 // describes how to run it:
 //
-//   kind: tokenizer                 # tokenizer | pretrain | finetune | linear_probe
+//   kind: tokenizer                 # contrastive | tokenizer | pretrain | finetune | linear_probe
 //   ...                             # the trainer config, sent unchanged in meaning
 //   job:
 //     name: small-tokenizer         # default: the file name without extension

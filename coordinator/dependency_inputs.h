@@ -7,7 +7,8 @@
 //   pretrain      after tokenizer -> tokenizer.checkpoint        (the frozen target tokenizer)
 //   finetune      after pretrain  -> backbone.checkpoint         (the backbone to evaluate)
 //   linear_probe  after pretrain  -> backbone.checkpoint
-//   tokenizer     after pretrain  -> loss.perceptual.checkpoint  (the perceptual network)
+//   tokenizer     after contrastive or pretrain -> loss.perceptual.checkpoint  (the perceptual
+//                                                   network: MoCo v3 encoder or BEiT trunk)
 // Any other pair only orders the two jobs.
 //
 // Pure functions; thread-safe.

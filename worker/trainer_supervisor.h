@@ -106,7 +106,7 @@ struct TrainerSupervisorOptions {
   std::vector<std::string> trainer_command = {"peco-train"};
   std::string job_id;
   int64_t attempt = 0;
-  // tokenizer, pretrain, finetune or linear_probe.
+  // contrastive, tokenizer, pretrain, finetune or linear_probe.
   std::string kind;
   std::string config_path;
   std::string output_dir;

@@ -19,7 +19,9 @@ constexpr std::pair<const char*, const char*> kRankValues[] = {
     {"codes_used", "Codebook entries used in the latest step (tokenizer)"},
     {"perplexity", "Codebook perplexity of the latest step (tokenizer)"},
     {"mlm_acc", "Masked-token accuracy of the latest step (pretrain)"},
-    {"eval_top1", "Top-1 accuracy in percent of the latest evaluation (finetune, linear_probe)"},
+    {"eval_top1",
+     "Top-1 accuracy in percent of the latest evaluation (finetune, linear_probe; k-NN for "
+     "contrastive)"},
     {"loss_pixel", "Pixel (reconstruction) loss of the latest step (tokenizer)"},
     {"loss_perceptual", "Perceptual loss of the latest step (tokenizer)"},
     {"loss_codebook", "Codebook (commitment) loss of the latest step (tokenizer)"},

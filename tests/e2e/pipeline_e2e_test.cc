@@ -1,6 +1,7 @@
 // Multi-job and multi-rank work through the service on loopback: a data-parallel job gang-placed
 // on two CPU slots (and restarted as a whole when one of its ranks dies), and the PeCo pipeline
-// tokenizer -> pretrain -> linear_probe, where each job reads its dependency's final checkpoint.
+// contrastive -> tokenizer -> pretrain -> linear_probe, where each job reads its dependency's
+// final checkpoint.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <png.h>
@@ -187,6 +188,35 @@ TEST_F(PipelineE2eTest, TwoRankJobRunsOnTwoSlotsAndRestartsAsAWholeWhenARankDies
   EXPECT_THAT(rank1_log.output, HasSubstr("completed at step 40; checkpoint: \n"));
 }
 
+// A tiny MoCo v3 spec whose ViT (16 px, patch 4, 2 blocks) the tiny tokenizer of
+// Cluster::WriteSpec takes as its perceptual network (blocks [1, 2]); its k-NN monitor reads 200
+// training images against 200 test images at the end.
+std::string ContrastiveSpec(int max_steps) {
+  return absl::StrCat(R"(kind: contrastive
+seed: 5
+threads: 1
+data: {source: fashion_mnist, path: /usr/share/datasets/fashion-mnist, image_size: 16,
+       batch_size: 16, num_workers: 1, prefetch: 2}
+model: {preset: vit_small_fashion_mnist, img_size: 16, patch_size: 4, embed_dim: 16, depth: 2,
+        num_heads: 2, dim: 16, mlp_dim: 32}
+optim: {warmup_steps: 2}
+eval: {train_images: 200, max_images: 200, batch_size: 100}
+train: {max_steps: )",
+                      max_steps, R"(, log_every: 1, checkpoint_every: 10, keep_checkpoints: 2}
+job: {name: e2e-contrastive, max_restarts: 2}
+)");
+}
+
+// The id of the final checkpoint among `job`'s, or "".
+std::string FinalCheckpoint(Cluster& cluster, const std::string& job) {
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> checkpoints = cluster.Checkpoints(job);
+  if (!checkpoints.ok()) return "";
+  for (const v1::CheckpointInfo& info : *checkpoints) {
+    if (info.final()) return info.id();
+  }
+  return "";
+}
+
 // A tiny pretrain spec whose ViT (16 px, patch 2: an 8x8 grid, 32 codes) matches the tiny
 // tokenizer of Cluster::WriteSpec (16 px, factor 2, 32 codes). tokenizer.checkpoint is left to
 // the service.
@@ -251,7 +281,12 @@ TEST_F(PipelineE2eTest, PecoPipelineHandsEachJobItsDependencysFinalCheckpoint) {
   cluster_.StartWorker(/*cpu_slots=*/1);
   ASSERT_TRUE(cluster_.WaitForWorkers(1));
 
-  const std::string tokenizer = Submit(cluster_.WriteSpec("e2e-tokenizer", 20, 10));
+  const std::string contrastive_spec = cluster_.root() + "/contrastive.yaml";
+  std::ofstream(contrastive_spec) << ContrastiveSpec(10);
+  const std::string contrastive = Submit(contrastive_spec);
+  ASSERT_FALSE(contrastive.empty());
+  const std::string tokenizer =
+      Submit(cluster_.WriteSpec("e2e-tokenizer", 20, 10), {"--after", contrastive});
   ASSERT_FALSE(tokenizer.empty());
   const std::string pretrain_spec = cluster_.root() + "/pretrain.yaml";
   std::ofstream(pretrain_spec) << PretrainSpec(20);
@@ -269,14 +304,26 @@ TEST_F(PipelineE2eTest, PecoPipelineHandsEachJobItsDependencysFinalCheckpoint) {
   ASSERT_TRUE(done.ok()) << done.status();
   ASSERT_EQ(done->job().state(), v1::JOB_STATE_SUCCEEDED);
 
+  // The tokenizer's perceptual network was the contrastive job's final checkpoint, whose k-NN
+  // monitor is in its history.
+  absl::StatusOr<v1::GetJobResponse> tokenized = cluster_.GetJob(tokenizer);
+  ASSERT_TRUE(tokenized.ok()) << tokenized.status();
+  const std::string final_contrastive = FinalCheckpoint(cluster_, contrastive);
+  ASSERT_FALSE(final_contrastive.empty());
+  ASSERT_THAT(tokenized->attempts(0).inputs(), SizeIs(1));
+  EXPECT_EQ(tokenized->attempts(0).inputs(0).checkpoint_id(), final_contrastive);
+  EXPECT_EQ(tokenized->attempts(0).inputs(0).config_field(), "loss.perceptual.checkpoint");
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> contrastive_history =
+      cluster_.History(contrastive);
+  ASSERT_TRUE(contrastive_history.ok()) << contrastive_history.status();
+  std::optional<double> contrastive_knn = LastValue(*contrastive_history, "eval_knn_top1");
+  ASSERT_TRUE(contrastive_knn.has_value()) << "the k-NN monitor in the contrastive job's curve";
+  EXPECT_GT(*contrastive_knn, 10.0);
+  CommandResult tokenizer_log = cluster_.Peco({"logs", tokenizer});
+  EXPECT_THAT(tokenizer_log.output, HasSubstr("contrastive checkpoint"));
+
   // The pretrain job read the tokenizer's final checkpoint.
-  absl::StatusOr<std::vector<v1::CheckpointInfo>> tokenizer_checkpoints =
-      cluster_.Checkpoints(tokenizer);
-  ASSERT_TRUE(tokenizer_checkpoints.ok());
-  std::string final_tokenizer;
-  for (const v1::CheckpointInfo& info : *tokenizer_checkpoints) {
-    if (info.final()) final_tokenizer = info.id();
-  }
+  const std::string final_tokenizer = FinalCheckpoint(cluster_, tokenizer);
   ASSERT_FALSE(final_tokenizer.empty());
   ASSERT_THAT(done->attempts(0).inputs(), SizeIs(1));
   EXPECT_EQ(done->attempts(0).inputs(0).checkpoint_id(), final_tokenizer);
@@ -287,13 +334,7 @@ TEST_F(PipelineE2eTest, PecoPipelineHandsEachJobItsDependencysFinalCheckpoint) {
 
   // The probe read the pretrain job's final checkpoint and reports top-1 on the test split, in
   // its curve and as the job's latest evaluation.
-  absl::StatusOr<std::vector<v1::CheckpointInfo>> pretrain_checkpoints =
-      cluster_.Checkpoints(pretrain);
-  ASSERT_TRUE(pretrain_checkpoints.ok());
-  std::string final_pretrain;
-  for (const v1::CheckpointInfo& info : *pretrain_checkpoints) {
-    if (info.final()) final_pretrain = info.id();
-  }
+  const std::string final_pretrain = FinalCheckpoint(cluster_, pretrain);
   ASSERT_THAT(probed->attempts(0).inputs(), SizeIs(1));
   EXPECT_EQ(probed->attempts(0).inputs(0).checkpoint_id(), final_pretrain);
   EXPECT_EQ(probed->attempts(0).inputs(0).config_field(), "backbone.checkpoint");
@@ -315,9 +356,10 @@ TEST_F(PipelineE2eTest, PecoPipelineHandsEachJobItsDependencysFinalCheckpoint) {
   EXPECT_THAT(get.output, HasSubstr("k-NN top-1"));
   EXPECT_THAT(get.output, HasSubstr("backbone.checkpoint <- " + final_pretrain));
   CommandResult get_pretrain = cluster_.Peco({"get", pretrain});
-  EXPECT_THAT(get_pretrain.output, HasSubstr(absl::StrCat(tokenizer, " tokenizer SUCCEEDED -> [",
-                                                          pretrain, " pretrain SUCCEEDED] -> ",
-                                                          probe, " linear_probe SUCCEEDED")));
+  EXPECT_THAT(get_pretrain.output,
+              HasSubstr(absl::StrCat(
+                  contrastive, " contrastive SUCCEEDED -> ", tokenizer, " tokenizer SUCCEEDED -> [",
+                  pretrain, " pretrain SUCCEEDED] -> ", probe, " linear_probe SUCCEEDED")));
   EXPECT_THAT(get_pretrain.output, HasSubstr("Pipeline:"));
   EXPECT_THAT(get_pretrain.output, HasSubstr("Checkpoints:"));
 

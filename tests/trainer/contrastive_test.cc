@@ -2,7 +2,7 @@
 // contrastive` as processes on Fashion-MNIST: the k-NN monitor rises above the initialisation's,
 // two ranks x batch b train exactly as one rank x batch 2b, resume is step-exact, a resumed
 // checkpoint of another projector is refused, and the export has MoCo v3's release names (read
-// by Python's torch.load and by peco as a perceptual network).
+// by Python's torch.load); the export and the run both serve as a tokenizer's perceptual network.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -15,11 +15,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "tests/test_util/tiny_jobs.h"
 #include "tests/test_util/train_process.h"
 #include "trainer/losses/timm_vit_extractor.h"
 #include "trainer/tasks/contrastive_config.h"
 #include "trainer/tasks/contrastive_task.h"
+#include "trainer/tasks/perceptual_network.h"
 
 namespace peco::trainer {
 namespace {
@@ -111,6 +113,30 @@ TEST(ContrastiveConfigTest, ViewOverridesApplyToTheirViewOnly) {
   EXPECT_EQ(config->view2().solarize_probability, 0.7);
 }
 
+TEST(ContrastiveConfigTest, PresetsParseToTheirRecipes) {
+  for (const char* name : {"contrastive_small.yaml", "contrastive_paper.yaml"}) {
+    absl::StatusOr<std::string> text =
+        ReadFileToString(std::string(PECO_SOURCE_DIR) + "/configs/" + name);
+    ASSERT_TRUE(text.ok()) << text.status();
+    EXPECT_TRUE(Parse(*text).ok()) << name << ": " << Parse(*text).status();
+  }
+  absl::StatusOr<ContrastiveJobConfig> paper =
+      Parse(*ReadFileToString(std::string(PECO_SOURCE_DIR) + "/configs/contrastive_paper.yaml"));
+  ASSERT_TRUE(paper.ok());
+  // ViT-B/16 at 224 with MoCo v3's heads, 300 epochs of ImageNet at a global batch of 4096.
+  EXPECT_EQ(paper->model.vit.embed_dim, 768);
+  EXPECT_EQ(paper->model.vit.depth, 12);
+  EXPECT_EQ(paper->model.vit.patch_size, 16);
+  EXPECT_EQ(paper->model.vit.img_size, 224);
+  EXPECT_EQ(paper->model.mlp_dim, 4096);
+  EXPECT_EQ(paper->model.dim, 256);
+  EXPECT_EQ(paper->view1().blur_sigma_max, 2.0);
+  EXPECT_EQ(paper->view2().grayscale_probability, 0.2);
+  EXPECT_NEAR(paper->train.max_steps * 4096.0 / 1281167, 300, 0.5);
+  EXPECT_NEAR(paper->optim.schedule.warmup_steps * 4096.0 / 1281167, 40, 0.5);
+  EXPECT_EQ(paper->eval.crop_fraction, 0.875);
+}
+
 TEST(ContrastiveConfigTest, BadInputIsRefusedNamingTheField) {
   ExpectRefused("kind: contrastive\nmoco: {temperature: 0}\n", "moco.temperature");
   ExpectRefused("kind: contrastive\nmoco: {temperature: -0.1}\n", "moco.temperature");
@@ -124,17 +150,20 @@ TEST(ContrastiveConfigTest, BadInputIsRefusedNamingTheField) {
   ExpectRefused("kind: contrastive\ntransform: {view2: {solarize_probability: 2}}\n",
                 "transform.view2.solarize_probability");
   ExpectRefused("kind: contrastive\ntransform: {hue: 0.7}\n", "transform.view1.hue");
-  ExpectRefused("kind: contrastive\ntransform: {view1: {nonsense: 1}}\n", "transform.view1.nonsense");
+  ExpectRefused("kind: contrastive\ntransform: {view1: {nonsense: 1}}\n",
+                "transform.view1.nonsense");
   ExpectRefused("kind: contrastive\nmodel: {dim: 0}\n", "model.dim");
   ExpectRefused("kind: contrastive\neval: {train_images: 10, knn: {k: 20}}\n", "eval.knn.k");
+  ExpectRefused("kind: contrastive\neval: {crop_fraction: 1.5}\n", "eval.crop_fraction");
   ExpectRefused("kind: contrastive\noptim: {lr: 0}\n", "optim.lr");
 }
 
 TEST(ContrastiveRunTest, ShortRunRaisesTheKnnReadoutAboveTheInitialisation) {
   const std::string dir = TempDir("knn");
-  TrainRun run = RunTrain(
-      {"contrastive", "--config", WriteConfig(dir, "c.yaml", TinyConfig(dir + "/run", 150, 64, "", 3000, 1000))},
-      dir + "/run.log");
+  TrainRun run =
+      RunTrain({"contrastive", "--config",
+                WriteConfig(dir, "c.yaml", TinyConfig(dir + "/run", 150, 64, "", 3000, 1000))},
+               dir + "/run.log");
   ASSERT_EQ(run.exit_code, 0) << run.ErrorMessage();
   std::vector<YAML::Node> evals = run.Of("eval");
   ASSERT_EQ(evals.size(), 2u);  // at the start and at the end
@@ -189,9 +218,8 @@ void ExpectSameModel(const std::string& a_dir, const std::string& b_dir, double 
     const torch::Tensor& other = b_params[item.key()];
     const torch::Tensor diff = (item.value() - other).abs();
     const torch::Tensor noise = NoiseGradientElements(item.key(), item.value());
-    const torch::Tensor bound =
-        torch::where(noise, torch::full_like(diff, noise_bound),
-                     tolerance + tolerance * other.abs());
+    const torch::Tensor bound = torch::where(noise, torch::full_like(diff, noise_bound),
+                                             tolerance + tolerance * other.abs());
     EXPECT_TRUE((diff <= bound).all().item<bool>())
         << item.key() << " max diff " << diff.max().item<double>();
   }
@@ -206,10 +234,10 @@ void ExpectSameModel(const std::string& a_dir, const std::string& b_dir, double 
 
 TEST(ContrastiveRunTest, TwoRanksOfBatchBTrainAsOneRankOfBatch2B) {
   const std::string dir = TempDir("ddp");
-  TrainRun one = RunTrain({"contrastive", "--config",
-                           WriteConfig(dir, "one.yaml", TinyConfig(dir + "/one", 3, 16)), "--set",
-                           "eval.enabled=false", "--set", "threads=1"},
-                          dir + "/one.log");
+  TrainRun one = RunTrain(
+      {"contrastive", "--config", WriteConfig(dir, "one.yaml", TinyConfig(dir + "/one", 3, 16)),
+       "--set", "eval.enabled=false", "--set", "threads=1"},
+      dir + "/one.log");
   ASSERT_EQ(one.exit_code, 0) << one.ErrorMessage();
   const std::string two = WriteConfig(dir, "two.yaml", TinyConfig(dir + "/two", 3, 8));
   std::vector<TrainRun> ranks = ::peco::testing::RunRanksProcesses(
@@ -221,16 +249,16 @@ TEST(ContrastiveRunTest, TwoRanksOfBatchBTrainAsOneRankOfBatch2B) {
   // Same losses (every rank logs the global mean) and the same model after 3 steps: the gathered
   // keys and the synchronised BatchNorm make it one computation.
   for (int s = 0; s < 3; ++s) {
-    EXPECT_NEAR(ranks[0].Of("step")[s]["loss"].as<double>(),
-                one.Of("step")[s]["loss"].as<double>(), 1e-4)
+    EXPECT_NEAR(ranks[0].Of("step")[s]["loss"].as<double>(), one.Of("step")[s]["loss"].as<double>(),
+                1e-4)
         << "step " << s + 1;
   }
   // Peak lr 1e-2 x 16 / 256 reached after 5 warm-up steps: 3 steps move a weight < 3 x 6.25e-4.
   ExpectSameModel(dir + "/one", dir + "/two", 1e-4, /*noise_bound=*/2e-3);
 
   // Per-rank BatchNorm statistics are another computation: the same data gives another model.
-  const std::string per_rank =
-      WriteConfig(dir, "per_rank.yaml", TinyConfig(dir + "/per_rank", 3, 8, "moco: {batch_norm: per_rank}\n"));
+  const std::string per_rank = WriteConfig(
+      dir, "per_rank.yaml", TinyConfig(dir + "/per_rank", 3, 8, "moco: {batch_norm: per_rank}\n"));
   ranks = ::peco::testing::RunRanksProcesses(
       PECO_TRAIN_BINARY, {"contrastive", "--config", per_rank, "--set", "eval.enabled=false"},
       dir + "/per_rank", 29000 + (::getpid() + 1311) % 2000);
@@ -242,32 +270,32 @@ TEST(ContrastiveRunTest, TwoRanksOfBatchBTrainAsOneRankOfBatch2B) {
 
 TEST(ContrastiveRunTest, ResumeIsStepExactAndRefusesAnotherProjector) {
   const std::string dir = TempDir("resume");
-  const std::string config = WriteConfig(
-      dir, "c.yaml",
-      TinyConfig(dir + "/straight", 6, 16, "", 200) );
+  const std::string config =
+      WriteConfig(dir, "c.yaml", TinyConfig(dir + "/straight", 6, 16, "", 200));
   TrainRun straight = RunTrain({"contrastive", "--config", config, "--set",
                                 "train.checkpoint_every=3", "--set", "eval.every=3"},
                                dir + "/straight.log");
   ASSERT_EQ(straight.exit_code, 0) << straight.ErrorMessage();
 
   const std::string split = WriteConfig(dir, "s.yaml", TinyConfig(dir + "/split", 6, 16, "", 200));
-  TrainRun first = RunTrain({"contrastive", "--config", split, "--set",
-                             "train.checkpoint_every=3", "--set", "eval.every=3"},
+  TrainRun first = RunTrain({"contrastive", "--config", split, "--set", "train.checkpoint_every=3",
+                             "--set", "eval.every=3"},
                             dir + "/first.log", /*stop_at_step=*/3);
   ASSERT_EQ(first.exit_code, 0) << first.ErrorMessage();
   ASSERT_EQ(first.Of("stopped").size(), 1u);
-  TrainRun second = RunTrain({"contrastive", "--config", split, "--resume", dir + "/split",
-                              "--set", "train.checkpoint_every=3", "--set", "eval.every=3"},
+  TrainRun second = RunTrain({"contrastive", "--config", split, "--resume", dir + "/split", "--set",
+                              "train.checkpoint_every=3", "--set", "eval.every=3"},
                              dir + "/second.log");
   ASSERT_EQ(second.exit_code, 0) << second.ErrorMessage();
-  ASSERT_EQ(second.Of("step").front()["step"].as<int>(), first.Of("step").back()["step"].as<int>() + 1);
+  ASSERT_EQ(second.Of("step").front()["step"].as<int>(),
+            first.Of("step").back()["step"].as<int>() + 1);
   ExpectSameModel(dir + "/straight", dir + "/split", 0);
   EXPECT_EQ(second.Of("eval").back()["eval_knn_top1"].as<double>(),
             straight.Of("eval").back()["eval_knn_top1"].as<double>());
 
   // A projector of another width cannot take the checkpoint's weights.
-  TrainRun wrong = RunTrain({"contrastive", "--config", split, "--resume", dir + "/split",
-                             "--set", "model.dim=24", "--set", "train.max_steps=9"},
+  TrainRun wrong = RunTrain({"contrastive", "--config", split, "--resume", dir + "/split", "--set",
+                             "model.dim=24", "--set", "train.max_steps=9"},
                             dir + "/wrong.log");
   EXPECT_EQ(wrong.exit_code, 2);
   EXPECT_NE(wrong.ErrorMessage().find("model.dim"), std::string::npos) << wrong.ErrorMessage();
@@ -275,10 +303,10 @@ TEST(ContrastiveRunTest, ResumeIsStepExactAndRefusesAnotherProjector) {
 
 TEST(ContrastiveRunTest, ExportHasMocoV3ReleaseNamesAndServesAsPerceptualWeights) {
   const std::string dir = TempDir("export");
-  TrainRun run = RunTrain({"contrastive", "--config",
-                           WriteConfig(dir, "c.yaml", TinyConfig(dir + "/run", 2, 16)), "--set",
-                           "eval.enabled=false"},
-                          dir + "/run.log");
+  TrainRun run = RunTrain(
+      {"contrastive", "--config", WriteConfig(dir, "c.yaml", TinyConfig(dir + "/run", 2, 16)),
+       "--set", "eval.enabled=false"},
+      dir + "/run.log");
   ASSERT_EQ(run.exit_code, 0) << run.ErrorMessage();
   const std::string out = dir + "/moco.pth.tar";
   ::peco::testing::Subprocess exporter(
@@ -306,29 +334,65 @@ TEST(ContrastiveRunTest, ExportHasMocoV3ReleaseNamesAndServesAsPerceptualWeights
     EXPECT_TRUE(torch::equal(item.value(), trained[item.key()])) << item.key();
   }
 
+  // A tokenizer's perceptual network: the exported file as loss.perceptual.weights and the run
+  // as loss.perceptual.checkpoint both give the trained base encoder's block outputs, the latter
+  // with the job's own input size and normalisation.
+  torch::manual_seed(0);
+  const torch::Tensor images = torch::rand({2, 3, 32, 32});
+  const std::vector<torch::Tensor> want =
+      checkpoint->model->base_encoder()->BlockOutputs(images, std::vector<int64_t>{1, 2});
+  PerceptualLossConfig from_file;
+  from_file.extractor = vit;
+  from_file.weights_path = out;
+  from_file.blocks = {1, 2};
+  PerceptualLossConfig from_run;
+  from_run.checkpoint = dir + "/run";
+  from_run.blocks = {1, 2};
+  ASSERT_TRUE(CheckPerceptualCheckpoint(from_run).ok());
+  for (const PerceptualLossConfig& config : {from_file, from_run}) {
+    absl::StatusOr<std::unique_ptr<PerceptualLoss>> loss = CreatePerceptualLoss(config);
+    ASSERT_TRUE(loss.ok()) << loss.status();
+    PerceptualFeatureExtractor& extractor = (*loss)->extractor();
+    EXPECT_EQ(extractor.input().img_size, 32);
+    EXPECT_EQ(extractor.input().mean, (std::vector<double>{0.485, 0.456, 0.406}));
+    std::vector<torch::Tensor> got = extractor.BlockOutputs(images, {1, 2});
+    ASSERT_EQ(got.size(), 2u);
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(torch::allclose(got[i], want[i]));
+  }
+  absl::StatusOr<std::unique_ptr<PerceptualLoss>> from_checkpoint = CreatePerceptualLoss(from_run);
+  ASSERT_TRUE(from_checkpoint.ok());
+  EXPECT_NE((*from_checkpoint)->extractor().source().description.find("contrastive checkpoint"),
+            std::string::npos);
+  from_run.blocks = {1, 3};
+  absl::Status deeper = CheckPerceptualCheckpoint(from_run);
+  EXPECT_NE(deeper.message().find("loss.perceptual.blocks"), std::string::npos) << deeper;
+
   if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
     GTEST_SKIP() << "needs Debian's python3-torch for the Python half";
   }
   std::ofstream(dir + "/check.py")
       << "import sys, torch\n"
          "d = torch.load(sys.argv[1])\n"
-         "assert d['epoch'] == 2 and d['arch'] == 'vit_small_fashion_mnist', (d['epoch'], d['arch'])\n"
+         "assert d['epoch'] == 2 and d['arch'] == 'vit_small_fashion_mnist', (d['epoch'], "
+         "d['arch'])\n"
          "sd = d['state_dict']\n"
          "prefixes = sorted({k.split('.')[1] for k in sd})\n"
          "assert prefixes == ['base_encoder', 'momentum_encoder', 'predictor'], prefixes\n"
          "assert all(k.startswith('module.') for k in sd)\n"
          "for k in ['module.base_encoder.cls_token', 'module.base_encoder.pos_embed',\n"
          "          'module.base_encoder.patch_embed.proj.weight',\n"
-         "          'module.base_encoder.blocks.1.attn.qkv.weight', 'module.base_encoder.norm.bias',\n"
-         "          'module.base_encoder.head.7.running_var', 'module.momentum_encoder.head.0.weight',\n"
+         "          'module.base_encoder.blocks.1.attn.qkv.weight', "
+         "'module.base_encoder.norm.bias',\n"
+         "          'module.base_encoder.head.7.running_var', "
+         "'module.momentum_encoder.head.0.weight',\n"
          "          'module.predictor.4.num_batches_tracked']:\n"
          "    assert k in sd, k\n"
          "assert list(sd['module.base_encoder.head.6.weight'].shape) == [16, 64]\n"
          "assert list(sd['module.predictor.0.weight'].shape) == [64, 16]\n"
          "assert 'module.base_encoder.head.7.weight' not in sd  # BatchNorm without affine\n"
          "print('ok', len(sd))\n";
-  const std::string command = "/usr/bin/python3 " + dir + "/check.py " + out + " > " + dir +
-                              "/python.log 2>&1";
+  const std::string command =
+      "/usr/bin/python3 " + dir + "/check.py " + out + " > " + dir + "/python.log 2>&1";
   EXPECT_EQ(std::system(command.c_str()), 0) << "see " << dir << "/python.log";
 }
 

@@ -27,6 +27,7 @@
 #include "trainer/engine/checkpoint.h"
 #include "trainer/models/weights.h"
 #include "trainer/tasks/config_sections.h"
+#include "trainer/tasks/contrastive_task.h"
 #include "trainer/tasks/eval_task.h"
 #include "trainer/tasks/pretrain_task.h"
 #include "trainer/tasks/tokenizer_task.h"
@@ -130,7 +131,8 @@ TEST(FaultInjectorTest, CorruptsTheCommittedCheckpointOfItsStepOnly) {
 // peco-train under faults.
 
 // A tiny job of `kind` (tests/test_util/tiny_jobs.h for the tokenizer and pretrain jobs; a
-// random-backbone ViT for finetune), logging and checkpointing every step, with
+// random-backbone ViT for finetune; a tiny MoCo v3 for contrastive), logging and checkpointing
+// every step, with
 // `faults` as its faults section. A pretrain job trains on the tokenizer checkpoint `tokenizer`.
 std::string FaultyConfig(const std::string& kind, const std::string& output_dir, int max_steps,
                          const std::string& faults, const std::string& tokenizer = "") {
@@ -141,6 +143,19 @@ std::string FaultyConfig(const std::string& kind, const std::string& output_dir,
     yaml = absl::StrReplaceAll(yaml, {{"eval: {max_images: 64}", "eval: {max_images: 16}"}});
   } else if (kind == "pretrain") {
     yaml = ::peco::testing::TinyPretrainConfig(output_dir, tokenizer, max_steps, /*batch_size=*/8);
+  } else if (kind == "contrastive") {
+    yaml = R"(kind: contrastive
+seed: 4
+threads: 2
+data: {source: fashion_mnist, path: /usr/share/datasets/fashion-mnist, image_size: 16,
+       batch_size: 16, num_workers: 2, prefetch: 4}
+model: {preset: vit_small_fashion_mnist, img_size: 16, patch_size: 4, embed_dim: 32, depth: 2,
+        num_heads: 2, dim: 16, mlp_dim: 32}
+eval: {train_images: 64, max_images: 32, batch_size: 32}
+optim: {lr: 0.01, warmup_steps: 2}
+train: {max_steps: )" +
+           std::to_string(max_steps) +
+           ", log_every: 10, checkpoint_every: 1000, output_dir: " + output_dir + "}\n";
   } else {
     yaml = "kind: " + kind + R"(
 seed: 4
@@ -171,6 +186,11 @@ NamedTensors ModelStateOf(const std::string& kind, const std::string& dir) {
   }
   if (kind == "pretrain") {
     auto loaded = LoadPretrainCheckpoint(dir);
+    EXPECT_TRUE(loaded.ok()) << loaded.status();
+    return loaded.ok() ? ModuleState(*loaded->model) : NamedTensors();
+  }
+  if (kind == "contrastive") {
+    auto loaded = LoadContrastiveCheckpoint(dir);
     EXPECT_TRUE(loaded.ok()) << loaded.status();
     return loaded.ok() ? ModuleState(*loaded->model) : NamedTensors();
   }
@@ -433,7 +453,7 @@ TEST_P(FaultRunTest, FullDiskFailsTheCheckpointCleanlyAndKeepsThePreviousOne) {
 INSTANTIATE_TEST_SUITE_P(EveryJobKind, FaultRunTest,
                          // linear_probe is a job of one step (its feature pass and fits): its
                          // restart from the feature cache is tested in eval_run_test.
-                         ::testing::Values("tokenizer", "pretrain", "finetune"),
+                         ::testing::Values("tokenizer", "pretrain", "finetune", "contrastive"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });

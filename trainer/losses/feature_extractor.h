@@ -31,6 +31,19 @@ struct ExtractorInput {
   std::vector<double> std = {0.229, 0.224, 0.225};
 };
 
+// The input of a network trained on `img_size`-pixel images normalised with `mean` / `std` (one
+// value stands for all three channels, as in job configs).
+inline ExtractorInput MakeExtractorInput(int64_t img_size, std::vector<double> mean,
+                                         std::vector<double> std) {
+  if (mean.size() == 1) mean.assign(3, mean[0]);
+  if (std.size() == 1) std.assign(3, std[0]);
+  ExtractorInput input;
+  input.img_size = img_size;
+  input.mean = std::move(mean);
+  input.std = std::move(std);
+  return input;
+}
+
 // Where the extractor's weights came from, for logs and checkpoint metadata.
 struct ExtractorSource {
   std::string description;  // "file <path>", "random (seed N)", "pretrain checkpoint <dir> ..."

@@ -11,7 +11,7 @@
 // The loss owns its extractor. Create(config) builds the timm ViT one (weights from a MoCo v3
 // release checkpoint or a timm-named state dict, or seeded random, which the caller must say
 // plainly in its logs); Create(config, extractor) takes any extractor, e.g. the BEiT trunk of a
-// peco pre-training checkpoint (tasks/perceptual_network.h resolves `checkpoint`).
+// peco contrastive or pre-training checkpoint (tasks/perceptual_network.h resolves `checkpoint`).
 //
 // Not thread-safe (owns a LibTorch module).
 #ifndef PECO_TRAINER_LOSSES_PERCEPTUAL_LOSS_H_
@@ -32,12 +32,12 @@ namespace peco::trainer {
 
 struct PerceptualLossConfig {
   // The timm ViT's architecture; ignored when `checkpoint` is set (the checkpoint's config
-  // gives the BEiT architecture).
+  // gives the architecture).
   TimmVitConfig extractor;
   std::string weights_path;  // timm ViT weights; empty: seeded random extractor
   uint64_t random_seed = 0;  // used when weights_path and checkpoint are empty
-  // A peco pre-training checkpoint or run directory whose BEiT trunk is the extractor.
-  // Mutually exclusive with weights_path.
+  // A peco contrastive (MoCo v3 base encoder) or pretrain (BEiT trunk) checkpoint or run
+  // directory that is the extractor. Mutually exclusive with weights_path.
   std::string checkpoint;
   std::vector<int64_t> blocks = {3, 6, 9, 12};  // counted from 1
   std::vector<double> layer_weights;            // empty: 1 for every block

@@ -37,10 +37,15 @@ absl::Status LoadTimmVitWeights(const std::string& path, TimmVit& vit) {
   return TorchCall(path, [&] { return LoadNamedTensors(*vit, selected, path, /*strict=*/false); });
 }
 
-TimmVitExtractor::TimmVitExtractor(TimmVit vit, ExtractorSource source)
-    : PerceptualFeatureExtractor(ImageNetInput(vit->config().img_size), std::move(source)),
-      vit_(std::move(vit)) {
+TimmVitExtractor::TimmVitExtractor(TimmVit vit, ExtractorInput input, ExtractorSource source)
+    : PerceptualFeatureExtractor(std::move(input), std::move(source)), vit_(std::move(vit)) {
   Freeze(*vit_);
+}
+
+std::unique_ptr<TimmVitExtractor> TimmVitExtractor::FromTrained(TimmVit vit, ExtractorInput input,
+                                                                ExtractorSource source) {
+  return std::unique_ptr<TimmVitExtractor>(
+      new TimmVitExtractor(std::move(vit), std::move(input), std::move(source)));
 }
 
 absl::StatusOr<std::unique_ptr<TimmVitExtractor>> TimmVitExtractor::Create(
@@ -56,7 +61,9 @@ absl::StatusOr<std::unique_ptr<TimmVitExtractor>> TimmVitExtractor::Create(
     source.description = absl::StrCat("file ", weights_path);
     source.path = weights_path;
   }
-  return std::unique_ptr<TimmVitExtractor>(new TimmVitExtractor(std::move(vit), std::move(source)));
+  const int64_t img_size = vit->config().img_size;
+  return std::unique_ptr<TimmVitExtractor>(
+      new TimmVitExtractor(std::move(vit), ImageNetInput(img_size), std::move(source)));
 }
 
 }  // namespace peco::trainer

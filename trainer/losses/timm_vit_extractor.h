@@ -27,6 +27,11 @@ class TimmVitExtractor : public PerceptualFeatureExtractor {
                                                                   const std::string& weights_path,
                                                                   uint64_t seed);
 
+  // Wraps `vit`, already trained (e.g. the base encoder of a peco contrastive checkpoint), which
+  // reads images as `input` says. Freezes it.
+  static std::unique_ptr<TimmVitExtractor> FromTrained(TimmVit vit, ExtractorInput input,
+                                                       ExtractorSource source);
+
   std::vector<torch::Tensor> BlockOutputs(const torch::Tensor& images,
                                           const std::vector<int64_t>& blocks) override {
     return vit_->BlockOutputs(images, blocks);
@@ -35,7 +40,7 @@ class TimmVitExtractor : public PerceptualFeatureExtractor {
   torch::nn::Module& module() override { return *vit_; }
 
  private:
-  TimmVitExtractor(TimmVit vit, ExtractorSource source);
+  TimmVitExtractor(TimmVit vit, ExtractorInput input, ExtractorSource source);
 
   TimmVit vit_;
 };

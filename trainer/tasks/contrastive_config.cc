@@ -91,6 +91,7 @@ absl::Status ReadEval(ConfigReader& r, ContrastiveEvalConfig* e) {
   RETURN_IF_ERROR(r.Read("train_images", &e->train_images));
   RETURN_IF_ERROR(r.Read("max_images", &e->max_images));
   RETURN_IF_ERROR(r.Read("batch_size", &e->batch_size));
+  RETURN_IF_ERROR(r.Read("crop_fraction", &e->crop_fraction));
   ASSIGN_OR_RETURN(ConfigReader knn, r.Child("knn"));
   RETURN_IF_ERROR(knn.Read("k", &e->knn.k));
   RETURN_IF_ERROR(knn.Read("temperature", &e->knn.temperature));
@@ -203,6 +204,9 @@ absl::Status ContrastiveJobConfig::Validate(bool check_paths) const {
       return Bad("eval.max_images", ">= 0 (0 = the whole split)",
                  static_cast<double>(eval.max_images));
     }
+    if (!(eval.crop_fraction > 0 && eval.crop_fraction <= 1)) {
+      return Bad("eval.crop_fraction", "a value in (0, 1]", eval.crop_fraction);
+    }
     if (eval.batch_size < 1) {
       return Bad("eval.batch_size", "a value >= 1", static_cast<double>(eval.batch_size));
     }
@@ -282,7 +286,8 @@ absl::StatusOr<ContrastiveJobConfig> ParseContrastiveConfig(const std::string& y
   config.eval_data.labels_per_class = 0;
   config.eval_data.split = config.eval.split;
   if (!config.eval.path.empty()) config.eval_data.path = config.eval.path;
-  config.eval_data.loader.transform = EvaluationView(config.data.loader.transform);
+  config.eval_data.loader.transform =
+      EvaluationView(config.data.loader.transform, config.eval.crop_fraction);
   config.eval_data.loader.independent_views.clear();
   config.eval_data.loader.batch_size = config.eval.batch_size;
   config.eval_data.loader.shuffle = false;

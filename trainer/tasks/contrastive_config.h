@@ -68,6 +68,7 @@ struct ContrastiveEvalConfig {
   int64_t train_images = 10000;  // the first this many training images (0 = all)
   int64_t max_images = 0;        // held-out images (0 = the whole split)
   int64_t batch_size = 256;      // per rank
+  double crop_fraction = 1.0;    // the centred crop of the resized image (ImageNet: 0.875)
   KnnOptions knn;                // k 20, T 0.07
   bool enabled = true;           // eval: {enabled: false} turns the monitor off
 };

@@ -1,15 +1,17 @@
 // The perceptual network of a tokenizer job, as `loss.perceptual` configures it:
-//   - `checkpoint` set: the BEiT trunk of a peco pre-training checkpoint (a checkpoint directory,
-//     or a pretrain run directory, whose newest verified checkpoint is used, as pretrain resolves
-//     tokenizer.checkpoint). Its architecture and input normalisation (transform.vit_mean /
-//     vit_std) come from the checkpoint's config; `extractor`, `weights` and `seed` are ignored
-//     (`weights` together with `checkpoint` is refused by PerceptualLossConfig::Validate).
-//     Images are resized to the checkpoint's model.img_size.
+//   - `checkpoint` set: a checkpoint directory, or a run directory whose newest verified
+//     checkpoint is used (as pretrain resolves tokenizer.checkpoint), of
+//       - a contrastive job: its MoCo v3 base encoder (PeCo's perceptual network), reading images
+//         normalised as the job's views were (transform.mean / std);
+//       - a pretrain job: its BEiT trunk (transform.vit_mean / vit_std).
+//     The architecture comes from the checkpoint's config; `extractor`, `weights` and `seed` are
+//     ignored (`weights` together with `checkpoint` is refused by
+//     PerceptualLossConfig::Validate). Images are resized to the checkpoint's model.img_size.
 //   - otherwise: the timm (MoCo v3) ViT of `extractor`, from `weights` or seeded random.
 //
-// Errors name the field: InvalidArgument "loss.perceptual.checkpoint: ..." for a missing,
-// damaged or non-pretrain checkpoint, "loss.perceptual.blocks: ..." for blocks deeper than the
-// network. Free functions; thread-compatible.
+// Errors name the field: InvalidArgument "loss.perceptual.checkpoint: ..." for a missing or
+// damaged checkpoint or one of another kind, "loss.perceptual.blocks: ..." for blocks deeper than
+// the network. Free functions; thread-compatible.
 #ifndef PECO_TRAINER_TASKS_PERCEPTUAL_NETWORK_H_
 #define PECO_TRAINER_TASKS_PERCEPTUAL_NETWORK_H_
 
@@ -22,8 +24,8 @@
 
 namespace peco::trainer {
 
-// Checks without building a model that `config.checkpoint` names a verified peco pre-training
-// checkpoint whose BEiT depth covers `config.blocks`. OK when `config.checkpoint` is empty.
+// Checks without building a model that `config.checkpoint` names a verified peco contrastive or
+// pretrain checkpoint whose depth covers `config.blocks`. OK when `config.checkpoint` is empty.
 absl::Status CheckPerceptualCheckpoint(const PerceptualLossConfig& config);
 
 // Builds the perceptual loss and its frozen extractor on the CPU.

@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -32,7 +31,6 @@
 #include "trainer/util/torch_status.h"
 
 namespace peco::trainer {
-namespace fs = std::filesystem;
 namespace {
 
 constexpr char kConfigFile[] = "config.yaml";
@@ -42,10 +40,6 @@ constexpr char kDiscriminatorFile[] = "discriminator.pt";
 constexpr char kDiscOptimizerFile[] = "disc_optimizer.pt";
 constexpr char kRngFile[] = "rng.pt";
 constexpr const char* kStateFile = kTrainerStateFile;
-
-std::string CheckpointRoot(const TokenizerJobConfig& config) {
-  return (fs::path(config.train.output_dir) / "checkpoints").string();
-}
 
 // trainer_state.json of a tokenizer checkpoint.
 struct TrainerState : RunState {
