@@ -183,6 +183,7 @@ TEST(ContrastiveRunTest, ShortRunRaisesTheKnnReadoutAboveTheInitialisation) {
   for (int i = 140; i < 150; ++i) last += steps[i]["loss"].as<double>();
   EXPECT_LT(last, first);
   EXPECT_GT(steps[149]["momentum"].as<double>(), steps[0]["momentum"].as<double>());
+  EXPECT_GT(steps[0]["grad_norm"].as<double>(), 0.0) << "measured even without clipping";
   EXPECT_EQ(run.Of("completed")[0]["eval_knn_top1"].as<double>(), after);
 }
 

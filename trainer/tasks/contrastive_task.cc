@@ -1,6 +1,7 @@
 #include "trainer/tasks/contrastive_task.h"
 
 #include <algorithm>
+#include <limits>
 #include <memory>
 #include <utility>
 
@@ -282,10 +283,10 @@ absl::Status ContrastiveTask::Update() {
   optimizer_->zero_grad();
   loss_.backward();
   RETURN_IF_ERROR(reducer_->AllReduce());
-  double grad_norm = 0;
-  if (config_.optim.grad_clip > 0) {
-    grad_norm = ClipGradNorm(trainable_, config_.optim.grad_clip);
-  }
+  // Without clipping the norm is still measured (an infinite bound never scales).
+  const double bound = config_.optim.grad_clip > 0 ? config_.optim.grad_clip
+                                                   : std::numeric_limits<double>::infinity();
+  const double grad_norm = ClipGradNorm(trainable_, bound);
   optimizer_->step();
   window_.loss += loss_value_;
   window_.grad_norm += grad_norm;
