@@ -13,7 +13,13 @@
 
 namespace peco::trainer {
 
+// The files every job kind's checkpoint holds (kind-specific files sit beside them): the run's
+// state (step, loader position, kind), the config it ran with, and for trained kinds the model
+// and its optimizer (module_state.h writes and restores those two).
 inline constexpr char kTrainerStateFile[] = "trainer_state.json";
+inline constexpr char kConfigFile[] = "config.yaml";
+inline constexpr char kModelFile[] = "model.pt";
+inline constexpr char kOptimizerFile[] = "optimizer.pt";
 
 // Returns the checkpoint `path` names: `path` itself when it holds a MANIFEST, otherwise the
 // newest verified checkpoint of the run directory `path` (or of `path`/checkpoints). Damaged

@@ -4,6 +4,8 @@
 
 #include <sstream>
 
+#include "common/status_macros.h"
+
 namespace peco::trainer {
 namespace {
 
@@ -55,6 +57,23 @@ void DeserializeCpuRng(const std::string& bytes) {
   at::Generator generator = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(generator.mutex());
   generator.set_state(state);
+}
+
+void AddModelAndOptimizer(const torch::nn::Module& model, const torch::optim::Optimizer& optimizer,
+                          CheckpointFiles* files, const char* model_file,
+                          const char* optimizer_file) {
+  (*files)[model_file] = SerializeModule(model);
+  (*files)[optimizer_file] = SerializeOptimizer(optimizer);
+}
+
+absl::Status RestoreModelAndOptimizer(const CheckpointFiles& files, const std::string& dir,
+                                      torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                                      const char* model_file, const char* optimizer_file) {
+  ASSIGN_OR_RETURN(const std::string* model_bytes, CheckpointFile(files, model_file, dir));
+  ASSIGN_OR_RETURN(const std::string* optimizer_bytes, CheckpointFile(files, optimizer_file, dir));
+  DeserializeModule(*model_bytes, model);
+  DeserializeOptimizer(*optimizer_bytes, optimizer);
+  return absl::OkStatus();
 }
 
 }  // namespace peco::trainer

@@ -31,9 +31,6 @@ namespace peco::trainer {
 namespace {
 
 constexpr char kKind[] = "contrastive";
-constexpr char kConfigFile[] = "config.yaml";
-constexpr char kModelFile[] = "model.pt";
-constexpr char kOptimizerFile[] = "optimizer.pt";
 
 // The k-NN monitor's last readout.
 struct MonitorResult {
@@ -237,12 +234,7 @@ absl::Status ContrastiveTask::Restore(const RestoredCheckpoint& checkpoint) {
   }
   stored.config_sha256 = state_.config_sha256;
   state_ = stored;
-  ASSIGN_OR_RETURN(const std::string* model_bytes,
-                   CheckpointFile(checkpoint.files, kModelFile, dir));
-  ASSIGN_OR_RETURN(const std::string* optim_bytes,
-                   CheckpointFile(checkpoint.files, kOptimizerFile, dir));
-  DeserializeModule(*model_bytes, *model_);
-  DeserializeOptimizer(*optim_bytes, *optimizer_);
+  RETURN_IF_ERROR(RestoreModelAndOptimizer(checkpoint.files, dir, *model_, *optimizer_));
   return absl::OkStatus();
 }
 
@@ -250,8 +242,7 @@ absl::StatusOr<CheckpointFiles> ContrastiveTask::CheckpointContents(bool final) 
   state_.loader = loader_->position();
   CheckpointFiles files;
   if (!group_->is_main()) return files;
-  files[kModelFile] = SerializeModule(*model_);
-  files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
+  AddModelAndOptimizer(*model_, *optimizer_, &files);
   files[kConfigFile] = config_.source_text;
   state_.final = final;
   files[kTrainerStateFile] = StateToJson(state_);

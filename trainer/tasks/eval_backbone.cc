@@ -40,7 +40,7 @@ absl::StatusOr<EvalBackboneSource> ResolveCheckpointBackbone(EvalJobConfig* conf
     return absl::InvalidArgumentError(absl::StrCat("backbone.checkpoint: ", dir, " is a ", *kind,
                                                    " checkpoint, expected a pretrain checkpoint"));
   }
-  absl::StatusOr<const std::string*> text = CheckpointFile(checkpoint->files, "config.yaml", dir);
+  absl::StatusOr<const std::string*> text = CheckpointFile(checkpoint->files, kConfigFile, dir);
   if (!text.ok()) return SourceError("backbone.checkpoint", path, text.status());
   absl::StatusOr<PretrainJobConfig> pretrain =
       ParsePretrainConfig(**text, dir + "/config.yaml", /*check_paths=*/false);

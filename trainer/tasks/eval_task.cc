@@ -33,9 +33,6 @@ namespace peco::trainer {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr char kConfigFile[] = "config.yaml";
-constexpr char kModelFile[] = "model.pt";
-constexpr char kOptimizerFile[] = "optimizer.pt";
 constexpr uint64_t kDropPathStream = 0x44525054;  // "DRPT"
 
 // Images [begin, end) of another dataset.
@@ -215,12 +212,7 @@ absl::Status FinetuneTask::Restore(const RestoredCheckpoint& checkpoint) {
   state_.loader = stored.loader;
   state_.eval = stored.eval;
   state_.backbone = backbone;
-  ASSIGN_OR_RETURN(const std::string* model_bytes,
-                   CheckpointFile(checkpoint.files, kModelFile, dir));
-  ASSIGN_OR_RETURN(const std::string* optim_bytes,
-                   CheckpointFile(checkpoint.files, kOptimizerFile, dir));
-  DeserializeModule(*model_bytes, *model_);
-  DeserializeOptimizer(*optim_bytes, *optimizer_);
+  RETURN_IF_ERROR(RestoreModelAndOptimizer(checkpoint.files, dir, *model_, *optimizer_));
   return absl::OkStatus();
 }
 
@@ -228,8 +220,7 @@ absl::StatusOr<CheckpointFiles> FinetuneTask::CheckpointContents(bool final) {
   state_.loader = loader_->position();
   CheckpointFiles files;
   if (!group_->is_main()) return files;
-  files[kModelFile] = SerializeModule(*model_);
-  files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
+  AddModelAndOptimizer(*model_, *optimizer_, &files);
   files[kConfigFile] = config_.source_text;
   state_.seed = config_.seed;
   state_.final = final;

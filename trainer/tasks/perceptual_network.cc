@@ -110,7 +110,7 @@ absl::Status CheckPerceptualCheckpoint(const PerceptualLossConfig& config) {
   ASSIGN_OR_RETURN(PerceptualCheckpoint resolved, Resolve(config.checkpoint));
   const RestoredCheckpoint& checkpoint = resolved.checkpoint;
   ASSIGN_OR_RETURN(const std::string* text,
-                   CheckpointFile(checkpoint.files, "config.yaml", checkpoint.dir));
+                   CheckpointFile(checkpoint.files, kConfigFile, checkpoint.dir));
   const std::string source = checkpoint.dir + "/config.yaml";
   if (resolved.kind == "contrastive") {
     absl::StatusOr<ContrastiveJobConfig> contrastive =

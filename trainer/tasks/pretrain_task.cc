@@ -32,9 +32,6 @@ namespace peco::trainer {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr char kConfigFile[] = "config.yaml";
-constexpr char kModelFile[] = "model.pt";
-constexpr char kOptimizerFile[] = "optimizer.pt";
 // Salts that separate the mask and drop-path streams from the augmentation stream.
 constexpr uint64_t kMaskStream = 0x4D41534B;      // "MASK"
 constexpr uint64_t kDropPathStream = 0x44525054;  // "DRPT"
@@ -256,12 +253,7 @@ absl::Status PretrainTask::Restore(const RestoredCheckpoint& checkpoint) {
   state_.tokenizer_checkpoint = tokenizer_checkpoint;
   state_.tokenizer_sha256 = tokenizer_sha256;
   state_.config_sha256 = Sha256Hex(config_.source_text);
-  ASSIGN_OR_RETURN(const std::string* model_bytes,
-                   CheckpointFile(checkpoint.files, kModelFile, dir));
-  ASSIGN_OR_RETURN(const std::string* optim_bytes,
-                   CheckpointFile(checkpoint.files, kOptimizerFile, dir));
-  DeserializeModule(*model_bytes, *model_);
-  DeserializeOptimizer(*optim_bytes, *optimizer_);
+  RETURN_IF_ERROR(RestoreModelAndOptimizer(checkpoint.files, dir, *model_, *optimizer_));
   return absl::OkStatus();
 }
 
@@ -269,8 +261,7 @@ absl::StatusOr<CheckpointFiles> PretrainTask::CheckpointContents(bool final) {
   state_.loader = loader_->position();
   CheckpointFiles files;
   if (!group_->is_main()) return files;
-  files[kModelFile] = SerializeModule(*model_);
-  files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
+  AddModelAndOptimizer(*model_, *optimizer_, &files);
   if (!preview_views_.empty()) {
     AddPreviewFile(RenderPreview(), state_.step, progress_, &files);
   }

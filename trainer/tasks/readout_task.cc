@@ -33,7 +33,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr char kConfigFile[] = "config.yaml";
 constexpr char kReadoutFile[] = "readout.pt";
 constexpr char kKind[] = "linear_probe";
 

@@ -33,9 +33,6 @@
 namespace peco::trainer {
 namespace {
 
-constexpr char kConfigFile[] = "config.yaml";
-constexpr char kModelFile[] = "model.pt";
-constexpr char kOptimizerFile[] = "optimizer.pt";
 constexpr char kDiscriminatorFile[] = "discriminator.pt";
 constexpr char kDiscOptimizerFile[] = "disc_optimizer.pt";
 constexpr char kRngFile[] = "rng.pt";
@@ -261,21 +258,13 @@ absl::Status TokenizerTask::Restore(const RestoredCheckpoint& checkpoint) {
                      "setting than this config; resume with the checkpoint's config.yaml"));
   }
   state_.config_sha256 = Sha256Hex(config_.source_text);
-  ASSIGN_OR_RETURN(const std::string* model_bytes,
-                   CheckpointFile(checkpoint.files, kModelFile, dir));
-  ASSIGN_OR_RETURN(const std::string* optim_bytes,
-                   CheckpointFile(checkpoint.files, kOptimizerFile, dir));
   ASSIGN_OR_RETURN(const std::string* rng_bytes, CheckpointFile(checkpoint.files, kRngFile, dir));
-  DeserializeModule(*model_bytes, *model_);
-  DeserializeOptimizer(*optim_bytes, *optimizer_);
+  RETURN_IF_ERROR(RestoreModelAndOptimizer(checkpoint.files, dir, *model_, *optimizer_));
   DeserializeCpuRng(*rng_bytes);
   if (discriminator_) {
-    ASSIGN_OR_RETURN(const std::string* disc,
-                     CheckpointFile(checkpoint.files, kDiscriminatorFile, dir));
-    ASSIGN_OR_RETURN(const std::string* disc_opt,
-                     CheckpointFile(checkpoint.files, kDiscOptimizerFile, dir));
-    DeserializeModule(*disc, *discriminator_);
-    DeserializeOptimizer(*disc_opt, *disc_optimizer_);
+    RETURN_IF_ERROR(RestoreModelAndOptimizer(checkpoint.files, dir, *discriminator_,
+                                             *disc_optimizer_, kDiscriminatorFile,
+                                             kDiscOptimizerFile));
   }
   return absl::OkStatus();
 }
@@ -332,12 +321,11 @@ absl::StatusOr<CheckpointFiles> TokenizerTask::CheckpointContents(bool final) {
   state_.loader = loader_->position();
   CheckpointFiles files;
   if (!group_->is_main()) return files;
-  files[kModelFile] = SerializeModule(*model_);
-  files[kOptimizerFile] = SerializeOptimizer(*optimizer_);
+  AddModelAndOptimizer(*model_, *optimizer_, &files);
   files[kRngFile] = SerializeCpuRng();
   if (discriminator_) {
-    files[kDiscriminatorFile] = SerializeModule(*discriminator_);
-    files[kDiscOptimizerFile] = SerializeOptimizer(*disc_optimizer_);
+    AddModelAndOptimizer(*discriminator_, *disc_optimizer_, &files, kDiscriminatorFile,
+                         kDiscOptimizerFile);
   }
   if (preview_images_.defined()) {
     AddPreviewFile(RenderPreview(), state_.step, progress_, &files);
