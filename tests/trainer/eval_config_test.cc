@@ -207,6 +207,13 @@ TEST(EvalConfigTest, ShippedConfigsParseAndThePaperOnesFollowTheRecipe) {
   }
 }
 
+TEST(EvalConfigTest, FromScratchPresetIsDeitsViTWithoutLayerScale) {
+  absl::StatusOr<EvalJobConfig> scratch = ParseShipped("finetune_scratch_small.yaml");
+  ASSERT_TRUE(scratch.ok()) << scratch.status();
+  EXPECT_EQ(scratch->model.layer_scale_init_value, 0.0);
+  EXPECT_EQ(scratch->eval.max_images, 0) << "the whole test split";
+}
+
 TEST(EvalConfigTest, FinetuneGroupsScaleTheLearningRateByLayer) {
   absl::StatusOr<EvalJobConfig> config =
       Parse(absl::StrReplaceAll(kFinetune, {{"{preset: beit_small_fashion_mnist}",
