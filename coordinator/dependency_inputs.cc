@@ -14,7 +14,9 @@ std::optional<std::string> DependencyInputField(v1::JobKind dependent, v1::JobKi
       if (dependency == v1::JOB_KIND_PRETRAIN) return "backbone.checkpoint";
       break;
     case v1::JOB_KIND_TOKENIZER:
-      if (dependency == v1::JOB_KIND_CONTRASTIVE || dependency == v1::JOB_KIND_PRETRAIN) {
+      // The perceptual network: self-supervised (contrastive, pretrain) or supervised (finetune).
+      if (dependency == v1::JOB_KIND_CONTRASTIVE || dependency == v1::JOB_KIND_PRETRAIN ||
+          dependency == v1::JOB_KIND_FINETUNE) {
         return "loss.perceptual.checkpoint";
       }
       break;

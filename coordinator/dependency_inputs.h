@@ -7,8 +7,8 @@
 //   pretrain      after tokenizer -> tokenizer.checkpoint        (the frozen target tokenizer)
 //   finetune      after pretrain  -> backbone.checkpoint         (the backbone to evaluate)
 //   linear_probe  after pretrain  -> backbone.checkpoint
-//   tokenizer     after contrastive or pretrain -> loss.perceptual.checkpoint  (the perceptual
-//                                                   network: MoCo v3 encoder or BEiT trunk)
+//   tokenizer     after contrastive, pretrain or finetune -> loss.perceptual.checkpoint  (the
+//                 perceptual network: MoCo v3 encoder, BEiT trunk, or a supervised classifier's)
 // Any other pair only orders the two jobs.
 //
 // Pure functions; thread-safe.

@@ -51,7 +51,7 @@ BeitMim TrainedLookingBeit() {
 std::unique_ptr<PerceptualLoss> MakeLoss(BeitMim model, PerceptualLossConfig config) {
   ExtractorSource source{"pretrain checkpoint test", "/test", "abc"};
   absl::StatusOr<std::unique_ptr<PerceptualLoss>> loss = PerceptualLoss::Create(
-      config, std::make_unique<BeitTrunkExtractor>(model, kMean, kStd, source));
+      config, std::make_unique<BeitTrunkExtractor>(model.ptr(), kMean, kStd, source));
   EXPECT_TRUE(loss.ok()) << loss.status();
   return loss.ok() ? *std::move(loss) : nullptr;
 }
@@ -153,7 +153,8 @@ TEST(BeitPerceptualTest, BlocksBeyondTheTrunkAreRefusedNamingTheField) {
   config.blocks = {1, 4};
   ExtractorSource source{"pretrain checkpoint test", "/test", "abc"};
   absl::StatusOr<std::unique_ptr<PerceptualLoss>> loss = PerceptualLoss::Create(
-      config, std::make_unique<BeitTrunkExtractor>(TrainedLookingBeit(), kMean, kStd, source));
+      config,
+      std::make_unique<BeitTrunkExtractor>(TrainedLookingBeit().ptr(), kMean, kStd, source));
   ASSERT_FALSE(loss.ok());
   EXPECT_THAT(loss.status().message(), HasSubstr("loss.perceptual.blocks"));
   EXPECT_THAT(loss.status().message(), HasSubstr("1..3"));

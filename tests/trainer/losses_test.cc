@@ -89,6 +89,34 @@ TEST(PerceptualLossTest, LayerWeightsScaleBlockTerms) {
   EXPECT_NEAR(total.item<float>(), 2 * plain_terms[0].item<float>(), 1e-6);
 }
 
+// normalize: token compares unit-length token features (LPIPS's channel normalisation): the
+// term is mean over tokens of the summed squared difference, bounded by 4, and without CLS the
+// tokens are the patch tokens only.
+TEST(PerceptualLossTest, TokenNormalisedTermMatchesItsDefinition) {
+  PerceptualLossConfig config = TinyPerceptual();
+  config.normalize = "token";
+  config.include_cls_token = false;
+  auto loss = MustCreate(config);
+  ASSERT_NE(loss, nullptr);
+  const torch::Tensor a = Images(7), b = Images(8);
+  std::vector<torch::Tensor> terms;
+  torch::Tensor total = loss->Compute(a, b, &terms);
+  std::vector<torch::Tensor> fa = loss->Features(a), fb = loss->Features(b);
+  ASSERT_EQ(fa[0].size(1), 16);  // 4x4 patches, no CLS
+  double expected = 0;
+  for (size_t l = 0; l < fa.size(); ++l) {
+    torch::Tensor ua = fa[l] / fa[l].norm(2, -1, true), ub = fb[l] / fb[l].norm(2, -1, true);
+    const double term = (ua - ub).pow(2).sum(-1).mean().item<double>();
+    EXPECT_NEAR(terms[l].item<double>(), term, 1e-5) << "block " << config.blocks[l];
+    EXPECT_LE(term, 4.0);
+    expected += term;
+  }
+  EXPECT_NEAR(total.item<double>(), expected, 1e-5);
+  config.normalize = "cosine";
+  EXPECT_THAT(config.Validate("loss.perceptual.").message(),
+              HasSubstr("loss.perceptual.normalize"));
+}
+
 TEST(PerceptualLossTest, GradientReachesReconstructionOnlyAndExtractorStaysFrozen) {
   auto loss = MustCreate(TinyPerceptual());
   ASSERT_NE(loss, nullptr);
@@ -443,6 +471,9 @@ TEST(VectorQuantizerTest, ValidateNamesFields) {
   config = VectorQuantizerConfig();
   config.dead_code_steps = -1;
   EXPECT_THAT(config.Validate("model.").message(), HasSubstr("model.dead_code_steps"));
+  config = VectorQuantizerConfig();
+  config.dead_code_until_step = -5;
+  EXPECT_THAT(config.Validate("model.").message(), HasSubstr("model.dead_code_until_step"));
   EXPECT_TRUE(VectorQuantizerConfig().Validate("model.").ok());
 }
 

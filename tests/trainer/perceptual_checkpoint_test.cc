@@ -16,6 +16,8 @@
 #include "tests/test_util/tiny_jobs.h"
 #include "tests/test_util/train_process.h"
 #include "trainer/engine/checkpoint.h"
+#include "trainer/tasks/eval_task.h"
+#include "trainer/tasks/perceptual_network.h"
 #include "trainer/tasks/tokenizer_config.h"
 
 namespace peco::trainer {
@@ -203,6 +205,102 @@ TEST_F(PerceptualCheckpointTest, ResumeWithAnotherPretrainCheckpointIsRefused) {
                       "train.max_steps=4", "--set", "loss.perceptual.checkpoint=" + *pretrain_},
                      dir + "/same.log");
   EXPECT_EQ(resumed.exit_code, 0) << resumed.ErrorMessage();
+}
+
+// A supervised network (the study's positive control): a finetune run's classifier trunk serves
+// as the perceptual network, reading images as the run did, and a tokenizer trains on it.
+TEST_F(PerceptualCheckpointTest, FinetuneRunsTrunkIsAPerceptualNetwork) {
+  const std::string dir = TempDir("finetune");
+  const std::string finetune = dir + "/ft";
+  const std::string yaml = R"(kind: finetune
+seed: 3
+threads: 2
+data: {source: fashion_mnist, path: /usr/share/datasets/fashion-mnist, image_size: 16,
+       batch_size: 16, num_workers: 2, prefetch: 4}
+transform: {scale_min: 0.7}
+backbone: {checkpoint: )" + *pretrain_ +
+                           R"(}
+eval: {split: test, batch_size: 100, max_images: 100}
+optim: {lr: 1.0e-3, warmup_steps: 1}
+train: {max_steps: 2, log_every: 1, checkpoint_every: 1000, output_dir: )" +
+                           finetune + "}\n";
+  TrainRun ft =
+      RunTrain({"finetune", "--config", WriteConfig(dir, "ft.yaml", yaml)}, dir + "/ft.log");
+  ASSERT_EQ(ft.exit_code, 0) << ft.ErrorMessage();
+
+  absl::StatusOr<LoadedEval> loaded = LoadEvalCheckpoint(finetune);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  // The pretrain run's ViT view normalisation (0.5 / 0.5), recorded by the finetune run.
+  EXPECT_EQ(loaded->input_mean, std::vector<double>({0.5, 0.5, 0.5}));
+  PerceptualLossConfig config;
+  config.checkpoint = finetune;
+  config.blocks = {1, 2};
+  absl::StatusOr<std::unique_ptr<PerceptualLoss>> loss = CreatePerceptualLoss(config);
+  ASSERT_TRUE(loss.ok()) << loss.status();
+  EXPECT_THAT((*loss)->source(), HasSubstr("finetune checkpoint"));
+  // Images in [-1, 1] map to ((x + 1) / 2 - 0.5) / 0.5 = x: the trunk sees them unchanged.
+  torch::manual_seed(0);
+  torch::Tensor images = torch::rand({2, 3, 16, 16}) * 2 - 1;
+  std::vector<torch::Tensor> features = (*loss)->Features(images);
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> expected = loaded->model->BlockTokens(images, {1, 2});
+  ASSERT_EQ(features.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_TRUE(torch::allclose(features[i], expected[i], 1e-5, 1e-5)) << "block " << i + 1;
+  }
+
+  const std::string config_path =
+      WriteConfig(dir, "c.yaml", TinyTokenizerConfig(dir + "/run", 3, kPerceptualLoss, 2));
+  TrainRun run = RunTrain(
+      {"tokenizer", "--config", config_path, "--set", "loss.perceptual.checkpoint=" + finetune},
+      dir + "/tok.log");
+  ASSERT_EQ(run.exit_code, 0) << run.ErrorMessage();
+  ASSERT_EQ(run.Of("start").size(), 1u);
+  EXPECT_THAT(run.Of("start")[0]["perceptual"].as<std::string>(), HasSubstr("finetune checkpoint"));
+}
+
+// loss.perceptual_balance: initial scales the perceptual term to the pixel term on the first
+// batch (here with token-normalised features), keeps the factor in the checkpoint and does not
+// measure it again on resume.
+TEST_F(PerceptualCheckpointTest, BalancedPerceptualTermStartsAtItsWeightTimesThePixelTerm) {
+  const std::string dir = TempDir("balance");
+  const std::string loss =
+      "{perceptual_weight: 0.5, perceptual_balance: initial, perceptual: {blocks: [1, 2], "
+      "normalize: token, include_cls_token: false}}";
+  const std::string config =
+      WriteConfig(dir, "c.yaml", TinyTokenizerConfig(dir + "/run", 3, loss, 2));
+  TrainRun first = RunTrain(
+      {"tokenizer", "--config", config, "--set", "loss.perceptual.checkpoint=" + *pretrain_,
+       "--set", "train.log_every=1", "--set", "eval.enabled=false"},
+      dir + "/first.log");
+  ASSERT_EQ(first.exit_code, 0) << first.ErrorMessage();
+  std::vector<YAML::Node> steps = first.Of("step");
+  ASSERT_EQ(steps.size(), 2u);
+  const double pixel = steps[0]["loss_pixel"].as<double>();
+  EXPECT_NEAR(steps[0]["loss_perceptual"].as<double>(), 0.5 * pixel, 1e-4 * pixel);
+  absl::StatusOr<std::string> log = ReadFileToString(dir + "/first.log");  // the human log
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_THAT(*log, HasSubstr("perceptual term balanced at step 0"));
+  auto balance_of = [](const std::string& run) {
+    std::vector<std::string> written = ListCheckpoints(run + "/checkpoints");
+    EXPECT_FALSE(written.empty());
+    absl::StatusOr<std::string> state = ReadFileToString(written.back() + "/trainer_state.json");
+    EXPECT_TRUE(state.ok()) << state.status();
+    return state.ok() ? YAML::Load(*state)["perceptual_balance"].as<double>() : 0.0;
+  };
+  const double balance = balance_of(dir + "/run");
+  EXPECT_GT(balance, 0.0);
+
+  TrainRun resumed =
+      RunTrain({"tokenizer", "--config", config, "--resume", dir + "/run", "--set",
+                "train.max_steps=3", "--set", "loss.perceptual.checkpoint=" + *pretrain_, "--set",
+                "train.log_every=1", "--set", "eval.enabled=false"},
+               dir + "/resumed.log");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.ErrorMessage();
+  log = ReadFileToString(dir + "/resumed.log");
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_THAT(*log, ::testing::Not(HasSubstr("balanced")));
+  EXPECT_EQ(balance_of(dir + "/run"), balance);
 }
 
 }  // namespace

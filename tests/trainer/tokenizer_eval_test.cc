@@ -87,6 +87,29 @@ TEST(TokenizerEvalTest, MetricsFollowTheirDefinitions) {
   EXPECT_NEAR(result->perplexity, std::exp(-(used * used.log()).sum().item<double>()), 1e-6);
   EXPECT_GT(result->token_agreement, 0.0);
   EXPECT_LT(result->token_agreement, 1.0) << "the default jitter changed no token";
+
+  // Plain cells, from the cells' pixels directly: [B, C, h, f, w, f] -> spread per cell, with the
+  // median spread as the range so that some cells are plain and some are not.
+  const int64_t h = tokens.size(1), f = kSize / h;
+  torch::Tensor cells =
+      x.reshape({10, 3, h, f, h, f}).permute({0, 2, 4, 1, 3, 5}).reshape({10, h, h, 3, f * f});
+  torch::Tensor spread =
+      std::get<0>((std::get<0>(cells.max(-1)) - std::get<0>(cells.min(-1))).max(-1));  // [B, h, w]
+  const double range = spread.flatten().median().item<double>();
+  torch::Tensor plain_cells = spread <= range;
+  ASSERT_GT(plain_cells.sum().item<int64_t>(), 0) << "no plain cell to test with";
+  ASSERT_LT(plain_cells.sum().item<int64_t>(), plain_cells.numel()) << "every cell plain";
+  EXPECT_TRUE(torch::equal(PlainCells(x, h, range), plain_cells));
+  config.plain_range = range;
+  result = EvaluateTokenizer(*model, *images, config, kSize, torch::kCPU);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_NEAR(result->plain_positions, plain_cells.to(torch::kFloat64).mean().item<double>(),
+              1e-12);
+  torch::Tensor plain_counts =
+      torch::bincount(tokens.masked_select(plain_cells), {}, 32).to(torch::kFloat64);
+  const int64_t plain_codes = (plain_counts > counts / 2).sum().item<int64_t>();
+  EXPECT_EQ(result->plain_codes, plain_codes);
+  EXPECT_DOUBLE_EQ(result->plain_code_share, static_cast<double>(plain_codes) / result->codes_used);
 }
 
 TEST(TokenizerEvalTest, WithoutJitterTheTwoViewsAgreeEverywhere) {
@@ -186,6 +209,7 @@ TEST(TokenizerEvalTest, BadFieldsAreRefusedByName) {
   EXPECT_THAT(read("{max_images: -1}").message(), HasSubstr("eval.max_images"));
   EXPECT_THAT(read("{batch_size: 0}").message(), HasSubstr("eval.batch_size"));
   EXPECT_THAT(read("{every: -5}").message(), HasSubstr("eval.every"));
+  EXPECT_THAT(read("{plain_range: -0.1}").message(), HasSubstr("eval.plain_range"));
   EXPECT_THAT(read("{split: validation}").message(), HasSubstr("split"));
   EXPECT_THAT(read("{jitter: 0.2}").message(), HasSubstr("jitter"));
 }

@@ -110,6 +110,14 @@ TEST(TokenizerRunTest, TrainingOnFashionMnistLowersReconstructionLossAndUsesMany
   EXPECT_GT(eval["eval_perplexity"].as<double>(), 4.0);
   EXPECT_GT(eval["eval_token_agreement"].as<double>(), 0.0);
   EXPECT_LE(eval["eval_token_agreement"].as<double>(), 1.0);
+  // Fashion-MNIST's black background: a good share of the 8x8 cells of 2x2 pixels is plain, and
+  // the codes that mostly serve it are a part of the codes used.
+  EXPECT_GT(eval["eval_plain_positions"].as<double>(), 0.1);
+  EXPECT_LT(eval["eval_plain_positions"].as<double>(), 0.9);
+  EXPECT_GE(eval["eval_plain_codes"].as<int>(), 1);
+  EXPECT_LE(eval["eval_plain_codes"].as<int>(), eval["eval_codes_used"].as<int>());
+  EXPECT_NEAR(eval["eval_plain_code_share"].as<double>(),
+              eval["eval_plain_codes"].as<double>() / eval["eval_codes_used"].as<double>(), 1e-9);
   ASSERT_EQ(ListCheckpoints(dir + "/run/checkpoints").size(), 1u);
 
   // preview.png: 8 inputs (16 pixels, enlarged 4x) above their reconstructions.
@@ -427,6 +435,37 @@ TEST(TokenizerRunTest, PaperPresetExportHasTheOfficialKeysAndShapes) {
                               "/python.log 2>&1";
   EXPECT_EQ(std::system(command.c_str()), 0) << "see " << dir << "/python.log";
   fs::remove(dir + "/paper.pt");
+}
+
+// Dead-code restarts happen only inside their window: with codes dead after one unused step,
+// the count grows during the first steps and stays fixed from model.dead_code_until_step on,
+// also across a resume.
+TEST(TokenizerRunTest, DeadCodeRestartsStopAtTheEndOfTheirWindow) {
+  const std::string dir = TempDir("restart_window");
+  std::string yaml = TinyConfig(dir + "/run", 6, /*gan=*/false);
+  const std::string from = "n_embed: 64, embed_dim: 16}";
+  yaml.replace(yaml.find(from), from.size(),
+               "n_embed: 64, embed_dim: 16, dead_code_steps: 1, dead_code_until_step: 3}");
+  const std::string config = WriteConfig(dir, yaml + "eval: {enabled: false}\n");
+  RunResult run = RunTrain({"tokenizer", "--config", config, "--set", "train.max_steps=4", "--set",
+                            "train.checkpoint_every=4"},
+                           dir + "/first.log");
+  ASSERT_EQ(run.exit_code, 0) << run.ErrorMessage();
+  std::vector<YAML::Node> steps = run.Of("step");
+  ASSERT_EQ(steps.size(), 4u);
+  // The initial codebook (uniform in +-1/K) leaves most codes unused in the first step.
+  const int64_t after_first = steps[0]["codes_restarted"].as<int64_t>();
+  EXPECT_GT(after_first, 0);
+  const int64_t at_window_end = steps[2]["codes_restarted"].as<int64_t>();
+  EXPECT_GE(at_window_end, after_first);
+  EXPECT_EQ(steps[3]["codes_restarted"].as<int64_t>(), at_window_end);
+  RunResult resumed =
+      RunTrain({"tokenizer", "--config", config, "--resume", dir + "/run"}, dir + "/resumed.log");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.ErrorMessage();
+  ASSERT_EQ(resumed.Of("step").size(), 2u);
+  for (const YAML::Node& step : resumed.Of("step")) {
+    EXPECT_EQ(step["codes_restarted"].as<int64_t>(), at_window_end);
+  }
 }
 
 // --- Data parallel ------------------------------------------------------------------------------

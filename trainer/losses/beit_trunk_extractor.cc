@@ -5,8 +5,9 @@
 
 namespace peco::trainer {
 
-BeitTrunkExtractor::BeitTrunkExtractor(BeitMim model, std::vector<double> mean,
-                                       std::vector<double> std, ExtractorSource source)
+BeitTrunkExtractor::BeitTrunkExtractor(std::shared_ptr<BeitTrunkImpl> model,
+                                       std::vector<double> mean, std::vector<double> std,
+                                       ExtractorSource source)
     : PerceptualFeatureExtractor(
           MakeExtractorInput(model->config().img_size, std::move(mean), std::move(std)),
           std::move(source)),

@@ -29,6 +29,10 @@ absl::Status PerceptualLossConfig::Validate(const std::string& prefix) const {
       }
     }
   }
+  if (normalize != "none" && normalize != "token") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "normalize: expected none or token, got '", normalize, "'"));
+  }
   if (!layer_weights.empty() && layer_weights.size() != blocks.size()) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, "layer_weights: expected ",
                                                    blocks.size(), " weights (one per block), got ",
@@ -123,10 +127,17 @@ torch::Tensor PerceptualLoss::Compute(const torch::Tensor& reconstruction,
   if (per_block != nullptr) per_block->clear();
   for (size_t i = 0; i < rec_features.size(); ++i) {
     const double weight = config_.layer_weights.empty() ? 1.0 : config_.layer_weights[i];
-    torch::Tensor term =
-        weight *
-        torch::mean(
-            (rec_features[i].to(torch::kFloat32) - target_features[i].to(torch::kFloat32)).pow(2));
+    torch::Tensor rec = rec_features[i].to(torch::kFloat32);
+    torch::Tensor tgt = target_features[i].to(torch::kFloat32);
+    torch::Tensor term;
+    if (config_.normalize == "token") {
+      auto unit = [](const torch::Tensor& f) {
+        return f / (f.pow(2).sum(-1, /*keepdim=*/true).sqrt() + 1e-10);
+      };
+      term = weight * (unit(rec) - unit(tgt)).pow(2).sum(-1).mean();
+    } else {
+      term = weight * torch::mean((rec - tgt).pow(2));
+    }
     if (per_block != nullptr) per_block->push_back(term.detach());
     total = total + term;
   }

@@ -4,7 +4,11 @@
 // statistics (ImageNet's for a MoCo v3 ViT, the pre-training ViT view's for a peco BEiT trunk),
 // resized bilinearly to the extractor's input size if needed, and passed through the frozen
 // extractor (losses/feature_extractor.h); the token sequences after the configured blocks give
-//   loss = sum_l w_l * mean((f_l(x_rec) - f_l(x))^2).
+//   loss = sum_l w_l * mean((f_l(x_rec) - f_l(x))^2)                      (normalize: none)
+//   loss = sum_l w_l * mean_tokens(sum_channels((u_l(x_rec) - u_l(x))^2))  (normalize: token)
+// where u_l is f_l with each token's feature vector scaled to unit length (eps 1e-10), as LPIPS
+// normalises each position's channels; a block's token term then lies in [0, 4] whatever the
+// network's feature scale.
 // Gradients flow to x_rec only; the extractor's parameters never require gradients, and the
 // target branch runs without autograd.
 //
@@ -42,6 +46,7 @@ struct PerceptualLossConfig {
   std::vector<int64_t> blocks = {3, 6, 9, 12};  // counted from 1
   std::vector<double> layer_weights;            // empty: 1 for every block
   bool include_cls_token = true;
+  std::string normalize = "none";  // none | token
 
   // Field errors as `prefix` + field name. With `checkpoint` set, blocks are checked only for
   // being >= 1 (the depth is the checkpoint's; CheckBlocks with it).

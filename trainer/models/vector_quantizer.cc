@@ -39,6 +39,11 @@ absl::Status VectorQuantizerConfig::Validate(const std::string& prefix) const {
     return absl::InvalidArgumentError(
         absl::StrCat(prefix, "dead_code_steps: expected >= 0, got ", dead_code_steps));
   }
+  if (dead_code_until_step < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        prefix, "dead_code_until_step: expected a step >= 0 (0 = restarts throughout), got ",
+        dead_code_until_step));
+  }
   return absl::OkStatus();
 }
 

@@ -27,6 +27,9 @@ struct VectorQuantizerConfig {
   // Replace codes unused for `dead_code_steps` training steps by random encoder outputs of the
   // current batch (0 = never). Off by default: not part of taming's recipe.
   int64_t dead_code_steps = 0;
+  // Restarts happen only before this training step (0 = throughout): an early window lets the
+  // codebook find its footing, then leaves the codes to settle (the tokenizer task applies it).
+  int64_t dead_code_until_step = 0;
 
   absl::Status Validate(const std::string& prefix) const;
 };

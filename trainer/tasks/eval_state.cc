@@ -16,6 +16,8 @@ std::string EvalStateToJson(const EvalState& s) {
       .Add("pooling", s.pooling)
       .Add("feature_norm", s.feature_norm)
       .Add("num_classes", s.num_classes)
+      .Add("input_mean", s.input_mean)
+      .Add("input_std", s.input_std)
       .Add("backbone", s.backbone.kind)
       .Add("backbone_source", s.backbone.path)
       .Add("backbone_sha256", s.backbone.sha256)
@@ -48,6 +50,8 @@ absl::StatusOr<EvalState> EvalStateFromJson(const std::string& json, const std::
   RETURN_IF_ERROR(r.ReadEnum("pooling", {"cls", "mean", "cls+mean"}, &s.pooling));
   RETURN_IF_ERROR(r.ReadEnum("feature_norm", {"none", "batchnorm"}, &s.feature_norm));
   RETURN_IF_ERROR(r.Read("num_classes", &s.num_classes));
+  RETURN_IF_ERROR(r.Read("input_mean", &s.input_mean));
+  RETURN_IF_ERROR(r.Read("input_std", &s.input_std));
   RETURN_IF_ERROR(r.Read("backbone", &s.backbone.kind));
   RETURN_IF_ERROR(r.Read("backbone_source", &s.backbone.path));
   RETURN_IF_ERROR(r.Read("backbone_sha256", &s.backbone.sha256));

@@ -44,9 +44,14 @@ struct EvalState : RunState {
   std::string pooling = "mean";       // linear_probe: cls | mean | cls+mean
   std::string feature_norm = "none";  // linear_probe: none | batchnorm
   int64_t num_classes = 0;            // classes of the training data
-  EvalBackboneSource backbone;        // where the backbone's initial weights came from
-  EvalResult eval;                    // the last evaluation (step -1: none yet)
-  ReadoutResult readout;              // linear_probe
+  // The model input's normalisation, (value / 255 - mean) / std, as resolved for the run (the
+  // config's or the backbone checkpoint's); checkpoints written before it was recorded read as
+  // the default 0.5 / 0.5.
+  std::vector<double> input_mean = {0.5, 0.5, 0.5};
+  std::vector<double> input_std = {0.5, 0.5, 0.5};
+  EvalBackboneSource backbone;  // where the backbone's initial weights came from
+  EvalResult eval;              // the last evaluation (step -1: none yet)
+  ReadoutResult readout;        // linear_probe
 };
 
 // The trainer_state.json text (one JSON object and a newline). "kind" is the job kind.

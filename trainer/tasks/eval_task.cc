@@ -113,6 +113,8 @@ class FinetuneTask : public TrainingTask {
 
 absl::Status FinetuneTask::BuildModel(int64_t classes) {
   state_.num_classes = classes;
+  state_.input_mean = config_.mean;
+  state_.input_std = config_.std;
   state_.model = FinetuneConfigFrom(config_.model, classes);
   RETURN_IF_ERROR(state_.model.Validate("model."));
   // Seeded construction: the same config gives the same initial weights on every rank.
@@ -409,6 +411,8 @@ absl::StatusOr<LoadedEval> LoadEvalCheckpoint(const std::string& path) {
   loaded.backbone_sha256 = state.backbone.sha256;
   loaded.eval = state.eval;
   loaded.num_classes = state.num_classes;
+  loaded.input_mean = state.input_mean;
+  loaded.input_std = state.input_std;
   RETURN_IF_ERROR(TorchCall(absl::StrCat("loading ", dir), [&] {
     loaded.model = BeitClassifier(state.model);
     DeserializeModule(*model_bytes, *loaded.model);

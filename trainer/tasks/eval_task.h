@@ -81,6 +81,7 @@ struct LoadedEval {
   BeitVitConfig model_config;     // the classifier's (FinetuneConfigFrom form)
   BeitClassifier model{nullptr};  // eval mode, CPU
   int64_t num_classes = 0;
+  std::vector<double> input_mean, input_std;  // the input normalisation it was trained with
   std::string backbone, backbone_source, backbone_sha256;  // provenance
   EvalResult eval;
 };

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "trainer/engine/checkpoint.h"
@@ -12,6 +13,7 @@
 #include "trainer/losses/timm_vit_extractor.h"
 #include "trainer/tasks/contrastive_config.h"
 #include "trainer/tasks/contrastive_task.h"
+#include "trainer/tasks/eval_task.h"
 #include "trainer/tasks/pretrain_config.h"
 #include "trainer/tasks/pretrain_task.h"
 
@@ -28,33 +30,35 @@ absl::Status FieldError(const std::string& path, const absl::Status& cause) {
 // A checkpoint that can serve as the perceptual network, and the job kind that wrote it.
 struct PerceptualCheckpoint {
   RestoredCheckpoint checkpoint;
-  std::string kind;  // "pretrain" or "contrastive"
+  std::string kind;  // "pretrain", "contrastive" or "finetune"
 };
 
-// The checkpoint `path` resolves to, checked to be a pretrain or contrastive one.
+// The checkpoint `path` resolves to, checked to be a pretrain, contrastive or finetune one.
 absl::StatusOr<PerceptualCheckpoint> Resolve(const std::string& path) {
   if (!std::filesystem::is_directory(path)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kField, ": expected a peco contrastive or pretrain checkpoint or run ",
-                     "directory, got '", path, "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        kField, ": expected a peco contrastive, pretrain or finetune checkpoint or run ",
+        "directory, got '", path, "'"));
   }
   absl::StatusOr<RestoredCheckpoint> checkpoint = ResolveCheckpoint(path, nullptr);
   if (!checkpoint.ok()) return FieldError(path, checkpoint.status());
   absl::StatusOr<std::string> kind = CheckpointKind(checkpoint->files, checkpoint->dir);
   if (!kind.ok()) return FieldError(path, kind.status());
-  if (*kind != "pretrain" && *kind != "contrastive") {
+  if (*kind != "pretrain" && *kind != "contrastive" && *kind != "finetune") {
     return absl::InvalidArgumentError(absl::StrCat(
         kField, ": ", checkpoint->dir, " holds a '", *kind,
-        "' checkpoint; expected a peco contrastive checkpoint (its MoCo v3 base encoder) or "
-        "pretrain checkpoint (its BEiT trunk), or the run directory of one"));
+        "' checkpoint; expected a peco contrastive checkpoint (its MoCo v3 base encoder), "
+        "pretrain checkpoint (its BEiT trunk) or finetune checkpoint (its classifier's trunk: a "
+        "supervised perceptual network), or the run directory of one"));
   }
   return PerceptualCheckpoint{*std::move(checkpoint), *kind};
 }
 
 absl::Status CheckDepth(const PerceptualLossConfig& config, const PerceptualCheckpoint& resolved,
                         int64_t depth) {
-  const char* network = resolved.kind == "pretrain" ? "the BEiT of pretrain checkpoint "
-                                                    : "the ViT of contrastive checkpoint ";
+  const char* network = resolved.kind == "pretrain"   ? "the BEiT of pretrain checkpoint "
+                        : resolved.kind == "finetune" ? "the BEiT of finetune checkpoint "
+                                                      : "the ViT of contrastive checkpoint ";
   return config.CheckBlocks("loss.perceptual.", depth,
                             absl::StrCat(network, resolved.checkpoint.dir, " with"));
 }
@@ -82,8 +86,23 @@ absl::StatusOr<std::unique_ptr<PerceptualFeatureExtractor>> PretrainExtractor(
   source.description =
       absl::StrCat("pretrain checkpoint ", source.path, " (step ", loaded->step, ", BEiT ",
                    model.embed_dim, " wide, ", model.depth, " blocks, ", model.img_size, " px)");
-  return std::make_unique<BeitTrunkExtractor>(loaded->model, loaded->config.vit_mean,
+  return std::make_unique<BeitTrunkExtractor>(loaded->model.ptr(), loaded->config.vit_mean,
                                               loaded->config.vit_std, std::move(source));
+}
+
+absl::StatusOr<std::unique_ptr<PerceptualFeatureExtractor>> FinetuneExtractor(
+    const PerceptualLossConfig& config, const PerceptualCheckpoint& resolved) {
+  absl::StatusOr<LoadedEval> loaded = LoadEvalCheckpoint(resolved.checkpoint.dir);
+  if (!loaded.ok()) return FieldError(config.checkpoint, loaded.status());
+  RETURN_IF_ERROR(CheckDepth(config, resolved, loaded->model_config.depth));
+  ASSIGN_OR_RETURN(ExtractorSource source, CheckpointSource(config, loaded->checkpoint_dir));
+  const BeitVitConfig& model = loaded->model_config;
+  source.description =
+      absl::StrCat("finetune checkpoint ", source.path, " (step ", loaded->step,
+                   ", supervised BEiT ", model.embed_dim, " wide, ", model.depth, " blocks, ",
+                   model.img_size, " px, top-1 ", absl::StrFormat("%.2f", loaded->eval.top1), "%)");
+  return std::make_unique<BeitTrunkExtractor>(loaded->model.ptr(), loaded->input_mean,
+                                              loaded->input_std, std::move(source));
 }
 
 absl::StatusOr<std::unique_ptr<PerceptualFeatureExtractor>> ContrastiveExtractor(
@@ -118,6 +137,14 @@ absl::Status CheckPerceptualCheckpoint(const PerceptualLossConfig& config) {
     if (!contrastive.ok()) return FieldError(config.checkpoint, contrastive.status());
     return CheckDepth(config, resolved, contrastive->model.vit.depth);
   }
+  if (resolved.kind == "finetune") {
+    ASSIGN_OR_RETURN(const std::string* state_json,
+                     CheckpointFile(checkpoint.files, kTrainerStateFile, checkpoint.dir));
+    absl::StatusOr<EvalState> state =
+        EvalStateFromJson(*state_json, checkpoint.dir + "/" + kTrainerStateFile);
+    if (!state.ok()) return FieldError(config.checkpoint, state.status());
+    return CheckDepth(config, resolved, state->model.depth);
+  }
   absl::StatusOr<PretrainJobConfig> pretrain =
       ParsePretrainConfig(*text, source, /*check_paths=*/false);
   if (!pretrain.ok()) return FieldError(config.checkpoint, pretrain.status());
@@ -131,6 +158,7 @@ absl::StatusOr<std::unique_ptr<PerceptualLoss>> CreatePerceptualLoss(
   ASSIGN_OR_RETURN(PerceptualCheckpoint resolved, Resolve(config.checkpoint));
   ASSIGN_OR_RETURN(std::unique_ptr<PerceptualFeatureExtractor> extractor,
                    resolved.kind == "contrastive" ? ContrastiveExtractor(config, resolved)
+                   : resolved.kind == "finetune"  ? FinetuneExtractor(config, resolved)
                                                   : PretrainExtractor(config, resolved));
   return PerceptualLoss::Create(config, std::move(extractor));
 }

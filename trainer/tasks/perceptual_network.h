@@ -3,7 +3,9 @@
 //     checkpoint is used (as pretrain resolves tokenizer.checkpoint), of
 //       - a contrastive job: its MoCo v3 base encoder (PeCo's perceptual network), reading images
 //         normalised as the job's views were (transform.mean / std);
-//       - a pretrain job: its BEiT trunk (transform.vit_mean / vit_std).
+//       - a pretrain job: its BEiT trunk (transform.vit_mean / vit_std);
+//       - a finetune job: its classifier's BEiT trunk (the input normalisation it trained with),
+//         a supervised perceptual network (the positive control of docs/RESULTS.md).
 //     The architecture comes from the checkpoint's config; `extractor`, `weights` and `seed` are
 //     ignored (`weights` together with `checkpoint` is refused by
 //     PerceptualLossConfig::Validate). Images are resized to the checkpoint's model.img_size.
@@ -24,8 +26,9 @@
 
 namespace peco::trainer {
 
-// Checks without building a model that `config.checkpoint` names a verified peco contrastive or
-// pretrain checkpoint whose depth covers `config.blocks`. OK when `config.checkpoint` is empty.
+// Checks without building a model that `config.checkpoint` names a verified peco contrastive,
+// pretrain or finetune checkpoint whose depth covers `config.blocks`. OK when `config.checkpoint`
+// is empty.
 absl::Status CheckPerceptualCheckpoint(const PerceptualLossConfig& config);
 
 // Builds the perceptual loss and its frozen extractor on the CPU.

@@ -22,6 +22,7 @@ absl::Status ReadModel(ConfigReader& r, VqTokenizerConfig* m) {
   RETURN_IF_ERROR(r.Read("beta", &m->quantizer.beta));
   RETURN_IF_ERROR(r.Read("legacy_loss", &m->quantizer.legacy_loss));
   RETURN_IF_ERROR(r.Read("dead_code_steps", &m->quantizer.dead_code_steps));
+  RETURN_IF_ERROR(r.Read("dead_code_until_step", &m->quantizer.dead_code_until_step));
   RETURN_IF_ERROR(r.ReadEnum("quantizer", {"vq", "gumbel"}, &m->quantizer_kind));
   {
     ASSIGN_OR_RETURN(ConfigReader g, r.Child("gumbel"));
@@ -45,6 +46,7 @@ absl::Status ReadLoss(ConfigReader& r, TokenizerLossConfig* l) {
   RETURN_IF_ERROR(r.Read("pixel_weight", &l->pixel_weight));
   RETURN_IF_ERROR(r.Read("codebook_weight", &l->codebook_weight));
   RETURN_IF_ERROR(r.Read("perceptual_weight", &l->perceptual_weight));
+  RETURN_IF_ERROR(r.ReadEnum("perceptual_balance", {"none", "initial"}, &l->perceptual_balance));
   {
     ASSIGN_OR_RETURN(ConfigReader p, r.Child("perceptual"));
     PerceptualLossConfig& pc = l->perceptual;
@@ -56,6 +58,7 @@ absl::Status ReadLoss(ConfigReader& r, TokenizerLossConfig* l) {
     RETURN_IF_ERROR(p.Read("blocks", &pc.blocks));
     RETURN_IF_ERROR(p.Read("layer_weights", &pc.layer_weights));
     RETURN_IF_ERROR(p.Read("include_cls_token", &pc.include_cls_token));
+    RETURN_IF_ERROR(p.ReadEnum("normalize", {"none", "token"}, &pc.normalize));
     ASSIGN_OR_RETURN(ConfigReader e, p.Child("extractor"));
     RETURN_IF_ERROR(e.Read("img_size", &pc.extractor.img_size));
     RETURN_IF_ERROR(e.Read("patch_size", &pc.extractor.patch_size));
@@ -114,6 +117,12 @@ absl::Status TokenizerJobConfig::Validate(bool check_paths) const {
     return absl::InvalidArgumentError("loss.codebook_weight: expected >= 0");
   if (loss.perceptual_weight < 0) {
     return absl::InvalidArgumentError("loss.perceptual_weight: expected >= 0");
+  }
+  if (loss.perceptual_balance == "initial" &&
+      !(loss.perceptual_weight > 0 && loss.pixel_weight > 0)) {
+    return absl::InvalidArgumentError(
+        "loss.perceptual_balance: initial scales the perceptual term to the pixel term; it needs "
+        "loss.perceptual_weight > 0 and loss.pixel_weight > 0");
   }
   if (loss.perceptual_weight > 0) {
     RETURN_IF_ERROR(loss.perceptual.Validate("loss.perceptual."));

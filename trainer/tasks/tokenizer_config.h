@@ -37,6 +37,11 @@ struct TokenizerLossConfig {
   double pixel_weight = 1.0;
   double codebook_weight = 1.0;
   double perceptual_weight = 1.0;  // 0 disables the perceptual network entirely
+  // none: the perceptual term is weighted by perceptual_weight. initial: by perceptual_weight x
+  // (pixel_weight x pixel term / perceptual term) measured on the first training batch (the global
+  // batch's means), so the two terms start of one order whatever the network's feature scale; the
+  // factor is kept in the checkpoint's trainer_state.json.
+  std::string perceptual_balance = "none";
   PerceptualLossConfig perceptual;
   GanConfig gan;
 };

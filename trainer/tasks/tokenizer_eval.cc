@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -35,6 +36,15 @@ TransformOptions PlainView(int image_size) {
 
 }  // namespace
 
+torch::Tensor PlainCells(const torch::Tensor& images, int64_t tokens_per_side, double range) {
+  namespace F = torch::nn::functional;
+  const int64_t cell = images.size(2) / tokens_per_side;
+  const auto pool = F::MaxPool2dFuncOptions(cell).stride(cell);
+  torch::Tensor x = images.to(torch::kFloat32);
+  torch::Tensor spread = F::max_pool2d(x, pool) + F::max_pool2d(-x, pool);  // max - min
+  return std::get<0>(spread.max(/*dim=*/1)) <= range;
+}
+
 absl::Status TokenizerEvalConfig::Validate() const {
   if (every < 0) return FieldError("every", "steps >= 0 (0 = only at the end)", every);
   if (batch_size <= 0) return FieldError("batch_size", "a value > 0", batch_size);
@@ -45,6 +55,9 @@ absl::Status TokenizerEvalConfig::Validate() const {
   }
   if (!(contrast >= 0 && contrast < 1)) {
     return FieldError("contrast", "a jitter factor in [0, 1)", contrast);
+  }
+  if (!(plain_range >= 0 && plain_range < 2)) {
+    return FieldError("plain_range", "a value range in [0, 2) (inputs in [-1, 1])", plain_range);
   }
   return absl::OkStatus();
 }
@@ -61,6 +74,7 @@ absl::Status ReadTokenizerEvalSection(ConfigReader& r, TokenizerEvalConfig* conf
   int64_t seed = static_cast<int64_t>(config->seed);
   RETURN_IF_ERROR(r.Read("seed", &seed));
   config->seed = static_cast<uint64_t>(seed);
+  RETURN_IF_ERROR(r.Read("plain_range", &config->plain_range));
   return r.Finish();
 }
 
@@ -85,6 +99,7 @@ absl::StatusOr<TokenizerEvalSums> EvaluateTokenizerShard(
 
   TokenizerEvalSums sums;
   sums.counts = torch::zeros({num_codes}, torch::kInt64);
+  sums.plain_counts = torch::zeros({num_codes}, torch::kInt64);
   const bool training = model.is_training();
   model.eval();
   absl::Status status;
@@ -121,6 +136,9 @@ absl::StatusOr<TokenizerEvalSums> EvaluateTokenizerShard(
       sums.squared_error += error.pow(2).sum().item<double>();
       sums.values += static_cast<double>(error.numel());
       sums.counts += torch::bincount(tokens.flatten().to(torch::kCPU), {}, num_codes);
+      torch::Tensor plain = PlainCells(x, tokens.size(1), config.plain_range);
+      sums.plain_counts +=
+          torch::bincount(tokens.masked_select(plain).to(torch::kCPU), {}, num_codes);
       torch::Tensor a = model.Tokenize(torch::stack(views[1]).to(device));
       torch::Tensor b = model.Tokenize(torch::stack(views[2]).to(device));
       sums.agreeing += (a == b).sum().item<double>();
@@ -156,6 +174,16 @@ absl::StatusOr<TokenizerEvalResult> FinishTokenizerEval(const TokenizerEvalSums&
   result.codes_used = usage.codes_used;
   result.perplexity = usage.perplexity;
   result.token_agreement = sums.agreeing / sums.positions;
+  // A code is a plain one when over half of its assignments are on plain cells.
+  ASSIGN_OR_RETURN(const auto plain, TorchCall("counting plain-cell codes", [&] {
+                     return std::make_pair(
+                         (sums.plain_counts * 2 > sums.counts).sum().item<int64_t>(),
+                         sums.plain_counts.sum().item<double>());
+                   }));
+  result.plain_codes = plain.first;
+  result.plain_positions = plain.second / sums.positions;
+  result.plain_code_share =
+      result.codes_used > 0 ? static_cast<double>(result.plain_codes) / result.codes_used : 0;
   return result;
 }
 

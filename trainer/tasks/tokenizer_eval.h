@@ -17,6 +17,13 @@
 //   eval_psnr           10 log10(1 / mse) on the [0, 1] scale
 //   eval_codes_used, eval_perplexity   of the token histogram over the un-jittered images
 //   eval_token_agreement   fraction of positions whose two jittered views get the same token
+//   eval_plain_positions   fraction of token positions whose input cell (the pixels the token
+//                       stands for, image_size / tokens per side square) is plain: its values
+//                       span at most eval.plain_range on every channel (Fashion-MNIST's black
+//                       background, a flat sky)
+//   eval_plain_codes, eval_plain_code_share   codes most of whose assignments fall on plain
+//                       cells, and their share of the codes used: codebook spent on the plain
+//                       background rather than on content
 //
 // Value types and a free function; thread-compatible.
 #ifndef PECO_TRAINER_TASKS_TOKENIZER_EVAL_H_
@@ -47,13 +54,16 @@ struct TokenizerEvalConfig {
   double brightness = 0.2;
   double contrast = 0.2;
   uint64_t seed = 0;  // seeds the jitter; independent of the run's seed
+  // A cell is plain when max - min of its values (inputs in [-1, 1]) is at most this on every
+  // channel; 0.02 is about 2.5 grey levels of 255.
+  double plain_range = 0.02;
 
   // InvalidArgument naming `eval.<field>`.
   absl::Status Validate() const;
 };
 
 // Reads the `eval:` section (enabled, split, path, every, batch_size, max_images, brightness,
-// contrast, seed) and finishes the reader.
+// contrast, seed, plain_range) and finishes the reader.
 absl::Status ReadTokenizerEvalSection(ConfigReader& r, TokenizerEvalConfig* config);
 
 struct TokenizerEvalResult {
@@ -63,6 +73,9 @@ struct TokenizerEvalResult {
   int64_t codes_used = 0;
   double perplexity = 0;
   double token_agreement = 0;
+  double plain_positions = 0;   // fraction of positions on plain cells
+  int64_t plain_codes = 0;      // codes assigned mostly on plain cells
+  double plain_code_share = 0;  // plain_codes / codes_used
 };
 
 // Evaluates `model` on the first min(max_images, size) images of `heldout` (a centred square of
@@ -80,8 +93,14 @@ struct TokenizerEvalSums {
   double abs_error = 0, squared_error = 0, values = 0;  // over every pixel value
   double agreeing = 0, positions = 0;                   // token agreement under jitter
   torch::Tensor counts;                                 // [K] int64 token histogram, CPU
-  absl::Status first_error;                             // of the first unreadable image
+  torch::Tensor plain_counts;  // [K] int64 histogram of the tokens on plain cells, CPU
+  absl::Status first_error;    // of the first unreadable image
 };
+
+// The plain cells of `images` [B, C, H, W] (values in [-1, 1]) cut into tokens_per_side^2 square
+// cells: [B, tokens_per_side, tokens_per_side] bool, true where max - min <= `range` on every
+// channel. H must be a multiple of tokens_per_side.
+torch::Tensor PlainCells(const torch::Tensor& images, int64_t tokens_per_side, double range);
 
 // The images an evaluation covers: the first min(max_images, size) (all with max_images 0).
 int64_t TokenizerEvalImages(const Dataset& heldout, const TokenizerEvalConfig& config);

@@ -47,6 +47,10 @@ struct TrainerState : RunState {
   std::string perceptual = "off";
   std::string perceptual_path;
   std::string perceptual_sha256;
+  // loss.perceptual_balance initial: the factor (pixel / perceptual term on the first batch)
+  // the perceptual weight is multiplied by; 0 until measured (and with balance none).
+  double perceptual_balance = 0;
+  int64_t codes_restarted = 0;  // dead codes restarted so far (vq with dead_code_steps)
 };
 
 std::string StateToJson(const TrainerState& state) {
@@ -54,7 +58,9 @@ std::string StateToJson(const TrainerState& state) {
   AddRunState(state, &w);
   w.Add("perceptual", state.perceptual)
       .Add("perceptual_path", state.perceptual_path)
-      .Add("perceptual_sha256", state.perceptual_sha256);
+      .Add("perceptual_sha256", state.perceptual_sha256)
+      .Add("perceptual_balance", state.perceptual_balance)
+      .Add("codes_restarted", state.codes_restarted);
   return w.str() + "\n";
 }
 
@@ -67,6 +73,8 @@ absl::StatusOr<TrainerState> StateFromJson(const std::string& json, const std::s
   RETURN_IF_ERROR(r.Read("perceptual", &state.perceptual));
   RETURN_IF_ERROR(r.Read("perceptual_path", &state.perceptual_path));
   RETURN_IF_ERROR(r.Read("perceptual_sha256", &state.perceptual_sha256));
+  RETURN_IF_ERROR(r.Read("perceptual_balance", &state.perceptual_balance));
+  RETURN_IF_ERROR(r.Read("codes_restarted", &state.codes_restarted));
   RETURN_IF_ERROR(r.Finish());
   return state;
 }
@@ -141,6 +149,9 @@ class TokenizerTask : public TrainingTask {
   absl::StatusOr<torch::Tensor> GatherGlobalBatch(const torch::Tensor& local);
   // Restarts dead codes of the vq quantizer from the global batch's encoder outputs.
   absl::Status RestartDeadCodes();
+  // loss.perceptual_balance initial: sets state_.perceptual_balance to the ratio of the global
+  // batch's weighted pixel term to its unweighted perceptual term.
+  absl::Status BalancePerceptualTerm(const torch::Tensor& pixel, const torch::Tensor& perceptual);
 
   const TokenizerJobConfig& config_;
   ProgressSink& progress_;
@@ -373,15 +384,41 @@ absl::StatusOr<torch::Tensor> TokenizerTask::GatherGlobalBatch(const torch::Tens
   return buffer[0].transpose(0, 1).reshape(shape);
 }
 
+absl::Status TokenizerTask::BalancePerceptualTerm(const torch::Tensor& pixel,
+                                                  const torch::Tensor& perceptual) {
+  torch::Tensor terms =
+      torch::stack({pixel.detach().to(torch::kFloat32), perceptual.detach().to(torch::kFloat32)})
+          .to(torch::kFloat64);
+  RETURN_IF_ERROR(AverageOverRanks(terms));
+  const double pixel_term = terms[0].item<double>();
+  const double perceptual_term = terms[1].item<double>();
+  if (!(perceptual_term > 0) || !std::isfinite(pixel_term / perceptual_term) || !(pixel_term > 0)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "loss.perceptual_balance: initial needs positive, finite pixel and perceptual terms on "
+        "the first batch; got pixel %g, perceptual %g (a network whose features do not change "
+        "with the image cannot be balanced; set loss.perceptual_balance: none)",
+        pixel_term, perceptual_term));
+  }
+  state_.perceptual_balance = pixel_term / perceptual_term;
+  progress_.Log(absl::StrFormat(
+      "perceptual term balanced at step %d: pixel term %.4g, perceptual term %.4g, so the "
+      "perceptual weight is %g x %.4g = %.4g",
+      state_.step, pixel_term, perceptual_term, config_.loss.perceptual_weight,
+      state_.perceptual_balance, config_.loss.perceptual_weight * state_.perceptual_balance));
+  return absl::OkStatus();
+}
+
 absl::Status TokenizerTask::RestartDeadCodes() {
-  if (config_.model.quantizer.dead_code_steps <= 0 || config_.model.gumbel_kind()) {
-    return absl::OkStatus();
+  const VectorQuantizerConfig& quantizer = config_.model.quantizer;
+  if (quantizer.dead_code_steps <= 0 || config_.model.gumbel_kind()) return absl::OkStatus();
+  if (quantizer.dead_code_until_step > 0 && state_.step >= quantizer.dead_code_until_step) {
+    return absl::OkStatus();  // past the restart window (the same step on every rank)
   }
   // The counters are summed over the ranks, so every rank takes this branch alike.
   if (!model_->quantizer()->HasDeadCodes()) return absl::OkStatus();
   ASSIGN_OR_RETURN(torch::Tensor z, GatherGlobalBatch(out_.z.detach().contiguous()));
   auto generator = at::detail::createCPUGenerator(config_.seed * 1000003 + state_.step);
-  model_->quantizer()->RestartDeadCodes(z, generator);
+  state_.codes_restarted += model_->quantizer()->RestartDeadCodes(z, generator);
   return absl::OkStatus();
 }
 
@@ -408,8 +445,16 @@ absl::StatusOr<double> TokenizerTask::ForwardLoss(const Batch& batch) {
   torch::Tensor nll = loss_config.pixel_weight * pixel;
   torch::Tensor perceptual;
   if (perceptual_) {
-    AutocastGuard autocast(bf16_, device_);
-    perceptual = loss_config.perceptual_weight * perceptual_->Compute(reconstruction, images_);
+    {
+      AutocastGuard autocast(bf16_, device_);
+      perceptual = perceptual_->Compute(reconstruction, images_);
+    }
+    if (loss_config.perceptual_balance == "initial" && state_.perceptual_balance == 0) {
+      RETURN_IF_ERROR(BalancePerceptualTerm(loss_config.pixel_weight * pixel, perceptual));
+    }
+    const double factor =
+        loss_config.perceptual_balance == "initial" ? state_.perceptual_balance : 1.0;
+    perceptual = loss_config.perceptual_weight * factor * perceptual;
     nll = nll + perceptual;
   }
   torch::Tensor codebook = out_.quantized.loss.to(torch::kFloat32);
@@ -497,6 +542,13 @@ absl::StatusOr<std::string> TokenizerTask::Metrics(const MetricWindow& window, J
       .Add("codes_used", usage.codes_used)
       .Add("codebook_size", config_.model.quantizer.num_codes)
       .Add("perplexity", usage.perplexity);
+  if (config_.model.quantizer.dead_code_steps > 0 && !config_.model.gumbel_kind()) {
+    event->Add("codes_restarted", state_.codes_restarted);  // cumulative, the same on every rank
+  }
+  if (perceptual_ && config_.loss.perceptual_balance == "initial") {
+    // The weight in effect: perceptual_weight x the first batch's pixel / perceptual ratio.
+    event->Add("perceptual_weight", config_.loss.perceptual_weight * state_.perceptual_balance);
+  }
   if (discriminator_) {
     event->Add("loss_generator", parts[kGenerator])
         .Add("loss_discriminator", parts[kDiscriminator])
@@ -526,7 +578,7 @@ absl::Status TokenizerTask::Evaluate() {
                                           }));
   if (group_->is_distributed()) {
     // Every rank's sums, added: [images, unreadable, abs, squared, values, agreeing, positions,
-    // counts...] (float64 holds the counts exactly).
+    // counts..., plain counts...] (float64 holds the counts exactly).
     std::vector<double> values = {static_cast<double>(sums.images),
                                   static_cast<double>(sums.unreadable),
                                   sums.abs_error,
@@ -537,6 +589,9 @@ absl::Status TokenizerTask::Evaluate() {
     torch::Tensor counts = sums.counts.to(torch::kFloat64).contiguous();
     values.insert(values.end(), counts.data_ptr<double>(),
                   counts.data_ptr<double>() + counts.numel());
+    torch::Tensor plain_counts = sums.plain_counts.to(torch::kFloat64).contiguous();
+    values.insert(values.end(), plain_counts.data_ptr<double>(),
+                  plain_counts.data_ptr<double>() + plain_counts.numel());
     ASSIGN_OR_RETURN(std::vector<double> means, group_->AllReduceMean(values));
     const double world = static_cast<double>(group_->world_size());
     for (double& v : means) v = std::round(v * world * 1e6) / 1e6;
@@ -547,9 +602,15 @@ absl::Status TokenizerTask::Evaluate() {
     sums.values = means[4];
     sums.agreeing = means[5];
     sums.positions = means[6];
-    sums.counts = torch::tensor(std::vector<double>(means.begin() + 7, means.end()))
-                      .round()
-                      .to(torch::kInt64);
+    const int64_t num_codes = counts.numel();
+    auto histogram = [&](int64_t begin) {
+      return torch::tensor(
+                 std::vector<double>(means.begin() + begin, means.begin() + begin + num_codes))
+          .round()
+          .to(torch::kInt64);
+    };
+    sums.counts = histogram(7);
+    sums.plain_counts = histogram(7 + num_codes);
   }
   ASSIGN_OR_RETURN(TokenizerEvalResult r, FinishTokenizerEval(sums, *eval_dataset_, config_.eval));
   const double seconds =
@@ -564,15 +625,20 @@ absl::Status TokenizerTask::Evaluate() {
       .Add("eval_codes_used", r.codes_used)
       .Add("eval_perplexity", r.perplexity)
       .Add("eval_token_agreement", r.token_agreement)
+      .Add("eval_plain_positions", r.plain_positions)
+      .Add("eval_plain_codes", r.plain_codes)
+      .Add("eval_plain_code_share", r.plain_code_share)
       .Add("eval_images", r.images)
       .Add("eval_unreadable", r.unreadable)
       .Add("eval_seconds", seconds);
   progress_.Emit(event);
   progress_.Log(absl::StrFormat(
       "eval at step %d on %d held-out images of %s: L1 %.4f  PSNR %.2f dB  codes %d/%d  "
-      "perplexity %.1f  token agreement under jitter %.2f%%  (%.1f s)",
+      "perplexity %.1f  token agreement under jitter %.2f%%  plain cells %.1f%% of positions, "
+      "%d codes (%.1f%% of those used)  (%.1f s)",
       state_.step, r.images, eval_dataset_->name(), r.l1, r.psnr, r.codes_used,
-      config_.model.quantizer.num_codes, r.perplexity, 100.0 * r.token_agreement, seconds));
+      config_.model.quantizer.num_codes, r.perplexity, 100.0 * r.token_agreement,
+      100.0 * r.plain_positions, r.plain_codes, 100.0 * r.plain_code_share, seconds));
   return absl::OkStatus();
 }
 
