@@ -76,16 +76,19 @@ def make_study(directory):
               [point(1, 100, loss=0.6), point(1, 100, eval_top1=86.0)])
     rows.append(("supervised", "job-s", "c-sup", "supervised", "0"))
     for arm, psnr in (("b", 21.0), ("c", 20.4), ("c-rand", 20.0), ("c-sup", 20.2)):
+        final = dict(loss_pixel=0.2, perplexity=120.0, codebook_size=512, codes_restarted=40,
+                     perceptual_weight=0.25)
+        evaluation = dict(eval_l1=0.1 if arm == "b" else 0.09, eval_psnr=psnr,
+                          eval_codes_used=500, eval_perplexity=300.0,
+                          eval_token_agreement=0.4 if arm == "b" else 0.5,
+                          eval_plain_positions=0.35, eval_plain_codes=50,
+                          eval_plain_code_share=0.1, eval_images=100)
+        # (c)'s last step and its evaluation arrive as one merged point.
+        last_points = ([point(1, 100, **final, **evaluation)] if arm == "c" else
+                       [point(1, 100, **final), point(1, 100, **evaluation)])
         write_job(directory, f"tokenizer-{arm}", 100, 32,
                   [point(1, 50, loss_pixel=0.3, perplexity=100.0, codebook_size=512,
-                         codes_restarted=40),
-                   point(1, 100, loss_pixel=0.2, perplexity=120.0, codebook_size=512,
-                         codes_restarted=40, perceptual_weight=0.25),
-                   point(1, 100, eval_l1=0.1 if arm == "b" else 0.09, eval_psnr=psnr,
-                         eval_codes_used=500, eval_perplexity=300.0,
-                         eval_token_agreement=0.4 if arm == "b" else 0.5,
-                         eval_plain_positions=0.35, eval_plain_codes=50,
-                         eval_plain_code_share=0.1, eval_images=100)])
+                         codes_restarted=40)] + last_points)
         rows.append((f"tokenizer-{arm}", "job-t" + arm, arm, "tokenizer", "0"))
     pairs = [(arm, s) for s in SEEDS for arm in ("b", "c")] + [("c-rand", "0"), ("c-sup", "0")]
     for arm, seed in pairs:
@@ -179,6 +182,11 @@ def main():
               f"the verdict, got {results['verdict']}")
 
         jobs = {j["name"]: j for j in results["jobs"]}
+        merged = jobs["tokenizer-c"]
+        check(merged["train"]["100"].get("loss_pixel") == 0.2 and
+              "eval_psnr" not in merged["train"]["100"] and
+              merged["eval"]["100"].get("eval_psnr") == 20.4,
+              "a merged point feeds the training curve and the evaluations")
         pretrain = jobs["c-pretrain-s0"]
         check(pretrain["train"]["150"]["loss"] == 5.6,
               f"the resumed attempt's step 150 wins, got {pretrain['train']['150']}")
