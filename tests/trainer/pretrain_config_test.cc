@@ -207,7 +207,14 @@ TEST(PretrainConfigTest, ReproductionConfigsLineUpAndDifferOnlyInTheTarget) {
   EXPECT_EQ(pixel->data.image_size / downsample, pretrain->model.grid());
   EXPECT_EQ(pixel->data.image_size % downsample, 0);
   EXPECT_EQ(pixel->model.quantizer.num_codes, pretrain->model.vocab_size);
-  for (const char* name : {"linear_probe.yaml", "finetune.yaml"}) {
+  // The study's perceptual loss (docs/RESULTS.md): patch tokens, unit-length token features, the
+  // weight balanced on the first batch.
+  EXPECT_FALSE(perceptual->loss.perceptual.include_cls_token);
+  EXPECT_EQ(perceptual->loss.perceptual.normalize, "token");
+  EXPECT_EQ(perceptual->loss.perceptual_balance, "initial");
+  EXPECT_GT(pixel->model.quantizer.dead_code_until_step, 0);
+  EXPECT_LT(pixel->model.quantizer.dead_code_until_step, pixel->train.max_steps);
+  for (const char* name : {"linear_probe.yaml", "finetune_100_labels.yaml", "supervised.yaml"}) {
     absl::StatusOr<EvalJobConfig> eval = ParseEvalConfig(text(name), name, false);
     ASSERT_TRUE(eval.ok()) << name << ": " << eval.status();
     EXPECT_EQ(eval->data.image_size, pretrain->data.image_size) << name;
