@@ -1,6 +1,8 @@
 // JobStore: the coordinator's durable state (DESIGN.md section 7) behind an interface: jobs,
 // attempts, workers, checkpoint records and metric history. SqliteJobStore
-// (coordinator/sqlite_job_store.h) is the production implementation; tests may fake it.
+// (coordinator/sqlite_job_store.h) is the production implementation; MemoryJobStore
+// (coordinator/memory_job_store.h) holds the same records in memory for tests, and
+// tests/coordinator/job_store_test.cc runs one contract suite against both.
 //
 // Records are the wire messages of proto/peco/v1 so that nothing is translated twice.
 //

@@ -10,11 +10,11 @@
 #include <filesystem>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "coordinator/job_record_rules.h"
 #include "coordinator/job_state_machine.h"
 #include "google/protobuf/util/message_differencer.h"
 
@@ -498,15 +498,7 @@ absl::StatusOr<v1::Job> SqliteJobStore::GetJob(const std::string& job_id) {
 
 absl::StatusOr<JobPage> SqliteJobStore::ListJobs(const JobQuery& query) {
   constexpr const char* kOp = "listing jobs";
-  if (query.page_size < 1 || query.page_size > 1000) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": page_size ", query.page_size, " is outside 1..1000"));
-  }
-  int64_t after_seq = 0;
-  if (!query.page_token.empty() &&
-      (!absl::SimpleAtoi(query.page_token, &after_seq) || after_seq < 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(kOp, ": bad page_token ", query.page_token));
-  }
+  ASSIGN_OR_RETURN(const int64_t after_seq, PageStart(kOp, query));
   std::string sql = "SELECT seq, record FROM jobs WHERE seq > ?1";
   if (!query.states.empty()) {
     std::vector<int> states(query.states.begin(), query.states.end());
@@ -539,34 +531,12 @@ absl::StatusOr<v1::Job> SqliteJobStore::UpdateJobState(const JobStateUpdate& upd
   absl::MutexLock lock(&mu_);
   return InTransaction(kOp, [&]() -> absl::StatusOr<v1::Job> {
     ASSIGN_OR_RETURN(v1::Job job, LoadJob(update.job_id, kOp));
-    if (job.attempt() != update.expected_attempt) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(kOp, ": job ", job.id(), " is at attempt ", job.attempt(),
-                       ", the update names attempt ", update.expected_attempt));
-    }
-    absl::Status legal = CheckTransition(job.state(), update.new_state);
-    if (!legal.ok()) {
-      return absl::Status(legal.code(),
-                          absl::StrCat(kOp, ": job ", job.id(), ": ", legal.message()));
-    }
-    bool was_terminal = IsTerminal(job.state());
-    job.set_state(update.new_state);
-    if (update.new_state == v1::JOB_STATE_RUNNING && job.start_time_us() == 0) {
-      job.set_start_time_us(update.time_us);
-    }
-    if (IsTerminal(update.new_state)) job.set_end_time_us(update.time_us);
-    if (was_terminal) job.set_end_time_us(0);  // resumed
-    if (update.new_state == v1::JOB_STATE_FAILED) job.set_failure_reason(update.reason);
+    RETURN_IF_ERROR(CheckStateUpdate(kOp, job, update));
+    const bool attempt_follows = ApplyStateUpdate(update, &job);
     RETURN_IF_ERROR(StoreJob(job, kOp));
-    // The attempt record follows the job until the attempt ends (RESTARTING or terminal).
-    if (job.attempt() > 0 && !was_terminal) {
+    if (attempt_follows) {
       ASSIGN_OR_RETURN(v1::Attempt attempt, LoadAttempt(job.id(), job.attempt(), kOp));
-      attempt.set_state(update.new_state);
-      if (update.new_state == v1::JOB_STATE_RESTARTING || IsTerminal(update.new_state)) {
-        attempt.set_end_time_us(update.time_us);
-        attempt.set_failure_reason(update.reason);
-        attempt.set_cause(update.cause);
-      }
+      ApplyAttemptUpdate(update, &attempt);
       RETURN_IF_ERROR(StoreAttempt(attempt, kOp));
     }
     return job;
@@ -578,18 +548,8 @@ absl::StatusOr<v1::Job> SqliteJobStore::UpdateJobControl(const JobControlUpdate&
   absl::MutexLock lock(&mu_);
   return InTransaction(kOp, [&]() -> absl::StatusOr<v1::Job> {
     ASSIGN_OR_RETURN(v1::Job job, LoadJob(update.job_id, kOp));
-    if (job.attempt() != update.expected_attempt) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(kOp, ": job ", job.id(), " is at attempt ", job.attempt(),
-                       ", the update names attempt ", update.expected_attempt));
-    }
-    if (update.cancel_requested_time_us.has_value()) {
-      job.set_cancel_requested_time_us(*update.cancel_requested_time_us);
-    }
-    if (update.cancel_reason.has_value()) job.set_cancel_reason(*update.cancel_reason);
-    if (update.next_resume_checkpoint_id.has_value()) {
-      job.set_next_resume_checkpoint_id(*update.next_resume_checkpoint_id);
-    }
+    RETURN_IF_ERROR(CheckAttemptFence(kOp, job, update.expected_attempt, "the update"));
+    ApplyControlUpdate(update, &job);
     RETURN_IF_ERROR(StoreJob(job, kOp));
     return job;
   });
@@ -598,45 +558,15 @@ absl::StatusOr<v1::Job> SqliteJobStore::UpdateJobControl(const JobControlUpdate&
 absl::StatusOr<absl::StatusOr<JobStore::StartedAttempt>> SqliteJobStore::BeginAttemptInTransaction(
     const NewAttempt& request, const char* kOp) {
   using Refusal = absl::StatusOr<StartedAttempt>;
-  if (request.placements.empty()) {
-    return Refusal(absl::InvalidArgumentError(absl::StrCat(kOp, ": no rank placements")));
-  }
-  if (request.resume_step < 0) {
-    return Refusal(absl::InvalidArgumentError(absl::StrCat(kOp, ": negative resume_step")));
-  }
+  if (absl::Status valid = ValidateNewAttempt(kOp, request); !valid.ok()) return Refusal(valid);
   absl::StatusOr<v1::Job> loaded = LoadJob(request.job_id, kOp);
   if (absl::IsNotFound(loaded.status())) return Refusal(loaded.status());
   RETURN_IF_ERROR(loaded.status());
   v1::Job job = *std::move(loaded);
-  if (job.attempt() != request.expected_attempt) {
-    return Refusal(absl::FailedPreconditionError(
-        absl::StrCat(kOp, ": job ", job.id(), " is at attempt ", job.attempt(),
-                     ", the request names attempt ", request.expected_attempt)));
+  if (absl::Status startable = CheckNewAttempt(kOp, job, request); !startable.ok()) {
+    return Refusal(startable);
   }
-  absl::Status legal = CheckTransition(job.state(), v1::JOB_STATE_ASSIGNED);
-  if (!legal.ok()) {
-    return Refusal(
-        absl::Status(legal.code(), absl::StrCat(kOp, ": job ", job.id(), ": ", legal.message())));
-  }
-  if (job.state() == v1::JOB_STATE_RESTARTING) job.set_restart_count(job.restart_count() + 1);
-  job.set_attempt(job.attempt() + 1);
-  job.set_state(v1::JOB_STATE_ASSIGNED);
-  job.set_cancel_requested_time_us(0);
-  job.set_cancel_reason("");
-  job.set_next_resume_checkpoint_id("");
-  v1::Attempt attempt;
-  attempt.set_job_id(job.id());
-  attempt.set_number(job.attempt());
-  attempt.set_state(v1::JOB_STATE_ASSIGNED);
-  attempt.set_resume_checkpoint_id(request.resume_checkpoint_id);
-  attempt.set_resume_step(request.resume_step);
-  for (const v1::RankPlacement& placement : request.placements) {
-    *attempt.add_placements() = placement;
-  }
-  attempt.set_master_addr(request.master_addr);
-  attempt.set_master_port(request.master_port);
-  attempt.set_start_time_us(request.time_us);
-  for (const v1::InputCheckpoint& input : request.inputs) *attempt.add_inputs() = input;
+  v1::Attempt attempt = StartAttempt(request, &job);
   RETURN_IF_ERROR(StoreJob(job, kOp));
   RETURN_IF_ERROR(StoreAttempt(attempt, kOp));
   return Refusal(StartedAttempt{std::move(job), std::move(attempt)});

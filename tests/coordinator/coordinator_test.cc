@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
 #include "coordinator/coordinator_metrics.h"
-#include "coordinator/sqlite_job_store.h"
+#include "coordinator/memory_job_store.h"
 #include "prometheus/metric_family.h"
 
 namespace peco::coordinator {
@@ -69,14 +69,14 @@ class CoordinatorTest : public ::testing::Test {
     Start();
   }
 
-  // (Re)creates the coordinator over the same data directory, as a restarted daemon does.
+  // (Re)creates the coordinator over the same job store and data directory, as a restarted
+  // daemon does. The store is the in-memory one, kept across restarts as the database file is
+  // (SqliteJobStore's durability and the contract both stores keep are tested in
+  // job_store_test).
   void Start() {
     coordinator_.reset();
     checkpoints_.reset();
-    store_.reset();
-    SqliteJobStore::Options store_options;
-    store_options.path = dir_ + "/state.db";
-    store_ = *SqliteJobStore::Open(store_options);
+    if (store_ == nullptr) store_ = std::make_unique<MemoryJobStore>();
     CheckpointFileStore::Options checkpoint_options;
     checkpoint_options.data_dir = dir_;
     checkpoints_ = *CheckpointFileStore::Open(checkpoint_options);
@@ -207,7 +207,7 @@ class CoordinatorTest : public ::testing::Test {
   CoordinatorOptions options_;
   FakeClock clock_;
   FakeValidator validator_;
-  std::unique_ptr<SqliteJobStore> store_;
+  std::unique_ptr<MemoryJobStore> store_;
   std::unique_ptr<CheckpointFileStore> checkpoints_;
   std::unique_ptr<JobEventHub> events_;
   std::unique_ptr<CoordinatorMetrics> metrics_;

@@ -17,7 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
-#include "coordinator/sqlite_job_store.h"
+#include "coordinator/memory_job_store.h"
 
 namespace peco::coordinator {
 namespace {
@@ -34,9 +34,7 @@ class RpcServicesTest : public ::testing::Test {
     std::string pattern = absl::StrCat(::testing::TempDir(), "/rpc_services_test_XXXXXX");
     EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
     dir_ = pattern;
-    SqliteJobStore::Options store_options;
-    store_options.path = dir_ + "/state.db";
-    store_ = *SqliteJobStore::Open(store_options);
+    store_ = std::make_unique<MemoryJobStore>();
     CheckpointFileStore::Options file_options;
     file_options.data_dir = dir_;
     files_ = *CheckpointFileStore::Open(file_options);
@@ -145,7 +143,7 @@ class RpcServicesTest : public ::testing::Test {
   std::string dir_;
   FakeClock clock_;
   JobEventHub events_;
-  std::unique_ptr<SqliteJobStore> store_;
+  std::unique_ptr<MemoryJobStore> store_;
   std::unique_ptr<CheckpointFileStore> files_;
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<TokenRegistry> tokens_;

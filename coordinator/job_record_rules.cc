@@ -1,0 +1,118 @@
+#include "coordinator/job_record_rules.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "coordinator/job_state_machine.h"
+
+namespace peco::coordinator {
+namespace {
+
+absl::Status CheckLegal(const char* operation, const v1::Job& job, v1::JobState to) {
+  absl::Status legal = CheckTransition(job.state(), to);
+  if (legal.ok()) return legal;
+  return absl::Status(legal.code(),
+                      absl::StrCat(operation, ": job ", job.id(), ": ", legal.message()));
+}
+
+}  // namespace
+
+absl::Status CheckAttemptFence(const char* operation, const v1::Job& job, int64_t expected,
+                               const char* what) {
+  if (job.attempt() == expected) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(operation, ": job ", job.id(),
+                                                    " is at attempt ", job.attempt(), ", ", what,
+                                                    " names attempt ", expected));
+}
+
+absl::Status CheckStateUpdate(const char* operation, const v1::Job& job,
+                              const JobStateUpdate& update) {
+  RETURN_IF_ERROR(CheckAttemptFence(operation, job, update.expected_attempt, "the update"));
+  return CheckLegal(operation, job, update.new_state);
+}
+
+bool ApplyStateUpdate(const JobStateUpdate& update, v1::Job* job) {
+  const bool was_terminal = IsTerminal(job->state());
+  job->set_state(update.new_state);
+  if (update.new_state == v1::JOB_STATE_RUNNING && job->start_time_us() == 0) {
+    job->set_start_time_us(update.time_us);
+  }
+  if (IsTerminal(update.new_state)) job->set_end_time_us(update.time_us);
+  if (was_terminal) job->set_end_time_us(0);  // resumed
+  if (update.new_state == v1::JOB_STATE_FAILED) job->set_failure_reason(update.reason);
+  // The attempt record follows the job until the attempt ends (RESTARTING or terminal).
+  return job->attempt() > 0 && !was_terminal;
+}
+
+void ApplyAttemptUpdate(const JobStateUpdate& update, v1::Attempt* attempt) {
+  attempt->set_state(update.new_state);
+  if (update.new_state == v1::JOB_STATE_RESTARTING || IsTerminal(update.new_state)) {
+    attempt->set_end_time_us(update.time_us);
+    attempt->set_failure_reason(update.reason);
+    attempt->set_cause(update.cause);
+  }
+}
+
+void ApplyControlUpdate(const JobControlUpdate& update, v1::Job* job) {
+  if (update.cancel_requested_time_us.has_value()) {
+    job->set_cancel_requested_time_us(*update.cancel_requested_time_us);
+  }
+  if (update.cancel_reason.has_value()) job->set_cancel_reason(*update.cancel_reason);
+  if (update.next_resume_checkpoint_id.has_value()) {
+    job->set_next_resume_checkpoint_id(*update.next_resume_checkpoint_id);
+  }
+}
+
+absl::Status ValidateNewAttempt(const char* operation, const NewAttempt& request) {
+  if (request.placements.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(operation, ": no rank placements"));
+  }
+  if (request.resume_step < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(operation, ": negative resume_step"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckNewAttempt(const char* operation, const v1::Job& job, const NewAttempt& request) {
+  RETURN_IF_ERROR(CheckAttemptFence(operation, job, request.expected_attempt, "the request"));
+  return CheckLegal(operation, job, v1::JOB_STATE_ASSIGNED);
+}
+
+v1::Attempt StartAttempt(const NewAttempt& request, v1::Job* job) {
+  if (job->state() == v1::JOB_STATE_RESTARTING) job->set_restart_count(job->restart_count() + 1);
+  job->set_attempt(job->attempt() + 1);
+  job->set_state(v1::JOB_STATE_ASSIGNED);
+  job->set_cancel_requested_time_us(0);
+  job->set_cancel_reason("");
+  job->set_next_resume_checkpoint_id("");
+  v1::Attempt attempt;
+  attempt.set_job_id(job->id());
+  attempt.set_number(job->attempt());
+  attempt.set_state(v1::JOB_STATE_ASSIGNED);
+  attempt.set_resume_checkpoint_id(request.resume_checkpoint_id);
+  attempt.set_resume_step(request.resume_step);
+  for (const v1::RankPlacement& placement : request.placements) {
+    *attempt.add_placements() = placement;
+  }
+  attempt.set_master_addr(request.master_addr);
+  attempt.set_master_port(request.master_port);
+  attempt.set_start_time_us(request.time_us);
+  for (const v1::InputCheckpoint& input : request.inputs) *attempt.add_inputs() = input;
+  return attempt;
+}
+
+absl::StatusOr<int64_t> PageStart(const char* operation, const JobQuery& query) {
+  if (query.page_size < 1 || query.page_size > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(operation, ": page_size ", query.page_size, " is outside 1..1000"));
+  }
+  int64_t after_seq = 0;
+  if (!query.page_token.empty() &&
+      (!absl::SimpleAtoi(query.page_token, &after_seq) || after_seq < 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(operation, ": bad page_token ", query.page_token));
+  }
+  return after_seq;
+}
+
+}  // namespace peco::coordinator

@@ -1,0 +1,66 @@
+// The rules every JobStore (coordinator/job_store.h) applies to its records, as pure functions
+// on the wire messages, so that the SQLite store and the in-memory store cannot drift apart:
+// fencing, the legal state transitions (coordinator/job_state_machine.h), what a state update
+// does to a job and to its current attempt, what starting an attempt writes, and the control
+// fields. A store loads the records, calls these under its own lock or transaction, and writes
+// back what they changed; the Check* functions change nothing.
+//
+// Errors name `operation` (e.g. "updating a job state") and the job: FailedPrecondition for a
+// fencing or state-machine refusal, InvalidArgument for a malformed request.
+//
+// Free functions; thread-compatible (they touch only their arguments).
+#ifndef PECO_COORDINATOR_JOB_RECORD_RULES_H_
+#define PECO_COORDINATOR_JOB_RECORD_RULES_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "coordinator/job_store.h"
+#include "peco/v1/job.pb.h"
+
+namespace peco::coordinator {
+
+// FailedPrecondition unless `job` is at attempt `expected`; `what` names the caller's request
+// ("the update", "the request") in the message.
+absl::Status CheckAttemptFence(const char* operation, const v1::Job& job, int64_t expected,
+                               const char* what);
+
+// Fencing and the state machine for `update` on `job`.
+absl::Status CheckStateUpdate(const char* operation, const v1::Job& job,
+                              const JobStateUpdate& update);
+
+// Applies a checked `update` to `job`: the state, start_time_us on the first RUNNING,
+// end_time_us on a terminal state (cleared when a terminal job resumes), failure_reason on
+// FAILED. Returns whether the job's current attempt follows the update (ApplyAttemptUpdate):
+// true while the job has an attempt and was not terminal before.
+bool ApplyStateUpdate(const JobStateUpdate& update, v1::Job* job);
+
+// The current attempt's side of a state update: its state, and when it ends (RESTARTING or a
+// terminal state) its end time, failure reason and cause.
+void ApplyAttemptUpdate(const JobStateUpdate& update, v1::Attempt* attempt);
+
+// Sets the control fields `update` names (unset optionals leave a field as it is). Fencing is
+// the caller's (CheckAttemptFence).
+void ApplyControlUpdate(const JobControlUpdate& update, v1::Job* job);
+
+// InvalidArgument for a request that no job could accept (no placements, a negative
+// resume_step); checked before the job is looked up.
+absl::Status ValidateNewAttempt(const char* operation, const NewAttempt& request);
+
+// Fencing and the state machine for starting `request` on `job`.
+absl::Status CheckNewAttempt(const char* operation, const v1::Job& job, const NewAttempt& request);
+
+// Starts the next attempt of a checked `job`: ASSIGNED, attempt + 1, restart_count + 1 after
+// RESTARTING, the pending cancellation and next_resume_checkpoint_id cleared. Returns the new
+// attempt's record.
+v1::Attempt StartAttempt(const NewAttempt& request, v1::Job* job);
+
+// The submit_seq a ListJobs page starts after (the page token is the decimal submit_seq of the
+// previous page's last job; "" = 0). InvalidArgument for a page size outside 1..1000 or a token
+// that is not such a number.
+absl::StatusOr<int64_t> PageStart(const char* operation, const JobQuery& query);
+
+}  // namespace peco::coordinator
+
+#endif  // PECO_COORDINATOR_JOB_RECORD_RULES_H_
