@@ -2,8 +2,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "coordinator/job_state_machine.h"
+#include "google/protobuf/util/message_differencer.h"
 
 namespace peco::coordinator {
 namespace {
@@ -16,6 +18,37 @@ absl::Status CheckLegal(const char* operation, const v1::Job& job, v1::JobState 
 }
 
 }  // namespace
+
+absl::Status ValidateNewJob(const char* operation, const NewJob& new_job) {
+  if (new_job.initial_state == v1::JOB_STATE_QUEUED ||
+      new_job.initial_state == v1::JOB_STATE_WAITING) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(operation,
+                                                 ": initial state must be queued or waiting, not ",
+                                                 JobStateName(new_job.initial_state)));
+}
+
+absl::Status CheckRequestReplay(const char* operation, const v1::Job& existing,
+                                const NewJob& new_job) {
+  if (google::protobuf::util::MessageDifferencer::Equals(existing.spec(), new_job.spec)) {
+    return absl::OkStatus();
+  }
+  return absl::AlreadyExistsError(absl::StrCat(operation, ": client_request_id ",
+                                               new_job.client_request_id, " was used for job ",
+                                               existing.id(), " with a different spec"));
+}
+
+v1::Job NewJobRecord(const NewJob& new_job, int64_t seq) {
+  v1::Job job;
+  job.set_id(absl::StrFormat("job-%06d", seq));
+  *job.mutable_spec() = new_job.spec;
+  job.set_state(new_job.initial_state);
+  job.set_submit_time_us(new_job.submit_time_us);
+  job.set_client_request_id(new_job.client_request_id);
+  job.set_submit_seq(seq);
+  return job;
+}
 
 absl::Status CheckAttemptFence(const char* operation, const v1::Job& job, int64_t expected,
                                const char* what) {
@@ -99,6 +132,18 @@ v1::Attempt StartAttempt(const NewAttempt& request, v1::Job* job) {
   attempt.set_start_time_us(request.time_us);
   for (const v1::InputCheckpoint& input : request.inputs) *attempt.add_inputs() = input;
   return attempt;
+}
+
+absl::Status CheckMetricPoints(const char* operation, const std::string& job_id, int64_t attempt,
+                               const std::vector<v1::MetricPoint>& points) {
+  for (const v1::MetricPoint& point : points) {
+    if (point.job_id() != job_id || point.attempt() != attempt) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(operation, ": a point of job ", point.job_id(), " attempt ", point.attempt(),
+                       " was sent as job ", job_id, " attempt ", attempt));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> PageStart(const char* operation, const JobQuery& query) {

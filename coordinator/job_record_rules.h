@@ -13,13 +13,28 @@
 #define PECO_COORDINATOR_JOB_RECORD_RULES_H_
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "coordinator/job_store.h"
 #include "peco/v1/job.pb.h"
+#include "peco/v1/metrics.pb.h"
 
 namespace peco::coordinator {
+
+// InvalidArgument unless the submission's initial state is QUEUED or WAITING.
+absl::Status ValidateNewJob(const char* operation, const NewJob& new_job);
+
+// A submission whose client_request_id names `existing`: OK (the caller returns `existing`)
+// when the specs are identical, AlreadyExists when they differ.
+absl::Status CheckRequestReplay(const char* operation, const v1::Job& existing,
+                                const NewJob& new_job);
+
+// The record of a new job with submit order `seq`: id "job-%06d" of seq, the spec, the initial
+// state, the submit time and the request id.
+v1::Job NewJobRecord(const NewJob& new_job, int64_t seq);
 
 // FailedPrecondition unless `job` is at attempt `expected`; `what` names the caller's request
 // ("the update", "the request") in the message.
@@ -55,6 +70,10 @@ absl::Status CheckNewAttempt(const char* operation, const v1::Job& job, const Ne
 // RESTARTING, the pending cancellation and next_resume_checkpoint_id cleared. Returns the new
 // attempt's record.
 v1::Attempt StartAttempt(const NewAttempt& request, v1::Job* job);
+
+// FailedPrecondition when a point of `points` names another job or attempt than the call.
+absl::Status CheckMetricPoints(const char* operation, const std::string& job_id, int64_t attempt,
+                               const std::vector<v1::MetricPoint>& points);
 
 // The submit_seq a ListJobs page starts after (the page token is the decimal submit_seq of the
 // previous page's last job; "" = 0). InvalidArgument for a page size outside 1..1000 or a token

@@ -6,7 +6,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "coordinator/job_record_rules.h"
 #include "coordinator/job_state_machine.h"
@@ -32,34 +31,20 @@ absl::StatusOr<MemoryJobStore::JobEntry*> MemoryJobStore::FindJob(const std::str
 
 absl::StatusOr<CreateJobResult> MemoryJobStore::CreateJob(const NewJob& new_job) {
   constexpr const char* kOp = "creating a job";
-  if (new_job.initial_state != v1::JOB_STATE_QUEUED &&
-      new_job.initial_state != v1::JOB_STATE_WAITING) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": initial state must be queued or waiting, not ",
-                     JobStateName(new_job.initial_state)));
-  }
+  RETURN_IF_ERROR(ValidateNewJob(kOp, new_job));
   absl::MutexLock lock(&mu_);
   if (!new_job.client_request_id.empty()) {
     auto it = job_index_by_request_id_.find(new_job.client_request_id);
     if (it != job_index_by_request_id_.end()) {
       const v1::Job& existing = jobs_[it->second].job;
-      if (!MessageDifferencer::Equals(existing.spec(), new_job.spec)) {
-        return absl::AlreadyExistsError(
-            absl::StrCat(kOp, ": client_request_id ", new_job.client_request_id,
-                         " was used for job ", existing.id(), " with a different spec"));
-      }
+      RETURN_IF_ERROR(CheckRequestReplay(kOp, existing, new_job));
       return CreateJobResult{existing, false};
     }
   }
   const int64_t seq = static_cast<int64_t>(jobs_.size()) + 1;
   JobEntry& entry = jobs_.emplace_back();
-  v1::Job& job = entry.job;
-  job.set_id(absl::StrFormat("job-%06d", seq));
-  *job.mutable_spec() = new_job.spec;
-  job.set_state(new_job.initial_state);
-  job.set_submit_time_us(new_job.submit_time_us);
-  job.set_client_request_id(new_job.client_request_id);
-  job.set_submit_seq(seq);
+  entry.job = NewJobRecord(new_job, seq);
+  const v1::Job& job = entry.job;
   job_index_by_id_[job.id()] = jobs_.size() - 1;
   if (!new_job.client_request_id.empty()) {
     job_index_by_request_id_[new_job.client_request_id] = jobs_.size() - 1;
@@ -239,13 +224,7 @@ absl::Status MemoryJobStore::DeleteCheckpoint(const std::string& checkpoint_id) 
 absl::StatusOr<int64_t> MemoryJobStore::AppendMetricPoints(
     const std::string& job_id, int64_t attempt, const std::vector<v1::MetricPoint>& points) {
   constexpr const char* kOp = "appending metric points";
-  for (const v1::MetricPoint& point : points) {
-    if (point.job_id() != job_id || point.attempt() != attempt) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(kOp, ": a point of job ", point.job_id(), " attempt ", point.attempt(),
-                       " was sent as job ", job_id, " attempt ", attempt));
-    }
-  }
+  RETURN_IF_ERROR(CheckMetricPoints(kOp, job_id, attempt, points));
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(JobEntry * entry, FindJob(job_id, kOp));
   const int64_t current_attempt = entry->job.attempt();

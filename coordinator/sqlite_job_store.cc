@@ -11,7 +11,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "coordinator/job_record_rules.h"
@@ -435,12 +434,7 @@ absl::Status SqliteJobStore::StoreAttempt(const v1::Attempt& attempt, const char
 
 absl::StatusOr<CreateJobResult> SqliteJobStore::CreateJob(const NewJob& new_job) {
   constexpr const char* kOp = "creating a job";
-  if (new_job.initial_state != v1::JOB_STATE_QUEUED &&
-      new_job.initial_state != v1::JOB_STATE_WAITING) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": initial state must be queued or waiting, not ",
-                     JobStateName(new_job.initial_state)));
-  }
+  RETURN_IF_ERROR(ValidateNewJob(kOp, new_job));
   absl::MutexLock lock(&mu_);
   return InTransaction(kOp, [&]() -> absl::StatusOr<CreateJobResult> {
     if (!new_job.client_request_id.empty()) {
@@ -451,11 +445,7 @@ absl::StatusOr<CreateJobResult> SqliteJobStore::CreateJob(const NewJob& new_job)
       ASSIGN_OR_RETURN(bool has_row, query.Step());
       if (has_row) {
         ASSIGN_OR_RETURN(v1::Job existing, query.Record<v1::Job>(0));
-        if (!MessageDifferencer::Equals(existing.spec(), new_job.spec)) {
-          return absl::AlreadyExistsError(
-              absl::StrCat(kOp, ": client_request_id ", new_job.client_request_id,
-                           " was used for job ", existing.id(), " with a different spec"));
-        }
+        RETURN_IF_ERROR(CheckRequestReplay(kOp, existing, new_job));
         return CreateJobResult{std::move(existing), false};
       }
     }
@@ -467,13 +457,7 @@ absl::StatusOr<CreateJobResult> SqliteJobStore::CreateJob(const NewJob& new_job)
       ASSIGN_OR_RETURN(bool has_row, query.Step());
       if (has_row) seq = query.Int(0);
     }
-    v1::Job job;
-    job.set_id(absl::StrFormat("job-%06d", seq));
-    *job.mutable_spec() = new_job.spec;
-    job.set_state(new_job.initial_state);
-    job.set_submit_time_us(new_job.submit_time_us);
-    job.set_client_request_id(new_job.client_request_id);
-    job.set_submit_seq(seq);
+    v1::Job job = NewJobRecord(new_job, seq);
     ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
                      Prepare("INSERT INTO jobs (seq, id, client_request_id, state, attempt, record)"
                              " VALUES (?1, ?2, ?3, ?4, 0, ?5)",
@@ -744,13 +728,7 @@ absl::Status SqliteJobStore::DeleteCheckpoint(const std::string& checkpoint_id) 
 absl::StatusOr<int64_t> SqliteJobStore::AppendMetricPoints(
     const std::string& job_id, int64_t attempt, const std::vector<v1::MetricPoint>& points) {
   constexpr const char* kOp = "appending metric points";
-  for (const v1::MetricPoint& point : points) {
-    if (point.job_id() != job_id || point.attempt() != attempt) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(kOp, ": a point of job ", point.job_id(), " attempt ", point.attempt(),
-                       " was sent as job ", job_id, " attempt ", attempt));
-    }
-  }
+  RETURN_IF_ERROR(CheckMetricPoints(kOp, job_id, attempt, points));
   absl::MutexLock lock(&mu_);
   return InTransaction(kOp, [&]() -> absl::StatusOr<int64_t> {
     // The fencing needs only the job's attempt number, not its whole record (runs per report).

@@ -264,10 +264,12 @@ TEST_P(JobStoreContractTest, ConcurrentRetriesCreateOneJob) {
   EXPECT_EQ(ids.size(), 1u);
 }
 
+// Concurrent writers each syncing after every write all succeed (SQLite shares the flushes
+// between them), and a durable store has every job after a reopen.
 TEST_P(JobStoreContractTest, ConcurrentWritersAndSyncsAllSucceed) {
   EXPECT_TRUE(store_->Sync().ok()) << "nothing written yet";
-  constexpr int kThreads = 4;
-  constexpr int kJobs = 5;
+  constexpr int kThreads = 6;
+  constexpr int kJobs = 10;
   std::vector<std::thread> threads;
   std::vector<absl::Status> results(kThreads);
   for (int t = 0; t < kThreads; ++t) {
@@ -282,6 +284,7 @@ TEST_P(JobStoreContractTest, ConcurrentWritersAndSyncsAllSucceed) {
   }
   for (std::thread& thread : threads) thread.join();
   for (const absl::Status& result : results) EXPECT_TRUE(result.ok()) << result;
+  Reopen();
   JobQuery query;
   query.page_size = 1000;
   absl::StatusOr<JobPage> page = store_->ListJobs(query);
@@ -896,32 +899,6 @@ TEST(SqliteJobStoreOptionsTest, OpenFailsInAMissingDirectory) {
   absl::StatusOr<std::unique_ptr<SqliteJobStore>> store = SqliteJobStore::Open(options);
   ASSERT_FALSE(store.ok());
   EXPECT_THAT(store.status().message(), HasSubstr("opening the job store"));
-}
-
-TEST_P(SqliteJobStoreTest, SyncSharesFlushesBetweenConcurrentWriters) {
-  EXPECT_TRUE(store_->Sync().ok()) << "nothing written yet";
-  constexpr int kThreads = 6;
-  constexpr int kJobs = 10;
-  std::vector<std::thread> threads;
-  std::vector<absl::Status> results(kThreads);
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([this, t, &results] {
-      for (int i = 0; i < kJobs && results[t].ok(); ++i) {
-        NewJob new_job;
-        new_job.spec = Spec(absl::StrCat("job-", t, "-", i));
-        results[t] = store_->CreateJob(new_job).status();
-        if (results[t].ok()) results[t] = store_->Sync();
-      }
-    });
-  }
-  for (std::thread& thread : threads) thread.join();
-  for (const absl::Status& result : results) EXPECT_TRUE(result.ok()) << result;
-  Reopen();
-  JobQuery query;
-  query.page_size = 1000;
-  absl::StatusOr<JobPage> page = store_->ListJobs(query);
-  ASSERT_TRUE(page.ok());
-  EXPECT_EQ(page->jobs.size(), static_cast<size_t>(kThreads * kJobs));
 }
 
 TEST_P(SqliteJobStoreTest, EverythingSurvivesAReopen) {
