@@ -62,6 +62,17 @@ bool IsTerminalEvent(const v1::WatchJobEvent& event) {
   return event.has_state_change() && IsTerminal(event.state_change().state());
 }
 
+// The one unary adapter: a refused credential as it is, else the core's answer, its Status
+// mapped to gRPC's (grpc_status.h).
+template <typename Response, typename Call>
+grpc::Status Unary(const grpc::Status& authorized, Response* response, Call call) {
+  if (!authorized.ok()) return authorized;
+  absl::StatusOr<Response> result = call();
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = *std::move(result);
+  return grpc::Status::OK;
+}
+
 }  // namespace
 
 #define PECO_CHECK_TOKEN(context)                     \
@@ -80,50 +91,30 @@ JobServiceImpl::JobServiceImpl(Coordinator* coordinator, JobEventHub* events,
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
                                        const v1::SubmitJobRequest* request,
                                        v1::SubmitJobResponse* response) {
-  PECO_CHECK_TOKEN(context);
-  absl::StatusOr<v1::SubmitJobResponse> result = coordinator_->SubmitJob(*request);
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
+  return Unary(Authorize(*context), response, [&] { return coordinator_->SubmitJob(*request); });
 }
 
 grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
                                     v1::GetJobResponse* response) {
-  PECO_CHECK_TOKEN(context);
-  absl::StatusOr<v1::GetJobResponse> result = coordinator_->GetJob(*request);
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
+  return Unary(Authorize(*context), response, [&] { return coordinator_->GetJob(*request); });
 }
 
 grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
                                       const v1::ListJobsRequest* request,
                                       v1::ListJobsResponse* response) {
-  PECO_CHECK_TOKEN(context);
-  absl::StatusOr<v1::ListJobsResponse> result = coordinator_->ListJobs(*request);
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
+  return Unary(Authorize(*context), response, [&] { return coordinator_->ListJobs(*request); });
 }
 
 grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
                                        const v1::CancelJobRequest* request,
                                        v1::CancelJobResponse* response) {
-  PECO_CHECK_TOKEN(context);
-  absl::StatusOr<v1::CancelJobResponse> result = coordinator_->CancelJob(*request);
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
+  return Unary(Authorize(*context), response, [&] { return coordinator_->CancelJob(*request); });
 }
 
 grpc::Status JobServiceImpl::ResumeJob(grpc::ServerContext* context,
                                        const v1::ResumeJobRequest* request,
                                        v1::ResumeJobResponse* response) {
-  PECO_CHECK_TOKEN(context);
-  absl::StatusOr<v1::ResumeJobResponse> result = coordinator_->ResumeJob(*request);
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
+  return Unary(Authorize(*context), response, [&] { return coordinator_->ResumeJob(*request); });
 }
 
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
@@ -172,11 +163,8 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
 grpc::Status JobServiceImpl::ListCheckpoints(grpc::ServerContext* context,
                                              const v1::ListCheckpointsRequest* request,
                                              v1::ListCheckpointsResponse* response) {
-  PECO_CHECK_TOKEN(context);
-  absl::StatusOr<v1::ListCheckpointsResponse> result = coordinator_->ListCheckpoints(*request);
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
+  return Unary(Authorize(*context), response,
+               [&] { return coordinator_->ListCheckpoints(*request); });
 }
 
 grpc::Status JobServiceImpl::DownloadCheckpoint(
@@ -190,11 +178,7 @@ grpc::Status JobServiceImpl::DownloadCheckpoint(
 grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,
                                          const v1::ListWorkersRequest* request,
                                          v1::ListWorkersResponse* response) {
-  PECO_CHECK_TOKEN(context);
-  absl::StatusOr<v1::ListWorkersResponse> result = coordinator_->ListWorkers(*request);
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
+  return Unary(Authorize(*context), response, [&] { return coordinator_->ListWorkers(*request); });
 }
 
 grpc::Status JobServiceImpl::StreamLogs(grpc::ServerContext* context,
@@ -266,21 +250,13 @@ grpc::Status WorkerServiceImpl::Authorize(const grpc::ServerContext& context) co
 grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* context,
                                          const v1::RegisterRequest* request,
                                          v1::RegisterResponse* response) {
-  PECO_CHECK_TOKEN(context);
-  absl::StatusOr<v1::RegisterResponse> result = coordinator_->Register(*request);
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
+  return Unary(Authorize(*context), response, [&] { return coordinator_->Register(*request); });
 }
 
 grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
                                           const v1::HeartbeatRequest* request,
                                           v1::HeartbeatResponse* response) {
-  PECO_CHECK_TOKEN(context);
-  absl::StatusOr<v1::HeartbeatResponse> result = coordinator_->Heartbeat(*request);
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
+  return Unary(Authorize(*context), response, [&] { return coordinator_->Heartbeat(*request); });
 }
 
 grpc::Status WorkerServiceImpl::ReportProgress(
