@@ -1,9 +1,5 @@
 #include "coordinator/rpc_services.h"
 
-#include <algorithm>
-#include <map>
-#include <set>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -11,7 +7,7 @@
 #include "coordinator/auth.h"
 #include "coordinator/checkpoint_file_store.h"
 #include "coordinator/grpc_status.h"
-#include "coordinator/job_state_machine.h"
+#include "coordinator/job_streams.h"
 
 namespace peco::coordinator {
 namespace {
@@ -56,10 +52,6 @@ grpc::Status StreamCheckpoint(Coordinator* coordinator, const std::string& check
     } while (offset < entry.size());
   }
   return grpc::Status::OK;
-}
-
-bool IsTerminalEvent(const v1::WatchJobEvent& event) {
-  return event.has_state_change() && IsTerminal(event.state_change().state());
 }
 
 // The one unary adapter: a refused credential as it is, else the core's answer, its Status
@@ -121,43 +113,10 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
                                       const v1::WatchJobRequest* request,
                                       grpc::ServerWriter<v1::WatchJobEvent>* writer) {
   PECO_CHECK_TOKEN(context);
-  // Take the cursor first, then read the history: nothing can fall between the two.
-  int64_t cursor = events_->Cursor(request->job_id());
-  absl::StatusOr<std::vector<v1::WatchJobEvent>> history =
-      coordinator_->JobHistory(request->job_id());
-  if (!history.ok()) return ToGrpcStatus(history.status());
-  std::set<std::tuple<int64_t, int32_t, int64_t>> sent_points;  // (attempt, rank, step)
-  const v1::WatchJobEvent& current = history->back();
-  if (request->include_history()) {
-    for (const v1::WatchJobEvent& event : *history) {
-      if (event.has_metric_point()) {
-        const v1::MetricPoint& p = event.metric_point();
-        sent_points.insert({p.attempt(), p.rank(), p.step()});
-      }
-      if (!writer->Write(event)) return grpc::Status::OK;
-    }
-  } else if (!writer->Write(current)) {
-    return grpc::Status::OK;
-  }
-  if (IsTerminalEvent(current)) return grpc::Status::OK;
-
-  while (!context->IsCancelled()) {
-    if (events_->shut_down()) {
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the coordinator is shutting down");
-    }
-    int64_t lost = 0;
-    std::vector<v1::WatchJobEvent> events =
-        events_->Wait(request->job_id(), &cursor, absl::Now() + absl::Milliseconds(500), &lost);
-    for (const v1::WatchJobEvent& event : events) {
-      if (event.has_metric_point()) {
-        const v1::MetricPoint& p = event.metric_point();
-        if (!sent_points.insert({p.attempt(), p.rank(), p.step()}).second) continue;
-      }
-      if (!writer->Write(event)) return grpc::Status::OK;
-      if (IsTerminalEvent(event)) return grpc::Status::OK;
-    }
-  }
-  return grpc::Status::OK;
+  return ToGrpcStatus(WatchJobEvents(
+      *coordinator_, *events_, *request,
+      [&](const v1::WatchJobEvent& event) { return writer->Write(event); },
+      [&] { return context->IsCancelled(); }));
 }
 
 grpc::Status JobServiceImpl::ListCheckpoints(grpc::ServerContext* context,
@@ -185,50 +144,10 @@ grpc::Status JobServiceImpl::StreamLogs(grpc::ServerContext* context,
                                         const v1::StreamLogsRequest* request,
                                         grpc::ServerWriter<v1::StreamLogsResponse>* writer) {
   PECO_CHECK_TOKEN(context);
-  v1::GetJobRequest get;
-  get.set_job_id(request->job_id());
-  absl::StatusOr<v1::GetJobResponse> job = coordinator_->GetJob(get);
-  if (!job.ok()) return ToGrpcStatus(job.status());
-  const std::set<int32_t> ranks(request->ranks().begin(), request->ranks().end());
-  std::map<std::pair<int64_t, int32_t>, int64_t> sent;  // bytes sent per (attempt, rank)
-  while (true) {
-    const uint64_t version = logs_->Version(request->job_id());
-    // Read before listing: a job seen terminal here has every log stored already.
-    bool terminal = IsTerminal(job->job().state());
-    absl::StatusOr<std::vector<StoredLog>> stored = logs_->List(request->job_id());
-    if (!stored.ok()) return ToGrpcStatus(stored.status());
-    for (const StoredLog& log : *stored) {
-      if ((request->attempt() != 0 && log.attempt != request->attempt()) ||
-          (!ranks.empty() && ranks.count(log.rank) == 0)) {
-        continue;
-      }
-      int64_t& offset = sent[{log.attempt, log.rank}];
-      while (offset < log.bytes) {
-        if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
-        absl::StatusOr<std::string> data =
-            logs_->Read(request->job_id(), log.attempt, log.rank, offset,
-                        std::min<int64_t>(log.bytes - offset, kCheckpointChunkBytes));
-        if (!data.ok()) return ToGrpcStatus(data.status());
-        if (data->empty()) break;
-        offset += static_cast<int64_t>(data->size());
-        v1::StreamLogsResponse piece;
-        piece.set_attempt(log.attempt);
-        piece.set_rank(log.rank);
-        *piece.mutable_data() = *std::move(data);
-        if (!writer->Write(piece))
-          return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
-      }
-    }
-    if (!request->follow() || terminal) return grpc::Status::OK;
-    // Wake for new bytes, and at least every second to see the job's state and the client.
-    logs_->WaitForChange(request->job_id(), version, absl::Now() + absl::Seconds(1));
-    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
-    if (logs_->shut_down()) {
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the coordinator is shutting down");
-    }
-    job = coordinator_->GetJob(get);
-    if (!job.ok()) return ToGrpcStatus(job.status());
-  }
+  return ToGrpcStatus(FollowJobLogs(
+      *coordinator_, *logs_, *request, kCheckpointChunkBytes,
+      [&](v1::StreamLogsResponse piece) { return writer->Write(piece); },
+      [&] { return context->IsCancelled(); }));
 }
 
 // ---------------------------------------------------------------------------------------------

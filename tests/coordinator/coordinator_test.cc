@@ -11,11 +11,13 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
 #include "coordinator/coordinator_metrics.h"
+#include "coordinator/job_streams.h"
 #include "coordinator/memory_job_store.h"
 #include "prometheus/metric_family.h"
 
@@ -214,6 +216,56 @@ class CoordinatorTest : public ::testing::Test {
   std::unique_ptr<Coordinator> coordinator_;
   v1::RegisterResponse last_register_;
 };
+
+// The watch stream's core without a transport: the history once, live events after it with a
+// metric point never sent twice, the end at the terminal state, and a client that goes away
+// (the sink refuses) ending it without an error. An unknown job is NotFound.
+TEST_F(CoordinatorTest, WatchStreamsHistoryThenLiveEventsOnceEach) {
+  const std::string worker = RegisterWorker("w1");
+  v1::Job job = Submit(Spec("watched"));
+  Heartbeat(worker, {Running(job.id(), 1)});
+  ASSERT_TRUE(coordinator_->ReportProgress({Point(job.id(), 1, 10, 0.5)}).ok());
+  v1::WatchJobRequest request;
+  request.set_job_id(job.id());
+  request.set_include_history(true);
+  std::vector<v1::WatchJobEvent> seen;
+  std::thread watcher([&] {
+    absl::Status status = WatchJobEvents(
+        *coordinator_, *events_, request,
+        [&](const v1::WatchJobEvent& event) {
+          seen.push_back(event);
+          return true;
+        },
+        [] { return false; });
+    EXPECT_TRUE(status.ok()) << status;
+  });
+  // The same point again (a resent report), a new one, then the end.
+  ASSERT_TRUE(coordinator_->ReportProgress({Point(job.id(), 1, 10, 0.5)}).ok());
+  ASSERT_TRUE(coordinator_->ReportProgress({Point(job.id(), 1, 20, 0.4)}).ok());
+  ASSERT_TRUE(Upload(job.id(), 1, 20, /*final=*/true).ok());
+  Heartbeat(worker, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  watcher.join();
+  std::vector<int64_t> steps;
+  for (const v1::WatchJobEvent& event : seen) {
+    if (event.has_metric_point()) steps.push_back(event.metric_point().step());
+  }
+  EXPECT_THAT(steps, ElementsAre(10, 20));
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back().state_change().state(), v1::JOB_STATE_SUCCEEDED);
+
+  int sent = 0;
+  EXPECT_TRUE(WatchJobEvents(
+                  *coordinator_, *events_, request,
+                  [&](const v1::WatchJobEvent&) { return ++sent < 2; }, [] { return false; })
+                  .ok());
+  EXPECT_EQ(sent, 2) << "the stream stops at the first refused event";
+  request.set_job_id("job-999999");
+  EXPECT_EQ(WatchJobEvents(
+                *coordinator_, *events_, request, [](const v1::WatchJobEvent&) { return true; },
+                [] { return false; })
+                .code(),
+            absl::StatusCode::kNotFound);
+}
 
 TEST_F(CoordinatorTest, JobRunsToSuccessThroughHeartbeats) {
   const std::string worker = RegisterWorker("w1");
