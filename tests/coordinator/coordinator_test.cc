@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
 #include "coordinator/coordinator_metrics.h"
+#include "coordinator/job_log_store.h"
 #include "coordinator/job_streams.h"
 #include "coordinator/memory_job_store.h"
 #include "prometheus/metric_family.h"
@@ -265,6 +266,58 @@ TEST_F(CoordinatorTest, WatchStreamsHistoryThenLiveEventsOnceEach) {
                 [] { return false; })
                 .code(),
             absl::StatusCode::kNotFound);
+}
+
+// The log stream's core without a transport: only the asked attempt and ranks, each log from
+// its start in pieces no larger than asked, whole; a client that goes away ends it Cancelled;
+// an unknown job is NotFound.
+TEST_F(CoordinatorTest, LogStreamSendsTheAskedLogsInBoundedPieces) {
+  JobLogStoreOptions options;
+  options.dir = dir_ + "/logs";
+  absl::StatusOr<std::unique_ptr<JobLogStore>> logs = JobLogStore::Open(options);
+  ASSERT_TRUE(logs.ok()) << logs.status();
+  v1::Job job = Submit(Spec("logged"));
+  auto append = [&](int64_t attempt, int32_t rank, const std::string& data) {
+    v1::LogChunk chunk;
+    chunk.set_job_id(job.id());
+    chunk.set_attempt(attempt);
+    chunk.set_rank(rank);
+    chunk.set_data(data);
+    ASSERT_TRUE((*logs)->Append(chunk).ok());
+  };
+  append(1, 0, "attempt one, rank zero\n");
+  append(1, 1, "attempt one, rank one: a longer line of the log\n");
+  append(2, 1, "attempt two\n");
+  v1::StreamLogsRequest request;
+  request.set_job_id(job.id());
+  request.set_attempt(1);
+  request.add_ranks(1);
+  std::string received;
+  int pieces = 0;
+  absl::Status status = FollowJobLogs(
+      *coordinator_, **logs, request, /*piece_bytes=*/8,
+      [&](v1::StreamLogsResponse piece) {
+        EXPECT_EQ(piece.attempt(), 1);
+        EXPECT_EQ(piece.rank(), 1);
+        EXPECT_LE(piece.data().size(), 8u);
+        received += piece.data();
+        ++pieces;
+        return true;
+      },
+      [] { return false; });
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(received, "attempt one, rank one: a longer line of the log\n");
+  EXPECT_EQ(pieces, (static_cast<int>(received.size()) + 7) / 8);
+
+  status = FollowJobLogs(
+      *coordinator_, **logs, request, 8, [](v1::StreamLogsResponse) { return false; },
+      [] { return false; });
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled);
+  request.set_job_id("job-999999");
+  status = FollowJobLogs(
+      *coordinator_, **logs, request, 8, [](v1::StreamLogsResponse) { return true; },
+      [] { return false; });
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(CoordinatorTest, JobRunsToSuccessThroughHeartbeats) {
