@@ -146,6 +146,21 @@ absl::Status CheckMetricPoints(const char* operation, const std::string& job_id,
   return absl::OkStatus();
 }
 
+void AppendMetricValue(const std::string& job_id, int64_t attempt, int32_t rank, int64_t step,
+                       int64_t time_us, const std::string& name, double value,
+                       std::vector<v1::MetricPoint>* points) {
+  if (points->empty() || points->back().attempt() != attempt || points->back().rank() != rank ||
+      points->back().step() != step) {
+    v1::MetricPoint& point = points->emplace_back();
+    point.set_job_id(job_id);
+    point.set_attempt(attempt);
+    point.set_rank(rank);
+    point.set_step(step);
+    point.set_time_us(time_us);
+  }
+  (*points->back().mutable_values())[name] = value;
+}
+
 absl::StatusOr<int64_t> PageStart(const char* operation, const JobQuery& query) {
   if (query.page_size < 1 || query.page_size > 1000) {
     return absl::InvalidArgumentError(

@@ -75,6 +75,13 @@ v1::Attempt StartAttempt(const NewAttempt& request, v1::Job* job);
 absl::Status CheckMetricPoints(const char* operation, const std::string& job_id, int64_t attempt,
                                const std::vector<v1::MetricPoint>& points);
 
+// Appends one stored metric value to a history listed in (step, attempt, rank, name) order:
+// a value of the same (attempt, rank, step) as the last point joins it, any other starts a new
+// point with `time_us` (so a point's time is its first name's).
+void AppendMetricValue(const std::string& job_id, int64_t attempt, int32_t rank, int64_t step,
+                       int64_t time_us, const std::string& name, double value,
+                       std::vector<v1::MetricPoint>* points);
+
 // The submit_seq a ListJobs page starts after (the page token is the decimal submit_seq of the
 // previous page's last job; "" = 0). InvalidArgument for a page size outside 1..1000 or a token
 // that is not such a number.

@@ -269,18 +269,9 @@ absl::StatusOr<std::vector<v1::MetricPoint>> MemoryJobStore::ListMetricPoints(
         min_later_resume[attempt] < step) {
       continue;
     }
-    // Keys are ordered by (step, attempt, rank, name): one point's names are adjacent, and its
-    // time is its first name's, as in SQLite's listing.
-    if (points.empty() || points.back().attempt() != attempt || points.back().rank() != rank ||
-        points.back().step() != step) {
-      v1::MetricPoint& point = points.emplace_back();
-      point.set_job_id(query.job_id);
-      point.set_attempt(attempt);
-      point.set_rank(rank);
-      point.set_step(step);
-      point.set_time_us(stored.time_us);
-    }
-    (*points.back().mutable_values())[name] = stored.value;
+    // Keys are ordered by (step, attempt, rank, name), as SQLite's listing is.
+    AppendMetricValue(query.job_id, attempt, rank, step, stored.time_us, name, stored.value,
+                      &points);
   }
   return points;
 }

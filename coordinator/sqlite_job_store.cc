@@ -799,16 +799,8 @@ absl::StatusOr<std::vector<v1::MetricPoint>> SqliteJobStore::ListMetricPoints(
     int64_t attempt = select.Int(0);
     int32_t rank = static_cast<int32_t>(select.Int(1));
     int64_t step = select.Int(2);
-    if (points.empty() || points.back().attempt() != attempt || points.back().rank() != rank ||
-        points.back().step() != step) {
-      v1::MetricPoint& point = points.emplace_back();
-      point.set_job_id(query.job_id);
-      point.set_attempt(attempt);
-      point.set_rank(rank);
-      point.set_step(step);
-      point.set_time_us(select.Int(5));
-    }
-    (*points.back().mutable_values())[select.Text(3)] = select.Double(4);
+    AppendMetricValue(query.job_id, attempt, rank, step, select.Int(5), select.Text(3),
+                      select.Double(4), &points);
   }
   return points;
 }
