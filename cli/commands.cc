@@ -13,14 +13,15 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "cli/args.h"
-#include "cli/checkpoint_download.h"
 #include "cli/format.h"
 #include "cli/log_printer.h"
 #include "cli/preview.h"
 #include "cli/spec_file.h"
 #include "cli/watch.h"
+#include "common/checkpoint_receiver.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "service/checkpoint_transfer.h"
 
 namespace peco::cli {
 namespace {
@@ -554,19 +555,18 @@ absl::StatusOr<v1::CheckpointInfo> Download(Connection& conn, const std::string&
                                                     "checkpoint info")));
   }
   const v1::CheckpointInfo info = message.info();
-  absl::StatusOr<std::unique_ptr<CheckpointDownload>> download =
-      CheckpointDownload::Begin(dir, info);
+  absl::StatusOr<std::unique_ptr<CheckpointReceiver>> download = service::StartDownload(info, dir);
   if (!download.ok()) return abandon(download.status());
   while (reader->Read(&message)) {
     if (!message.has_chunk()) {
       return abandon(absl::DataLossError(absl::StrCat(what, ": a second checkpoint info")));
     }
-    absl::Status status = (*download)->Write(message.chunk());
+    absl::Status status = service::AppendChunk(**download, message.chunk());
     if (!status.ok())
       return abandon(absl::Status(status.code(), absl::StrCat(what, ": ", status.message())));
   }
   RETURN_IF_ERROR(conn.ToStatus(reader->Finish(), what));
-  absl::Status status = (*download)->Commit();
+  absl::Status status = service::FinishDownload(**download, dir);
   if (!status.ok()) {
     return absl::Status(status.code(), absl::StrCat(what, ": ", status.message(),
                                                     " (nothing was written to ", dir, ")"));

@@ -13,10 +13,8 @@
 #include "absl/strings/str_cat.h"
 
 namespace peco {
-namespace {
 
-absl::Status ErrnoError(absl::string_view what, const std::string& path) {
-  const int error = errno;
+absl::Status ErrnoStatus(absl::string_view what, const std::string& path, int error) {
   std::string message = absl::StrCat(what, " ", path, ": ", std::strerror(error));
   switch (error) {
     case ENOSPC:
@@ -30,6 +28,12 @@ absl::Status ErrnoError(absl::string_view what, const std::string& path) {
     default:
       return absl::InternalError(std::move(message));
   }
+}
+
+namespace {
+
+absl::Status ErrnoError(absl::string_view what, const std::string& path) {
+  return ErrnoStatus(what, path, errno);
 }
 
 absl::Status FsyncPath(const std::string& path, int flags) {

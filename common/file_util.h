@@ -18,6 +18,10 @@
 
 namespace peco {
 
+// The Status of a failed system call on `path` with errno `error`, mapped as the file comment
+// says; the message is "<what> <path>: <strerror>".
+absl::Status ErrnoStatus(absl::string_view what, const std::string& path, int error);
+
 // Whole content of a file. NotFound when it does not exist, Internal on a read error.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 

@@ -19,38 +19,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/checkpoint_receiver.h"
 #include "common/file_util.h"
-#include "common/sha256.h"
 #include "common/status_macros.h"
+#include "service/checkpoint_transfer.h"
 
 namespace peco::coordinator {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kManifestName[] = "MANIFEST";
 constexpr char kStagingPrefix[] = ".staging-";
 constexpr char kTrashPrefix[] = ".deleting-";
-
-absl::Status ValidateFileName(absl::string_view name) {
-  bool bad = name.empty() || name.size() > 255 || name == kManifestName || name == "." ||
-             absl::StrContains(name, "..") || absl::StrContains(name, '/');
-  for (char c : name) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7f) bad = true;
-  }
-  if (bad) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("file_name \"", absl::CEscape(name),
-                     "\" must be 1..255 bytes without '/', '..', whitespace or control "
-                     "characters, and not MANIFEST"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ErrnoStatus(absl::string_view what, const std::string& path, int err) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(err)));
-}
 
 absl::Status CreateDirs(const std::string& dir) {
   std::error_code ec;
@@ -89,61 +69,18 @@ absl::StatusOr<std::string> PreadAll(int fd, const std::string& path, int64_t of
   return out;
 }
 
-std::string ManifestText(const std::vector<v1::ManifestEntry>& sorted) {
-  std::string text;
-  for (const v1::ManifestEntry& e : sorted) {
-    absl::StrAppend(&text, e.sha256(), " ", e.size(), " ", e.name(), "\n");
-  }
-  return text;
-}
-
-// Reads and parses `<dir>/MANIFEST`.
-absl::StatusOr<std::vector<v1::ManifestEntry>> ReadManifest(const std::string& dir) {
-  const std::string path = absl::StrCat(dir, "/", kManifestName);
-  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  return ParseStoredManifest(text, path);
-}
-
-bool SameManifest(const std::vector<v1::ManifestEntry>& a,
-                  const std::vector<v1::ManifestEntry>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i].name() != b[i].name() || a[i].size() != b[i].size() ||
-        absl::AsciiStrToLower(a[i].sha256()) != absl::AsciiStrToLower(b[i].sha256())) {
-      return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 struct CheckpointFileStore::Session {
-  struct File {
-    int fd = -1;
-    std::string path;
-    int64_t size = 0;
-    std::unique_ptr<Sha256Hasher> hasher = std::make_unique<Sha256Hasher>();
-  };
-
-  ~Session() { CloseFiles(); }
-  void CloseFiles() {
-    for (auto& [name, file] : files) {
-      if (file.fd >= 0) ::close(file.fd);
-      file.fd = -1;
-    }
-  }
-
   std::string job_id;
   int64_t attempt = 0;
   std::string checkpoint_id;
   int64_t step = 0;
   std::string job_dir;
-  std::string staging_dir;
 
   absl::Mutex mu;
-  bool ended ABSL_GUARDED_BY(mu) = false;
-  std::map<std::string, File> files ABSL_GUARDED_BY(mu);
+  // Null once the session ended (committed or aborted); removes its staging directory then.
+  std::unique_ptr<CheckpointReceiver> receiver ABSL_GUARDED_BY(mu);
 };
 
 absl::Status CheckpointFileStore::Options::Validate() const {
@@ -228,11 +165,16 @@ absl::StatusOr<uint64_t> CheckpointFileStore::BeginUpload(absl::string_view job_
     absl::MutexLock lock(&mu_);
     id = next_session_++;
   }
-  session->staging_dir =
-      absl::StrCat(session->job_dir, "/", kStagingPrefix, checkpoint_id, "-", id);
   RETURN_IF_ERROR(CreateDirs(session->job_dir));
-  if (::mkdir(session->staging_dir.c_str(), 0755) != 0) {
-    return ErrnoStatus("create directory", session->staging_dir, errno);
+  CheckpointReceiver::Options receive;
+  receive.staging_dir = absl::StrCat(session->job_dir, "/", kStagingPrefix, checkpoint_id, "-", id);
+  receive.label = absl::StrCat("checkpoint ", checkpoint_id);
+  receive.max_file_bytes = options_.max_file_bytes;
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<CheckpointReceiver> receiver,
+                     CheckpointReceiver::Start(std::move(receive)));
+    absl::MutexLock session_lock(&session->mu);
+    session->receiver = std::move(receiver);
   }
   absl::MutexLock lock(&mu_);
   sessions_[id] = std::move(session);
@@ -241,68 +183,20 @@ absl::StatusOr<uint64_t> CheckpointFileStore::BeginUpload(absl::string_view job_
 
 absl::Status CheckpointFileStore::AppendChunk(uint64_t session_id, absl::string_view file_name,
                                               int64_t offset, absl::string_view data) {
-  RETURN_IF_ERROR(ValidateFileName(file_name));
-  if (offset < 0)
-    return absl::InvalidArgumentError(absl::StrCat("offset must be >= 0, got ", offset));
+  if (absl::Status name = ValidateCheckpointFileName(file_name); !name.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("file_name: ", name.message()));
+  }
   if (static_cast<int64_t>(data.size()) > options_.max_chunk_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("chunk of ", data.size(), " bytes for ",
-                                                   file_name, " exceeds max_chunk_bytes ",
-                                                   options_.max_chunk_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk of ", data.size(), " bytes for ", absl::CEscape(file_name),
+                     " exceeds max_chunk_bytes ", options_.max_chunk_bytes));
   }
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(session_id));
   absl::MutexLock lock(&session->mu);
-  if (session->ended) {
+  if (session->receiver == nullptr) {
     return absl::NotFoundError(absl::StrCat("upload session ", session_id, " has ended"));
   }
-  const std::string name(file_name);
-  auto it = session->files.find(name);
-  if (it == session->files.end()) {
-    if (offset != 0) {
-      return absl::FailedPreconditionError(absl::StrCat("chunk of ", name, " at offset ", offset,
-                                                        " out of order: expected offset 0"));
-    }
-    Session::File file;
-    file.path = absl::StrCat(session->staging_dir, "/", name);
-    file.fd = ::open(file.path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (file.fd < 0) return ErrnoStatus("create", file.path, errno);
-    it = session->files.emplace(name, std::move(file)).first;
-  }
-  Session::File& file = it->second;
-  if (offset > file.size) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "chunk of ", name, " at offset ", offset, " out of order: expected offset ", file.size));
-  }
-  // A retry: the bytes already received must be repeated exactly.
-  const int64_t overlap = std::min<int64_t>(file.size - offset, data.size());
-  if (overlap > 0) {
-    ASSIGN_OR_RETURN(std::string existing, PreadAll(file.fd, file.path, offset, overlap));
-    if (existing != data.substr(0, static_cast<size_t>(overlap))) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("chunk of ", name, " at offset ", offset,
-                       " differs from the bytes already received there"));
-    }
-  }
-  absl::string_view rest = data.substr(static_cast<size_t>(overlap));
-  if (rest.empty()) return absl::OkStatus();
-  if (file.size + static_cast<int64_t>(rest.size()) > options_.max_file_bytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("file ", name, " would exceed max_file_bytes ", options_.max_file_bytes));
-  }
-  size_t done = 0;
-  while (done < rest.size()) {
-    ssize_t n = ::pwrite(file.fd, rest.data() + done, rest.size() - done,
-                         file.size + static_cast<int64_t>(done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      (void)::ftruncate(file.fd, file.size);  // keep the file equal to what was acknowledged
-      return ErrnoStatus("write", file.path, err);
-    }
-    done += static_cast<size_t>(n);
-  }
-  file.hasher->Update(rest);
-  file.size += static_cast<int64_t>(rest.size());
-  return absl::OkStatus();
+  return session->receiver->Append(file_name, offset, data);
 }
 
 absl::Status CheckpointFileStore::Abort(uint64_t session_id) {
@@ -311,132 +205,50 @@ absl::Status CheckpointFileStore::Abort(uint64_t session_id) {
     return absl::NotFoundError(absl::StrCat("no upload session ", session_id));
   }
   absl::MutexLock lock(&session->mu);
-  session->ended = true;
-  session->CloseFiles();
-  return RemoveTree(session->staging_dir);
+  session->receiver.reset();  // removes what it received
+  return absl::OkStatus();
 }
 
-absl::StatusOr<v1::CheckpointInfo> CheckpointFileStore::Commit(
-    uint64_t session_id, const std::vector<v1::ManifestEntry>& manifest) {
+absl::StatusOr<v1::CheckpointInfo> CheckpointFileStore::Commit(uint64_t session_id,
+                                                               const Manifest& manifest) {
   std::shared_ptr<Session> session = TakeSession(session_id);
   if (session == nullptr) {
     return absl::NotFoundError(absl::StrCat("no upload session ", session_id));
   }
   absl::MutexLock lock(&session->mu);
-  session->ended = true;
-  // Whatever happens below, the session's staging directory does not outlive this call.
-  struct Cleanup {
-    Session* s;
-    ~Cleanup() {
-      s->CloseFiles();
-      std::error_code ec;
-      fs::remove_all(s->staging_dir, ec);
-    }
-  } cleanup{session.get()};
-
-  std::vector<v1::ManifestEntry> sorted = manifest;
-  std::sort(
-      sorted.begin(), sorted.end(),
-      [](const v1::ManifestEntry& a, const v1::ManifestEntry& b) { return a.name() < b.name(); });
-  for (size_t i = 0; i < sorted.size(); ++i) {
-    RETURN_IF_ERROR(ValidateFileName(sorted[i].name()));
-    if (i > 0 && sorted[i].name() == sorted[i - 1].name()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("manifest lists ", sorted[i].name(), " twice"));
-    }
-    if (sorted[i].size() < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("manifest size of ", sorted[i].name(), " is negative: ", sorted[i].size()));
-    }
+  // Whatever happens below, the session ends here; the receiver removes its staging directory
+  // unless it was published.
+  std::unique_ptr<CheckpointReceiver> receiver = std::move(session->receiver);
+  if (receiver == nullptr) {
+    return absl::NotFoundError(absl::StrCat("upload session ", session_id, " has ended"));
   }
-
-  // The set of received files must equal the manifest's.
-  std::set<std::string> listed;
-  for (const v1::ManifestEntry& e : sorted) listed.insert(e.name());
-  for (const auto& [name, file] : session->files) {
-    if (listed.count(name) == 0) {
-      return absl::DataLossError(absl::StrCat("checkpoint ", session->checkpoint_id,
-                                              ": received file ", name, " is not in the manifest"));
-    }
-  }
-  int64_t total_bytes = 0;
-  for (v1::ManifestEntry& e : sorted) {
-    auto it = session->files.find(e.name());
-    if (it == session->files.end()) {
-      return absl::DataLossError(absl::StrCat("checkpoint ", session->checkpoint_id, ": file ",
-                                              e.name(), " in the manifest was not received"));
-    }
-    Session::File& file = it->second;
-    if (file.size != e.size()) {
-      return absl::DataLossError(absl::StrCat("checkpoint ", session->checkpoint_id, ": file ",
-                                              e.name(), " has ", file.size,
-                                              " bytes, the manifest says ", e.size()));
-    }
-    const std::string digest = file.hasher->FinishHex();
-    if (digest != absl::AsciiStrToLower(e.sha256())) {
-      return absl::DataLossError(absl::StrCat("checkpoint ", session->checkpoint_id, ": file ",
-                                              e.name(), " has SHA-256 ", digest,
-                                              ", the manifest says ", e.sha256()));
-    }
-    e.set_sha256(digest);
-    total_bytes += file.size;
-    if (::fsync(file.fd) != 0) return ErrnoStatus("fsync", file.path, errno);
-  }
-  RETURN_IF_ERROR(WriteFileSynced(absl::StrCat(session->staging_dir, "/", kManifestName),
-                                  ManifestText(sorted)));
-  RETURN_IF_ERROR(FsyncDirectory(session->staging_dir));
+  ASSIGN_OR_RETURN(const Manifest sealed, receiver->Seal(&manifest));
 
   v1::CheckpointInfo info;
   info.set_id(session->checkpoint_id);
   info.set_job_id(session->job_id);
   info.set_attempt(session->attempt);
   info.set_step(session->step);
-  info.set_bytes(total_bytes);
-  for (const v1::ManifestEntry& e : sorted) *info.add_manifest() = e;
+  info.set_bytes(ManifestBytes(sealed));
+  service::ManifestToProto(sealed, info.mutable_manifest());
 
   const std::string final_dir = CheckpointDir(session->job_id, session->checkpoint_id);
   absl::MutexLock publish(&publish_mu_);
   if (Exists(final_dir)) {
-    ASSIGN_OR_RETURN(std::vector<v1::ManifestEntry> existing, ReadManifest(final_dir));
-    if (!SameManifest(existing, sorted)) {
+    ASSIGN_OR_RETURN(const Manifest existing, ReadManifest(final_dir));
+    if (existing != sealed) {
       return absl::AlreadyExistsError(absl::StrCat("checkpoint ", session->checkpoint_id,
                                                    " of job ", session->job_id,
                                                    " already exists with a different manifest"));
     }
-    return info;  // idempotent re-commit; the staging copy is removed by cleanup
+    return info;  // idempotent re-commit; the staging copy is removed with the receiver
   }
-  if (::rename(session->staging_dir.c_str(), final_dir.c_str()) != 0) {
-    return ErrnoStatus(absl::StrCat("rename ", session->staging_dir, " to"), final_dir, errno);
-  }
-  RETURN_IF_ERROR(FsyncDirectory(session->job_dir));
+  RETURN_IF_ERROR(receiver->Publish(final_dir));
   return info;
 }
 
-absl::StatusOr<std::vector<v1::ManifestEntry>> ParseStoredManifest(absl::string_view text,
-                                                                   absl::string_view path) {
-  std::vector<v1::ManifestEntry> entries;
-  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    std::vector<absl::string_view> parts = absl::StrSplit(line, absl::MaxSplits(' ', 2));
-    int64_t size = 0;
-    if (parts.size() != 3 || parts[0].size() != 64 || !absl::SimpleAtoi(parts[1], &size) ||
-        size < 0 || !ValidateFileName(parts[2]).ok()) {
-      return absl::DataLossError(
-          absl::StrCat(path, ": malformed line \"", absl::CEscape(line), "\""));
-    }
-    v1::ManifestEntry entry;
-    entry.set_sha256(std::string(parts[0]));
-    entry.set_size(size);
-    entry.set_name(std::string(parts[2]));
-    entries.push_back(std::move(entry));
-  }
-  std::sort(
-      entries.begin(), entries.end(),
-      [](const v1::ManifestEntry& a, const v1::ManifestEntry& b) { return a.name() < b.name(); });
-  return entries;
-}
-
-absl::StatusOr<std::vector<v1::ManifestEntry>> CheckpointFileStore::OpenForRead(
-    absl::string_view job_id, absl::string_view checkpoint_id) {
+absl::StatusOr<Manifest> CheckpointFileStore::OpenForRead(absl::string_view job_id,
+                                                          absl::string_view checkpoint_id) {
   RETURN_IF_ERROR(ValidateStoreId("job_id", job_id));
   RETURN_IF_ERROR(ValidateStoreId("checkpoint_id", checkpoint_id));
   const std::string dir = CheckpointDir(job_id, checkpoint_id);
@@ -444,27 +256,7 @@ absl::StatusOr<std::vector<v1::ManifestEntry>> CheckpointFileStore::OpenForRead(
     return absl::NotFoundError(
         absl::StrCat("checkpoint ", checkpoint_id, " of job ", job_id, " not found"));
   }
-  ASSIGN_OR_RETURN(std::vector<v1::ManifestEntry> entries, ReadManifest(dir));
-  for (const v1::ManifestEntry& e : entries) {
-    const std::string path = absl::StrCat(dir, "/", e.name());
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0) {
-      return absl::DataLossError(absl::StrCat("checkpoint ", checkpoint_id, ": file ", e.name(),
-                                              " is missing: ", std::strerror(errno)));
-    }
-    if (st.st_size != e.size()) {
-      return absl::DataLossError(absl::StrCat("checkpoint ", checkpoint_id, ": file ", e.name(),
-                                              " has ", st.st_size, " bytes, the manifest says ",
-                                              e.size()));
-    }
-    ASSIGN_OR_RETURN(std::string digest, Sha256FileHex(path));
-    if (digest != absl::AsciiStrToLower(e.sha256())) {
-      return absl::DataLossError(absl::StrCat("checkpoint ", checkpoint_id, ": file ", e.name(),
-                                              " has SHA-256 ", digest, ", the manifest says ",
-                                              e.sha256()));
-    }
-  }
-  return entries;
+  return VerifyCheckpointDir(dir);
 }
 
 absl::StatusOr<std::string> CheckpointFileStore::ReadChunk(absl::string_view job_id,
@@ -473,7 +265,7 @@ absl::StatusOr<std::string> CheckpointFileStore::ReadChunk(absl::string_view job
                                                            int64_t offset, int64_t max_bytes) {
   RETURN_IF_ERROR(ValidateStoreId("job_id", job_id));
   RETURN_IF_ERROR(ValidateStoreId("checkpoint_id", checkpoint_id));
-  RETURN_IF_ERROR(ValidateFileName(file_name));
+  RETURN_IF_ERROR(ValidateCheckpointFileName(file_name));
   if (offset < 0)
     return absl::InvalidArgumentError(absl::StrCat("offset must be >= 0, got ", offset));
   if (max_bytes <= 0) {
@@ -486,7 +278,7 @@ absl::StatusOr<std::string> CheckpointFileStore::ReadChunk(absl::string_view job
       return absl::NotFoundError(absl::StrCat("file ", file_name, " of checkpoint ", checkpoint_id,
                                               " of job ", job_id, " not found"));
     }
-    return ErrnoStatus("open", path, errno);
+    return ErrnoStatus("cannot open", path, errno);
   }
   struct stat st;
   if (::fstat(fd, &st) != 0) {

@@ -16,8 +16,9 @@
 // committed and removes the staging directory.
 //
 // Paths: job ids and checkpoint ids must match [A-Za-z0-9._-]+ and not be "." or ".."; file
-// names must be non-empty, not ".", at most 255 bytes, without '/', "..", whitespace or control
-// characters, and not "MANIFEST". No request can name a path outside the data directory.
+// names follow the checkpoint contract's rule (common/checkpoint_manifest.h). No request can name
+// a path outside the data directory. The bytes of an upload go through the one chunked receiver
+// (common/checkpoint_receiver.h), whose errors AppendChunk and Commit return.
 //
 // Errors: InvalidArgument (naming the field) for malformed requests, NotFound for an unknown
 // session, checkpoint or file, FailedPrecondition for an out-of-order or conflicting chunk,
@@ -54,6 +55,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/checkpoint_manifest.h"
 #include "peco/v1/checkpoint.pb.h"
 
 namespace peco::coordinator {
@@ -97,16 +99,14 @@ class CheckpointFileStore {
   // already exists with an identical manifest returns OK; a different one is AlreadyExists.
   // Returns the checkpoint's info (id, job, attempt, step, bytes, manifest sorted by name;
   // committed_time_us and final are left for the caller).
-  absl::StatusOr<v1::CheckpointInfo> Commit(uint64_t session,
-                                            const std::vector<v1::ManifestEntry>& manifest);
+  absl::StatusOr<v1::CheckpointInfo> Commit(uint64_t session, const Manifest& manifest);
 
   // Ends a session and removes what it received. NotFound for an unknown session.
   absl::Status Abort(uint64_t session);
 
   // Verifies every file of a committed checkpoint against its MANIFEST (DataLoss naming the
   // file on a mismatch) and returns the manifest, sorted by name.
-  absl::StatusOr<std::vector<v1::ManifestEntry>> OpenForRead(absl::string_view job_id,
-                                                             absl::string_view checkpoint_id);
+  absl::StatusOr<Manifest> OpenForRead(absl::string_view job_id, absl::string_view checkpoint_id);
 
   // Up to min(max_bytes, max_chunk_bytes) bytes of a committed file from `offset`; empty at the
   // end of the file, OutOfRange past it.
@@ -148,14 +148,6 @@ class CheckpointFileStore {
   absl::Mutex publish_mu_;
   uint64_t next_trash_ ABSL_GUARDED_BY(publish_mu_) = 1;
 };
-
-// Parses the text of a committed checkpoint's MANIFEST (the format above; empty lines are
-// skipped). `path` names the file in errors. Returns the entries sorted by name; DataLoss quoting
-// the first malformed line: not three fields, a digest that is not 64 characters, a size that is
-// not an integer >= 0, or a file name the store would refuse. Pure; exposed for the fuzzer
-// (fuzz/manifest_fuzzer.cc).
-absl::StatusOr<std::vector<v1::ManifestEntry>> ParseStoredManifest(absl::string_view text,
-                                                                   absl::string_view path);
 
 // OK when `id` may name a directory of the store: 1..255 characters of [A-Za-z0-9._-], not "."
 // or "..". InvalidArgument naming `field` otherwise. Pure; the job log store uses it too.

@@ -443,8 +443,7 @@ absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJobUnsynced(
                                                      " belongs to job ", info->job_id(), ", not ",
                                                      request.job_id()));
     }
-    absl::StatusOr<std::vector<v1::ManifestEntry>> verified =
-        checkpoints_->OpenForRead(info->job_id(), info->id());
+    absl::StatusOr<Manifest> verified = checkpoints_->OpenForRead(info->job_id(), info->id());
     if (!verified.ok()) {
       if (metrics_ != nullptr && absl::IsDataLoss(verified.status())) {
         metrics_->CountVerificationFailure();
@@ -563,8 +562,7 @@ absl::StatusOr<v1::CheckpointInfo> Coordinator::OpenCheckpoint(const std::string
     return absl::InvalidArgumentError("checkpoint_id: must not be empty");
   }
   ASSIGN_OR_RETURN(v1::CheckpointInfo info, store_->GetCheckpoint(checkpoint_id));
-  absl::StatusOr<std::vector<v1::ManifestEntry>> verified =
-      checkpoints_->OpenForRead(info.job_id(), info.id());
+  absl::StatusOr<Manifest> verified = checkpoints_->OpenForRead(info.job_id(), info.id());
   if (!verified.ok()) {
     if (metrics_ != nullptr && absl::IsDataLoss(verified.status())) {
       metrics_->CountVerificationFailure();

@@ -69,8 +69,7 @@ std::pair<std::string, int64_t> Coordinator::NewestVerifiedCheckpoint(const std:
     return {"", 0};
   }
   for (auto it = infos->rbegin(); it != infos->rend(); ++it) {
-    absl::StatusOr<std::vector<v1::ManifestEntry>> verified =
-        checkpoints_->OpenForRead(job_id, it->id());
+    absl::StatusOr<Manifest> verified = checkpoints_->OpenForRead(job_id, it->id());
     if (verified.ok()) return {it->id(), it->step()};
     if (metrics_ != nullptr && absl::IsDataLoss(verified.status())) {
       metrics_->CountVerificationFailure();

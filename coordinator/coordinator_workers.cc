@@ -10,6 +10,7 @@
 #include "coordinator/coordinator_internal.h"
 #include "coordinator/job_state_machine.h"
 #include "proto/job_kind_names.h"
+#include "service/checkpoint_transfer.h"
 
 namespace peco::coordinator {
 
@@ -339,8 +340,8 @@ absl::Status Coordinator::AppendCheckpointChunk(const CheckpointUpload& upload,
 
 absl::StatusOr<v1::CheckpointInfo> Coordinator::CommitCheckpointUploadUnsynced(
     const CheckpointUpload& upload, const v1::CheckpointManifest& manifest) {
-  std::vector<v1::ManifestEntry> entries(manifest.entries().begin(), manifest.entries().end());
-  absl::StatusOr<v1::CheckpointInfo> committed = checkpoints_->Commit(upload.session, entries);
+  absl::StatusOr<v1::CheckpointInfo> committed =
+      checkpoints_->Commit(upload.session, service::ManifestFromProto(manifest.entries()));
   if (!committed.ok()) {
     if (metrics_ != nullptr && absl::IsDataLoss(committed.status())) {
       metrics_->CountVerificationFailure();

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
-#include "worker/checkpoint_manifest.h"
+#include "worker/checkpoint_link.h"
 
 namespace peco::worker {
 namespace fs = std::filesystem;

@@ -6,9 +6,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint_manifest.h"
 #include "common/status_macros.h"
-#include "worker/checkpoint_download.h"
-#include "worker/checkpoint_manifest.h"
+#include "service/checkpoint_transfer.h"
 
 namespace peco::worker {
 namespace fs = std::filesystem;
@@ -112,18 +112,18 @@ absl::StatusOr<v1::ReportProgressResponse> GrpcCoordinatorClient::ReportProgress
 
 absl::StatusOr<v1::CheckpointInfo> GrpcCoordinatorClient::UploadCheckpoint(
     const v1::CheckpointHeader& header, const std::string& dir) {
-  ASSIGN_OR_RETURN(std::vector<v1::ManifestEntry> entries, ReadManifest(dir));
+  ASSIGN_OR_RETURN(const Manifest entries, ReadManifest(dir));
   // Refuse a checkpoint that no longer matches its manifest before sending anything.
-  for (const v1::ManifestEntry& entry : entries) {
-    const std::string path = (fs::path(dir) / entry.name()).string();
+  for (const ManifestEntry& entry : entries) {
+    const std::string path = (fs::path(dir) / entry.name).string();
     std::error_code error;
     const uintmax_t size = fs::file_size(path, error);
     if (error) {
       return absl::NotFoundError(absl::StrCat("checkpoint file ", path, ": ", error.message()));
     }
-    if (static_cast<int64_t>(size) != entry.size()) {
+    if (static_cast<int64_t>(size) != entry.size) {
       return absl::DataLossError(absl::StrCat("checkpoint file ", path, " has ", size,
-                                              " bytes, MANIFEST says ", entry.size()));
+                                              " bytes, MANIFEST says ", entry.size));
     }
   }
 
@@ -139,9 +139,9 @@ absl::StatusOr<v1::CheckpointInfo> GrpcCoordinatorClient::UploadCheckpoint(
   bool open = writer->Write(message);
   std::string buffer(static_cast<size_t>(options_.chunk_bytes), '\0');
   absl::Status local = absl::OkStatus();
-  for (const v1::ManifestEntry& entry : entries) {
+  for (const ManifestEntry& entry : entries) {
     if (!open) break;
-    const std::string path = (fs::path(dir) / entry.name()).string();
+    const std::string path = (fs::path(dir) / entry.name).string();
     std::FILE* in = std::fopen(path.c_str(), "rb");
     if (in == nullptr) {
       local = absl::NotFoundError(absl::StrCat("cannot open checkpoint file ", path));
@@ -158,12 +158,12 @@ absl::StatusOr<v1::CheckpointInfo> GrpcCoordinatorClient::UploadCheckpoint(
       if (n == 0 && offset > 0) break;
       message.Clear();
       v1::CheckpointChunk* chunk = message.mutable_chunk();
-      chunk->set_file_name(entry.name());
+      chunk->set_file_name(entry.name);
       chunk->set_offset(offset);
       chunk->set_data(buffer.data(), n);
       open = writer->Write(message);
       offset += static_cast<int64_t>(n);
-    } while (open && offset < entry.size());
+    } while (open && offset < entry.size);
     std::fclose(in);
     if (!local.ok()) break;
   }
@@ -174,8 +174,7 @@ absl::StatusOr<v1::CheckpointInfo> GrpcCoordinatorClient::UploadCheckpoint(
   }
   if (open) {
     message.Clear();
-    for (const v1::ManifestEntry& entry : entries)
-      *message.mutable_manifest()->add_entries() = entry;
+    service::ManifestToProto(entries, message.mutable_manifest()->mutable_entries());
     writer->Write(message);
   }
   writer->WritesDone();
@@ -200,7 +199,7 @@ absl::StatusOr<v1::CheckpointInfo> GrpcCoordinatorClient::FetchCheckpoint(
       stub_->FetchCheckpoint(&context, request);
   v1::FetchCheckpointResponse message;
   v1::CheckpointInfo info;
-  std::unique_ptr<CheckpointDownload> download;
+  std::unique_ptr<CheckpointReceiver> download;
   absl::Status local = absl::OkStatus();
   while (local.ok() && reader->Read(&message)) {
     if (message.has_info()) {
@@ -210,8 +209,8 @@ absl::StatusOr<v1::CheckpointInfo> GrpcCoordinatorClient::FetchCheckpoint(
         break;
       }
       info = message.info();
-      absl::StatusOr<std::unique_ptr<CheckpointDownload>> begun =
-          CheckpointDownload::Begin(info, dest_dir);
+      absl::StatusOr<std::unique_ptr<CheckpointReceiver>> begun =
+          service::StartDownload(info, dest_dir);
       if (!begun.ok()) {
         local = begun.status();
         break;
@@ -223,7 +222,7 @@ absl::StatusOr<v1::CheckpointInfo> GrpcCoordinatorClient::FetchCheckpoint(
             absl::StrCat("checkpoint ", checkpoint_id, ": a chunk before the info message"));
         break;
       }
-      local = download->AddChunk(message.chunk());
+      local = service::AppendChunk(*download, message.chunk());
     }
   }
   if (!local.ok()) {
@@ -236,7 +235,7 @@ absl::StatusOr<v1::CheckpointInfo> GrpcCoordinatorClient::FetchCheckpoint(
     return absl::DataLossError(
         absl::StrCat("checkpoint ", checkpoint_id, ": the stream carried no info message"));
   }
-  RETURN_IF_ERROR(download->Finish());
+  RETURN_IF_ERROR(service::FinishDownload(*download, dest_dir));
   return info;
 }
 

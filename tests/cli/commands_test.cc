@@ -575,7 +575,7 @@ TEST_F(DownloadCommandTest, WritesVerifiedFiles) {
   EXPECT_EQ(*ReadFileToString(dir + "/MANIFEST"),
             absl::StrCat(Sha256Hex(model_), " 5000 model.pt\n", Sha256Hex(state_), " ",
                          state_.size(), " trainer_state.json\n"));
-  EXPECT_FALSE(fs::exists(dir + "/.partial"));
+  EXPECT_FALSE(fs::exists(tmp_ + "/.out.partial"));
   EXPECT_THAT(service_.other_calls(),
               ElementsAre("DownloadCheckpoint job-000001-a1-step-000000000300"));
 }
@@ -586,7 +586,7 @@ TEST_F(DownloadCommandTest, CorruptedStreamLeavesNothing) {
   const std::string dir = tmp_ + "/out";
   CliResult result = Run({"download", "job-000001-a1-step-000000000300", dir});
   EXPECT_EQ(result.code, kExitFailure);
-  EXPECT_THAT(result.err, HasSubstr("model.pt: SHA-256"));
+  EXPECT_THAT(result.err, HasSubstr("file model.pt has SHA-256"));
   EXPECT_THAT(result.err, HasSubstr("nothing was written to " + dir));
   EXPECT_FALSE(fs::exists(dir));
 }
@@ -596,7 +596,7 @@ TEST_F(DownloadCommandTest, TruncatedStreamLeavesNothing) {
   const std::string dir = tmp_ + "/out";
   CliResult result = Run({"download", "ck", dir});
   EXPECT_EQ(result.code, kExitFailure);
-  EXPECT_THAT(result.err, HasSubstr("trainer_state.json: received 0 bytes"));
+  EXPECT_THAT(result.err, HasSubstr("trainer_state.json in the manifest was not received"));
   EXPECT_FALSE(fs::exists(dir));
 }
 
@@ -606,7 +606,7 @@ TEST_F(DownloadCommandTest, ExistingDirectoryIsRefused) {
   ASSERT_TRUE(WriteFileSynced(dir + "/keep", "x").ok());
   CliResult result = Run({"download", "ck", dir});
   EXPECT_EQ(result.code, kExitFailure);
-  EXPECT_THAT(result.err, HasSubstr(dir + ": exists and is not empty"));
+  EXPECT_THAT(result.err, HasSubstr(dir + " exists and is not an empty directory"));
   EXPECT_TRUE(fs::exists(dir + "/keep"));
 }
 

@@ -46,12 +46,8 @@ std::string Bytes(size_t n, int seed) {
   return out;
 }
 
-v1::ManifestEntry Entry(const std::string& name, const std::string& data) {
-  v1::ManifestEntry entry;
-  entry.set_name(name);
-  entry.set_size(static_cast<int64_t>(data.size()));
-  entry.set_sha256(Sha256Hex(data));
-  return entry;
+ManifestEntry Entry(const std::string& name, const std::string& data) {
+  return {name, static_cast<int64_t>(data.size()), Sha256Hex(data)};
 }
 
 bool Exists(const std::string& path) {
@@ -87,8 +83,8 @@ class CheckpointFileStoreTest : public ::testing::Test {
     return *session;
   }
 
-  std::vector<v1::ManifestEntry> ManifestOf(const std::map<std::string, std::string>& files) {
-    std::vector<v1::ManifestEntry> manifest;
+  Manifest ManifestOf(const std::map<std::string, std::string>& files) {
+    Manifest manifest;
     for (const auto& [name, data] : files) manifest.push_back(Entry(name, data));
     return manifest;
   }
@@ -151,13 +147,12 @@ TEST_F(CheckpointFileStoreTest, ChunkedUploadCommitsAndReadsBackBytewise) {
   ASSERT_EQ(info->manifest_size(), 3);
   EXPECT_EQ(info->manifest(0).name(), "model.pt");
 
-  absl::StatusOr<std::vector<v1::ManifestEntry>> entries =
-      store_->OpenForRead("job-1", "step-000000000100");
+  absl::StatusOr<Manifest> entries = store_->OpenForRead("job-1", "step-000000000100");
   ASSERT_TRUE(entries.ok()) << entries.status();
   ASSERT_EQ(entries->size(), 3u);
-  for (const v1::ManifestEntry& e : *entries) {
-    EXPECT_EQ(e.sha256(), Sha256Hex(files.at(e.name()))) << e.name();
-    EXPECT_EQ(ReadAll("job-1", "step-000000000100", e.name()), files.at(e.name())) << e.name();
+  for (const ManifestEntry& e : *entries) {
+    EXPECT_EQ(e.sha256, Sha256Hex(files.at(e.name))) << e.name;
+    EXPECT_EQ(ReadAll("job-1", "step-000000000100", e.name), files.at(e.name)) << e.name;
   }
   // The MANIFEST is in the trainer's format, sorted by name; no staging directory is left.
   absl::StatusOr<std::string> manifest =
@@ -248,8 +243,8 @@ TEST_F(CheckpointFileStoreTest, CorruptedBytesFailCommitWithDataLossNamingFile) 
   EXPECT_EQ(store_->Abort(session).code(), absl::StatusCode::kNotFound);
 
   // A wrong size is DataLoss too.
-  std::vector<v1::ManifestEntry> manifest = ManifestOf(files);
-  manifest[0].set_size(699);
+  Manifest manifest = ManifestOf(files);
+  manifest[0].size = 699;
   info = store_->Commit(Upload("job-1", "ckpt", files), manifest);
   EXPECT_EQ(info.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(info.status().message(), HasSubstr("a.pt"));
@@ -266,7 +261,7 @@ TEST_F(CheckpointFileStoreTest, ManifestMustListExactlyTheReceivedFiles) {
   EXPECT_THAT(JobDirEntries("job-1"), IsEmpty());
 
   // Manifest listing a file that was never sent.
-  std::vector<v1::ManifestEntry> manifest = ManifestOf(files);
+  Manifest manifest = ManifestOf(files);
   manifest.push_back(Entry("c.pt", "extra"));
   info = store_->Commit(Upload("job-1", "ckpt", files), manifest);
   EXPECT_EQ(info.status().code(), absl::StatusCode::kDataLoss);
@@ -287,7 +282,7 @@ TEST_F(CheckpointFileStoreTest, FlippedByteOnDiskFailsOpenForRead) {
   std::string data = *ReadFileToString(path);
   data[250] ^= 0x01;
   ASSERT_TRUE(WriteFileSynced(path, data).ok());
-  absl::StatusOr<std::vector<v1::ManifestEntry>> entries = store_->OpenForRead("job-1", "ckpt");
+  absl::StatusOr<Manifest> entries = store_->OpenForRead("job-1", "ckpt");
   EXPECT_EQ(entries.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(entries.status().message(), HasSubstr("b.pt"));
   EXPECT_THAT(entries.status().message(), Not(HasSubstr("a.pt")));

@@ -31,7 +31,7 @@ CheckpointFiles SampleFiles(int variant = 0) {
   return {{"model.pt", binary},
           {"optimizer.pt", absl::StrCat("optimizer state ", variant)},
           {"state.json", absl::StrCat("{\"step\":", variant, "}")},
-          {"with space.txt", "names may contain spaces"}};
+          {"notes..txt", "names may contain dots"}};
 }
 
 std::string MustWrite(const std::string& root, int64_t step, const CheckpointFiles& files) {
@@ -68,8 +68,8 @@ TEST(CheckpointTest, WriteThenReadRoundTrips) {
   EXPECT_EQ(*read, files);
   EXPECT_TRUE(VerifyCheckpoint(dir).ok());
   // Exactly the files plus MANIFEST; no temporary directories left in the root.
-  std::vector<std::string> expected = {"MANIFEST", "model.pt", "optimizer.pt", "state.json",
-                                       "with space.txt"};
+  std::vector<std::string> expected = {"MANIFEST", "model.pt", "notes..txt", "optimizer.pt",
+                                       "state.json"};
   EXPECT_EQ(Names(dir), expected);
   EXPECT_EQ(Names(root), std::vector<std::string>{"step-000000000042"});
 }
@@ -105,7 +105,7 @@ TEST(CheckpointTest, FlippingAnyByteOfAnyDataFileIsDataLossNamingIt) {
 TEST(CheckpointTest, FlippingAnyByteOfManifestIsDetected) {
   const std::string root = MakeTempDir();
   const std::string dir = MustWrite(root, 7, SampleFiles());
-  const std::string manifest_path = (fs::path(dir) / kManifestName).string();
+  const std::string manifest_path = (fs::path(dir) / kManifestFileName).string();
   const std::string manifest = Read(manifest_path);
   ASSERT_FALSE(manifest.empty());
   for (size_t pos = 0; pos < manifest.size(); ++pos) {
@@ -129,7 +129,7 @@ TEST(CheckpointTest, FlippingAnyByteOfManifestIsDetected) {
 TEST(CheckpointTest, ManifestDamageCases) {
   const std::string root = MakeTempDir();
   const std::string dir = MustWrite(root, 7, SampleFiles());
-  const std::string manifest_path = (fs::path(dir) / kManifestName).string();
+  const std::string manifest_path = (fs::path(dir) / kManifestFileName).string();
   const std::string manifest = Read(manifest_path);
 
   struct Case {
@@ -272,8 +272,11 @@ TEST(CheckpointTest, RewritingSameStepReplacesIt) {
 
 TEST(CheckpointTest, InvalidFileNamesAreRefusedWithoutLeftovers) {
   const std::string root = MakeTempDir();
-  for (const std::string& bad : {std::string("a/b"), std::string(""), std::string("MANIFEST"),
-                                 std::string(".."), std::string("/abs")}) {
+  // The contract's one file-name rule (common/checkpoint_manifest.h): a name the worker, the
+  // coordinator or the CLI would refuse is refused when the checkpoint is written.
+  for (const std::string& bad :
+       {std::string("a/b"), std::string(""), std::string("MANIFEST"), std::string(".."),
+        std::string("/abs"), std::string("with space.txt"), std::string(".hidden")}) {
     CheckpointFiles files = SampleFiles();
     files[bad] = "x";
     absl::StatusOr<std::string> dir = WriteCheckpoint(root, 3, files);

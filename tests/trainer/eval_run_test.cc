@@ -162,7 +162,7 @@ TEST_F(EvalRunTest, LinearProbeReadsOutEveryBlockOfThePretrainBackboneInOneEvalE
   EXPECT_EQ(probe->state.backbone.kind, "checkpoint");
   EXPECT_EQ(probe->state.backbone.path, pretrain->checkpoint_dir);
   absl::StatusOr<std::string> manifest =
-      Sha256FileHex(pretrain->checkpoint_dir + "/" + kManifestName);
+      Sha256FileHex(pretrain->checkpoint_dir + "/" + kManifestFileName);
   ASSERT_TRUE(manifest.ok());
   EXPECT_EQ(probe->state.backbone.sha256, *manifest);
   EXPECT_EQ(probe->state.readout.block, block);

@@ -156,7 +156,7 @@ TEST_F(PerceptualCheckpointTest, TokenizerTrainsOnAPretrainRunsBeitAndRecordsIt)
   std::vector<std::string> pretrain_checkpoints = ListCheckpoints(*pretrain_ + "/checkpoints");
   ASSERT_EQ(pretrain_checkpoints.size(), 1u);
   const std::string used = pretrain_checkpoints.back();
-  absl::StatusOr<std::string> digest = Sha256FileHex(used + "/" + kManifestName);
+  absl::StatusOr<std::string> digest = Sha256FileHex(used + "/" + kManifestFileName);
   ASSERT_TRUE(digest.ok()) << digest.status();
 
   ASSERT_EQ(run.Of("start").size(), 1u);

@@ -1,4 +1,4 @@
-// MANIFEST reading and writing, LinkCheckpoint, and the outbox's queue with backoff.
+// LinkCheckpoint and the outbox's queue with backoff.
 #include "worker/checkpoint_outbox.h"
 
 #include <stdlib.h>
@@ -11,30 +11,20 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint_manifest.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "worker/checkpoint_manifest.h"
+#include "tests/test_util/files.h"
+#include "worker/checkpoint_link.h"
 
 namespace peco::worker {
 namespace {
 namespace fs = std::filesystem;
 
+using ::peco::testing::ReadFileForTest;
+using ::peco::testing::ScopedTempDir;
 using ::testing::HasSubstr;
-
-std::string TempDir() {
-  const char* base = std::getenv("TEST_TMPDIR");
-  std::string templ = std::string(base != nullptr ? base : "/tmp") + "/peco_outbox_XXXXXX";
-  EXPECT_NE(::mkdtemp(templ.data()), nullptr);
-  return templ;
-}
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 std::string Line(const std::string& name, const std::string& content) {
   return absl::StrCat(Sha256Hex(content), " ", content.size(), " ", name, "\n");
@@ -48,36 +38,12 @@ void WriteCheckpoint(const std::string& dir, const std::map<std::string, std::st
     std::ofstream(fs::path(dir) / name) << content;
     manifest += Line(name, content);
   }
-  std::ofstream(fs::path(dir) / kCheckpointManifestName) << manifest;
+  std::ofstream(fs::path(dir) / kManifestFileName) << manifest;
 }
 
-TEST(CheckpointManifestTest, ParsesSortsAndFormatsTheTrainersFormat) {
-  const std::string text = Line("b.pt", "bb") + Line("a.pt", "a");
-  absl::StatusOr<std::vector<v1::ManifestEntry>> entries = ParseManifest(text, "MANIFEST");
-  ASSERT_TRUE(entries.ok()) << entries.status();
-  ASSERT_EQ(entries->size(), 2u);
-  EXPECT_EQ((*entries)[0].name(), "a.pt");
-  EXPECT_EQ((*entries)[0].size(), 1);
-  EXPECT_EQ((*entries)[1].sha256(), Sha256Hex("bb"));
-  EXPECT_EQ(FormatManifest(*entries), Line("a.pt", "a") + Line("b.pt", "bb"));
-}
-
-TEST(CheckpointManifestTest, RefusesDamagedManifestsNamingTheLine) {
-  const std::string good = Line("a.pt", "a");
-  auto code_and_message = [](const std::string& text) {
-    absl::Status status = ParseManifest(text, "ck/MANIFEST").status();
-    return std::make_pair(status.code(), std::string(status.message()));
-  };
-  EXPECT_EQ(code_and_message("").first, absl::StatusCode::kDataLoss);
-  EXPECT_THAT(code_and_message(good + "xyz 1 b\n").second, HasSubstr("line 2"));
-  EXPECT_THAT(code_and_message(good + good).second, HasSubstr("listed twice"));
-  EXPECT_THAT(code_and_message(Line("../evil", "x")).second, HasSubstr("'/'"));
-  EXPECT_THAT(code_and_message(Line("MANIFEST", "x")).second, HasSubstr("reserved"));
-  EXPECT_THAT(code_and_message(Sha256Hex("a") + " -1 a\n").second, HasSubstr("line 1"));
-}
-
-TEST(CheckpointManifestTest, LinkCheckpointSurvivesTheOriginalsRemoval) {
-  const std::string root = TempDir();
+TEST(LinkCheckpointTest, SurvivesTheOriginalsRemoval) {
+  ScopedTempDir temp("link");
+  const std::string& root = temp.path();
   WriteCheckpoint(root + "/src", {{"model.pt", "weights"}, {"empty", ""}});
   std::ofstream(root + "/src/unlisted.tmp") << "not part of it";
   ASSERT_TRUE(LinkCheckpoint(root + "/src", root + "/copy").ok());
@@ -85,7 +51,7 @@ TEST(CheckpointManifestTest, LinkCheckpointSurvivesTheOriginalsRemoval) {
   ASSERT_EQ(::stat((root + "/src/model.pt").c_str(), &info), 0);
   EXPECT_EQ(info.st_nlink, 2u);  // linked, not copied
   fs::remove_all(root + "/src");
-  EXPECT_EQ(ReadFile(root + "/copy/model.pt"), "weights");
+  EXPECT_EQ(ReadFileForTest(root + "/copy/model.pt"), "weights");
   EXPECT_TRUE(ReadManifest(root + "/copy").ok());
   EXPECT_FALSE(fs::exists(root + "/copy/unlisted.tmp"));
 
@@ -94,16 +60,14 @@ TEST(CheckpointManifestTest, LinkCheckpointSurvivesTheOriginalsRemoval) {
   fs::remove(root + "/partial/model.pt");  // retention got there first
   EXPECT_EQ(LinkCheckpoint(root + "/partial", root + "/copy2").code(), absl::StatusCode::kNotFound);
   EXPECT_FALSE(fs::exists(root + "/copy2"));
-  fs::remove_all(root);
 }
 
 class CheckpointOutboxTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = TempDir();
+    root_ = temp_.path();
     WriteCheckpoint(root_ + "/run/step-5", {{"model.pt", "weights"}});
   }
-  void TearDown() override { fs::remove_all(root_); }
 
   static v1::CheckpointHeader Header(const std::string& job, int64_t attempt, int64_t step) {
     v1::CheckpointHeader header;
@@ -113,6 +77,7 @@ class CheckpointOutboxTest : public ::testing::Test {
     return header;
   }
 
+  ScopedTempDir temp_{"outbox"};
   std::string root_;
   const absl::Time t0_ = absl::UnixEpoch() + absl::Hours(1);
 };
@@ -128,7 +93,7 @@ TEST_F(CheckpointOutboxTest, RetriesWithDoublingBackoffThenRemovesTheCopy) {
   std::optional<CheckpointOutbox::Entry> entry = outbox.NextDue(t0_);
   ASSERT_TRUE(entry.has_value());
   EXPECT_EQ(entry->dir, root_ + "/outbox/job-1-a2-step-000000000005");
-  EXPECT_EQ(ReadFile(entry->dir + "/model.pt"), "weights");
+  EXPECT_EQ(ReadFileForTest(entry->dir + "/model.pt"), "weights");
   EXPECT_FALSE(outbox.NextDue(t0_).has_value());  // being uploaded
 
   absl::Time now = t0_;

@@ -15,8 +15,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/checkpoint_manifest.h"
 #include "common/sha256.h"
-#include "worker/checkpoint_manifest.h"
+#include "service/checkpoint_transfer.h"
 #include "worker/coordinator_client.h"
 
 namespace peco::worker {
@@ -93,7 +94,7 @@ class FakeCoordinatorClient : public CoordinatorClient {
       std::stringstream content;
       content << in.rdbuf();
       const std::string name = item.path().filename().string();
-      if (name == kCheckpointManifestName) {
+      if (name == kManifestFileName) {
         upload.manifest = content.str();
       } else {
         upload.files[name] = content.str();
@@ -122,19 +123,14 @@ class FakeCoordinatorClient : public CoordinatorClient {
     v1::CheckpointInfo info;
     info.set_id(checkpoint_id);
     info.set_step(2);
-    std::vector<v1::ManifestEntry> entries;
+    Manifest entries;
     for (const auto& [name, content] : it->second) {
       std::ofstream(std::filesystem::path(dest_dir) / name) << content;
-      v1::ManifestEntry entry;
-      entry.set_name(name);
-      entry.set_size(static_cast<int64_t>(content.size()));
-      entry.set_sha256(Sha256Hex(content));
-      entries.push_back(entry);
-      *info.add_manifest() = entry;
-      info.set_bytes(info.bytes() + entry.size());
+      entries.push_back({name, static_cast<int64_t>(content.size()), Sha256Hex(content)});
     }
-    std::ofstream(std::filesystem::path(dest_dir) / kCheckpointManifestName)
-        << FormatManifest(entries);
+    service::ManifestToProto(entries, info.mutable_manifest());
+    info.set_bytes(ManifestBytes(entries));
+    std::ofstream(std::filesystem::path(dest_dir) / kManifestFileName) << FormatManifest(entries);
     return info;
   }
 

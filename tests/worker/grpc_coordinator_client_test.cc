@@ -14,6 +14,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/checkpoint_manifest.h"
+#include "common/checkpoint_receiver.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
@@ -22,31 +24,19 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
-#include "worker/checkpoint_manifest.h"
+#include "tests/test_util/files.h"
 
 namespace peco::worker {
 namespace {
 namespace fs = std::filesystem;
 
+using ::peco::testing::ReadFileForTest;
+using ::peco::testing::ScopedTempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 constexpr char kToken[] = "s3cret-worker-token";
 constexpr int64_t kMiB = 1 << 20;
-
-std::string TempDir() {
-  const char* base = std::getenv("TEST_TMPDIR");
-  std::string templ = std::string(base != nullptr ? base : "/tmp") + "/peco_grpc_client_XXXXXX";
-  EXPECT_NE(::mkdtemp(templ.data()), nullptr);
-  return templ;
-}
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 v1::ManifestEntry Entry(const std::string& name, const std::string& content) {
   v1::ManifestEntry entry;
@@ -173,12 +163,9 @@ class GrpcCoordinatorClientTest : public ::testing::Test {
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     address_ = absl::StrCat("127.0.0.1:", port);
-    dir_ = TempDir();
+    dir_ = temp_.path();
   }
-  void TearDown() override {
-    server_->Shutdown();
-    fs::remove_all(dir_);
-  }
+  void TearDown() override { server_->Shutdown(); }
 
   std::unique_ptr<GrpcCoordinatorClient> Client(std::string token = kToken) {
     GrpcCoordinatorClient::Options options;
@@ -194,18 +181,19 @@ class GrpcCoordinatorClientTest : public ::testing::Test {
   std::string WriteCheckpoint(const std::map<std::string, std::string>& files) {
     const std::string ck = dir_ + "/step-000000000010";
     fs::create_directories(ck);
-    std::vector<v1::ManifestEntry> entries;
+    Manifest entries;
     for (const auto& [name, content] : files) {
       std::ofstream(fs::path(ck) / name, std::ios::binary) << content;
-      entries.push_back(Entry(name, content));
+      entries.push_back({name, static_cast<int64_t>(content.size()), Sha256Hex(content)});
     }
-    std::ofstream(fs::path(ck) / kCheckpointManifestName) << FormatManifest(entries);
+    std::ofstream(fs::path(ck) / kManifestFileName) << FormatManifest(entries);
     return ck;
   }
 
   FakeWorkerService service_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
+  ScopedTempDir temp_{"grpc_client"};
   std::string dir_;
 };
 
@@ -331,14 +319,14 @@ TEST_F(GrpcCoordinatorClientTest, FetchVerifiesAndWritesTheManifest) {
   absl::StatusOr<v1::CheckpointInfo> info = Client()->FetchCheckpoint("ckpt-1", "worker-3", dest);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->step(), 10);
-  EXPECT_EQ(ReadFile(fs::path(dest) / "model.pt"), std::string(1000, 'm'));
-  EXPECT_EQ(ReadFile(fs::path(dest) / "rng.pt"), "rng");
+  EXPECT_EQ(ReadFileForTest(fs::path(dest) / "model.pt"), std::string(1000, 'm'));
+  EXPECT_EQ(ReadFileForTest(fs::path(dest) / "rng.pt"), "rng");
   EXPECT_TRUE(fs::exists(fs::path(dest) / "zero"));
-  EXPECT_EQ(ReadFile(fs::path(dest) / "MANIFEST"),
+  EXPECT_EQ(ReadFileForTest(fs::path(dest) / "MANIFEST"),
             absl::StrCat(Sha256Hex(std::string(1000, 'm')), " 1000 model.pt\n", Sha256Hex("rng"),
                          " 3 rng.pt\n", Sha256Hex(""), " 0 zero\n"));
   EXPECT_TRUE(ReadManifest(dest).ok());
-  EXPECT_FALSE(fs::exists(dest + ".partial"));
+  EXPECT_FALSE(fs::exists(StagingDirFor(dest)));
   absl::MutexLock lock(&service_.mu_);
   EXPECT_EQ(service_.fetch_worker_id, "worker-3");
 }
@@ -354,7 +342,7 @@ TEST_F(GrpcCoordinatorClientTest, FetchRefusesACorruptedChunkAndLeavesNothing) {
   EXPECT_EQ(info.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(info.status().message(), HasSubstr("model.pt"));
   EXPECT_FALSE(fs::exists(dest));
-  EXPECT_FALSE(fs::exists(dest + ".partial"));
+  EXPECT_FALSE(fs::exists(StagingDirFor(dest)));
 }
 
 TEST_F(GrpcCoordinatorClientTest, FetchErrorsLeaveNothingAndKeepTheirCode) {

@@ -21,76 +21,6 @@ namespace {
 
 constexpr char kStepPrefix[] = "step-";
 
-struct ManifestEntry {
-  std::string digest;
-  uint64_t size = 0;
-  std::string name;
-};
-
-absl::StatusOr<std::vector<ManifestEntry>> ParseManifest(const std::string& dir) {
-  const std::string path = (fs::path(dir) / kManifestName).string();
-  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  std::vector<ManifestEntry> entries;
-  int line_number = 0;
-  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    ++line_number;
-    std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits(' ', 2));
-    ManifestEntry entry;
-    if (parts.size() != 3 || parts[0].size() != 64 || !absl::SimpleAtoi(parts[1], &entry.size) ||
-        parts[2].empty() || parts[2].find('/') != std::string::npos || parts[2] == "..") {
-      return absl::DataLossError(
-          absl::StrCat(path, ": line ", line_number, " is not '<sha256> <size> <name>'"));
-    }
-    entry.digest = parts[0];
-    entry.name = parts[2];
-    entries.push_back(std::move(entry));
-  }
-  if (entries.empty()) return absl::DataLossError(absl::StrCat(path, ": lists no files"));
-  return entries;
-}
-
-absl::Status CheckEntry(const std::string& dir, const ManifestEntry& entry, std::string* contents) {
-  const std::string path = (fs::path(dir) / entry.name).string();
-  absl::StatusOr<std::string> read = ReadFileToString(path);
-  if (absl::IsNotFound(read.status())) {
-    // A listed file that is gone (or a damaged name in MANIFEST) is damage like any other.
-    return absl::DataLossError(
-        absl::StrCat("checkpoint file ", path, " is listed in MANIFEST but missing"));
-  }
-  if (!read.ok()) return read.status();
-  std::string data = *std::move(read);
-  if (data.size() != entry.size) {
-    return absl::DataLossError(absl::StrCat("checkpoint file ", path, " has ", data.size(),
-                                            " bytes, MANIFEST says ", entry.size));
-  }
-  if (Sha256Hex(data) != entry.digest) {
-    return absl::DataLossError(
-        absl::StrCat("checkpoint file ", path, " does not match its SHA-256 in MANIFEST"));
-  }
-  if (contents != nullptr) *contents = std::move(data);
-  return absl::OkStatus();
-}
-
-// Every regular file in `dir` must be listed: an unlisted one means MANIFEST lost lines
-// (truncated at a line boundary), which would otherwise silently drop files.
-absl::Status CheckNoUnlistedFiles(const std::string& dir,
-                                  const std::vector<ManifestEntry>& entries) {
-  std::error_code ec;
-  for (const auto& item : fs::directory_iterator(dir, ec)) {
-    const std::string name = item.path().filename().string();
-    if (name == kManifestName) continue;
-    const bool listed = std::any_of(entries.begin(), entries.end(),
-                                    [&](const ManifestEntry& e) { return e.name == name; });
-    if (!listed) {
-      return absl::DataLossError(absl::StrCat(
-          "checkpoint file ", item.path().string(), " is not listed in ",
-          (fs::path(dir) / kManifestName).string(), " (MANIFEST damaged or truncated)"));
-    }
-  }
-  if (ec) return absl::InternalError(absl::StrCat("cannot list ", dir, ": ", ec.message()));
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 int64_t CheckpointStep(const std::string& dir) {
@@ -110,12 +40,7 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t ste
   const fs::path final_dir = fs::path(root) / name;
   const fs::path tmp_dir = fs::path(root) / absl::StrCat(".tmp-", name, "-", ::getpid());
   // Refuse bad names before creating anything, so a refused write leaves no temporary directory.
-  for (const auto& [file, data] : files) {
-    if (file.empty() || file.find('/') != std::string::npos || file == kManifestName ||
-        file == "." || file == "..") {
-      return absl::InvalidArgumentError(absl::StrCat("invalid checkpoint file name '", file, "'"));
-    }
-  }
+  ASSIGN_OR_RETURN(const Manifest manifest, ManifestOfFiles(files));
   fs::remove_all(tmp_dir, ec);
   fs::create_directories(tmp_dir, ec);
   if (ec)
@@ -129,18 +54,17 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t ste
     return absl::Status(status.code(), absl::StrCat("checkpoint of step ", step,
                                                     " not written: ", status.message()));
   };
-  std::string manifest;
   for (const auto& [file, data] : files) {
     if (absl::Status written = WriteFileSynced((tmp_dir / file).string(), data); !written.ok()) {
       return abandon(written);
     }
-    absl::StrAppend(&manifest, Sha256Hex(data), " ", data.size(), " ", file, "\n");
   }
   // A test's hang or failure with the files written and nothing committed.
   if (absl::Status injected = Faults().InCheckpointWrite(step); !injected.ok()) {
     return abandon(injected);
   }
-  if (absl::Status written = WriteFileSynced((tmp_dir / kManifestName).string(), manifest);
+  if (absl::Status written =
+          WriteFileSynced((tmp_dir / kManifestFileName).string(), FormatManifest(manifest));
       !written.ok()) {
     return abandon(written);
   }
@@ -167,23 +91,18 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t ste
 }
 
 absl::StatusOr<CheckpointFiles> ReadCheckpoint(const std::string& dir) {
-  ASSIGN_OR_RETURN(std::vector<ManifestEntry> entries, ParseManifest(dir));
+  ASSIGN_OR_RETURN(const Manifest entries, ReadManifest(dir));
   RETURN_IF_ERROR(CheckNoUnlistedFiles(dir, entries));
   CheckpointFiles files;
   for (const ManifestEntry& entry : entries) {
     std::string contents;
-    RETURN_IF_ERROR(CheckEntry(dir, entry, &contents));
+    RETURN_IF_ERROR(VerifyCheckpointFile(dir, entry, &contents));
     files[entry.name] = std::move(contents);
   }
   return files;
 }
 
-absl::Status VerifyCheckpoint(const std::string& dir) {
-  ASSIGN_OR_RETURN(std::vector<ManifestEntry> entries, ParseManifest(dir));
-  RETURN_IF_ERROR(CheckNoUnlistedFiles(dir, entries));
-  for (const ManifestEntry& entry : entries) RETURN_IF_ERROR(CheckEntry(dir, entry, nullptr));
-  return absl::OkStatus();
-}
+absl::Status VerifyCheckpoint(const std::string& dir) { return VerifyCheckpointDir(dir).status(); }
 
 std::vector<std::string> ListCheckpoints(const std::string& root) {
   std::vector<std::pair<int64_t, std::string>> found;

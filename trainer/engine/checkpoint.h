@@ -1,7 +1,8 @@
 // Checkpoint directories (DESIGN.md section 5).
 //
 // A checkpoint is a directory `<root>/step-<12 digits>` holding named files and a MANIFEST with
-// one line per file: `<sha256> <size> <name>`. It is written under `<root>/.tmp-step-...`,
+// one line per file: `<sha256> <size> <name>` (the contract every side shares, with its file-name
+// rule: common/checkpoint_manifest.h). It is written under `<root>/.tmp-step-...`,
 // every file and the directory fsynced, then renamed into place and the root fsynced: it exists
 // whole or not at all. Reading verifies every size and digest; a mismatch is DataLoss naming
 // the file. Restoring the newest checkpoint falls back to older ones when the newest is damaged.
@@ -17,16 +18,16 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/checkpoint_manifest.h"
 
 namespace peco::trainer {
 
 // File name -> bytes.
 using CheckpointFiles = std::map<std::string, std::string>;
 
-inline constexpr char kManifestName[] = "MANIFEST";
-
 // Writes a checkpoint for `step` under `root` and returns its directory. An existing checkpoint
-// for the same step is replaced atomically. A failed write leaves nothing behind and names the
+// for the same step is replaced atomically. A file name the contract refuses is InvalidArgument
+// and writes nothing. A failed write leaves nothing behind and names the
 // file; a full disk is ResourceExhausted, an unwritable directory PermissionDenied.
 absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, int64_t step,
                                             const CheckpointFiles& files);

@@ -11,7 +11,7 @@ namespace peco::trainer {
 absl::StatusOr<RestoredCheckpoint> ResolveCheckpoint(const std::string& path,
                                                      ProgressSink* progress) {
   namespace fs = std::filesystem;
-  if (fs::exists(fs::path(path) / kManifestName)) {
+  if (fs::exists(fs::path(path) / kManifestFileName)) {
     ASSIGN_OR_RETURN(CheckpointFiles files, ReadCheckpoint(path));
     return RestoredCheckpoint{path, std::move(files), {}};
   }

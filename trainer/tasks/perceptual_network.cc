@@ -69,7 +69,7 @@ absl::StatusOr<ExtractorSource> CheckpointSource(const PerceptualLossConfig& con
   ExtractorSource source;
   source.path = dir;
   absl::StatusOr<std::string> digest =
-      Sha256FileHex((std::filesystem::path(dir) / kManifestName).string());
+      Sha256FileHex((std::filesystem::path(dir) / kManifestFileName).string());
   if (!digest.ok()) return FieldError(config.checkpoint, digest.status());
   source.sha256 = *digest;
   return source;

@@ -410,7 +410,7 @@ absl::Status ResolveTokenizerView(const TokenizerJobConfig& tokenizer, PretrainJ
 }
 
 absl::StatusOr<std::string> TokenizerDigest(const std::string& checkpoint_dir) {
-  return Sha256FileHex((fs::path(checkpoint_dir) / kManifestName).string());
+  return Sha256FileHex((fs::path(checkpoint_dir) / kManifestFileName).string());
 }
 
 double BeitMimForwardFlops(const BeitVitConfig& c, int64_t masked) {
