@@ -8,7 +8,7 @@
 #include "common/config_reader.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
-#include "proto/job_kind_names.h"
+#include "service/job_kinds.h"
 #include "yaml-cpp/yaml.h"
 
 namespace peco::cli {
@@ -185,7 +185,7 @@ absl::Status ReadJobSection(const std::string& source, ConfigReader& root,
 }  // namespace
 
 std::string JobKindName(v1::JobKind kind) {
-  std::string name = v1::JobKindName(kind);
+  std::string name = service::JobKindName(kind);
   return name.empty() ? "unspecified" : name;
 }
 
@@ -228,16 +228,15 @@ absl::StatusOr<v1::JobSpec> ParseJobSpec(absl::string_view text, const std::stri
   v1::JobSpec spec;
   if (!reader.Has("kind")) {
     return FieldError(source, "kind",
-                      absl::StrCat("missing (one of ", v1::KnownJobKindNames(), ")"));
+                      absl::StrCat("missing (one of ", service::KnownJobKindNames(), ")"));
   }
   std::string kind;
   std::vector<std::string> kind_names;
-  for (int value = v1::JobKind_MIN; value <= v1::JobKind_MAX; ++value) {
-    const std::string name = v1::JobKindName(static_cast<v1::JobKind>(value));
-    if (!name.empty()) kind_names.push_back(name);
+  for (const service::JobKindInfo& info : service::AllJobKinds()) {
+    kind_names.emplace_back(info.name);
   }
   RETURN_IF_ERROR(reader.ReadEnum("kind", kind_names, &kind));
-  spec.set_kind(v1::JobKindFromName(kind).value_or(v1::JOB_KIND_UNSPECIFIED));
+  spec.set_kind(service::JobKindFromName(kind).value_or(v1::JOB_KIND_UNSPECIFIED));
 
   spec.set_name(default_name);
   spec.set_world_size(1);

@@ -13,7 +13,7 @@
 #include "coordinator/coordinator_internal.h"
 #include "coordinator/dependency_inputs.h"
 #include "coordinator/job_state_machine.h"
-#include "proto/job_kind_names.h"
+#include "service/job_kinds.h"
 
 namespace peco::coordinator {
 
@@ -254,7 +254,7 @@ absl::StatusOr<std::optional<std::string>> Coordinator::DependencyInputFieldOf(
     return absl::NotFoundError(absl::StrCat("spec.depends_on.job_id: no job ", dependency_job_id));
   }
   RETURN_IF_ERROR(dependency.status());
-  return DependencyInputField(spec.kind(), dependency->spec().kind());
+  return service::DependencyInputField(spec.kind(), dependency->spec().kind());
 }
 
 absl::Status Coordinator::CheckGangFitsLocked(const v1::JobSpec& spec) {
@@ -327,7 +327,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJobUnsynced(
     }
     PublishState(created.job, "submitted");
     Log(absl::StrCat(created.job.id(), " submitted: ", spec.name(), " (",
-                     v1::JobKindName(spec.kind()), ", ", spec.world_size(), " ranks)"));
+                     service::JobKindName(spec.kind()), ", ", spec.world_size(), " ranks)"));
     absl::Status scheduled = ScheduleLocked(/*resume_points=*/{});
     if (!scheduled.ok()) Log(absl::StrCat("scheduling pass failed: ", scheduled.ToString()));
     // The job may have been placed or moved to WAITING already.

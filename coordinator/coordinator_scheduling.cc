@@ -10,7 +10,7 @@
 #include "coordinator/coordinator_internal.h"
 #include "coordinator/dependency_inputs.h"
 #include "coordinator/job_state_machine.h"
-#include "proto/job_kind_names.h"
+#include "service/job_kinds.h"
 
 namespace peco::coordinator {
 

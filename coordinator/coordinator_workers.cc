@@ -9,7 +9,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/coordinator_internal.h"
 #include "coordinator/job_state_machine.h"
-#include "proto/job_kind_names.h"
+#include "service/job_kinds.h"
 #include "service/checkpoint_transfer.h"
 
 namespace peco::coordinator {

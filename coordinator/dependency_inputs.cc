@@ -4,28 +4,6 @@
 
 namespace peco::coordinator {
 
-std::optional<std::string> DependencyInputField(v1::JobKind dependent, v1::JobKind dependency) {
-  switch (dependent) {
-    case v1::JOB_KIND_PRETRAIN:
-      if (dependency == v1::JOB_KIND_TOKENIZER) return "tokenizer.checkpoint";
-      break;
-    case v1::JOB_KIND_FINETUNE:
-    case v1::JOB_KIND_LINEAR_PROBE:
-      if (dependency == v1::JOB_KIND_PRETRAIN) return "backbone.checkpoint";
-      break;
-    case v1::JOB_KIND_TOKENIZER:
-      // The perceptual network: self-supervised (contrastive, pretrain) or supervised (finetune).
-      if (dependency == v1::JOB_KIND_CONTRASTIVE || dependency == v1::JOB_KIND_PRETRAIN ||
-          dependency == v1::JOB_KIND_FINETUNE) {
-        return "loss.perceptual.checkpoint";
-      }
-      break;
-    default:
-      break;
-  }
-  return std::nullopt;
-}
-
 std::optional<v1::CheckpointInfo> ChooseDependencyCheckpoint(
     const std::vector<v1::CheckpointInfo>& checkpoints) {
   const v1::CheckpointInfo* best = nullptr;

@@ -8,7 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "common/validation_protocol.h"
-#include "proto/job_kind_names.h"
+#include "service/job_kinds.h"
 
 namespace peco::coordinator {
 namespace {
@@ -34,12 +34,12 @@ void NormalizeJobSpec(v1::JobSpec* spec) {
   if (spec->devices_per_rank().gpus() == 0 && spec->devices_per_rank().cpu_slots() == 0) {
     spec->mutable_devices_per_rank()->set_cpu_slots(1);
   }
-  if (spec->name().empty()) spec->set_name(v1::JobKindName(spec->kind()));
+  if (spec->name().empty()) spec->set_name(service::JobKindName(spec->kind()));
 }
 
 absl::Status CheckJobSpecFields(const v1::JobSpec& spec, const SpecLimits& limits) {
-  if (v1::JobKindName(spec.kind()).empty()) {
-    return Bad("kind", absl::StrCat("expected one of ", v1::KnownJobKindNames()));
+  if (service::JobKindName(spec.kind()).empty()) {
+    return Bad("kind", absl::StrCat("expected one of ", service::KnownJobKindNames()));
   }
   if (!ValidLabelText(spec.name(), 128)) {
     return Bad("name", "expected 1 to 128 printable characters");
@@ -134,7 +134,7 @@ TrainerSpecValidator::TrainerSpecValidator(Options options, ProcessLauncher* lau
 
 absl::Status TrainerSpecValidator::Validate(const v1::JobSpec& spec,
                                             const std::vector<std::string>& input_fields) {
-  const std::string kind = v1::JobKindName(spec.kind());
+  const std::string kind = service::JobKindName(spec.kind());
   ValidationRequest request;
   request.config = spec.config_yaml();
   request.check_paths = false;

@@ -31,7 +31,7 @@
 #include "fuzz/fuzz_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "peco/v1/job.pb.h"
-#include "proto/job_kind_names.h"
+#include "service/job_kinds.h"
 
 namespace peco {
 namespace {
@@ -43,7 +43,7 @@ using ::google::protobuf::util::MessageDifferencer;
 
 void CheckEnvelope(const v1::JobSpec& spec) {
   const std::string dump = spec.ShortDebugString();
-  PECO_FUZZ_CHECK(!v1::JobKindName(spec.kind()).empty(), dump);
+  PECO_FUZZ_CHECK(!service::JobKindName(spec.kind()).empty(), dump);
   PECO_FUZZ_CHECK(!spec.name().empty(), dump);
   PECO_FUZZ_CHECK(spec.world_size() >= 1, dump);
   const v1::DeviceRequest& devices = spec.devices_per_rank();

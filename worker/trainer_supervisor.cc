@@ -18,7 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "common/trainer_protocol.h"
-#include "proto/job_kind_names.h"
+#include "service/job_kinds.h"
 
 namespace peco::worker {
 namespace {
@@ -82,8 +82,8 @@ absl::Status TrainerSupervisorOptions::Validate() const {
   }
   if (job_id.empty()) return bad("job_id", "must not be empty");
   if (attempt < 0) return bad("attempt", "must be >= 0");
-  if (!v1::JobKindFromName(kind).has_value()) {
-    return bad("kind", absl::StrCat("'", kind, "' is not one of ", v1::KnownJobKindNames()));
+  if (!service::JobKindFromName(kind).has_value()) {
+    return bad("kind", absl::StrCat("'", kind, "' is not one of ", service::KnownJobKindNames()));
   }
   if (config_path.empty()) return bad("config_path", "must not be empty");
   if (output_dir.empty()) return bad("output_dir", "must not be empty");

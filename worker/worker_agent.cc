@@ -16,7 +16,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/trainer_protocol.h"
-#include "proto/job_kind_names.h"
+#include "service/job_kinds.h"
 #include "worker/log_tailer.h"
 
 namespace peco::worker {
@@ -501,7 +501,7 @@ void WorkerAgent::ApplyAssignment(const v1::Assignment& assignment, absl::Time n
                            false, "launch");
     return;
   }
-  if (v1::JobKindName(assignment.spec().kind()).empty()) {
+  if (service::JobKindName(assignment.spec().kind()).empty()) {
     FailBeforeLaunchLocked(
         attempt, absl::StrCat("unknown job kind ", static_cast<int>(assignment.spec().kind())),
         false, "launch");
@@ -576,7 +576,7 @@ void WorkerAgent::LaunchLocked(Attempt& attempt) {
   options.trainer_command = options_.trainer_command;
   options.job_id = assignment.job_id();
   options.attempt = assignment.attempt();
-  options.kind = v1::JobKindName(assignment.spec().kind());
+  options.kind = service::JobKindName(assignment.spec().kind());
   options.config_path = (fs::path(attempt.dir) / "config.yaml").string();
   options.output_dir = (fs::path(attempt.dir) / "run").string();
   options.resume_dir = attempt.resume_dir;

@@ -1,10 +1,13 @@
-// The receiving end of a checkpoint stream shared by the worker's fetch and the CLI's download
-// (service/checkpoint_transfer.h), and the one conversion between Manifest and the proto.
+// The service library (service/): the receiving end of a checkpoint stream shared by the
+// worker's fetch and the CLI's download and the one conversion between Manifest and the proto
+// (checkpoint_transfer.h), and the job kind table (job_kinds.h).
 #include "service/checkpoint_transfer.h"
+#include "service/job_kinds.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -143,6 +146,48 @@ TEST(ManifestProtoTest, RoundTripsInOrder) {
   EXPECT_EQ(ManifestFromProto(info.manifest()), manifest);
   ManifestToProto({}, info.mutable_manifest());
   EXPECT_EQ(info.manifest_size(), 0);
+}
+
+TEST(JobKindsTest, EveryProtoKindHasOneRowAndItsNameRoundTrips) {
+  int rows = 0;
+  for (int value = v1::JobKind_MIN; value <= v1::JobKind_MAX; ++value) {
+    if (!v1::JobKind_IsValid(value) || value == v1::JOB_KIND_UNSPECIFIED) continue;
+    const auto kind = static_cast<v1::JobKind>(value);
+    const JobKindInfo* info = FindJobKind(kind);
+    ASSERT_NE(info, nullptr) << v1::JobKind_Name(kind) << " has no row in service/job_kinds.cc";
+    ++rows;
+    EXPECT_EQ(JobKindFromName(JobKindName(kind)), kind);
+    // The name is the enum's suffix in lower case: JOB_KIND_LINEAR_PROBE -> linear_probe.
+    std::string expected = v1::JobKind_Name(kind).substr(sizeof("JOB_KIND_") - 1);
+    for (char& c : expected) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    EXPECT_EQ(JobKindName(kind), expected);
+  }
+  EXPECT_EQ(rows, static_cast<int>(AllJobKinds().size()));
+  EXPECT_EQ(JobKindName(v1::JOB_KIND_UNSPECIFIED), "");
+  EXPECT_EQ(JobKindName(static_cast<v1::JobKind>(99)), "");
+  EXPECT_EQ(JobKindFromName("unspecified"), std::nullopt);
+  EXPECT_EQ(JobKindFromName("Tokenizer"), std::nullopt);
+  EXPECT_EQ(KnownJobKindNames(), "tokenizer, pretrain, finetune, linear_probe, contrastive");
+}
+
+TEST(JobKindsTest, DependencyHandOverFields) {
+  using v1::JobKind;
+  EXPECT_EQ(DependencyInputField(v1::JOB_KIND_PRETRAIN, v1::JOB_KIND_TOKENIZER),
+            "tokenizer.checkpoint");
+  EXPECT_EQ(DependencyInputField(v1::JOB_KIND_FINETUNE, v1::JOB_KIND_PRETRAIN),
+            "backbone.checkpoint");
+  EXPECT_EQ(DependencyInputField(v1::JOB_KIND_LINEAR_PROBE, v1::JOB_KIND_PRETRAIN),
+            "backbone.checkpoint");
+  for (JobKind network :
+       {v1::JOB_KIND_CONTRASTIVE, v1::JOB_KIND_PRETRAIN, v1::JOB_KIND_FINETUNE}) {
+    EXPECT_EQ(DependencyInputField(v1::JOB_KIND_TOKENIZER, network), "loss.perceptual.checkpoint")
+        << JobKindName(network);
+  }
+  // Pairs that only order the jobs.
+  EXPECT_EQ(DependencyInputField(v1::JOB_KIND_PRETRAIN, v1::JOB_KIND_FINETUNE), std::nullopt);
+  EXPECT_EQ(DependencyInputField(v1::JOB_KIND_CONTRASTIVE, v1::JOB_KIND_TOKENIZER), std::nullopt);
+  EXPECT_EQ(DependencyInputField(v1::JOB_KIND_FINETUNE, v1::JOB_KIND_LINEAR_PROBE), std::nullopt);
+  EXPECT_EQ(DependencyInputField(v1::JOB_KIND_UNSPECIFIED, v1::JOB_KIND_TOKENIZER), std::nullopt);
 }
 
 }  // namespace
