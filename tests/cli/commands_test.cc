@@ -4,7 +4,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 #include <memory>
@@ -24,6 +23,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "peco/v1/job_service.grpc.pb.h"
+#include "tests/test_util/files.h"
 
 namespace peco::cli {
 namespace {
@@ -37,12 +37,6 @@ using ::testing::Not;
 using ::testing::SizeIs;
 
 constexpr char kToken[] = "secret-token";
-
-std::string MakeTempDir() {
-  std::string pattern = absl::StrCat(::testing::TempDir(), "/commands_test_XXXXXX");
-  EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
-  return pattern;
-}
 
 v1::Job MakeJob(int n, v1::JobState state = v1::JOB_STATE_QUEUED) {
   v1::Job job;
@@ -261,7 +255,7 @@ struct CliResult {
 
 class CommandsTest : public ::testing::Test {
  protected:
-  CommandsTest() : tmp_(MakeTempDir()) {
+  CommandsTest() {
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -291,12 +285,12 @@ class CommandsTest : public ::testing::Test {
   }
 
   std::string WriteSpec(const std::string& text) {
-    const std::string path = tmp_ + "/small-job.yaml";
+    const std::string path = temp_.path() + "/small-job.yaml";
     EXPECT_TRUE(WriteFileSynced(path, text).ok());
     return path;
   }
 
-  const std::string tmp_;
+  ::peco::testing::ScopedTempDir temp_{"commands_test"};
   FakeJobService service_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
@@ -343,9 +337,9 @@ TEST_F(CommandsTest, SubmitRefusesABadSpecWithoutCallingTheCoordinator) {
   EXPECT_THAT(result.err, HasSubstr(path + ": job.world_size: expected an integer >= 1, got 0"));
   EXPECT_THAT(service_.submits(), SizeIs(0));
 
-  result = Run({"submit", tmp_ + "/missing.yaml"});
+  result = Run({"submit", temp_.path() + "/missing.yaml"});
   EXPECT_EQ(result.code, kExitUsage);
-  EXPECT_THAT(result.err, HasSubstr(tmp_ + "/missing.yaml"));
+  EXPECT_THAT(result.err, HasSubstr(temp_.path() + "/missing.yaml"));
 }
 
 TEST_F(CommandsTest, SubmitJsonIsTheResponse) {
@@ -387,7 +381,7 @@ TEST_F(CommandsTest, WrongTokenIsExit1NamingWhereTheTokenCameFrom) {
 }
 
 TEST_F(CommandsTest, DiscoveryFromTheDataDirectory) {
-  const std::string data_dir = tmp_ + "/data";
+  const std::string data_dir = temp_.path() + "/data";
   fs::create_directory(data_dir);
   ASSERT_TRUE(WriteFileSynced(data_dir + "/coordinator.addr", address_ + "\n").ok());
   ASSERT_TRUE(WriteFileSynced(data_dir + "/user.token", std::string(kToken) + "\n").ok());
@@ -566,7 +560,7 @@ class DownloadCommandTest : public CommandsTest {
 };
 
 TEST_F(DownloadCommandTest, WritesVerifiedFiles) {
-  const std::string dir = tmp_ + "/out";
+  const std::string dir = temp_.path() + "/out";
   CliResult result = Run({"download", "job-000001-a1-step-000000000300", dir});
   ASSERT_EQ(result.code, kExitOk) << result.err;
   EXPECT_THAT(result.out, HasSubstr("SHA-256 verified"));
@@ -575,7 +569,7 @@ TEST_F(DownloadCommandTest, WritesVerifiedFiles) {
   EXPECT_EQ(*ReadFileToString(dir + "/MANIFEST"),
             absl::StrCat(Sha256Hex(model_), " 5000 model.pt\n", Sha256Hex(state_), " ",
                          state_.size(), " trainer_state.json\n"));
-  EXPECT_FALSE(fs::exists(tmp_ + "/.out.partial"));
+  EXPECT_FALSE(fs::exists(temp_.path() + "/.out.partial"));
   EXPECT_THAT(service_.other_calls(),
               ElementsAre("DownloadCheckpoint job-000001-a1-step-000000000300"));
 }
@@ -583,7 +577,7 @@ TEST_F(DownloadCommandTest, WritesVerifiedFiles) {
 TEST_F(DownloadCommandTest, CorruptedStreamLeavesNothing) {
   std::string* data = service_.download_chunks[1].mutable_data();
   (*data)[100] = static_cast<char>((*data)[100] ^ 0x40);
-  const std::string dir = tmp_ + "/out";
+  const std::string dir = temp_.path() + "/out";
   CliResult result = Run({"download", "job-000001-a1-step-000000000300", dir});
   EXPECT_EQ(result.code, kExitFailure);
   EXPECT_THAT(result.err, HasSubstr("file model.pt has SHA-256"));
@@ -593,7 +587,7 @@ TEST_F(DownloadCommandTest, CorruptedStreamLeavesNothing) {
 
 TEST_F(DownloadCommandTest, TruncatedStreamLeavesNothing) {
   service_.download_chunks.pop_back();
-  const std::string dir = tmp_ + "/out";
+  const std::string dir = temp_.path() + "/out";
   CliResult result = Run({"download", "ck", dir});
   EXPECT_EQ(result.code, kExitFailure);
   EXPECT_THAT(result.err, HasSubstr("trainer_state.json in the manifest was not received"));
@@ -601,7 +595,7 @@ TEST_F(DownloadCommandTest, TruncatedStreamLeavesNothing) {
 }
 
 TEST_F(DownloadCommandTest, ExistingDirectoryIsRefused) {
-  const std::string dir = tmp_ + "/out";
+  const std::string dir = temp_.path() + "/out";
   fs::create_directory(dir);
   ASSERT_TRUE(WriteFileSynced(dir + "/keep", "x").ok());
   CliResult result = Run({"download", "ck", dir});

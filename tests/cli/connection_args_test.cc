@@ -1,30 +1,25 @@
 // Discovery of the coordinator (connection.h) and command-line parsing (args.h).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "cli/args.h"
 #include "cli/connection.h"
 #include "common/file_util.h"
+#include "tests/test_util/files.h"
 
 namespace peco::cli {
 namespace {
 
+using ::peco::testing::ScopedTempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-std::string MakeTempDir() {
-  std::string pattern = absl::StrCat(::testing::TempDir(), "/connection_test_XXXXXX");
-  EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
-  return pattern;
-}
-
 TEST(ResolveEndpointTest, FlagsBeatEnvironmentBeatFiles) {
-  const std::string data_dir = MakeTempDir();
+  ScopedTempDir temp("connection_test");
+  const std::string data_dir = temp.path();
   ASSERT_TRUE(WriteFileSynced(data_dir + "/coordinator.addr", "127.0.0.1:7450\n").ok());
   ASSERT_TRUE(WriteFileSynced(data_dir + "/user.token", "  file-token\n").ok());
   Environment env;
@@ -62,8 +57,9 @@ TEST(ResolveEndpointTest, DataDirFlagBeatsEnvironmentAndHome) {
 }
 
 TEST(ResolveEndpointTest, MissingFilesNameWhatWasTried) {
+  ScopedTempDir temp("connection_test");
   Environment env;
-  env.data_dir = MakeTempDir();
+  env.data_dir = temp.path();
   absl::StatusOr<Endpoint> endpoint = ResolveEndpoint({}, env);
   ASSERT_FALSE(endpoint.ok());
   EXPECT_EQ(endpoint.status().code(), absl::StatusCode::kFailedPrecondition);

@@ -7,8 +7,6 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +14,7 @@
 #include "common/line_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/test_util/files.h"
 
 namespace peco {
 namespace {
@@ -36,14 +35,6 @@ std::string ReadAll(int fd) {
     if (n <= 0) return out;
     out.append(buf, static_cast<size_t>(n));
   }
-}
-
-std::string TempDir() {
-  const char* base = std::getenv("TEST_TMPDIR");
-  std::string templ = std::string(base != nullptr ? base : "/tmp") + "/peco_launcher_XXXXXX";
-  char* dir = ::mkdtemp(templ.data());
-  EXPECT_NE(dir, nullptr);
-  return templ;
 }
 
 LaunchSpec Shell(const std::string& script) { return LaunchSpec{{"/bin/sh", "-c", script}}; }
@@ -88,8 +79,9 @@ TEST(ProcessLauncherTest, BuildChildEnvironmentKeepsOneEntryPerName) {
 }
 
 TEST(ProcessLauncherTest, WorkingDirectoryAndStderrLogAppended) {
+  ::peco::testing::ScopedTempDir temp("peco_launcher");
   PosixProcessLauncher launcher;
-  const std::string dir = TempDir();
+  const std::string dir = temp.path();
   LaunchSpec spec = Shell("pwd; echo oops >&2");
   spec.working_dir = dir;
   spec.stderr_path = dir + "/err.log";
@@ -99,10 +91,7 @@ TEST(ProcessLauncherTest, WorkingDirectoryAndStderrLogAppended) {
     EXPECT_EQ(ReadAll((*process)->stdout_fd()), dir + "\n");
     ASSERT_TRUE((*process)->Wait().ok());
   }
-  std::ifstream log(dir + "/err.log");
-  std::stringstream text;
-  text << log.rdbuf();
-  EXPECT_EQ(text.str(), "oops\noops\n");
+  EXPECT_EQ(::peco::testing::ReadFileForTest(dir + "/err.log"), "oops\noops\n");
 }
 
 TEST(ProcessLauncherTest, StdinIsDevNull) {

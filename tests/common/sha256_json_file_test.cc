@@ -1,6 +1,5 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,19 +14,14 @@
 #include "common/file_util.h"
 #include "common/json_writer.h"
 #include "common/sha256.h"
+#include "tests/test_util/files.h"
 
 namespace peco {
 namespace {
 
 namespace fs = std::filesystem;
+using ::peco::testing::ScopedTempDir;
 using ::testing::HasSubstr;
-
-std::string MakeTempDir() {
-  std::string pattern = absl::StrCat(::testing::TempDir(), "/sha256_json_file_test_XXXXXX");
-  char* dir = ::mkdtemp(pattern.data());
-  EXPECT_NE(dir, nullptr);
-  return pattern;
-}
 
 std::vector<std::string> ListDir(const std::string& dir) {
   std::vector<std::string> names;
@@ -78,7 +72,8 @@ TEST(Sha256Test, ChunkedEqualsOneShot) {
 }
 
 TEST(Sha256Test, FileDigestEqualsContentDigest) {
-  const std::string dir = MakeTempDir();
+  ScopedTempDir temp("sha256_json_file_test");
+  const std::string dir = temp.path();
   std::string data;
   // Larger than the 64 KiB read block so several reads are combined.
   for (int i = 0; i < 300000; ++i) data.push_back(static_cast<char>(i % 251));
@@ -96,7 +91,8 @@ TEST(Sha256Test, FileDigestEqualsContentDigest) {
 }
 
 TEST(Sha256Test, MissingFileIsNotFoundNamingPath) {
-  const std::string path = MakeTempDir() + "/does_not_exist.bin";
+  ScopedTempDir temp("sha256_json_file_test");
+  const std::string path = temp.Join("does_not_exist.bin");
   absl::StatusOr<std::string> digest = Sha256FileHex(path);
   EXPECT_EQ(digest.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(digest.status().message(), HasSubstr(path));
@@ -159,7 +155,8 @@ TEST(JsonWriterTest, DoublesKeepNinePrecisionDigits) {
 }
 
 TEST(FileUtilTest, WriteFileAtomicCreatesAndReplaces) {
-  const std::string dir = MakeTempDir();
+  ScopedTempDir temp("sha256_json_file_test");
+  const std::string dir = temp.path();
   const std::string path = dir + "/state.json";
   ASSERT_TRUE(WriteFileAtomic(path, "first version, fairly long").ok());
   absl::StatusOr<std::string> read = ReadFileToString(path);
@@ -174,7 +171,8 @@ TEST(FileUtilTest, WriteFileAtomicCreatesAndReplaces) {
 }
 
 TEST(FileUtilTest, WriteFileAtomicGivesTheNewFileItsModeEvenOverAStaleTemporary) {
-  const std::string dir = MakeTempDir();
+  ScopedTempDir temp("sha256_json_file_test");
+  const std::string dir = temp.path();
   const std::string path = dir + "/secret.token";
   // A world-readable temporary left by a crashed process with this pid.
   const std::string stale = absl::StrCat(path, ".tmp.", ::getpid());
@@ -193,7 +191,8 @@ TEST(FileUtilTest, WriteFileAtomicGivesTheNewFileItsModeEvenOverAStaleTemporary)
 }
 
 TEST(FileUtilTest, WriteFileAtomicIntoMissingDirectoryFailsCleanly) {
-  const std::string dir = MakeTempDir();
+  ScopedTempDir temp("sha256_json_file_test");
+  const std::string dir = temp.path();
   const std::string path = dir + "/missing_sub/state.json";
   absl::Status status = WriteFileAtomic(path, "x");
   EXPECT_FALSE(status.ok());
@@ -202,7 +201,8 @@ TEST(FileUtilTest, WriteFileAtomicIntoMissingDirectoryFailsCleanly) {
 }
 
 TEST(FileUtilTest, BinaryRoundTrip) {
-  const std::string dir = MakeTempDir();
+  ScopedTempDir temp("sha256_json_file_test");
+  const std::string dir = temp.path();
   std::string data;
   for (int i = 0; i < 1000; ++i) data.push_back(static_cast<char>(i % 256));
   const std::string path = dir + "/bin";
@@ -220,14 +220,16 @@ TEST(FileUtilTest, BinaryRoundTrip) {
 }
 
 TEST(FileUtilTest, ReadMissingFileIsNotFoundNamingPath) {
-  const std::string path = MakeTempDir() + "/nope.txt";
+  ScopedTempDir temp("sha256_json_file_test");
+  const std::string path = temp.Join("nope.txt");
   absl::StatusOr<std::string> read = ReadFileToString(path);
   EXPECT_EQ(read.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(read.status().message(), HasSubstr(path));
 }
 
 TEST(FileUtilTest, FsyncMissingPathIsAnErrorNamingPath) {
-  const std::string path = MakeTempDir() + "/nope";
+  ScopedTempDir temp("sha256_json_file_test");
+  const std::string path = temp.Join("nope");
   absl::Status status = FsyncFile(path);
   EXPECT_FALSE(status.ok());
   EXPECT_THAT(status.message(), HasSubstr(path));

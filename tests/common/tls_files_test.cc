@@ -1,12 +1,11 @@
 #include "common/tls_files.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
-#include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "tests/test_util/files.h"
 #include "tests/test_util/test_certificates.h"
 
 namespace peco {
@@ -14,24 +13,23 @@ namespace {
 
 class TlsFilesTest : public ::testing::Test {
  protected:
+  // One directory of certificates for the whole suite.
   static void SetUpTestSuite() {
-    std::string templ = std::filesystem::temp_directory_path().string() + "/peco-tls-XXXXXX";
-    ASSERT_NE(::mkdtemp(templ.data()), nullptr);
-    dir_ = new std::string(templ);
-    ASSERT_TRUE(testing::MakeCertificateAuthority(*dir_, "ca"));
-    ASSERT_TRUE(testing::MakeSignedCertificate(*dir_, "ca", "server"));
-    ASSERT_TRUE(testing::MakeSignedCertificate(*dir_, "ca", "other"));
+    temp_ = new testing::ScopedTempDir("peco-tls");
+    ASSERT_TRUE(testing::MakeCertificateAuthority(temp_->path(), "ca"));
+    ASSERT_TRUE(testing::MakeSignedCertificate(temp_->path(), "ca", "server"));
+    ASSERT_TRUE(testing::MakeSignedCertificate(temp_->path(), "ca", "other"));
   }
   static void TearDownTestSuite() {
-    std::filesystem::remove_all(*dir_);
-    delete dir_;
+    delete temp_;
+    temp_ = nullptr;
   }
-  static std::string Path(const std::string& name) { return *dir_ + "/" + name; }
+  static std::string Path(const std::string& name) { return temp_->Join(name); }
 
-  static std::string* dir_;
+  static testing::ScopedTempDir* temp_;
 };
 
-std::string* TlsFilesTest::dir_ = nullptr;
+testing::ScopedTempDir* TlsFilesTest::temp_ = nullptr;
 
 TEST_F(TlsFilesTest, LoadsAMatchingCertificateKeyAndCa) {
   TlsFiles files;

@@ -2,13 +2,12 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <string>
 
-#include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "tests/test_util/files.h"
 
 namespace peco::coordinator {
 namespace {
@@ -21,15 +20,12 @@ constexpr char kWorker[] = "primary-worker-token-0123456789";
 
 class AuthTest : public ::testing::Test {
  protected:
-  AuthTest() {
-    std::string pattern = absl::StrCat(::testing::TempDir(), "/auth_test_XXXXXX");
-    EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
-    path_ = pattern + "/issued_tokens";
-  }
+  AuthTest() : path_(temp_.Join("issued_tokens")) {}
   TokenRegistry Registry() {
     return TokenRegistry(TokenRegistry::Options{kUser, kWorker, path_, &clock_});
   }
 
+  ::peco::testing::ScopedTempDir temp_{"auth_test"};
   std::string path_;
   FakeClock clock_;
 };

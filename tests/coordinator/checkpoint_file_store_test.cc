@@ -2,7 +2,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -17,21 +16,16 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/sha256.h"
+#include "tests/test_util/files.h"
 
 namespace peco::coordinator {
 namespace {
 
+using ::peco::testing::ScopedTempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
-
-std::string MakeTempDir() {
-  std::string pattern = absl::StrCat(::testing::TempDir(), "/checkpoint_file_store_test_XXXXXX");
-  char* dir = ::mkdtemp(pattern.data());
-  EXPECT_NE(dir, nullptr);
-  return pattern;
-}
 
 // Deterministic, non-repeating bytes so that a misplaced chunk changes the content.
 std::string Bytes(size_t n, int seed) {
@@ -57,9 +51,9 @@ bool Exists(const std::string& path) {
 
 class CheckpointFileStoreTest : public ::testing::Test {
  protected:
-  CheckpointFileStoreTest() : dir_(MakeTempDir()) {
+  CheckpointFileStoreTest() {
     CheckpointFileStore::Options options;
-    options.data_dir = dir_;
+    options.data_dir = temp_.path();
     options.max_chunk_bytes = 1000;
     options.max_file_bytes = 100000;
     auto store = CheckpointFileStore::Open(options);
@@ -108,14 +102,15 @@ class CheckpointFileStoreTest : public ::testing::Test {
   std::vector<std::string> JobDirEntries(const std::string& job) {
     std::vector<std::string> names;
     std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(dir_ + "/checkpoints/" + job, ec)) {
+    for (const auto& e :
+         std::filesystem::directory_iterator(temp_.path() + "/checkpoints/" + job, ec)) {
       names.push_back(e.path().filename().string());
     }
     std::sort(names.begin(), names.end());
     return names;
   }
 
-  std::string dir_;
+  ScopedTempDir temp_{"checkpoint_file_store_test"};
   std::unique_ptr<CheckpointFileStore> store_;
 };
 
@@ -307,10 +302,10 @@ TEST_F(CheckpointFileStoreTest, PathTraversalIdsRefused) {
     EXPECT_EQ(store_->ApplyRetention(bad, {}).code(), absl::StatusCode::kInvalidArgument);
   }
   // A file next to the data directory cannot be read through a traversal.
-  ASSERT_TRUE(WriteFileSynced(dir_ + "/secret", "s").ok());
+  ASSERT_TRUE(WriteFileSynced(temp_.path() + "/secret", "s").ok());
   EXPECT_EQ(store_->ReadChunk("..", "..", "secret", 0, 1).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(Exists(dir_ + "/secret"));
+  EXPECT_TRUE(Exists(temp_.path() + "/secret"));
 }
 
 TEST_F(CheckpointFileStoreTest, DeleteIsIdempotent) {
@@ -392,7 +387,7 @@ TEST_F(CheckpointFileStoreTest, ReopenRemovesStagingLeftovers) {
   (void)session;
   ASSERT_THAT(JobDirEntries("job-1"), ElementsAre(::testing::StartsWith(".staging-ckpt-")));
   CheckpointFileStore::Options options;
-  options.data_dir = dir_;
+  options.data_dir = temp_.path();
   auto reopened = CheckpointFileStore::Open(options);
   ASSERT_TRUE(reopened.ok());
   EXPECT_THAT(JobDirEntries("job-1"), IsEmpty());

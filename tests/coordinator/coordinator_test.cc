@@ -4,7 +4,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -21,6 +20,7 @@
 #include "coordinator/job_streams.h"
 #include "coordinator/memory_job_store.h"
 #include "prometheus/metric_family.h"
+#include "tests/test_util/files.h"
 
 namespace peco::coordinator {
 namespace {
@@ -29,13 +29,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
-
-std::string MakeTempDir() {
-  std::string pattern = absl::StrCat(::testing::TempDir(), "/coordinator_test_XXXXXX");
-  char* dir = ::mkdtemp(pattern.data());
-  EXPECT_NE(dir, nullptr);
-  return pattern;
-}
 
 // Accepts every config, or refuses with a fixed error, and counts calls.
 class FakeValidator : public SpecValidator {
@@ -63,7 +56,7 @@ v1::JobSpec Spec(const std::string& name, int world_size = 1, int cpu_slots = 1)
 
 class CoordinatorTest : public ::testing::Test {
  protected:
-  CoordinatorTest() : dir_(MakeTempDir()) {
+  CoordinatorTest() {
     options_.heartbeat_interval = absl::Seconds(1);
     options_.worker_timeout = absl::Seconds(10);
     options_.cancel_grace = absl::Seconds(30);
@@ -81,7 +74,7 @@ class CoordinatorTest : public ::testing::Test {
     checkpoints_.reset();
     if (store_ == nullptr) store_ = std::make_unique<MemoryJobStore>();
     CheckpointFileStore::Options checkpoint_options;
-    checkpoint_options.data_dir = dir_;
+    checkpoint_options.data_dir = temp_.path();
     checkpoints_ = *CheckpointFileStore::Open(checkpoint_options);
     events_ = std::make_unique<JobEventHub>();
     metrics_ = std::make_unique<CoordinatorMetrics>();
@@ -206,7 +199,7 @@ class CoordinatorTest : public ::testing::Test {
     return {tokenizer, Submit(pretrain)};
   }
 
-  std::string dir_;
+  ::peco::testing::ScopedTempDir temp_{"coordinator_test"};
   CoordinatorOptions options_;
   FakeClock clock_;
   FakeValidator validator_;
@@ -273,7 +266,7 @@ TEST_F(CoordinatorTest, WatchStreamsHistoryThenLiveEventsOnceEach) {
 // an unknown job is NotFound.
 TEST_F(CoordinatorTest, LogStreamSendsTheAskedLogsInBoundedPieces) {
   JobLogStoreOptions options;
-  options.dir = dir_ + "/logs";
+  options.dir = temp_.path() + "/logs";
   absl::StatusOr<std::unique_ptr<JobLogStore>> logs = JobLogStore::Open(options);
   ASSERT_TRUE(logs.ok()) << logs.status();
   v1::Job job = Submit(Spec("logged"));

@@ -4,11 +4,10 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <thread>
 
-#include "absl/strings/str_cat.h"
+#include "tests/test_util/files.h"
 
 namespace peco::coordinator {
 namespace {
@@ -29,9 +28,7 @@ v1::LogChunk Chunk(int64_t offset, const std::string& data, int64_t attempt = 1,
 class JobLogStoreTest : public ::testing::Test {
  protected:
   JobLogStoreTest() {
-    std::string pattern = absl::StrCat(::testing::TempDir(), "/job_log_store_test_XXXXXX");
-    EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
-    options_.dir = pattern + "/logs";
+    options_.dir = temp_.Join("logs");
     Reopen();
   }
   void Reopen() {
@@ -44,6 +41,7 @@ class JobLogStoreTest : public ::testing::Test {
     EXPECT_TRUE(data.ok()) << data.status();
     return data.ok() ? *data : "";
   }
+  ::peco::testing::ScopedTempDir temp_{"job_log_store_test"};
   JobLogStoreOptions options_;
   std::unique_ptr<JobLogStore> store_;
 };

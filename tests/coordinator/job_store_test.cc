@@ -7,7 +7,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
-#include <stdlib.h>
 
 #include <cmath>
 #include <limits>
@@ -23,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/memory_job_store.h"
 #include "coordinator/sqlite_job_store.h"
+#include "tests/test_util/files.h"
 
 namespace peco::coordinator {
 namespace {
@@ -56,13 +56,6 @@ absl::StatusOr<std::unique_ptr<JobStore>> OpenSqlite(const std::string& dir) {
 
 absl::StatusOr<std::unique_ptr<JobStore>> OpenMemory(const std::string&) {
   return std::unique_ptr<JobStore>(std::make_unique<MemoryJobStore>());
-}
-
-std::string MakeTempDir() {
-  std::string pattern = absl::StrCat(::testing::TempDir(), "/job_store_test_XXXXXX");
-  char* dir = ::mkdtemp(pattern.data());
-  EXPECT_NE(dir, nullptr);
-  return pattern;
 }
 
 v1::JobSpec Spec(const std::string& name, int32_t world_size = 1) {
@@ -103,8 +96,8 @@ v1::CheckpointInfo Checkpoint(const std::string& id, const std::string& job_id, 
 
 class JobStoreContractTest : public ::testing::TestWithParam<StoreKind> {
  protected:
-  JobStoreContractTest() : dir_(MakeTempDir()) {
-    absl::StatusOr<std::unique_ptr<JobStore>> store = GetParam().open(dir_);
+  JobStoreContractTest() {
+    absl::StatusOr<std::unique_ptr<JobStore>> store = GetParam().open(temp_.path());
     EXPECT_TRUE(store.ok()) << store.status();
     if (store.ok()) store_ = std::move(*store);
   }
@@ -115,7 +108,7 @@ class JobStoreContractTest : public ::testing::TestWithParam<StoreKind> {
   void Reopen() {
     if (!GetParam().durable) return;
     store_.reset();  // closes the database before it is opened again
-    absl::StatusOr<std::unique_ptr<JobStore>> store = GetParam().open(dir_);
+    absl::StatusOr<std::unique_ptr<JobStore>> store = GetParam().open(temp_.path());
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
   }
@@ -159,7 +152,7 @@ class JobStoreContractTest : public ::testing::TestWithParam<StoreKind> {
     ASSERT_TRUE(store_->BeginAttempt(Attempt(job_id, 1, resume_step)).ok());
   }
 
-  std::string dir_;
+  ::peco::testing::ScopedTempDir temp_{"job_store_test"};
   std::unique_ptr<JobStore> store_;
 };
 
@@ -937,11 +930,11 @@ TEST_P(SqliteJobStoreTest, EverythingSurvivesAReopen) {
 TEST_P(SqliteJobStoreTest, RefusesADatabaseFromANewerSchema) {
   store_.reset();
   sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open((dir_ + "/coordinator.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_open((temp_.path() + "/coordinator.db").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
   SqliteJobStore::Options options;
-  options.path = dir_ + "/coordinator.db";
+  options.path = temp_.path() + "/coordinator.db";
   absl::StatusOr<std::unique_ptr<SqliteJobStore>> store = SqliteJobStore::Open(options);
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(store.status().message(), HasSubstr("99"));

@@ -6,7 +6,6 @@
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <functional>
 #include <map>
@@ -18,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
 #include "coordinator/memory_job_store.h"
+#include "tests/test_util/files.h"
 
 namespace peco::coordinator {
 namespace {
@@ -31,20 +31,17 @@ constexpr char kWorkerToken[] = "worker-token-0123456789abcdef";
 class RpcServicesTest : public ::testing::Test {
  protected:
   RpcServicesTest() {
-    std::string pattern = absl::StrCat(::testing::TempDir(), "/rpc_services_test_XXXXXX");
-    EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
     store_ = std::make_unique<MemoryJobStore>();
     CheckpointFileStore::Options file_options;
-    file_options.data_dir = dir_;
+    file_options.data_dir = temp_.path();
     files_ = *CheckpointFileStore::Open(file_options);
     coordinator_ = std::make_unique<Coordinator>(CoordinatorOptions(), store_.get(), files_.get(),
                                                  nullptr, &clock_, &events_, nullptr);
     EXPECT_TRUE(coordinator_->Recover().ok());
     tokens_ = std::make_unique<TokenRegistry>(
-        TokenRegistry::Options{kUserToken, kWorkerToken, dir_ + "/issued_tokens", &clock_});
+        TokenRegistry::Options{kUserToken, kWorkerToken, temp_.path() + "/issued_tokens", &clock_});
     JobLogStoreOptions log_options;
-    log_options.dir = dir_ + "/logs";
+    log_options.dir = temp_.path() + "/logs";
     logs_ = *JobLogStore::Open(log_options);
     job_service_ =
         std::make_unique<JobServiceImpl>(coordinator_.get(), &events_, tokens_.get(), logs_.get());
@@ -140,7 +137,7 @@ class RpcServicesTest : public ::testing::Test {
     return {response.checkpoints().begin(), response.checkpoints().end()};
   }
 
-  std::string dir_;
+  ::peco::testing::ScopedTempDir temp_{"rpc_services_test"};
   FakeClock clock_;
   JobEventHub events_;
   std::unique_ptr<MemoryJobStore> store_;
@@ -179,7 +176,7 @@ TEST_F(RpcServicesTest, EveryCallNeedsTheRightToken) {
 }
 
 TEST_F(RpcServicesTest, IssuedTokensWorkUntilTheyExpireOrAreRevoked) {
-  const std::string path = dir_ + "/issued_tokens";
+  const std::string path = temp_.path() + "/issued_tokens";
   absl::StatusOr<std::string> alice =
       IssueToken(path, "alice", Role::kUser, absl::Hours(1), clock_);
   absl::StatusOr<std::string> bob = IssueToken(path, "bob", Role::kUser, absl::Hours(3), clock_);

@@ -6,7 +6,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <stdlib.h>
 
 #include <optional>
 #include <string>
@@ -19,6 +18,7 @@
 #include "common/json_line.h"
 #include "common/validation_protocol.h"
 #include "coordinator/validator_pool.h"
+#include "tests/test_util/files.h"
 #include "tests/test_util/subprocess.h"
 
 namespace peco::coordinator {
@@ -85,13 +85,10 @@ TEST(PathIsUnderTest, ComparesWholeComponentsAfterNormalising) {
 class TrainerSpecValidatorTest : public ::testing::Test {
  protected:
   TrainerSpecValidatorTest() {
-    std::string pattern = absl::StrCat(::testing::TempDir(), "/spec_validator_test_XXXXXX");
-    EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
     options_.trainer_binary = PECO_TRAIN_BINARY;
     options_.allowed_roots = {"/usr/share/datasets"};
   }
-  std::string dir_;
+  ::peco::testing::ScopedTempDir temp_{"spec_validator_test"};
   TrainerSpecValidator::Options options_;
 };
 
@@ -218,7 +215,7 @@ TEST_F(TrainerSpecValidatorTest, ServeGivesTheVerdictsOfOneShot) {
   };
   int valid = 0;
   for (const Case& c : cases) {
-    const ValidationResponse expected = OneShot(dir_, c.config, c.sets);
+    const ValidationResponse expected = OneShot(temp_.path(), c.config, c.sets);
     ValidationRequest request;
     request.config = c.config;
     request.sets = c.sets;

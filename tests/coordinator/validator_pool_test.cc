@@ -4,16 +4,15 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/file_util.h"
+#include "tests/test_util/files.h"
 
 namespace peco::coordinator {
 namespace {
@@ -38,9 +37,7 @@ done
 class ValidatorPoolTest : public ::testing::Test {
  protected:
   ValidatorPoolTest() {
-    std::string dir = absl::StrCat(::testing::TempDir(), "/validator_pool_test_XXXXXX");
-    EXPECT_NE(::mkdtemp(dir.data()), nullptr);
-    const std::string script = absl::StrCat(dir, "/fake-validator.sh");
+    const std::string script = temp_.Join("fake-validator.sh");
     EXPECT_TRUE(WriteFileAtomic(script, kFakeValidator).ok());
     options_.argv = {"/bin/sh", script};
     options_.env = {};
@@ -54,6 +51,7 @@ class ValidatorPoolTest : public ::testing::Test {
     return request;
   }
 
+  ::peco::testing::ScopedTempDir temp_{"validator_pool_test"};
   ValidatorPool::Options options_;
 };
 

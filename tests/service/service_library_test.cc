@@ -1,9 +1,6 @@
 // The service library (service/): the receiving end of a checkpoint stream shared by the
 // worker's fetch and the CLI's download and the one conversion between Manifest and the proto
 // (checkpoint_transfer.h), and the job kind table (job_kinds.h).
-#include "service/checkpoint_transfer.h"
-#include "service/job_kinds.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -14,6 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
+#include "service/checkpoint_transfer.h"
+#include "service/job_kinds.h"
 #include "tests/test_util/files.h"
 
 namespace peco::service {
@@ -178,8 +177,7 @@ TEST(JobKindsTest, DependencyHandOverFields) {
             "backbone.checkpoint");
   EXPECT_EQ(DependencyInputField(v1::JOB_KIND_LINEAR_PROBE, v1::JOB_KIND_PRETRAIN),
             "backbone.checkpoint");
-  for (JobKind network :
-       {v1::JOB_KIND_CONTRASTIVE, v1::JOB_KIND_PRETRAIN, v1::JOB_KIND_FINETUNE}) {
+  for (JobKind network : {v1::JOB_KIND_CONTRASTIVE, v1::JOB_KIND_PRETRAIN, v1::JOB_KIND_FINETUNE}) {
     EXPECT_EQ(DependencyInputField(v1::JOB_KIND_TOKENIZER, network), "loss.perceptual.checkpoint")
         << JobKindName(network);
   }

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "tests/test_util/files.h"
 #include "trainer/io/torch_file.h"
 #include "trainer/models/beit_config.h"
 #include "trainer/models/beit_vit.h"
@@ -27,6 +28,8 @@ namespace fs = std::filesystem;
 
 const std::string kSpec = std::string(PECO_REFERENCE_DIR) + "/spec/keys/";
 
+// A directory kept after the test: the Python checks' failure messages point at the log in it.
+// Tests that leave nothing to inspect use ScopedTempDir.
 std::string MakeTempDir() {
   std::string pattern = absl::StrCat(::testing::TempDir(), "/beit_export_test_XXXXXX");
   EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
@@ -157,7 +160,8 @@ TEST(BeitExportTest, PecoReadsItsExportBackIntoAnIdenticalModel) {
   torch::manual_seed(2);
   BeitMim model(TinyConfig());
   model->eval();
-  const std::string dir = MakeTempDir();
+  ::peco::testing::ScopedTempDir temp("beit_export_test");
+  const std::string dir = temp.path();
   ASSERT_TRUE(ExportBeitPretrain(model, dir + "/tiny.pt").ok());
   auto state = ReadBeitStateFile(dir + "/tiny.pt");
   ASSERT_TRUE(state.ok()) << state.status();
@@ -182,7 +186,8 @@ TEST(BeitExportTest, UnwritablePathIsAnErrorNotACrash) {
   auto missing = ReadBeitStateFile("/nonexistent-peco-dir/x.pt");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   // A file in another layout (a tokenizer export's 'state_dict') is refused naming the key.
-  const std::string dir = MakeTempDir();
+  ::peco::testing::ScopedTempDir temp("beit_export_test");
+  const std::string dir = temp.path();
   c10::impl::GenericDict root(c10::StringType::get(), c10::AnyType::get());
   root.insert(c10::IValue(std::string("state_dict")), c10::IValue(torch::zeros({1})));
   ASSERT_TRUE(WriteTorchFile(dir + "/other.pt", c10::IValue(root)).ok());

@@ -2,7 +2,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -11,19 +10,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "tests/test_util/files.h"
 
 namespace peco::trainer {
 namespace {
 
 namespace fs = std::filesystem;
+using ::peco::testing::ScopedTempDir;
 using ::testing::HasSubstr;
-
-std::string MakeTempDir() {
-  std::string pattern = absl::StrCat(::testing::TempDir(), "/checkpoint_test_XXXXXX");
-  char* dir = ::mkdtemp(pattern.data());
-  EXPECT_NE(dir, nullptr);
-  return pattern;
-}
 
 CheckpointFiles SampleFiles(int variant = 0) {
   std::string binary;
@@ -58,7 +52,8 @@ std::string Read(const std::string& path) {
 }
 
 TEST(CheckpointTest, WriteThenReadRoundTrips) {
-  const std::string root = MakeTempDir() + "/ckpts";  // created on demand
+  ScopedTempDir temp("checkpoint_test");
+  const std::string root = temp.Join("ckpts");  // created on demand
   const CheckpointFiles files = SampleFiles(3);
   const std::string dir = MustWrite(root, 42, files);
   EXPECT_EQ(fs::path(dir).filename(), "step-000000000042");
@@ -75,7 +70,8 @@ TEST(CheckpointTest, WriteThenReadRoundTrips) {
 }
 
 TEST(CheckpointTest, EmptyFileRoundTrips) {
-  const std::string root = MakeTempDir();
+  ScopedTempDir temp("checkpoint_test");
+  const std::string root = temp.path();
   const CheckpointFiles files = {{"empty", ""}, {"x", "y"}};
   absl::StatusOr<CheckpointFiles> read = ReadCheckpoint(MustWrite(root, 1, files));
   ASSERT_TRUE(read.ok()) << read.status();
@@ -83,7 +79,8 @@ TEST(CheckpointTest, EmptyFileRoundTrips) {
 }
 
 TEST(CheckpointTest, FlippingAnyByteOfAnyDataFileIsDataLossNamingIt) {
-  const std::string root = MakeTempDir();
+  ScopedTempDir temp("checkpoint_test");
+  const std::string root = temp.path();
   const std::string dir = MustWrite(root, 7, SampleFiles());
   for (const auto& [name, data] : SampleFiles()) {
     const std::string path = (fs::path(dir) / name).string();
@@ -103,7 +100,8 @@ TEST(CheckpointTest, FlippingAnyByteOfAnyDataFileIsDataLossNamingIt) {
 }
 
 TEST(CheckpointTest, FlippingAnyByteOfManifestIsDetected) {
-  const std::string root = MakeTempDir();
+  ScopedTempDir temp("checkpoint_test");
+  const std::string root = temp.path();
   const std::string dir = MustWrite(root, 7, SampleFiles());
   const std::string manifest_path = (fs::path(dir) / kManifestFileName).string();
   const std::string manifest = Read(manifest_path);
@@ -127,7 +125,8 @@ TEST(CheckpointTest, FlippingAnyByteOfManifestIsDetected) {
 }
 
 TEST(CheckpointTest, ManifestDamageCases) {
-  const std::string root = MakeTempDir();
+  ScopedTempDir temp("checkpoint_test");
+  const std::string root = temp.path();
   const std::string dir = MustWrite(root, 7, SampleFiles());
   const std::string manifest_path = (fs::path(dir) / kManifestFileName).string();
   const std::string manifest = Read(manifest_path);
@@ -160,7 +159,8 @@ TEST(CheckpointTest, ManifestDamageCases) {
 }
 
 TEST(CheckpointTest, TruncationAndDeletionAreDetected) {
-  const std::string root = MakeTempDir();
+  ScopedTempDir temp("checkpoint_test");
+  const std::string root = temp.path();
   const std::string dir = MustWrite(root, 1, SampleFiles());
   const std::string path = (fs::path(dir) / "model.pt").string();
   const std::string data = Read(path);
@@ -181,7 +181,8 @@ TEST(CheckpointTest, TruncationAndDeletionAreDetected) {
 }
 
 TEST(CheckpointTest, RestoreLatestFallsBackPastDamagedNewest) {
-  const std::string root = MakeTempDir();
+  ScopedTempDir temp("checkpoint_test");
+  const std::string root = temp.path();
   MustWrite(root, 100, SampleFiles(1));
   const std::string middle = MustWrite(root, 200, SampleFiles(2));
   const std::string newest = MustWrite(root, 300, SampleFiles(3));
@@ -203,7 +204,8 @@ TEST(CheckpointTest, RestoreLatestFallsBackPastDamagedNewest) {
 }
 
 TEST(CheckpointTest, RestoreLatestWithNothingVerifiedIsNotFound) {
-  const std::string root = MakeTempDir();
+  ScopedTempDir temp("checkpoint_test");
+  const std::string root = temp.path();
   EXPECT_EQ(RestoreLatest(root).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(RestoreLatest(root + "/missing").status().code(), absl::StatusCode::kNotFound);
   const std::string only = MustWrite(root, 5, SampleFiles());
@@ -214,7 +216,8 @@ TEST(CheckpointTest, RestoreLatestWithNothingVerifiedIsNotFound) {
 }
 
 TEST(CheckpointTest, ListCheckpointsSortsByStepAndIgnoresOthers) {
-  const std::string root = MakeTempDir();
+  ScopedTempDir temp("checkpoint_test");
+  const std::string root = temp.path();
   const std::string s10 = MustWrite(root, 10, SampleFiles());
   const std::string s9 = MustWrite(root, 9, SampleFiles());
   const std::string s1000 = MustWrite(root, 1000, SampleFiles());
@@ -239,7 +242,8 @@ TEST(CheckpointTest, CheckpointStepParsesNames) {
 }
 
 TEST(CheckpointTest, ApplyRetentionKeepsNewestAndKeepDirAndIsIdempotent) {
-  const std::string root = MakeTempDir();
+  ScopedTempDir temp("checkpoint_test");
+  const std::string root = temp.path();
   std::vector<std::string> dirs;
   for (int64_t step : {1, 2, 3, 4, 5, 6}) dirs.push_back(MustWrite(root, step, SampleFiles()));
   ASSERT_TRUE(ApplyRetention(root, 2, dirs[0]).ok());
@@ -258,7 +262,8 @@ TEST(CheckpointTest, ApplyRetentionKeepsNewestAndKeepDirAndIsIdempotent) {
 }
 
 TEST(CheckpointTest, RewritingSameStepReplacesIt) {
-  const std::string root = MakeTempDir();
+  ScopedTempDir temp("checkpoint_test");
+  const std::string root = temp.path();
   const std::string first = MustWrite(root, 50, SampleFiles(1));
   const CheckpointFiles second_files = {{"only.bin", "new content"}};
   const std::string second = MustWrite(root, 50, second_files);
@@ -271,7 +276,8 @@ TEST(CheckpointTest, RewritingSameStepReplacesIt) {
 }
 
 TEST(CheckpointTest, InvalidFileNamesAreRefusedWithoutLeftovers) {
-  const std::string root = MakeTempDir();
+  ScopedTempDir temp("checkpoint_test");
+  const std::string root = temp.path();
   // The contract's one file-name rule (common/checkpoint_manifest.h): a name the worker, the
   // coordinator or the CLI would refuse is refused when the checkpoint is written.
   for (const std::string& bad :

@@ -2,7 +2,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "tests/test_util/files.h"
 #include "trainer/io/torch_file.h"
 #include "trainer/losses/gan_loss.h"
 #include "trainer/losses/perceptual_loss.h"
@@ -21,14 +21,8 @@
 namespace peco::trainer {
 namespace {
 
+using ::peco::testing::ScopedTempDir;
 using ::testing::HasSubstr;
-
-std::string MakeTempDir() {
-  std::string pattern = absl::StrCat(::testing::TempDir(), "/losses_test_XXXXXX");
-  char* dir = ::mkdtemp(pattern.data());
-  EXPECT_NE(dir, nullptr);
-  return pattern;
-}
 
 PerceptualLossConfig TinyPerceptual() {
   PerceptualLossConfig config;
@@ -177,7 +171,8 @@ TEST(PerceptualLossTest, LoadsMocoStyleWeightsFile) {
   c10::impl::GenericDict root(c10::StringType::get(), c10::AnyType::get());
   root.insert("state_dict", c10::impl::toGenericDict(state));
   root.insert("epoch", int64_t{300});
-  const std::string path = MakeTempDir() + "/moco.pth";
+  ScopedTempDir temp("losses_test");
+  const std::string path = temp.Join("moco.pth");
   ASSERT_TRUE(WriteTorchFile(path, root).ok());
 
   PerceptualLossConfig config = TinyPerceptual();
@@ -207,7 +202,8 @@ TEST(PerceptualLossTest, WeightsFileMissingAKeyIsRefusedNamingIt) {
   ASSERT_TRUE(dropped) << "the extractor has no norm.weight";
   c10::impl::GenericDict root(c10::StringType::get(), c10::AnyType::get());
   root.insert("state_dict", c10::impl::toGenericDict(state));
-  const std::string path = MakeTempDir() + "/missing_key.pth";
+  ScopedTempDir temp("losses_test");
+  const std::string path = temp.Join("missing_key.pth");
   ASSERT_TRUE(WriteTorchFile(path, root).ok());
 
   config.weights_path = path;
@@ -218,8 +214,9 @@ TEST(PerceptualLossTest, WeightsFileMissingAKeyIsRefusedNamingIt) {
 }
 
 TEST(PerceptualLossTest, WeightsFileWithWrongShapeOrMissingFileIsRefused) {
+  ScopedTempDir temp("losses_test");
   PerceptualLossConfig config = TinyPerceptual();
-  config.weights_path = MakeTempDir() + "/absent.pth";
+  config.weights_path = temp.Join("absent.pth");
   absl::StatusOr<std::unique_ptr<PerceptualLoss>> loss = PerceptualLoss::Create(config);
   ASSERT_FALSE(loss.ok());
   EXPECT_THAT(loss.status().message(), HasSubstr(config.weights_path));
@@ -229,7 +226,7 @@ TEST(PerceptualLossTest, WeightsFileWithWrongShapeOrMissingFileIsRefused) {
   for (const auto& [name, tensor] : ModuleState(source->extractor().module())) {
     state.insert(name, name == "norm.bias" ? torch::zeros({7}) : tensor);
   }
-  const std::string path = MakeTempDir() + "/bad_shape.pth";
+  const std::string path = temp.Join("bad_shape.pth");
   ASSERT_TRUE(WriteTorchFile(path, c10::impl::toGenericDict(state)).ok());
   config.weights_path = path;
   loss = PerceptualLoss::Create(config);

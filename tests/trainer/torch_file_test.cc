@@ -12,20 +12,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "tests/test_util/files.h"
 
 namespace peco::trainer {
 namespace {
 
+using ::peco::testing::ScopedTempDir;
+
 std::string Golden(const std::string& name) {
   return absl::StrCat(PECO_REFERENCE_DIR, "/golden/", name);
-}
-
-// A fresh directory under the test temp dir.
-std::string MakeTempDir() {
-  std::string pattern = absl::StrCat(::testing::TempDir(), "/torch_file_test_XXXXXX");
-  char* dir = ::mkdtemp(pattern.data());
-  EXPECT_NE(dir, nullptr);
-  return pattern;
 }
 
 c10::IValue MustRead(const std::string& path) {
@@ -173,7 +168,8 @@ TEST(TorchFileTest, ReadsTensorListsAndBoolTensors) {
 }
 
 TEST(TorchFileTest, RefusesMissingTruncatedAndNonZipFiles) {
-  const std::string dir = MakeTempDir();
+  ScopedTempDir temp("torch_file_test");
+  const std::string dir = temp.path();
   EXPECT_EQ(ReadTorchFile(dir + "/absent.pt").status().code(), absl::StatusCode::kNotFound);
 
   absl::StatusOr<std::string> bytes = ReadFileToString(Golden("vqgan_tiny.pt"));
@@ -196,7 +192,8 @@ TEST(TorchFileTest, RefusesMissingTruncatedAndNonZipFiles) {
 }
 
 TEST(TorchFileTest, RefusesUnsupportedGlobal) {
-  const std::string dir = MakeTempDir();
+  ScopedTempDir temp("torch_file_test");
+  const std::string dir = temp.path();
   // protocol 2; GLOBAL os.system; BINUNICODE "echo"; TUPLE1; REDUCE; STOP
   std::string pickle =
       "\x80\x02"
@@ -214,7 +211,8 @@ TEST(TorchFileTest, RefusesUnsupportedGlobal) {
 }
 
 TEST(TorchFileTest, RefusesMalformedPickles) {
-  const std::string dir = MakeTempDir();
+  ScopedTempDir temp("torch_file_test");
+  const std::string dir = temp.path();
   // No STOP.
   EXPECT_FALSE(ReadTorchFile(WriteArchive(dir, std::string("\x80\x02}q\x00", 5))).ok());
   // Unknown opcode.
@@ -248,7 +246,8 @@ c10::IValue MakeNestedDict() {
 }
 
 TEST(TorchFileTest, RoundTrip) {
-  const std::string dir = MakeTempDir();
+  ScopedTempDir temp("torch_file_test");
+  const std::string dir = temp.path();
   const std::string path = dir + "/round_trip.pt";
   const c10::IValue original = MakeNestedDict();
   ASSERT_TRUE(WriteTorchFile(path, original).ok());
@@ -276,7 +275,8 @@ TEST(TorchFileTest, PythonLoadsWrittenFile) {
   if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
     GTEST_SKIP() << "python3 has no torch";
   }
-  const std::string dir = MakeTempDir();
+  ScopedTempDir temp("torch_file_test");
+  const std::string dir = temp.path();
   const std::string path = dir + "/for_python.pt";
   ASSERT_TRUE(WriteTorchFile(path, MakeNestedDict()).ok());
   const std::string script = absl::StrCat(

@@ -3,24 +3,19 @@
 #include "worker/log_tailer.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <fstream>
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
+#include "tests/test_util/files.h"
 
 namespace peco::worker {
 namespace {
 
 class LogTailerTest : public ::testing::Test {
  protected:
-  LogTailerTest() {
-    std::string pattern = absl::StrCat(::testing::TempDir(), "/log_tailer_test_XXXXXX");
-    EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
-    path_ = pattern + "/attempt-1-rank-0.log";
-  }
+  LogTailerTest() : path_(temp_.Join("attempt-1-rank-0.log")) {}
   void Append(const std::string& text) {
     std::ofstream(path_, std::ios::app | std::ios::binary) << text;
   }
@@ -29,6 +24,7 @@ class LogTailerTest : public ::testing::Test {
     for (const v1::LogChunk& chunk : chunks) all += chunk.data();
     return all;
   }
+  ::peco::testing::ScopedTempDir temp_{"log_tailer_test"};
   std::string path_;
 };
 

@@ -8,9 +8,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,10 +18,13 @@
 #include "common/process_launcher.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/test_util/files.h"
 
 namespace peco::worker {
 namespace {
 
+using ::peco::testing::ReadFileForTest;
+using ::peco::testing::ScopedTempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using Result = AttemptOutcome::Result;
@@ -94,13 +94,6 @@ class FakeLauncher : public ProcessLauncher {
  private:
   PosixProcessLauncher real_;
 };
-
-std::string TempDir() {
-  const char* base = std::getenv("TEST_TMPDIR");
-  std::string templ = std::string(base != nullptr ? base : "/tmp") + "/peco_supervisor_XXXXXX";
-  EXPECT_NE(::mkdtemp(templ.data()), nullptr);
-  return templ;
-}
 
 class TrainerSupervisorTest : public ::testing::Test {
  protected:
@@ -235,8 +228,9 @@ echo '{"no_event_field":1}'
 echo ''
 echo 'partial line without newline' >&2
 )") + kCompletes + "printf 'trailing text'";
+  ScopedTempDir temp("peco_supervisor");
   TrainerSupervisorOptions options = Options(script);
-  options.log_dir = TempDir() + "/logs";
+  options.log_dir = temp.Join("logs");
   auto supervisor = Make(options);
   ASSERT_TRUE(supervisor->Start().ok());
   AttemptOutcome outcome = PollUntilDone(*supervisor);
@@ -246,11 +240,9 @@ echo 'partial line without newline' >&2
                                             "{\"no_event_field\":1}", "trailing text"));
   EXPECT_EQ(supervisor->GetRankStatuses()[0].unparsed_lines, 5);
 
-  std::ifstream log(options.log_dir + "/attempt-3-rank-0.log");
-  std::stringstream text;
-  text << log.rdbuf();
-  EXPECT_THAT(text.str(), HasSubstr("partial line without newline"));  // the child's stderr
-  EXPECT_THAT(text.str(), HasSubstr("non-JSON stdout line: loading data..."));
+  const std::string text = ReadFileForTest(options.log_dir + "/attempt-3-rank-0.log");
+  EXPECT_THAT(text, HasSubstr("partial line without newline"));  // the child's stderr
+  EXPECT_THAT(text, HasSubstr("non-JSON stdout line: loading data..."));
 }
 
 TEST_F(TrainerSupervisorTest, RankFailureFailsTheGangAndKillsTheOthers) {
@@ -359,7 +351,8 @@ TEST_F(TrainerSupervisorTest, NoFirstStepWithinStartupTimeoutIsAStall) {
 TEST_F(TrainerSupervisorTest, StallTimeoutScalesWithTheMedianStepInterval) {
   // The fake trainer prints whatever the test writes into a fifo, so the test decides when
   // each step event arrives relative to the fake clock.
-  const std::string fifo = TempDir() + "/steps";
+  ScopedTempDir temp("peco_supervisor");
+  const std::string fifo = temp.Join("steps");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   auto supervisor = Make(Options("while read line; do echo \"$line\"; done < " + fifo));
   ASSERT_TRUE(supervisor->Start().ok());
@@ -385,7 +378,8 @@ TEST_F(TrainerSupervisorTest, StallTimeoutScalesWithTheMedianStepInterval) {
 }
 
 TEST_F(TrainerSupervisorTest, HeartbeatsOfALongEvaluationKeepTheStallClockMoving) {
-  const std::string fifo = TempDir() + "/events";
+  ScopedTempDir temp("peco_supervisor");
+  const std::string fifo = temp.Join("events");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   auto supervisor = Make(Options("while read line; do echo \"$line\"; done < " + fifo));
   ASSERT_TRUE(supervisor->Start().ok());

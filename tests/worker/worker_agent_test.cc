@@ -4,15 +4,12 @@
 #include "worker/worker_agent.h"
 
 #include <signal.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
+#include "tests/test_util/files.h"
 #include "tests/worker/fake_coordinator_client.h"
 #include "worker/worker_metrics.h"
 
@@ -32,6 +30,8 @@ namespace peco::worker {
 namespace {
 namespace fs = std::filesystem;
 
+using ::peco::testing::ReadFileForTest;
+using ::peco::testing::ScopedTempDir;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -40,20 +40,6 @@ using ::testing::Not;
 using ::testing::UnorderedElementsAre;
 
 constexpr absl::Duration kHangLimit = absl::Seconds(30);
-
-std::string TempDir() {
-  const char* base = std::getenv("TEST_TMPDIR");
-  std::string templ = std::string(base != nullptr ? base : "/tmp") + "/peco_agent_XXXXXX";
-  EXPECT_NE(::mkdtemp(templ.data()), nullptr);
-  return templ;
-}
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // Fake trainer pieces. Arguments: $1 kind, $3 config, $5 output dir, $7 resume dir.
 constexpr char kPrintEnv[] = R"(
@@ -77,16 +63,12 @@ echo '{"event":"checkpoint","step":2,"path":"'"$ck"'","bytes":18,"final":true}'
 
 class WorkerAgentTest : public ::testing::Test {
  protected:
-  void SetUp() override { work_dir_ = TempDir(); }
-  void TearDown() override {
-    agent_.reset();
-    std::error_code ignored;
-    fs::remove_all(work_dir_, ignored);
-  }
+  // The agent (and the trainers it runs) goes before the work directory.
+  void TearDown() override { agent_.reset(); }
 
   WorkerAgentOptions Options(const std::string& script) {
     WorkerAgentOptions options;
-    options.work_dir = work_dir_;
+    options.work_dir = temp_.path();
     options.host = "10.1.2.3";
     options.cpu_slots = 4;
     options.first_port = 29600;
@@ -220,7 +202,7 @@ class WorkerAgentTest : public ::testing::Test {
     return client_.heartbeats.back();
   }
   std::string AttemptDir(const std::string& job, int64_t attempt) {
-    return absl::StrCat(work_dir_, "/jobs/", job, "/attempt-", attempt);
+    return absl::StrCat(temp_.path(), "/jobs/", job, "/attempt-", attempt);
   }
   bool PhaseIs(const std::string& job, int64_t attempt, const std::string& phase) {
     for (const AgentAttemptStatus& status : agent_->attempts()) {
@@ -229,7 +211,7 @@ class WorkerAgentTest : public ::testing::Test {
     return false;
   }
 
-  std::string work_dir_;
+  ScopedTempDir temp_{"peco_agent"};
   FakeClock clock_;
   FakeCoordinatorClient client_;
   PosixProcessLauncher launcher_;
@@ -262,7 +244,7 @@ TEST_F(WorkerAgentTest, RegistersAdvertisesDevicesAndKeepsItsIdAcrossRestarts) {
     ASSERT_EQ(client_.heartbeats.size(), 1u);  // right after registering
     EXPECT_EQ(client_.heartbeats[0].worker_id(), id);
   }
-  EXPECT_EQ(ReadFile(work_dir_ + "/worker.id"), id + "\n");
+  EXPECT_EQ(ReadFileForTest(temp_.path() + "/worker.id"), id + "\n");
 
   // Heartbeats follow the coordinator's interval (1 s) on the fake clock.
   agent.Tick();
@@ -310,7 +292,7 @@ TEST_F(WorkerAgentTest, AssignmentLaunchesRanksWithArgumentsEnvironmentAndDirect
   EXPECT_EQ(result.cause(), "exit");
 
   const std::string dir = AttemptDir("job-7", 3);
-  EXPECT_EQ(ReadFile(dir + "/config.yaml"), "kind: tokenizer\ntrain: {max_steps: 2}\n");
+  EXPECT_EQ(ReadFileForTest(dir + "/config.yaml"), "kind: tokenizer\ntrain: {max_steps: 2}\n");
   EXPECT_TRUE(fs::is_directory(dir + "/logs"));
   std::vector<TrainerEvent> envs = EventsOfType("env");
   ASSERT_EQ(envs.size(), 2u);
@@ -486,7 +468,7 @@ TEST_F(WorkerAgentTest, FinalCheckpointIsUploadedBeforeTheSucceededResult) {
           {"empty.bin", ""}, {"model.pt", "weights-0"}, {"trainer_state.json", R"({"step":2})"}}));
   EXPECT_THAT(upload.manifest, HasSubstr(" 9 model.pt\n"));
   EXPECT_LT(upload.heartbeats_before, client_.heartbeats_ok);  // the result came after it
-  EXPECT_TRUE(fs::is_empty(work_dir_ + "/outbox"));
+  EXPECT_TRUE(fs::is_empty(temp_.path() + "/outbox"));
 }
 
 TEST_F(WorkerAgentTest, StaleUploadIsDroppedAndTheResultStillReported) {
@@ -729,8 +711,8 @@ TEST_F(WorkerAgentTest, ResumeFetchesTheCheckpointThenPassesResume) {
     EXPECT_EQ(client_.fetches[0].worker_id, agent.worker_id());
     EXPECT_EQ(client_.fetches[0].dest, resume);
   }
-  EXPECT_EQ(ReadFile(resume + "/model.pt"), "weights");
-  EXPECT_THAT(ReadFile(resume + "/MANIFEST"), HasSubstr(" 7 model.pt\n"));
+  EXPECT_EQ(ReadFileForTest(resume + "/model.pt"), "weights");
+  EXPECT_THAT(ReadFileForTest(resume + "/MANIFEST"), HasSubstr(" 7 model.pt\n"));
   std::vector<TrainerEvent> envs = EventsOfType("env");
   ASSERT_EQ(envs.size(), 1u);
   EXPECT_THAT(envs[0].String("args").value_or(""), HasSubstr("--resume " + resume));
@@ -753,8 +735,8 @@ TEST_F(WorkerAgentTest, DependencyInputsAreFetchedAndPassedAsConfigOverrides) {
   EXPECT_EQ(result.result(), v1::AttemptResult::RESULT_SUCCEEDED) << result.reason();
   const std::string dir = AttemptDir("job-1", 2);
   const std::string tokenizer = dir + "/inputs/job-0-a1-step-000000000300";
-  EXPECT_EQ(ReadFile(tokenizer + "/model.pt"), "tokenizer");
-  EXPECT_EQ(ReadFile(dir + "/resume/model.pt"), "weights");
+  EXPECT_EQ(ReadFileForTest(tokenizer + "/model.pt"), "tokenizer");
+  EXPECT_EQ(ReadFileForTest(dir + "/resume/model.pt"), "weights");
   std::vector<TrainerEvent> envs = EventsOfType("env");
   ASSERT_EQ(envs.size(), 1u);
   const std::string args = envs[0].String("args").value_or("");
