@@ -81,8 +81,7 @@ absl::StatusOr<Manifest> ValidateManifest(Manifest entries, absl::string_view so
   }
   SortByName(entries);
   if (const ManifestEntry* repeat = FirstRepeat(entries)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": ", repeat->name, " is listed twice"));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", repeat->name, " is listed twice"));
   }
   return entries;
 }

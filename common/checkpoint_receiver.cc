@@ -23,8 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // Reads up to `size` bytes at `offset` (fewer only at the end of the file).
-absl::StatusOr<std::string> ReadAt(int fd, const std::string& path, int64_t offset,
-                                   int64_t size) {
+absl::StatusOr<std::string> ReadAt(int fd, const std::string& path, int64_t offset, int64_t size) {
   std::string out(static_cast<size_t>(size), '\0');
   int64_t done = 0;
   while (done < size) {
@@ -59,7 +58,7 @@ struct CheckpointReceiver::File {
   }
   int fd = -1;
   std::string path;
-  int64_t size = 0;  // bytes written
+  int64_t size = 0;   // bytes written
   int64_t limit = 0;  // largest size accepted
   Sha256Hasher hasher;
 };
@@ -203,7 +202,8 @@ absl::StatusOr<Manifest> CheckpointReceiver::Seal(const Manifest* manifest) {
   spent_ = true;  // until everything below succeeded
   Manifest sorted;
   if (manifest != nullptr) {
-    ASSIGN_OR_RETURN(sorted, ValidateManifest(*manifest, absl::StrCat(options_.label, " manifest")));
+    ASSIGN_OR_RETURN(sorted,
+                     ValidateManifest(*manifest, absl::StrCat(options_.label, " manifest")));
   } else if (options_.expected.has_value()) {
     sorted = *options_.expected;
   } else {

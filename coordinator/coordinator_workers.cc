@@ -9,8 +9,8 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/coordinator_internal.h"
 #include "coordinator/job_state_machine.h"
-#include "service/job_kinds.h"
 #include "service/checkpoint_transfer.h"
+#include "service/job_kinds.h"
 
 namespace peco::coordinator {
 

@@ -32,9 +32,9 @@ void ManifestToProto(const Manifest& manifest,
 absl::Status AppendChunk(CheckpointReceiver& receiver, const v1::CheckpointChunk& chunk);
 
 // Starts receiving the checkpoint `info` (its manifest known up front) bound for `dest`, staged
-// in StagingDirFor(dest); creates dest's missing parent directories. Errors: InvalidArgument for a bad manifest (naming the checkpoint and
-// the entry), AlreadyExists when `dest` exists and is not an empty directory, the file-system
-// errors of CheckpointReceiver::Start.
+// in StagingDirFor(dest); creates dest's missing parent directories. Errors: InvalidArgument for a
+// bad manifest (naming the checkpoint and the entry), AlreadyExists when `dest` exists and is not
+// an empty directory, the file-system errors of CheckpointReceiver::Start.
 absl::StatusOr<std::unique_ptr<CheckpointReceiver>> StartDownload(const v1::CheckpointInfo& info,
                                                                   const std::string& dest);
 

@@ -25,10 +25,7 @@ const std::vector<JobKindInfo>& Table() {
        "linear_probe",
        "k-NN and linear readouts of frozen features",
        {{v1::JOB_KIND_PRETRAIN, "backbone.checkpoint"}}},
-      {v1::JOB_KIND_CONTRASTIVE,
-       "contrastive",
-       "MoCo v3 self-supervised perceptual network",
-       {}},
+      {v1::JOB_KIND_CONTRASTIVE, "contrastive", "MoCo v3 self-supervised perceptual network", {}},
   };
   return *table;
 }
