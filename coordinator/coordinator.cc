@@ -58,8 +58,7 @@ absl::Status Coordinator::Recover() {
   ASSIGN_OR_RETURN(std::vector<v1::WorkerInfo> workers, store_->ListWorkers());
   for (v1::WorkerInfo& info : workers) {
     // Everyone gets a fresh timeout: the coordinator, not the workers, was away.
-    const std::string id = info.id();
-    workers_[id] = WorkerRuntime{std::move(info), now};
+    cluster_.PutWorker(std::move(info), now);
   }
   ASSIGN_OR_RETURN(std::vector<v1::Job> jobs,
                    AllJobs(store_, {v1::JOB_STATE_ASSIGNED, v1::JOB_STATE_RUNNING}));
@@ -79,8 +78,8 @@ absl::Status Coordinator::Recover() {
     for (const v1::Job& job : all) ++counts[job.state()];
     metrics_->SetJobsByState(counts);
   }
-  Log(absl::StrCat("recovered ", workers_.size(), " workers and ", active_.size(),
-                   " active attempts"));
+  Log(absl::StrCat("recovered ", cluster_.workers().size(), " workers and ",
+                   cluster_.active().size(), " active attempts"));
   return absl::OkStatus();
 }
 
@@ -92,66 +91,23 @@ void Coordinator::RefreshActiveLocked(const v1::Job& job) {
     pending_.erase(job.id());
   }
   if (!HoldsDevices(job.state())) {
-    EraseActiveLocked(job.id());
+    cluster_.EraseActive(job.id());
     return;
   }
-  auto it = active_.find(job.id());
-  if (it != active_.end() && it->second.attempt.number() == job.attempt()) {
-    it->second.job = job;
-    it->second.attempt.set_state(job.state());
+  ClusterView::Active* active = cluster_.FindActive(job.id());
+  if (active != nullptr && active->attempt.number() == job.attempt()) {
+    active->job = job;
+    active->attempt.set_state(job.state());
     return;
   }
   absl::StatusOr<std::vector<v1::Attempt>> attempts = store_->ListAttempts(job.id());
   if (!attempts.ok() || attempts->empty()) {
     Log(absl::StrCat("cannot load the attempts of ", job.id(), ": ",
                      attempts.ok() ? "none recorded" : attempts.status().ToString()));
-    EraseActiveLocked(job.id());
+    cluster_.EraseActive(job.id());
     return;
   }
-  SetActiveLocked(job.id(), ActiveAttempt{job, attempts->back()});
-}
-
-void Coordinator::SetActiveLocked(const std::string& job_id, ActiveAttempt active) {
-  EraseActiveLocked(job_id);
-  const v1::DeviceRequest& per_rank = active.job.spec().devices_per_rank();
-  for (const v1::RankPlacement& placement : active.attempt.placements()) {
-    active_by_worker_[placement.worker_id()].insert(job_id);
-    Devices& held = held_[placement.worker_id()];
-    held.gpus += int64_t{per_rank.gpus()} * placement.ranks_size();
-    held.cpu_slots += int64_t{per_rank.cpu_slots()} * placement.ranks_size();
-  }
-  active_[job_id] = std::move(active);
-}
-
-void Coordinator::EraseActiveLocked(const std::string& job_id) {
-  auto it = active_.find(job_id);
-  if (it == active_.end()) return;
-  const v1::DeviceRequest& per_rank = it->second.job.spec().devices_per_rank();
-  for (const v1::RankPlacement& placement : it->second.attempt.placements()) {
-    auto index = active_by_worker_.find(placement.worker_id());
-    if (index != active_by_worker_.end()) {
-      index->second.erase(job_id);
-      if (index->second.empty()) active_by_worker_.erase(index);
-    }
-    auto held = held_.find(placement.worker_id());
-    if (held != held_.end()) {
-      held->second.gpus -= int64_t{per_rank.gpus()} * placement.ranks_size();
-      held->second.cpu_slots -= int64_t{per_rank.cpu_slots()} * placement.ranks_size();
-      if (held->second.gpus <= 0 && held->second.cpu_slots <= 0) held_.erase(held);
-    }
-  }
-  active_.erase(it);
-}
-
-Coordinator::Devices Coordinator::HeldOnLocked(const std::string& worker_id) const {
-  auto it = held_.find(worker_id);
-  return it == held_.end() ? Devices() : it->second;
-}
-
-const std::set<std::string>& Coordinator::ActiveOnLocked(const std::string& worker_id) const {
-  static const std::set<std::string>* const kNone = new std::set<std::string>();
-  auto it = active_by_worker_.find(worker_id);
-  return it == active_by_worker_.end() ? *kNone : it->second;
+  cluster_.SetActive(job.id(), ClusterView::Active{job, attempts->back()});
 }
 
 void Coordinator::PublishState(const v1::Job& job, const std::string& reason) {
@@ -257,44 +213,6 @@ absl::StatusOr<std::optional<std::string>> Coordinator::DependencyInputFieldOf(
   return service::DependencyInputField(spec.kind(), dependency->spec().kind());
 }
 
-absl::Status Coordinator::CheckGangFitsLocked(const v1::JobSpec& spec) {
-  PendingJob job;
-  job.world_size = spec.world_size();
-  job.gpus_per_rank = spec.devices_per_rank().gpus();
-  job.cpu_slots_per_rank = spec.devices_per_rank().cpu_slots();
-  std::vector<WorkerCapacity> workers;
-  auto capacity_of = [](const std::string& id, const WorkerRuntime& worker) {
-    WorkerCapacity capacity;
-    capacity.worker_id = id;
-    capacity.total_gpus = worker.info.devices().gpus();
-    capacity.total_cpu_slots = worker.info.devices().cpu_slots();
-    return capacity;
-  };
-  // Runs per submit over every worker: stops as soon as the gang fits.
-  int64_t fit = 0;
-  bool any = false;
-  for (const auto& [id, worker] : workers_) {
-    if (worker.info.state() == v1::WORKER_STATE_DEAD) continue;
-    any = true;
-    fit += RanksThatFitWhenIdle(job, {capacity_of(id, worker)});
-    if (fit >= job.world_size) return absl::OkStatus();
-  }
-  // With no worker registered yet (a cluster coming up) the job waits for one.
-  if (!any) return absl::OkStatus();
-  std::string listed;
-  for (const auto& [id, worker] : workers_) {
-    if (worker.info.state() == v1::WORKER_STATE_DEAD) continue;
-    absl::StrAppend(&listed, listed.empty() ? "" : ", ", id, ": ", worker.info.devices().gpus(),
-                    " GPUs ", worker.info.devices().cpu_slots(), " CPU slots");
-  }
-  return absl::FailedPreconditionError(
-      absl::StrCat("spec.world_size: ", job.world_size, " ranks of ", job.gpus_per_rank,
-                   " GPUs and ", job.cpu_slots_per_rank,
-                   " CPU slots each can never start: the registered workers host at "
-                   "most ",
-                   fit, " such ranks at once (", listed, ")"));
-}
-
 absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJobUnsynced(
     const v1::SubmitJobRequest& request) {
   v1::JobSpec spec = request.spec();
@@ -311,7 +229,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJobUnsynced(
   if (validator_ != nullptr) RETURN_IF_ERROR(validator_->Validate(spec, input_fields));
 
   absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(CheckGangFitsLocked(spec));
+  RETURN_IF_ERROR(cluster_.CheckGangFits(spec));
   NewJob new_job;
   new_job.spec = spec;
   new_job.client_request_id = request.client_request_id();
@@ -492,11 +410,11 @@ absl::StatusOr<v1::ListWorkersResponse> Coordinator::ListWorkers(
     const v1::ListWorkersRequest& request) {
   absl::MutexLock lock(&mu_);
   v1::ListWorkersResponse response;
-  for (const auto& [id, worker] : workers_) {
+  for (const auto& [id, worker] : cluster_.workers()) {
     v1::WorkerInfo* info = response.add_workers();
     *info = worker.info;
     info->set_last_heartbeat_us(absl::ToUnixMicros(worker.last_heartbeat));
-    const Devices used = HeldOnLocked(id);
+    const ClusterView::Devices used = cluster_.HeldOn(id);
     info->mutable_free_devices()->set_gpus(
         static_cast<int32_t>(std::max<int64_t>(0, worker.info.devices().gpus() - used.gpus)));
     info->mutable_free_devices()->set_cpu_slots(static_cast<int32_t>(

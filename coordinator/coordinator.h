@@ -54,6 +54,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "coordinator/checkpoint_file_store.h"
+#include "coordinator/cluster_view.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/job_event_hub.h"
 #include "coordinator/job_store.h"
@@ -178,22 +179,11 @@ class Coordinator {
     return result;
   }
 
-  struct WorkerRuntime {
-    v1::WorkerInfo info;
-    absl::Time last_heartbeat;
-  };
-  struct ActiveAttempt {
-    v1::Job job;
-    v1::Attempt attempt;
-  };
   enum class AttemptEnd { kSucceeded, kStopped, kFailed };
 
   // The config field of `spec` that receives its dependency's checkpoint (dependency_inputs.h),
   // or nullopt; NotFound naming the field when the dependency does not exist.
   absl::StatusOr<std::optional<std::string>> DependencyInputFieldOf(const v1::JobSpec& spec);
-  // FailedPrecondition naming spec.world_size when the registered, not dead workers could never
-  // host the whole gang at once, even idle. OK when no worker has registered yet.
-  absl::Status CheckGangFitsLocked(const v1::JobSpec& spec) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves a job to `state`, publishes the change and keeps the caches in step.
   // `cause` is recorded on the attempt when the change ends it (v1::Attempt.cause).
   absl::StatusOr<v1::Job> TransitionLocked(const v1::Job& job, v1::JobState state,
@@ -231,33 +221,16 @@ class Coordinator {
   ResumePoints ChooseResumePoints() ABSL_LOCKS_EXCLUDED(mu_);
   // The newest checkpoint of the job that verifies ("" and step 0 when there is none).
   std::pair<std::string, int64_t> NewestVerifiedCheckpoint(const std::string& job_id);
-  // A free port of the worker's range: not held by an active attempt nor in `also_taken`; 0 if
-  // none is.
-  int32_t PickMasterPortLocked(const WorkerRuntime& worker, const std::set<int32_t>& also_taken)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SweepWorkersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForceOverdueCancellationsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Devices held by the active attempts on a worker.
-  struct Devices {
-    int64_t gpus = 0;
-    int64_t cpu_slots = 0;
-  };
-  Devices HeldOnLocked(const std::string& worker_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves an ASSIGNED attempt to RUNNING when a report or heartbeat shows it runs. Returns
   // whether it tried (the store may have been written).
   bool MarkRunningLocked(const std::string& job_id, int64_t attempt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Brings the in-memory views (pending_, active_, active_by_worker_) in step with `job`, the
-  // store's record of it after a write.
+  // Brings the in-memory views (pending_, the cluster view's active attempts) in step with
+  // `job`, the store's record of it after a write.
   void RefreshActiveLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The only writers of active_: they keep active_by_worker_ in step.
-  void SetActiveLocked(const std::string& job_id, ActiveAttempt active)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EraseActiveLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The active attempts with ranks on `worker_id` (job ids; empty when none).
-  const std::set<std::string>& ActiveOnLocked(const std::string& worker_id) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ApplyRetention(const std::string& job_id);
   void PublishState(const v1::Job& job, const std::string& reason);
   // Records rank 0's latest point or start event of a job (for Job.progress).
@@ -277,13 +250,8 @@ class Coordinator {
   CoordinatorMetrics* const metrics_;
 
   absl::Mutex mu_;
-  std::map<std::string, WorkerRuntime> workers_ ABSL_GUARDED_BY(mu_);
-  // Jobs in ASSIGNED or RUNNING with their current attempt.
-  std::map<std::string, ActiveAttempt> active_ ABSL_GUARDED_BY(mu_);
-  // Worker id -> the jobs of active_ with ranks on it (heartbeats look at their own only).
-  std::map<std::string, std::set<std::string>> active_by_worker_ ABSL_GUARDED_BY(mu_);
-  // Worker id -> the devices active_ holds on it (absent: none).
-  std::map<std::string, Devices> held_ ABSL_GUARDED_BY(mu_);
+  // Workers, active attempts, devices held and ports used (cluster_view.h).
+  ClusterView cluster_ ABSL_GUARDED_BY(mu_);
   // Jobs a scheduling pass considers (QUEUED, WAITING, RESTARTING), as the store has them:
   // passes read this instead of scanning the store's job table.
   std::map<std::string, v1::Job> pending_ ABSL_GUARDED_BY(mu_);
@@ -292,11 +260,6 @@ class Coordinator {
   std::map<std::string, v1::JobProgress> progress_ ABSL_GUARDED_BY(progress_mu_);
   // Ended jobs with cached progress, oldest end first (see max_cached_ended_progress).
   std::deque<std::string> ended_progress_ ABSL_GUARDED_BY(progress_mu_);
-  // The alive workers in id order with their total devices, as a pass's snapshot lists them
-  // (free devices are filled in per pass). Rebuilt only after a worker joined or changed state:
-  // submits run a pass each, and rebuilding it was most of a pass's cost at 1,000 workers.
-  std::vector<WorkerCapacity> capacity_cache_ ABSL_GUARDED_BY(mu_);
-  bool capacity_cache_valid_ ABSL_GUARDED_BY(mu_) = false;
   // Whether the last scheduling pass stopped at max_placements_per_pass.
   bool last_pass_capped_ ABSL_GUARDED_BY(mu_) = false;
   // When a RESTARTING job became schedulable.

@@ -46,22 +46,6 @@ absl::Status Coordinator::EndAttemptLocked(const std::string& job_id, int64_t at
   return TransitionLocked(job, v1::JOB_STATE_FAILED, why, cause).status();
 }
 
-int32_t Coordinator::PickMasterPortLocked(const WorkerRuntime& worker,
-                                          const std::set<int32_t>& also_taken) {
-  std::set<int32_t> used = also_taken;
-  for (const std::string& job_id : ActiveOnLocked(worker.info.id())) {
-    const ActiveAttempt& active = active_.at(job_id);
-    if (!active.attempt.placements().empty() &&
-        active.attempt.placements(0).worker_id() == worker.info.id()) {
-      used.insert(active.attempt.master_port());
-    }
-  }
-  for (int32_t port = worker.info.ports().first(); port <= worker.info.ports().last(); ++port) {
-    if (used.count(port) == 0) return port;
-  }
-  return 0;
-}
-
 std::pair<std::string, int64_t> Coordinator::NewestVerifiedCheckpoint(const std::string& job_id) {
   absl::StatusOr<std::vector<v1::CheckpointInfo>> infos = store_->ListCheckpoints(job_id);
   if (!infos.ok()) {
@@ -117,10 +101,10 @@ absl::StatusOr<std::optional<NewAttempt>> Coordinator::PrepareAttemptLocked(
   if (job.state() == v1::JOB_STATE_WAITING) {
     ASSIGN_OR_RETURN(job, TransitionLocked(job, v1::JOB_STATE_QUEUED, "dependency satisfied"));
   }
-  auto rank0_worker = workers_.find(placement.workers.front().worker_id);
-  if (rank0_worker == workers_.end()) {
-    return absl::InternalError(
-        absl::StrCat("placement names unknown worker ", placement.workers.front().worker_id));
+  const std::string& rank0_id = placement.workers.front().worker_id;
+  const ClusterView::Worker* rank0_worker = cluster_.FindWorker(rank0_id);
+  if (rank0_worker == nullptr) {
+    return absl::InternalError(absl::StrCat("placement names unknown worker ", rank0_id));
   }
   NewAttempt attempt;
   attempt.job_id = job.id();
@@ -156,12 +140,12 @@ absl::StatusOr<std::optional<NewAttempt>> Coordinator::PrepareAttemptLocked(
     for (int32_t rank : ranks.ranks) rank_placement.add_ranks(rank);
     attempt.placements.push_back(std::move(rank_placement));
   }
-  attempt.master_addr = rank0_worker->second.info.host();
-  std::set<int32_t>& taken = (*ports_taken)[rank0_worker->first];
-  attempt.master_port = PickMasterPortLocked(rank0_worker->second, taken);
+  attempt.master_addr = rank0_worker->info.host();
+  std::set<int32_t>& taken = (*ports_taken)[rank0_id];
+  attempt.master_port = cluster_.PickMasterPort(rank0_id, taken);
   if (attempt.master_port == 0) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "worker ", rank0_worker->first, " has no free rendezvous port for ", job.id()));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("worker ", rank0_id, " has no free rendezvous port for ", job.id()));
   }
   taken.insert(attempt.master_port);
   attempt.time_us = NowMicros();
@@ -186,7 +170,7 @@ absl::Status Coordinator::StartAttemptsLocked(const std::vector<NewAttempt>& att
     const int64_t submit_time_us = assigned.submit_time_us();
     if (metrics_ != nullptr) metrics_->CountJobTransition(from, v1::JOB_STATE_ASSIGNED);
     pending_.erase(assigned.id());
-    SetActiveLocked(assigned.id(), ActiveAttempt{assigned, started});
+    cluster_.SetActive(assigned.id(), ClusterView::Active{assigned, started});
     if (metrics_ != nullptr) {
       absl::Time since = absl::FromUnixMicros(submit_time_us);
       if (auto it = pending_since_.find(assigned.id()); it != pending_since_.end()) {
@@ -214,37 +198,12 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
   const absl::Time start = absl::Now();
   last_pass_capped_ = false;
   if (pending_.empty()) return absl::OkStatus();
-  if (!capacity_cache_valid_) {
-    capacity_cache_.clear();
-    for (const auto& [id, worker] : workers_) {
-      if (worker.info.state() != v1::WORKER_STATE_ALIVE) continue;
-      WorkerCapacity capacity;
-      capacity.worker_id = id;
-      capacity.total_gpus = worker.info.devices().gpus();
-      capacity.total_cpu_slots = worker.info.devices().cpu_slots();
-      capacity_cache_.push_back(std::move(capacity));
-    }
-    capacity_cache_valid_ = true;
-  }
-  // The snapshot borrows the cache (moved, not copied) and gives it back at every exit.
+  // The snapshot borrows the cluster view's capacity list and gives it back at every exit.
   ClusterSnapshot snapshot;
   snapshot.now = clock_->Now();
-  snapshot.workers = std::move(capacity_cache_);
-  absl::Cleanup give_back = [&] { capacity_cache_ = std::move(snapshot.workers); };
   bool any_free = false;
-  // The cache and held_ are both in worker id order: one merged walk, no lookups.
-  auto held_it = held_.begin();
-  for (WorkerCapacity& capacity : snapshot.workers) {
-    while (held_it != held_.end() && held_it->first < capacity.worker_id) ++held_it;
-    const Devices held = held_it != held_.end() && held_it->first == capacity.worker_id
-                             ? held_it->second
-                             : Devices();
-    capacity.free_gpus =
-        static_cast<int32_t>(std::max<int64_t>(0, capacity.total_gpus - held.gpus));
-    capacity.free_cpu_slots =
-        static_cast<int32_t>(std::max<int64_t>(0, capacity.total_cpu_slots - held.cpu_slots));
-    any_free |= capacity.free_gpus > 0 || capacity.free_cpu_slots > 0;
-  }
+  cluster_.LendCapacity(&snapshot.workers, &any_free);
+  absl::Cleanup give_back = [&] { cluster_.ReturnCapacity(std::move(snapshot.workers)); };
   for (const auto& [id, job] : pending_) {
     const bool has_dependency =
         job.spec().depends_on().has_job_id() || job.spec().depends_on().has_checkpoint_id();
@@ -349,27 +308,23 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
 
 void Coordinator::SweepWorkersLocked() {
   const absl::Time now = clock_->Now();
-  for (auto& [id, worker] : workers_) {
+  for (const auto& [id, worker] : cluster_.workers()) {
     if (worker.info.state() == v1::WORKER_STATE_DEAD) continue;
     const absl::Duration silent = now - worker.last_heartbeat;
     if (silent <= options_.worker_timeout) {
       const v1::WorkerState state = silent > 3 * options_.heartbeat_interval
                                         ? v1::WORKER_STATE_SUSPECT
                                         : v1::WORKER_STATE_ALIVE;
-      if (worker.info.state() != v1::WORKER_STATE_DRAINING && worker.info.state() != state) {
-        worker.info.set_state(state);
-        capacity_cache_valid_ = false;
-      }
+      if (worker.info.state() != v1::WORKER_STATE_DRAINING) cluster_.SetWorkerState(id, state);
       continue;
     }
-    worker.info.set_state(v1::WORKER_STATE_DEAD);
-    capacity_cache_valid_ = false;
+    cluster_.SetWorkerState(id, v1::WORKER_STATE_DEAD);
     absl::Status stored = store_->UpsertWorker(worker.info);
     if (!stored.ok()) Log(absl::StrCat("recording worker ", id, " as lost: ", stored.ToString()));
     Log(absl::StrCat("worker ", id, " lost (no heartbeat for ", absl::FormatDuration(silent), ")"));
     std::vector<std::pair<std::string, int64_t>> affected;
-    for (const std::string& job_id : ActiveOnLocked(id)) {
-      affected.emplace_back(job_id, active_.at(job_id).attempt.number());
+    for (const std::string& job_id : cluster_.ActiveOn(id)) {
+      affected.emplace_back(job_id, cluster_.FindActive(job_id)->attempt.number());
     }
     for (const auto& [job_id, attempt] : affected) {
       absl::Status ended =
@@ -385,7 +340,7 @@ void Coordinator::SweepWorkersLocked() {
 void Coordinator::ForceOverdueCancellationsLocked() {
   const absl::Time now = clock_->Now();
   std::vector<std::pair<std::string, int64_t>> overdue;
-  for (const auto& [job_id, active] : active_) {
+  for (const auto& [job_id, active] : cluster_.active()) {
     if (active.job.cancel_requested_time_us() == 0) continue;
     const absl::Time deadline = absl::FromUnixMicros(active.job.cancel_requested_time_us()) +
                                 options_.cancel_grace + options_.worker_timeout;
@@ -402,7 +357,7 @@ void Coordinator::ForceOverdueCancellationsLocked() {
 void Coordinator::RefreshGaugesLocked() {
   if (metrics_ == nullptr) return;
   std::map<v1::WorkerState, int64_t> workers;
-  for (const auto& [id, worker] : workers_) ++workers[worker.info.state()];
+  for (const auto& [id, worker] : cluster_.workers()) ++workers[worker.info.state()];
   metrics_->SetWorkersByState(workers);
 }
 

@@ -74,14 +74,13 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::RegisterUnsynced(
   if (info.id().empty()) {
     do {
       info.set_id(NewWorkerId());
-    } while (workers_.count(info.id()) > 0);
+    } while (cluster_.FindWorker(info.id()) != nullptr);
   }
   info.set_state(v1::WORKER_STATE_ALIVE);
   info.set_last_heartbeat_us(absl::ToUnixMicros(now));
   info.clear_free_devices();
   RETURN_IF_ERROR(store_->UpsertWorker(info));
-  workers_[info.id()] = WorkerRuntime{info, now};
-  capacity_cache_valid_ = false;
+  cluster_.PutWorker(info, now);
 
   v1::RegisterResponse response;
   response.set_worker_id(info.id());
@@ -89,9 +88,8 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::RegisterUnsynced(
   std::set<std::pair<std::string, int64_t>> reported;
   for (const v1::RunningRanks& running : request.running()) {
     reported.insert({running.job_id(), running.attempt()});
-    auto it = active_.find(running.job_id());
-    if (it != active_.end() && it->second.attempt.number() == running.attempt() &&
-        PlacedOn(it->second.attempt, info.id())) {
+    const ClusterView::Active* active = cluster_.FindCurrent(running.job_id(), running.attempt());
+    if (active != nullptr && PlacedOn(active->attempt, info.id())) {
       MarkRunningLocked(running.job_id(), running.attempt());  // re-attached
     } else {
       *response.add_stale() = running;
@@ -99,8 +97,8 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::RegisterUnsynced(
   }
   // Attempts placed here that the worker no longer runs died with its previous process.
   std::vector<std::pair<std::string, int64_t>> lost;
-  for (const std::string& job_id : ActiveOnLocked(info.id())) {
-    const ActiveAttempt& active = active_.at(job_id);
+  for (const std::string& job_id : cluster_.ActiveOn(info.id())) {
+    const ClusterView::Active& active = *cluster_.FindActive(job_id);
     if (reported.count({job_id, active.attempt.number()}) == 0 &&
         active.job.state() == v1::JOB_STATE_RUNNING) {
       lost.emplace_back(job_id, active.attempt.number());
@@ -125,34 +123,31 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::HeartbeatUnsynced(
   absl::MutexLock lock(&mu_);
   // Results and RUNNING marks write to the store.
   *changed = !request.finished().empty();
-  auto worker_it = workers_.find(request.worker_id());
-  if (worker_it == workers_.end()) {
+  const std::string& worker_id = request.worker_id();
+  const ClusterView::Worker* found =
+      cluster_.NoteHeartbeat(worker_id, clock_->Now(), request.free_devices());
+  if (found == nullptr) {
     return absl::NotFoundError(
-        absl::StrCat("worker_id: unknown worker '", request.worker_id(), "'; register again"));
+        absl::StrCat("worker_id: unknown worker '", worker_id, "'; register again"));
   }
-  WorkerRuntime& worker = worker_it->second;
-  const std::string& worker_id = worker_it->first;
-  worker.last_heartbeat = clock_->Now();
-  *worker.info.mutable_free_devices() = request.free_devices();
+  const ClusterView::Worker& worker = *found;
   if (worker.info.state() == v1::WORKER_STATE_DEAD) {
-    worker.info.set_state(v1::WORKER_STATE_ALIVE);
-    capacity_cache_valid_ = false;
+    cluster_.SetWorkerState(worker_id, v1::WORKER_STATE_ALIVE);
     RETURN_IF_ERROR(store_->UpsertWorker(worker.info));
     *changed = true;
     Log(absl::StrCat("worker ", worker_id, " is back"));
   } else if (worker.info.state() == v1::WORKER_STATE_SUSPECT) {
     // SUSPECT (late heartbeats) lives in memory only; nothing to store.
-    worker.info.set_state(v1::WORKER_STATE_ALIVE);
-    capacity_cache_valid_ = false;
+    cluster_.SetWorkerState(worker_id, v1::WORKER_STATE_ALIVE);
   }
 
   // Results first: they may end attempts the rest of the exchange would otherwise resend.
   std::set<std::pair<std::string, int64_t>> finished;
   for (const v1::AttemptResult& result : request.finished()) {
     finished.insert({result.job_id(), result.attempt()});
-    auto it = active_.find(result.job_id());
-    if (it == active_.end() || it->second.attempt.number() != result.attempt()) continue;
-    const bool rank_zero = HoldsRankZero(it->second.attempt, worker_id);
+    const ClusterView::Active* active = cluster_.FindCurrent(result.job_id(), result.attempt());
+    if (active == nullptr) continue;
+    const bool rank_zero = HoldsRankZero(active->attempt, worker_id);
     absl::Status ended = absl::OkStatus();
     switch (result.result()) {
       case v1::AttemptResult::RESULT_SUCCEEDED:
@@ -185,9 +180,8 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::HeartbeatUnsynced(
   std::set<std::pair<std::string, int64_t>> running;
   for (const v1::RunningRanks& ranks : request.running()) {
     running.insert({ranks.job_id(), ranks.attempt()});
-    auto it = active_.find(ranks.job_id());
-    if (it == active_.end() || it->second.attempt.number() != ranks.attempt() ||
-        !PlacedOn(it->second.attempt, worker_id)) {
+    const ClusterView::Active* active = cluster_.FindCurrent(ranks.job_id(), ranks.attempt());
+    if (active == nullptr || !PlacedOn(active->attempt, worker_id)) {
       *response.add_stale() = ranks;
       continue;
     }
@@ -195,8 +189,8 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::HeartbeatUnsynced(
   }
 
   const absl::Time now = clock_->Now();
-  for (const std::string& job_id : ActiveOnLocked(worker_id)) {
-    const ActiveAttempt& active = active_.at(job_id);
+  for (const std::string& job_id : cluster_.ActiveOn(worker_id)) {
+    const ClusterView::Active& active = *cluster_.FindActive(job_id);
     const v1::RankPlacement* placement = PlacementOf(active.attempt, worker_id);
     if (placement == nullptr) continue;
     const std::pair<std::string, int64_t> key{job_id, active.attempt.number()};
@@ -230,12 +224,11 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::HeartbeatUnsynced(
 }
 
 bool Coordinator::MarkRunningLocked(const std::string& job_id, int64_t attempt) {
-  auto it = active_.find(job_id);
-  if (it == active_.end() || it->second.attempt.number() != attempt ||
-      it->second.job.state() != v1::JOB_STATE_ASSIGNED) {
-    return false;
-  }
-  absl::StatusOr<v1::Job> updated = TransitionLocked(it->second.job, v1::JOB_STATE_RUNNING, "");
+  const ClusterView::Active* active = cluster_.FindCurrent(job_id, attempt);
+  if (active == nullptr || active->job.state() != v1::JOB_STATE_ASSIGNED) return false;
+  // A copy: the transition updates the cluster view.
+  const v1::Job job = active->job;
+  absl::StatusOr<v1::Job> updated = TransitionLocked(job, v1::JOB_STATE_RUNNING, "");
   if (!updated.ok()) {
     Log(absl::StrCat("marking ", job_id, " running: ", updated.status().ToString()));
   }
@@ -286,8 +279,7 @@ absl::StatusOr<v1::ReportProgressResponse> Coordinator::ReportProgressUnsynced(
     }
   }
   for (const v1::TrainerEvent& trainer_event : trainer_events) {
-    auto it = active_.find(trainer_event.job_id());
-    if (it == active_.end() || it->second.attempt.number() != trainer_event.attempt()) {
+    if (cluster_.FindCurrent(trainer_event.job_id(), trainer_event.attempt()) == nullptr) {
       ++refused;
       continue;
     }
@@ -317,8 +309,7 @@ absl::StatusOr<CheckpointUpload> Coordinator::BeginCheckpointUpload(
   if (header.step() < 0) return absl::InvalidArgumentError("header.step: must be >= 0");
   {
     absl::MutexLock lock(&mu_);
-    auto it = active_.find(header.job_id());
-    if (it == active_.end() || it->second.attempt.number() != header.attempt()) {
+    if (cluster_.FindCurrent(header.job_id(), header.attempt()) == nullptr) {
       RETURN_IF_ERROR(store_->GetJob(header.job_id()).status());  // NotFound for an unknown job
       return absl::FailedPreconditionError(absl::StrCat("header.attempt: attempt ",
                                                         header.attempt(), " of ", header.job_id(),

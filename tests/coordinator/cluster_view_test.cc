@@ -1,0 +1,172 @@
+// ClusterView (coordinator/cluster_view.h) alone: the bookkeeping of active attempts and the
+// devices they hold, port choice, the scheduler's capacity list and the gang-size check.
+#include "coordinator/cluster_view.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace peco::coordinator {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1000);
+
+v1::WorkerInfo Worker(const std::string& id, int gpus, int cpu_slots, int first_port = 29500,
+                      int last_port = 29502) {
+  v1::WorkerInfo info;
+  info.set_id(id);
+  info.set_host(id + ".local");
+  info.mutable_devices()->set_gpus(gpus);
+  info.mutable_devices()->set_cpu_slots(cpu_slots);
+  info.mutable_ports()->set_first(first_port);
+  info.mutable_ports()->set_last(last_port);
+  info.set_state(v1::WORKER_STATE_ALIVE);
+  return info;
+}
+
+// An attempt of `job_id` with `ranks_per_worker` ranks on each named worker (rank 0 on the
+// first), each rank using `gpus` GPUs and one CPU slot.
+ClusterView::Active Active(const std::string& job_id, int64_t number,
+                           const std::vector<std::pair<std::string, int>>& ranks_per_worker,
+                           int gpus, int master_port = 29500) {
+  ClusterView::Active active;
+  active.job.set_id(job_id);
+  active.job.set_attempt(number);
+  active.job.set_state(v1::JOB_STATE_RUNNING);
+  active.job.mutable_spec()->mutable_devices_per_rank()->set_gpus(gpus);
+  active.job.mutable_spec()->mutable_devices_per_rank()->set_cpu_slots(1);
+  active.attempt.set_number(number);
+  active.attempt.set_master_port(master_port);
+  int rank = 0;
+  for (const auto& [worker, count] : ranks_per_worker) {
+    v1::RankPlacement* placement = active.attempt.add_placements();
+    placement->set_worker_id(worker);
+    for (int i = 0; i < count; ++i) placement->add_ranks(rank++);
+  }
+  return active;
+}
+
+TEST(ClusterViewTest, ActiveAttemptsHoldAndReleaseTheirDevices) {
+  ClusterView view;
+  view.PutWorker(Worker("w1", 4, 8), kT0);
+  view.PutWorker(Worker("w2", 4, 8), kT0);
+  view.SetActive("job-1", Active("job-1", 1, {{"w1", 2}, {"w2", 1}}, 1));
+  view.SetActive("job-2", Active("job-2", 1, {{"w1", 1}}, 2));
+  EXPECT_EQ(view.HeldOn("w1").gpus, 4);
+  EXPECT_EQ(view.HeldOn("w1").cpu_slots, 3);
+  EXPECT_EQ(view.HeldOn("w2").gpus, 1);
+  EXPECT_THAT(view.ActiveOn("w1"), ElementsAre("job-1", "job-2"));
+  EXPECT_THAT(view.ActiveOn("w2"), ElementsAre("job-1"));
+
+  // A new attempt of job-1 replaces the old one: its devices move, none are counted twice.
+  view.SetActive("job-1", Active("job-1", 2, {{"w2", 3}}, 1));
+  EXPECT_EQ(view.HeldOn("w1").gpus, 2);
+  EXPECT_EQ(view.HeldOn("w2").gpus, 3);
+  EXPECT_THAT(view.ActiveOn("w1"), ElementsAre("job-2"));
+  EXPECT_EQ(view.FindCurrent("job-1", 1), nullptr);  // a report of the old attempt
+  ASSERT_NE(view.FindCurrent("job-1", 2), nullptr);
+
+  view.EraseActive("job-1");
+  view.EraseActive("job-2");
+  view.EraseActive("job-3");  // unknown: no-op
+  EXPECT_EQ(view.HeldOn("w1").gpus, 0);
+  EXPECT_EQ(view.HeldOn("w2").cpu_slots, 0);
+  EXPECT_THAT(view.ActiveOn("w1"), IsEmpty());
+  EXPECT_THAT(view.active(), IsEmpty());
+}
+
+TEST(ClusterViewTest, PickMasterPortSkipsPortsOfRankZeroAttemptsAndTakenOnes) {
+  ClusterView view;
+  view.PutWorker(Worker("w1", 0, 8, 29500, 29502), kT0);
+  view.PutWorker(Worker("w2", 0, 8), kT0);
+  view.SetActive("job-1", Active("job-1", 1, {{"w1", 1}}, 0, 29500));
+  // Rank 0 on w2: its port is w2's, not w1's.
+  view.SetActive("job-2", Active("job-2", 1, {{"w2", 1}, {"w1", 1}}, 0, 29501));
+  EXPECT_EQ(view.PickMasterPort("w1", {}), 29501);
+  EXPECT_EQ(view.PickMasterPort("w1", {29501}), 29502);
+  EXPECT_EQ(view.PickMasterPort("w1", {29501, 29502}), 0);
+  EXPECT_EQ(view.PickMasterPort("w2", {}), 29500);
+  EXPECT_EQ(view.PickMasterPort("unknown", {}), 0);
+}
+
+TEST(ClusterViewTest, CapacityListsAliveWorkersWithFreeDevicesAndIsRebuiltAfterChanges) {
+  ClusterView view;
+  view.PutWorker(Worker("w2", 2, 4), kT0);
+  view.PutWorker(Worker("w1", 0, 2), kT0);
+  view.SetActive("job-1", Active("job-1", 1, {{"w2", 2}}, 1));
+  std::vector<WorkerCapacity> capacity;
+  bool any_free = false;
+  view.LendCapacity(&capacity, &any_free);
+  ASSERT_EQ(capacity.size(), 2u);
+  EXPECT_EQ(capacity[0].worker_id, "w1");  // id order
+  EXPECT_EQ(capacity[1].free_gpus, 0);
+  EXPECT_EQ(capacity[1].free_cpu_slots, 2);
+  EXPECT_TRUE(any_free);
+  view.ReturnCapacity(std::move(capacity));
+
+  // A state change while the list is lent makes the returned list stale: it is rebuilt.
+  view.LendCapacity(&capacity, &any_free);
+  ASSERT_TRUE(view.SetWorkerState("w1", v1::WORKER_STATE_SUSPECT));
+  view.ReturnCapacity(std::move(capacity));
+  view.LendCapacity(&capacity, &any_free);
+  ASSERT_EQ(capacity.size(), 1u);
+  EXPECT_EQ(capacity[0].worker_id, "w2");
+  // A list not given back is rebuilt too, not lent empty.
+  std::vector<WorkerCapacity> again;
+  view.LendCapacity(&again, &any_free);
+  EXPECT_EQ(again.size(), 1u);
+  view.ReturnCapacity(std::move(again));
+
+  // Devices freed by an ended attempt show at the next pass without a rebuild.
+  view.EraseActive("job-1");
+  view.LendCapacity(&capacity, &any_free);
+  ASSERT_EQ(capacity.size(), 1u);
+  EXPECT_EQ(capacity[0].free_gpus, 2);
+  view.ReturnCapacity(std::move(capacity));
+  EXPECT_FALSE(view.SetWorkerState("nobody", v1::WORKER_STATE_DEAD));
+}
+
+TEST(ClusterViewTest, HeartbeatRecordsTimeAndFreeDevices) {
+  ClusterView view;
+  view.PutWorker(Worker("w1", 1, 2), kT0);
+  v1::WorkerDevices free;
+  free.set_cpu_slots(1);
+  const ClusterView::Worker* worker = view.NoteHeartbeat("w1", kT0 + absl::Seconds(2), free);
+  ASSERT_NE(worker, nullptr);
+  EXPECT_EQ(worker->last_heartbeat, kT0 + absl::Seconds(2));
+  EXPECT_EQ(worker->info.free_devices().cpu_slots(), 1);
+  EXPECT_EQ(view.NoteHeartbeat("w9", kT0, free), nullptr);
+}
+
+TEST(ClusterViewTest, CheckGangFitsCountsIdleCapacityOfWorkersNotDead) {
+  ClusterView view;
+  v1::JobSpec spec;
+  spec.set_world_size(3);
+  spec.mutable_devices_per_rank()->set_gpus(2);
+  EXPECT_TRUE(view.CheckGangFits(spec).ok());  // no worker yet: the job waits for one
+  view.PutWorker(Worker("w1", 4, 8), kT0);
+  view.PutWorker(Worker("w2", 3, 8), kT0);
+  // Busy devices do not count against the gang: it fits when the cluster is idle.
+  view.SetActive("job-1", Active("job-1", 1, {{"w1", 4}}, 1));
+  EXPECT_TRUE(view.CheckGangFits(spec).ok());  // 2 ranks on w1, 1 on w2
+  spec.set_world_size(4);
+  absl::Status too_big = view.CheckGangFits(spec);
+  EXPECT_EQ(too_big.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(too_big.message(), HasSubstr("spec.world_size: 4 ranks"));
+  EXPECT_THAT(too_big.message(), HasSubstr("at most 3 such ranks"));
+  EXPECT_THAT(too_big.message(), HasSubstr("w2: 3 GPUs 8 CPU slots"));
+  view.PutWorker(Worker("w3", 2, 2), kT0);
+  EXPECT_TRUE(view.CheckGangFits(spec).ok());
+  ASSERT_TRUE(view.SetWorkerState("w3", v1::WORKER_STATE_DEAD));
+  EXPECT_FALSE(view.CheckGangFits(spec).ok());
+}
+
+}  // namespace
+}  // namespace peco::coordinator
