@@ -34,8 +34,7 @@ const ClusterView::Worker* ClusterView::FindWorker(const std::string& worker_id)
   return it == workers_.end() ? nullptr : &it->second;
 }
 
-const ClusterView::Worker* ClusterView::NoteHeartbeat(const std::string& worker_id,
-                                                      absl::Time now,
+const ClusterView::Worker* ClusterView::NoteHeartbeat(const std::string& worker_id, absl::Time now,
                                                       const v1::WorkerDevices& free_devices) {
   auto it = workers_.find(worker_id);
   if (it == workers_.end()) return nullptr;

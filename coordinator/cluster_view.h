@@ -105,7 +105,7 @@ class ClusterView {
   // 1,000 workers.
   std::vector<WorkerCapacity> capacity_cache_;
   bool capacity_cache_valid_ = false;
-  bool capacity_lent_ = false;        // between LendCapacity and ReturnCapacity
+  bool capacity_lent_ = false;       // between LendCapacity and ReturnCapacity
   bool changed_while_lent_ = false;  // a worker joined or changed state meanwhile
 
   void InvalidateCapacity();

@@ -44,7 +44,8 @@ Coordinator::Coordinator(CoordinatorOptions options, JobStore* store,
       validator_(validator),
       clock_(clock),
       events_(events),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      progress_(options_.max_cached_ended_progress) {}
 
 int64_t Coordinator::NowMicros() const { return absl::ToUnixMicros(clock_->Now()); }
 
@@ -121,35 +122,6 @@ void Coordinator::PublishState(const v1::Job& job, const std::string& reason) {
   events_->Publish(job.id(), std::move(event));
 }
 
-void Coordinator::NoteProgress(const v1::MetricPoint& point) {
-  if (point.rank() != 0) return;
-  absl::MutexLock lock(&progress_mu_);
-  v1::JobProgress& progress = progress_[point.job_id()];
-  if (point.step() < progress.step() && point.time_us() < progress.time_us()) return;  // older
-  progress.set_step(point.step());
-  progress.set_time_us(point.time_us());
-  if (auto it = point.values().find("loss"); it != point.values().end()) {
-    progress.set_loss(it->second);
-  }
-  if (auto it = point.values().find("images_per_second"); it != point.values().end()) {
-    progress.set_images_per_second(it->second);
-  }
-  for (const auto& [name, value] : point.values()) {
-    if (absl::StartsWith(name, "eval_")) (*progress.mutable_eval())[name] = value;
-  }
-}
-
-void Coordinator::NoteMaxSteps(const std::string& job_id, int64_t max_steps) {
-  absl::MutexLock lock(&progress_mu_);
-  progress_[job_id].set_max_steps(max_steps);
-}
-
-void Coordinator::FillProgress(v1::Job* job) const {
-  absl::MutexLock lock(&progress_mu_);
-  auto it = progress_.find(job->id());
-  if (it != progress_.end()) *job->mutable_progress() = it->second;
-}
-
 absl::StatusOr<v1::Job> Coordinator::TransitionLocked(const v1::Job& job, v1::JobState state,
                                                       const std::string& reason,
                                                       const std::string& cause) {
@@ -171,14 +143,7 @@ absl::StatusOr<v1::Job> Coordinator::TransitionLocked(const v1::Job& job, v1::Jo
       metrics_->ForgetJob(updated.id());
     }
   }
-  if (IsTerminal(state)) {
-    absl::MutexLock lock(&progress_mu_);
-    ended_progress_.push_back(updated.id());
-    while (ended_progress_.size() > static_cast<size_t>(options_.max_cached_ended_progress)) {
-      progress_.erase(ended_progress_.front());
-      ended_progress_.pop_front();
-    }
-  }
+  if (IsTerminal(state)) progress_.NoteEnded(updated.id());
   PublishState(updated, reason);
   Log(absl::StrCat(updated.id(), " attempt ", updated.attempt(), ": ", JobStateName(state),
                    reason.empty() ? "" : absl::StrCat(" (", reason, ")")));
@@ -271,21 +236,16 @@ absl::StatusOr<v1::GetJobResponse> Coordinator::GetJob(const v1::GetJobRequest& 
   if (request.job_id().empty()) return absl::InvalidArgumentError("job_id: must not be empty");
   v1::GetJobResponse response;
   ASSIGN_OR_RETURN(*response.mutable_job(), store_->GetJob(request.job_id()));
-  bool known = false;
-  {
-    absl::MutexLock lock(&progress_mu_);
-    known = progress_.count(request.job_id()) > 0;
-  }
-  if (!known) {
+  if (!progress_.Knows(request.job_id())) {
     // Progress is cached in memory; after a restart it is rebuilt from the stored curve, so a
     // finished evaluation job still shows its result.
     MetricQuery query;
     query.job_id = request.job_id();
     query.rank = 0;
     ASSIGN_OR_RETURN(std::vector<v1::MetricPoint> points, store_->ListMetricPoints(query));
-    for (const v1::MetricPoint& point : points) NoteProgress(point);
+    for (const v1::MetricPoint& point : points) progress_.NotePoint(point);
   }
-  FillProgress(response.mutable_job());
+  progress_.Fill(response.mutable_job());
   ASSIGN_OR_RETURN(std::vector<v1::Attempt> attempts, store_->ListAttempts(request.job_id()));
   for (v1::Attempt& attempt : attempts) *response.add_attempts() = std::move(attempt);
   return response;
@@ -299,7 +259,7 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsReq
   ASSIGN_OR_RETURN(JobPage page, store_->ListJobs(query));
   v1::ListJobsResponse response;
   for (v1::Job& job : page.jobs) {
-    FillProgress(&job);
+    progress_.Fill(&job);
     *response.add_jobs() = std::move(job);
   }
   response.set_next_page_token(page.next_page_token);

@@ -57,6 +57,7 @@
 #include "coordinator/cluster_view.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/job_event_hub.h"
+#include "coordinator/job_progress_cache.h"
 #include "coordinator/job_store.h"
 #include "coordinator/scheduler_policy.h"
 #include "coordinator/spec_validator.h"
@@ -233,11 +234,6 @@ class Coordinator {
   void RefreshActiveLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ApplyRetention(const std::string& job_id);
   void PublishState(const v1::Job& job, const std::string& reason);
-  // Records rank 0's latest point or start event of a job (for Job.progress).
-  void NoteProgress(const v1::MetricPoint& point) ABSL_LOCKS_EXCLUDED(progress_mu_);
-  void NoteMaxSteps(const std::string& job_id, int64_t max_steps) ABSL_LOCKS_EXCLUDED(progress_mu_);
-  // Copies the remembered progress into `job`.
-  void FillProgress(v1::Job* job) const ABSL_LOCKS_EXCLUDED(progress_mu_);
   int MaxRestarts(const v1::Job& job) const;
   int64_t NowMicros() const;
 
@@ -256,10 +252,7 @@ class Coordinator {
   // passes read this instead of scanning the store's job table.
   std::map<std::string, v1::Job> pending_ ABSL_GUARDED_BY(mu_);
   // Latest progress per job (Job.progress); its own lock so reads never wait for mu_.
-  mutable absl::Mutex progress_mu_;
-  std::map<std::string, v1::JobProgress> progress_ ABSL_GUARDED_BY(progress_mu_);
-  // Ended jobs with cached progress, oldest end first (see max_cached_ended_progress).
-  std::deque<std::string> ended_progress_ ABSL_GUARDED_BY(progress_mu_);
+  JobProgressCache progress_;
   // Whether the last scheduling pass stopped at max_placements_per_pass.
   bool last_pass_capped_ ABSL_GUARDED_BY(mu_) = false;
   // When a RESTARTING job became schedulable.

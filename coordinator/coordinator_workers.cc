@@ -268,7 +268,7 @@ absl::StatusOr<v1::ReportProgressResponse> Coordinator::ReportProgressUnsynced(
     accepted += static_cast<int64_t>(points.size());
     MarkRunningLocked(key.first, key.second);
     for (const v1::MetricPoint& point : points) {
-      NoteProgress(point);
+      progress_.NotePoint(point);
       if (metrics_ != nullptr && point.rank() == 0) {
         std::map<std::string, double> values(point.values().begin(), point.values().end());
         metrics_->SetJobProgress(point.job_id(), point.step(), values);
@@ -289,7 +289,7 @@ absl::StatusOr<v1::ReportProgressResponse> Coordinator::ReportProgressUnsynced(
       // The start event (docs/TRAINER.md) is the JSON line itself: it says max_steps.
       std::optional<JsonFields> fields = ParseJsonObjectLine(trainer_event.message());
       if (fields && fields->Int("max_steps"))
-        NoteMaxSteps(trainer_event.job_id(), *fields->Int("max_steps"));
+        progress_.NoteMaxSteps(trainer_event.job_id(), *fields->Int("max_steps"));
     }
     v1::WatchJobEvent event;
     *event.mutable_trainer_event() = trainer_event;

@@ -1,13 +1,16 @@
-// ClusterView (coordinator/cluster_view.h) alone: the bookkeeping of active attempts and the
-// devices they hold, port choice, the scheduler's capacity list and the gang-size check.
-#include "coordinator/cluster_view.h"
-
+// The Coordinator's parts, each alone: ClusterView (coordinator/cluster_view.h: the bookkeeping
+// of active attempts and the devices they hold, port choice, the scheduler's capacity list and
+// the gang-size check) and JobProgressCache (coordinator/job_progress_cache.h).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "coordinator/cluster_view.h"
+#include "coordinator/job_progress_cache.h"
 
 namespace peco::coordinator {
 namespace {
@@ -166,6 +169,58 @@ TEST(ClusterViewTest, CheckGangFitsCountsIdleCapacityOfWorkersNotDead) {
   EXPECT_TRUE(view.CheckGangFits(spec).ok());
   ASSERT_TRUE(view.SetWorkerState("w3", v1::WORKER_STATE_DEAD));
   EXPECT_FALSE(view.CheckGangFits(spec).ok());
+}
+
+v1::MetricPoint Point(const std::string& job_id, int rank, int64_t step, int64_t time_us,
+                      std::map<std::string, double> values) {
+  v1::MetricPoint point;
+  point.set_job_id(job_id);
+  point.set_rank(rank);
+  point.set_step(step);
+  point.set_time_us(time_us);
+  for (const auto& [name, value] : values) (*point.mutable_values())[name] = value;
+  return point;
+}
+
+TEST(JobProgressCacheTest, KeepsRankZerosNewestPointAndMaxSteps) {
+  JobProgressCache cache(/*max_ended=*/10);
+  EXPECT_FALSE(cache.Knows("job-1"));
+  cache.NotePoint(Point("job-1", 1, 50, 5, {{"loss", 9.0}}));  // not rank 0: ignored
+  EXPECT_FALSE(cache.Knows("job-1"));
+  cache.NoteMaxSteps("job-1", 100);
+  cache.NotePoint(Point("job-1", 0, 20, 2, {{"loss", 2.0}, {"images_per_second", 30.0}}));
+  cache.NotePoint(Point("job-1", 0, 10, 1, {{"loss", 3.0}}));  // older: ignored
+  cache.NotePoint(Point("job-1", 0, 20, 3, {{"eval_top1", 0.8}, {"lr", 0.1}}));
+  v1::Job job;
+  job.set_id("job-1");
+  cache.Fill(&job);
+  EXPECT_EQ(job.progress().step(), 20);
+  EXPECT_EQ(job.progress().max_steps(), 100);
+  EXPECT_EQ(job.progress().loss(), 2.0);
+  EXPECT_EQ(job.progress().images_per_second(), 30.0);
+  EXPECT_EQ(job.progress().eval().at("eval_top1"), 0.8);
+  EXPECT_EQ(job.progress().eval().count("lr"), 0u);
+  // A resumed run that restarts below the newest step, later in time, is taken.
+  cache.NotePoint(Point("job-1", 0, 15, 4, {{"loss", 1.5}}));
+  cache.Fill(&job);
+  EXPECT_EQ(job.progress().step(), 15);
+}
+
+TEST(JobProgressCacheTest, ForgetsTheOldestEndedJobsBeyondTheBound) {
+  JobProgressCache cache(/*max_ended=*/2);
+  for (const char* id : {"a", "b", "c", "running"}) cache.NoteMaxSteps(id, 1);
+  cache.NoteEnded("a");
+  cache.NoteEnded("b");
+  EXPECT_TRUE(cache.Knows("a"));
+  cache.NoteEnded("c");
+  EXPECT_FALSE(cache.Knows("a"));
+  EXPECT_TRUE(cache.Knows("b"));
+  EXPECT_TRUE(cache.Knows("c"));
+  EXPECT_TRUE(cache.Knows("running"));
+  v1::Job unknown;
+  unknown.set_id("a");
+  cache.Fill(&unknown);
+  EXPECT_FALSE(unknown.has_progress());
 }
 
 }  // namespace
