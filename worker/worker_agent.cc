@@ -17,6 +17,7 @@
 #include "common/status_macros.h"
 #include "common/trainer_protocol.h"
 #include "service/job_kinds.h"
+#include "worker/event_relay.h"
 #include "worker/log_tailer.h"
 
 namespace peco::worker {
@@ -821,91 +822,34 @@ void WorkerAgent::UpdateMetrics() {
 // Trainer events (reader threads).
 
 void WorkerAgent::OnEvent(const TrainerEvent& event) {
-  // Heartbeats only keep the supervisor's stall clock moving; they are not history.
-  if (event.type == trainer_protocol::kEventHeartbeat) return;
   const TrainerTag& tag = event.tag;
-  std::string dir;
-  int64_t step = 0;
+  RelayedEvent relayed;
   {
     absl::MutexLock lock(&mu_);
     auto it = attempts_.find({tag.job_id, tag.attempt});
     if (it == attempts_.end()) return;  // killed as stale: it reports nothing
     Attempt& attempt = *it->second;
-    dir = attempt.dir;
     int64_t& last = attempt.last_step[tag.rank];
-    if (std::optional<int64_t> event_step = event.Int("step")) {
-      if (event.type == trainer_protocol::kEventStep) last = std::max(last, *event_step);
-      step = *event_step;
-    } else {
-      step = last;
+    relayed = RelayTrainerEvent(event, last, attempt.dir);
+    last = relayed.last_step;
+  }
+  for (v1::ReportProgressRequest& report : relayed.reports) reports_.Add(std::move(report));
+  if (metrics_ != nullptr) {
+    for (const auto& [name, value] : relayed.rank_values) {
+      metrics_->SetRankValue(tag.job_id, tag.rank, name, value);
     }
   }
-  const int64_t time_us = absl::ToUnixMicros(event.received);
-  // Step and evaluation events carry metrics (their numeric fields); every other event, and an
-  // evaluation too, is relayed as a trainer event.
-  if (event.type == trainer_protocol::kEventStep || event.type == trainer_protocol::kEventEval) {
-    v1::ReportProgressRequest report;
-    v1::MetricPoint* point = report.mutable_metric_point();
-    point->set_job_id(tag.job_id);
-    point->set_attempt(tag.attempt);
-    point->set_rank(tag.rank);
-    point->set_step(step);
-    point->set_time_us(time_us);
-    for (const auto& [name, text] : event.fields.fields()) {
-      if (name == "event" || name == "step") continue;
-      std::optional<double> value = event.Number(name);
-      if (!value) continue;  // strings and booleans are not metrics
-      (*point->mutable_values())[name] = *value;
-      if (metrics_ != nullptr) metrics_->SetRankValue(tag.job_id, tag.rank, name, *value);
-    }
-    if (metrics_ != nullptr && event.type == trainer_protocol::kEventStep) {
-      metrics_->SetRankValue(tag.job_id, tag.rank, "step", static_cast<double>(step));
-    }
-    reports_.Add(std::move(report));
-  }
-  if (event.type != trainer_protocol::kEventStep) {
-    v1::ReportProgressRequest report;
-    v1::TrainerEvent* trainer_event = report.mutable_trainer_event();
-    trainer_event->set_job_id(tag.job_id);
-    trainer_event->set_attempt(tag.attempt);
-    trainer_event->set_rank(tag.rank);
-    trainer_event->set_type(event.type);
-    trainer_event->set_message(event.json);
-    trainer_event->set_step(step);
-    trainer_event->set_time_us(time_us);
-    reports_.Add(std::move(report));
-  }
-
-  if (event.type == trainer_protocol::kEventCheckpoint && metrics_ != nullptr) {
-    if (std::optional<double> bytes = event.Number("bytes")) {
-      metrics_->SetRankValue(tag.job_id, tag.rank, "checkpoint_bytes", *bytes);
-    }
-    if (std::optional<double> seconds = event.Number("seconds")) {
-      metrics_->SetRankValue(tag.job_id, tag.rank, "checkpoint_seconds", *seconds);
-    }
-  }
-  if (event.type != trainer_protocol::kEventCheckpoint || tag.rank != 0) return;
-  std::optional<std::string> path = event.String("path");
-  if (!path || path->empty()) {
-    Log(absl::StrCat(AttemptName(tag.job_id, tag.attempt),
-                     ": checkpoint event without a path: ", event.json));
-    return;
-  }
-  fs::path checkpoint(*path);
-  if (checkpoint.is_relative()) checkpoint = fs::path(dir) / checkpoint;  // the ranks' cwd
-  v1::CheckpointHeader header;
-  header.set_job_id(tag.job_id);
-  header.set_attempt(tag.attempt);
-  header.set_rank(tag.rank);
-  header.set_step(step);
-  header.set_final(event.Bool("final").value_or(false));
+  const std::string name = AttemptName(tag.job_id, tag.attempt);
+  if (!relayed.problem.empty()) Log(absl::StrCat(name, ": ", relayed.problem));
+  if (!relayed.checkpoint) return;
+  const v1::CheckpointHeader& header = *relayed.checkpoint;
   // Linked now, on the reader thread: the trainer's retention may delete the directory as soon
   // as it writes the next checkpoint.
-  absl::Status queued = outbox_.Add(header, checkpoint.string());
-  Log(queued.ok() ? absl::StrCat(AttemptName(tag.job_id, tag.attempt), ": checkpoint at step ",
-                                 step, header.final() ? " (final)" : "", " queued for upload")
-                  : absl::StrCat(AttemptName(tag.job_id, tag.attempt), ": cannot queue checkpoint ",
-                                 checkpoint.string(), ": ", queued.ToString()));
+  absl::Status queued = outbox_.Add(header, relayed.checkpoint_dir);
+  Log(queued.ok() ? absl::StrCat(name, ": checkpoint at step ", header.step(),
+                                 header.final() ? " (final)" : "", " queued for upload")
+                  : absl::StrCat(name, ": cannot queue checkpoint ", relayed.checkpoint_dir, ": ",
+                                 queued.ToString()));
 }
 
 // ---------------------------------------------------------------------------------------------
