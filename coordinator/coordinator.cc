@@ -40,11 +40,11 @@ Coordinator::Coordinator(CoordinatorOptions options, JobStore* store,
                          JobEventHub* events, CoordinatorMetrics* metrics)
     : options_(std::move(options)),
       store_(store),
-      checkpoints_(checkpoints),
       validator_(validator),
       clock_(clock),
       events_(events),
       metrics_(metrics),
+      ingest_(store, checkpoints, events, metrics, clock, options_.keep_checkpoints),
       progress_(options_.max_cached_ended_progress) {}
 
 int64_t Coordinator::NowMicros() const { return absl::ToUnixMicros(clock_->Now()); }
@@ -321,11 +321,8 @@ absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJobUnsynced(
                                                      " belongs to job ", info->job_id(), ", not ",
                                                      request.job_id()));
     }
-    absl::StatusOr<Manifest> verified = checkpoints_->OpenForRead(info->job_id(), info->id());
+    absl::StatusOr<Manifest> verified = ingest_.Verify(info->job_id(), info->id());
     if (!verified.ok()) {
-      if (metrics_ != nullptr && absl::IsDataLoss(verified.status())) {
-        metrics_->CountVerificationFailure();
-      }
       return absl::FailedPreconditionError(absl::StrCat(
           "checkpoint_id: ", info->id(), " cannot be used: ", verified.status().message()));
     }
@@ -436,24 +433,13 @@ absl::StatusOr<std::vector<v1::WatchJobEvent>> Coordinator::JobHistory(const std
 }
 
 absl::StatusOr<v1::CheckpointInfo> Coordinator::OpenCheckpoint(const std::string& checkpoint_id) {
-  if (checkpoint_id.empty()) {
-    return absl::InvalidArgumentError("checkpoint_id: must not be empty");
-  }
-  ASSIGN_OR_RETURN(v1::CheckpointInfo info, store_->GetCheckpoint(checkpoint_id));
-  absl::StatusOr<Manifest> verified = checkpoints_->OpenForRead(info.job_id(), info.id());
-  if (!verified.ok()) {
-    if (metrics_ != nullptr && absl::IsDataLoss(verified.status())) {
-      metrics_->CountVerificationFailure();
-    }
-    return verified.status();
-  }
-  return info;
+  return ingest_.Open(checkpoint_id);
 }
 
 absl::StatusOr<std::string> Coordinator::ReadCheckpointChunk(const v1::CheckpointInfo& info,
                                                              const std::string& file_name,
                                                              int64_t offset, int64_t max_bytes) {
-  return checkpoints_->ReadChunk(info.job_id(), info.id(), file_name, offset, max_bytes);
+  return ingest_.ReadChunk(info, file_name, offset, max_bytes);
 }
 
 }  // namespace peco::coordinator

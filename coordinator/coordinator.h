@@ -54,6 +54,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "coordinator/checkpoint_file_store.h"
+#include "coordinator/checkpoint_ingest.h"
 #include "coordinator/cluster_view.h"
 #include "coordinator/coordinator_metrics.h"
 #include "coordinator/job_event_hub.h"
@@ -86,13 +87,6 @@ struct CoordinatorOptions {
 
   // Returns InvalidArgument naming the first bad field.
   absl::Status Validate() const;
-};
-
-// An open checkpoint upload (see BeginCheckpointUpload).
-struct CheckpointUpload {
-  uint64_t session = 0;
-  std::string checkpoint_id;
-  v1::CheckpointHeader header;
 };
 
 class Coordinator {
@@ -169,8 +163,6 @@ class Coordinator {
                                                           bool* changed);
   absl::StatusOr<v1::ReportProgressResponse> ReportProgressUnsynced(
       const std::vector<v1::ReportProgressRequest>& reports);
-  absl::StatusOr<v1::CheckpointInfo> CommitCheckpointUploadUnsynced(
-      const CheckpointUpload& upload, const v1::CheckpointManifest& manifest);
   // Returns `result` once the store has made everything written so far durable; a failed
   // result acknowledges nothing and is returned as it is.
   template <typename T>
@@ -232,14 +224,12 @@ class Coordinator {
   // Brings the in-memory views (pending_, the cluster view's active attempts) in step with
   // `job`, the store's record of it after a write.
   void RefreshActiveLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status ApplyRetention(const std::string& job_id);
   void PublishState(const v1::Job& job, const std::string& reason);
   int MaxRestarts(const v1::Job& job) const;
   int64_t NowMicros() const;
 
   const CoordinatorOptions options_;
   JobStore* const store_;
-  CheckpointFileStore* const checkpoints_;
   SpecValidator* const validator_;
   Clock* const clock_;
   JobEventHub* const events_;
@@ -251,6 +241,8 @@ class Coordinator {
   // Jobs a scheduling pass considers (QUEUED, WAITING, RESTARTING), as the store has them:
   // passes read this instead of scanning the store's job table.
   std::map<std::string, v1::Job> pending_ ABSL_GUARDED_BY(mu_);
+  // Upload sessions, checkpoint records, retention and verified reads (checkpoint_ingest.h).
+  CheckpointIngest ingest_;
   // Latest progress per job (Job.progress); its own lock so reads never wait for mu_.
   JobProgressCache progress_;
   // Whether the last scheduling pass stopped at max_placements_per_pass.

@@ -53,11 +53,8 @@ std::pair<std::string, int64_t> Coordinator::NewestVerifiedCheckpoint(const std:
     return {"", 0};
   }
   for (auto it = infos->rbegin(); it != infos->rend(); ++it) {
-    absl::StatusOr<Manifest> verified = checkpoints_->OpenForRead(job_id, it->id());
+    absl::StatusOr<Manifest> verified = ingest_.Verify(job_id, it->id());
     if (verified.ok()) return {it->id(), it->step()};
-    if (metrics_ != nullptr && absl::IsDataLoss(verified.status())) {
-      metrics_->CountVerificationFailure();
-    }
     Log(absl::StrCat(job_id, ": checkpoint ", it->id(), " is refused (",
                      verified.status().message(), "); trying the one before"));
   }

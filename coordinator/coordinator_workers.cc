@@ -35,7 +35,7 @@ absl::StatusOr<v1::ReportProgressResponse> Coordinator::ReportProgress(
 
 absl::StatusOr<v1::CheckpointInfo> Coordinator::CommitCheckpointUpload(
     const CheckpointUpload& upload, const v1::CheckpointManifest& manifest) {
-  return Synced(CommitCheckpointUploadUnsynced(upload, manifest));
+  return Synced(ingest_.Commit(upload, manifest));
 }
 
 absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::HeartbeatRequest& request) {
@@ -303,11 +303,7 @@ absl::StatusOr<v1::ReportProgressResponse> Coordinator::ReportProgressUnsynced(
 
 absl::StatusOr<CheckpointUpload> Coordinator::BeginCheckpointUpload(
     const v1::CheckpointHeader& header) {
-  if (header.job_id().empty())
-    return absl::InvalidArgumentError("header.job_id: must not be empty");
-  if (header.attempt() < 1) return absl::InvalidArgumentError("header.attempt: must be >= 1");
-  if (header.step() < 0) return absl::InvalidArgumentError("header.step: must be >= 0");
-  {
+  if (!header.job_id().empty() && header.attempt() >= 1) {
     absl::MutexLock lock(&mu_);
     if (cluster_.FindCurrent(header.job_id(), header.attempt()) == nullptr) {
       RETURN_IF_ERROR(store_->GetJob(header.job_id()).status());  // NotFound for an unknown job
@@ -316,82 +312,14 @@ absl::StatusOr<CheckpointUpload> Coordinator::BeginCheckpointUpload(
                                                         " is not running"));
     }
   }
-  CheckpointUpload upload;
-  upload.checkpoint_id = CheckpointIdFor(header);
-  upload.header = header;
-  ASSIGN_OR_RETURN(upload.session, checkpoints_->BeginUpload(header.job_id(), header.attempt(),
-                                                             upload.checkpoint_id, header.step()));
-  return upload;
+  return ingest_.Begin(header);  // InvalidArgument for a malformed header
 }
 
 absl::Status Coordinator::AppendCheckpointChunk(const CheckpointUpload& upload,
                                                 const v1::CheckpointChunk& chunk) {
-  return checkpoints_->AppendChunk(upload.session, chunk.file_name(), chunk.offset(), chunk.data());
+  return ingest_.Append(upload, chunk);
 }
 
-absl::StatusOr<v1::CheckpointInfo> Coordinator::CommitCheckpointUploadUnsynced(
-    const CheckpointUpload& upload, const v1::CheckpointManifest& manifest) {
-  absl::StatusOr<v1::CheckpointInfo> committed =
-      checkpoints_->Commit(upload.session, service::ManifestFromProto(manifest.entries()));
-  if (!committed.ok()) {
-    if (metrics_ != nullptr && absl::IsDataLoss(committed.status())) {
-      metrics_->CountVerificationFailure();
-    }
-    return committed.status();
-  }
-  v1::CheckpointInfo info = *committed;
-  info.set_final(upload.header.final());
-  info.set_committed_time_us(NowMicros());
-  absl::Status recorded = store_->AddCheckpoint(info);
-  if (absl::IsAlreadyExists(recorded)) {
-    // A retried upload of a checkpoint already recorded: the same bytes are on disk.
-    absl::StatusOr<v1::CheckpointInfo> existing = store_->GetCheckpoint(info.id());
-    if (existing.ok()) return *existing;
-  }
-  if (!recorded.ok()) {
-    // Nothing may stay on disk that the store does not know.
-    checkpoints_->Delete(info.job_id(), info.id()).IgnoreError();
-    return recorded;
-  }
-  if (metrics_ != nullptr) metrics_->CountCheckpointCommitted(info.bytes());
-  {
-    v1::WatchJobEvent event;
-    v1::TrainerEvent* committed_event = event.mutable_trainer_event();
-    committed_event->set_job_id(info.job_id());
-    committed_event->set_attempt(info.attempt());
-    committed_event->set_type("checkpoint_committed");
-    committed_event->set_message(info.id());
-    committed_event->set_step(info.step());
-    committed_event->set_time_us(info.committed_time_us());
-    events_->Publish(info.job_id(), std::move(event));
-  }
-  absl::Status retention = ApplyRetention(info.job_id());
-  if (!retention.ok())
-    Log(absl::StrCat("retention for ", info.job_id(), ": ", retention.ToString()));
-  return info;
-}
-
-void Coordinator::AbortCheckpointUpload(const CheckpointUpload& upload) {
-  checkpoints_->Abort(upload.session).IgnoreError();
-}
-
-absl::Status Coordinator::ApplyRetention(const std::string& job_id) {
-  ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> infos, store_->ListCheckpoints(job_id));
-  // Ordered by (step, attempt): keep the newest keep_checkpoints and every final one.
-  int kept = 0;
-  std::vector<std::string> keep_ids;
-  for (auto it = infos.rbegin(); it != infos.rend(); ++it) {
-    if (it->final() || kept < options_.keep_checkpoints) {
-      keep_ids.push_back(it->id());
-      if (!it->final()) ++kept;
-      continue;
-    }
-    // Record first, then files: a crash in between leaves an orphan directory that the next
-    // retention pass removes, never a record without files.
-    RETURN_IF_ERROR(store_->DeleteCheckpoint(it->id()));
-    RETURN_IF_ERROR(checkpoints_->Delete(job_id, it->id()));
-  }
-  return checkpoints_->ApplyRetention(job_id, keep_ids);
-}
+void Coordinator::AbortCheckpointUpload(const CheckpointUpload& upload) { ingest_.Abort(upload); }
 
 }  // namespace peco::coordinator

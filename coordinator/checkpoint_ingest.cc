@@ -1,0 +1,130 @@
+#include "coordinator/checkpoint_ingest.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "coordinator/coordinator_internal.h"
+#include "service/checkpoint_transfer.h"
+
+namespace peco::coordinator {
+
+using internal::CheckpointIdFor;
+using internal::Log;
+
+CheckpointIngest::CheckpointIngest(JobStore* store, CheckpointFileStore* files,
+                                   JobEventHub* events, CoordinatorMetrics* metrics, Clock* clock,
+                                   int keep_checkpoints)
+    : store_(store),
+      files_(files),
+      events_(events),
+      metrics_(metrics),
+      clock_(clock),
+      keep_checkpoints_(keep_checkpoints) {}
+
+absl::StatusOr<CheckpointUpload> CheckpointIngest::Begin(const v1::CheckpointHeader& header) {
+  if (header.job_id().empty())
+    return absl::InvalidArgumentError("header.job_id: must not be empty");
+  if (header.attempt() < 1) return absl::InvalidArgumentError("header.attempt: must be >= 1");
+  if (header.step() < 0) return absl::InvalidArgumentError("header.step: must be >= 0");
+  CheckpointUpload upload;
+  upload.checkpoint_id = CheckpointIdFor(header);
+  upload.header = header;
+  ASSIGN_OR_RETURN(upload.session, files_->BeginUpload(header.job_id(), header.attempt(),
+                                                       upload.checkpoint_id, header.step()));
+  return upload;
+}
+
+absl::Status CheckpointIngest::Append(const CheckpointUpload& upload,
+                                      const v1::CheckpointChunk& chunk) {
+  return files_->AppendChunk(upload.session, chunk.file_name(), chunk.offset(), chunk.data());
+}
+
+absl::StatusOr<v1::CheckpointInfo> CheckpointIngest::Commit(
+    const CheckpointUpload& upload, const v1::CheckpointManifest& manifest) {
+  absl::StatusOr<v1::CheckpointInfo> committed =
+      files_->Commit(upload.session, service::ManifestFromProto(manifest.entries()));
+  if (!committed.ok()) {
+    if (metrics_ != nullptr && absl::IsDataLoss(committed.status())) {
+      metrics_->CountVerificationFailure();
+    }
+    return committed.status();
+  }
+  v1::CheckpointInfo info = *committed;
+  info.set_final(upload.header.final());
+  info.set_committed_time_us(absl::ToUnixMicros(clock_->Now()));
+  absl::Status recorded = store_->AddCheckpoint(info);
+  if (absl::IsAlreadyExists(recorded)) {
+    // A retried upload of a checkpoint already recorded: the same bytes are on disk.
+    absl::StatusOr<v1::CheckpointInfo> existing = store_->GetCheckpoint(info.id());
+    if (existing.ok()) return *existing;
+  }
+  if (!recorded.ok()) {
+    // Nothing may stay on disk that the store does not know.
+    files_->Delete(info.job_id(), info.id()).IgnoreError();
+    return recorded;
+  }
+  if (metrics_ != nullptr) metrics_->CountCheckpointCommitted(info.bytes());
+  v1::WatchJobEvent event;
+  v1::TrainerEvent* committed_event = event.mutable_trainer_event();
+  committed_event->set_job_id(info.job_id());
+  committed_event->set_attempt(info.attempt());
+  committed_event->set_type("checkpoint_committed");
+  committed_event->set_message(info.id());
+  committed_event->set_step(info.step());
+  committed_event->set_time_us(info.committed_time_us());
+  events_->Publish(info.job_id(), std::move(event));
+  absl::Status retention = ApplyRetention(info.job_id());
+  if (!retention.ok()) {
+    Log(absl::StrCat("retention for ", info.job_id(), ": ", retention.ToString()));
+  }
+  return info;
+}
+
+void CheckpointIngest::Abort(const CheckpointUpload& upload) {
+  files_->Abort(upload.session).IgnoreError();
+}
+
+absl::Status CheckpointIngest::ApplyRetention(const std::string& job_id) {
+  ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> infos, store_->ListCheckpoints(job_id));
+  // Ordered by (step, attempt): keep the newest keep_checkpoints and every final one.
+  int kept = 0;
+  std::vector<std::string> keep_ids;
+  for (auto it = infos.rbegin(); it != infos.rend(); ++it) {
+    if (it->final() || kept < keep_checkpoints_) {
+      keep_ids.push_back(it->id());
+      if (!it->final()) ++kept;
+      continue;
+    }
+    RETURN_IF_ERROR(store_->DeleteCheckpoint(it->id()));
+    RETURN_IF_ERROR(files_->Delete(job_id, it->id()));
+  }
+  return files_->ApplyRetention(job_id, keep_ids);
+}
+
+absl::StatusOr<Manifest> CheckpointIngest::Verify(const std::string& job_id,
+                                                  const std::string& checkpoint_id) {
+  absl::StatusOr<Manifest> verified = files_->OpenForRead(job_id, checkpoint_id);
+  if (!verified.ok() && metrics_ != nullptr && absl::IsDataLoss(verified.status())) {
+    metrics_->CountVerificationFailure();
+  }
+  return verified;
+}
+
+absl::StatusOr<v1::CheckpointInfo> CheckpointIngest::Open(const std::string& checkpoint_id) {
+  if (checkpoint_id.empty()) {
+    return absl::InvalidArgumentError("checkpoint_id: must not be empty");
+  }
+  ASSIGN_OR_RETURN(v1::CheckpointInfo info, store_->GetCheckpoint(checkpoint_id));
+  RETURN_IF_ERROR(Verify(info.job_id(), info.id()).status());
+  return info;
+}
+
+absl::StatusOr<std::string> CheckpointIngest::ReadChunk(const v1::CheckpointInfo& info,
+                                                        const std::string& file_name,
+                                                        int64_t offset, int64_t max_bytes) {
+  return files_->ReadChunk(info.job_id(), info.id(), file_name, offset, max_bytes);
+}
+
+}  // namespace peco::coordinator

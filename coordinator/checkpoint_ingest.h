@@ -1,0 +1,88 @@
+// CheckpointIngest: the coordinator's checkpoint side, in one place — upload sessions (begin,
+// chunks, commit, abort), recording a committed checkpoint (JobStore record, metrics, the
+// `checkpoint_committed` event), retention, and verified reads (every use of a stored
+// checkpoint as a resume point, a dependency or a download verifies it first and counts a
+// mismatch). The bytes are the CheckpointFileStore's; the records are the JobStore's.
+//
+// Which attempt may upload is the Coordinator's decision (it checks the attempt is current under
+// its lock before calling Begin); this class trusts its caller on that.
+//
+// Durability: Commit writes the record to the JobStore but does not Sync(); the Coordinator syncs
+// before it acknowledges (coordinator.h, NOTE [durability]).
+//
+// Thread-safety: thread-safe; it holds no state of its own beyond its borrowed parts, which are
+// thread-safe.
+//
+// Ownership: every pointer is borrowed and must outlive this object; `metrics` may be null.
+#ifndef PECO_COORDINATOR_CHECKPOINT_INGEST_H_
+#define PECO_COORDINATOR_CHECKPOINT_INGEST_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/checkpoint_manifest.h"
+#include "common/clock.h"
+#include "coordinator/checkpoint_file_store.h"
+#include "coordinator/coordinator_metrics.h"
+#include "coordinator/job_event_hub.h"
+#include "coordinator/job_store.h"
+#include "peco/v1/checkpoint.pb.h"
+
+namespace peco::coordinator {
+
+// An open checkpoint upload (see CheckpointIngest::Begin).
+struct CheckpointUpload {
+  uint64_t session = 0;
+  std::string checkpoint_id;
+  v1::CheckpointHeader header;
+};
+
+class CheckpointIngest {
+ public:
+  // `keep_checkpoints`: committed checkpoints kept per job, newest by step, besides every final
+  // one.
+  CheckpointIngest(JobStore* store, CheckpointFileStore* files, JobEventHub* events,
+                   CoordinatorMetrics* metrics, Clock* clock, int keep_checkpoints);
+  CheckpointIngest(const CheckpointIngest&) = delete;
+  CheckpointIngest& operator=(const CheckpointIngest&) = delete;
+
+  // Opens an upload session for `header` (its checkpoint id is derived from job, attempt and
+  // step). InvalidArgument naming the header field for a malformed header.
+  absl::StatusOr<CheckpointUpload> Begin(const v1::CheckpointHeader& header);
+  absl::Status Append(const CheckpointUpload& upload, const v1::CheckpointChunk& chunk);
+  // Verifies and publishes the bytes, records the checkpoint (a retried upload of a recorded one
+  // returns that record), publishes `checkpoint_committed` and applies retention. The upload is
+  // over whatever this returns; on an error nothing of it stays on disk or in the store.
+  absl::StatusOr<v1::CheckpointInfo> Commit(const CheckpointUpload& upload,
+                                            const v1::CheckpointManifest& manifest);
+  void Abort(const CheckpointUpload& upload);
+
+  // Deletes the job's checkpoints beyond the newest `keep_checkpoints` (final ones are kept):
+  // the record first, then the files, so a crash leaves at most an orphan directory, which the
+  // next pass removes.
+  absl::Status ApplyRetention(const std::string& job_id);
+
+  // Verifies every file of a stored checkpoint against its MANIFEST; DataLoss (counted as a
+  // verification failure) naming the file on a mismatch.
+  absl::StatusOr<Manifest> Verify(const std::string& job_id, const std::string& checkpoint_id);
+  // The record of a committed checkpoint, verified (NotFound for an unknown id).
+  absl::StatusOr<v1::CheckpointInfo> Open(const std::string& checkpoint_id);
+  // A chunk of one file of a checkpoint returned by Open().
+  absl::StatusOr<std::string> ReadChunk(const v1::CheckpointInfo& info,
+                                        const std::string& file_name, int64_t offset,
+                                        int64_t max_bytes);
+
+ private:
+  JobStore* const store_;
+  CheckpointFileStore* const files_;
+  JobEventHub* const events_;
+  CoordinatorMetrics* const metrics_;
+  Clock* const clock_;
+  const int keep_checkpoints_;
+};
+
+}  // namespace peco::coordinator
+
+#endif  // PECO_COORDINATOR_CHECKPOINT_INGEST_H_
