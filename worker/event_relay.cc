@@ -70,7 +70,8 @@ RelayedEvent RelayTrainerEvent(const TrainerEvent& event, int64_t last_step,
     return relayed;
   }
   std::filesystem::path checkpoint(*path);
-  if (checkpoint.is_relative()) checkpoint = std::filesystem::path(std::string(attempt_dir)) / checkpoint;
+  if (checkpoint.is_relative())
+    checkpoint = std::filesystem::path(std::string(attempt_dir)) / checkpoint;
   v1::CheckpointHeader header;
   header.set_job_id(tag.job_id);
   header.set_attempt(tag.attempt);

@@ -81,8 +81,7 @@ TEST(EventRelayTest, RankZerosCheckpointEventNamesTheCheckpointToUpload) {
   EXPECT_FALSE(absolute.checkpoint->final());
 
   // Other ranks do not upload; a checkpoint event without a path is a problem, not an upload.
-  EXPECT_FALSE(RelayTrainerEvent(Event(R"({"event":"checkpoint","step":1,"path":"c"})", 1), 0,
-                                 "/w")
+  EXPECT_FALSE(RelayTrainerEvent(Event(R"({"event":"checkpoint","step":1,"path":"c"})", 1), 0, "/w")
                    .checkpoint.has_value());
   RelayedEvent no_path = RelayTrainerEvent(Event(R"({"event":"checkpoint","step":1})"), 0, "/w");
   EXPECT_FALSE(no_path.checkpoint.has_value());
