@@ -13,9 +13,8 @@ namespace peco::coordinator {
 using internal::CheckpointIdFor;
 using internal::Log;
 
-CheckpointIngest::CheckpointIngest(JobStore* store, CheckpointFileStore* files,
-                                   JobEventHub* events, CoordinatorMetrics* metrics, Clock* clock,
-                                   int keep_checkpoints)
+CheckpointIngest::CheckpointIngest(JobStore* store, CheckpointFileStore* files, JobEventHub* events,
+                                   CoordinatorMetrics* metrics, Clock* clock, int keep_checkpoints)
     : store_(store),
       files_(files),
       events_(events),

@@ -53,6 +53,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "coordinator/attempt_outcome.h"
 #include "coordinator/checkpoint_file_store.h"
 #include "coordinator/checkpoint_ingest.h"
 #include "coordinator/cluster_view.h"
@@ -172,8 +173,6 @@ class Coordinator {
     return result;
   }
 
-  enum class AttemptEnd { kSucceeded, kStopped, kFailed };
-
   // The config field of `spec` that receives its dependency's checkpoint (dependency_inputs.h),
   // or nullopt; NotFound naming the field when the dependency does not exist.
   absl::StatusOr<std::optional<std::string>> DependencyInputFieldOf(const v1::JobSpec& spec);
@@ -182,7 +181,8 @@ class Coordinator {
   absl::StatusOr<v1::Job> TransitionLocked(const v1::Job& job, v1::JobState state,
                                            const std::string& reason, const std::string& cause = "")
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends the current attempt of `job_id` (NOTE [attempt outcomes]). `restart_reason` labels
+  // Ends the current attempt of `job_id` (NOTE [attempt outcomes]; the decision is
+  // DecideAttemptOutcome's, attempt_outcome.h). `restart_reason` labels
   // the restart metric (worker_lost, trainer_failed); `cause` is recorded on the attempt.
   absl::Status EndAttemptLocked(const std::string& job_id, int64_t attempt, AttemptEnd end,
                                 bool retryable, const std::string& reason,

@@ -10,6 +10,7 @@
 #include "coordinator/coordinator_internal.h"
 #include "coordinator/dependency_inputs.h"
 #include "coordinator/job_state_machine.h"
+#include "coordinator/scheduling_pass.h"
 #include "service/job_kinds.h"
 
 namespace peco::coordinator {
@@ -26,24 +27,10 @@ absl::Status Coordinator::EndAttemptLocked(const std::string& job_id, int64_t at
                                            const std::string& cause) {
   ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
   if (job.attempt() != attempt || !HoldsDevices(job.state())) return absl::OkStatus();
-  if (end == AttemptEnd::kSucceeded) {
-    return TransitionLocked(job, v1::JOB_STATE_SUCCEEDED, "").status();
-  }
-  if (job.cancel_requested_time_us() > 0) {
-    std::string why = job.cancel_reason();
-    if (end == AttemptEnd::kFailed)
-      absl::StrAppend(&why, " (the trainer did not stop cleanly: ", reason, ")");
-    return TransitionLocked(job, v1::JOB_STATE_CANCELLED, why, "cancelled").status();
-  }
-  if (retryable && job.restart_count() < MaxRestarts(job)) {
-    if (metrics_ != nullptr) metrics_->CountRestart(restart_reason);
-    return TransitionLocked(job, v1::JOB_STATE_RESTARTING, reason, cause).status();
-  }
-  std::string why = reason;
-  if (retryable) {
-    why = absl::StrCat(reason, " (gave up after ", job.restart_count(), " restarts)");
-  }
-  return TransitionLocked(job, v1::JOB_STATE_FAILED, why, cause).status();
+  const AttemptOutcome outcome =
+      DecideAttemptOutcome(job, end, retryable, reason, cause, MaxRestarts(job));
+  if (outcome.restart && metrics_ != nullptr) metrics_->CountRestart(restart_reason);
+  return TransitionLocked(job, outcome.state, outcome.reason, outcome.cause).status();
 }
 
 std::pair<std::string, int64_t> Coordinator::NewestVerifiedCheckpoint(const std::string& job_id) {
@@ -212,31 +199,12 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
         resume_points.count(job.id()) == 0) {
       continue;
     }
-    PendingJob entry;
-    entry.job_id = job.id();
-    entry.priority = job.spec().priority();
-    entry.submit_seq = job.submit_seq();
-    entry.world_size = job.spec().world_size();
-    entry.gpus_per_rank = job.spec().devices_per_rank().gpus();
-    entry.cpu_slots_per_rank = job.spec().devices_per_rank().cpu_slots();
-    entry.pending_since = absl::FromUnixMicros(job.submit_time_us());
+    std::optional<absl::Time> restart_pending_since;
     if (auto it = pending_since_.find(job.id()); it != pending_since_.end()) {
-      entry.pending_since = it->second;
+      restart_pending_since = it->second;
     }
-    if (job.spec().depends_on().has_job_id()) {
-      absl::StatusOr<v1::Job> dependency = store_->GetJob(job.spec().depends_on().job_id());
-      if (!dependency.ok() || dependency->state() == v1::JOB_STATE_FAILED ||
-          dependency->state() == v1::JOB_STATE_CANCELLED) {
-        entry.dependency = DependencyState::kFailed;
-      } else if (dependency->state() != v1::JOB_STATE_SUCCEEDED) {
-        entry.dependency = DependencyState::kPending;
-      }
-    } else if (job.spec().depends_on().has_checkpoint_id()) {
-      if (!store_->GetCheckpoint(job.spec().depends_on().checkpoint_id()).ok()) {
-        entry.dependency = DependencyState::kFailed;
-      }
-    }
-    snapshot.jobs.push_back(entry);
+    snapshot.jobs.push_back(
+        QueueEntryOf(job, restart_pending_since, DependencyStateOf(job.spec(), *store_)));
   }
   if (snapshot.jobs.empty()) return absl::OkStatus();
 
@@ -269,15 +237,8 @@ absl::Status Coordinator::ScheduleLocked(const ResumePoints& resume_points) {
   for (const JobVerdict& verdict : decision.failed) {
     std::optional<v1::Job> failed = pending_job(verdict.job_id);
     if (!failed.has_value()) continue;
-    const v1::Job& job = *failed;
-    std::string reason = verdict.reason;
-    if (job.spec().depends_on().has_job_id() || job.spec().depends_on().has_checkpoint_id()) {
-      const std::string target = job.spec().depends_on().has_job_id()
-                                     ? job.spec().depends_on().job_id()
-                                     : job.spec().depends_on().checkpoint_id();
-      reason = absl::StrCat("dependency ", target, " failed, was cancelled or is gone");
-    }
-    note(TransitionLocked(job, v1::JOB_STATE_FAILED, reason).status());
+    note(TransitionLocked(*failed, v1::JOB_STATE_FAILED, FailedJobReason(*failed, verdict.reason))
+             .status());
   }
   // The pass's attempts start in transactions of up to kAttemptsPerTransaction: one commit
   // (and one flush by the next Sync()) for many placements.

@@ -17,6 +17,9 @@
 #include "common/status_macros.h"
 #include "common/trainer_protocol.h"
 #include "service/job_kinds.h"
+#include "worker/attempt_result.h"
+#include "worker/coordinator_session.h"
+#include "worker/device_ledger.h"
 #include "worker/event_relay.h"
 #include "worker/log_tailer.h"
 
@@ -59,12 +62,6 @@ bool IsTransient(const absl::Status& status) {
   }
 }
 
-absl::Duration Backoff(absl::Duration initial, absl::Duration max, int failures) {
-  absl::Duration backoff = initial;
-  for (int i = 1; i < failures && backoff < max; ++i) backoff *= 2;
-  return std::min(backoff, max);
-}
-
 std::string AttemptName(absl::string_view job_id, int64_t attempt) {
   return absl::StrCat("job ", job_id, " attempt ", attempt);
 }
@@ -104,8 +101,7 @@ struct WorkerAgent::Attempt {
   }
   // Devices reserved while the trainers run.
   bool holds_devices = false;
-  std::vector<int> gpus;
-  int cpu_slots = 0;
+  HeldDevices devices;
   // Latest step per global rank (a non-step event is reported at its rank's latest step).
   std::map<int, int64_t> last_step;
   // Set when the phase becomes kFinishing.
@@ -230,9 +226,12 @@ absl::Status WorkerAgent::Init() {
     }
   }
   absl::MutexLock lock(&mu_);
-  worker_id_ = id;
-  for (int gpu = 0; gpu < options_.gpus; ++gpu) free_gpus_.insert(gpu);
-  free_cpu_slots_ = options_.cpu_slots;
+  CoordinatorSession::Options session;
+  session.register_initial_backoff = options_.register_initial_backoff;
+  session.register_max_backoff = options_.register_max_backoff;
+  session.heartbeat_interval = options_.heartbeat_interval;
+  session_.emplace(session, id);
+  devices_.emplace(options_.gpus, options_.cpu_slots);
   return absl::OkStatus();
 }
 
@@ -251,7 +250,8 @@ void WorkerAgent::Tick() {
   {
     absl::MutexLock lock(&mu_);
     shutting_down = shutting_down_;
-    registered = registered_;
+    if (!session_.has_value()) return;  // Init() has not run
+    registered = session_->registered();
   }
   if (!shutting_down && !registered) TryRegister(now);
   {
@@ -264,15 +264,12 @@ void WorkerAgent::Tick() {
 }
 
 v1::WorkerDevices WorkerAgent::FreeDevicesLocked() const {
-  v1::WorkerDevices free;
-  free.set_gpus(static_cast<int32_t>(free_gpus_.size()));
-  free.set_cpu_slots(free_cpu_slots_);
-  return free;
+  return devices_.has_value() ? devices_->Free() : v1::WorkerDevices();
 }
 
 v1::WorkerInfo WorkerAgent::WorkerInfoLocked() const {
   v1::WorkerInfo info;
-  info.set_id(worker_id_);
+  info.set_id(session_->worker_id());
   info.set_host(options_.host);
   info.mutable_devices()->set_gpus(options_.gpus);
   info.mutable_devices()->set_cpu_slots(options_.cpu_slots);
@@ -300,26 +297,21 @@ void WorkerAgent::TryRegister(absl::Time now) {
   v1::RegisterRequest request;
   {
     absl::MutexLock lock(&mu_);
-    if (registered_ || shutting_down_ || now < next_register_) return;
+    if (shutting_down_ || !session_->RegisterDue(now)) return;
     *request.mutable_worker() = WorkerInfoLocked();
     for (v1::RunningRanks& ranks : RunningLocked()) *request.add_running() = std::move(ranks);
   }
   absl::StatusOr<v1::RegisterResponse> response = client_->Register(request);
   if (!response.ok()) {
-    absl::Duration backoff;
-    int failures;
+    CoordinatorSession::RegisterRetry retry;
     {
       absl::MutexLock lock(&mu_);
-      failures = ++register_failures_;
-      backoff = Backoff(options_.register_initial_backoff, options_.register_max_backoff, failures);
-      next_register_ = now + backoff;
+      retry = session_->OnRegisterFailed(now);
     }
-    // The first failures and then every tenth: a coordinator that is down for long is one line
-    // a few minutes, not one a second.
-    if (failures <= 3 || failures % 10 == 0) {
-      Log(absl::StrCat("registering with the coordinator failed (try ", failures,
+    if (retry.worth_logging) {
+      Log(absl::StrCat("registering with the coordinator failed (try ", retry.failures,
                        "): ", response.status().ToString(), "; retrying in ",
-                       absl::FormatDuration(backoff)));
+                       absl::FormatDuration(retry.backoff)));
     }
     return;
   }
@@ -327,25 +319,14 @@ void WorkerAgent::TryRegister(absl::Time now) {
   absl::Duration interval;
   {
     absl::MutexLock lock(&mu_);
-    register_failures_ = 0;
-    registered_ = true;
-    if (!response->worker_id().empty() && response->worker_id() != worker_id_) {
-      worker_id_ = response->worker_id();
-      if (options_.worker_id.empty()) {
-        // Persisted so that a restarted worker registers under the same id.
-        const std::string path = (fs::path(options_.work_dir) / kWorkerIdFile).string();
-        absl::Status written = WriteFileAtomic(path, worker_id_ + "\n");
-        if (!written.ok()) Log(absl::StrCat("cannot persist the worker id: ", written.ToString()));
-      }
+    if (session_->OnRegistered(*response, now) && options_.worker_id.empty()) {
+      // Persisted so that a restarted worker registers under the same id.
+      const std::string path = (fs::path(options_.work_dir) / kWorkerIdFile).string();
+      absl::Status written = WriteFileAtomic(path, session_->worker_id() + "\n");
+      if (!written.ok()) Log(absl::StrCat("cannot persist the worker id: ", written.ToString()));
     }
-    heartbeat_interval_ = options_.heartbeat_interval > absl::ZeroDuration()
-                              ? options_.heartbeat_interval
-                          : response->heartbeat_interval_ms() > 0
-                              ? absl::Milliseconds(response->heartbeat_interval_ms())
-                              : absl::Seconds(5);
-    next_heartbeat_ = now;
-    id = worker_id_;
-    interval = heartbeat_interval_;
+    id = session_->worker_id();
+    interval = session_->heartbeat_interval();
   }
   Log(absl::StrCat("registered as ", id, " (", request.running_size(),
                    " running attempts; heartbeat every ", absl::FormatDuration(interval), ")"));
@@ -357,9 +338,8 @@ void WorkerAgent::TryHeartbeat(absl::Time now) {
   std::vector<AttemptKey> sent;
   {
     absl::MutexLock lock(&mu_);
-    if (!registered_ || shutting_down_ || now < next_heartbeat_) return;
-    next_heartbeat_ = now + heartbeat_interval_;
-    request.set_worker_id(worker_id_);
+    if (shutting_down_ || !session_->TakeHeartbeatTurn(now)) return;
+    request.set_worker_id(session_->worker_id());
     for (v1::RunningRanks& ranks : RunningLocked()) *request.add_running() = std::move(ranks);
     *request.mutable_free_devices() = FreeDevicesLocked();
     for (const auto& [key, attempt] : attempts_) {
@@ -375,12 +355,7 @@ void WorkerAgent::TryHeartbeat(absl::Time now) {
     bool first_failure;
     {
       absl::MutexLock lock(&mu_);
-      if (not_found) {
-        registered_ = false;
-        next_register_ = absl::InfinitePast();
-      }
-      first_failure = !heartbeat_failing_;
-      heartbeat_failing_ = true;
+      first_failure = session_->OnHeartbeatFailed(response.status());
     }
     if (not_found) {
       Log(absl::StrCat("the coordinator does not know worker ", request.worker_id(),
@@ -397,8 +372,7 @@ void WorkerAgent::TryHeartbeat(absl::Time now) {
   std::vector<std::string> delivered;
   {
     absl::MutexLock lock(&mu_);
-    if (heartbeat_failing_) delivered.push_back("heartbeats succeed again");
-    heartbeat_failing_ = false;
+    if (session_->OnHeartbeatSucceeded()) delivered.push_back("heartbeats succeed again");
     for (const AttemptKey& key : sent) {
       auto it = attempts_.find(key);
       if (it == attempts_.end() || it->second->phase != Attempt::Phase::kDone) continue;
@@ -515,26 +489,16 @@ void WorkerAgent::ApplyAssignment(const v1::Assignment& assignment, absl::Time n
   attempt.dir = AttemptDir(assignment.job_id(), assignment.attempt());
 
   // Devices: a CPU rank takes at least one slot.
-  const int ranks = assignment.ranks_size();
-  const v1::DeviceRequest& per_rank = assignment.spec().devices_per_rank();
-  const int need_gpus = std::max(per_rank.gpus(), 0) * ranks;
-  const int need_cpus = (per_rank.gpus() <= 0 ? std::max(per_rank.cpu_slots(), 1)
-                                              : std::max(per_rank.cpu_slots(), 0)) *
-                        ranks;
-  if (need_gpus > static_cast<int>(free_gpus_.size()) || need_cpus > free_cpu_slots_) {
+  absl::StatusOr<HeldDevices> held =
+      devices_->Acquire(assignment.spec().devices_per_rank(), assignment.ranks_size());
+  if (!held.ok()) {
     FailBeforeLaunchLocked(attempt,
-                           absl::StrCat("not enough free devices on worker ", worker_id_, ": need ",
-                                        need_gpus, " gpus and ", need_cpus, " cpu slots, free ",
-                                        free_gpus_.size(), " and ", free_cpu_slots_),
+                           absl::StrCat("not enough free devices on worker ", session_->worker_id(),
+                                        ": ", held.status().message()),
                            true, "launch");
     return;
   }
-  for (int i = 0; i < need_gpus; ++i) {
-    attempt.gpus.push_back(*free_gpus_.begin());
-    free_gpus_.erase(free_gpus_.begin());
-  }
-  attempt.cpu_slots = need_cpus;
-  free_cpu_slots_ -= need_cpus;
+  attempt.devices = *std::move(held);
   attempt.holds_devices = true;
 
   // A directory left by an earlier worker process for the same attempt would make the trainer
@@ -596,7 +560,7 @@ void WorkerAgent::LaunchLocked(Attempt& attempt) {
     // Ranks pick their device by LOCAL_RANK among the attempt's GPUs (torchrun's convention);
     // a CPU attempt on a GPU machine sees none.
     options.extra_env.push_back(
-        absl::StrCat("CUDA_VISIBLE_DEVICES=", absl::StrJoin(attempt.gpus, ",")));
+        absl::StrCat("CUDA_VISIBLE_DEVICES=", absl::StrJoin(attempt.devices.gpus, ",")));
   }
   options.startup_timeout = options_.startup_timeout;
   options.stall_timeout_floor = options_.stall_timeout_floor;
@@ -644,10 +608,8 @@ void WorkerAgent::FailBeforeLaunchLocked(Attempt& attempt, std::string reason, b
 
 void WorkerAgent::ReleaseDevicesLocked(Attempt& attempt) {
   if (!attempt.holds_devices) return;
-  free_gpus_.insert(attempt.gpus.begin(), attempt.gpus.end());
-  free_cpu_slots_ += attempt.cpu_slots;
-  attempt.gpus.clear();
-  attempt.cpu_slots = 0;
+  devices_->Release(attempt.devices);
+  attempt.devices = HeldDevices();
   attempt.holds_devices = false;
 }
 
@@ -712,65 +674,12 @@ void WorkerAgent::RelayLogsLocked(Attempt& attempt, bool at_end) {
 }
 
 v1::AttemptResult WorkerAgent::BuildResultLocked(const Attempt& attempt) const {
-  const AttemptOutcome outcome = *attempt.supervisor->outcome();
-  const std::vector<RankStatus> ranks = attempt.supervisor->GetRankStatuses();
-  v1::AttemptResult result;
-  result.set_job_id(attempt.job_id());
-  result.set_attempt(attempt.number());
-  int64_t last_step = -1;
-  for (const RankStatus& rank : ranks) last_step = std::max(last_step, rank.last_step);
-  result.set_last_step(last_step);
-  result.set_reason(outcome.reason);
-  result.set_retryable(outcome.retryable);
-  switch (outcome.result) {
-    case AttemptOutcome::Result::kSucceeded:
-      result.set_result(v1::AttemptResult::RESULT_SUCCEEDED);
-      result.set_cause("exit");
-      return result;
-    case AttemptOutcome::Result::kStopped:
-      result.set_result(v1::AttemptResult::RESULT_STOPPED);
-      result.set_cause("cancel");
-      break;
-    case AttemptOutcome::Result::kFailed: {
-      result.set_result(v1::AttemptResult::RESULT_FAILED);
-      const RankStatus* failed = nullptr;
-      for (const RankStatus& rank : ranks) {
-        if (rank.tag.rank == outcome.failed_rank) failed = &rank;
-      }
-      std::string cause = "exit";
-      if (attempt.launch_failed) {
-        cause = "launch";
-      } else if (failed != nullptr && failed->stalled) {
-        cause = "stall";
-      } else if (outcome.cancel_requested) {
-        cause = "cancel";
-      } else if (failed != nullptr && failed->exit.has_value() && failed->exit->exited() &&
-                 failed->exit->exit_code == trainer_protocol::kExitNonFiniteLoss) {
-        cause = "nonfinite_loss";  // the trainer refused a NaN or infinite loss
-      } else if (failed != nullptr && failed->exit.has_value() && !failed->exit->exited()) {
-        // The supervisor SIGKILLs a rank only after the gang's deciding failure was recorded,
-        // so a deciding SIGKILL came from elsewhere: on Linux, the out-of-memory killer.
-        if (failed->exit->signal == SIGKILL) {
-          cause = "oom";
-          result.set_reason(absl::StrCat(
-              outcome.reason, " (not sent by peco-worker: probably the out-of-memory killer)"));
-        } else {
-          cause = "signal";
-        }
-      }
-      result.set_cause(cause);
-      break;
-    }
-  }
-  if (attempt.shutdown_cancelled && !attempt.coordinator_cancelled) {
-    // The worker stopped it, not the user: another attempt should carry on from its checkpoint.
-    result.set_result(v1::AttemptResult::RESULT_FAILED);
-    result.set_retryable(true);
-    result.set_cause("cancel");
-    result.set_reason(
-        absl::StrCat("peco-worker shut down", outcome.reason.empty() ? "" : ": ", outcome.reason));
-  }
-  return result;
+  AttemptEnding ending;
+  ending.launch_failed = attempt.launch_failed;
+  ending.coordinator_cancelled = attempt.coordinator_cancelled;
+  ending.shutdown_cancelled = attempt.shutdown_cancelled;
+  return BuildAttemptResult(attempt.job_id(), attempt.number(), *attempt.supervisor->outcome(),
+                            attempt.supervisor->GetRankStatuses(), ending);
 }
 
 void WorkerAgent::FlushReports(absl::Time now) {
@@ -887,7 +796,7 @@ bool WorkerAgent::FetchOnce(absl::Time now) {
       break;
     }
     if (dest.empty()) return false;
-    worker_id = worker_id_;
+    worker_id = session_->worker_id();
   }
   std::error_code ignored;
   fs::remove_all(dest, ignored);  // what an interrupted earlier try left
@@ -988,12 +897,12 @@ bool WorkerAgent::ShutdownComplete() const {
 
 std::string WorkerAgent::worker_id() const {
   absl::MutexLock lock(&mu_);
-  return worker_id_;
+  return session_.has_value() ? session_->worker_id() : options_.worker_id;
 }
 
 bool WorkerAgent::registered() const {
   absl::MutexLock lock(&mu_);
-  return registered_;
+  return session_.has_value() && session_->registered();
 }
 
 v1::WorkerDevices WorkerAgent::free_devices() const {

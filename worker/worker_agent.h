@@ -64,6 +64,8 @@
 #include "peco/v1/worker_service.pb.h"
 #include "worker/checkpoint_outbox.h"
 #include "worker/coordinator_client.h"
+#include "worker/coordinator_session.h"
+#include "worker/device_ledger.h"
 #include "worker/report_buffer.h"
 #include "worker/trainer_supervisor.h"
 #include "worker/worker_metrics.h"
@@ -229,20 +231,15 @@ class WorkerAgent : private TrainerEventSink {
   CheckpointOutbox outbox_;
 
   mutable absl::Mutex mu_;
-  std::string worker_id_ ABSL_GUARDED_BY(mu_);
-  bool registered_ ABSL_GUARDED_BY(mu_) = false;
-  int register_failures_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time next_register_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(5);
-  absl::Time next_heartbeat_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  bool heartbeat_failing_ ABSL_GUARDED_BY(mu_) = false;
+  // The coordinator session (id, registration, heartbeat schedule) and the free devices; both
+  // set up by Init().
+  std::optional<CoordinatorSession> session_ ABSL_GUARDED_BY(mu_);
+  std::optional<DeviceLedger> devices_ ABSL_GUARDED_BY(mu_);
   bool reports_failing_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time next_report_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   absl::Duration shutdown_grace_ ABSL_GUARDED_BY(mu_);
   std::map<AttemptKey, std::unique_ptr<Attempt>> attempts_ ABSL_GUARDED_BY(mu_);
-  std::set<int> free_gpus_ ABSL_GUARDED_BY(mu_);
-  int free_cpu_slots_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace peco::worker

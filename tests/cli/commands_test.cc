@@ -24,6 +24,7 @@
 #include "grpcpp/grpcpp.h"
 #include "peco/v1/job_service.grpc.pb.h"
 #include "tests/test_util/files.h"
+#include "tests/test_util/loopback_server.h"
 
 namespace peco::cli {
 namespace {
@@ -255,15 +256,7 @@ struct CliResult {
 
 class CommandsTest : public ::testing::Test {
  protected:
-  CommandsTest() {
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
-    address_ = absl::StrCat("127.0.0.1:", port);
-  }
-  ~CommandsTest() override { server_->Shutdown(); }
+  CommandsTest() : server_({&service_}), address_(server_.address()) {}
 
   // Runs peco with --coordinator and --token (none when `token` is empty: discovery then uses
   // `env`).
@@ -292,7 +285,7 @@ class CommandsTest : public ::testing::Test {
 
   ::peco::testing::ScopedTempDir temp_{"commands_test"};
   FakeJobService service_;
-  std::unique_ptr<grpc::Server> server_;
+  ::peco::testing::LoopbackServer server_;
   std::string address_;
 };
 

@@ -1,16 +1,23 @@
 // The Coordinator's parts, each alone: ClusterView (coordinator/cluster_view.h: the bookkeeping
 // of active attempts and the devices they hold, port choice, the scheduler's capacity list and
-// the gang-size check) and JobProgressCache (coordinator/job_progress_cache.h).
+// the gang-size check), JobProgressCache (coordinator/job_progress_cache.h), the attempt
+// outcome decision (coordinator/attempt_outcome.h) and the scheduling pass's mapping of job
+// records to the policy's queue (coordinator/scheduling_pass.h).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "coordinator/attempt_outcome.h"
 #include "coordinator/cluster_view.h"
 #include "coordinator/job_progress_cache.h"
+#include "coordinator/memory_job_store.h"
+#include "coordinator/scheduling_pass.h"
 
 namespace peco::coordinator {
 namespace {
@@ -221,6 +228,117 @@ TEST(JobProgressCacheTest, ForgetsTheOldestEndedJobsBeyondTheBound) {
   unknown.set_id("a");
   cache.Fill(&unknown);
   EXPECT_FALSE(unknown.has_progress());
+}
+
+v1::Job JobWithRestarts(int restarts, bool cancel_requested = false) {
+  v1::Job job;
+  job.set_id("job-1");
+  job.set_restart_count(restarts);
+  if (cancel_requested) {
+    job.set_cancel_requested_time_us(1);
+    job.set_cancel_reason("cancelled by alice");
+  }
+  return job;
+}
+
+TEST(AttemptOutcomeTest, SuccessRestartAndFailure) {
+  AttemptOutcome success =
+      DecideAttemptOutcome(JobWithRestarts(0), AttemptEnd::kSucceeded, false, "", "", 3);
+  EXPECT_EQ(success.state, v1::JOB_STATE_SUCCEEDED);
+  EXPECT_FALSE(success.restart);
+
+  AttemptOutcome restart = DecideAttemptOutcome(JobWithRestarts(2), AttemptEnd::kFailed, true,
+                                                "worker lost", "worker_lost", 3);
+  EXPECT_EQ(restart.state, v1::JOB_STATE_RESTARTING);
+  EXPECT_TRUE(restart.restart);
+  EXPECT_EQ(restart.reason, "worker lost");
+  EXPECT_EQ(restart.cause, "worker_lost");
+
+  AttemptOutcome gave_up = DecideAttemptOutcome(JobWithRestarts(3), AttemptEnd::kFailed, true,
+                                                "worker lost", "worker_lost", 3);
+  EXPECT_EQ(gave_up.state, v1::JOB_STATE_FAILED);
+  EXPECT_FALSE(gave_up.restart);
+  EXPECT_EQ(gave_up.reason, "worker lost (gave up after 3 restarts)");
+
+  AttemptOutcome fatal =
+      DecideAttemptOutcome(JobWithRestarts(0), AttemptEnd::kFailed, false, "bad config", "exit", 3);
+  EXPECT_EQ(fatal.state, v1::JOB_STATE_FAILED);
+  EXPECT_EQ(fatal.reason, "bad config");
+  EXPECT_EQ(fatal.cause, "exit");
+
+  // A trainer that stopped without being asked to restarts like a retryable failure.
+  EXPECT_EQ(DecideAttemptOutcome(JobWithRestarts(0), AttemptEnd::kStopped, true, "stopped",
+                                 "trainer_stopped", 3)
+                .state,
+            v1::JOB_STATE_RESTARTING);
+}
+
+TEST(AttemptOutcomeTest, ARequestedCancellationWinsOverEverythingButSuccess) {
+  const v1::Job cancelling = JobWithRestarts(0, /*cancel_requested=*/true);
+  AttemptOutcome stopped =
+      DecideAttemptOutcome(cancelling, AttemptEnd::kStopped, true, "stopped", "cancel", 3);
+  EXPECT_EQ(stopped.state, v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(stopped.reason, "cancelled by alice");
+  EXPECT_EQ(stopped.cause, "cancelled");
+  EXPECT_FALSE(stopped.restart);
+  AttemptOutcome failed =
+      DecideAttemptOutcome(cancelling, AttemptEnd::kFailed, true, "exit 1", "exit", 3);
+  EXPECT_EQ(failed.state, v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(failed.reason, "cancelled by alice (the trainer did not stop cleanly: exit 1)");
+  EXPECT_EQ(DecideAttemptOutcome(cancelling, AttemptEnd::kSucceeded, false, "", "", 3).state,
+            v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST(SchedulingPassTest, QueueEntryCarriesTheSpecAndWhenTheJobBecameSchedulable) {
+  v1::Job job;
+  job.set_id("job-3");
+  job.set_submit_seq(7);
+  job.set_submit_time_us(5'000'000);
+  job.mutable_spec()->set_priority(4);
+  job.mutable_spec()->set_world_size(2);
+  job.mutable_spec()->mutable_devices_per_rank()->set_gpus(1);
+  job.mutable_spec()->mutable_devices_per_rank()->set_cpu_slots(3);
+  PendingJob entry = QueueEntryOf(job, std::nullopt, DependencyState::kPending);
+  EXPECT_EQ(entry.job_id, "job-3");
+  EXPECT_EQ(entry.priority, 4);
+  EXPECT_EQ(entry.submit_seq, 7);
+  EXPECT_EQ(entry.world_size, 2);
+  EXPECT_EQ(entry.gpus_per_rank, 1);
+  EXPECT_EQ(entry.cpu_slots_per_rank, 3);
+  EXPECT_EQ(entry.dependency, DependencyState::kPending);
+  EXPECT_EQ(entry.pending_since, absl::FromUnixSeconds(5));
+  EXPECT_EQ(QueueEntryOf(job, kT0, DependencyState::kNone).pending_since, kT0);  // a restart
+}
+
+TEST(SchedulingPassTest, DependencyStateAndTheReasonAFailedDependencyGives) {
+  MemoryJobStore store;
+  NewJob first;
+  first.spec.set_name("first");
+  first.spec.set_world_size(1);
+  absl::StatusOr<CreateJobResult> created = store.CreateJob(first);
+  ASSERT_TRUE(created.ok()) << created.status();
+  const std::string first_id = created->job.id();
+
+  v1::JobSpec none;
+  EXPECT_EQ(DependencyStateOf(none, store), DependencyState::kNone);
+  v1::JobSpec after_first;
+  after_first.mutable_depends_on()->set_job_id(first_id);
+  EXPECT_EQ(DependencyStateOf(after_first, store), DependencyState::kPending);
+  v1::JobSpec after_gone;
+  after_gone.mutable_depends_on()->set_job_id("job-999999");
+  EXPECT_EQ(DependencyStateOf(after_gone, store), DependencyState::kFailed);
+  v1::JobSpec after_checkpoint;
+  after_checkpoint.mutable_depends_on()->set_checkpoint_id("no-such-checkpoint");
+  EXPECT_EQ(DependencyStateOf(after_checkpoint, store), DependencyState::kFailed);
+  ASSERT_TRUE(store.UpdateJobState({first_id, 0, v1::JOB_STATE_CANCELLED, "by alice", 1, ""}).ok());
+  EXPECT_EQ(DependencyStateOf(after_first, store), DependencyState::kFailed);
+
+  v1::Job dependent;
+  *dependent.mutable_spec() = after_first;
+  EXPECT_EQ(FailedJobReason(dependent, "unplaceable"),
+            absl::StrCat("dependency ", first_id, " failed, was cancelled or is gone"));
+  v1::Job alone;
+  EXPECT_EQ(FailedJobReason(alone, "unplaceable"), "unplaceable");
 }
 
 }  // namespace

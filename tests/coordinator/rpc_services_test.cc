@@ -18,6 +18,7 @@
 #include "common/sha256.h"
 #include "coordinator/memory_job_store.h"
 #include "tests/test_util/files.h"
+#include "tests/test_util/loopback_server.h"
 
 namespace peco::coordinator {
 namespace {
@@ -47,17 +48,12 @@ class RpcServicesTest : public ::testing::Test {
         std::make_unique<JobServiceImpl>(coordinator_.get(), &events_, tokens_.get(), logs_.get());
     worker_service_ =
         std::make_unique<WorkerServiceImpl>(coordinator_.get(), tokens_.get(), logs_.get());
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.SetMaxReceiveMessageSize(2 << 20);
-    builder.RegisterService(job_service_.get());
-    builder.RegisterService(worker_service_.get());
-    server_ = builder.BuildAndStart();
+    server_ = std::make_unique<::peco::testing::LoopbackServer>(
+        std::vector<grpc::Service*>{job_service_.get(), worker_service_.get()}, 2 << 20);
     grpc::ChannelArguments args;
     args.SetMaxSendMessageSize(64 << 20);
-    auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
-                                             grpc::InsecureChannelCredentials(), args);
+    auto channel =
+        grpc::CreateCustomChannel(server_->address(), grpc::InsecureChannelCredentials(), args);
     jobs_ = v1::JobService::NewStub(channel);
     workers_ = v1::WorkerService::NewStub(channel);
   }
@@ -147,7 +143,7 @@ class RpcServicesTest : public ::testing::Test {
   std::unique_ptr<JobLogStore> logs_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
-  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<::peco::testing::LoopbackServer> server_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
   std::unique_ptr<v1::WorkerService::Stub> workers_;
 };

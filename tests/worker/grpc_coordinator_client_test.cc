@@ -25,11 +25,13 @@
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
 #include "tests/test_util/files.h"
+#include "tests/test_util/loopback_server.h"
 
 namespace peco::worker {
 namespace {
 namespace fs = std::filesystem;
 
+using ::peco::testing::LoopbackServer;
 using ::peco::testing::ReadFileForTest;
 using ::peco::testing::ScopedTempDir;
 using ::testing::ElementsAre;
@@ -156,13 +158,8 @@ class FakeWorkerService : public v1::WorkerService::Service {
 class GrpcCoordinatorClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    address_ = absl::StrCat("127.0.0.1:", port);
+    server_ = std::make_unique<LoopbackServer>(std::vector<grpc::Service*>{&service_});
+    address_ = server_->address();
     dir_ = temp_.path();
   }
   void TearDown() override { server_->Shutdown(); }
@@ -191,7 +188,7 @@ class GrpcCoordinatorClientTest : public ::testing::Test {
   }
 
   FakeWorkerService service_;
-  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<LoopbackServer> server_;
   std::string address_;
   ScopedTempDir temp_{"grpc_client"};
   std::string dir_;
