@@ -29,9 +29,9 @@ AttemptOutcome DecideAttemptOutcome(const v1::Job& job, AttemptEnd end, bool ret
     return outcome;
   }
   outcome.state = v1::JOB_STATE_FAILED;
-  outcome.reason =
-      retryable ? absl::StrCat(reason, " (gave up after ", job.restart_count(), " restarts)")
-                : reason;
+  outcome.reason = retryable
+                       ? absl::StrCat(reason, " (gave up after ", job.restart_count(), " restarts)")
+                       : reason;
   return outcome;
 }
 

@@ -111,6 +111,21 @@ absl::StatusOr<Manifest> CheckpointIngest::Verify(const std::string& job_id,
   return verified;
 }
 
+std::pair<std::string, int64_t> CheckpointIngest::NewestVerified(const std::string& job_id) {
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> infos = store_->ListCheckpoints(job_id);
+  if (!infos.ok()) {
+    Log(absl::StrCat("listing checkpoints of ", job_id, ": ", infos.status().ToString()));
+    return {"", 0};
+  }
+  for (auto it = infos->rbegin(); it != infos->rend(); ++it) {
+    absl::StatusOr<Manifest> verified = Verify(job_id, it->id());
+    if (verified.ok()) return {it->id(), it->step()};
+    Log(absl::StrCat(job_id, ": checkpoint ", it->id(), " is refused (",
+                     verified.status().message(), "); trying the one before"));
+  }
+  return {"", 0};
+}
+
 absl::StatusOr<v1::CheckpointInfo> CheckpointIngest::Open(const std::string& checkpoint_id) {
   if (checkpoint_id.empty()) {
     return absl::InvalidArgumentError("checkpoint_id: must not be empty");

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -67,6 +68,10 @@ class CheckpointIngest {
   // Verifies every file of a stored checkpoint against its MANIFEST; DataLoss (counted as a
   // verification failure) naming the file on a mismatch.
   absl::StatusOr<Manifest> Verify(const std::string& job_id, const std::string& checkpoint_id);
+  // Where a restarting job resumes: its newest checkpoint (by step, then attempt) that verifies,
+  // as (id, step); ("", 0) when none does (a fresh start). Refused ones are logged and counted.
+  // Reads checkpoints whole: call without the Coordinator's lock.
+  std::pair<std::string, int64_t> NewestVerified(const std::string& job_id);
   // The record of a committed checkpoint, verified (NotFound for an unknown id).
   absl::StatusOr<v1::CheckpointInfo> Open(const std::string& checkpoint_id);
   // A chunk of one file of a checkpoint returned by Open().

@@ -153,31 +153,6 @@ absl::StatusOr<v1::Job> Coordinator::TransitionLocked(const v1::Job& job, v1::Jo
 // ---------------------------------------------------------------------------------------------
 // JobService
 
-absl::StatusOr<std::optional<std::string>> Coordinator::DependencyInputFieldOf(
-    const v1::JobSpec& spec) {
-  std::string dependency_job_id;
-  if (spec.depends_on().has_job_id()) {
-    dependency_job_id = spec.depends_on().job_id();
-  } else if (spec.depends_on().has_checkpoint_id()) {
-    absl::StatusOr<v1::CheckpointInfo> checkpoint =
-        store_->GetCheckpoint(spec.depends_on().checkpoint_id());
-    if (absl::IsNotFound(checkpoint.status())) {
-      return absl::NotFoundError(absl::StrCat("spec.depends_on.checkpoint_id: no checkpoint ",
-                                              spec.depends_on().checkpoint_id()));
-    }
-    RETURN_IF_ERROR(checkpoint.status());
-    dependency_job_id = checkpoint->job_id();
-  } else {
-    return std::optional<std::string>();
-  }
-  absl::StatusOr<v1::Job> dependency = store_->GetJob(dependency_job_id);
-  if (absl::IsNotFound(dependency.status()) && spec.depends_on().has_job_id()) {
-    return absl::NotFoundError(absl::StrCat("spec.depends_on.job_id: no job ", dependency_job_id));
-  }
-  RETURN_IF_ERROR(dependency.status());
-  return service::DependencyInputField(spec.kind(), dependency->spec().kind());
-}
-
 absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJobUnsynced(
     const v1::SubmitJobRequest& request) {
   v1::JobSpec spec = request.spec();
@@ -188,7 +163,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJobUnsynced(
   }
   // Dependencies must exist now; a dependency of a kind this job reads hands it a checkpoint.
   std::vector<std::string> input_fields;
-  ASSIGN_OR_RETURN(std::optional<std::string> input_field, DependencyInputFieldOf(spec));
+  ASSIGN_OR_RETURN(std::optional<std::string> input_field, DependencyInputFieldOf(spec, *store_));
   if (input_field.has_value()) input_fields.push_back(*input_field);
   // The trainer's own check of its config runs outside the lock (it starts a process).
   if (validator_ != nullptr) RETURN_IF_ERROR(validator_->Validate(spec, input_fields));

@@ -173,9 +173,6 @@ class Coordinator {
     return result;
   }
 
-  // The config field of `spec` that receives its dependency's checkpoint (dependency_inputs.h),
-  // or nullopt; NotFound naming the field when the dependency does not exist.
-  absl::StatusOr<std::optional<std::string>> DependencyInputFieldOf(const v1::JobSpec& spec);
   // Moves a job to `state`, publishes the change and keeps the caches in step.
   // `cause` is recorded on the attempt when the change ends it (v1::Attempt.cause).
   absl::StatusOr<v1::Job> TransitionLocked(const v1::Job& job, v1::JobState state,
@@ -194,13 +191,9 @@ class Coordinator {
   // One scheduling pass. A RESTARTING job that resumes from its newest checkpoint is placed only
   // when `resume_points` has its entry (ChooseResumePoints(), run without the lock).
   absl::Status ScheduleLocked(const ResumePoints& resume_points) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The checkpoints the next attempt of `job` reads from its dependency (Attempt.inputs): those
-  // of its previous attempt, or, for the first, the dependency's newest final checkpoint.
-  // FailedPrecondition when the dependency left no checkpoint.
-  absl::StatusOr<std::vector<v1::InputCheckpoint>> ResolveInputsLocked(const v1::Job& job)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The next attempt of `job` on `placement`, ready for the store; nullopt when the job failed
-  // instead (its dependency left no checkpoint). `ports_taken` holds the rendezvous ports
+  // The next attempt of `job` on `placement`, ready for the store (its resume point, its inputs
+  // from dependency_inputs.h, its rendezvous port); nullopt when the job failed instead (its
+  // dependency left no checkpoint). `ports_taken` holds the rendezvous ports
   // chosen earlier in the same pass, per rank-0 worker; the chosen one is added.
   absl::StatusOr<std::optional<NewAttempt>> PrepareAttemptLocked(
       const v1::Job& job, const Placement& placement, const ResumePoints& resume_points,
@@ -212,8 +205,6 @@ class Coordinator {
   // The newest checkpoint of every RESTARTING job without a named one that verifies. Reads
   // checkpoints whole: call without mu_.
   ResumePoints ChooseResumePoints() ABSL_LOCKS_EXCLUDED(mu_);
-  // The newest checkpoint of the job that verifies ("" and step 0 when there is none).
-  std::pair<std::string, int64_t> NewestVerifiedCheckpoint(const std::string& job_id);
   void SweepWorkersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForceOverdueCancellationsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

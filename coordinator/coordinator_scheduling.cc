@@ -33,51 +33,6 @@ absl::Status Coordinator::EndAttemptLocked(const std::string& job_id, int64_t at
   return TransitionLocked(job, outcome.state, outcome.reason, outcome.cause).status();
 }
 
-std::pair<std::string, int64_t> Coordinator::NewestVerifiedCheckpoint(const std::string& job_id) {
-  absl::StatusOr<std::vector<v1::CheckpointInfo>> infos = store_->ListCheckpoints(job_id);
-  if (!infos.ok()) {
-    Log(absl::StrCat("listing checkpoints of ", job_id, ": ", infos.status().ToString()));
-    return {"", 0};
-  }
-  for (auto it = infos->rbegin(); it != infos->rend(); ++it) {
-    absl::StatusOr<Manifest> verified = ingest_.Verify(job_id, it->id());
-    if (verified.ok()) return {it->id(), it->step()};
-    Log(absl::StrCat(job_id, ": checkpoint ", it->id(), " is refused (",
-                     verified.status().message(), "); trying the one before"));
-  }
-  return {"", 0};
-}
-
-absl::StatusOr<std::vector<v1::InputCheckpoint>> Coordinator::ResolveInputsLocked(
-    const v1::Job& job) {
-  if (job.attempt() > 0) {
-    // Every restart reads what the first attempt read.
-    ASSIGN_OR_RETURN(std::vector<v1::Attempt> attempts, store_->ListAttempts(job.id()));
-    if (attempts.empty()) return std::vector<v1::InputCheckpoint>();
-    return std::vector<v1::InputCheckpoint>(attempts.back().inputs().begin(),
-                                            attempts.back().inputs().end());
-  }
-  ASSIGN_OR_RETURN(std::optional<std::string> field, DependencyInputFieldOf(job.spec()));
-  if (!field.has_value()) return std::vector<v1::InputCheckpoint>();
-  v1::InputCheckpoint input;
-  input.set_config_field(*field);
-  if (job.spec().depends_on().has_checkpoint_id()) {
-    input.set_checkpoint_id(job.spec().depends_on().checkpoint_id());
-  } else {
-    const std::string& dependency = job.spec().depends_on().job_id();
-    ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> checkpoints,
-                     store_->ListCheckpoints(dependency));
-    std::optional<v1::CheckpointInfo> chosen = ChooseDependencyCheckpoint(checkpoints);
-    if (!chosen.has_value()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "dependency ", dependency, " succeeded but left no checkpoint for ", *field));
-    }
-    input.set_checkpoint_id(chosen->id());
-  }
-  Log(absl::StrCat(job.id(), ": ", input.config_field(), " <- checkpoint ", input.checkpoint_id()));
-  return std::vector<v1::InputCheckpoint>{input};
-}
-
 absl::StatusOr<std::optional<NewAttempt>> Coordinator::PrepareAttemptLocked(
     const v1::Job& queued, const Placement& placement, const ResumePoints& resume_points,
     std::map<std::string, std::set<int32_t>>* ports_taken) {
@@ -108,7 +63,7 @@ absl::StatusOr<std::optional<NewAttempt>> Coordinator::PrepareAttemptLocked(
       attempt.resume_step = point->second.second;
     }
   }
-  absl::StatusOr<std::vector<v1::InputCheckpoint>> inputs = ResolveInputsLocked(job);
+  absl::StatusOr<std::vector<v1::InputCheckpoint>> inputs = ResolveAttemptInputs(job, *store_);
   if (absl::IsFailedPrecondition(inputs.status())) {
     // The dependency succeeded without a checkpoint to hand over: retrying cannot help.
     RETURN_IF_ERROR(
@@ -117,6 +72,12 @@ absl::StatusOr<std::optional<NewAttempt>> Coordinator::PrepareAttemptLocked(
     return std::optional<NewAttempt>();
   }
   RETURN_IF_ERROR(inputs.status());
+  if (job.attempt() == 0) {
+    for (const v1::InputCheckpoint& input : *inputs) {
+      Log(absl::StrCat(job.id(), ": ", input.config_field(), " <- checkpoint ",
+                       input.checkpoint_id()));
+    }
+  }
   attempt.inputs = *std::move(inputs);
   for (const WorkerRanks& ranks : placement.workers) {
     v1::RankPlacement rank_placement;
@@ -330,7 +291,7 @@ Coordinator::ResumePoints Coordinator::ChooseResumePoints() {
     }
   }
   ResumePoints points;
-  for (const std::string& id : restarting) points[id] = NewestVerifiedCheckpoint(id);
+  for (const std::string& id : restarting) points[id] = ingest_.NewestVerified(id);
   return points;
 }
 
