@@ -231,7 +231,7 @@ void TokenRegistry::ReloadIfChanged() const {
   issued_ = *std::move(tokens);
 }
 
-absl::Status TokenRegistry::Check(absl::string_view token, Role role) const {
+absl::StatusOr<Caller> TokenRegistry::Identify(absl::string_view token, Role role) const {
   const std::string& own = role == Role::kUser ? options_.user_token : options_.worker_token;
   const std::string& other = role == Role::kUser ? options_.worker_token : options_.user_token;
   // Every call passes here: the message is built only for a refusal.
@@ -239,7 +239,7 @@ absl::Status TokenRegistry::Check(absl::string_view token, Role role) const {
     return absl::StrCat("a ", RoleName(role == Role::kUser ? Role::kWorker : Role::kUser),
                         " token cannot call the ", RoleName(role), " API");
   };
-  if (ConstantTimeEquals(token, own)) return absl::OkStatus();
+  if (ConstantTimeEquals(token, own)) return Caller{role, ""};
   if (ConstantTimeEquals(token, other)) return absl::PermissionDeniedError(wrong_role());
 
   const std::string digest = Sha256Hex(token);
@@ -256,12 +256,13 @@ absl::Status TokenRegistry::Check(absl::string_view token, Role role) const {
       return absl::PermissionDeniedError(
           absl::StrCat(wrong_role(), " (token '", issued.name, "')"));
     }
-    return absl::OkStatus();
+    return Caller{role, issued.name};
   }
   return absl::UnauthenticatedError("wrong token");
 }
 
-grpc::Status TokenRegistry::Authorize(const grpc::ServerContext& context, Role role) const {
+grpc::Status TokenRegistry::Authorize(const grpc::ServerContext& context, Role role,
+                                      Caller* caller) const {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
@@ -275,10 +276,13 @@ grpc::Status TokenRegistry::Authorize(const grpc::ServerContext& context, Role r
                         "the authorization metadata must be 'Bearer <token>'");
   }
   value.remove_prefix(kPrefix.size());
-  absl::Status checked = Check(value, role);
-  if (checked.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(checked.code()),
-                      std::string(checked.message()));
+  absl::StatusOr<Caller> checked = Identify(value, role);
+  if (checked.ok()) {
+    if (caller != nullptr) *caller = *std::move(checked);
+    return grpc::Status::OK;
+  }
+  return grpc::Status(static_cast<grpc::StatusCode>(checked.status().code()),
+                      std::string(checked.status().message()));
 }
 
 }  // namespace peco::coordinator

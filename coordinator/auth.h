@@ -72,6 +72,18 @@ absl::Status RevokeToken(const std::string& path, const std::string& name);
 // server's client CA (mutual TLS), UNAUTHENTICATED naming `service` otherwise.
 grpc::Status CheckPeerCertificate(const grpc::ServerContext& context, absl::string_view service);
 
+// Who is calling, once the token checked out.
+struct Caller {
+  Role role = Role::kUser;
+  // The issued token's name; empty for a primary token.
+  std::string name;
+  // A worker's identity: an issued worker token is bound to the worker id equal to its name
+  // (docs/SERVICE.md "Security": every WorkerService call of such a worker is checked against
+  // the placement). Empty for the primary worker token, which is trusted as any worker (a
+  // single-machine or bootstrap credential), and for users.
+  std::string bound_worker_id() const { return role == Role::kWorker ? name : std::string(); }
+};
+
 class TokenRegistry {
  public:
   struct Options {
@@ -89,11 +101,16 @@ class TokenRegistry {
   // unknown, revoked or expired token (an expired one is named, with its expiry);
   // PERMISSION_DENIED for a valid token of the other role. An issued-tokens file that changed
   // is read again first; one that no longer parses keeps the previous tokens (logged once).
-  absl::Status Check(absl::string_view token, Role role) const;
+  absl::Status Check(absl::string_view token, Role role) const {
+    return Identify(token, role).status();
+  }
+  // Check() returning who the token belongs to.
+  absl::StatusOr<Caller> Identify(absl::string_view token, Role role) const;
 
   // Check() on the call's `authorization: Bearer` metadata; UNAUTHENTICATED when it is missing
-  // or malformed. Maps to grpc::Status.
-  grpc::Status Authorize(const grpc::ServerContext& context, Role role) const;
+  // or malformed. Maps to grpc::Status. When `caller` is not null it receives the identity.
+  grpc::Status Authorize(const grpc::ServerContext& context, Role role,
+                         Caller* caller = nullptr) const;
 
  private:
   void ReloadIfChanged() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

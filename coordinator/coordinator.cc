@@ -32,6 +32,8 @@ absl::Status CoordinatorOptions::Validate() const {
   if (keep_checkpoints < 1) return bad("keep_checkpoints", "must be >= 1");
   if (default_max_restarts < 0) return bad("default_max_restarts", "must be >= 0");
   if (max_cached_ended_progress < 0) return bad("max_cached_ended_progress", "must be >= 0");
+  if (max_worker_gpus < 0) return bad("max_worker_gpus", "must be >= 0");
+  if (max_worker_cpu_slots < 1) return bad("max_worker_cpu_slots", "must be >= 1");
   return scheduler.Validate();
 }
 

@@ -30,6 +30,15 @@
 //  it is durable. Tick() does not wait: what it wrote reaches a worker only through a heartbeat,
 //  which syncs first.
 //
+// NOTE [worker identity]
+//  Results are taken only from a worker the attempt is placed on (success and stops only from the
+//  one running rank 0), whatever the credential. A caller bound to a worker id (an issued worker
+//  token) additionally: registers and heartbeats only as that id; reports metric points, events
+//  and log lines only of the ranks placed on it; uploads only rank 0's checkpoint of an attempt
+//  whose rank 0 runs on it, at a step not before the attempt's resume point; fetches only the
+//  resume checkpoint and inputs of its own attempts. Anything else is PERMISSION_DENIED naming
+//  the worker and the attempt, and changes nothing.
+//
 // Thread-safety: every public method is thread-safe. One mutex serialises the methods that
 // change state; reads go to the store directly. Tick() is called periodically by the daemon
 // (every few hundred milliseconds) and by tests after advancing a FakeClock.
@@ -83,11 +92,23 @@ struct CoordinatorOptions {
   // forgotten, oldest first, and GetJob reads their progress back from the store. Bounds the
   // coordinator's memory however many jobs it has run.
   int max_cached_ended_progress = 10000;
+  // The most devices one worker may register (a worker claiming more is refused: a fake worker
+  // with huge capacity would attract every job).
+  int max_worker_gpus = 64;
+  int max_worker_cpu_slots = 4096;
   SchedulerOptions scheduler;
   SpecLimits spec_limits;
 
   // Returns InvalidArgument naming the first bad field.
   absl::Status Validate() const;
+};
+
+// Who a WorkerService call comes from (auth.h, Caller::bound_worker_id): the worker id an issued
+// worker token is bound to, or empty for the primary worker token, which is trusted as any
+// worker. A bound caller acts only as that worker and only on the attempts placed on it
+// (NOTE [worker identity]).
+struct WorkerCaller {
+  std::string bound_worker_id;
 };
 
 class Coordinator {
@@ -128,15 +149,34 @@ class Coordinator {
                                                   int64_t max_bytes);
 
   // ---- WorkerService ----
-  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request);
-  // NotFound for an unknown worker id (the worker registers again).
-  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
-  // Stores metric points and publishes events; reports of an old attempt are counted as
-  // refused, not errors. Errors only for malformed reports or storage failures.
+  // InvalidArgument naming the field for bad devices (more than max_worker_gpus/cpu_slots) or
+  // ports. A bound caller is registered under its bound id whatever id it asks for (the answer
+  // says which).
+  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request,
+                                                const WorkerCaller& caller = {});
+  // NotFound for an unknown worker id (the worker registers again); PermissionDenied when a
+  // bound caller heartbeats as another worker. Results of attempts not placed on the worker are
+  // ignored (logged).
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request,
+                                                  const WorkerCaller& caller = {});
+  // Stores metric points and publishes events; reports of an old attempt, or (bound caller) of a
+  // rank not placed on the caller, are counted as refused, not errors. Errors only for
+  // malformed reports or storage failures.
   absl::StatusOr<v1::ReportProgressResponse> ReportProgress(
-      const std::vector<v1::ReportProgressRequest>& reports);
-  // FailedPrecondition when the header's attempt is not the job's current one.
-  absl::StatusOr<CheckpointUpload> BeginCheckpointUpload(const v1::CheckpointHeader& header);
+      const std::vector<v1::ReportProgressRequest>& reports, const WorkerCaller& caller = {});
+  // PermissionDenied when a bound caller may not write this attempt's log (NOTE [worker
+  // identity]); the attempt may have ended (its last lines are kept).
+  absl::Status CheckLogChunk(const v1::LogChunk& chunk, const WorkerCaller& caller);
+  // FailedPrecondition when the header's attempt is not the job's current one or the step is
+  // before its resume point; InvalidArgument for a header of another rank than 0;
+  // PermissionDenied when a bound caller does not run the attempt's rank 0.
+  absl::StatusOr<CheckpointUpload> BeginCheckpointUpload(const v1::CheckpointHeader& header,
+                                                         const WorkerCaller& caller = {});
+  // OpenCheckpoint for a worker's fetch: a bound caller must be `worker_id` and the checkpoint
+  // the resume checkpoint or an input of an attempt placed on it (PermissionDenied otherwise).
+  absl::StatusOr<v1::CheckpointInfo> OpenCheckpointForWorker(const std::string& checkpoint_id,
+                                                             const std::string& worker_id,
+                                                             const WorkerCaller& caller);
   absl::Status AppendCheckpointChunk(const CheckpointUpload& upload,
                                      const v1::CheckpointChunk& chunk);
   // Verifies, commits, records the checkpoint and applies retention. The upload is over
@@ -158,12 +198,18 @@ class Coordinator {
   absl::StatusOr<v1::SubmitJobResponse> SubmitJobUnsynced(const v1::SubmitJobRequest& request);
   absl::StatusOr<v1::CancelJobResponse> CancelJobUnsynced(const v1::CancelJobRequest& request);
   absl::StatusOr<v1::ResumeJobResponse> ResumeJobUnsynced(const v1::ResumeJobRequest& request);
-  absl::StatusOr<v1::RegisterResponse> RegisterUnsynced(const v1::RegisterRequest& request);
+  absl::StatusOr<v1::RegisterResponse> RegisterUnsynced(const v1::RegisterRequest& request,
+                                                        const WorkerCaller& caller);
   // Sets *changed when it wrote to the store.
   absl::StatusOr<v1::HeartbeatResponse> HeartbeatUnsynced(const v1::HeartbeatRequest& request,
+                                                          const WorkerCaller& caller,
                                                           bool* changed);
   absl::StatusOr<v1::ReportProgressResponse> ReportProgressUnsynced(
-      const std::vector<v1::ReportProgressRequest>& reports);
+      const std::vector<v1::ReportProgressRequest>& reports, const WorkerCaller& caller);
+  // Whether `caller` may report for `rank` of the current attempt `attempt` of `job_id` (true for
+  // an unbound caller).
+  bool MayReportLocked(const WorkerCaller& caller, const std::string& job_id, int64_t attempt,
+                       int32_t rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Returns `result` once the store has made everything written so far durable; a failed
   // result acknowledges nothing and is returned as it is.
   template <typename T>

@@ -24,13 +24,31 @@ using internal::PlacementOf;
 // ---------------------------------------------------------------------------------------------
 // WorkerService
 
-absl::StatusOr<v1::RegisterResponse> Coordinator::Register(const v1::RegisterRequest& request) {
-  return Synced(RegisterUnsynced(request));
+namespace {
+
+bool RankPlacedOn(const v1::Attempt& attempt, const std::string& worker_id, int32_t rank) {
+  const v1::RankPlacement* placement = PlacementOf(attempt, worker_id);
+  return placement != nullptr && std::find(placement->ranks().begin(), placement->ranks().end(),
+                                           rank) != placement->ranks().end();
+}
+
+absl::Status NotPlacedOn(const WorkerCaller& caller, const std::string& job_id, int64_t attempt,
+                         absl::string_view what) {
+  return absl::PermissionDeniedError(absl::StrCat("worker ", caller.bound_worker_id, " may not ",
+                                                  what, ": job ", job_id, " attempt ", attempt,
+                                                  " is not placed on it"));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::RegisterResponse> Coordinator::Register(const v1::RegisterRequest& request,
+                                                           const WorkerCaller& caller) {
+  return Synced(RegisterUnsynced(request, caller));
 }
 
 absl::StatusOr<v1::ReportProgressResponse> Coordinator::ReportProgress(
-    const std::vector<v1::ReportProgressRequest>& reports) {
-  return Synced(ReportProgressUnsynced(reports));
+    const std::vector<v1::ReportProgressRequest>& reports, const WorkerCaller& caller) {
+  return Synced(ReportProgressUnsynced(reports, caller));
 }
 
 absl::StatusOr<v1::CheckpointInfo> Coordinator::CommitCheckpointUpload(
@@ -38,9 +56,10 @@ absl::StatusOr<v1::CheckpointInfo> Coordinator::CommitCheckpointUpload(
   return Synced(ingest_.Commit(upload, manifest));
 }
 
-absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::HeartbeatRequest& request) {
+absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::HeartbeatRequest& request,
+                                                             const WorkerCaller& caller) {
   bool changed = false;
-  absl::StatusOr<v1::HeartbeatResponse> response = HeartbeatUnsynced(request, &changed);
+  absl::StatusOr<v1::HeartbeatResponse> response = HeartbeatUnsynced(request, caller, &changed);
   // A heartbeat that changed nothing and hands out nothing acknowledges nothing: it need not
   // wait for the disk (most of them, at 1/s per worker).
   if (response.ok() && !changed && response->assignments().empty() &&
@@ -51,8 +70,27 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
 }
 
 absl::StatusOr<v1::RegisterResponse> Coordinator::RegisterUnsynced(
-    const v1::RegisterRequest& request) {
+    const v1::RegisterRequest& request, const WorkerCaller& caller) {
   v1::WorkerInfo info = request.worker();
+  if (!caller.bound_worker_id.empty()) {
+    // A worker with its own token is that worker, whatever id it asks for: it cannot take over
+    // another worker's record (and mark its attempts lost). The answer tells it its id.
+    if (!info.id().empty() && info.id() != caller.bound_worker_id) {
+      Log(absl::StrCat("a worker asked to register as '", info.id(), "' with the token of '",
+                       caller.bound_worker_id, "': registering it as '", caller.bound_worker_id,
+                       "'"));
+    }
+    info.set_id(caller.bound_worker_id);
+  }
+  if (info.devices().gpus() > options_.max_worker_gpus ||
+      info.devices().cpu_slots() > options_.max_worker_cpu_slots) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("worker.devices: at most ", options_.max_worker_gpus, " gpus and ",
+                     options_.max_worker_cpu_slots,
+                     " cpu_slots per worker (--max_worker_gpus, "
+                     "--max_worker_cpu_slots), got ",
+                     info.devices().gpus(), " and ", info.devices().cpu_slots()));
+  }
   if (info.devices().gpus() < 0 || info.devices().cpu_slots() < 0 ||
       (info.devices().gpus() == 0 && info.devices().cpu_slots() == 0)) {
     return absl::InvalidArgumentError(
@@ -119,7 +157,12 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::RegisterUnsynced(
 }
 
 absl::StatusOr<v1::HeartbeatResponse> Coordinator::HeartbeatUnsynced(
-    const v1::HeartbeatRequest& request, bool* changed) {
+    const v1::HeartbeatRequest& request, const WorkerCaller& caller, bool* changed) {
+  if (!caller.bound_worker_id.empty() && request.worker_id() != caller.bound_worker_id) {
+    return absl::PermissionDeniedError(absl::StrCat("worker_id: this worker's token is bound to '",
+                                                    caller.bound_worker_id, "', not '",
+                                                    request.worker_id(), "'"));
+  }
   absl::MutexLock lock(&mu_);
   // Results and RUNNING marks write to the store.
   *changed = !request.finished().empty();
@@ -147,6 +190,12 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::HeartbeatUnsynced(
     finished.insert({result.job_id(), result.attempt()});
     const ClusterView::Active* active = cluster_.FindCurrent(result.job_id(), result.attempt());
     if (active == nullptr) continue;
+    if (!PlacedOn(active->attempt, worker_id)) {
+      // Only a worker that runs the attempt can say how it ended.
+      Log(absl::StrCat("ignoring a result of ", result.job_id(), " attempt ", result.attempt(),
+                       " from worker ", worker_id, ", which does not run it"));
+      continue;
+    }
     const bool rank_zero = HoldsRankZero(active->attempt, worker_id);
     absl::Status ended = absl::OkStatus();
     switch (result.result()) {
@@ -235,8 +284,35 @@ bool Coordinator::MarkRunningLocked(const std::string& job_id, int64_t attempt) 
   return true;  // whether or not it worked, the store may have been written
 }
 
+bool Coordinator::MayReportLocked(const WorkerCaller& caller, const std::string& job_id,
+                                  int64_t attempt, int32_t rank) const {
+  if (caller.bound_worker_id.empty()) return true;
+  const ClusterView::Active* active = cluster_.FindCurrent(job_id, attempt);
+  return active != nullptr && RankPlacedOn(active->attempt, caller.bound_worker_id, rank);
+}
+
+absl::Status Coordinator::CheckLogChunk(const v1::LogChunk& chunk, const WorkerCaller& caller) {
+  if (caller.bound_worker_id.empty()) return absl::OkStatus();
+  {
+    absl::MutexLock lock(&mu_);
+    if (MayReportLocked(caller, chunk.job_id(), chunk.attempt(), chunk.rank())) {
+      return absl::OkStatus();
+    }
+  }
+  // The attempt may have ended: its last lines are still the worker's to send.
+  ASSIGN_OR_RETURN(std::vector<v1::Attempt> attempts, store_->ListAttempts(chunk.job_id()));
+  for (const v1::Attempt& attempt : attempts) {
+    if (attempt.number() == chunk.attempt() &&
+        RankPlacedOn(attempt, caller.bound_worker_id, chunk.rank())) {
+      return absl::OkStatus();
+    }
+  }
+  return NotPlacedOn(caller, chunk.job_id(), chunk.attempt(),
+                     absl::StrCat("send the log of rank ", chunk.rank()));
+}
+
 absl::StatusOr<v1::ReportProgressResponse> Coordinator::ReportProgressUnsynced(
-    const std::vector<v1::ReportProgressRequest>& reports) {
+    const std::vector<v1::ReportProgressRequest>& reports, const WorkerCaller& caller) {
   // Group the metric points by (job, attempt): the store fences each group as a whole.
   std::map<std::pair<std::string, int64_t>, std::vector<v1::MetricPoint>> groups;
   std::vector<v1::TrainerEvent> trainer_events;
@@ -258,7 +334,17 @@ absl::StatusOr<v1::ReportProgressResponse> Coordinator::ReportProgressUnsynced(
   absl::MutexLock lock(&mu_);
   v1::ReportProgressResponse response;
   int64_t accepted = 0, refused = 0;
-  for (auto& [key, points] : groups) {
+  for (auto& [key, all_points] : groups) {
+    // A bound worker reports only its own ranks' points.
+    std::vector<v1::MetricPoint> points;
+    for (v1::MetricPoint& point : all_points) {
+      if (MayReportLocked(caller, key.first, key.second, point.rank())) {
+        points.push_back(std::move(point));
+      } else {
+        ++refused;
+      }
+    }
+    if (points.empty()) continue;
     absl::StatusOr<int64_t> appended = store_->AppendMetricPoints(key.first, key.second, points);
     if (absl::IsFailedPrecondition(appended.status()) || absl::IsNotFound(appended.status())) {
       refused += static_cast<int64_t>(points.size());
@@ -279,7 +365,9 @@ absl::StatusOr<v1::ReportProgressResponse> Coordinator::ReportProgressUnsynced(
     }
   }
   for (const v1::TrainerEvent& trainer_event : trainer_events) {
-    if (cluster_.FindCurrent(trainer_event.job_id(), trainer_event.attempt()) == nullptr) {
+    if (cluster_.FindCurrent(trainer_event.job_id(), trainer_event.attempt()) == nullptr ||
+        !MayReportLocked(caller, trainer_event.job_id(), trainer_event.attempt(),
+                         trainer_event.rank())) {
       ++refused;
       continue;
     }
@@ -302,17 +390,60 @@ absl::StatusOr<v1::ReportProgressResponse> Coordinator::ReportProgressUnsynced(
 }
 
 absl::StatusOr<CheckpointUpload> Coordinator::BeginCheckpointUpload(
-    const v1::CheckpointHeader& header) {
+    const v1::CheckpointHeader& header, const WorkerCaller& caller) {
+  if (header.rank() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("header.rank: checkpoints are uploaded by rank 0, got ", header.rank()));
+  }
   if (!header.job_id().empty() && header.attempt() >= 1) {
     absl::MutexLock lock(&mu_);
-    if (cluster_.FindCurrent(header.job_id(), header.attempt()) == nullptr) {
+    const ClusterView::Active* active = cluster_.FindCurrent(header.job_id(), header.attempt());
+    if (active == nullptr) {
       RETURN_IF_ERROR(store_->GetJob(header.job_id()).status());  // NotFound for an unknown job
       return absl::FailedPreconditionError(absl::StrCat("header.attempt: attempt ",
                                                         header.attempt(), " of ", header.job_id(),
                                                         " is not running"));
     }
+    if (!caller.bound_worker_id.empty() &&
+        !HoldsRankZero(active->attempt, caller.bound_worker_id)) {
+      return NotPlacedOn(caller, header.job_id(), header.attempt(),
+                         "upload a checkpoint (its rank 0 runs elsewhere)");
+    }
+    if (header.step() < active->attempt.resume_step()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "header.step: ", header.step(), " is before step ", active->attempt.resume_step(),
+          ", where attempt ", header.attempt(), " of ", header.job_id(), " resumed"));
+    }
   }
   return ingest_.Begin(header);  // InvalidArgument for a malformed header
+}
+
+absl::StatusOr<v1::CheckpointInfo> Coordinator::OpenCheckpointForWorker(
+    const std::string& checkpoint_id, const std::string& worker_id, const WorkerCaller& caller) {
+  if (!caller.bound_worker_id.empty()) {
+    if (worker_id != caller.bound_worker_id) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("worker_id: this worker's token is bound to '", caller.bound_worker_id,
+                       "', not '", worker_id, "'"));
+    }
+    bool needed = false;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const std::string& job_id : cluster_.ActiveOn(worker_id)) {
+        const v1::Attempt& attempt = cluster_.FindActive(job_id)->attempt;
+        needed |= attempt.resume_checkpoint_id() == checkpoint_id;
+        for (const v1::InputCheckpoint& input : attempt.inputs()) {
+          needed |= input.checkpoint_id() == checkpoint_id;
+        }
+      }
+    }
+    if (!needed) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("worker ", worker_id, " may not fetch checkpoint ", checkpoint_id,
+                       ": no attempt placed on it resumes from it or reads it"));
+    }
+  }
+  return ingest_.Open(checkpoint_id);
 }
 
 absl::Status Coordinator::AppendCheckpointChunk(const CheckpointUpload& upload,

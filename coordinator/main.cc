@@ -69,6 +69,8 @@ ABSL_FLAG(absl::Duration, cancel_grace, absl::Seconds(60),
           "Time a cancelled trainer gets to write its final checkpoint");
 ABSL_FLAG(int, keep_checkpoints, 3, "Checkpoints kept per job besides the final ones");
 ABSL_FLAG(int, default_max_restarts, 5, "max_restarts of jobs that do not set it");
+ABSL_FLAG(int, max_worker_gpus, 64, "Most GPUs one worker may register");
+ABSL_FLAG(int, max_worker_cpu_slots, 4096, "Most CPU slots one worker may register");
 ABSL_FLAG(absl::Duration, reservation_after, absl::Minutes(10),
           "How long a big job may be overtaken by smaller ones before it reserves devices");
 ABSL_FLAG(int, max_message_bytes, 8 << 20, "Largest gRPC message accepted");
@@ -182,6 +184,8 @@ int Run() {
   options.cancel_grace = absl::GetFlag(FLAGS_cancel_grace);
   options.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
   options.default_max_restarts = absl::GetFlag(FLAGS_default_max_restarts);
+  options.max_worker_gpus = absl::GetFlag(FLAGS_max_worker_gpus);
+  options.max_worker_cpu_slots = absl::GetFlag(FLAGS_max_worker_cpu_slots);
   options.scheduler.reservation_after = absl::GetFlag(FLAGS_reservation_after);
   if (absl::Status valid = options.Validate(); !valid.ok()) {
     Log(std::string(valid.message()));

@@ -20,10 +20,9 @@ constexpr size_t kReportBatch = 1000;
 // and FetchCheckpointResponse, which share their shape.
 // `only` (when not empty) limits the stream, and the info's manifest, to those files.
 template <typename Response>
-grpc::Status StreamCheckpoint(Coordinator* coordinator, const std::string& checkpoint_id,
+grpc::Status StreamCheckpoint(Coordinator* coordinator, absl::StatusOr<v1::CheckpointInfo> info,
                               grpc::ServerContext* context, grpc::ServerWriter<Response>* writer,
                               const google::protobuf::RepeatedPtrField<std::string>* only) {
-  absl::StatusOr<v1::CheckpointInfo> info = coordinator->OpenCheckpoint(checkpoint_id);
   if (!info.ok()) return ToGrpcStatus(info.status());
   if (only != nullptr && !only->empty()) {
     absl::StatusOr<v1::CheckpointInfo> selected = SelectCheckpointFiles(*info, *only);
@@ -71,6 +70,12 @@ grpc::Status Unary(const grpc::Status& authorized, Response* response, Call call
   do {                                                \
     grpc::Status auth_status = Authorize(*(context)); \
     if (!auth_status.ok()) return auth_status;        \
+  } while (false)
+
+#define PECO_CHECK_WORKER(context, caller)                       \
+  do {                                                           \
+    grpc::Status auth_status = Authorize(*(context), &(caller)); \
+    if (!auth_status.ok()) return auth_status;                   \
   } while (false)
 
 // ---------------------------------------------------------------------------------------------
@@ -130,8 +135,8 @@ grpc::Status JobServiceImpl::DownloadCheckpoint(
     grpc::ServerContext* context, const v1::DownloadCheckpointRequest* request,
     grpc::ServerWriter<v1::DownloadCheckpointResponse>* writer) {
   PECO_CHECK_TOKEN(context);
-  return StreamCheckpoint(coordinator_, request->checkpoint_id(), context, writer,
-                          &request->files());
+  return StreamCheckpoint(coordinator_, coordinator_->OpenCheckpoint(request->checkpoint_id()),
+                          context, writer, &request->files());
 }
 
 grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,
@@ -160,33 +165,42 @@ WorkerServiceImpl::WorkerServiceImpl(Coordinator* coordinator, const TokenRegist
       logs_(logs),
       require_client_certificate_(require_client_certificate) {}
 
-grpc::Status WorkerServiceImpl::Authorize(const grpc::ServerContext& context) const {
-  grpc::Status token = tokens_->Authorize(context, Role::kWorker);
-  if (!token.ok() || !require_client_certificate_) return token;
+grpc::Status WorkerServiceImpl::Authorize(const grpc::ServerContext& context,
+                                          WorkerCaller* caller) const {
+  Caller identity;
+  grpc::Status token = tokens_->Authorize(context, Role::kWorker, &identity);
+  if (!token.ok()) return token;
+  if (caller != nullptr) caller->bound_worker_id = identity.bound_worker_id();
+  if (!require_client_certificate_) return token;
   return CheckPeerCertificate(context, "WorkerService");
 }
 
 grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* context,
                                          const v1::RegisterRequest* request,
                                          v1::RegisterResponse* response) {
-  return Unary(Authorize(*context), response, [&] { return coordinator_->Register(*request); });
+  WorkerCaller caller;
+  return Unary(Authorize(*context, &caller), response,
+               [&] { return coordinator_->Register(*request, caller); });
 }
 
 grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
                                           const v1::HeartbeatRequest* request,
                                           v1::HeartbeatResponse* response) {
-  return Unary(Authorize(*context), response, [&] { return coordinator_->Heartbeat(*request); });
+  WorkerCaller caller;
+  return Unary(Authorize(*context, &caller), response,
+               [&] { return coordinator_->Heartbeat(*request, caller); });
 }
 
 grpc::Status WorkerServiceImpl::ReportProgress(
     grpc::ServerContext* context, grpc::ServerReader<v1::ReportProgressRequest>* reader,
     v1::ReportProgressResponse* response) {
-  PECO_CHECK_TOKEN(context);
+  WorkerCaller caller;
+  PECO_CHECK_WORKER(context, caller);
   std::vector<v1::ReportProgressRequest> batch;
   v1::ReportProgressRequest report;
   auto flush = [&]() -> absl::Status {
     if (batch.empty()) return absl::OkStatus();
-    absl::StatusOr<v1::ReportProgressResponse> result = coordinator_->ReportProgress(batch);
+    absl::StatusOr<v1::ReportProgressResponse> result = coordinator_->ReportProgress(batch, caller);
     batch.clear();
     if (!result.ok()) return result.status();
     response->set_accepted(response->accepted() + result->accepted());
@@ -196,6 +210,10 @@ grpc::Status WorkerServiceImpl::ReportProgress(
   while (reader->Read(&report)) {
     if (report.has_log_chunk()) {
       // Logs bypass the job state: an ended or stale attempt's last lines are worth keeping.
+      if (absl::Status allowed = coordinator_->CheckLogChunk(report.log_chunk(), caller);
+          !allowed.ok()) {
+        return ToGrpcStatus(allowed);
+      }
       absl::Status stored = logs_->Append(report.log_chunk());
       if (!stored.ok()) return ToGrpcStatus(stored);
       response->set_accepted(response->accepted() + 1);
@@ -214,13 +232,15 @@ grpc::Status WorkerServiceImpl::ReportProgress(
 grpc::Status WorkerServiceImpl::UploadCheckpoint(
     grpc::ServerContext* context, grpc::ServerReader<v1::UploadCheckpointRequest>* reader,
     v1::UploadCheckpointResponse* response) {
-  PECO_CHECK_TOKEN(context);
+  WorkerCaller caller;
+  PECO_CHECK_WORKER(context, caller);
   v1::UploadCheckpointRequest message;
   if (!reader->Read(&message) || !message.has_header()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "upload: the first message must be the checkpoint header");
   }
-  absl::StatusOr<CheckpointUpload> upload = coordinator_->BeginCheckpointUpload(message.header());
+  absl::StatusOr<CheckpointUpload> upload =
+      coordinator_->BeginCheckpointUpload(message.header(), caller);
   if (!upload.ok()) return ToGrpcStatus(upload.status());
   while (reader->Read(&message)) {
     if (message.has_chunk()) {
@@ -255,11 +275,15 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(
 grpc::Status WorkerServiceImpl::FetchCheckpoint(
     grpc::ServerContext* context, const v1::FetchCheckpointRequest* request,
     grpc::ServerWriter<v1::FetchCheckpointResponse>* writer) {
-  PECO_CHECK_TOKEN(context);
-  return StreamCheckpoint(coordinator_, request->checkpoint_id(), context, writer,
-                          /*only=*/nullptr);
+  WorkerCaller caller;
+  PECO_CHECK_WORKER(context, caller);
+  return StreamCheckpoint(
+      coordinator_,
+      coordinator_->OpenCheckpointForWorker(request->checkpoint_id(), request->worker_id(), caller),
+      context, writer, /*only=*/nullptr);
 }
 
 #undef PECO_CHECK_TOKEN
+#undef PECO_CHECK_WORKER
 
 }  // namespace peco::coordinator

@@ -97,7 +97,9 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
 
  private:
   // The worker token, and the client certificate when required.
-  grpc::Status Authorize(const grpc::ServerContext& context) const;
+  // Checks the worker token (and the client certificate when required); `caller` receives the
+  // identity the token is bound to (coordinator.h, NOTE [worker identity]).
+  grpc::Status Authorize(const grpc::ServerContext& context, WorkerCaller* caller) const;
 
   Coordinator* const coordinator_;
   const TokenRegistry* const tokens_;

@@ -551,6 +551,21 @@ TEST_F(CoordinatorTest, RetryableFailuresStopAfterMaxRestarts) {
   EXPECT_EQ(got->attempts(1).cause(), "exit");  // a result without a cause is an exit
 }
 
+TEST_F(CoordinatorTest, AResultCountsOnlyFromAWorkerTheAttemptRunsOn) {
+  const std::string w1 = RegisterWorker("w1");
+  const std::string w2 = RegisterWorker("w2");
+  v1::Job job = Submit(Spec("a"));
+  const v1::Attempt placed = store_->ListAttempts(job.id())->back();
+  const std::string runs_on = placed.placements(0).worker_id();
+  const std::string other = runs_on == w1 ? w2 : w1;
+  Heartbeat(runs_on, {Running(job.id(), 1)});
+  // Another worker (any worker token) planting a fatal result changes nothing.
+  Heartbeat(other, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_FAILED, false, "planted")});
+  EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_RUNNING);
+  Heartbeat(runs_on, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_SUCCEEDED);
+}
+
 TEST_F(CoordinatorTest, NonRetryableFailureFailsAtOnce) {
   const std::string worker = RegisterWorker("w1");
   v1::Job job = Submit(Spec("a"));

@@ -93,8 +93,8 @@ class RpcServicesTest : public ::testing::Test {
 
   // Streams `messages` as one UploadCheckpoint call.
   grpc::Status Upload(const std::vector<v1::UploadCheckpointRequest>& messages,
-                      v1::UploadCheckpointResponse* response) {
-    auto context = Context(kWorkerToken);
+                      v1::UploadCheckpointResponse* response, const char* token = kWorkerToken) {
+    auto context = Context(token);
     auto writer = workers_->UploadCheckpoint(context.get(), response);
     for (const v1::UploadCheckpointRequest& message : messages) {
       if (!writer->Write(message)) break;
@@ -322,6 +322,121 @@ std::pair<std::map<std::string, std::string>, grpc::Status> ReadLogs(
     logs[absl::StrCat(piece.attempt(), "/", piece.rank())] += piece.data();
   }
   return {logs, reader->Finish()};
+}
+
+// A rogue worker with a valid worker token of its own (issued, bound to its id) tries to act on
+// another worker's attempt through every WorkerService method: each is refused with a clear
+// error and nothing changes; the worker that runs the attempt is not hindered.
+TEST_F(RpcServicesTest, AWorkerTokenActsOnlyOnItsOwnPlacements) {
+  const std::string path = temp_.path() + "/issued_tokens";
+  absl::StatusOr<std::string> w1 =
+      IssueToken(path, "w1", Role::kWorker, absl::InfiniteDuration(), clock_);
+  absl::StatusOr<std::string> w2 =
+      IssueToken(path, "w2", Role::kWorker, absl::InfiniteDuration(), clock_);
+  ASSERT_TRUE(w1.ok() && w2.ok());
+  const std::string job_id = RunningJob();  // attempt 1 runs on w1
+
+  v1::RegisterRequest reg;
+  reg.mutable_worker()->mutable_devices()->set_cpu_slots(1);
+  reg.mutable_worker()->mutable_ports()->set_first(29600);
+  reg.mutable_worker()->mutable_ports()->set_last(29600);
+  v1::RegisterResponse registered;
+  // Registering as w1 (whose attempts a re-registration without them would mark lost) makes it
+  // w2, and w1's attempt runs on.
+  reg.mutable_worker()->set_id("w1");
+  ASSERT_TRUE(workers_->Register(Context(w2->c_str()).get(), reg, &registered).ok());
+  EXPECT_EQ(registered.worker_id(), "w2");
+  reg.mutable_worker()->set_id("");
+  reg.mutable_worker()->mutable_devices()->set_cpu_slots(1'000'000);
+  grpc::Status huge = workers_->Register(Context(w2->c_str()).get(), reg, &registered);
+  EXPECT_EQ(huge.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(huge.error_message(), HasSubstr("worker.devices: at most"));
+  reg.mutable_worker()->mutable_devices()->set_cpu_slots(1);
+  ASSERT_TRUE(workers_->Register(Context(w2->c_str()).get(), reg, &registered).ok());
+  EXPECT_EQ(registered.worker_id(), "w2");  // the token names the worker
+
+  // Heartbeating as w1, or reporting a fatal result of w1's attempt as itself.
+  v1::HeartbeatRequest beat;
+  v1::HeartbeatResponse reply;
+  beat.set_worker_id("w1");
+  EXPECT_EQ(workers_->Heartbeat(Context(w2->c_str()).get(), beat, &reply).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  beat.set_worker_id("w2");
+  v1::AttemptResult* fatal = beat.add_finished();
+  fatal->set_job_id(job_id);
+  fatal->set_attempt(1);
+  fatal->set_result(v1::AttemptResult::RESULT_FAILED);
+  fatal->set_retryable(false);
+  fatal->set_reason("planted");
+  ASSERT_TRUE(workers_->Heartbeat(Context(w2->c_str()).get(), beat, &reply).ok());
+  v1::GetJobRequest get;
+  get.set_job_id(job_id);
+  EXPECT_EQ(coordinator_->GetJob(get)->job().state(), v1::JOB_STATE_RUNNING);  // not FAILED
+
+  // Metric points and log lines of w1's ranks.
+  auto report = [&](const std::string& token, bool log) {
+    auto context = Context(token.c_str());
+    v1::ReportProgressResponse response;
+    auto writer = workers_->ReportProgress(context.get(), &response);
+    v1::ReportProgressRequest message;
+    if (log) {
+      message.mutable_log_chunk()->set_job_id(job_id);
+      message.mutable_log_chunk()->set_attempt(1);
+      message.mutable_log_chunk()->set_data("planted line\n");
+    } else {
+      message.mutable_metric_point()->set_job_id(job_id);
+      message.mutable_metric_point()->set_attempt(1);
+      message.mutable_metric_point()->set_step(5);
+      (*message.mutable_metric_point()->mutable_values())["loss"] = 0.1;
+    }
+    writer->Write(message);
+    writer->WritesDone();
+    grpc::Status status = writer->Finish();
+    return std::make_pair(status, response);
+  };
+  auto [points_status, points] = report(*w2, /*log=*/false);
+  ASSERT_TRUE(points_status.ok());
+  EXPECT_EQ(points.accepted(), 0);
+  EXPECT_EQ(points.refused(), 1);
+  grpc::Status log = report(*w2, /*log=*/true).first;
+  EXPECT_EQ(log.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(log.error_message(), HasSubstr("worker w2 may not send the log of rank 0"));
+
+  // Uploading a "final" checkpoint for w1's attempt, or fetching w1's.
+  const std::string data = "weights";
+  v1::UploadCheckpointRequest header = Header(job_id, 10);
+  header.mutable_header()->set_final(true);
+  v1::UploadCheckpointResponse uploaded;
+  grpc::Status planted =
+      Upload({header, Chunk("model.pt", data), Manifest("model.pt", data)}, &uploaded, w2->c_str());
+  EXPECT_EQ(planted.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(planted.error_message(), HasSubstr("its rank 0 runs elsewhere"));
+  EXPECT_TRUE(Checkpoints(job_id).empty());
+
+  // w1, with its own token, is not hindered: its point, its log and its upload are taken.
+  auto [own_status, own] = report(*w1, /*log=*/false);
+  ASSERT_TRUE(own_status.ok());
+  EXPECT_EQ(own.accepted(), 1);
+  EXPECT_TRUE(report(*w1, /*log=*/true).first.ok());
+  ASSERT_TRUE(
+      Upload({header, Chunk("model.pt", data), Manifest("model.pt", data)}, &uploaded, w1->c_str())
+          .ok());
+  ASSERT_EQ(Checkpoints(job_id).size(), 1u);
+  const std::string checkpoint_id = Checkpoints(job_id)[0].id();
+  for (const std::string& as : {std::string("w1"), std::string("w2")}) {
+    v1::FetchCheckpointRequest fetch;
+    fetch.set_checkpoint_id(checkpoint_id);
+    fetch.set_worker_id(as);
+    auto context = Context(w2->c_str());
+    auto reader = workers_->FetchCheckpoint(context.get(), fetch);
+    v1::FetchCheckpointResponse part;
+    EXPECT_FALSE(reader->Read(&part)) << as;
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED) << as;
+  }
+  // A checkpoint header of another rank, or of a step before the resume point, is refused too.
+  header.mutable_header()->set_rank(1);
+  EXPECT_EQ(Upload({header}, &uploaded, w1->c_str()).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_F(RpcServicesTest, LogChunksFromWorkersStreamToUsersAndFollowEndsWithTheJob) {
