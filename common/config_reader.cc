@@ -23,6 +23,19 @@ bool Convert(const YAML::Node& node, T* out) {
   }
 }
 
+// A string field: any scalar, but no NUL, control or DEL character (a NUL would cut a path short
+// where C code reads it, a newline forge a line of a log or a file list).
+bool ConvertText(const YAML::Node& node, std::string* out) {
+  std::string text;
+  if (!Convert(node, &text)) return false;
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return false;
+  }
+  *out = std::move(text);
+  return true;
+}
+
 template <typename T>
 bool ConvertList(const YAML::Node& node, std::vector<T>* out) {
   if (!node.IsSequence()) return false;
@@ -97,7 +110,7 @@ PECO_DEFINE_READ_(int64_t, Convert, "an integer")
 PECO_DEFINE_READ_(int, Convert, "an integer")
 PECO_DEFINE_READ_(double, Convert, "a number")
 PECO_DEFINE_READ_(bool, Convert, "true or false")
-PECO_DEFINE_READ_(std::string, Convert, "a string")
+PECO_DEFINE_READ_(std::string, ConvertText, "a string without control characters")
 PECO_DEFINE_READ_(std::vector<int64_t>, ConvertList, "a list of integers")
 PECO_DEFINE_READ_(std::vector<int>, ConvertList, "a list of integers")
 PECO_DEFINE_READ_(std::vector<double>, ConvertList, "a list of numbers")

@@ -39,6 +39,8 @@ class ConfigReader {
   absl::Status Read(absl::string_view key, int* value);
   absl::Status Read(absl::string_view key, double* value);
   absl::Status Read(absl::string_view key, bool* value);
+  // A string holding a NUL, control or DEL character is refused ("expected a string without
+  // control characters").
   absl::Status Read(absl::string_view key, std::string* value);
   absl::Status Read(absl::string_view key, std::vector<int64_t>* value);
   absl::Status Read(absl::string_view key, std::vector<int>* value);

@@ -166,6 +166,12 @@ absl::StatusOr<int64_t> PageStart(const char* operation, const JobQuery& query) 
     return absl::InvalidArgumentError(
         absl::StrCat(operation, ": page_size ", query.page_size, " is outside 1..1000"));
   }
+  for (v1::JobState state : query.states) {
+    if (state == v1::JOB_STATE_UNSPECIFIED || !v1::JobState_IsValid(state) || state >= 63) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(operation, ": states: ", static_cast<int>(state), " is not a job state"));
+    }
+  }
   int64_t after_seq = 0;
   if (!query.page_token.empty() &&
       (!absl::SimpleAtoi(query.page_token, &after_seq) || after_seq < 0)) {

@@ -83,8 +83,8 @@ void AppendMetricValue(const std::string& job_id, int64_t attempt, int32_t rank,
                        std::vector<v1::MetricPoint>* points);
 
 // The submit_seq a ListJobs page starts after (the page token is the decimal submit_seq of the
-// previous page's last job; "" = 0). InvalidArgument for a page size outside 1..1000 or a token
-// that is not such a number.
+// previous page's last job; "" = 0). InvalidArgument for a page size outside 1..1000, a token
+// that is not such a number, or a state filter holding anything but a real job state.
 absl::StatusOr<int64_t> PageStart(const char* operation, const JobQuery& query);
 
 }  // namespace peco::coordinator

@@ -483,17 +483,18 @@ absl::StatusOr<v1::Job> SqliteJobStore::GetJob(const std::string& job_id) {
 absl::StatusOr<JobPage> SqliteJobStore::ListJobs(const JobQuery& query) {
   constexpr const char* kOp = "listing jobs";
   ASSIGN_OR_RETURN(const int64_t after_seq, PageStart(kOp, query));
-  std::string sql = "SELECT seq, record FROM jobs WHERE seq > ?1";
-  if (!query.states.empty()) {
-    std::vector<int> states(query.states.begin(), query.states.end());
-    absl::StrAppend(&sql, " AND state IN (", absl::StrJoin(states, ","), ")");
-  }
-  absl::StrAppend(&sql, " ORDER BY seq LIMIT ?2");
+  // One statement for every query (the states are a bit mask, 0 = all), so that no request can
+  // grow the statement cache; PageStart checked that every state is a real one.
+  int64_t state_mask = 0;
+  for (v1::JobState state : query.states) state_mask |= int64_t{1} << static_cast<int>(state);
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql, kOp));
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("SELECT seq, record FROM jobs WHERE seq > ?1 AND "
+                           "(?3 = 0 OR ((?3 >> state) & 1) = 1) ORDER BY seq LIMIT ?2",
+                           kOp));
   Statement select(db_, stmt, kOp);
   // One extra row tells whether another page exists.
-  select.Bind(1, after_seq).Bind(2, static_cast<int64_t>(query.page_size) + 1);
+  select.Bind(1, after_seq).Bind(2, static_cast<int64_t>(query.page_size) + 1).Bind(3, state_mask);
   JobPage page;
   int64_t last_seq = 0;
   while (true) {

@@ -19,7 +19,7 @@ std::string FailureCause(const AttemptOutcome& outcome, const RankStatus* failed
   if (failed->exit->exited()) {
     // The trainer refused a NaN or infinite loss.
     return failed->exit->exit_code == trainer_protocol::kExitNonFiniteLoss ? "nonfinite_loss"
-                                                                             : "exit";
+                                                                           : "exit";
   }
   // The supervisor SIGKILLs a rank only after the gang's deciding failure was recorded, so a
   // deciding SIGKILL came from elsewhere: on Linux, the out-of-memory killer.

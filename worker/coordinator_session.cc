@@ -33,11 +33,10 @@ bool CoordinatorSession::OnRegistered(const v1::RegisterResponse& response, absl
     worker_id_ = response.worker_id();
     changed = true;
   }
-  heartbeat_interval_ = options_.heartbeat_interval > absl::ZeroDuration()
-                            ? options_.heartbeat_interval
-                        : response.heartbeat_interval_ms() > 0
-                            ? absl::Milliseconds(response.heartbeat_interval_ms())
-                            : absl::Seconds(5);
+  heartbeat_interval_ =
+      options_.heartbeat_interval > absl::ZeroDuration() ? options_.heartbeat_interval
+      : response.heartbeat_interval_ms() > 0 ? absl::Milliseconds(response.heartbeat_interval_ms())
+                                             : absl::Seconds(5);
   next_heartbeat_ = now;
   return changed;
 }

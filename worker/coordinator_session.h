@@ -43,8 +43,8 @@ class CoordinatorSession {
   bool RegisterDue(absl::Time now) const { return !registered_ && now >= next_register_; }
 
   struct RegisterRetry {
-    int failures = 0;          // in a row, this one included
-    absl::Duration backoff;    // until the next try
+    int failures = 0;            // in a row, this one included
+    absl::Duration backoff;      // until the next try
     bool worth_logging = false;  // the first three failures, then every tenth
   };
   // A Register failed at `now`: backs off.

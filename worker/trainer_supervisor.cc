@@ -19,6 +19,9 @@
 #include "common/status_macros.h"
 #include "common/trainer_protocol.h"
 #include "service/job_kinds.h"
+#include "worker/trainer_environment.h"
+
+extern char** environ;
 
 namespace peco::worker {
 namespace {
@@ -185,18 +188,23 @@ absl::Status TrainerSupervisor::Start() {
     for (const std::string& entry : options_.config_overrides) {
       spec.argv.insert(spec.argv.end(), {"--set", entry});
     }
-    spec.env = {
-        absl::StrCat("MASTER_ADDR=", options_.master_addr),
-        absl::StrCat("MASTER_PORT=", options_.master_port),
-        absl::StrCat("RANK=", global),
-        absl::StrCat("WORLD_SIZE=", options_.world_size),
-        absl::StrCat("LOCAL_RANK=", local),
-        absl::StrCat("LOCAL_WORLD_SIZE=", local_world_size),
-        absl::StrCat("PECO_JOB_ID=", options_.job_id),
-        absl::StrCat("PECO_ATTEMPT=", options_.attempt),
-        // Jobs share this worker's cores: trainers wait passively (trainer/engine/runtime.h).
-        "PECO_SHARED_CORES=1",
-    };
+    // Not the worker's whole environment: what trainers need from it, then the explicit values.
+    spec.inherit_environment = false;
+    spec.env = InheritedTrainerEnvironment(environ);
+    spec.env.insert(
+        spec.env.end(),
+        {
+            absl::StrCat("MASTER_ADDR=", options_.master_addr),
+            absl::StrCat("MASTER_PORT=", options_.master_port),
+            absl::StrCat("RANK=", global),
+            absl::StrCat("WORLD_SIZE=", options_.world_size),
+            absl::StrCat("LOCAL_RANK=", local),
+            absl::StrCat("LOCAL_WORLD_SIZE=", local_world_size),
+            absl::StrCat("PECO_JOB_ID=", options_.job_id),
+            absl::StrCat("PECO_ATTEMPT=", options_.attempt),
+            // Jobs share this worker's cores: trainers wait passively (trainer/engine/runtime.h).
+            "PECO_SHARED_CORES=1",
+        });
     spec.env.insert(spec.env.end(), options_.extra_env.begin(), options_.extra_env.end());
     spec.working_dir = options_.working_dir;
     if (!options_.log_dir.empty()) spec.stderr_path = LogPath(global);

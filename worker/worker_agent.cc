@@ -106,6 +106,9 @@ struct WorkerAgent::Attempt {
   std::map<int, int64_t> last_step;
   // Set when the phase becomes kFinishing.
   std::optional<v1::AttemptResult> result;
+  // Why the final checkpoint was refused for good ("" = it was not): the attempt cannot have
+  // succeeded, or its dependents would read an older checkpoint.
+  std::string final_checkpoint_refused;
   // One per local rank: its log, relayed with the reports.
   std::vector<LogTailer> logs;
 
@@ -203,6 +206,12 @@ absl::Status WorkerAgent::Init() {
   if (error) {
     return absl::InternalError(
         absl::StrCat("cannot create work_dir ", options_.work_dir, ": ", error.message()));
+  }
+  // Configs, checkpoints and logs of every job live below: nobody but this user may look.
+  fs::permissions(options_.work_dir, fs::perms::owner_all, fs::perm_options::replace, error);
+  if (error) {
+    return absl::InternalError(absl::StrCat("cannot make work_dir ", options_.work_dir,
+                                            " private (0700): ", error.message()));
   }
   std::string id = options_.worker_id;
   if (id.empty()) {
@@ -652,6 +661,16 @@ void WorkerAgent::AdvanceAttemptsLocked(absl::Time now) {
         reports_.Pending(attempt.job_id(), attempt.number()) == 0) {
       // Every upload of the attempt was committed or dropped and every report acknowledged: the
       // result may go out (the coordinator takes no points of an attempt that has ended).
+      if (!attempt.final_checkpoint_refused.empty() && attempt.result.has_value() &&
+          attempt.result->result() == v1::AttemptResult::RESULT_SUCCEEDED) {
+        // Success without its final checkpoint is not success: another attempt writes it again.
+        attempt.result->set_result(v1::AttemptResult::RESULT_FAILED);
+        attempt.result->set_retryable(true);
+        attempt.result->set_cause("upload");
+        attempt.result->set_reason(attempt.final_checkpoint_refused);
+        Log(absl::StrCat(attempt.name(),
+                         ": reported as failed: ", attempt.final_checkpoint_refused));
+      }
       attempt.phase = Attempt::Phase::kDone;
       if (metrics_ != nullptr) metrics_->RemoveJob(attempt.job_id());
     }
@@ -857,6 +876,15 @@ bool WorkerAgent::UploadOnce(absl::Time now) {
                      "), will retry: ", status.ToString()));
   } else {
     // FAILED_PRECONDITION: the attempt is stale. Anything else will not improve by resending.
+    if (entry->header.final() && !absl::IsFailedPrecondition(status)) {
+      absl::MutexLock lock(&mu_);
+      auto it = attempts_.find({entry->header.job_id(), entry->header.attempt()});
+      if (it != attempts_.end()) {
+        it->second->final_checkpoint_refused =
+            absl::StrCat("the final checkpoint at step ", entry->header.step(),
+                         " was refused: ", status.ToString());
+      }
+    }
     outbox_.Finish(entry->id, /*retry=*/false, now, status);
     if (metrics_ != nullptr) metrics_->CountUpload("dropped", 0, took);
     Log(absl::StrCat("dropped ", name, ": ", status.ToString()));

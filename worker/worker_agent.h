@@ -27,7 +27,9 @@
 // success), "signal" (a signal the worker did not send, other than SIGKILL), "oom" (a SIGKILL
 // the worker did not send: the kernel's out-of-memory killer), "stall" (killed for making no
 // progress), "launch" (could not start: bad assignment, no free devices, fetch or spawn
-// failure), "cancel" (stopped or killed after a cancellation or the worker's shutdown).
+// failure), "cancel" (stopped or killed after a cancellation or the worker's shutdown),
+// "upload" (the trainers succeeded but the coordinator refused the final checkpoint for good:
+// a retryable failure, since dependents must not silently read an older checkpoint).
 //
 // Usage (the daemon):
 //   WorkerAgent agent(options, &client, &launcher, RealClock::Get(), &metrics);

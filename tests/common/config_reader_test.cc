@@ -107,6 +107,24 @@ TEST(ConfigReaderTest, WrongTypeNamesDottedPath) {
   EXPECT_THAT(s.message(), HasSubstr("model.name: expected a string"));
 }
 
+TEST(ConfigReaderTest, StringsWithNulOrControlCharactersAreRefused) {
+  // A NUL inside a quoted YAML string would cut a path short where C code reads it (escaping an
+  // allowed root); a newline or escape would forge lines of logs and file lists.
+  for (const char* text : {"path: \"/data/ok\\0/../../etc\"\n", "path: \"a\\nb\"\n",
+                           "path: \"a\\tb\"\n", "path: \"\\x1b[31m\"\n", "path: \"a\\x7fb\"\n"}) {
+    ConfigReader root = MustParse(text);
+    std::string path = "kept";
+    absl::Status s = root.Read("path", &path);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(s.message(), HasSubstr("path: expected a string without control characters"));
+    EXPECT_EQ(path, "kept") << text;
+  }
+  ConfigReader fine = MustParse("path: \"/data/fashion mnist/é\"\n");
+  std::string path;
+  ASSERT_TRUE(fine.Read("path", &path).ok());
+  EXPECT_EQ(path, "/data/fashion mnist/\u00e9");
+}
+
 TEST(ConfigReaderTest, ScalarWhereListExpectedAndListWhereScalarExpected) {
   ConfigReader r = MustParse("a: 3\nb: [1]\nc: yes please\n");
   std::vector<double> a;

@@ -323,6 +323,14 @@ TEST_P(JobStoreContractTest, ListJobsFiltersByStateAndPages) {
   bad.page_token = "";
   bad.page_size = 0;
   EXPECT_EQ(store_->ListJobs(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  // States come from the network as integers: anything but a real state is refused by name.
+  for (int state : {0, 99, -1, 1 << 20}) {
+    JobQuery odd;
+    odd.states = {static_cast<v1::JobState>(state)};
+    absl::Status refused = store_->ListJobs(odd).status();
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << state;
+    EXPECT_THAT(refused.message(), HasSubstr("is not a job state")) << state;
+  }
 }
 
 TEST_P(JobStoreContractTest, ListJobsPagesAFilteredListAndChecksItsArguments) {

@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/test_util/files.h"
+#include "worker/trainer_environment.h"
 
 namespace peco::worker {
 namespace {
@@ -188,9 +189,14 @@ TEST_F(TrainerSupervisorTest, SuccessForwardsEventsInOrderWithTags) {
 
 TEST_F(TrainerSupervisorTest, PassesArgumentsAndTorchrunEnvironment) {
   const std::string script = R"(
-echo "{\"event\":\"env\",\"rank\":\"$RANK\",\"world_size\":\"$WORLD_SIZE\",\"local_rank\":\"$LOCAL_RANK\",\"local_world_size\":\"$LOCAL_WORLD_SIZE\",\"master_addr\":\"$MASTER_ADDR\",\"master_port\":\"$MASTER_PORT\",\"job\":\"$PECO_JOB_ID\",\"attempt\":\"$PECO_ATTEMPT\",\"extra\":\"$PECO_EXTRA\",\"args\":\"$*\"}"
+echo "{\"event\":\"env\",\"rank\":\"$RANK\",\"world_size\":\"$WORLD_SIZE\",\"local_rank\":\"$LOCAL_RANK\",\"local_world_size\":\"$LOCAL_WORLD_SIZE\",\"master_addr\":\"$MASTER_ADDR\",\"master_port\":\"$MASTER_PORT\",\"job\":\"$PECO_JOB_ID\",\"attempt\":\"$PECO_ATTEMPT\",\"extra\":\"$PECO_EXTRA\",\"secret\":\"$PECO_TOKEN_FOR_TEST\",\"faults\":\"$PECO_FAULTS\",\"omp\":\"$OMP_TEST_SETTING\",\"args\":\"$*\"}"
 echo '{"event":"completed","step":0}'
 )";
+  // What the worker's environment holds reaches a trainer only when a trainer needs it
+  // (worker/trainer_environment.h): no token, no fault plan; library settings pass.
+  ::setenv("PECO_TOKEN_FOR_TEST", "s3cret", 1);
+  ::setenv("PECO_FAULTS", "crash_at_step:1", 1);
+  ::setenv("OMP_TEST_SETTING", "kept", 1);
   TrainerSupervisorOptions options = Options(script, /*world_size=*/3, /*ranks=*/{1, 2});
   options.master_addr = "10.0.0.5";
   options.resume_dir = "/jobs/job-7/previous";
@@ -212,11 +218,31 @@ echo '{"event":"completed","step":0}'
     EXPECT_EQ(e.String("job"), "job-7");
     EXPECT_EQ(e.Int("attempt"), 3);
     EXPECT_EQ(e.String("extra"), "yes");
+    EXPECT_EQ(e.String("secret"), "");
+    EXPECT_EQ(e.String("faults"), "");
+    EXPECT_EQ(e.String("omp"), "kept");
     EXPECT_EQ(e.String("args"),
               "tokenizer --config /jobs/job-7/config.yaml --output_dir /jobs/job-7/run "
               "--resume /jobs/job-7/previous");
   }
   EXPECT_EQ(seen, 2);
+  ::unsetenv("PECO_TOKEN_FOR_TEST");
+  ::unsetenv("PECO_FAULTS");
+  ::unsetenv("OMP_TEST_SETTING");
+}
+
+TEST(TrainerEnvironmentTest, PassesOnlyWhatTrainersNeed) {
+  const char* const environment[] = {
+      "PATH=/usr/bin",       "HOME=/home/w",   "PECO_TOKEN=abc", "AWS_SECRET_ACCESS_KEY=x",
+      "NCCL_DEBUG=INFO",     "LC_ALL=C.UTF-8", "PECO_FAULTS=x",  "=odd",
+      "CUDA_HOME=/usr/cuda", nullptr};
+  EXPECT_THAT(InheritedTrainerEnvironment(environment),
+              ::testing::ElementsAre("PATH=/usr/bin", "HOME=/home/w", "NCCL_DEBUG=INFO",
+                                     "LC_ALL=C.UTF-8", "CUDA_HOME=/usr/cuda"));
+  EXPECT_FALSE(PassedToTrainers("PECO_RPC_FAULTS"));
+  EXPECT_FALSE(PassedToTrainers("PATHX"));
+  EXPECT_TRUE(PassedToTrainers("OMP_NUM_THREADS"));
+  EXPECT_TRUE(InheritedTrainerEnvironment(nullptr).empty());
 }
 
 TEST_F(TrainerSupervisorTest, NonJsonLinesAreCountedAndLoggedNotFatal) {

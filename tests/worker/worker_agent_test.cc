@@ -265,6 +265,13 @@ TEST_F(WorkerAgentTest, RegistersAdvertisesDevicesAndKeepsItsIdAcrossRestarts) {
   EXPECT_EQ(client_.registers.back().worker().id(), id);
 }
 
+TEST_F(WorkerAgentTest, WorkDirectoryIsPrivateToTheWorkersUser) {
+  ASSERT_TRUE(std::filesystem::exists(temp_.path()));
+  std::filesystem::permissions(temp_.path(), std::filesystem::perms::all);  // 0777 before
+  Start("exit 0");
+  EXPECT_EQ(std::filesystem::status(temp_.path()).permissions(), std::filesystem::perms::owner_all);
+}
+
 TEST_F(WorkerAgentTest, RegistrationFailuresBackOff) {
   client_.register_error = absl::UnavailableError("down");
   WorkerAgent& agent = Start("exit 0");
@@ -482,6 +489,22 @@ TEST_F(WorkerAgentTest, StaleUploadIsDroppedAndTheResultStillReported) {
   EXPECT_EQ(agent.pending_uploads(), 0);
   EXPECT_THAT(MetricsText(),
               HasSubstr(R"(peco_worker_checkpoint_uploads_total{result="dropped"} 1)"));
+}
+
+TEST_F(WorkerAgentTest, AFinalCheckpointRefusedForGoodFailsTheAttemptRetryably) {
+  WorkerAgent& agent =
+      Start(std::string(kWriteCheckpoint) + R"(echo '{"event":"completed","step":2}')");
+  client_.upload_errors = {absl::DataLossError("model.pt does not match its SHA-256")};
+  QueueAssignment(MakeAssignment("job-1", 1));
+  v1::AttemptResult result = RunToResult("job-1", 1);
+  // The trainer succeeded, but its dependents would silently read an older checkpoint.
+  EXPECT_EQ(result.result(), v1::AttemptResult::RESULT_FAILED);
+  EXPECT_TRUE(result.retryable());
+  EXPECT_EQ(result.cause(), "upload");
+  EXPECT_THAT(result.reason(), HasSubstr("the final checkpoint at step 2 was refused"));
+  EXPECT_THAT(result.reason(), HasSubstr("SHA-256"));
+  EXPECT_EQ(client_.upload_calls, 1);
+  EXPECT_EQ(agent.pending_uploads(), 0);
 }
 
 struct ExitCase {
