@@ -1,5 +1,8 @@
 #include "coordinator/checkpoint_ingest.h"
 
+#include <sys/stat.h>
+
+#include <iterator>
 #include <utility>
 #include <vector>
 
@@ -102,11 +105,58 @@ absl::Status CheckpointIngest::ApplyRetention(const std::string& job_id) {
   return files_->ApplyRetention(job_id, keep_ids);
 }
 
+std::vector<int64_t> CheckpointIngest::StampOf(const std::string& dir, const Manifest& manifest) {
+  std::vector<int64_t> stamp;
+  auto add = [&](const std::string& name) {
+    struct stat st;
+    if (::stat((dir + "/" + name).c_str(), &st) != 0) return false;
+    stamp.insert(stamp.end(),
+                 {static_cast<int64_t>(st.st_ino), static_cast<int64_t>(st.st_size),
+                  static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec});
+    return true;
+  };
+  if (!add(kManifestFileName)) return {};
+  for (const ManifestEntry& entry : manifest) {
+    if (!add(entry.name)) return {};
+  }
+  return stamp;
+}
+
 absl::StatusOr<Manifest> CheckpointIngest::Verify(const std::string& job_id,
                                                   const std::string& checkpoint_id) {
+  const std::string dir = files_->CheckpointDir(job_id, checkpoint_id);
+  const absl::Time now = clock_->Now();
+  std::vector<int64_t> stamp;
+  if (ValidateStoreId("job_id", job_id).ok() &&
+      ValidateStoreId("checkpoint_id", checkpoint_id).ok()) {
+    absl::StatusOr<Manifest> listed = ReadManifest(dir);
+    if (listed.ok()) stamp = StampOf(dir, *listed);
+  }
+  if (!stamp.empty()) {
+    absl::MutexLock lock(&verified_mu_);
+    auto it = verified_.find(dir);
+    if (it != verified_.end() && it->second.stamp == stamp && now - it->second.at < kVerifiedFor) {
+      return it->second.manifest;
+    }
+  }
   absl::StatusOr<Manifest> verified = files_->OpenForRead(job_id, checkpoint_id);
-  if (!verified.ok() && metrics_ != nullptr && absl::IsDataLoss(verified.status())) {
-    metrics_->CountVerificationFailure();
+  absl::MutexLock lock(&verified_mu_);
+  if (!verified.ok()) {
+    verified_.erase(dir);
+    if (metrics_ != nullptr && absl::IsDataLoss(verified.status())) {
+      metrics_->CountVerificationFailure();
+    }
+    return verified;
+  }
+  if (!stamp.empty()) {
+    // Bounded: entries past their time go first, then the cache starts over.
+    if (verified_.size() >= 10000) {
+      for (auto it = verified_.begin(); it != verified_.end();) {
+        it = now - it->second.at >= kVerifiedFor ? verified_.erase(it) : std::next(it);
+      }
+      if (verified_.size() >= 10000) verified_.clear();
+    }
+    verified_[dir] = Verified{std::move(stamp), *verified, now};
   }
   return verified;
 }

@@ -10,19 +10,22 @@
 // Durability: Commit writes the record to the JobStore but does not Sync(); the Coordinator syncs
 // before it acknowledges (coordinator.h, NOTE [durability]).
 //
-// Thread-safety: thread-safe; it holds no state of its own beyond its borrowed parts, which are
-// thread-safe.
+// Thread-safety: thread-safe; its own state (the verification cache) has its own mutex, and its
+// borrowed parts are thread-safe.
 //
 // Ownership: every pointer is borrowed and must outlive this object; `metrics` may be null.
 #ifndef PECO_COORDINATOR_CHECKPOINT_INGEST_H_
 #define PECO_COORDINATOR_CHECKPOINT_INGEST_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/checkpoint_manifest.h"
 #include "common/clock.h"
 #include "coordinator/checkpoint_file_store.h"
@@ -66,8 +69,12 @@ class CheckpointIngest {
   absl::Status ApplyRetention(const std::string& job_id);
 
   // Verifies every file of a stored checkpoint against its MANIFEST; DataLoss (counted as a
-  // verification failure) naming the file on a mismatch.
+  // verification failure) naming the file on a mismatch. A checkpoint verified once is not
+  // hashed again while MANIFEST and every listed file keep their inode, size and modification
+  // time, for up to `kVerifiedFor`: a restarting job's resume point is looked at every tick,
+  // and a request must not make the coordinator hash a whole checkpoint each time.
   absl::StatusOr<Manifest> Verify(const std::string& job_id, const std::string& checkpoint_id);
+  static constexpr absl::Duration kVerifiedFor = absl::Hours(1);
   // Where a restarting job resumes: its newest checkpoint (by step, then attempt) that verifies,
   // as (id, step); ("", 0) when none does (a fresh start). Refused ones are logged and counted.
   // Reads checkpoints whole: call without the Coordinator's lock.
@@ -80,12 +87,25 @@ class CheckpointIngest {
                                         int64_t max_bytes);
 
  private:
+  // What a verified checkpoint's files looked like (inode, size, mtime in ns of MANIFEST and of
+  // every listed file, in manifest order) and when.
+  struct Verified {
+    std::vector<int64_t> stamp;
+    Manifest manifest;
+    absl::Time at;
+  };
+  // The stamp of `dir`'s files as `manifest` lists them; empty when one cannot be stat'ed.
+  static std::vector<int64_t> StampOf(const std::string& dir, const Manifest& manifest);
+
   JobStore* const store_;
   CheckpointFileStore* const files_;
   JobEventHub* const events_;
   CoordinatorMetrics* const metrics_;
   Clock* const clock_;
   const int keep_checkpoints_;
+
+  absl::Mutex verified_mu_;
+  std::map<std::string, Verified> verified_ ABSL_GUARDED_BY(verified_mu_);  // by checkpoint dir
 };
 
 }  // namespace peco::coordinator

@@ -8,8 +8,8 @@ bool PassedToTrainers(absl::string_view name) {
   static constexpr absl::string_view kNames[] = {
       "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LD_LIBRARY_PATH"};
   static constexpr absl::string_view kPrefixes[] = {
-      "LC_",    "CUDA_",   "CUDNN_", "CUBLAS_", "NCCL_", "NVIDIA_",  "TORCH_",
-      "PYTORCH_", "GLOO_", "OMP_",   "KMP_",    "GOMP_", "MKL_",     "OPENBLAS_"};
+      "LC_",      "CUDA_", "CUDNN_", "CUBLAS_", "NCCL_", "NVIDIA_", "TORCH_",
+      "PYTORCH_", "GLOO_", "OMP_",   "KMP_",    "GOMP_", "MKL_",    "OPENBLAS_"};
   for (absl::string_view allowed : kNames) {
     if (name == allowed) return true;
   }

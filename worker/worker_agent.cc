@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -526,6 +527,30 @@ void WorkerAgent::ApplyAssignment(const v1::Assignment& assignment, absl::Time n
   if (!config.ok()) {
     FailBeforeLaunchLocked(attempt, std::string(config.message()), true, "launch");
     return;
+  }
+  // Ids from the network name directories here (and what is there is removed before a fetch):
+  // only plain names are taken, and config fields only as dotted identifiers.
+  std::vector<std::string> ids = {assignment.resume_checkpoint_id()};
+  for (const v1::InputCheckpoint& input : assignment.inputs()) {
+    ids.push_back(input.checkpoint_id());
+    const std::string& field = input.config_field();
+    const bool identifier = !field.empty() && std::all_of(field.begin(), field.end(), [](char c) {
+      return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.';
+    });
+    if (!identifier) {
+      FailBeforeLaunchLocked(
+          attempt, absl::StrCat("invalid input config field '", absl::CEscape(field), "'"), false,
+          "launch");
+      return;
+    }
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if ((i > 0 || !ids[i].empty()) && !IsSafeId(ids[i])) {
+      FailBeforeLaunchLocked(attempt,
+                             absl::StrCat("invalid checkpoint id '", absl::CEscape(ids[i]), "'"),
+                             false, "launch");
+      return;
+    }
   }
   if (!assignment.resume_checkpoint_id().empty()) {
     attempt.fetches.push_back(

@@ -2,22 +2,31 @@
 // of active attempts and the devices they hold, port choice, the scheduler's capacity list and
 // the gang-size check), JobProgressCache (coordinator/job_progress_cache.h), the attempt
 // outcome decision (coordinator/attempt_outcome.h) and the scheduling pass's mapping of job
-// records to the policy's queue (coordinator/scheduling_pass.h).
+// records to the policy's queue (coordinator/scheduling_pass.h), and CheckpointIngest's verified
+// reads (coordinator/checkpoint_ingest.h).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/sha256.h"
 #include "coordinator/attempt_outcome.h"
+#include "coordinator/checkpoint_ingest.h"
 #include "coordinator/cluster_view.h"
+#include "coordinator/job_event_hub.h"
 #include "coordinator/job_progress_cache.h"
 #include "coordinator/memory_job_store.h"
 #include "coordinator/scheduling_pass.h"
+#include "tests/test_util/files.h"
 
 namespace peco::coordinator {
 namespace {
@@ -339,6 +348,42 @@ TEST(SchedulingPassTest, DependencyStateAndTheReasonAFailedDependencyGives) {
             absl::StrCat("dependency ", first_id, " failed, was cancelled or is gone"));
   v1::Job alone;
   EXPECT_EQ(FailedJobReason(alone, "unplaceable"), "unplaceable");
+}
+
+TEST(CheckpointIngestTest, VerificationIsCachedOnlyWhileTheFilesAreUnchanged) {
+  ::peco::testing::ScopedTempDir temp("ingest");
+  CheckpointFileStore::Options options;
+  options.data_dir = temp.path();
+  absl::StatusOr<std::unique_ptr<CheckpointFileStore>> files = CheckpointFileStore::Open(options);
+  ASSERT_TRUE(files.ok()) << files.status();
+  MemoryJobStore store;
+  JobEventHub events;
+  FakeClock clock;
+  CheckpointIngest ingest(&store, files->get(), &events, nullptr, &clock, 3);
+  const std::string data = "weights-v1";
+  absl::StatusOr<uint64_t> session = (*files)->BeginUpload("job-1", 1, "ck", 10);
+  ASSERT_TRUE(session.ok());
+  ASSERT_TRUE((*files)->AppendChunk(*session, "model.pt", 0, data).ok());
+  ASSERT_TRUE(
+      (*files)
+          ->Commit(*session, {{"model.pt", static_cast<int64_t>(data.size()), Sha256Hex(data)}})
+          .ok());
+  ASSERT_TRUE(ingest.Verify("job-1", "ck").ok());
+  ASSERT_TRUE(ingest.Verify("job-1", "ck").ok());  // from the cache
+
+  // Damage that keeps the size is still found: the file's modification time moved.
+  const std::filesystem::path model = (*files)->CheckpointDir("job-1", "ck") + "/model.pt";
+  const auto written = std::filesystem::last_write_time(model);
+  ::peco::testing::WriteFileForTest(model, "weights-v2");
+  std::filesystem::last_write_time(model, written + std::chrono::seconds(1));
+  absl::Status damaged = ingest.Verify("job-1", "ck").status();
+  EXPECT_EQ(damaged.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(damaged.message(), HasSubstr("model.pt"));
+  ::peco::testing::WriteFileForTest(model, data);
+  EXPECT_TRUE(ingest.Verify("job-1", "ck").ok());
+  std::filesystem::remove(model);
+  EXPECT_EQ(ingest.Verify("job-1", "ck").status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ingest.Verify("job-1", "../x").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

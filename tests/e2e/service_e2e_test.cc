@@ -656,6 +656,82 @@ TEST_F(ServiceE2eTest, LostSubmitAnswersThroughTheCliCreateOneJob) {
 
 // Tokens issued with `peco-coordinator tokens`: one works in the CLI until it is revoked, one
 // that expired yesterday is refused by name, and the worker token cannot act as a user.
+// A rogue worker with a valid worker token of its own (issued by the real coordinator daemon)
+// tries to fail, poison and steal a job that runs on a real worker: every attempt is refused, and
+// the job finishes with its own final checkpoint.
+TEST_F(ServiceE2eTest, ARogueWorkerWithItsOwnTokenCannotTouchAnotherWorkersJob) {
+  cluster_.StartCoordinator();
+  const std::string out = cluster_.root() + "/rogue.token";
+  const std::string command =
+      absl::StrCat("'", PECO_COORDINATOR_BINARY, "' --data_dir '", cluster_.data_dir(),
+                   "' tokens issue --name rogue --role worker --ttl 1h >'", out, "'");
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  const std::string rogue(absl::StripAsciiWhitespace(ReadFileToString(out).value_or("")));
+  ASSERT_EQ(rogue.size(), 64u);
+  cluster_.StartWorker();
+  ASSERT_TRUE(cluster_.WaitForWorkers(1));
+  const std::string job_id = Submit("e2e-rogue", 200, 40);
+  ASSERT_FALSE(job_id.empty());
+  ASSERT_TRUE(WaitForFirstCheckpoint(job_id).ok());
+  auto as_rogue = [&] {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->AddMetadata("authorization", "Bearer " + rogue);
+    context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    return context;
+  };
+
+  // It registers, under its own name whatever it asks for.
+  v1::RegisterRequest reg;
+  reg.mutable_worker()->set_id(cluster_.WorkerId(0));
+  reg.mutable_worker()->mutable_devices()->set_cpu_slots(1);
+  reg.mutable_worker()->mutable_ports()->set_first(29900);
+  reg.mutable_worker()->mutable_ports()->set_last(29900);
+  v1::RegisterResponse registered;
+  ASSERT_TRUE(cluster_.workers_api()->Register(as_rogue().get(), reg, &registered).ok());
+  EXPECT_EQ(registered.worker_id(), "rogue");
+
+  // A fatal result for the job, as itself and as the real worker.
+  v1::HeartbeatRequest beat;
+  beat.set_worker_id("rogue");
+  v1::AttemptResult* fatal = beat.add_finished();
+  fatal->set_job_id(job_id);
+  fatal->set_attempt(1);
+  fatal->set_result(v1::AttemptResult::RESULT_FAILED);
+  fatal->set_retryable(false);
+  fatal->set_reason("planted");
+  v1::HeartbeatResponse reply;
+  EXPECT_TRUE(cluster_.workers_api()->Heartbeat(as_rogue().get(), beat, &reply).ok());
+  beat.set_worker_id(cluster_.WorkerId(0));
+  EXPECT_EQ(cluster_.workers_api()->Heartbeat(as_rogue().get(), beat, &reply).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  // A planted "final" checkpoint, which would become the job's resume point and its dependents'
+  // input.
+  v1::UploadCheckpointResponse uploaded;
+  auto context = as_rogue();
+  auto writer = cluster_.workers_api()->UploadCheckpoint(context.get(), &uploaded);
+  v1::UploadCheckpointRequest header;
+  header.mutable_header()->set_job_id(job_id);
+  header.mutable_header()->set_attempt(1);
+  header.mutable_header()->set_step(200);
+  header.mutable_header()->set_final(true);
+  writer->Write(header);
+  writer->WritesDone();
+  grpc::Status planted = writer->Finish();
+  EXPECT_EQ(planted.error_code(), grpc::StatusCode::PERMISSION_DENIED) << planted.error_message();
+
+  // Nothing changed: the job runs on and ends with its own final checkpoint.
+  absl::StatusOr<v1::GetJobResponse> done =
+      cluster_.WaitForState(job_id, v1::JOB_STATE_SUCCEEDED, absl::Seconds(240));
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->job().restart_count(), 0);
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> checkpoints = cluster_.Checkpoints(job_id);
+  ASSERT_TRUE(checkpoints.ok());
+  for (const v1::CheckpointInfo& info : *checkpoints) EXPECT_EQ(info.attempt(), 1);
+  ASSERT_NE(FinalCheckpoint(*checkpoints), nullptr);
+  EXPECT_EQ(FinalCheckpoint(*checkpoints)->step(), 200);
+}
+
 TEST_F(ServiceE2eTest, IssuedTokensThroughTheCli) {
   cluster_.StartCoordinator();
   auto tokens = [&](const std::string& arguments) {

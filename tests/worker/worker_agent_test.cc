@@ -491,6 +491,42 @@ TEST_F(WorkerAgentTest, StaleUploadIsDroppedAndTheResultStillReported) {
               HasSubstr(R"(peco_worker_checkpoint_uploads_total{result="dropped"} 1)"));
 }
 
+TEST_F(WorkerAgentTest, IdsFromTheNetworkThatAreNotPlainNamesNeverNameADirectory) {
+  Start("exit 0");
+  const std::string outside = temp_.path() + "/../keep-" + std::to_string(::getpid());
+  ASSERT_TRUE(std::filesystem::create_directories(outside));
+  struct Case {
+    std::string checkpoint_id;
+    std::string field;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {"../../keep-" + std::to_string(::getpid()), "tokenizer.checkpoint", "invalid checkpoint id"},
+      {"..", "backbone.checkpoint", "invalid checkpoint id"},
+      {"ck-1", "x=y --set other", "invalid input config field"},
+  };
+  int64_t attempt = 1;
+  for (const Case& c : cases) {
+    v1::Assignment assignment = MakeAssignment("job-1", attempt);
+    v1::InputCheckpoint* input = assignment.add_inputs();
+    input->set_checkpoint_id(c.checkpoint_id);
+    input->set_config_field(c.field);
+    QueueAssignment(assignment);
+    v1::AttemptResult result = RunToResult("job-1", attempt);
+    EXPECT_EQ(result.result(), v1::AttemptResult::RESULT_FAILED) << c.checkpoint_id;
+    EXPECT_FALSE(result.retryable());
+    EXPECT_EQ(result.cause(), "launch");
+    EXPECT_THAT(result.reason(), HasSubstr(c.expected));
+    ++attempt;
+  }
+  {
+    absl::MutexLock lock(&client_.mu());
+    EXPECT_TRUE(client_.fetches.empty());  // nothing was fetched, nothing removed
+  }
+  EXPECT_TRUE(std::filesystem::exists(outside));
+  std::filesystem::remove_all(outside);
+}
+
 TEST_F(WorkerAgentTest, AFinalCheckpointRefusedForGoodFailsTheAttemptRetryably) {
   WorkerAgent& agent =
       Start(std::string(kWriteCheckpoint) + R"(echo '{"event":"completed","step":2}')");
