@@ -111,15 +111,53 @@ absl::Status JobLogStore::WriteLocked(const std::string& path, LogState& state,
                                       const std::string& data) {
   if (state.stored == 0) {
     std::error_code error;
-    fs::create_directories(fs::path(path).parent_path(), error);
+    const fs::path dir = fs::path(path).parent_path();
+    fs::create_directories(dir, error);
     if (error) {
-      return absl::InternalError(absl::StrCat(
-          "cannot create ", fs::path(path).parent_path().string(), ": ", error.message()));
+      return absl::InternalError(
+          absl::StrCat("cannot create ", dir.string(), ": ", error.message()));
     }
+    // The new file's entry, and the directories that may have been created with it.
+    unsynced_dirs_.insert(dir.string());
+    unsynced_dirs_.insert(dir.parent_path().string());
   }
   RETURN_IF_ERROR(AppendToFile(path, data));
+  unsynced_files_.insert(path);
   state.stored += static_cast<int64_t>(data.size());
   return absl::OkStatus();
+}
+
+absl::Status JobLogStore::Sync() {
+  std::set<std::string> files;
+  std::set<std::string> dirs;
+  {
+    absl::MutexLock lock(&mu_);
+    files.swap(unsynced_files_);
+    dirs.swap(unsynced_dirs_);
+  }
+  absl::Status status = absl::OkStatus();
+  std::set<std::string> failed_files;
+  std::set<std::string> failed_dirs;
+  for (const std::string& file : files) {
+    absl::Status synced = FsyncFile(file);
+    if (!synced.ok()) {
+      failed_files.insert(file);
+      status.Update(synced);
+    }
+  }
+  for (const std::string& dir : dirs) {
+    absl::Status synced = FsyncDirectory(dir);
+    if (!synced.ok()) {
+      failed_dirs.insert(dir);
+      status.Update(synced);
+    }
+  }
+  if (!status.ok()) {
+    absl::MutexLock lock(&mu_);
+    unsynced_files_.insert(failed_files.begin(), failed_files.end());
+    unsynced_dirs_.insert(failed_dirs.begin(), failed_dirs.end());
+  }
+  return status;
 }
 
 absl::Status JobLogStore::MarkLocked(const std::string& path, LogState& state,

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,6 +68,12 @@ class JobLogStore {
   // Stores `chunk` at its offset (see the file comment) and wakes WaitForChange callers.
   absl::Status Append(const v1::LogChunk& chunk);
 
+  // Makes every byte appended so far durable (fsyncs the files written since the last Sync and
+  // the directories created for them). The RPC layer calls it before it acknowledges a report
+  // stream, so acknowledged log lines survive a crash of the machine. Errors name the path; the
+  // files stay marked for the next Sync.
+  absl::Status Sync();
+
   // The job's logs, by attempt and then rank; empty when it has none.
   absl::StatusOr<std::vector<StoredLog>> List(const std::string& job_id);
 
@@ -94,6 +101,9 @@ class JobLogStore {
     bool truncated = false;
   };
   using LogKey = std::pair<int64_t, int32_t>;  // attempt, rank
+  // Files and directories written since the last Sync.
+  std::set<std::string> unsynced_files_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> unsynced_dirs_ ABSL_GUARDED_BY(mu_);
   struct JobLogs {
     std::map<LogKey, LogState> logs;
     uint64_t version = 0;

@@ -226,6 +226,8 @@ grpc::Status WorkerServiceImpl::ReportProgress(
       if (!flushed.ok()) return ToGrpcStatus(flushed);
     }
   }
+  // Acknowledged log lines are on disk (the worker drops what is acknowledged).
+  if (absl::Status synced = logs_->Sync(); !synced.ok()) return ToGrpcStatus(synced);
   return ToGrpcStatus(flush());
 }
 

@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <string>
 #include <thread>
 
 #include "tests/test_util/files.h"
@@ -64,6 +66,31 @@ TEST_F(JobLogStoreTest, ResentBytesAreSkippedAndLostBytesMarked) {
   ASSERT_TRUE(store_->Append(Chunk(24, "seven\n")).ok());
   ASSERT_TRUE(store_->Append(Chunk(30, "eight\n")).ok());
   EXPECT_EQ(Whole(), expected + "eight\n");
+}
+
+TEST_F(JobLogStoreTest, SyncMakesAppendedLogsDurableAndReportsWhatItCouldNot) {
+  EXPECT_TRUE(store_->Sync().ok());  // nothing written yet
+  ASSERT_TRUE(store_->Append(Chunk(0, "one\n")).ok());
+  ASSERT_TRUE(store_->Append(Chunk(0, "r1\n", 1, 1)).ok());
+  EXPECT_TRUE(store_->Sync().ok());
+  // A file that cannot be synced fails the Sync, naming it, and stays due for the next one.
+  ASSERT_TRUE(store_->Append(Chunk(4, "two\n")).ok());
+  std::string path;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(options_.dir)) {
+    if (entry.is_regular_file() && entry.path().string().find("marks") == std::string::npos &&
+        ::peco::testing::ReadFileForTest(entry.path()) == "one\ntwo\n") {
+      path = entry.path().string();
+    }
+  }
+  ASSERT_FALSE(path.empty());
+  const std::string aside = path + ".aside";
+  std::filesystem::rename(path, aside);
+  absl::Status failed = store_->Sync();
+  EXPECT_FALSE(failed.ok());
+  EXPECT_THAT(failed.message(), HasSubstr(path));
+  std::filesystem::rename(aside, path);
+  EXPECT_TRUE(store_->Sync().ok());
+  EXPECT_EQ(Whole(), "one\ntwo\n");
 }
 
 TEST_F(JobLogStoreTest, LogsListedByAttemptAndRankAndReadInPieces) {
