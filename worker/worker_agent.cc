@@ -156,6 +156,7 @@ absl::Status WorkerAgentOptions::Validate() const {
     return bad("upload_max_backoff", "must be >= upload_initial_backoff");
   }
   if (fetch_max_tries < 1) return bad("fetch_max_tries", "must be >= 1");
+  if (upload_max_tries < 1) return bad("upload_max_tries", "must be >= 1");
   if (startup_timeout <= absl::ZeroDuration()) return bad("startup_timeout", "must be > 0");
   if (stall_timeout_floor <= absl::ZeroDuration()) {
     return bad("stall_timeout_floor", "must be > 0");
@@ -894,20 +895,24 @@ bool WorkerAgent::UploadOnce(absl::Time now) {
     Log(absl::StrCat("uploaded ", name,
                      info.ok() ? absl::StrCat(" as ", info->id(), " (", bytes, " bytes)")
                                : " (already committed)"));
-  } else if (IsTransient(status)) {
+  } else if (IsTransient(status) && entry->tries + 1 < options_.upload_max_tries) {
     outbox_.Finish(entry->id, /*retry=*/true, now, status);
     if (metrics_ != nullptr) metrics_->CountUpload("retry", 0, took);
     Log(absl::StrCat("uploading ", name, " failed (try ", entry->tries + 1,
                      "), will retry: ", status.ToString()));
   } else {
-    // FAILED_PRECONDITION: the attempt is stale. Anything else will not improve by resending.
+    // FAILED_PRECONDITION: the attempt is stale. Anything else will not improve by resending,
+    // nor will a transient error that lasted upload_max_tries.
     if (entry->header.final() && !absl::IsFailedPrecondition(status)) {
       absl::MutexLock lock(&mu_);
       auto it = attempts_.find({entry->header.job_id(), entry->header.attempt()});
       if (it != attempts_.end()) {
-        it->second->final_checkpoint_refused =
-            absl::StrCat("the final checkpoint at step ", entry->header.step(),
-                         " was refused: ", status.ToString());
+        it->second->final_checkpoint_refused = absl::StrCat(
+            "the final checkpoint at step ", entry->header.step(),
+            IsTransient(status)
+                ? absl::StrCat(" could not be uploaded in ", entry->tries + 1, " tries: ")
+                : " was refused: ",
+            status.ToString());
       }
     }
     outbox_.Finish(entry->id, /*retry=*/false, now, status);

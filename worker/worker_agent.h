@@ -108,6 +108,10 @@ struct WorkerAgentOptions {
   absl::Duration upload_max_backoff = absl::Minutes(1);
   // Tries of a resume fetch that fails with a retryable code before the attempt fails.
   int fetch_max_tries = 5;
+  // Tries of a checkpoint upload that fails with a retryable code (an unreachable coordinator,
+  // a transfer past its timeout) before it is dropped: the attempt's result then goes out
+  // instead of waiting forever, and a dropped final checkpoint fails the attempt retryably.
+  int upload_max_tries = 30;
 
   // Passed to every TrainerSupervisor (see TrainerSupervisorOptions).
   absl::Duration startup_timeout = absl::Minutes(10);

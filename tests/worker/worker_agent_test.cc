@@ -527,6 +527,22 @@ TEST_F(WorkerAgentTest, IdsFromTheNetworkThatAreNotPlainNamesNeverNameADirectory
   std::filesystem::remove_all(outside);
 }
 
+TEST_F(WorkerAgentTest, AnUploadThatKeepsTimingOutIsDroppedAfterItsTriesAndTheResultGoesOut) {
+  WorkerAgentOptions options =
+      Options(std::string(kWriteCheckpoint) + R"(echo '{"event":"completed","step":2}')");
+  options.upload_max_tries = 3;
+  WorkerAgent& agent = Start(options);
+  client_.upload_error = absl::DeadlineExceededError("transfer timed out");
+  QueueAssignment(MakeAssignment("job-1", 1));
+  v1::AttemptResult result = RunToResult("job-1", 1);
+  EXPECT_EQ(client_.upload_calls, 3);
+  EXPECT_EQ(result.result(), v1::AttemptResult::RESULT_FAILED);
+  EXPECT_TRUE(result.retryable());
+  EXPECT_EQ(result.cause(), "upload");
+  EXPECT_THAT(result.reason(), HasSubstr("could not be uploaded in 3 tries"));
+  EXPECT_EQ(agent.pending_uploads(), 0);
+}
+
 TEST_F(WorkerAgentTest, AFinalCheckpointRefusedForGoodFailsTheAttemptRetryably) {
   WorkerAgent& agent =
       Start(std::string(kWriteCheckpoint) + R"(echo '{"event":"completed","step":2}')");
