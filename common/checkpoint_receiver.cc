@@ -22,22 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Reads up to `size` bytes at `offset` (fewer only at the end of the file).
-absl::StatusOr<std::string> ReadAt(int fd, const std::string& path, int64_t offset, int64_t size) {
-  std::string out(static_cast<size_t>(size), '\0');
-  int64_t done = 0;
-  while (done < size) {
-    const ssize_t n =
-        ::pread(fd, out.data() + done, static_cast<size_t>(size - done), offset + done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus("cannot read", path, errno);
-    if (n == 0) break;
-    done += n;
-  }
-  out.resize(static_cast<size_t>(done));
-  return out;
-}
-
 // `dest` without a trailing separator ("out/" names "out").
 fs::path WithoutTrailingSlash(const std::string& dest) {
   fs::path path = fs::path(dest).lexically_normal();
@@ -158,7 +142,7 @@ absl::Status CheckpointReceiver::Append(absl::string_view name, int64_t offset,
   // A retried chunk must repeat the bytes already received exactly.
   const int64_t overlap = std::min<int64_t>(file->size - offset, data.size());
   if (overlap > 0) {
-    ASSIGN_OR_RETURN(std::string existing, ReadAt(file->fd, file->path, offset, overlap));
+    ASSIGN_OR_RETURN(std::string existing, ReadFileRange(file->fd, file->path, offset, overlap));
     if (existing != data.substr(0, static_cast<size_t>(overlap))) {
       return Refuse(absl::StatusCode::kFailedPrecondition,
                     absl::StrCat("chunk of ", name, " at offset ", offset,

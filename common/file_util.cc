@@ -30,6 +30,22 @@ absl::Status ErrnoStatus(absl::string_view what, const std::string& path, int er
   }
 }
 
+absl::StatusOr<std::string> ReadFileRange(int fd, const std::string& path, int64_t offset,
+                                          int64_t size) {
+  std::string out(static_cast<size_t>(size), '\0');
+  int64_t done = 0;
+  while (done < size) {
+    const ssize_t n =
+        ::pread(fd, out.data() + done, static_cast<size_t>(size - done), offset + done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("cannot read", path, errno);
+    if (n == 0) break;
+    done += n;
+  }
+  out.resize(static_cast<size_t>(done));
+  return out;
+}
+
 namespace {
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {

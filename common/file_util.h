@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -21,6 +22,11 @@ namespace peco {
 // The Status of a failed system call on `path` with errno `error`, mapped as the file comment
 // says; the message is "<what> <path>: <strerror>".
 absl::Status ErrnoStatus(absl::string_view what, const std::string& path, int error);
+
+// Up to `size` bytes of the open file `fd` from `offset` (fewer only at its end), retrying
+// interrupted reads; `path` names the file in errors.
+absl::StatusOr<std::string> ReadFileRange(int fd, const std::string& path, int64_t offset,
+                                          int64_t size);
 
 // Whole content of a file. NotFound when it does not exist, Internal on a read error.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);

@@ -51,24 +51,6 @@ bool Exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-// Reads exactly `size` bytes at `offset` (fewer only at the end of the file).
-absl::StatusOr<std::string> PreadAll(int fd, const std::string& path, int64_t offset,
-                                     int64_t size) {
-  std::string out(static_cast<size_t>(size), '\0');
-  int64_t done = 0;
-  while (done < size) {
-    ssize_t n = ::pread(fd, out.data() + done, static_cast<size_t>(size - done), offset + done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus("read", path, errno);
-    }
-    if (n == 0) break;
-    done += n;
-  }
-  out.resize(static_cast<size_t>(done));
-  return out;
-}
-
 }  // namespace
 
 struct CheckpointFileStore::Session {
@@ -292,7 +274,7 @@ absl::StatusOr<std::string> CheckpointFileStore::ReadChunk(absl::string_view job
                                               " (", st.st_size, " bytes)"));
   }
   const int64_t n = std::min<int64_t>({max_bytes, options_.max_chunk_bytes, st.st_size - offset});
-  absl::StatusOr<std::string> out = PreadAll(fd, path, offset, n);
+  absl::StatusOr<std::string> out = ReadFileRange(fd, path, offset, n);
   ::close(fd);
   return out;
 }
