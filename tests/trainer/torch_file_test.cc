@@ -234,6 +234,59 @@ TEST(TorchFileTest, RefusesMalformedPickles) {
   EXPECT_NE(missing.status().message().find("data/0"), std::string::npos) << missing.status();
 }
 
+// A chain of nested tuples far deeper than the reader accepts: refused, and the interpreter's
+// objects are torn down without recursing once per level (which would overflow the stack).
+TEST(TorchFileTest, RefusesDeepNestingWithoutOverflowingTheStack) {
+  ScopedTempDir temp("torch_file_test");
+  std::string pickle = "\x80\x02N";           // protocol 2; None
+  pickle += std::string(200000, '\x85');      // TUPLE1, 200,000 times: ((((None,),),),...)
+  pickle += ".";
+  absl::StatusOr<c10::IValue> result = ReadTorchFile(WriteArchive(temp.path(), pickle));
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(result.status().message().find("nested deeper than"), std::string::npos)
+      << result.status();
+}
+
+// Thirty levels of lists, each holding ten memo references to the level below: 10^30 values if
+// every reference were converted on its own. Converted once per object, the file reads at once
+// and the references share their value, as they share the object in Python.
+TEST(TorchFileTest, MemoReferencesShareOneValueInsteadOfExpanding) {
+  ScopedTempDir temp("torch_file_test");
+  std::string pickle = "\x80\x02Nq";
+  pickle += '\x00';  // BINPUT 0: None
+  for (int level = 1; level <= 30; ++level) {
+    pickle += "](";  // EMPTY_LIST, MARK
+    for (int k = 0; k < 10; ++k) {
+      pickle += 'h';  // BINGET level - 1
+      pickle += static_cast<char>(level - 1);
+    }
+    pickle += 'e';  // APPENDS
+    pickle += 'q';  // BINPUT level
+    pickle += static_cast<char>(level);
+  }
+  pickle += ".";
+  absl::StatusOr<c10::IValue> result = ReadTorchFile(WriteArchive(temp.path(), pickle));
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_TRUE(result->isList());
+  const c10::List<c10::IValue> top = result->toList();
+  ASSERT_EQ(top.size(), 10u);
+  const c10::IValue first = top.get(0);
+  const c10::IValue second = top.get(1);
+  ASSERT_TRUE(first.isList());
+  EXPECT_TRUE(first.is(second));
+  EXPECT_EQ(first.toList().size(), 10u);
+}
+
+// A list that contains itself (EMPTY_LIST, DUP, APPEND) is refused as a cycle.
+TEST(TorchFileTest, RefusesAContainerThatContainsItself) {
+  ScopedTempDir temp("torch_file_test");
+  absl::StatusOr<c10::IValue> result = ReadTorchFile(WriteArchive(temp.path(), "\x80\x02]2a."));
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(result.status().message().find("cycle"), std::string::npos) << result.status();
+}
+
 c10::IValue MakeNestedDict() {
   c10::Dict<std::string, torch::Tensor> inner;
   inner.insert("weight", torch::arange(12, torch::kFloat).reshape({3, 4}));

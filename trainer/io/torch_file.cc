@@ -6,6 +6,7 @@
 #include <torch/serialize.h>
 
 #include <cstring>
+#include <limits>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -30,6 +31,12 @@ absl::StatusOr<at::Tensor> LoadStorage(caffe2::serialize::PyTorchStreamReader& r
   ASSIGN_OR_RETURN(const bool present,
                    TorchCall(context, [&] { return reader.hasRecord(record); }));
   if (!present) return absl::InvalidArgumentError(absl::StrCat(context, " is missing"));
+  // A hostile numel must not wrap the byte count below into the record's real size.
+  const int64_t element_size = static_cast<int64_t>(c10::elementSize(dtype));
+  if (numel < 0 || numel > std::numeric_limits<int64_t>::max() / element_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(context, ": storage size ", numel, " elements is out of range"));
+  }
   return TorchCall(context, [&]() -> absl::StatusOr<at::Tensor> {
     auto [data, size] = reader.getRecord(record);
     const uint64_t expected = static_cast<uint64_t>(numel) * c10::elementSize(dtype);

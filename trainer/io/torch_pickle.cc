@@ -192,13 +192,17 @@ ObjectPtr MakeString(std::string v) {
   return o;
 }
 
-ObjectPtr MakeTuple(std::vector<ObjectPtr> items) {
-  auto o = std::make_shared<Object>(Kind::kTuple);
+
+// Identity of a dict key; only the hashable types found in checkpoints are supported.
+// Makes a tuple, list or dict and registers it in `containers` for teardown (NOTE [teardown]).
+ObjectPtr NewContainer(std::vector<ObjectPtr>& containers, Kind kind,
+                       std::vector<ObjectPtr> items = {}) {
+  auto o = std::make_shared<Object>(kind);
   o->items = std::move(items);
+  containers.push_back(o);
   return o;
 }
 
-// Identity of a dict key; only the hashable types found in checkpoints are supported.
 absl::StatusOr<std::string> DictKeyId(const Object& key) {
   switch (key.kind) {
     case Kind::kString:
@@ -253,7 +257,22 @@ c10::TypePtr CommonType(const std::vector<c10::IValue>& values) {
 TorchPickleInterpreter::TorchPickleInterpreter(absl::string_view data, StorageLoader loader)
     : data_(data), loader_(std::move(loader)) {}
 
-TorchPickleInterpreter::~TorchPickleInterpreter() = default;
+// NOTE [teardown]: objects refer to each other through shared pointers, and a hostile program
+// can build a chain of millions of nested tuples (or a list that contains itself). Destroying
+// such a graph the default way recurses once per level and overflows the stack (or, for a cycle,
+// leaks it). Every object that holds others is registered in containers_ when it is made, so the
+// interpreter can first empty all of them (no object then refers to another) and then drop them
+// one by one: teardown is flat whatever the shape of the graph.
+TorchPickleInterpreter::~TorchPickleInterpreter() {
+  stack_.clear();
+  memo_.clear();
+  for (const ObjectPtr& container : containers_) {
+    container->items.clear();
+    container->entries.clear();
+    container->index.clear();
+  }
+  containers_.clear();
+}
 
 absl::Status TorchPickleInterpreter::Error(absl::string_view message) const {
   return absl::InvalidArgumentError(
@@ -429,7 +448,7 @@ absl::StatusOr<ObjectPtr> TorchPickleInterpreter::Reduce(const ObjectPtr& callab
   const std::vector<ObjectPtr>& a = args->items;
   if (name == "collections.OrderedDict") {
     if (!a.empty()) return Error("OrderedDict with constructor arguments is not supported");
-    return std::make_shared<Object>(Kind::kDict);
+    return NewContainer(containers_, Kind::kDict);
   }
   if (name == "torch._utils._rebuild_tensor_v2") return RebuildTensor(a);
   if (name == "torch._utils._rebuild_parameter" ||
@@ -441,7 +460,7 @@ absl::StatusOr<ObjectPtr> TorchPickleInterpreter::Reduce(const ObjectPtr& callab
   if (name == "torch.Size") {
     if (a.size() != 1) return Error("torch.Size takes one argument");
     if (!IntTuple(*a[0], "torch.Size").ok()) return Error("torch.Size of non-ints");
-    return MakeTuple(a[0]->items);
+    return NewContainer(containers_, Kind::kTuple, a[0]->items);
   }
   if (name == "torch.device") {
     auto o = std::make_shared<Object>(Kind::kDevice);
@@ -466,10 +485,27 @@ absl::StatusOr<ObjectPtr> TorchPickleInterpreter::Reduce(const ObjectPtr& callab
   return Error(absl::StrCat("cannot call global '", name, "'"));
 }
 
-absl::StatusOr<c10::IValue> TorchPickleInterpreter::ToIValue(const ObjectPtr& object,
-                                                             int depth) const {
-  if (depth > kMaxDepth) return Error("object nesting too deep (or cyclic)");
-  const Object& o = *object;
+// NOTE [conversion]: an object reached twice (through the memo) is converted once and the two
+// places share the IValue, as they share the object in Python; otherwise a few hundred bytes of
+// memo references (a list of ten references to a list of ten references to ...) would expand to
+// billions of values. Nesting is bounded by kMaxDepth, and an object reached again while it is
+// being converted (a list that contains itself) is refused.
+absl::StatusOr<c10::IValue> TorchPickleInterpreter::ToIValue(const ObjectPtr& object, int depth) {
+  if (depth > kMaxDepth) {
+    return Error(absl::StrCat("objects nested deeper than ", kMaxDepth, " levels"));
+  }
+  const Object* const key = object.get();
+  if (auto it = converted_.find(key); it != converted_.end()) {
+    if (!it->second.has_value()) return Error("a container that contains itself (a cycle)");
+    return *it->second;
+  }
+  converted_[key] = std::nullopt;  // in progress
+  absl::StatusOr<c10::IValue> value = ConvertObject(*object, depth);
+  if (value.ok()) converted_[key] = *value;
+  return value;
+}
+
+absl::StatusOr<c10::IValue> TorchPickleInterpreter::ConvertObject(const Object& o, int depth) {
   switch (o.kind) {
     case Kind::kNone:
       return c10::IValue();
@@ -637,17 +673,17 @@ absl::Status TorchPickleInterpreter::Step(uint8_t opcode, bool* stop) {
       return absl::OkStatus();
     }
     case kEmptyDict:
-      stack_.push_back(std::make_shared<Object>(Kind::kDict));
+      stack_.push_back(NewContainer(containers_, Kind::kDict));
       return absl::OkStatus();
     case kEmptyList:
-      stack_.push_back(std::make_shared<Object>(Kind::kList));
+      stack_.push_back(NewContainer(containers_, Kind::kList));
       return absl::OkStatus();
     case kEmptyTuple:
-      stack_.push_back(MakeTuple({}));
+      stack_.push_back(NewContainer(containers_, Kind::kTuple));
       return absl::OkStatus();
     case kTuple: {
       ASSIGN_OR_RETURN(std::vector<ObjectPtr> items, PopToMark());
-      stack_.push_back(MakeTuple(std::move(items)));
+      stack_.push_back(NewContainer(containers_, Kind::kTuple, std::move(items)));
       return absl::OkStatus();
     }
     case kTuple1:
@@ -658,7 +694,7 @@ absl::Status TorchPickleInterpreter::Step(uint8_t opcode, bool* stop) {
       for (size_t k = n; k > 0; --k) {
         ASSIGN_OR_RETURN(items[k - 1], Pop());
       }
-      stack_.push_back(MakeTuple(std::move(items)));
+      stack_.push_back(NewContainer(containers_, Kind::kTuple, std::move(items)));
       return absl::OkStatus();
     }
     case kSetItem: {
@@ -732,7 +768,7 @@ absl::Status TorchPickleInterpreter::Step(uint8_t opcode, bool* stop) {
       ASSIGN_OR_RETURN(ObjectPtr cls, Pop());
       if (cls->kind == Kind::kGlobal && cls->s == "collections.OrderedDict" &&
           args->kind == Kind::kTuple && args->items.empty()) {
-        stack_.push_back(std::make_shared<Object>(Kind::kDict));
+        stack_.push_back(NewContainer(containers_, Kind::kDict));
         return absl::OkStatus();
       }
       return Error(absl::StrCat("NEWOBJ of unsupported class ",

@@ -12,6 +12,13 @@
 // the data/<key> records of a zip archive). Storages are loaded once per key, so tensors that
 // are views of one storage share memory, as they do in Python. All tensors are on the CPU.
 //
+// Hostile input: besides unknown opcodes and globals, the interpreter refuses objects nested
+// deeper than 512 levels and containers that contain themselves, converts an object reached
+// several times through the memo once (the IValues share it, so memo references cannot expand
+// into exponentially many values), tears its object graph down without recursion (a chain of a
+// million nested tuples cannot overflow the stack), and checks every tensor view against its
+// storage. Run's cost is linear in the size of `data` plus the storages it loads.
+//
 // Ownership: the interpreter copies what it needs from `data`; the returned IValue owns all of
 // its memory. Thread-safety: an instance is single-use and not thread-safe; distinct instances
 // may run concurrently.
@@ -24,6 +31,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -72,7 +80,8 @@ class TorchPickleInterpreter {
   absl::StatusOr<ObjectPtr> RebuildTensor(const std::vector<ObjectPtr>& args);
   absl::Status SetItem(const ObjectPtr& dict, ObjectPtr key, ObjectPtr value);
   absl::Status Append(const ObjectPtr& list, ObjectPtr value);
-  absl::StatusOr<c10::IValue> ToIValue(const ObjectPtr& object, int depth) const;
+  absl::StatusOr<c10::IValue> ToIValue(const ObjectPtr& object, int depth);
+  absl::StatusOr<c10::IValue> ConvertObject(const Object& object, int depth);
   absl::Status Error(absl::string_view message) const;
 
   absl::string_view data_;
@@ -83,6 +92,10 @@ class TorchPickleInterpreter {
   std::vector<size_t> marks_;
   std::unordered_map<uint32_t, ObjectPtr> memo_;
   std::unordered_map<std::string, at::Tensor> storages_;
+  // Every tuple, list and dict made, for a flat teardown (NOTE [teardown] in the .cc file).
+  std::vector<ObjectPtr> containers_;
+  // Objects converted by ToIValue (nullopt while one is being converted).
+  std::unordered_map<const Object*, std::optional<c10::IValue>> converted_;
   bool ran_ = false;
 };
 
