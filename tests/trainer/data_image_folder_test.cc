@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <random>
 #include <set>
@@ -12,6 +13,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "trainer/data/image_codec.h"
 #include "trainer/data/image_folder.h"
 #include "trainer/data/loader.h"
 
@@ -54,13 +56,13 @@ void WritePng(const fs::path& path, const Image& image, bool with_alpha = false)
       << png.message;
 }
 
-void WriteJpeg(const fs::path& path, const Image& image) {
+void WriteJpeg(const fs::path& path, const Image& image, int flags = 0) {
   tjhandle handle = tjInitCompress();
   unsigned char* out = nullptr;
   unsigned long size = 0;
   ASSERT_EQ(tjCompress2(handle, image.pixels.data(), image.width, 0, image.height,
                         image.channels == 3 ? TJPF_RGB : TJPF_GRAY, &out, &size,
-                        image.channels == 3 ? TJSAMP_444 : TJSAMP_GRAY, 95, 0),
+                        image.channels == 3 ? TJSAMP_444 : TJSAMP_GRAY, 95, flags),
             0)
       << tjGetErrorStr2(handle);
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<char*>(out), size);
@@ -200,6 +202,57 @@ TEST_F(ImageFolderTest, LoaderSkipsAndCountsCorruptFile) {
   EXPECT_EQ(second->indices[2].item<int64_t>(), 7);  // 6 -> 7
   EXPECT_EQ(second->indices[3].item<int64_t>(), 7);
   EXPECT_GE((*serial)->skipped_samples(), 3);
+}
+
+// Files from a user's folder are hostile: a file over the size limit is refused before it is
+// read, an image over the pixel limit before it is decoded, and a JPEG with more scans than the
+// limit (a progressive scan bomb) before the decoder runs them. Each error names the file.
+TEST_F(ImageFolderTest, RefusesFilesOverTheSizePixelAndScanLimits) {
+  const fs::path b0 = root_ / "banana" / "b0.jpg";  // index 3, 48x64 baseline JPEG: one scan
+  ImageFolderOptions options;
+  options.limits.max_file_bytes = static_cast<int64_t>(fs::file_size(b0)) - 1;
+  auto dataset = OpenImageFolder(root_.string(), options);
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  auto too_big = (*dataset)->Get(3);
+  ASSERT_FALSE(too_big.ok());
+  EXPECT_EQ(too_big.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(too_big.status().message(), HasSubstr("over the limit"));
+  EXPECT_THAT(too_big.status().message(), HasSubstr(b0.string()));
+
+  options = {};
+  options.limits.max_pixels = 48 * 64 - 1;
+  dataset = OpenImageFolder(root_.string(), options);
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  auto too_many_pixels = (*dataset)->Get(3);
+  ASSERT_FALSE(too_many_pixels.ok());
+  EXPECT_THAT(too_many_pixels.status().message(), HasSubstr("64x48"));
+  auto png = (*dataset)->Get(0);  // 20x30 PNG: within the limit
+  EXPECT_TRUE(png.ok()) << png.status();
+
+  // A progressive JPEG of the same image has several scans; a baseline one has one.
+  WriteJpeg(b0, Pattern(48, 64, 3, 3), TJFLAG_PROGRESSIVE);
+  std::ifstream in(b0, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const int scans = CountJpegScans(bytes, 1000);
+  ASSERT_GT(scans, 2);
+  EXPECT_EQ(CountJpegScans(bytes, 2), 2);  // counting stops at the limit
+  options = {};
+  options.limits.max_jpeg_scans = scans - 1;
+  dataset = OpenImageFolder(root_.string(), options);
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  auto bomb = (*dataset)->Get(3);
+  ASSERT_FALSE(bomb.ok());
+  EXPECT_THAT(bomb.status().message(), HasSubstr("scans"));
+  options.limits.max_jpeg_scans = scans;
+  dataset = OpenImageFolder(root_.string(), options);
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  auto decoded = (*dataset)->Get(3);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->image.width, 64);
+  std::ifstream baseline_in(root_ / "cherry" / "c0.jpeg", std::ios::binary);
+  const std::string baseline((std::istreambuf_iterator<char>(baseline_in)),
+                             std::istreambuf_iterator<char>());
+  EXPECT_EQ(CountJpegScans(baseline, 1000), 1);
 }
 
 TEST(ImageFolderErrorsTest, MissingRootNamesPath) {

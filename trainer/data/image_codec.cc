@@ -31,13 +31,64 @@ tjhandle JpegHandle() {
   return decompressor.get();
 }
 
-// Guards against decompression bombs: far above any realistic training image.
-constexpr int64_t kMaxPixels = int64_t{1} << 28;
+absl::Status CheckFileSize(absl::string_view data, const ImageLimits& limits,
+                           absl::string_view what) {
+  if (static_cast<int64_t>(data.size()) > limits.max_file_bytes) {
+    return absl::DataLossError(absl::StrCat(what, ": image file of ", data.size(),
+                                            " bytes is over the limit of ", limits.max_file_bytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckPixels(int64_t width, int64_t height, const ImageLimits& limits,
+                         absl::string_view format, absl::string_view what) {
+  if (width <= 0 || height <= 0 || width * height > limits.max_pixels) {
+    return absl::DataLossError(absl::StrCat(what, ": ", format, " of ", width, "x", height,
+                                            " pixels is outside 1..", limits.max_pixels,
+                                            " pixels"));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
+int CountJpegScans(absl::string_view data, int stop_after) {
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(data[i]); };
+  int scans = 0;
+  size_t pos = 2;  // after SOI
+  while (pos + 1 < data.size() && scans < stop_after) {
+    if (byte(pos) != 0xFF) {
+      ++pos;  // not at a marker (garbage between segments): the decoder decides
+      continue;
+    }
+    const unsigned char marker = byte(pos + 1);
+    if (marker == 0xFF) {  // fill byte
+      ++pos;
+      continue;
+    }
+    pos += 2;
+    if (marker == 0xD9) break;                                      // EOI
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue;  // no length
+    if (pos + 1 >= data.size()) break;
+    const size_t length = (size_t{byte(pos)} << 8) | byte(pos + 1);
+    pos += length;
+    if (marker != 0xDA) continue;
+    ++scans;
+    // Entropy-coded data runs to the next marker that is neither a stuffed 0xFF00 nor a restart.
+    while (pos + 1 < data.size()) {
+      if (byte(pos) == 0xFF && byte(pos + 1) != 0x00 &&
+          !(byte(pos + 1) >= 0xD0 && byte(pos + 1) <= 0xD7)) {
+        break;
+      }
+      ++pos;
+    }
+  }
+  return scans;
+}
+
 absl::StatusOr<Image> DecodeJpeg(absl::string_view data, int min_decode_side,
-                                 absl::string_view what) {
+                                 absl::string_view what, const ImageLimits& limits) {
+  if (absl::Status size = CheckFileSize(data, limits, what); !size.ok()) return size;
   tjhandle handle = JpegHandle();
   if (handle == nullptr) {
     return absl::InternalError(absl::StrCat(what, ": cannot create a JPEG decompressor"));
@@ -49,9 +100,13 @@ absl::StatusOr<Image> DecodeJpeg(absl::string_view data, int min_decode_side,
     return absl::DataLossError(
         absl::StrCat(what, ": not a decodable JPEG: ", tjGetErrorStr2(handle)));
   }
-  if (width <= 0 || height <= 0 || int64_t{width} * height > kMaxPixels) {
-    return absl::DataLossError(
-        absl::StrCat(what, ": JPEG has unsupported size ", width, "x", height));
+  if (absl::Status pixels = CheckPixels(width, height, limits, "JPEG", what); !pixels.ok()) {
+    return pixels;
+  }
+  if (const int scans = CountJpegScans(data, limits.max_jpeg_scans + 1);
+      scans > limits.max_jpeg_scans) {
+    return absl::DataLossError(absl::StrCat(what, ": JPEG has more than ", limits.max_jpeg_scans,
+                                            " scans (a scan bomb?)"));
   }
   int out_w = width, out_h = height;
   if (min_decode_side > 0) {
@@ -81,7 +136,9 @@ absl::StatusOr<Image> DecodeJpeg(absl::string_view data, int min_decode_side,
   return image;
 }
 
-absl::StatusOr<Image> DecodePng(absl::string_view data, absl::string_view what) {
+absl::StatusOr<Image> DecodePng(absl::string_view data, absl::string_view what,
+                                const ImageLimits& limits) {
+  if (absl::Status size = CheckFileSize(data, limits, what); !size.ok()) return size;
   png_image png;
   std::memset(&png, 0, sizeof(png));
   png.version = PNG_IMAGE_VERSION;
@@ -90,10 +147,10 @@ absl::StatusOr<Image> DecodePng(absl::string_view data, absl::string_view what) 
     png_image_free(&png);
     return absl::DataLossError(absl::StrCat(what, ": not a decodable PNG: ", message));
   }
-  if (png.width == 0 || png.height == 0 || int64_t{png.width} * png.height > kMaxPixels) {
+  if (absl::Status pixels = CheckPixels(png.width, png.height, limits, "PNG", what);
+      !pixels.ok()) {
     png_image_free(&png);
-    return absl::DataLossError(
-        absl::StrCat(what, ": PNG has unsupported size ", png.width, "x", png.height));
+    return pixels;
   }
   const bool color = (png.format & PNG_FORMAT_FLAG_COLOR) != 0;
   png.format = color ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
@@ -110,14 +167,14 @@ absl::StatusOr<Image> DecodePng(absl::string_view data, absl::string_view what) 
 }
 
 absl::StatusOr<Image> DecodeImage(absl::string_view data, int min_decode_side,
-                                  absl::string_view what) {
+                                  absl::string_view what, const ImageLimits& limits) {
   if (data.size() >= 3 && static_cast<unsigned char>(data[0]) == 0xFF &&
       static_cast<unsigned char>(data[1]) == 0xD8 && static_cast<unsigned char>(data[2]) == 0xFF) {
-    return DecodeJpeg(data, min_decode_side, what);
+    return DecodeJpeg(data, min_decode_side, what, limits);
   }
   static constexpr unsigned char kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
   if (data.size() >= 8 && std::memcmp(data.data(), kPngSignature, 8) == 0) {
-    return DecodePng(data, what);
+    return DecodePng(data, what, limits);
   }
   return absl::DataLossError(absl::StrCat(what, ": neither a JPEG nor a PNG (", data.size(),
                                           " bytes, unrecognised signature)"));

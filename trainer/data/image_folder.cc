@@ -1,6 +1,11 @@
 #include "trainer/data/image_folder.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -23,6 +28,27 @@ namespace fs = std::filesystem;
 bool IsImageFile(const fs::path& path) {
   const std::string ext = absl::AsciiStrToLower(path.extension().string());
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png";
+}
+
+// The file's bytes, refused before they are read when the file holds more than `max_bytes` (a
+// file that grows meanwhile is read only up to the size checked).
+absl::StatusOr<std::string> ReadImageFile(const std::string& path, int64_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("cannot open", path, errno);
+  struct stat st;
+  absl::StatusOr<std::string> data;
+  if (::fstat(fd, &st) != 0) {
+    data = ErrnoStatus("cannot stat", path, errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    data = absl::DataLossError(absl::StrCat(path, ": not a regular file"));
+  } else if (st.st_size > max_bytes) {
+    data = absl::DataLossError(absl::StrCat(path, ": image file of ", st.st_size,
+                                            " bytes is over the limit of ", max_bytes));
+  } else {
+    data = ReadFileRange(fd, path, 0, st.st_size);
+  }
+  ::close(fd);
+  return data;
 }
 
 struct Sample {
@@ -49,10 +75,11 @@ class ImageFolderDataset : public Dataset {
           absl::StrCat(name(), ": index ", index, " out of range [0, ", size(), ")"));
     }
     const Sample& sample = samples_[static_cast<size_t>(index)];
-    absl::StatusOr<std::string> data = ReadFileToString(sample.path);
+    absl::StatusOr<std::string> data = ReadImageFile(sample.path, options_.limits.max_file_bytes);
     if (!data.ok()) return absl::DataLossError(data.status().message());
     Example example;
-    ASSIGN_OR_RETURN(example.image, DecodeImage(*data, options_.min_decode_side, sample.path));
+    ASSIGN_OR_RETURN(example.image,
+                     DecodeImage(*data, options_.min_decode_side, sample.path, options_.limits));
     example.label = sample.label;
     return example;
   }

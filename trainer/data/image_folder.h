@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "trainer/data/dataset.h"
+#include "trainer/data/image_codec.h"
 
 namespace peco::trainer {
 
@@ -14,6 +15,9 @@ struct ImageFolderOptions {
   // JPEGs are decoded with DCT scaling at the smallest scale whose shorter side is still
   // >= min_decode_side (see DecodeJpeg). 0 decodes at full size. PNGs are always full size.
   int min_decode_side = 0;
+  // What a file may be: larger files are refused before they are read, images over the pixel or
+  // scan limits before they are decoded (image_codec.h).
+  ImageLimits limits;
 };
 
 // Scans `root` once: every immediate sub-directory is a class (sorted by name; label = rank in
