@@ -238,8 +238,8 @@ TEST(TorchFileTest, RefusesMalformedPickles) {
 // objects are torn down without recursing once per level (which would overflow the stack).
 TEST(TorchFileTest, RefusesDeepNestingWithoutOverflowingTheStack) {
   ScopedTempDir temp("torch_file_test");
-  std::string pickle = "\x80\x02N";           // protocol 2; None
-  pickle += std::string(200000, '\x85');      // TUPLE1, 200,000 times: ((((None,),),),...)
+  std::string pickle = "\x80\x02N";       // protocol 2; None
+  pickle += std::string(200000, '\x85');  // TUPLE1, 200,000 times: ((((None,),),),...)
   pickle += ".";
   absl::StatusOr<c10::IValue> result = ReadTorchFile(WriteArchive(temp.path(), pickle));
   ASSERT_FALSE(result.ok());

@@ -67,7 +67,7 @@ int CountJpegScans(absl::string_view data, int stop_after) {
       continue;
     }
     pos += 2;
-    if (marker == 0xD9) break;                                      // EOI
+    if (marker == 0xD9) break;                                           // EOI
     if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue;  // no length
     if (pos + 1 >= data.size()) break;
     const size_t length = (size_t{byte(pos)} << 8) | byte(pos + 1);
@@ -147,8 +147,7 @@ absl::StatusOr<Image> DecodePng(absl::string_view data, absl::string_view what,
     png_image_free(&png);
     return absl::DataLossError(absl::StrCat(what, ": not a decodable PNG: ", message));
   }
-  if (absl::Status pixels = CheckPixels(png.width, png.height, limits, "PNG", what);
-      !pixels.ok()) {
+  if (absl::Status pixels = CheckPixels(png.width, png.height, limits, "PNG", what); !pixels.ok()) {
     png_image_free(&png);
     return pixels;
   }

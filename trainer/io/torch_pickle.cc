@@ -192,7 +192,6 @@ ObjectPtr MakeString(std::string v) {
   return o;
 }
 
-
 // Identity of a dict key; only the hashable types found in checkpoints are supported.
 // Makes a tuple, list or dict and registers it in `containers` for teardown (NOTE [teardown]).
 ObjectPtr NewContainer(std::vector<ObjectPtr>& containers, Kind kind,
