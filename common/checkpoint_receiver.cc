@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,6 +54,17 @@ absl::Status CheckpointReceiver::Options::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("max_file_bytes must be >= 0, got ", max_file_bytes));
   }
+  if (max_files < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("max_files must be >= 1, got ", max_files));
+  }
+  if (max_total_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_total_bytes must be >= 0, got ", max_total_bytes));
+  }
+  if (min_free_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("min_free_bytes must be >= 0, got ", min_free_bytes));
+  }
   return absl::OkStatus();
 }
 
@@ -91,6 +103,10 @@ absl::Status CheckpointReceiver::Refuse(absl::StatusCode code, absl::string_view
 }
 
 absl::StatusOr<CheckpointReceiver::File*> CheckpointReceiver::OpenFile(const std::string& name) {
+  if (static_cast<int64_t>(files_.size()) >= options_.max_files) {
+    return Refuse(absl::StatusCode::kResourceExhausted,
+                  absl::StrCat("file ", name, " would exceed max_files ", options_.max_files));
+  }
   auto file = std::make_unique<File>();
   file->path = (fs::path(options_.staging_dir) / name).string();
   file->limit = options_.max_file_bytes;
@@ -159,6 +175,24 @@ absl::Status CheckpointReceiver::Append(absl::string_view name, int64_t offset,
     }
     return Refuse(absl::StatusCode::kResourceExhausted,
                   absl::StrCat(name, " would exceed max_file_bytes ", options_.max_file_bytes));
+  }
+  if (bytes_received_ + static_cast<int64_t>(rest.size()) > options_.max_total_bytes) {
+    return Refuse(absl::StatusCode::kResourceExhausted,
+                  absl::StrCat("chunk of ", name, " would exceed max_total_bytes ",
+                               options_.max_total_bytes));
+  }
+  if (options_.min_free_bytes > 0) {
+    struct statvfs fs_stat;
+    if (::statvfs(options_.staging_dir.c_str(), &fs_stat) != 0) {
+      return ErrnoStatus("cannot stat the file system of", options_.staging_dir, errno);
+    }
+    const int64_t available = static_cast<int64_t>(fs_stat.f_bavail) * fs_stat.f_frsize;
+    if (available - static_cast<int64_t>(rest.size()) < options_.min_free_bytes) {
+      return Refuse(absl::StatusCode::kResourceExhausted,
+                    absl::StrCat("chunk of ", name, " would leave less than min_free_bytes ",
+                                 options_.min_free_bytes, " free on the file system of ",
+                                 options_.staging_dir, " (", available, " bytes free)"));
+    }
   }
   size_t done = 0;
   while (done < rest.size()) {

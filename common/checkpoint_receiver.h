@@ -30,10 +30,11 @@
 // or a chunk of a file the expected manifest does not list; FailedPrecondition for a chunk out of
 // order or a retried chunk whose bytes differ from those received; DataLoss for more bytes than
 // the expected size, and at Seal for a missing, extra, short or corrupt file; ResourceExhausted
-// for a file over max_file_bytes; AlreadyExists when the destination exists and is not an empty
-// directory; file-system errors as common/file_util.h maps them. After an error from Append the
-// receiver may still be used (the refused chunk wrote nothing); after an error from Seal or
-// Publish it is spent.
+// for a file over max_file_bytes, a file beyond max_files, bytes beyond max_total_bytes or a
+// chunk that would leave less than min_free_bytes free on the disk; AlreadyExists when the
+// destination exists and is not an empty directory; file-system errors as common/file_util.h maps
+// them. After an error from Append the receiver may still be used (the refused chunk wrote
+// nothing); after an error from Seal or Publish it is spent.
 //
 // Thread-safety: not thread-safe; one thread (or the caller's mutex) drives a receiver.
 #ifndef PECO_COMMON_CHECKPOINT_RECEIVER_H_
@@ -68,6 +69,12 @@ class CheckpointReceiver {
     std::optional<Manifest> expected;
     // Largest file accepted.
     int64_t max_file_bytes = std::numeric_limits<int64_t>::max();
+    // Most files and bytes (all files together) one checkpoint may bring.
+    int max_files = std::numeric_limits<int>::max();
+    int64_t max_total_bytes = std::numeric_limits<int64_t>::max();
+    // Bytes that must stay free on the staging directory's file system: a chunk that would
+    // leave less is refused, so a checkpoint cannot fill the disk the service's state is on.
+    int64_t min_free_bytes = 0;
 
     // InvalidArgument naming the first bad field.
     absl::Status Validate() const;

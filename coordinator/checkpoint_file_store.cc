@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -59,6 +60,9 @@ struct CheckpointFileStore::Session {
   std::string checkpoint_id;
   int64_t step = 0;
   std::string job_dir;
+  // When the session last received a chunk (or began), in microseconds since the epoch; read by
+  // AbortIdleUploads without the session's mutex, which a slow write may hold.
+  std::atomic<int64_t> last_activity_us{0};
 
   absl::Mutex mu;
   // Null once the session ended (committed or aborted); removes its staging directory then.
@@ -75,6 +79,27 @@ absl::Status CheckpointFileStore::Options::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("max_file_bytes must be positive, got ", max_file_bytes));
   }
+  if (max_files_per_checkpoint < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_files_per_checkpoint must be >= 1, got ", max_files_per_checkpoint));
+  }
+  if (max_checkpoint_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_checkpoint_bytes must be positive, got ", max_checkpoint_bytes));
+  }
+  if (min_free_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("min_free_bytes must be >= 0, got ", min_free_bytes));
+  }
+  if (max_open_uploads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_open_uploads must be >= 1, got ", max_open_uploads));
+  }
+  if (upload_idle_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("upload_idle_timeout must be positive, got ",
+                                                   absl::FormatDuration(upload_idle_timeout)));
+  }
+  if (clock == nullptr) return absl::InvalidArgumentError("clock must not be null");
   return absl::OkStatus();
 }
 
@@ -142,24 +167,46 @@ absl::StatusOr<uint64_t> CheckpointFileStore::BeginUpload(absl::string_view job_
   session->checkpoint_id = std::string(checkpoint_id);
   session->step = step;
   session->job_dir = JobDir(job_id);
-  uint64_t id;
+  session->last_activity_us = absl::ToUnixMicros(options_.clock->Now());
+  bool full;
   {
     absl::MutexLock lock(&mu_);
-    id = next_session_++;
+    full = static_cast<int>(sessions_.size()) >= options_.max_open_uploads;
   }
-  RETURN_IF_ERROR(CreateDirs(session->job_dir));
-  CheckpointReceiver::Options receive;
-  receive.staging_dir = absl::StrCat(session->job_dir, "/", kStagingPrefix, checkpoint_id, "-", id);
-  receive.label = absl::StrCat("checkpoint ", checkpoint_id);
-  receive.max_file_bytes = options_.max_file_bytes;
+  if (full) AbortIdleUploads();
+  uint64_t id;
   {
+    // The session takes its place before its receiver starts, so that concurrent uploads cannot
+    // pass the limit together; nobody knows its id until this returns.
+    absl::MutexLock lock(&mu_);
+    if (static_cast<int>(sessions_.size()) >= options_.max_open_uploads) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("checkpoint ", checkpoint_id, ": ", sessions_.size(),
+                       " uploads are open, the most max_open_uploads allows"));
+    }
+    id = next_session_++;
+    sessions_[id] = session;
+  }
+  absl::Status started = [&]() -> absl::Status {
+    RETURN_IF_ERROR(CreateDirs(session->job_dir));
+    CheckpointReceiver::Options receive;
+    receive.staging_dir =
+        absl::StrCat(session->job_dir, "/", kStagingPrefix, checkpoint_id, "-", id);
+    receive.label = absl::StrCat("checkpoint ", checkpoint_id);
+    receive.max_file_bytes = options_.max_file_bytes;
+    receive.max_files = options_.max_files_per_checkpoint;
+    receive.max_total_bytes = options_.max_checkpoint_bytes;
+    receive.min_free_bytes = options_.min_free_bytes;
     ASSIGN_OR_RETURN(std::unique_ptr<CheckpointReceiver> receiver,
                      CheckpointReceiver::Start(std::move(receive)));
     absl::MutexLock session_lock(&session->mu);
     session->receiver = std::move(receiver);
+    return absl::OkStatus();
+  }();
+  if (!started.ok()) {
+    TakeSession(id);
+    return started;
   }
-  absl::MutexLock lock(&mu_);
-  sessions_[id] = std::move(session);
   return id;
 }
 
@@ -174,11 +221,34 @@ absl::Status CheckpointFileStore::AppendChunk(uint64_t session_id, absl::string_
                      " exceeds max_chunk_bytes ", options_.max_chunk_bytes));
   }
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(session_id));
+  session->last_activity_us = absl::ToUnixMicros(options_.clock->Now());
   absl::MutexLock lock(&session->mu);
   if (session->receiver == nullptr) {
     return absl::NotFoundError(absl::StrCat("upload session ", session_id, " has ended"));
   }
   return session->receiver->Append(file_name, offset, data);
+}
+
+int CheckpointFileStore::AbortIdleUploads() {
+  const int64_t cutoff_us =
+      absl::ToUnixMicros(options_.clock->Now() - options_.upload_idle_timeout);
+  std::vector<std::shared_ptr<Session>> idle;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (it->second->last_activity_us.load() < cutoff_us) {
+        idle.push_back(std::move(it->second));
+        it = sessions_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (const std::shared_ptr<Session>& session : idle) {
+    absl::MutexLock lock(&session->mu);
+    session->receiver.reset();  // removes what it received
+  }
+  return static_cast<int>(idle.size());
 }
 
 absl::Status CheckpointFileStore::Abort(uint64_t session_id) {

@@ -22,7 +22,8 @@
 //
 // Errors: InvalidArgument (naming the field) for malformed requests, NotFound for an unknown
 // session, checkpoint or file, FailedPrecondition for an out-of-order or conflicting chunk,
-// ResourceExhausted for a file over max_file_bytes, DataLoss (naming the file) when bytes do not
+// ResourceExhausted for a file over max_file_bytes or an upload over the other limits of Options
+// (files, bytes, free disk, open uploads), DataLoss (naming the file) when bytes do not
 // match their manifest, AlreadyExists when a different checkpoint was committed under the same
 // id, Internal for file-system errors (naming the path).
 //
@@ -55,7 +56,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/checkpoint_manifest.h"
+#include "common/clock.h"
 #include "peco/v1/checkpoint.pb.h"
 
 namespace peco::coordinator {
@@ -69,6 +72,18 @@ class CheckpointFileStore {
     int64_t max_chunk_bytes = int64_t{4} << 20;
     // Largest file an upload may contain.
     int64_t max_file_bytes = int64_t{64} << 30;
+    // Most files and bytes one upload may bring, and the bytes that must stay free on the data
+    // directory's disk (a chunk that would leave less is refused: a checkpoint cannot fill the
+    // disk the job store is on).
+    int max_files_per_checkpoint = 4096;
+    int64_t max_checkpoint_bytes = int64_t{256} << 30;
+    int64_t min_free_bytes = int64_t{1} << 30;
+    // Most uploads open at once, and how long one may go without a chunk before
+    // AbortIdleUploads() ends it (its bytes are removed; the sender starts again).
+    int max_open_uploads = 64;
+    absl::Duration upload_idle_timeout = absl::Minutes(10);
+    // Decides idleness; borrowed, must outlive the store.
+    const Clock* clock = RealClock::Get();
 
     // Returns InvalidArgument naming the first bad field.
     absl::Status Validate() const;
@@ -83,7 +98,8 @@ class CheckpointFileStore {
   CheckpointFileStore& operator=(const CheckpointFileStore&) = delete;
 
   // Opens an upload session for checkpoint `checkpoint_id` of `job_id` (attempt and step are
-  // recorded in the CheckpointInfo that Commit returns).
+  // recorded in the CheckpointInfo that Commit returns). ResourceExhausted when
+  // max_open_uploads are open even after idle ones were aborted.
   absl::StatusOr<uint64_t> BeginUpload(absl::string_view job_id, int64_t attempt,
                                        absl::string_view checkpoint_id, int64_t step);
 
@@ -103,6 +119,11 @@ class CheckpointFileStore {
 
   // Ends a session and removes what it received. NotFound for an unknown session.
   absl::Status Abort(uint64_t session);
+
+  // Ends every session that received nothing for upload_idle_timeout and removes what it
+  // received; their next chunk or commit is NotFound. Returns how many ended. The coordinator
+  // calls it every tick.
+  int AbortIdleUploads();
 
   // Verifies every file of a committed checkpoint against its MANIFEST (DataLoss naming the
   // file on a mismatch) and returns the manifest, sorted by name.

@@ -62,6 +62,9 @@ class CheckpointIngest {
   absl::StatusOr<v1::CheckpointInfo> Commit(const CheckpointUpload& upload,
                                             const v1::CheckpointManifest& manifest);
   void Abort(const CheckpointUpload& upload);
+  // Ends uploads idle for the file store's upload_idle_timeout (CheckpointFileStore::
+  // AbortIdleUploads); returns how many.
+  int AbortIdleUploads() { return files_->AbortIdleUploads(); }
 
   // Deletes the job's checkpoints beyond the newest `keep_checkpoints` (final ones are kept):
   // the record first, then the files, so a crash leaves at most an orphan directory, which the

@@ -298,6 +298,9 @@ Coordinator::ResumePoints Coordinator::ChooseResumePoints() {
 bool Coordinator::Tick() {
   // Verifying checkpoints reads them whole: done before taking the lock heartbeats need.
   const ResumePoints resume_points = ChooseResumePoints();
+  if (const int idle = ingest_.AbortIdleUploads(); idle > 0) {
+    Log(absl::StrCat("aborted ", idle, " checkpoint upload(s) idle for longer than the timeout"));
+  }
   absl::MutexLock lock(&mu_);
   SweepWorkersLocked();
   ForceOverdueCancellationsLocked();

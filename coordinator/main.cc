@@ -74,6 +74,15 @@ ABSL_FLAG(int, max_worker_cpu_slots, 4096, "Most CPU slots one worker may regist
 ABSL_FLAG(absl::Duration, reservation_after, absl::Minutes(10),
           "How long a big job may be overtaken by smaller ones before it reserves devices");
 ABSL_FLAG(int, max_message_bytes, 8 << 20, "Largest gRPC message accepted");
+ABSL_FLAG(int64_t, max_checkpoint_bytes, int64_t{256} << 30,
+          "Most bytes one uploaded checkpoint may hold");
+ABSL_FLAG(int, max_checkpoint_files, 4096, "Most files one uploaded checkpoint may hold");
+ABSL_FLAG(int64_t, min_free_disk_bytes, int64_t{1} << 30,
+          "Bytes that must stay free on the data directory's disk; uploads that would leave less "
+          "are refused");
+ABSL_FLAG(int, max_open_uploads, 64, "Most checkpoint uploads open at once");
+ABSL_FLAG(absl::Duration, upload_idle_timeout, absl::Minutes(10),
+          "A checkpoint upload that receives nothing for this long is aborted");
 ABSL_FLAG(int64_t, max_log_bytes, int64_t{64} << 20,
           "Trainer log bytes kept per job, attempt and rank (<data_dir>/logs); the rest is "
           "dropped with a note");
@@ -201,6 +210,11 @@ int Run() {
   }
   CheckpointFileStore::Options checkpoint_options;
   checkpoint_options.data_dir = data_dir;
+  checkpoint_options.max_checkpoint_bytes = absl::GetFlag(FLAGS_max_checkpoint_bytes);
+  checkpoint_options.max_files_per_checkpoint = absl::GetFlag(FLAGS_max_checkpoint_files);
+  checkpoint_options.min_free_bytes = absl::GetFlag(FLAGS_min_free_disk_bytes);
+  checkpoint_options.max_open_uploads = absl::GetFlag(FLAGS_max_open_uploads);
+  checkpoint_options.upload_idle_timeout = absl::GetFlag(FLAGS_upload_idle_timeout);
   absl::StatusOr<std::unique_ptr<CheckpointFileStore>> checkpoints =
       CheckpointFileStore::Open(checkpoint_options);
   if (!checkpoints.ok()) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -259,6 +260,47 @@ TEST_F(CheckpointReceiverTest, ChunksOutsideTheExpectedManifestOrLimitsAreRefuse
   absl::Status big = open->Append("huge.bin", 0, std::string(4097, 'h'));
   EXPECT_EQ(big.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(big.message(), HasSubstr("max_file_bytes 4096"));
+}
+
+// A sender cannot make a receiver hold more files or bytes than its limits, nor fill the disk:
+// each refusal is ResourceExhausted naming the limit, and what was accepted before still seals.
+TEST_F(CheckpointReceiverTest, FileCountTotalBytesAndFreeDiskAreBounded) {
+  CheckpointReceiver::Options options;
+  options.staging_dir = StagingDirFor(dest_);
+  options.label = "checkpoint step-7";
+  options.max_files = 2;
+  options.max_total_bytes = static_cast<int64_t>(model_.size() + state_.size());
+  absl::StatusOr<std::unique_ptr<CheckpointReceiver>> receiver = CheckpointReceiver::Start(options);
+  ASSERT_TRUE(receiver.ok()) << receiver.status();
+  ASSERT_TRUE((*receiver)->Append("model.pt", 0, model_).ok());
+  absl::Status over_total = (*receiver)->Append("state.json", 0, state_ + "!");
+  EXPECT_EQ(over_total.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(over_total.message(), HasSubstr("max_total_bytes"));
+  ASSERT_TRUE((*receiver)->Append("state.json", 0, state_).ok());
+  absl::Status third = (*receiver)->Append("empty.bin", 0, "");
+  EXPECT_EQ(third.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(third.message(), HasSubstr("max_files 2"));
+  const Manifest two = {manifest_[1], manifest_[2]};
+  EXPECT_TRUE((*receiver)->Seal(&two).ok());
+
+  // More free space than any disk has: the first chunk is refused and nothing is written.
+  CheckpointReceiver::Options full = options;
+  full.staging_dir = StagingDirFor(temp_.Join("other"));
+  full.min_free_bytes = std::numeric_limits<int64_t>::max() / 2;
+  absl::StatusOr<std::unique_ptr<CheckpointReceiver>> no_room = CheckpointReceiver::Start(full);
+  ASSERT_TRUE(no_room.ok()) << no_room.status();
+  absl::Status refused = (*no_room)->Append("model.pt", 0, model_);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.message(), HasSubstr("min_free_bytes"));
+  EXPECT_EQ((*no_room)->bytes_received(), 0);
+  full.min_free_bytes = 1;  // any real disk has a byte free
+  no_room = nullptr;        // (its destructor removes the staging directory)
+  no_room = CheckpointReceiver::Start(full);
+  ASSERT_TRUE(no_room.ok()) << no_room.status();
+  EXPECT_TRUE((*no_room)->Append("model.pt", 0, model_).ok());
+
+  options.max_files = 0;
+  EXPECT_EQ(CheckpointReceiver::Start(options).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(CheckpointReceiverTest, SealRefusesCorruptShortMissingAndExtraFilesAndLeavesNothing) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/file_util.h"
 #include "common/sha256.h"
 #include "tests/test_util/files.h"
@@ -221,6 +222,56 @@ TEST_F(CheckpointFileStoreTest, ChunkLimitsAndFileNamesValidated) {
   EXPECT_TRUE(store_->Abort(*session).ok());
   EXPECT_EQ(store_->AppendChunk(*session, "w.pt", 0, "x").code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(JobDirEntries("job-1"), IsEmpty());
+}
+
+// A sender cannot hold uploads open for ever or open more than max_open_uploads: idle sessions
+// are aborted (bytes removed, the next chunk NotFound), and a begin over the limit first reaps
+// idle ones. Per-checkpoint file and byte limits reach the receiver.
+TEST(CheckpointFileStoreLimitsTest, OpenUploadsAreBoundedAndIdleOnesAborted) {
+  ScopedTempDir temp("checkpoint_file_store_limits");
+  FakeClock clock;
+  CheckpointFileStore::Options options;
+  options.data_dir = temp.path();
+  options.max_open_uploads = 2;
+  options.upload_idle_timeout = absl::Minutes(1);
+  options.max_files_per_checkpoint = 1;
+  options.max_checkpoint_bytes = 100;
+  options.min_free_bytes = 0;
+  options.clock = &clock;
+  absl::StatusOr<std::unique_ptr<CheckpointFileStore>> store = CheckpointFileStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  absl::StatusOr<uint64_t> first = (*store)->BeginUpload("job-1", 1, "a", 1);
+  absl::StatusOr<uint64_t> second = (*store)->BeginUpload("job-1", 1, "b", 2);
+  ASSERT_TRUE(first.ok() && second.ok());
+  absl::StatusOr<uint64_t> third = (*store)->BeginUpload("job-1", 1, "c", 3);
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(third.status().message(), HasSubstr("max_open_uploads"));
+
+  ASSERT_TRUE((*store)->AppendChunk(*first, "w.pt", 0, "xy").ok());
+  absl::Status second_file = (*store)->AppendChunk(*first, "v.pt", 0, "z");
+  EXPECT_EQ(second_file.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(second_file.message(), HasSubstr("max_files 1"));
+  EXPECT_EQ((*store)->AppendChunk(*second, "w.pt", 0, std::string(101, 'b')).code(),
+            absl::StatusCode::kResourceExhausted);
+
+  clock.Advance(absl::Seconds(40));
+  ASSERT_TRUE((*store)->AppendChunk(*first, "w.pt", 2, "z").ok());  // keeps `first` alive
+  clock.Advance(absl::Seconds(30));                                 // `second` idle for 70 s
+  EXPECT_EQ((*store)->AbortIdleUploads(), 1);
+  EXPECT_EQ((*store)->AppendChunk(*second, "w.pt", 0, "b").code(), absl::StatusCode::kNotFound);
+  third = (*store)->BeginUpload("job-1", 1, "c", 3);
+  ASSERT_TRUE(third.ok()) << third.status();
+
+  // Full again; `first` and `third` go idle, and the next begin reaps them itself.
+  clock.Advance(absl::Minutes(2));
+  absl::StatusOr<uint64_t> fourth = (*store)->BeginUpload("job-1", 1, "d", 4);
+  ASSERT_TRUE(fourth.ok()) << fourth.status();
+  EXPECT_EQ((*store)->Commit(*first, {}).status().code(), absl::StatusCode::kNotFound);
+  std::vector<std::string> staging;
+  for (const auto& e : std::filesystem::directory_iterator(temp.path() + "/checkpoints/job-1")) {
+    staging.push_back(e.path().filename().string());
+  }
+  EXPECT_EQ(staging.size(), 1u);  // only `fourth`'s staging directory is left
 }
 
 TEST_F(CheckpointFileStoreTest, CorruptedBytesFailCommitWithDataLossNamingFile) {
