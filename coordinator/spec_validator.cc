@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/path_roots.h"
 #include "common/status_macros.h"
 #include "common/validation_protocol.h"
 #include "service/job_kinds.h"
@@ -84,19 +85,6 @@ absl::Status CheckJobSpecFields(const v1::JobSpec& spec, const SpecLimits& limit
     }
   }
   return absl::OkStatus();
-}
-
-bool PathIsUnder(absl::string_view path, absl::string_view root) {
-  fs::path p = fs::path(std::string(path)).lexically_normal();
-  fs::path r = fs::path(std::string(root)).lexically_normal();
-  if (!p.is_absolute() || !r.is_absolute()) return false;
-  auto pi = p.begin();
-  for (auto ri = r.begin(); ri != r.end(); ++ri) {
-    if (ri->empty()) continue;  // the trailing "" of "/a/b/"
-    if (pi == p.end() || *pi != *ri) return false;
-    ++pi;
-  }
-  return true;
 }
 
 // Stands for a checkpoint directory the worker fills in at launch.

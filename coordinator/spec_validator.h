@@ -97,9 +97,6 @@ class TrainerSpecValidator : public SpecValidator {
   ValidatorPool pool_;
 };
 
-// Returns true when `path` (absolute after normalisation of "." and "..") lies under `root`.
-bool PathIsUnder(absl::string_view path, absl::string_view root);
-
 }  // namespace peco::coordinator
 
 #endif  // PECO_COORDINATOR_SPEC_VALIDATOR_H_

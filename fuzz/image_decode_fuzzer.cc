@@ -35,7 +35,8 @@ void FuzzDecode(const std::string& input) {
   limits.max_jpeg_scans = 16;
   absl::StatusOr<Image> image = DecodeImage(file, min_decode_side, kWhat, limits);
   if (!image.ok()) {
-    PECO_FUZZ_CHECK(image.status().code() == absl::StatusCode::kDataLoss, image.status().ToString());
+    PECO_FUZZ_CHECK(image.status().code() == absl::StatusCode::kDataLoss,
+                    image.status().ToString());
     PECO_FUZZ_CHECK(absl::StrContains(image.status().message(), kWhat), image.status().ToString());
     return;
   }
@@ -43,9 +44,9 @@ void FuzzDecode(const std::string& input) {
   PECO_FUZZ_CHECK(image->height >= 1 && image->width >= 1, image->height, "x", image->width);
   PECO_FUZZ_CHECK(int64_t{image->height} * image->width <= limits.max_pixels, image->height, "x",
                   image->width);
-  PECO_FUZZ_CHECK(image->pixels.size() ==
-                      static_cast<size_t>(image->height) * image->width * image->channels,
-                  image->pixels.size());
+  PECO_FUZZ_CHECK(
+      image->pixels.size() == static_cast<size_t>(image->height) * image->width * image->channels,
+      image->pixels.size());
   const bool jpeg = file.size() >= 2 && static_cast<unsigned char>(file[0]) == 0xFF &&
                     static_cast<unsigned char>(file[1]) == 0xD8;
   if (jpeg) {

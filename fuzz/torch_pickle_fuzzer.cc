@@ -39,7 +39,8 @@ void FuzzPickle(const std::string& program) {
   TorchPickleInterpreter interpreter(program, loader);
   absl::StatusOr<c10::IValue> value = interpreter.Run();
   if (!value.ok()) {
-    PECO_FUZZ_CHECK(value.status().code() == absl::StatusCode::kInvalidArgument, value.status().ToString());
+    PECO_FUZZ_CHECK(value.status().code() == absl::StatusCode::kInvalidArgument,
+                    value.status().ToString());
   }
 }
 

@@ -5,6 +5,7 @@
 //   peco-train finetune --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set a.b=v]...
 //   peco-train linear_probe --config FILE.yaml [--resume DIR] [--output_dir DIR] [--set a.b=v]...
 //   peco-train export --checkpoint DIR --out FILE.pt
+//   (every job kind also takes --allowed_roots DIR[,DIR...], below)
 //   peco-train validate --config FILE.yaml [--check_paths true|false] [--set a.b=v]...
 //   peco-train validate --serve
 //
@@ -17,6 +18,11 @@
 // any kind in its official PyTorch layout (tokenizer: taming VQModel names; pretrain and finetune:
 // BEiT's `{'model': state_dict}`; linear_probe checkpoints are refused: no official layout holds a
 // head on an intermediate block).
+//
+// `--allowed_roots DIR,...` (a worker passes its own, plus its work directory) confines a job to
+// those directories on this machine: every path its config reads (CheckJobConfig's inputs, any
+// kind and field) is resolved (symlinks, "..") and must lie under a resolved root, or the job
+// exits 2 naming the field; the job then opens the resolved paths (common/path_roots.h).
 //
 // Progress goes to stdout as newline-delimited JSON events and to stderr as readable lines.
 // Exit codes (common/trainer_protocol.h): 0 done (or stopped cleanly by SIGTERM with a final
@@ -31,10 +37,12 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/config_reader.h"
 #include "common/file_util.h"
 #include "common/json_writer.h"
 #include "common/line_io.h"
+#include "common/path_roots.h"
 #include "common/stack_dump.h"
 #include "common/trainer_protocol.h"
 #include "common/validation_protocol.h"
@@ -115,18 +123,44 @@ absl::StatusOr<std::string> ReadConfigText(const std::string& path,
   return peco::ApplyConfigOverrides(*text, sets);
 }
 
+// `text` with every input path of the job resolved and checked against `roots` (a comma-separated
+// list): the config the job then runs opens only the resolved paths. InvalidArgument (NotFound
+// for a missing path) naming the field otherwise.
+absl::StatusOr<std::string> ConfineToRoots(const JobKind& kind, const std::string& text,
+                                           const std::string& source, const std::string& roots) {
+  const std::vector<std::string> allowed = absl::StrSplit(roots, ',', absl::SkipWhitespace());
+  if (allowed.empty()) return absl::InvalidArgumentError("--allowed_roots: no directory given");
+  absl::StatusOr<ConfigCheck> check = kind.check(text, source, /*check_paths=*/false, nullptr);
+  if (!check.ok()) return check.status();
+  std::vector<std::string> resolved_paths;
+  for (const auto& [field, path] : check->inputs) {
+    absl::StatusOr<std::string> resolved = peco::ResolvePathUnderRoots(field, path, allowed);
+    if (!resolved.ok()) {
+      return absl::Status(resolved.status().code(),
+                          absl::StrCat("--allowed_roots: ", resolved.status().message()));
+    }
+    if (*resolved != path) resolved_paths.push_back(absl::StrCat(field, "=", *resolved));
+  }
+  return peco::ApplyConfigOverrides(text, resolved_paths);
+}
+
 // `peco-train <kind>`: parses flags and the config, then runs one rank of the job.
 int RunJob(const JobKind& kind, int argc, char** argv, ProgressSink& progress) {
   std::map<std::string, std::string> flags;
   std::string error;
   std::vector<std::string> sets;
-  if (!ParseFlags(argc, argv, {"config", "resume", "output_dir", "set"}, &flags, &error, &sets) ||
+  if (!ParseFlags(argc, argv, {"config", "resume", "output_dir", "set", "allowed_roots"}, &flags,
+                  &error, &sets) ||
       flags.count("config") == 0) {
     std::cerr << (error.empty() ? "--config is required" : error) << "\n" << Usage();
     return trainer_protocol::kExitInvalidConfig;
   }
   absl::StatusOr<std::string> text = ReadConfigText(flags["config"], sets);
   if (!text.ok()) return Fail(progress, text.status());
+  if (flags.count("allowed_roots") != 0) {
+    text = ConfineToRoots(kind, *text, flags["config"], flags["allowed_roots"]);
+    if (!text.ok()) return Fail(progress, text.status());
+  }
   InstallStopSignalHandlers();
   absl::Status status =
       kind.run(*text, flags["config"], {flags["output_dir"], flags["resume"]}, &progress);

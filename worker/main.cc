@@ -61,6 +61,9 @@ ABSL_FLAG(std::string, coordinator_data_dir, "",
 ABSL_FLAG(std::string, token_file, "",
           "File holding the worker token (default: <coordinator_data_dir>/worker.token)");
 ABSL_FLAG(std::string, work_dir, "", "Directory for attempts, checkpoints in transit and the id");
+ABSL_FLAG(std::vector<std::string>, allowed_roots, {"/usr/share/datasets"},
+          "Directories trainers may read (resolved paths; the work directory is added); an empty "
+          "list leaves trainers unconfined");
 ABSL_FLAG(std::string, worker_id, "",
           "Id to register with (default: <work_dir>/worker.id, else assigned and stored there)");
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address other ranks reach this machine at");
@@ -226,6 +229,15 @@ int Run() {
   WorkerAgentOptions options;
   options.work_dir = absl::GetFlag(FLAGS_work_dir);
   if (options.work_dir.empty()) UsageError("--work_dir: required");
+  // Trainers start in their attempt's directory: every path handed to them is absolute.
+  options.work_dir = std::filesystem::absolute(options.work_dir).lexically_normal().string();
+  for (const std::string& root : absl::GetFlag(FLAGS_allowed_roots)) {
+    if (root.empty()) continue;
+    if (!std::filesystem::path(root).is_absolute()) {
+      UsageError(absl::StrCat("--allowed_roots: '", root, "' is not an absolute path"));
+    }
+    options.allowed_roots.push_back(root);
+  }
   options.worker_id = absl::GetFlag(FLAGS_worker_id);
   options.host = absl::GetFlag(FLAGS_host);
   options.gpus = absl::GetFlag(FLAGS_gpus);

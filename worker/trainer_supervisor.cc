@@ -188,6 +188,10 @@ absl::Status TrainerSupervisor::Start() {
     for (const std::string& entry : options_.config_overrides) {
       spec.argv.insert(spec.argv.end(), {"--set", entry});
     }
+    if (!options_.allowed_roots.empty()) {
+      spec.argv.insert(spec.argv.end(),
+                       {"--allowed_roots", absl::StrJoin(options_.allowed_roots, ",")});
+    }
     // Not the worker's whole environment: what trainers need from it, then the explicit values.
     spec.inherit_environment = false;
     spec.env = InheritedTrainerEnvironment(environ);

@@ -115,6 +115,9 @@ struct TrainerSupervisorOptions {
   // Config overrides "dotted.field=value", each passed as `--set` (for example the directory of
   // a fetched dependency checkpoint: `tokenizer.checkpoint=/work/.../inputs/ID`).
   std::vector<std::string> config_overrides;
+  // Directories the ranks may read (`--allowed_roots`: peco-train resolves every path its config
+  // reads and refuses one outside them); empty leaves the ranks unconfined.
+  std::vector<std::string> allowed_roots;
   // Directory the ranks start in; empty keeps the daemon's.
   std::string working_dir;
   // Each rank's stderr (and the non-JSON stdout lines) go to

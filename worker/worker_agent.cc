@@ -585,6 +585,10 @@ void WorkerAgent::LaunchLocked(Attempt& attempt) {
       options.config_overrides.push_back(absl::StrCat(fetch.config_field, "=", fetch.dest));
     }
   }
+  if (!options_.allowed_roots.empty()) {
+    options.allowed_roots = options_.allowed_roots;
+    options.allowed_roots.push_back(fs::absolute(options_.work_dir).string());
+  }
   options.working_dir = attempt.dir;
   options.log_dir = (fs::path(attempt.dir) / "logs").string();
   options.master_addr = assignment.master_addr();

@@ -91,6 +91,10 @@ struct WorkerAgentOptions {
   int last_port = 29599;
   // Program (and leading arguments) that runs one rank (TrainerSupervisorOptions).
   std::vector<std::string> trainer_command = {"peco-train"};
+  // Directories trainers may read besides the work directory (which holds the checkpoints
+  // fetched for them); peco-train checks the resolved paths (`--allowed_roots`). Empty leaves
+  // trainers unconfined.
+  std::vector<std::string> allowed_roots;
 
   // Heartbeat period; zero uses the coordinator's heartbeat_interval_ms (5 s if it sends none).
   absl::Duration heartbeat_interval = absl::ZeroDuration();

@@ -8,8 +8,10 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -19,6 +21,7 @@
 #include "tests/test_util/train_process.h"
 #include "trainer/data/image_codec.h"
 #include "trainer/engine/checkpoint.h"
+#include "trainer/engine/checkpoint_lookup.h"
 #include "trainer/engine/module_state.h"
 #include "trainer/export/tokenizer_export.h"
 #include "trainer/models/patch_discriminator.h"
@@ -371,6 +374,40 @@ TEST(TokenizerRunTest, BadConfigStopsBeforeTrainingNamingTheField) {
   EXPECT_NE(run.Of("error")[0]["message"].as<std::string>().find("model.n_embedd: unknown field"),
             std::string::npos);
   EXPECT_FALSE(fs::exists(dir + "/run/checkpoints"));
+}
+
+// Started by a worker with --allowed_roots, a job reads only under them, judged on the resolved
+// path: a symlink under a root that leads out of it is refused before training (exit 2, the
+// field named), and an allowed job runs on the resolved path (its effective config says so).
+TEST(TokenizerRunTest, AllowedRootsConfineTheJobToResolvedPaths) {
+  const std::string dir = TempDir("roots");
+  fs::create_directories(dir + "/root");
+  fs::create_directory_symlink(kFashionMnist, dir + "/root/fmnist");
+  std::string yaml = TinyConfig(dir + "/run", 1, false);
+  yaml.replace(yaml.find(kFashionMnist), std::strlen(kFashionMnist), dir + "/root/fmnist");
+  const std::string config = WriteConfig(dir, yaml);
+
+  RunResult escaped = RunTrain({"tokenizer", "--config", config, "--allowed_roots", dir + "/root"},
+                               dir + "/escaped.log");
+  EXPECT_EQ(escaped.exit_code, 2);
+  EXPECT_TRUE(escaped.Of("start").empty());
+  ASSERT_EQ(escaped.Of("error").size(), 1u);
+  const std::string message = escaped.Of("error")[0]["message"].as<std::string>();
+  EXPECT_NE(message.find("data.path"), std::string::npos) << message;
+  EXPECT_NE(message.find("outside the allowed roots"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(dir + "/run/checkpoints"));
+
+  RunResult allowed = RunTrain({"tokenizer", "--config", config, "--allowed_roots",
+                                "/nonexistent," + std::string(kFashionMnist)},
+                               dir + "/allowed.log");
+  ASSERT_EQ(allowed.exit_code, 0) << allowed.ErrorMessage();
+  std::vector<std::string> checkpoints = ListCheckpoints(dir + "/run/checkpoints");
+  ASSERT_EQ(checkpoints.size(), 1u);
+  std::ifstream in(fs::path(checkpoints[0]) / kConfigFile);
+  const std::string effective((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+  EXPECT_NE(effective.find(std::string("path: ") + kFashionMnist), std::string::npos) << effective;
+  EXPECT_EQ(effective.find("root/fmnist"), std::string::npos) << effective;
 }
 
 TEST(TokenizerRunTest, ExportedCheckpointLoadsInPythonWithTheModelsKeys) {

@@ -201,6 +201,7 @@ echo '{"event":"completed","step":0}'
   options.master_addr = "10.0.0.5";
   options.resume_dir = "/jobs/job-7/previous";
   options.extra_env = {"PECO_EXTRA=yes"};
+  options.allowed_roots = {"/data", "/work/w"};
   auto supervisor = Make(options);
   ASSERT_TRUE(supervisor->Start().ok());
   EXPECT_EQ(PollUntilDone(*supervisor).result, Result::kSucceeded);
@@ -223,7 +224,7 @@ echo '{"event":"completed","step":0}'
     EXPECT_EQ(e.String("omp"), "kept");
     EXPECT_EQ(e.String("args"),
               "tokenizer --config /jobs/job-7/config.yaml --output_dir /jobs/job-7/run "
-              "--resume /jobs/job-7/previous");
+              "--resume /jobs/job-7/previous --allowed_roots /data,/work/w");
   }
   EXPECT_EQ(seen, 2);
   ::unsetenv("PECO_TOKEN_FOR_TEST");
