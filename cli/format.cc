@@ -227,6 +227,7 @@ std::string FormatJobDetails(const v1::GetJobResponse& response, absl::Time now,
       {"ID", job.id()},
       {"Name", spec.name()},
       {"Kind", JobKindName(spec.kind())},
+      {"Owner", job.owner()},
       {"State", JobStateName(job.state())},
       {"Attempt", absl::StrCat(job.attempt())},
       {"Restarts", Restarts(job)},
@@ -299,6 +300,15 @@ std::string FormatJobDetails(const v1::GetJobResponse& response, absl::Time now,
                        attempt.cause().empty() ? "-" : attempt.cause(), attempt.failure_reason()});
     }
     absl::StrAppend(&out, "\n", attempts.Render());
+  }
+  if (response.audit_size() > 0) {
+    // Who changed the job, or tried to and was refused (the coordinator's audit log).
+    TextTable audit({"TIME", "USER", "ACTION", "OUTCOME", "DETAIL"});
+    for (const v1::AuditEntry& entry : response.audit()) {
+      audit.AddRow({FormatTime(entry.time_us()), entry.actor(), entry.action(), entry.outcome(),
+                    entry.detail().empty() ? "-" : entry.detail()});
+    }
+    absl::StrAppend(&out, "\n", audit.Render());
   }
   return out;
 }

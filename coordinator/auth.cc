@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/sha256.h"
+#include "coordinator/job_store.h"
 
 namespace peco::coordinator {
 namespace {
@@ -46,19 +47,37 @@ absl::Status CheckName(absl::string_view name) {
     return absl::InvalidArgumentError(
         absl::StrCat("--name: expected 1 to 64 of A-Z a-z 0-9 . _ -, got '", name, "'"));
   }
+  if (name == kAdminUser) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--name: '", name, "' is the primary user token's user name; issue --role admin under ",
+        "a person's name instead"));
+  }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::string_view RoleName(Role role) { return role == Role::kUser ? "user" : "worker"; }
+absl::string_view RoleName(Role role) {
+  switch (role) {
+    case Role::kUser:
+      return "user";
+    case Role::kWorker:
+      return "worker";
+    case Role::kAdmin:
+      return "admin";
+  }
+  return "?";
+}
 
 absl::StatusOr<Role> ParseRole(absl::string_view name) {
   if (name == "user") return Role::kUser;
   if (name == "worker") return Role::kWorker;
+  if (name == "admin") return Role::kAdmin;
   return absl::InvalidArgumentError(
-      absl::StrCat("--role: expected user or worker, got '", name, "'"));
+      absl::StrCat("--role: expected user, worker or admin, got '", name, "'"));
 }
+
+std::string Caller::user_name() const { return name.empty() ? std::string(kAdminUser) : name; }
 
 absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path) {
   struct stat info;
@@ -96,9 +115,9 @@ absl::StatusOr<std::vector<IssuedToken>> ParseIssuedTokens(absl::string_view tex
     line = absl::StripAsciiWhitespace(line);
     if (line.empty() || line[0] == '#') continue;
     auto bad = [&](absl::string_view why) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", line_number, ": ", why,
-                       " (expected '<name> <user|worker> <RFC 3339 expiry|never> <sha256 hex>')"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ":", line_number, ": ", why,
+          " (expected '<name> <user|worker|admin> <RFC 3339 expiry|never> <sha256 hex>')"));
     };
     std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
     if (fields.size() != 4) return bad("four fields");
@@ -232,6 +251,9 @@ void TokenRegistry::ReloadIfChanged() const {
 }
 
 absl::StatusOr<Caller> TokenRegistry::Identify(absl::string_view token, Role role) const {
+  if (role == Role::kAdmin) {
+    return absl::InternalError("TokenRegistry::Identify: ask for kUser (admins call JobService)");
+  }
   const std::string& own = role == Role::kUser ? options_.user_token : options_.worker_token;
   const std::string& other = role == Role::kUser ? options_.worker_token : options_.user_token;
   // Every call passes here: the message is built only for a refusal.
@@ -239,7 +261,10 @@ absl::StatusOr<Caller> TokenRegistry::Identify(absl::string_view token, Role rol
     return absl::StrCat("a ", RoleName(role == Role::kUser ? Role::kWorker : Role::kUser),
                         " token cannot call the ", RoleName(role), " API");
   };
-  if (ConstantTimeEquals(token, own)) return Caller{role, ""};
+  // The primary user token is the administrator's.
+  if (ConstantTimeEquals(token, own)) {
+    return Caller{role == Role::kUser ? Role::kAdmin : role, ""};
+  }
   if (ConstantTimeEquals(token, other)) return absl::PermissionDeniedError(wrong_role());
 
   const std::string digest = Sha256Hex(token);
@@ -252,11 +277,12 @@ absl::StatusOr<Caller> TokenRegistry::Identify(absl::string_view token, Role rol
           absl::StrCat("token '", issued.name, "' expired at ",
                        absl::FormatTime(absl::RFC3339_sec, issued.expires, absl::UTCTimeZone())));
     }
-    if (issued.role != role) {
+    const Role service = issued.role == Role::kAdmin ? Role::kUser : issued.role;
+    if (service != role) {
       return absl::PermissionDeniedError(
           absl::StrCat(wrong_role(), " (token '", issued.name, "')"));
     }
-    return Caller{role, issued.name};
+    return Caller{issued.role, issued.name};
   }
   return absl::UnauthenticatedError("wrong token");
 }

@@ -32,11 +32,13 @@
 
 namespace peco::coordinator {
 
-enum class Role { kUser, kWorker };
+// A token's role. User and admin tokens call JobService: a user sees and acts on the jobs it
+// submitted, an admin on every job. Worker tokens call WorkerService.
+enum class Role { kUser, kWorker, kAdmin };
 
-// "user" | "worker".
+// "user" | "worker" | "admin".
 absl::string_view RoleName(Role role);
-// InvalidArgument naming --role for anything but "user" or "worker".
+// InvalidArgument naming --role for anything but "user", "worker" or "admin".
 absl::StatusOr<Role> ParseRole(absl::string_view name);
 
 // Returns the token stored in `path`, creating the file (mode 0600, 32 random bytes as hex)
@@ -46,7 +48,9 @@ absl::StatusOr<std::string> LoadOrCreateToken(const std::string& path);
 
 // An issued token as stored: never the token itself.
 struct IssuedToken {
-  std::string name;  // [A-Za-z0-9._-], 1..64 characters, unique in the file
+  // [A-Za-z0-9._-], 1..64 characters, unique in the file, not "admin" (the primary user token's
+  // user name, kAdminUser)
+  std::string name;
   Role role = Role::kUser;
   absl::Time expires = absl::InfiniteFuture();
   std::string sha256;  // lowercase hex digest of the token
@@ -74,9 +78,14 @@ grpc::Status CheckPeerCertificate(const grpc::ServerContext& context, absl::stri
 
 // Who is calling, once the token checked out.
 struct Caller {
+  // The token's role; the primary user token is an admin.
   Role role = Role::kUser;
   // The issued token's name; empty for a primary token.
   std::string name;
+  // The user a JobService call acts as (a job's owner): the token's name, or kAdminUser
+  // ("admin") for the primary user token.
+  std::string user_name() const;
+  bool admin() const { return role == Role::kAdmin; }
   // A worker's identity: an issued worker token is bound to the worker id equal to its name
   // (docs/SERVICE.md "Security": every WorkerService call of such a worker is checked against
   // the placement). Empty for the primary worker token, which is trusted as any worker (a
@@ -97,7 +106,8 @@ class TokenRegistry {
   TokenRegistry(const TokenRegistry&) = delete;
   TokenRegistry& operator=(const TokenRegistry&) = delete;
 
-  // OK when `token` is a primary or live issued token of `role`. UNAUTHENTICATED for an
+  // OK when `token` is a primary or live issued token of `role` (kUser: user and admin tokens
+  // both call JobService; asking for kAdmin is not allowed). UNAUTHENTICATED for an
   // unknown, revoked or expired token (an expired one is named, with its expiry);
   // PERMISSION_DENIED for a valid token of the other role. An issued-tokens file that changed
   // is read again first; one that no longer parses keeps the previous tokens (logged once).

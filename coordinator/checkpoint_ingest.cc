@@ -92,17 +92,29 @@ absl::Status CheckpointIngest::ApplyRetention(const std::string& job_id) {
   ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> infos, store_->ListCheckpoints(job_id));
   // Ordered by (step, attempt): keep the newest keep_checkpoints and every final one.
   int kept = 0;
-  std::vector<std::string> keep_ids;
   for (auto it = infos.rbegin(); it != infos.rend(); ++it) {
     if (it->final() || kept < keep_checkpoints_) {
-      keep_ids.push_back(it->id());
       if (!it->final()) ++kept;
       continue;
     }
     RETURN_IF_ERROR(store_->DeleteCheckpoint(it->id()));
     RETURN_IF_ERROR(files_->Delete(job_id, it->id()));
   }
-  return files_->ApplyRetention(job_id, keep_ids);
+  // Only what was chosen above is removed: a checkpoint of this job committed meanwhile (its
+  // directory published, its record not yet written) is not among the records listed here and
+  // must survive. Directories a crash left without a record go at the next start
+  // (RemoveOrphans).
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointIngest::RemoveOrphans(const std::vector<std::string>& job_ids) {
+  for (const std::string& job_id : job_ids) {
+    ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> infos, store_->ListCheckpoints(job_id));
+    std::vector<std::string> recorded;
+    for (const v1::CheckpointInfo& info : infos) recorded.push_back(info.id());
+    RETURN_IF_ERROR(files_->ApplyRetention(job_id, recorded));
+  }
+  return absl::OkStatus();
 }
 
 std::vector<int64_t> CheckpointIngest::StampOf(const std::string& dir, const Manifest& manifest) {

@@ -67,9 +67,15 @@ class CheckpointIngest {
   int AbortIdleUploads() { return files_->AbortIdleUploads(); }
 
   // Deletes the job's checkpoints beyond the newest `keep_checkpoints` (final ones are kept):
-  // the record first, then the files, so a crash leaves at most an orphan directory, which the
-  // next pass removes.
+  // the record first, then the files, so a crash leaves at most an orphan directory, which
+  // RemoveOrphans() removes at the next start. Removes nothing it did not choose from the
+  // records: a checkpoint committed concurrently is never swept away.
   absl::Status ApplyRetention(const std::string& job_id);
+
+  // Removes the checkpoint directories of `job_ids` that have no record (left by a crash between
+  // deleting a record and its files, or between publishing a checkpoint and recording it). Only
+  // while no upload can commit: the Coordinator calls it from Recover(), before serving.
+  absl::Status RemoveOrphans(const std::vector<std::string>& job_ids);
 
   // Verifies every file of a stored checkpoint against its MANIFEST; DataLoss (counted as a
   // verification failure) naming the file on a mismatch. A checkpoint verified once is not

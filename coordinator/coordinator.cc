@@ -20,6 +20,9 @@ namespace peco::coordinator {
 using internal::AllJobs;
 using internal::Log;
 
+// Audit entries GetJob returns (the newest).
+constexpr int kAuditEntriesShown = 100;
+
 absl::Status CoordinatorOptions::Validate() const {
   auto bad = [](absl::string_view field, absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat("coordinator options: ", field, ": ", why));
@@ -34,6 +37,9 @@ absl::Status CoordinatorOptions::Validate() const {
   if (max_cached_ended_progress < 0) return bad("max_cached_ended_progress", "must be >= 0");
   if (max_worker_gpus < 0) return bad("max_worker_gpus", "must be >= 0");
   if (max_worker_cpu_slots < 1) return bad("max_worker_cpu_slots", "must be >= 1");
+  if (max_pending_jobs_per_user < 0 || max_pending_jobs_per_user > 100000) {
+    return bad("max_pending_jobs_per_user", "must be in 0..100000");
+  }
   return scheduler.Validate();
 }
 
@@ -74,9 +80,15 @@ absl::Status Coordinator::Recover() {
     const std::string id = job.id();
     pending_[id] = std::move(job);
   }
+  ASSIGN_OR_RETURN(std::vector<v1::Job> all, AllJobs(store_, {}));
+  std::vector<std::string> job_ids;
+  for (const v1::Job& job : all) job_ids.push_back(job.id());
+  // Nothing is being uploaded yet: checkpoint directories without a record are a crash's.
+  if (absl::Status orphans = ingest_.RemoveOrphans(job_ids); !orphans.ok()) {
+    Log(absl::StrCat("removing checkpoint directories without a record: ", orphans.ToString()));
+  }
   if (metrics_ != nullptr) {
     // One full count; afterwards every transition moves the gauges.
-    ASSIGN_OR_RETURN(std::vector<v1::Job> all, AllJobs(store_, {}));
     std::map<v1::JobState, int64_t> counts;
     for (const v1::Job& job : all) ++counts[job.state()];
     metrics_->SetJobsByState(counts);
@@ -155,18 +167,72 @@ absl::StatusOr<v1::Job> Coordinator::TransitionLocked(const v1::Job& job, v1::Jo
 // ---------------------------------------------------------------------------------------------
 // JobService
 
+absl::Status Coordinator::CheckAccessAudited(const v1::Job& job, const UserCaller& caller,
+                                             absl::string_view action) {
+  absl::Status access = CheckJobAccess(job, caller);
+  if (!access.ok()) Audit(caller, action, job.id(), access);
+  return access;
+}
+
+absl::Status Coordinator::CheckPendingQuota(const UserCaller& caller,
+                                            const std::string& request_id) {
+  const int limit = options_.max_pending_jobs_per_user;
+  if (caller.admin || limit == 0) return absl::OkStatus();
+  JobQuery query;
+  query.owner = caller.name;
+  query.states = {v1::JOB_STATE_QUEUED, v1::JOB_STATE_WAITING};
+  query.page_size = std::min(limit, 1000);
+  int pending = 0;
+  do {
+    ASSIGN_OR_RETURN(JobPage page, store_->ListJobs(query));
+    for (const v1::Job& job : page.jobs) {
+      if (!request_id.empty() && job.client_request_id() == request_id) return absl::OkStatus();
+    }
+    pending += static_cast<int>(page.jobs.size());
+    query.page_token = page.next_page_token;
+  } while (!query.page_token.empty());
+  if (pending < limit) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "user ", caller.name, " has ", pending, " jobs queued or waiting, the most ",
+      "max_pending_jobs_per_user allows (", limit, "); wait for some to start or cancel some"));
+}
+
+void Coordinator::Audit(const UserCaller& caller, absl::string_view action,
+                        const std::string& job_id, const absl::Status& outcome,
+                        absl::string_view detail) {
+  absl::Status written =
+      store_->AppendAudit(MakeAuditEntry(NowMicros(), caller, action, job_id, outcome, detail));
+  if (!written.ok()) {
+    Log(absl::StrCat("audit log: cannot record ", action, " of ", job_id, " by ", caller.name, ": ",
+                     written.ToString()));
+  }
+}
+
 absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJobUnsynced(
-    const v1::SubmitJobRequest& request) {
+    const v1::SubmitJobRequest& request, const UserCaller& caller) {
   v1::JobSpec spec = request.spec();
   NormalizeJobSpec(&spec);
   RETURN_IF_ERROR(CheckJobSpecFields(spec, options_.spec_limits));
   if (request.client_request_id().size() > 128) {
     return absl::InvalidArgumentError("client_request_id: expected at most 128 characters");
   }
+  // A job may read only what its owner may: a dependency's checkpoints are handed to it.
+  if (spec.depends_on().has_job_id() || spec.depends_on().has_checkpoint_id()) {
+    std::string dependency_job = spec.depends_on().job_id();
+    if (spec.depends_on().has_checkpoint_id()) {
+      absl::StatusOr<v1::CheckpointInfo> checkpoint =
+          store_->GetCheckpoint(spec.depends_on().checkpoint_id());
+      if (checkpoint.ok()) dependency_job = checkpoint->job_id();
+    }
+    if (absl::StatusOr<v1::Job> dependency = store_->GetJob(dependency_job); dependency.ok()) {
+      RETURN_IF_ERROR(CheckAccessAudited(*dependency, caller, "depend"));
+    }
+  }
   // Dependencies must exist now; a dependency of a kind this job reads hands it a checkpoint.
   std::vector<std::string> input_fields;
   ASSIGN_OR_RETURN(std::optional<std::string> input_field, DependencyInputFieldOf(spec, *store_));
   if (input_field.has_value()) input_fields.push_back(*input_field);
+  RETURN_IF_ERROR(CheckPendingQuota(caller, request.client_request_id()));
   // The trainer's own check of its config runs outside the lock (it starts a process).
   if (validator_ != nullptr) RETURN_IF_ERROR(validator_->Validate(spec, input_fields));
 
@@ -175,8 +241,10 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJobUnsynced(
   NewJob new_job;
   new_job.spec = spec;
   new_job.client_request_id = request.client_request_id();
+  new_job.owner = caller.name;
   new_job.submit_time_us = NowMicros();
   ASSIGN_OR_RETURN(CreateJobResult created, store_->CreateJob(new_job));
+  if (created.created) Audit(caller, "submit", created.job.id(), absl::OkStatus(), spec.name());
   RefreshActiveLocked(created.job);
   v1::SubmitJobResponse response;
   *response.mutable_job() = created.job;
@@ -197,22 +265,46 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJobUnsynced(
   return response;
 }
 
-absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(const v1::SubmitJobRequest& request) {
-  return Synced(SubmitJobUnsynced(request));
+absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(const v1::SubmitJobRequest& request,
+                                                             const UserCaller& caller) {
+  return Synced(SubmitJobUnsynced(request, caller));
 }
 
-absl::StatusOr<v1::CancelJobResponse> Coordinator::CancelJob(const v1::CancelJobRequest& request) {
-  return Synced(CancelJobUnsynced(request));
+absl::StatusOr<v1::CancelJobResponse> Coordinator::CancelJob(const v1::CancelJobRequest& request,
+                                                             const UserCaller& caller) {
+  absl::StatusOr<v1::CancelJobResponse> cancelled = CancelJobUnsynced(request, caller);
+  if (!absl::IsPermissionDenied(cancelled.status()) && !absl::IsNotFound(cancelled.status()) &&
+      !request.job_id().empty()) {
+    Audit(caller, "cancel", request.job_id(), cancelled.status(), request.reason());
+  }
+  return Synced(std::move(cancelled));
 }
 
-absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJob(const v1::ResumeJobRequest& request) {
-  return Synced(ResumeJobUnsynced(request));
+absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJob(const v1::ResumeJobRequest& request,
+                                                             const UserCaller& caller) {
+  absl::StatusOr<v1::ResumeJobResponse> resumed = ResumeJobUnsynced(request, caller);
+  if (!absl::IsPermissionDenied(resumed.status()) && !absl::IsNotFound(resumed.status()) &&
+      !request.job_id().empty()) {
+    Audit(caller, "resume", request.job_id(), resumed.status(),
+          request.checkpoint_id().empty() ? "newest checkpoint" : request.checkpoint_id());
+  }
+  return Synced(std::move(resumed));
 }
 
-absl::StatusOr<v1::GetJobResponse> Coordinator::GetJob(const v1::GetJobRequest& request) {
+absl::Status Coordinator::AuthorizeJobRead(const std::string& job_id, const UserCaller& caller,
+                                           absl::string_view action) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id: must not be empty");
+  ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
+  return CheckAccessAudited(job, caller, action);
+}
+
+absl::StatusOr<v1::GetJobResponse> Coordinator::GetJob(const v1::GetJobRequest& request,
+                                                       const UserCaller& caller) {
   if (request.job_id().empty()) return absl::InvalidArgumentError("job_id: must not be empty");
   v1::GetJobResponse response;
   ASSIGN_OR_RETURN(*response.mutable_job(), store_->GetJob(request.job_id()));
+  RETURN_IF_ERROR(CheckAccessAudited(response.job(), caller, "get"));
+  response.mutable_job()->set_owner(JobOwner(response.job()));
   if (!progress_.Knows(request.job_id())) {
     // Progress is cached in memory; after a restart it is rebuilt from the stored curve, so a
     // finished evaluation job still shows its result.
@@ -225,11 +317,16 @@ absl::StatusOr<v1::GetJobResponse> Coordinator::GetJob(const v1::GetJobRequest& 
   progress_.Fill(response.mutable_job());
   ASSIGN_OR_RETURN(std::vector<v1::Attempt> attempts, store_->ListAttempts(request.job_id()));
   for (v1::Attempt& attempt : attempts) *response.add_attempts() = std::move(attempt);
+  ASSIGN_OR_RETURN(std::vector<v1::AuditEntry> audit,
+                   store_->ListAudit(request.job_id(), kAuditEntriesShown));
+  for (v1::AuditEntry& entry : audit) *response.add_audit() = std::move(entry);
   return response;
 }
 
-absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsRequest& request) {
+absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsRequest& request,
+                                                           const UserCaller& caller) {
   JobQuery query;
+  if (!caller.admin) query.owner = caller.name;
   for (int state : request.states()) query.states.push_back(static_cast<v1::JobState>(state));
   query.page_size = request.page_size() == 0 ? 100 : request.page_size();
   query.page_token = request.page_token();
@@ -237,6 +334,7 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsReq
   v1::ListJobsResponse response;
   for (v1::Job& job : page.jobs) {
     progress_.Fill(&job);
+    job.set_owner(JobOwner(job));
     *response.add_jobs() = std::move(job);
   }
   response.set_next_page_token(page.next_page_token);
@@ -244,12 +342,13 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsReq
 }
 
 absl::StatusOr<v1::CancelJobResponse> Coordinator::CancelJobUnsynced(
-    const v1::CancelJobRequest& request) {
+    const v1::CancelJobRequest& request, const UserCaller& caller) {
   if (request.job_id().empty()) return absl::InvalidArgumentError("job_id: must not be empty");
   const std::string reason =
-      request.reason().empty() ? std::string("cancelled by the user") : request.reason();
+      request.reason().empty() ? absl::StrCat("cancelled by ", caller.name) : request.reason();
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(request.job_id()));
+  RETURN_IF_ERROR(CheckAccessAudited(job, caller, "cancel"));
   v1::CancelJobResponse response;
   switch (job.state()) {
     case v1::JOB_STATE_CANCELLED:
@@ -283,8 +382,12 @@ absl::StatusOr<v1::CancelJobResponse> Coordinator::CancelJobUnsynced(
 }
 
 absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJobUnsynced(
-    const v1::ResumeJobRequest& request) {
+    const v1::ResumeJobRequest& request, const UserCaller& caller) {
   if (request.job_id().empty()) return absl::InvalidArgumentError("job_id: must not be empty");
+  {
+    ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(request.job_id()));
+    RETURN_IF_ERROR(CheckAccessAudited(job, caller, "resume"));
+  }
   if (!request.checkpoint_id().empty()) {
     // Hashing a checkpoint takes a while: done before the lock, which heartbeats need.
     absl::StatusOr<v1::CheckpointInfo> info = store_->GetCheckpoint(request.checkpoint_id());
@@ -330,9 +433,8 @@ absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJobUnsynced(
 }
 
 absl::StatusOr<v1::ListCheckpointsResponse> Coordinator::ListCheckpoints(
-    const v1::ListCheckpointsRequest& request) {
-  if (request.job_id().empty()) return absl::InvalidArgumentError("job_id: must not be empty");
-  RETURN_IF_ERROR(store_->GetJob(request.job_id()).status());
+    const v1::ListCheckpointsRequest& request, const UserCaller& caller) {
+  RETURN_IF_ERROR(AuthorizeJobRead(request.job_id(), caller, "checkpoints"));
   ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> infos,
                    store_->ListCheckpoints(request.job_id()));
   v1::ListCheckpointsResponse response;
@@ -409,7 +511,14 @@ absl::StatusOr<std::vector<v1::WatchJobEvent>> Coordinator::JobHistory(const std
   return events;
 }
 
-absl::StatusOr<v1::CheckpointInfo> Coordinator::OpenCheckpoint(const std::string& checkpoint_id) {
+absl::StatusOr<v1::CheckpointInfo> Coordinator::OpenCheckpoint(const std::string& checkpoint_id,
+                                                               const UserCaller& caller) {
+  // Whose it is first: another user's download must not even cost a verification.
+  absl::StatusOr<v1::CheckpointInfo> record = store_->GetCheckpoint(checkpoint_id);
+  if (record.ok()) {
+    ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(record->job_id()));
+    RETURN_IF_ERROR(CheckAccessAudited(job, caller, "download"));
+  }
   return ingest_.Open(checkpoint_id);
 }
 

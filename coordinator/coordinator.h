@@ -67,6 +67,7 @@
 #include "coordinator/checkpoint_ingest.h"
 #include "coordinator/cluster_view.h"
 #include "coordinator/coordinator_metrics.h"
+#include "coordinator/job_access.h"
 #include "coordinator/job_event_hub.h"
 #include "coordinator/job_progress_cache.h"
 #include "coordinator/job_store.h"
@@ -96,6 +97,9 @@ struct CoordinatorOptions {
   // with huge capacity would attract every job).
   int max_worker_gpus = 64;
   int max_worker_cpu_slots = 4096;
+  // The most jobs one user (not an admin) may have waiting to start (QUEUED or WAITING); a
+  // submission beyond it is ResourceExhausted. 0 = no limit.
+  int max_pending_jobs_per_user = 1000;
   SchedulerOptions scheduler;
   SpecLimits spec_limits;
 
@@ -123,26 +127,47 @@ class Coordinator {
   absl::Status Recover();
 
   // ---- JobService ----
+  // Every call acts as `caller` (job_access.h): a user sees and acts on its own jobs, an admin on
+  // every job; PermissionDenied otherwise (recorded in the job's audit log, as are submits,
+  // cancels and resumes).
+  //
   // Errors: InvalidArgument naming the field for a bad spec (nothing is stored), NotFound for a
-  // dependency that does not exist, FailedPrecondition for a gang larger than the registered
-  // workers could ever host, AlreadyExists for a reused client_request_id with another spec.
-  absl::StatusOr<v1::SubmitJobResponse> SubmitJob(const v1::SubmitJobRequest& request);
-  absl::StatusOr<v1::GetJobResponse> GetJob(const v1::GetJobRequest& request);
-  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
+  // dependency that does not exist, PermissionDenied for a dependency on another user's job,
+  // FailedPrecondition for a gang larger than the registered workers could ever host,
+  // AlreadyExists for a reused client_request_id with another spec or of another user,
+  // ResourceExhausted for a user at max_pending_jobs_per_user (a retry of a submission that
+  // was stored still returns its job).
+  absl::StatusOr<v1::SubmitJobResponse> SubmitJob(const v1::SubmitJobRequest& request,
+                                                  const UserCaller& caller = {});
+  // The job, its attempts and its audit log (the newest 100 entries).
+  absl::StatusOr<v1::GetJobResponse> GetJob(const v1::GetJobRequest& request,
+                                            const UserCaller& caller = {});
+  // The caller's jobs (an admin's: every job).
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request,
+                                                const UserCaller& caller = {});
   // Idempotent for a job already CANCELLED; FailedPrecondition for one that SUCCEEDED or FAILED.
-  absl::StatusOr<v1::CancelJobResponse> CancelJob(const v1::CancelJobRequest& request);
+  absl::StatusOr<v1::CancelJobResponse> CancelJob(const v1::CancelJobRequest& request,
+                                                  const UserCaller& caller = {});
   // FailedPrecondition unless the job is FAILED or CANCELLED; InvalidArgument for a checkpoint
   // of another job; FailedPrecondition when the named checkpoint does not verify.
-  absl::StatusOr<v1::ResumeJobResponse> ResumeJob(const v1::ResumeJobRequest& request);
+  absl::StatusOr<v1::ResumeJobResponse> ResumeJob(const v1::ResumeJobRequest& request,
+                                                  const UserCaller& caller = {});
   absl::StatusOr<v1::ListCheckpointsResponse> ListCheckpoints(
-      const v1::ListCheckpointsRequest& request);
+      const v1::ListCheckpointsRequest& request, const UserCaller& caller = {});
+  // OK when `caller` may read job `job_id` by `action` ("watch", "logs"): the check of the
+  // streaming calls, made before they start. NotFound for an unknown job; PermissionDenied
+  // (audited) for another user's.
+  absl::Status AuthorizeJobRead(const std::string& job_id, const UserCaller& caller,
+                                absl::string_view action);
   absl::StatusOr<v1::ListWorkersResponse> ListWorkers(const v1::ListWorkersRequest& request);
   // The job's history for a watcher: its state changes (from the job and attempt records) and
   // its metric curve (superseded points hidden). The last event is the job's current state.
   absl::StatusOr<std::vector<v1::WatchJobEvent>> JobHistory(const std::string& job_id);
   // Returns the record of a committed checkpoint after verifying every file against its
-  // manifest (DataLoss naming the file when one does not match).
-  absl::StatusOr<v1::CheckpointInfo> OpenCheckpoint(const std::string& checkpoint_id);
+  // manifest (DataLoss naming the file when one does not match); PermissionDenied (audited) when
+  // its job is another user's.
+  absl::StatusOr<v1::CheckpointInfo> OpenCheckpoint(const std::string& checkpoint_id,
+                                                    const UserCaller& caller = {});
   // Reads a chunk of one file of a checkpoint opened with OpenCheckpoint().
   absl::StatusOr<std::string> ReadCheckpointChunk(const v1::CheckpointInfo& info,
                                                   const std::string& file_name, int64_t offset,
@@ -195,9 +220,22 @@ class Coordinator {
 
  private:
   // The public mutating methods are these followed by JobStore::Sync() (NOTE [durability]).
-  absl::StatusOr<v1::SubmitJobResponse> SubmitJobUnsynced(const v1::SubmitJobRequest& request);
-  absl::StatusOr<v1::CancelJobResponse> CancelJobUnsynced(const v1::CancelJobRequest& request);
-  absl::StatusOr<v1::ResumeJobResponse> ResumeJobUnsynced(const v1::ResumeJobRequest& request);
+  absl::StatusOr<v1::SubmitJobResponse> SubmitJobUnsynced(const v1::SubmitJobRequest& request,
+                                                          const UserCaller& caller);
+  absl::StatusOr<v1::CancelJobResponse> CancelJobUnsynced(const v1::CancelJobRequest& request,
+                                                          const UserCaller& caller);
+  absl::StatusOr<v1::ResumeJobResponse> ResumeJobUnsynced(const v1::ResumeJobRequest& request,
+                                                          const UserCaller& caller);
+  // CheckJobAccess(job, caller); a refusal is recorded in the audit log as `action`.
+  absl::Status CheckAccessAudited(const v1::Job& job, const UserCaller& caller,
+                                  absl::string_view action);
+  // ResourceExhausted when `caller` (not an admin) has max_pending_jobs_per_user jobs waiting to
+  // start and `request_id` is none of theirs (a retry is let through to be answered).
+  absl::Status CheckPendingQuota(const UserCaller& caller, const std::string& request_id);
+  // Appends `action` by `caller` on `job_id` with `outcome` to the audit log; a failure to write
+  // it is logged (the call's answer does not change).
+  void Audit(const UserCaller& caller, absl::string_view action, const std::string& job_id,
+             const absl::Status& outcome, absl::string_view detail = "");
   absl::StatusOr<v1::RegisterResponse> RegisterUnsynced(const v1::RegisterRequest& request,
                                                         const WorkerCaller& caller);
   // Sets *changed when it wrote to the store.

@@ -29,8 +29,23 @@ absl::Status ValidateNewJob(const char* operation, const NewJob& new_job) {
                                                  JobStateName(new_job.initial_state)));
 }
 
+absl::Status CheckAuditEntry(const char* operation, const v1::AuditEntry& entry) {
+  if (entry.job_id().empty() || entry.actor().empty() || entry.action().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(operation, ": an audit entry needs a job id, an actor and an action"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckRequestReplay(const char* operation, const v1::Job& existing,
                                 const NewJob& new_job) {
+  const std::string owner = new_job.owner.empty() ? std::string(kAdminUser) : new_job.owner;
+  if (JobOwner(existing) != owner) {
+    // Another user's key: neither their job nor its existence is this caller's business.
+    return absl::AlreadyExistsError(absl::StrCat(operation, ": client_request_id ",
+                                                 new_job.client_request_id,
+                                                 " is taken by another user; choose another"));
+  }
   if (google::protobuf::util::MessageDifferencer::Equals(existing.spec(), new_job.spec)) {
     return absl::OkStatus();
   }
@@ -46,6 +61,7 @@ v1::Job NewJobRecord(const NewJob& new_job, int64_t seq) {
   job.set_state(new_job.initial_state);
   job.set_submit_time_us(new_job.submit_time_us);
   job.set_client_request_id(new_job.client_request_id);
+  job.set_owner(new_job.owner);
   job.set_submit_seq(seq);
   return job;
 }

@@ -29,6 +29,9 @@ absl::Status ValidateNewJob(const char* operation, const NewJob& new_job);
 
 // A submission whose client_request_id names `existing`: OK (the caller returns `existing`)
 // when the specs are identical, AlreadyExists when they differ.
+// InvalidArgument naming `operation` for an audit entry without a job id or an actor.
+absl::Status CheckAuditEntry(const char* operation, const v1::AuditEntry& entry);
+
 absl::Status CheckRequestReplay(const char* operation, const v1::Job& existing,
                                 const NewJob& new_job);
 

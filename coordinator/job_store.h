@@ -38,11 +38,22 @@
 
 namespace peco::coordinator {
 
+// The user name of the coordinator's primary user token (auth.h), which has the admin role, and
+// the owner of jobs stored before jobs had owners (an empty v1::Job.owner).
+inline constexpr char kAdminUser[] = "admin";
+
+// A job's owner: v1::Job.owner, or kAdminUser when it has none.
+inline std::string JobOwner(const v1::Job& job) {
+  return job.owner().empty() ? std::string(kAdminUser) : job.owner();
+}
+
 // A submission. The store assigns the id and the submit order.
 struct NewJob {
   v1::JobSpec spec;
   // Idempotency key ("" = none): a second CreateJob with the same key returns the first job.
   std::string client_request_id;
+  // The submitting user (v1::Job.owner).
+  std::string owner;
   // QUEUED, or WAITING for a job whose dependency has not succeeded yet.
   v1::JobState initial_state = v1::JOB_STATE_QUEUED;
   int64_t submit_time_us = 0;
@@ -91,6 +102,7 @@ struct JobControlUpdate {
 
 struct JobQuery {
   std::vector<v1::JobState> states;  // empty = every state
+  std::string owner;                 // "" = every owner; else only that user's jobs
   int32_t page_size = 100;           // 1..1000
   std::string page_token;            // "" = first page
 };
@@ -118,8 +130,8 @@ class JobStore {
   // ---- Jobs ----
 
   // Creates a job, or returns the existing one when new_job.client_request_id was used before
-  // with an identical spec (AlreadyExists when the spec differs). InvalidArgument when
-  // initial_state is neither QUEUED nor WAITING.
+  // with an identical spec by the same owner (AlreadyExists when the spec or the owner differs).
+  // InvalidArgument when initial_state is neither QUEUED nor WAITING.
   virtual absl::StatusOr<CreateJobResult> CreateJob(const NewJob& new_job) = 0;
 
   // Returns the job; NotFound when there is none.
@@ -190,6 +202,15 @@ class JobStore {
 
   // Removes a checkpoint record; OK when it is already gone (idempotent retention).
   virtual absl::Status DeleteCheckpoint(const std::string& checkpoint_id) = 0;
+
+  // ---- Audit ----
+
+  // Appends one entry to the audit log (InvalidArgument when it names no job or no actor).
+  virtual absl::Status AppendAudit(const v1::AuditEntry& entry) = 0;
+
+  // The newest `limit` (>= 1) entries about `job_id`, oldest first; none for an unknown job.
+  virtual absl::StatusOr<std::vector<v1::AuditEntry>> ListAudit(const std::string& job_id,
+                                                                int limit) = 0;
 
   // ---- Metrics ----
 

@@ -71,6 +71,8 @@ ABSL_FLAG(int, keep_checkpoints, 3, "Checkpoints kept per job besides the final 
 ABSL_FLAG(int, default_max_restarts, 5, "max_restarts of jobs that do not set it");
 ABSL_FLAG(int, max_worker_gpus, 64, "Most GPUs one worker may register");
 ABSL_FLAG(int, max_worker_cpu_slots, 4096, "Most CPU slots one worker may register");
+ABSL_FLAG(int, max_pending_jobs_per_user, 1000,
+          "Most jobs one user (not an admin) may have queued or waiting; 0 = no limit");
 ABSL_FLAG(absl::Duration, reservation_after, absl::Minutes(10),
           "How long a big job may be overtaken by smaller ones before it reserves devices");
 ABSL_FLAG(int, max_message_bytes, 8 << 20, "Largest gRPC message accepted");
@@ -95,7 +97,9 @@ ABSL_FLAG(std::string, rpc_faults, "",
           "FAULT INJECTION for reliability tests: lose chosen calls, e.g. "
           "'SubmitJob:response:2,Heartbeat:request:1' (docs/RELIABILITY.md). Off when empty.");
 ABSL_FLAG(std::string, name, "", "tokens issue|revoke: the token's name (who or what holds it)");
-ABSL_FLAG(std::string, role, "user", "tokens issue: user (JobService) or worker (WorkerService)");
+ABSL_FLAG(std::string, role, "user",
+          "tokens issue: user (JobService, own jobs), admin (JobService, every job) or worker "
+          "(WorkerService)");
 ABSL_FLAG(absl::Duration, ttl, absl::Hours(24 * 90),
           "tokens issue: how long the token is valid ('inf': until revoked)");
 
@@ -195,6 +199,7 @@ int Run() {
   options.default_max_restarts = absl::GetFlag(FLAGS_default_max_restarts);
   options.max_worker_gpus = absl::GetFlag(FLAGS_max_worker_gpus);
   options.max_worker_cpu_slots = absl::GetFlag(FLAGS_max_worker_cpu_slots);
+  options.max_pending_jobs_per_user = absl::GetFlag(FLAGS_max_pending_jobs_per_user);
   options.scheduler.reservation_after = absl::GetFlag(FLAGS_reservation_after);
   if (absl::Status valid = options.Validate(); !valid.ok()) {
     Log(std::string(valid.message()));

@@ -72,6 +72,7 @@ absl::StatusOr<JobPage> MemoryJobStore::ListJobs(const JobQuery& query) {
         std::find(query.states.begin(), query.states.end(), job.state()) == query.states.end()) {
       continue;
     }
+    if (!query.owner.empty() && JobOwner(job) != query.owner) continue;
     if (static_cast<int>(page.jobs.size()) == query.page_size) {
       page.next_page_token = absl::StrCat(page.jobs.back().submit_seq());
       break;
@@ -217,6 +218,26 @@ absl::Status MemoryJobStore::DeleteCheckpoint(const std::string& checkpoint_id) 
   absl::MutexLock lock(&mu_);
   checkpoints_.erase(checkpoint_id);
   return absl::OkStatus();
+}
+
+absl::Status MemoryJobStore::AppendAudit(const v1::AuditEntry& entry) {
+  RETURN_IF_ERROR(CheckAuditEntry("appending to the audit log", entry));
+  absl::MutexLock lock(&mu_);
+  audit_[entry.job_id()].push_back(entry);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::AuditEntry>> MemoryJobStore::ListAudit(const std::string& job_id,
+                                                                      int limit) {
+  if (limit < 1) {
+    return absl::InvalidArgumentError("reading the audit log: limit must be >= 1");
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = audit_.find(job_id);
+  if (it == audit_.end()) return std::vector<v1::AuditEntry>();
+  const std::vector<v1::AuditEntry>& all = it->second;
+  const size_t first = all.size() > static_cast<size_t>(limit) ? all.size() - limit : 0;
+  return std::vector<v1::AuditEntry>(all.begin() + first, all.end());
 }
 
 // ---- Metrics ----

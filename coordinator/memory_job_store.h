@@ -71,6 +71,10 @@ class MemoryJobStore : public JobStore {
       const std::string& job_id) override;
   absl::Status DeleteCheckpoint(const std::string& checkpoint_id) override;
 
+  absl::Status AppendAudit(const v1::AuditEntry& entry) override;
+  absl::StatusOr<std::vector<v1::AuditEntry>> ListAudit(const std::string& job_id,
+                                                        int limit) override;
+
   absl::StatusOr<int64_t> AppendMetricPoints(const std::string& job_id, int64_t attempt,
                                              const std::vector<v1::MetricPoint>& points) override;
   absl::StatusOr<std::vector<v1::MetricPoint>> ListMetricPoints(const MetricQuery& query) override;
@@ -104,8 +108,9 @@ class MemoryJobStore : public JobStore {
   absl::flat_hash_map<std::string, size_t> job_index_by_id_ ABSL_GUARDED_BY(mu_);
   // Non-empty client_request_id -> index in jobs_.
   absl::flat_hash_map<std::string, size_t> job_index_by_request_id_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, v1::WorkerInfo> workers_ ABSL_GUARDED_BY(mu_);          // by id
-  std::map<std::string, v1::CheckpointInfo> checkpoints_ ABSL_GUARDED_BY(mu_);  // by id
+  std::map<std::string, v1::WorkerInfo> workers_ ABSL_GUARDED_BY(mu_);             // by id
+  std::map<std::string, v1::CheckpointInfo> checkpoints_ ABSL_GUARDED_BY(mu_);     // by id
+  std::map<std::string, std::vector<v1::AuditEntry>> audit_ ABSL_GUARDED_BY(mu_);  // by job id
 };
 
 }  // namespace peco::coordinator

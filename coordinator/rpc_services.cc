@@ -66,12 +66,6 @@ grpc::Status Unary(const grpc::Status& authorized, Response* response, Call call
 
 }  // namespace
 
-#define PECO_CHECK_TOKEN(context)                     \
-  do {                                                \
-    grpc::Status auth_status = Authorize(*(context)); \
-    if (!auth_status.ok()) return auth_status;        \
-  } while (false)
-
 #define PECO_CHECK_WORKER(context, caller)                       \
   do {                                                           \
     grpc::Status auth_status = Authorize(*(context), &(caller)); \
@@ -85,39 +79,64 @@ JobServiceImpl::JobServiceImpl(Coordinator* coordinator, JobEventHub* events,
                                const TokenRegistry* tokens, JobLogStore* logs)
     : coordinator_(coordinator), events_(events), tokens_(tokens), logs_(logs) {}
 
+grpc::Status JobServiceImpl::Authorize(const grpc::ServerContext& context,
+                                       UserCaller* caller) const {
+  Caller identity;
+  grpc::Status token = tokens_->Authorize(context, Role::kUser, &identity);
+  if (!token.ok()) return token;
+  caller->name = identity.user_name();
+  caller->admin = identity.admin();
+  return token;
+}
+
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
                                        const v1::SubmitJobRequest* request,
                                        v1::SubmitJobResponse* response) {
-  return Unary(Authorize(*context), response, [&] { return coordinator_->SubmitJob(*request); });
+  UserCaller caller;
+  return Unary(Authorize(*context, &caller), response,
+               [&] { return coordinator_->SubmitJob(*request, caller); });
 }
 
 grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
                                     v1::GetJobResponse* response) {
-  return Unary(Authorize(*context), response, [&] { return coordinator_->GetJob(*request); });
+  UserCaller caller;
+  return Unary(Authorize(*context, &caller), response,
+               [&] { return coordinator_->GetJob(*request, caller); });
 }
 
 grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
                                       const v1::ListJobsRequest* request,
                                       v1::ListJobsResponse* response) {
-  return Unary(Authorize(*context), response, [&] { return coordinator_->ListJobs(*request); });
+  UserCaller caller;
+  return Unary(Authorize(*context, &caller), response,
+               [&] { return coordinator_->ListJobs(*request, caller); });
 }
 
 grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
                                        const v1::CancelJobRequest* request,
                                        v1::CancelJobResponse* response) {
-  return Unary(Authorize(*context), response, [&] { return coordinator_->CancelJob(*request); });
+  UserCaller caller;
+  return Unary(Authorize(*context, &caller), response,
+               [&] { return coordinator_->CancelJob(*request, caller); });
 }
 
 grpc::Status JobServiceImpl::ResumeJob(grpc::ServerContext* context,
                                        const v1::ResumeJobRequest* request,
                                        v1::ResumeJobResponse* response) {
-  return Unary(Authorize(*context), response, [&] { return coordinator_->ResumeJob(*request); });
+  UserCaller caller;
+  return Unary(Authorize(*context, &caller), response,
+               [&] { return coordinator_->ResumeJob(*request, caller); });
 }
 
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
                                       const v1::WatchJobRequest* request,
                                       grpc::ServerWriter<v1::WatchJobEvent>* writer) {
-  PECO_CHECK_TOKEN(context);
+  UserCaller caller;
+  if (grpc::Status auth = Authorize(*context, &caller); !auth.ok()) return auth;
+  if (absl::Status access = coordinator_->AuthorizeJobRead(request->job_id(), caller, "watch");
+      !access.ok()) {
+    return ToGrpcStatus(access);
+  }
   return ToGrpcStatus(WatchJobEvents(
       *coordinator_, *events_, *request,
       [&](const v1::WatchJobEvent& event) { return writer->Write(event); },
@@ -127,28 +146,38 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
 grpc::Status JobServiceImpl::ListCheckpoints(grpc::ServerContext* context,
                                              const v1::ListCheckpointsRequest* request,
                                              v1::ListCheckpointsResponse* response) {
-  return Unary(Authorize(*context), response,
-               [&] { return coordinator_->ListCheckpoints(*request); });
+  UserCaller caller;
+  return Unary(Authorize(*context, &caller), response,
+               [&] { return coordinator_->ListCheckpoints(*request, caller); });
 }
 
 grpc::Status JobServiceImpl::DownloadCheckpoint(
     grpc::ServerContext* context, const v1::DownloadCheckpointRequest* request,
     grpc::ServerWriter<v1::DownloadCheckpointResponse>* writer) {
-  PECO_CHECK_TOKEN(context);
-  return StreamCheckpoint(coordinator_, coordinator_->OpenCheckpoint(request->checkpoint_id()),
-                          context, writer, &request->files());
+  UserCaller caller;
+  if (grpc::Status auth = Authorize(*context, &caller); !auth.ok()) return auth;
+  return StreamCheckpoint(coordinator_,
+                          coordinator_->OpenCheckpoint(request->checkpoint_id(), caller), context,
+                          writer, &request->files());
 }
 
 grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,
                                          const v1::ListWorkersRequest* request,
                                          v1::ListWorkersResponse* response) {
-  return Unary(Authorize(*context), response, [&] { return coordinator_->ListWorkers(*request); });
+  UserCaller caller;
+  return Unary(Authorize(*context, &caller), response,
+               [&] { return coordinator_->ListWorkers(*request); });
 }
 
 grpc::Status JobServiceImpl::StreamLogs(grpc::ServerContext* context,
                                         const v1::StreamLogsRequest* request,
                                         grpc::ServerWriter<v1::StreamLogsResponse>* writer) {
-  PECO_CHECK_TOKEN(context);
+  UserCaller caller;
+  if (grpc::Status auth = Authorize(*context, &caller); !auth.ok()) return auth;
+  if (absl::Status access = coordinator_->AuthorizeJobRead(request->job_id(), caller, "logs");
+      !access.ok()) {
+    return ToGrpcStatus(access);
+  }
   return ToGrpcStatus(FollowJobLogs(
       *coordinator_, *logs_, *request, kCheckpointChunkBytes,
       [&](v1::StreamLogsResponse piece) { return writer->Write(piece); },
@@ -285,7 +314,6 @@ grpc::Status WorkerServiceImpl::FetchCheckpoint(
       context, writer, /*only=*/nullptr);
 }
 
-#undef PECO_CHECK_TOKEN
 #undef PECO_CHECK_WORKER
 
 }  // namespace peco::coordinator

@@ -60,9 +60,8 @@ class JobServiceImpl final : public v1::JobService::Service {
                           grpc::ServerWriter<v1::StreamLogsResponse>* writer) override;
 
  private:
-  grpc::Status Authorize(const grpc::ServerContext& context) const {
-    return tokens_->Authorize(context, Role::kUser);
-  }
+  // Checks the user token; `caller` receives who the call acts as (job_access.h).
+  grpc::Status Authorize(const grpc::ServerContext& context, UserCaller* caller) const;
 
   Coordinator* const coordinator_;
   JobEventHub* const events_;

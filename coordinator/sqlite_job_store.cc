@@ -65,6 +65,18 @@ constexpr const char* kSchemaV1[] = {
     "  PRIMARY KEY (job_id, attempt, rank, step, name)) WITHOUT ROWID",
 };
 
+// Version 1 databases are upgraded in place: their jobs become the admin's (kAdminUser, as
+// JobOwner() reads a record without an owner).
+constexpr const char* kSchemaV2[] = {
+    "ALTER TABLE jobs ADD COLUMN owner TEXT",
+    "CREATE INDEX jobs_by_owner ON jobs(owner, seq)",
+    "CREATE TABLE audit ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  job_id TEXT NOT NULL,"
+    "  record BLOB NOT NULL)",
+    "CREATE INDEX audit_by_job ON audit(job_id, seq)",
+};
+
 template <typename Message>
 absl::StatusOr<Message> ParseRecord(const void* data, int size, const char* operation) {
   Message message;
@@ -378,7 +390,12 @@ absl::Status SqliteJobStore::MigrateSchema() {
                                                       kSchemaVersion, ")"));
   }
   return InTransaction(kOp, [&]() -> absl::Status {
-    for (const char* sql : kSchemaV1) RETURN_IF_ERROR(Exec(sql, kOp));
+    if (version < 1) {
+      for (const char* sql : kSchemaV1) RETURN_IF_ERROR(Exec(sql, kOp));
+    }
+    for (const char* sql : kSchemaV2) RETURN_IF_ERROR(Exec(sql, kOp));
+    RETURN_IF_ERROR(Exec(
+        absl::StrCat("UPDATE jobs SET owner = '", kAdminUser, "' WHERE owner IS NULL"), kOp));
     return Exec(absl::StrCat("PRAGMA user_version=", kSchemaVersion), kOp);
   });
 }
@@ -459,11 +476,12 @@ absl::StatusOr<CreateJobResult> SqliteJobStore::CreateJob(const NewJob& new_job)
     }
     v1::Job job = NewJobRecord(new_job, seq);
     ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                     Prepare("INSERT INTO jobs (seq, id, client_request_id, state, attempt, record)"
-                             " VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+                     Prepare("INSERT INTO jobs (seq, id, client_request_id, state, attempt, record,"
+                             " owner) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
                              kOp));
     Statement insert(db_, stmt, kOp);
     insert.Bind(1, seq).Bind(2, job.id()).Bind(4, static_cast<int64_t>(job.state()));
+    insert.Bind(6, JobOwner(job));
     if (new_job.client_request_id.empty()) {
       insert.BindNull(3);
     } else {
@@ -490,11 +508,13 @@ absl::StatusOr<JobPage> SqliteJobStore::ListJobs(const JobQuery& query) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
                    Prepare("SELECT seq, record FROM jobs WHERE seq > ?1 AND "
-                           "(?3 = 0 OR ((?3 >> state) & 1) = 1) ORDER BY seq LIMIT ?2",
+                           "(?3 = 0 OR ((?3 >> state) & 1) = 1) AND (?4 = '' OR owner = ?4) "
+                           "ORDER BY seq LIMIT ?2",
                            kOp));
   Statement select(db_, stmt, kOp);
   // One extra row tells whether another page exists.
   select.Bind(1, after_seq).Bind(2, static_cast<int64_t>(query.page_size) + 1).Bind(3, state_mask);
+  select.Bind(4, query.owner);
   JobPage page;
   int64_t last_seq = 0;
   while (true) {
@@ -722,6 +742,40 @@ absl::Status SqliteJobStore::DeleteCheckpoint(const std::string& checkpoint_id) 
   Statement remove(db_, stmt, kOp);
   remove.Bind(1, checkpoint_id);
   return remove.Run();
+}
+
+// ---- Audit ----
+
+absl::Status SqliteJobStore::AppendAudit(const v1::AuditEntry& entry) {
+  constexpr const char* kOp = "appending to the audit log";
+  RETURN_IF_ERROR(CheckAuditEntry(kOp, entry));
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("INSERT INTO audit (job_id, record) VALUES (?1, ?2)", kOp));
+  Statement insert(db_, stmt, kOp);
+  insert.Bind(1, entry.job_id()).BindBlob(2, entry.SerializeAsString());
+  return insert.Run();
+}
+
+absl::StatusOr<std::vector<v1::AuditEntry>> SqliteJobStore::ListAudit(const std::string& job_id,
+                                                                      int limit) {
+  constexpr const char* kOp = "reading the audit log";
+  if (limit < 1) return absl::InvalidArgumentError(absl::StrCat(kOp, ": limit must be >= 1"));
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(
+      sqlite3_stmt * stmt,
+      Prepare("SELECT record FROM audit WHERE job_id = ?1 ORDER BY seq DESC LIMIT ?2", kOp));
+  Statement select(db_, stmt, kOp);
+  select.Bind(1, job_id).Bind(2, static_cast<int64_t>(limit));
+  std::vector<v1::AuditEntry> entries;
+  while (true) {
+    ASSIGN_OR_RETURN(bool has_row, select.Step());
+    if (!has_row) break;
+    ASSIGN_OR_RETURN(v1::AuditEntry entry, select.Record<v1::AuditEntry>(0));
+    entries.push_back(std::move(entry));
+  }
+  std::reverse(entries.begin(), entries.end());
+  return entries;
 }
 
 // ---- Metrics ----

@@ -48,7 +48,8 @@ namespace peco::coordinator {
 class SqliteJobStore : public JobStore {
  public:
   // The schema version this code writes (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 1;
+  // 1: jobs, attempts, workers, checkpoints, metric points; 2: job owners and the audit log.
+  static constexpr int kSchemaVersion = 2;
 
   struct Options {
     // Database file; its directory must exist. Created when missing.
@@ -91,6 +92,10 @@ class SqliteJobStore : public JobStore {
   absl::StatusOr<std::vector<v1::CheckpointInfo>> ListCheckpoints(
       const std::string& job_id) override;
   absl::Status DeleteCheckpoint(const std::string& checkpoint_id) override;
+
+  absl::Status AppendAudit(const v1::AuditEntry& entry) override;
+  absl::StatusOr<std::vector<v1::AuditEntry>> ListAudit(const std::string& job_id,
+                                                        int limit) override;
 
   absl::StatusOr<int64_t> AppendMetricPoints(const std::string& job_id, int64_t attempt,
                                              const std::vector<v1::MetricPoint>& points) override;

@@ -120,6 +120,29 @@ TEST(FormatTest, JobDetailsShowAttemptsAndFailure) {
   EXPECT_THAT(text, HasSubstr("req-1"));
 }
 
+TEST(FormatTest, JobDetailsShowTheOwnerAndTheAuditLog) {
+  v1::GetJobResponse response;
+  *response.mutable_job() = MakeJob("job-000004", "mine", v1::JOB_STATE_CANCELLED);
+  response.mutable_job()->set_owner("alice");
+  v1::AuditEntry* denied = response.add_audit();
+  denied->set_time_us(1);
+  denied->set_actor("bob");
+  denied->set_action("cancel");
+  denied->set_outcome("PERMISSION_DENIED");
+  denied->set_detail("job job-000004 belongs to another user");
+  v1::AuditEntry* cancelled = response.add_audit();
+  cancelled->set_time_us(2);
+  cancelled->set_actor("alice");
+  cancelled->set_action("cancel");
+  cancelled->set_outcome("OK");
+  const std::string text = FormatJobDetails(response, kNow);
+  EXPECT_THAT(text, ::testing::ContainsRegex("Owner: +alice"));
+  EXPECT_THAT(text, ::testing::ContainsRegex("USER +ACTION +OUTCOME"));
+  EXPECT_THAT(text, ::testing::ContainsRegex("bob +cancel +PERMISSION_DENIED +job job-000004"));
+  EXPECT_THAT(text, ::testing::ContainsRegex("alice +cancel +OK +-"));
+  EXPECT_LT(text.find("PERMISSION_DENIED"), text.find(" OK "));  // oldest first
+}
+
 TEST(FormatTest, JobDetailsShowThePipelineCheckpointsAndAttemptCauses) {
   v1::GetJobResponse response;
   *response.mutable_job() = MakeJob("job-000002", "pre", v1::JOB_STATE_RUNNING);

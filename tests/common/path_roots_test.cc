@@ -56,7 +56,8 @@ TEST_F(ResolvePathUnderRootsTest, ResolvesInsideAndRefusesEscapesLoopsAndMissing
       ResolvePathUnderRoots("eval.path", root_ + "/escape/secret", {root_});
   EXPECT_EQ(escape.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(escape.status().message(), HasSubstr("eval.path"));
-  EXPECT_THAT(escape.status().message(), HasSubstr("resolves to '" + fs::canonical(outside_).string()));
+  EXPECT_THAT(escape.status().message(),
+              HasSubstr("resolves to '" + fs::canonical(outside_).string()));
   EXPECT_THAT(escape.status().message(), HasSubstr("outside the allowed roots"));
 
   absl::StatusOr<std::string> loop = ResolvePathUnderRoots("data.path", root_ + "/loop-a", {root_});

@@ -41,6 +41,31 @@ TEST_F(AuthTest, PrimaryTokensHaveTheirRoleOnly) {
             absl::StatusCode::kUnauthenticated);
 }
 
+// Who a token acts as: the primary user token is the admin; an issued token is its name, and
+// an admin-role token calls JobService with the admin's reach.
+TEST_F(AuthTest, CallersAreTheirTokensUserWithTheirRole) {
+  absl::StatusOr<std::string> alice =
+      IssueToken(path_, "alice", Role::kUser, absl::Hours(1), clock_);
+  absl::StatusOr<std::string> carol =
+      IssueToken(path_, "carol", Role::kAdmin, absl::Hours(1), clock_);
+  ASSERT_TRUE(alice.ok() && carol.ok());
+  TokenRegistry registry = Registry();
+  absl::StatusOr<Caller> primary = registry.Identify(kUser, Role::kUser);
+  ASSERT_TRUE(primary.ok());
+  EXPECT_EQ(primary->user_name(), "admin");
+  EXPECT_TRUE(primary->admin());
+  absl::StatusOr<Caller> user = registry.Identify(*alice, Role::kUser);
+  ASSERT_TRUE(user.ok());
+  EXPECT_EQ(user->user_name(), "alice");
+  EXPECT_FALSE(user->admin());
+  absl::StatusOr<Caller> admin = registry.Identify(*carol, Role::kUser);
+  ASSERT_TRUE(admin.ok());
+  EXPECT_EQ(admin->user_name(), "carol");
+  EXPECT_TRUE(admin->admin());
+  EXPECT_EQ(registry.Check(*carol, Role::kWorker).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(FormatIssuedTokens(*ReadIssuedTokens(path_)), HasSubstr("carol admin "));
+}
+
 TEST_F(AuthTest, IssuedTokenIsKeptOnlyAsItsDigestInAPrivateFile) {
   absl::StatusOr<std::string> token =
       IssueToken(path_, "ci-runner", Role::kWorker, absl::InfiniteDuration(), clock_);
@@ -80,7 +105,12 @@ TEST_F(AuthTest, IssueRefusesBadNamesDuplicatesAndNonPositiveLifetimes) {
   EXPECT_EQ(IssueToken(path_, "bob", Role::kWorker, absl::Hours(1), clock_).status().code(),
             absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(RevokeToken(path_, "carol").code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(ParseRole("admin").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseRole("root").status().code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(ParseRole("admin").ok());
+  EXPECT_EQ(*ParseRole("admin"), Role::kAdmin);
+  // "admin" is the primary user token's user name: no issued token may take it.
+  EXPECT_EQ(IssueToken(path_, "admin", Role::kAdmin, absl::Hours(1), clock_).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(AuthTest, FormatAndParseRoundTrip) {
@@ -103,7 +133,8 @@ TEST_F(AuthTest, MalformedLinesAreNamedByPathAndLine) {
   const std::string digest(64, 'b');
   for (const auto& [text, why] : std::vector<std::pair<std::string, std::string>>{
            {"alice user never", "four fields"},
-           {"alice admin never " + digest, "a bad role"},
+           {"alice root never " + digest, "a bad role"},
+           {"admin user never " + digest, "a bad name"},
            {"alice user tomorrow " + digest, "a bad expiry"},
            {"alice user never ABC", "a bad digest"},
            {"alice user never " + digest + "\nalice worker never " + digest, "twice"}}) {

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -384,6 +385,94 @@ TEST(CheckpointIngestTest, VerificationIsCachedOnlyWhileTheFilesAreUnchanged) {
   std::filesystem::remove(model);
   EXPECT_EQ(ingest.Verify("job-1", "ck").status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(ingest.Verify("job-1", "../x").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A store whose next ListCheckpoints runs a hook first: the moment a concurrent commit can land
+// while retention works from the records it listed.
+class HookedJobStore : public MemoryJobStore {
+ public:
+  std::function<void()> before_next_list;
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> ListCheckpoints(
+      const std::string& job_id) override {
+    absl::StatusOr<std::vector<v1::CheckpointInfo>> listed =
+        MemoryJobStore::ListCheckpoints(job_id);
+    if (before_next_list) {
+      std::function<void()> hook = std::move(before_next_list);
+      before_next_list = nullptr;
+      hook();
+    }
+    return listed;
+  }
+};
+
+// Retention removes only the checkpoints it chose from the records it listed: one published
+// meanwhile (not yet recorded) survives; a directory that never got its record is removed by
+// RemoveOrphans at the next start.
+TEST(CheckpointIngestTest, RetentionNeverRemovesACheckpointCommittedMeanwhile) {
+  ::peco::testing::ScopedTempDir temp("ingest_retention");
+  CheckpointFileStore::Options options;
+  options.data_dir = temp.path();
+  absl::StatusOr<std::unique_ptr<CheckpointFileStore>> files = CheckpointFileStore::Open(options);
+  ASSERT_TRUE(files.ok()) << files.status();
+  HookedJobStore store;
+  NewJob new_job;
+  new_job.spec.set_kind(v1::JOB_KIND_TOKENIZER);
+  absl::StatusOr<CreateJobResult> created = store.CreateJob(new_job);
+  ASSERT_TRUE(created.ok()) << created.status();
+  const std::string job_id = created->job.id();
+  NewAttempt attempt;
+  attempt.job_id = job_id;
+  v1::RankPlacement placement;
+  placement.set_worker_id("w1");
+  placement.add_ranks(0);
+  attempt.placements.push_back(placement);
+  absl::StatusOr<v1::Attempt> begun = store.BeginAttempt(attempt);
+  ASSERT_TRUE(begun.ok()) << begun.status();
+  JobEventHub events;
+  FakeClock clock;
+  CheckpointIngest ingest(&store, files->get(), &events, nullptr, &clock, /*keep_checkpoints=*/1);
+
+  auto commit = [&](int64_t step) -> std::string {
+    v1::CheckpointHeader header;
+    header.set_job_id(job_id);
+    header.set_attempt(1);
+    header.set_step(step);
+    absl::StatusOr<CheckpointUpload> upload = ingest.Begin(header);
+    EXPECT_TRUE(upload.ok()) << upload.status();
+    const std::string data = absl::StrCat("weights at ", step);
+    v1::CheckpointChunk chunk;
+    chunk.set_file_name("model.pt");
+    chunk.set_data(data);
+    EXPECT_TRUE(ingest.Append(*upload, chunk).ok());
+    v1::CheckpointManifest manifest;
+    v1::ManifestEntry* entry = manifest.add_entries();
+    entry->set_name("model.pt");
+    entry->set_size(static_cast<int64_t>(data.size()));
+    entry->set_sha256(Sha256Hex(data));
+    absl::StatusOr<v1::CheckpointInfo> info = ingest.Commit(*upload, manifest);
+    EXPECT_TRUE(info.ok()) << info.status();
+    return upload->checkpoint_id;
+  };
+  const std::string first = commit(10);
+  // While step 20's retention works from its listing, step 30's directory is published.
+  const std::string landed = "concurrent-step-30";
+  store.before_next_list = [&] {
+    absl::StatusOr<uint64_t> session = (*files)->BeginUpload(job_id, 1, landed, 30);
+    ASSERT_TRUE(session.ok());
+    ASSERT_TRUE((*files)->AppendChunk(*session, "model.pt", 0, "w30").ok());
+    ASSERT_TRUE((*files)->Commit(*session, {{"model.pt", 3, Sha256Hex("w30")}}).ok());
+  };
+  const std::string second = commit(20);
+  absl::StatusOr<std::vector<std::string>> on_disk = (*files)->ListCheckpoints(job_id);
+  ASSERT_TRUE(on_disk.ok());
+  EXPECT_THAT(*on_disk, ::testing::UnorderedElementsAre(second, landed));  // `first` retired
+
+  // At the next start, a directory with no record is a crash's leftover.
+  ASSERT_TRUE(ingest.RemoveOrphans({job_id}).ok());
+  on_disk = (*files)->ListCheckpoints(job_id);
+  ASSERT_TRUE(on_disk.ok());
+  EXPECT_THAT(*on_disk, ::testing::ElementsAre(second));
+  EXPECT_NE(first, second);
 }
 
 }  // namespace

@@ -333,6 +333,72 @@ TEST_P(JobStoreContractTest, ListJobsFiltersByStateAndPages) {
   }
 }
 
+// Jobs have owners: a request id of another owner is refused, not replayed; ListJobs filters by
+// owner (jobs without one are the admin's); the audit log keeps each job's entries in order.
+TEST_P(JobStoreContractTest, OwnersFilterListsAndTheAuditLogKeepsEachJobsEntries) {
+  NewJob new_job;
+  new_job.spec = Spec("alices");
+  new_job.owner = "alice";
+  new_job.client_request_id = "req-a";
+  absl::StatusOr<CreateJobResult> alices = store_->CreateJob(new_job);
+  ASSERT_TRUE(alices.ok()) << alices.status();
+  EXPECT_EQ(alices->job.owner(), "alice");
+  new_job.owner = "bob";
+  absl::StatusOr<CreateJobResult> reuse = store_->CreateJob(new_job);
+  EXPECT_EQ(reuse.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(reuse.status().message(), HasSubstr("another user"));
+  new_job.client_request_id = "";
+  ASSERT_TRUE(store_->CreateJob(new_job).ok());
+  const v1::Job unowned = Submit("unowned");
+
+  auto ids_of = [&](const std::string& owner) {
+    JobQuery query;
+    query.owner = owner;
+    std::vector<std::string> ids;
+    absl::StatusOr<JobPage> page = store_->ListJobs(query);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (page.ok()) {
+      for (const v1::Job& job : page->jobs) ids.push_back(job.id());
+    }
+    return ids;
+  };
+  EXPECT_THAT(ids_of("alice"), ElementsAre(alices->job.id()));
+  EXPECT_THAT(ids_of("bob"), ElementsAre("job-000002"));
+  EXPECT_THAT(ids_of(kAdminUser), ElementsAre(unowned.id()));
+  EXPECT_EQ(ids_of("").size(), 3u);
+
+  for (const char* action : {"submit", "get", "cancel"}) {
+    v1::AuditEntry entry;
+    entry.set_job_id(alices->job.id());
+    entry.set_actor("alice");
+    entry.set_action(action);
+    entry.set_outcome("OK");
+    ASSERT_TRUE(store_->AppendAudit(entry).ok());
+  }
+  v1::AuditEntry other;
+  other.set_job_id(unowned.id());
+  other.set_actor("bob");
+  other.set_action("get");
+  ASSERT_TRUE(store_->AppendAudit(other).ok());
+  other.clear_actor();
+  EXPECT_EQ(store_->AppendAudit(other).code(), absl::StatusCode::kInvalidArgument);
+  Reopen();
+  auto actions = [&](const std::string& job_id, int limit) {
+    std::vector<std::string> out;
+    absl::StatusOr<std::vector<v1::AuditEntry>> entries = store_->ListAudit(job_id, limit);
+    EXPECT_TRUE(entries.ok()) << entries.status();
+    if (entries.ok()) {
+      for (const v1::AuditEntry& entry : *entries) out.push_back(entry.action());
+    }
+    return out;
+  };
+  EXPECT_THAT(actions(alices->job.id(), 10), ElementsAre("submit", "get", "cancel"));
+  EXPECT_THAT(actions(alices->job.id(), 2), ElementsAre("get", "cancel"));  // the newest
+  EXPECT_THAT(actions(unowned.id(), 10), ElementsAre("get"));
+  EXPECT_THAT(actions("job-999999", 10), IsEmpty());
+  EXPECT_EQ(store_->ListAudit(unowned.id(), 0).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_P(JobStoreContractTest, ListJobsPagesAFilteredListAndChecksItsArguments) {
   std::vector<std::string> ids;
   for (int i = 0; i < 6; ++i) ids.push_back(Submit(absl::StrCat("j", i)).id());
@@ -933,6 +999,73 @@ TEST_P(SqliteJobStoreTest, EverythingSurvivesAReopen) {
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Submit("durable", "req-7").id(), job.id());
   EXPECT_EQ(Submit("next").id(), "job-000002");
+}
+
+// A database of schema 1 (before owners and the audit log) opens: it is upgraded in place, its
+// jobs kept, as the admin's.
+TEST_P(SqliteJobStoreTest, UpgradesASchemaOneDatabaseInPlace) {
+  store_.reset();
+  const std::string path = temp_.path() + "/old.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  // The jobs table as schema 1 made it, with one job.
+  v1::Job old;
+  old.set_id("job-000001");
+  old.set_state(v1::JOB_STATE_QUEUED);
+  old.set_submit_seq(1);
+  *old.mutable_spec() = Spec("from-schema-1");
+  const std::string record = old.SerializeAsString();
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE jobs (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
+                         "client_request_id TEXT, state INTEGER NOT NULL, attempt INTEGER NOT "
+                         "NULL, record BLOB NOT NULL);"
+                         "CREATE TABLE attempts (job_id TEXT NOT NULL, number INTEGER NOT NULL, "
+                         "resume_step INTEGER NOT NULL, record BLOB NOT NULL, PRIMARY KEY (job_id, "
+                         "number)) WITHOUT ROWID;"
+                         "CREATE TABLE workers (id TEXT PRIMARY KEY, record BLOB NOT NULL) WITHOUT "
+                         "ROWID;"
+                         "CREATE TABLE checkpoints (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, "
+                         "attempt INTEGER NOT NULL, step INTEGER NOT NULL, record BLOB NOT NULL) "
+                         "WITHOUT ROWID;"
+                         "CREATE TABLE metric_points (job_id TEXT NOT NULL, attempt INTEGER NOT "
+                         "NULL, rank INTEGER NOT NULL, step INTEGER NOT NULL, name TEXT NOT NULL, "
+                         "value REAL NOT NULL, time_us INTEGER NOT NULL, PRIMARY KEY (job_id, "
+                         "attempt, rank, step, name)) WITHOUT ROWID;"
+                         "PRAGMA user_version=1;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_stmt* insert = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "INSERT INTO jobs (seq, id, state, attempt, record) VALUES (1, "
+                               "'job-000001', 1, 0, ?1)",
+                               -1, &insert, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_blob(insert, 1, record.data(), static_cast<int>(record.size()), SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(insert), SQLITE_DONE);
+  sqlite3_finalize(insert);
+  sqlite3_close(db);
+
+  SqliteJobStore::Options options;
+  options.path = path;
+  absl::StatusOr<std::unique_ptr<SqliteJobStore>> store = SqliteJobStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  JobQuery admins;
+  admins.owner = kAdminUser;
+  absl::StatusOr<JobPage> page = (*store)->ListJobs(admins);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->jobs.size(), 1u);
+  EXPECT_EQ(page->jobs[0].spec().name(), "from-schema-1");
+  v1::AuditEntry entry;
+  entry.set_job_id("job-000001");
+  entry.set_actor("admin");
+  entry.set_action("get");
+  EXPECT_TRUE((*store)->AppendAudit(entry).ok());
+  NewJob next;
+  next.spec = Spec("after-upgrade");
+  next.owner = "alice";
+  absl::StatusOr<CreateJobResult> created = (*store)->CreateJob(next);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->job.id(), "job-000002");
 }
 
 TEST_P(SqliteJobStoreTest, RefusesADatabaseFromANewerSchema) {

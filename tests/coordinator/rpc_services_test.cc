@@ -198,6 +198,132 @@ TEST_F(RpcServicesTest, IssuedTokensWorkUntilTheyExpireOrAreRevoked) {
   EXPECT_TRUE(jobs_->ListJobs(Context(kUserToken).get(), list, &jobs).ok());
 }
 
+// Users see and act on their own jobs; an admin token on every job; every state-changing call
+// and every refusal is in the job's audit log, which GetJob returns.
+TEST_F(RpcServicesTest, UsersActOnlyOnTheirOwnJobsAndTheAuditLogSaysWhoDidWhat) {
+  const std::string path = temp_.path() + "/issued_tokens";
+  absl::StatusOr<std::string> alice =
+      IssueToken(path, "alice", Role::kUser, absl::Hours(1), clock_);
+  absl::StatusOr<std::string> bob = IssueToken(path, "bob", Role::kUser, absl::Hours(1), clock_);
+  absl::StatusOr<std::string> carol =
+      IssueToken(path, "carol", Role::kAdmin, absl::Hours(1), clock_);
+  ASSERT_TRUE(alice.ok() && bob.ok() && carol.ok());
+  EXPECT_EQ(IssueToken(path, "admin", Role::kUser, absl::Hours(1), clock_).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  v1::SubmitJobRequest submit;
+  submit.mutable_spec()->set_kind(v1::JOB_KIND_TOKENIZER);
+  submit.mutable_spec()->set_name("alices-tokenizer");
+  submit.mutable_spec()->set_config_yaml("kind: tokenizer\n");
+  submit.set_client_request_id("req-1");
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(jobs_->SubmitJob(Context(alice->c_str()).get(), submit, &submitted).ok());
+  const std::string job = submitted.job().id();
+  EXPECT_EQ(submitted.job().owner(), "alice");
+  // Bob reusing alice's request id gets neither her job nor a duplicate.
+  grpc::Status reused = jobs_->SubmitJob(Context(bob->c_str()).get(), submit, &submitted);
+  EXPECT_EQ(reused.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+
+  // Bob: not listed, and every call on the job is refused.
+  v1::ListJobsRequest list;
+  v1::ListJobsResponse listed;
+  ASSERT_TRUE(jobs_->ListJobs(Context(bob->c_str()).get(), list, &listed).ok());
+  EXPECT_THAT(listed.jobs(), IsEmpty());
+  v1::GetJobRequest get;
+  get.set_job_id(job);
+  v1::GetJobResponse got;
+  EXPECT_EQ(jobs_->GetJob(Context(bob->c_str()).get(), get, &got).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(job);
+  v1::CancelJobResponse cancelled;
+  grpc::Status bob_cancel = jobs_->CancelJob(Context(bob->c_str()).get(), cancel, &cancelled);
+  EXPECT_EQ(bob_cancel.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(bob_cancel.error_message(), HasSubstr("belongs to another user"));
+  v1::ListCheckpointsRequest checkpoints;
+  checkpoints.set_job_id(job);
+  v1::ListCheckpointsResponse checkpoint_list;
+  EXPECT_EQ(jobs_->ListCheckpoints(Context(bob->c_str()).get(), checkpoints, &checkpoint_list)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::WatchJobRequest watch;
+  watch.set_job_id(job);
+  {
+    auto context = Context(bob->c_str());
+    auto reader = jobs_->WatchJob(context.get(), watch);
+    v1::WatchJobEvent event;
+    EXPECT_FALSE(reader->Read(&event));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  v1::StreamLogsRequest logs;
+  logs.set_job_id(job);
+  {
+    auto context = Context(bob->c_str());
+    auto reader = jobs_->StreamLogs(context.get(), logs);
+    v1::StreamLogsResponse piece;
+    EXPECT_FALSE(reader->Read(&piece));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  // A job of bob's may not read alice's job's checkpoints either.
+  v1::SubmitJobRequest dependent = submit;
+  dependent.set_client_request_id("");
+  dependent.mutable_spec()->mutable_depends_on()->set_job_id(job);
+  EXPECT_EQ(jobs_->SubmitJob(Context(bob->c_str()).get(), dependent, &submitted).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  // Alice lists and cancels her job; carol, an admin, sees it and everyone's actions on it.
+  ASSERT_TRUE(jobs_->ListJobs(Context(alice->c_str()).get(), list, &listed).ok());
+  ASSERT_EQ(listed.jobs_size(), 1);
+  EXPECT_EQ(listed.jobs(0).owner(), "alice");
+  cancel.set_reason("not needed");
+  ASSERT_TRUE(jobs_->CancelJob(Context(alice->c_str()).get(), cancel, &cancelled).ok());
+  ASSERT_TRUE(jobs_->ListJobs(Context(carol->c_str()).get(), list, &listed).ok());
+  EXPECT_EQ(listed.jobs_size(), 1);
+  ASSERT_TRUE(jobs_->GetJob(Context(carol->c_str()).get(), get, &got).ok());
+  std::vector<std::string> audit;
+  for (const v1::AuditEntry& entry : got.audit()) {
+    audit.push_back(absl::StrCat(entry.actor(), " ", entry.action(), " ", entry.outcome()));
+    EXPECT_EQ(entry.job_id(), job);
+  }
+  EXPECT_THAT(audit,
+              ::testing::ElementsAre(
+                  "alice submit OK", "bob get PERMISSION_DENIED", "bob cancel PERMISSION_DENIED",
+                  "bob checkpoints PERMISSION_DENIED", "bob watch PERMISSION_DENIED",
+                  "bob logs PERMISSION_DENIED", "bob depend PERMISSION_DENIED", "alice cancel OK"));
+  EXPECT_EQ(got.audit(7).detail(), "not needed");
+  // The primary user token is the admin.
+  ASSERT_TRUE(jobs_->GetJob(Context(kUserToken).get(), get, &got).ok());
+}
+
+// A user cannot flood the queue: at max_pending_jobs_per_user queued or waiting jobs the next
+// submission is refused, a retry of one already stored still gets its job, and an admin is not
+// limited.
+TEST_F(RpcServicesTest, AUsersQueuedJobsAreBoundedByTheQuota) {
+  CoordinatorOptions options;
+  options.max_pending_jobs_per_user = 2;
+  Coordinator coordinator(options, store_.get(), files_.get(), nullptr, &clock_, &events_, nullptr);
+  ASSERT_TRUE(coordinator.Recover().ok());
+  const UserCaller alice{"alice", false};
+  v1::SubmitJobRequest submit;
+  submit.mutable_spec()->set_kind(v1::JOB_KIND_TOKENIZER);
+  submit.mutable_spec()->set_config_yaml("kind: tokenizer\n");
+  submit.set_client_request_id("a-1");
+  ASSERT_TRUE(coordinator.SubmitJob(submit, alice).ok());  // no worker: the jobs stay queued
+  submit.set_client_request_id("a-2");
+  ASSERT_TRUE(coordinator.SubmitJob(submit, alice).ok());
+  submit.set_client_request_id("a-3");
+  absl::StatusOr<v1::SubmitJobResponse> third = coordinator.SubmitJob(submit, alice);
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(third.status().message(), HasSubstr("max_pending_jobs_per_user"));
+  submit.set_client_request_id("a-2");
+  absl::StatusOr<v1::SubmitJobResponse> retry = coordinator.SubmitJob(submit, alice);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_FALSE(retry->created());
+  submit.set_client_request_id("");
+  EXPECT_TRUE(coordinator.SubmitJob(submit, UserCaller{}).ok());  // the admin
+  EXPECT_TRUE(coordinator.SubmitJob(submit, UserCaller{"bob", false}).ok());
+}
+
 TEST_F(RpcServicesTest, CompleteUploadCommitsAndDownloadStreamsItBack) {
   const std::string job = RunningJob();
   const std::string data(3 << 20, 'x');  // several 1 MiB chunks on the way back
