@@ -6,9 +6,9 @@ namespace peco::coordinator {
 
 absl::Status CheckJobAccess(const v1::Job& job, const UserCaller& caller) {
   if (caller.admin || JobOwner(job) == caller.name) return absl::OkStatus();
-  return absl::PermissionDeniedError(absl::StrCat(
-      "job ", job.id(), " belongs to another user; ", caller.name,
-      " may act only on its own jobs (an admin token acts on every job)"));
+  return absl::PermissionDeniedError(
+      absl::StrCat("job ", job.id(), " belongs to another user; ", caller.name,
+                   " may act only on its own jobs (an admin token acts on every job)"));
 }
 
 v1::AuditEntry MakeAuditEntry(int64_t time_us, const UserCaller& caller, absl::string_view action,

@@ -394,8 +394,8 @@ absl::Status SqliteJobStore::MigrateSchema() {
       for (const char* sql : kSchemaV1) RETURN_IF_ERROR(Exec(sql, kOp));
     }
     for (const char* sql : kSchemaV2) RETURN_IF_ERROR(Exec(sql, kOp));
-    RETURN_IF_ERROR(Exec(
-        absl::StrCat("UPDATE jobs SET owner = '", kAdminUser, "' WHERE owner IS NULL"), kOp));
+    RETURN_IF_ERROR(
+        Exec(absl::StrCat("UPDATE jobs SET owner = '", kAdminUser, "' WHERE owner IS NULL"), kOp));
     return Exec(absl::StrCat("PRAGMA user_version=", kSchemaVersion), kOp);
   });
 }
