@@ -750,10 +750,35 @@ TEST_F(ServiceE2eTest, IssuedTokensThroughTheCli) {
   const std::string alice(absl::StripAsciiWhitespace(issued.output));
   ASSERT_EQ(alice.size(), 64u) << issued.output;
   EXPECT_EQ(tokens("tokens issue --name alice").exit_code, 1) << "the name is taken";
-  EXPECT_EQ(tokens("tokens issue --name bob --role admin").exit_code, 2);
+  EXPECT_EQ(tokens("tokens issue --name bob --role root").exit_code, 2);
+  EXPECT_EQ(tokens("tokens issue --name admin --role user").exit_code, 2) << "reserved";
+  CommandResult bob_issued = tokens("tokens issue --name bob --role user --ttl 1h");
+  ASSERT_EQ(bob_issued.exit_code, 0) << bob_issued.output;
+  const std::string bob(absl::StripAsciiWhitespace(bob_issued.output));
 
   CommandResult listed = cluster_.Peco({"--token", alice, "list"});
   EXPECT_EQ(listed.exit_code, 0) << listed.error;
+
+  // A second user: alice's job is hers; bob cannot see or cancel it; the admin (the primary
+  // token) sees whose it is and who tried what.
+  CommandResult submitted = cluster_.Peco(
+      {"--token", alice, "submit", cluster_.WriteSpec("e2e-alice", 4, 1), "-o", "name"});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.error;
+  const std::string job(absl::StripAsciiWhitespace(submitted.output));
+  CommandResult bob_get = cluster_.Peco({"--token", bob, "get", job});
+  EXPECT_EQ(bob_get.exit_code, 1);
+  EXPECT_THAT(bob_get.error, HasSubstr("belongs to another user"));
+  EXPECT_EQ(cluster_.Peco({"--token", bob, "cancel", job}).exit_code, 1);
+  CommandResult bob_list = cluster_.Peco({"--token", bob, "-o", "name", "list"});
+  ASSERT_EQ(bob_list.exit_code, 0) << bob_list.error;
+  EXPECT_EQ(bob_list.output, "");
+  CommandResult admin_get = cluster_.Peco({"get", job});
+  ASSERT_EQ(admin_get.exit_code, 0) << admin_get.error;
+  EXPECT_THAT(admin_get.output, ::testing::ContainsRegex("Owner: +alice"));
+  EXPECT_THAT(admin_get.output, ::testing::ContainsRegex("alice +submit +OK"));
+  EXPECT_THAT(admin_get.output, ::testing::ContainsRegex("bob +get +PERMISSION_DENIED"));
+  EXPECT_THAT(admin_get.output, ::testing::ContainsRegex("bob +cancel +PERMISSION_DENIED"));
+  ASSERT_EQ(cluster_.Peco({"--token", alice, "cancel", job}).exit_code, 0);
 
   // A token that expired yesterday, written as `tokens issue` writes it.
   const std::string stale = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -780,7 +805,7 @@ TEST_F(ServiceE2eTest, IssuedTokensThroughTheCli) {
   EXPECT_THAT(revoked.error, HasSubstr("wrong token"));
   CommandResult jobs = cluster_.Peco({"-o", "name", "list"});
   ASSERT_EQ(jobs.exit_code, 0) << jobs.error;
-  EXPECT_EQ(jobs.output, "") << "nothing was submitted";
+  EXPECT_EQ(jobs.output, job + "\n") << "only alice's job was submitted";
 }
 
 TEST_F(ServiceE2eTest, FrozenWorkerIsReplacedAndItsStaleAttemptStoppedWhenItReturns) {
