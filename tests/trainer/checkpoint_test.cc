@@ -2,15 +2,19 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "tests/test_util/files.h"
+#include "trainer/engine/module_state.h"
+#include "trainer/io/torch_file.h"
 
 namespace peco::trainer {
 namespace {
@@ -291,6 +295,76 @@ TEST(CheckpointTest, InvalidFileNamesAreRefusedWithoutLeftovers) {
   }
   EXPECT_TRUE(ListCheckpoints(root).empty());
   EXPECT_TRUE(Names(root).empty()) << "a refused write left files behind";
+}
+
+// The tensor files of a checkpoint (model, optimizer, RNG) round-trip exactly, and are read
+// through the hardened interpreter: a file of another shape, with a missing or an extra tensor,
+// or in LibTorch's TorchScript archive format (which runs a TorchScript loader) is refused naming
+// the file and the tensor, and changes nothing.
+TEST(ModuleStateTest, TensorFilesRoundTripAndAnythingElseIsRefusedChangingNothing) {
+  torch::manual_seed(3);
+  torch::nn::Sequential model(torch::nn::Linear(4, 3), torch::nn::BatchNorm1d(3));
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-2));
+  for (int step = 0; step < 3; ++step) {
+    optimizer.zero_grad();
+    model->forward(torch::randn({5, 4})).square().sum().backward();
+    optimizer.step();
+  }
+  absl::StatusOr<std::string> model_bytes = SerializeModule(*model);
+  absl::StatusOr<std::string> optimizer_bytes = SerializeOptimizer(optimizer);
+  ASSERT_TRUE(model_bytes.ok() && optimizer_bytes.ok());
+  // A module state file is a state_dict: names, values and buffers (BatchNorm's statistics).
+  absl::StatusOr<NamedTensors> named = DecodeTensorDict(*model_bytes, "model.pt");
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_EQ(named->size(), 7u);  // weight, bias; weight, bias, running_mean, running_var, count
+
+  torch::nn::Sequential copy(torch::nn::Linear(4, 3), torch::nn::BatchNorm1d(3));
+  torch::optim::AdamW copy_optimizer(copy->parameters(), torch::optim::AdamWOptions(1.0));
+  ASSERT_TRUE(DeserializeModule(*model_bytes, *copy).ok());
+  ASSERT_TRUE(DeserializeOptimizer(*optimizer_bytes, copy_optimizer).ok());
+  for (const auto& item : model->named_parameters()) {
+    EXPECT_TRUE(torch::equal(item.value(), copy->named_parameters()[item.key()])) << item.key();
+  }
+  EXPECT_DOUBLE_EQ(
+      static_cast<torch::optim::AdamWOptions&>(copy_optimizer.param_groups()[0].options()).lr(),
+      1e-2);
+  // One more identical step on both: the moments and step counts came back exactly.
+  torch::manual_seed(9);
+  const torch::Tensor x = torch::randn({5, 4});
+  for (auto* pair : {&optimizer, &copy_optimizer}) pair->zero_grad();
+  model->forward(x).square().sum().backward();
+  copy->forward(x).square().sum().backward();
+  optimizer.step();
+  copy_optimizer.step();
+  for (const auto& item : model->named_parameters()) {
+    EXPECT_TRUE(torch::equal(item.value(), copy->named_parameters()[item.key()])) << item.key();
+  }
+
+  // Another shape: refused naming the tensor, nothing copied.
+  torch::nn::Sequential wider(torch::nn::Linear(4, 5), torch::nn::BatchNorm1d(5));
+  const torch::Tensor before = wider->named_parameters()["0.weight"].clone();
+  absl::Status shape = DeserializeModule(*model_bytes, *wider, "ck/model.pt");
+  EXPECT_EQ(shape.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(shape.message(), ::testing::HasSubstr("ck/model.pt: '0.weight' is [3, 4]"));
+  EXPECT_TRUE(torch::equal(wider->named_parameters()["0.weight"], before));
+  // Missing and extra tensors.
+  torch::nn::Sequential deeper(torch::nn::Linear(4, 3), torch::nn::BatchNorm1d(3),
+                               torch::nn::Linear(3, 2));
+  EXPECT_THAT(DeserializeModule(*model_bytes, *deeper).message(),
+              ::testing::HasSubstr("no tensor '2.weight'"));
+  torch::nn::Sequential shallower(torch::nn::Linear(4, 3));
+  EXPECT_THAT(DeserializeModule(*model_bytes, *shallower).message(),
+              ::testing::HasSubstr("unexpected tensors 1.bias"));
+  // LibTorch's own archive format is not read: it would go through the TorchScript loader.
+  torch::serialize::OutputArchive archive;
+  model->save(archive);
+  std::ostringstream legacy;
+  archive.save_to(legacy);
+  absl::Status refused = DeserializeModule(legacy.str(), *copy, "old/model.pt");
+  EXPECT_FALSE(refused.ok());
+  EXPECT_THAT(refused.message(), ::testing::HasSubstr("old/model.pt"));
+  // Bytes that are no file at all.
+  EXPECT_FALSE(DeserializeOptimizer("not a zip", copy_optimizer).ok());
 }
 
 }  // namespace

@@ -91,10 +91,12 @@ void ExpectSameSteps(const torch::Device& device, double tolerance) {
     expect_same(ours, theirs, step);
   }
   // The state is the base class's: it serialises, and the base class continues from it.
-  const std::string bytes = SerializeOptimizer(foreach_optimizer);
+  absl::StatusOr<std::string> bytes = SerializeOptimizer(foreach_optimizer);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
   Twin resumed = CloneTwin(ours);
   Theirs reloaded(resumed.Groups<Options>(), Options(1e-2));
-  DeserializeOptimizer(bytes, reloaded);
+  absl::Status restored = DeserializeOptimizer(*bytes, reloaded);
+  ASSERT_TRUE(restored.ok()) << restored;
   SetGrads(ours, resumed, 6);
   foreach_optimizer.step();
   reloaded.step();

@@ -156,8 +156,8 @@ void ExpectSameAdamState(const std::string& a_bytes, const std::string& b_bytes,
   auto a_module = make();
   auto b_module = make();
   torch::optim::Adam a(a_module->parameters()), b(b_module->parameters());
-  DeserializeOptimizer(a_bytes, a);
-  DeserializeOptimizer(b_bytes, b);
+  ASSERT_TRUE(DeserializeOptimizer(a_bytes, a).ok());
+  ASSERT_TRUE(DeserializeOptimizer(b_bytes, b).ok());
   std::vector<torch::Tensor> a_params = a_module->parameters(), b_params = b_module->parameters();
   ASSERT_EQ(a.state().size(), a_params.size());
   for (size_t i = 0; i < a_params.size(); ++i) {
@@ -213,8 +213,8 @@ TEST(TokenizerRunTest, ResumeAfterSigtermIsStepExact) {
   });
   PatchDiscriminator a_disc(a_model->config.loss.gan.discriminator, 0);
   PatchDiscriminator b_disc(a_model->config.loss.gan.discriminator, 0);
-  DeserializeModule(a_files->at("discriminator.pt"), *a_disc);
-  DeserializeModule(b_files->at("discriminator.pt"), *b_disc);
+  ASSERT_TRUE(DeserializeModule(a_files->at("discriminator.pt"), *a_disc).ok());
+  ASSERT_TRUE(DeserializeModule(b_files->at("discriminator.pt"), *b_disc).ok());
   NamedTensors a_d = ModuleState(*a_disc), b_d = ModuleState(*b_disc);
   for (size_t i = 0; i < a_d.size(); ++i) {
     EXPECT_TRUE(torch::equal(a_d[i].second, b_d[i].second)) << "discriminator " << a_d[i].first;
@@ -542,7 +542,7 @@ NamedTensors DiscriminatorState(const LoadedTokenizer& loaded) {
   auto files = ReadCheckpoint(loaded.checkpoint_dir);
   EXPECT_TRUE(files.ok()) << files.status();
   PatchDiscriminator disc(loaded.config.loss.gan.discriminator, 0);
-  if (files.ok()) DeserializeModule(files->at("discriminator.pt"), *disc);
+  if (files.ok()) EXPECT_TRUE(DeserializeModule(files->at("discriminator.pt"), *disc).ok());
   return ModuleState(*disc);
 }
 

@@ -10,21 +10,10 @@
 #include <type_traits>
 #include <utility>
 
+#include "trainer/engine/optimizer_state_key.h"
+
 namespace peco::trainer {
 namespace {
-
-// The key of a parameter's entry in Optimizer::state_: LibTorch 1.x uses the TensorImpl's
-// address printed to a string, 2.x the address itself.
-template <typename Key>
-Key StateKey(const torch::Tensor& p) {
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream out;
-    out << static_cast<const void*>(p.unsafeGetTensorImpl());
-    return out.str();
-  } else {
-    return p.unsafeGetTensorImpl();
-  }
-}
 
 template <typename Options>
 bool NeedsTheBaseStep(const std::vector<torch::optim::OptimizerParamGroup>& groups) {
@@ -52,7 +41,7 @@ void ForeachAdamStep(std::vector<torch::optim::OptimizerParamGroup>& groups, Sta
     std::vector<at::Scalar> denom_scales, step_sizes;
     for (const auto& p : group.params()) {
       if (!p.grad().defined()) continue;
-      const Key key = StateKey<Key>(p);
+      const Key key = OptimizerStateKey<Key>(p);
       auto it = states.find(key);
       if (it == states.end()) {
         auto fresh = std::make_unique<ParamState>();

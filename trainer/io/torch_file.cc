@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
@@ -51,18 +52,9 @@ absl::StatusOr<at::Tensor> LoadStorage(caffe2::serialize::PyTorchStreamReader& r
   });
 }
 
-}  // namespace
-
-absl::StatusOr<c10::IValue> ReadTorchFile(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat("torch file not found: ", path));
-  }
-  const std::string context = absl::StrCat("reading torch file ", path);
-  ASSIGN_OR_RETURN(std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader,
-                   TorchCall(context, [&] {
-                     return std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
-                   }));
+// data.pkl of `reader` through peco's pickle interpreter; `path` names the source in errors.
+absl::StatusOr<c10::IValue> ReadFromZip(caffe2::serialize::PyTorchStreamReader* reader,
+                                        const std::string& path, const std::string& context) {
   ASSIGN_OR_RETURN(const bool has_pickle,
                    TorchCall(context, [&] { return reader->hasRecord("data.pkl"); }));
   if (!has_pickle) return absl::InvalidArgumentError(absl::StrCat(context, ": no data.pkl"));
@@ -79,6 +71,54 @@ absl::StatusOr<c10::IValue> ReadTorchFile(const std::string& path) {
                         absl::StrCat(context, ": ", result.status().message()));
   }
   return result;
+}
+
+}  // namespace
+
+absl::StatusOr<c10::IValue> ReadTorchFile(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(absl::StrCat("torch file not found: ", path));
+  }
+  const std::string context = absl::StrCat("reading torch file ", path);
+  ASSIGN_OR_RETURN(std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader,
+                   TorchCall(context, [&] {
+                     return std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
+                   }));
+  return ReadFromZip(reader.get(), path, context);
+}
+
+absl::StatusOr<c10::IValue> ReadTorchBytes(const std::string& bytes, const std::string& what) {
+  const std::string context = absl::StrCat("reading ", what);
+  std::istringstream stream(bytes);
+  ASSIGN_OR_RETURN(std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader,
+                   TorchCall(context, [&] {
+                     return std::make_unique<caffe2::serialize::PyTorchStreamReader>(&stream);
+                   }));
+  return ReadFromZip(reader.get(), what, context);
+}
+
+absl::StatusOr<std::string> TorchBytes(const c10::IValue& value, const std::string& what) {
+  const std::string context = absl::StrCat("writing ", what);
+  ASSIGN_OR_RETURN(std::vector<char> bytes,
+                   TorchCall(context, [&] { return torch::pickle_save(value); }));
+  return std::string(bytes.data(), bytes.size());
+}
+
+absl::StatusOr<std::string> EncodeTensorDict(const NamedTensors& tensors, const std::string& what) {
+  ASSIGN_OR_RETURN(c10::IValue dict, TorchCall(absl::StrCat("writing ", what), [&] {
+                     c10::impl::GenericDict out(c10::StringType::get(), c10::TensorType::get());
+                     for (const auto& [name, tensor] : tensors) {
+                       out.insert(name, tensor.detach().to(torch::kCPU).contiguous());
+                     }
+                     return c10::IValue(out);
+                   }));
+  return TorchBytes(dict, what);
+}
+
+absl::StatusOr<NamedTensors> DecodeTensorDict(const std::string& bytes, const std::string& what) {
+  ASSIGN_OR_RETURN(c10::IValue value, ReadTorchBytes(bytes, what));
+  return ToNamedTensors(value, what);
 }
 
 absl::StatusOr<c10::IValue> DictGet(const c10::IValue& dict, absl::string_view key,

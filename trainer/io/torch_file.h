@@ -40,6 +40,16 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 // Reads a torch.save zip file and returns its content (see the file comment).
 absl::StatusOr<c10::IValue> ReadTorchFile(const std::string& path);
+// The same for the bytes of such a file (a file of a checkpoint); `what` names it in errors.
+absl::StatusOr<c10::IValue> ReadTorchBytes(const std::string& bytes, const std::string& what);
+
+// `value` (as WriteTorchFile takes it) as the bytes of a torch.save zip file.
+absl::StatusOr<std::string> TorchBytes(const c10::IValue& value, const std::string& what);
+
+// A flat dict of named tensors (CPU, contiguous copies, in order) as the bytes of a torch.save
+// zip file, and back through ReadTorchBytes: the format of the files of peco's checkpoints.
+absl::StatusOr<std::string> EncodeTensorDict(const NamedTensors& tensors, const std::string& what);
+absl::StatusOr<NamedTensors> DecodeTensorDict(const std::string& bytes, const std::string& what);
 
 // Dict lookup by string key. InvalidArgument if `dict` is not a dict, NotFound naming the key and
 // `what` (a description of the dict for the message) if the key is absent.

@@ -242,7 +242,7 @@ absl::StatusOr<CheckpointFiles> ContrastiveTask::CheckpointContents(bool final) 
   state_.loader = loader_->position();
   CheckpointFiles files;
   if (!group_->is_main()) return files;
-  AddModelAndOptimizer(*model_, *optimizer_, &files);
+  RETURN_IF_ERROR(AddModelAndOptimizer(*model_, *optimizer_, &files));
   files[kConfigFile] = config_.source_text;
   state_.final = final;
   files[kTrainerStateFile] = StateToJson(state_);
@@ -403,10 +403,12 @@ absl::StatusOr<LoadedContrastive> LoadContrastiveCheckpoint(const std::string& p
                                                          /*check_paths=*/false));
   loaded.step = state.step;
   loaded.checkpoint_dir = dir;
-  RETURN_IF_ERROR(TorchCall(absl::StrCat("loading ", dir), [&] {
+  RETURN_IF_ERROR(TorchCall(absl::StrCat("loading ", dir), [&]() -> absl::Status {
     loaded.model = MocoV3(loaded.config.model);
-    DeserializeModule(*model_bytes, *loaded.model);
+    RETURN_IF_ERROR(
+        DeserializeModule(*model_bytes, *loaded.model, absl::StrCat(dir, "/", kModelFile)));
     loaded.model->eval();
+    return absl::OkStatus();
   }));
   return loaded;
 }

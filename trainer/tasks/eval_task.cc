@@ -222,7 +222,7 @@ absl::StatusOr<CheckpointFiles> FinetuneTask::CheckpointContents(bool final) {
   state_.loader = loader_->position();
   CheckpointFiles files;
   if (!group_->is_main()) return files;
-  AddModelAndOptimizer(*model_, *optimizer_, &files);
+  RETURN_IF_ERROR(AddModelAndOptimizer(*model_, *optimizer_, &files));
   files[kConfigFile] = config_.source_text;
   state_.seed = config_.seed;
   state_.final = final;
@@ -413,10 +413,12 @@ absl::StatusOr<LoadedEval> LoadEvalCheckpoint(const std::string& path) {
   loaded.num_classes = state.num_classes;
   loaded.input_mean = state.input_mean;
   loaded.input_std = state.input_std;
-  RETURN_IF_ERROR(TorchCall(absl::StrCat("loading ", dir), [&] {
+  RETURN_IF_ERROR(TorchCall(absl::StrCat("loading ", dir), [&]() -> absl::Status {
     loaded.model = BeitClassifier(state.model);
-    DeserializeModule(*model_bytes, *loaded.model);
+    RETURN_IF_ERROR(
+        DeserializeModule(*model_bytes, *loaded.model, absl::StrCat(dir, "/", kModelFile)));
     loaded.model->eval();
+    return absl::OkStatus();
   }));
   return loaded;
 }

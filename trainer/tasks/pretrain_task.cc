@@ -261,7 +261,7 @@ absl::StatusOr<CheckpointFiles> PretrainTask::CheckpointContents(bool final) {
   state_.loader = loader_->position();
   CheckpointFiles files;
   if (!group_->is_main()) return files;
-  AddModelAndOptimizer(*model_, *optimizer_, &files);
+  RETURN_IF_ERROR(AddModelAndOptimizer(*model_, *optimizer_, &files));
   if (!preview_views_.empty()) {
     AddPreviewFile(RenderPreview(), state_.step, progress_, &files);
   }
@@ -451,10 +451,12 @@ absl::StatusOr<LoadedPretrain> LoadPretrainCheckpoint(const std::string& path) {
   loaded.step = state.step;
   loaded.checkpoint_dir = dir;
   loaded.tokenizer_sha256 = state.tokenizer_sha256;
-  RETURN_IF_ERROR(TorchCall(absl::StrCat("loading ", dir), [&] {
+  RETURN_IF_ERROR(TorchCall(absl::StrCat("loading ", dir), [&]() -> absl::Status {
     loaded.model = BeitMim(loaded.config.model);
-    DeserializeModule(*model_bytes, *loaded.model);
+    RETURN_IF_ERROR(
+        DeserializeModule(*model_bytes, *loaded.model, absl::StrCat(dir, "/", kModelFile)));
     loaded.model->eval();
+    return absl::OkStatus();
   }));
   return loaded;
 }

@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/status_macros.h"
+#include "trainer/io/torch_file.h"
 #include "trainer/util/torch_status.h"
 
 namespace peco::trainer {
@@ -216,21 +218,17 @@ absl::StatusOr<FeatureSet> ExtractFeaturesOverRanks(FeatureBackbone& backbone,
 
 absl::Status SaveFeatureCache(const FeatureSet& set, const std::string& key,
                               const std::string& path) {
-  std::ostringstream bytes;
-  absl::Status status = TorchCall("serialising the feature cache", [&] {
-    torch::serialize::OutputArchive archive;
-    archive.write("key", torch::tensor(std::vector<int64_t>(key.begin(), key.end())));
-    archive.write("labels", set.labels);
-    archive.write("indices", set.indices);
-    archive.write("unreadable", torch::tensor(set.unreadable));
-    archive.write("sets", torch::tensor(static_cast<int64_t>(set.features.size())));
-    for (size_t f = 0; f < set.features.size(); ++f) {
-      archive.write(absl::StrCat("features.", f), set.features[f]);
-    }
-    archive.save_to(bytes);
-  });
-  if (!status.ok()) return status;
-  return WriteFileAtomic(path, bytes.str());
+  NamedTensors tensors = {
+      {"key", torch::tensor(std::vector<int64_t>(key.begin(), key.end()), torch::kLong)},
+      {"labels", set.labels},
+      {"indices", set.indices},
+      {"unreadable", torch::tensor(set.unreadable, torch::kLong)},
+  };
+  for (size_t f = 0; f < set.features.size(); ++f) {
+    tensors.emplace_back(absl::StrCat("features.", f), set.features[f]);
+  }
+  ASSIGN_OR_RETURN(std::string bytes, EncodeTensorDict(tensors, "the feature cache"));
+  return WriteFileAtomic(path, bytes);
 }
 
 absl::StatusOr<FeatureSet> LoadFeatureCache(const std::string& path, const std::string& key) {
@@ -238,29 +236,37 @@ absl::StatusOr<FeatureSet> LoadFeatureCache(const std::string& path, const std::
   if (!std::filesystem::exists(path, ec)) {
     return absl::NotFoundError(absl::StrCat("no feature cache at ", path));
   }
+  ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+  absl::StatusOr<NamedTensors> tensors =
+      DecodeTensorDict(bytes, absl::StrCat("the feature cache ", path));
+  if (!tensors.ok()) return absl::DataLossError(tensors.status().message());
   FeatureSet set;
   std::string stored_key;
-  absl::Status status = TorchCall(absl::StrCat("reading the feature cache ", path), [&] {
-    torch::serialize::InputArchive archive;
-    archive.load_from(path);
-    torch::Tensor key_tensor, unreadable, sets;
-    archive.read("key", key_tensor);
-    const int64_t* chars = key_tensor.data_ptr<int64_t>();
-    for (int64_t i = 0; i < key_tensor.numel(); ++i) {
-      stored_key.push_back(static_cast<char>(chars[i]));
+  bool has_labels = false, has_indices = false, has_unreadable = false;
+  for (const auto& [name, tensor] : *tensors) {
+    if (name == "key" && tensor.scalar_type() == torch::kLong && tensor.dim() == 1) {
+      for (int64_t i = 0; i < tensor.numel(); ++i) {
+        stored_key.push_back(static_cast<char>(tensor[i].item<int64_t>()));
+      }
+    } else if (name == "labels") {
+      set.labels = tensor;
+      has_labels = true;
+    } else if (name == "indices") {
+      set.indices = tensor;
+      has_indices = true;
+    } else if (name == "unreadable" && tensor.numel() == 1) {
+      set.unreadable = tensor.item<int64_t>();
+      has_unreadable = true;
+    } else if (name == absl::StrCat("features.", set.features.size())) {
+      set.features.push_back(tensor);
+    } else {
+      return absl::DataLossError(
+          absl::StrCat("the feature cache ", path, ": unexpected entry '", name, "'"));
     }
-    archive.read("labels", set.labels);
-    archive.read("indices", set.indices);
-    archive.read("unreadable", unreadable);
-    archive.read("sets", sets);
-    set.unreadable = unreadable.item<int64_t>();
-    for (int64_t f = 0; f < sets.item<int64_t>(); ++f) {
-      torch::Tensor features;
-      archive.read(absl::StrCat("features.", f), features);
-      set.features.push_back(features);
-    }
-  });
-  if (!status.ok()) return absl::DataLossError(status.message());
+  }
+  if (!has_labels || !has_indices || !has_unreadable || set.features.empty()) {
+    return absl::DataLossError(absl::StrCat("the feature cache ", path, " is incomplete"));
+  }
   if (stored_key != key) {
     return absl::NotFoundError(
         absl::StrCat("the feature cache at ", path, " was computed for other inputs"));

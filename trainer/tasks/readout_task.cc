@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <utility>
@@ -20,6 +21,7 @@
 #include "trainer/engine/distributed_module.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/training_loop.h"
+#include "trainer/io/torch_file.h"
 #include "trainer/tasks/eval_backbone.h"
 #include "trainer/tasks/eval_splits.h"
 #include "trainer/tasks/model_section.h"
@@ -40,26 +42,41 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-std::string SerializeReadout(const LinearReadout& readout) {
-  torch::serialize::OutputArchive archive;
-  archive.write("mean", readout.mean.contiguous());
-  archive.write("std", readout.std.contiguous());
-  archive.write("weight", readout.weight.contiguous());
-  archive.write("bias", readout.bias.contiguous());
-  std::ostringstream bytes;
-  archive.save_to(bytes);
-  return bytes.str();
+absl::StatusOr<std::string> SerializeReadout(const LinearReadout& readout) {
+  return EncodeTensorDict({{"mean", readout.mean},
+                           {"std", readout.std},
+                           {"weight", readout.weight},
+                           {"bias", readout.bias}},
+                          kReadoutFile);
 }
 
-LinearReadout DeserializeReadout(const std::string& bytes) {
-  torch::serialize::InputArchive archive;
-  std::istringstream in(bytes);
-  archive.load_from(in);
+// The readout of `bytes` (a checkpoint's readout.pt, `what`): its four tensors, consistent with
+// each other (DataLoss naming the file otherwise).
+absl::StatusOr<LinearReadout> DeserializeReadout(const std::string& bytes,
+                                                 const std::string& what) {
+  ASSIGN_OR_RETURN(NamedTensors tensors, DecodeTensorDict(bytes, what));
   LinearReadout readout;
-  archive.read("mean", readout.mean);
-  archive.read("std", readout.std);
-  archive.read("weight", readout.weight);
-  archive.read("bias", readout.bias);
+  std::map<std::string, torch::Tensor*> slots = {{"mean", &readout.mean},
+                                                 {"std", &readout.std},
+                                                 {"weight", &readout.weight},
+                                                 {"bias", &readout.bias}};
+  for (auto& [name, tensor] : tensors) {
+    auto it = slots.find(name);
+    if (it == slots.end() || it->second->defined()) {
+      return absl::DataLossError(absl::StrCat(what, ": unexpected tensor '", name, "'"));
+    }
+    *it->second = tensor;
+  }
+  for (const auto& [name, slot] : slots) {
+    if (!slot->defined())
+      return absl::DataLossError(absl::StrCat(what, ": no tensor '", name, "'"));
+  }
+  const int64_t dim = readout.weight.dim() == 2 ? readout.weight.size(1) : -1;
+  if (dim < 0 || readout.bias.dim() != 1 || readout.bias.size(0) != readout.weight.size(0) ||
+      readout.mean.numel() != dim || readout.std.numel() != dim) {
+    return absl::DataLossError(
+        absl::StrCat(what, ": the readout's weight, bias, mean and std do not fit together"));
+  }
   return readout;
 }
 
@@ -174,7 +191,8 @@ absl::Status ReadoutTask::Restore(const RestoredCheckpoint& checkpoint) {
   RETURN_IF_ERROR(CheckResumeWorldSize(stored, state_.world_size, dir));
   ASSIGN_OR_RETURN(const std::string* readout, CheckpointFile(checkpoint.files, kReadoutFile, dir));
   restored_readout_ = *readout;
-  linear_ = DeserializeReadout(restored_readout_);
+  ASSIGN_OR_RETURN(linear_,
+                   DeserializeReadout(restored_readout_, absl::StrCat(dir, "/", kReadoutFile)));
   const EvalBackboneSource backbone = state_.backbone;
   state_ = stored;
   state_.backbone = backbone;
@@ -405,7 +423,11 @@ void ReadoutTask::AddEvalFields(JsonWriter* event) const {
 absl::StatusOr<CheckpointFiles> ReadoutTask::CheckpointContents(bool final) {
   CheckpointFiles files;
   if (!group_->is_main()) return files;
-  files[kReadoutFile] = linear_.weight.defined() ? SerializeReadout(linear_) : restored_readout_;
+  if (linear_.weight.defined()) {
+    ASSIGN_OR_RETURN(files[kReadoutFile], SerializeReadout(linear_));
+  } else {
+    files[kReadoutFile] = restored_readout_;
+  }
   files[kConfigFile] = config_.source_text;
   state_.seed = config_.seed;
   state_.final = final;
@@ -450,8 +472,8 @@ absl::StatusOr<LoadedReadout> LoadReadoutCheckpoint(const std::string& path) {
         absl::StrCat(dir, " holds a ", loaded.state.kind, " checkpoint, expected linear_probe"));
   }
   ASSIGN_OR_RETURN(const std::string* bytes, CheckpointFile(checkpoint.files, kReadoutFile, dir));
-  RETURN_IF_ERROR(TorchCall(absl::StrCat("loading ", dir, "/", kReadoutFile),
-                            [&] { loaded.readout = DeserializeReadout(*bytes); }));
+  ASSIGN_OR_RETURN(loaded.readout,
+                   DeserializeReadout(*bytes, absl::StrCat(dir, "/", kReadoutFile)));
   return loaded;
 }
 

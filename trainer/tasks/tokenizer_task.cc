@@ -271,7 +271,7 @@ absl::Status TokenizerTask::Restore(const RestoredCheckpoint& checkpoint) {
   state_.config_sha256 = Sha256Hex(config_.source_text);
   ASSIGN_OR_RETURN(const std::string* rng_bytes, CheckpointFile(checkpoint.files, kRngFile, dir));
   RETURN_IF_ERROR(RestoreModelAndOptimizer(checkpoint.files, dir, *model_, *optimizer_));
-  DeserializeCpuRng(*rng_bytes);
+  RETURN_IF_ERROR(DeserializeCpuRng(*rng_bytes, absl::StrCat(dir, "/", kRngFile)));
   if (discriminator_) {
     RETURN_IF_ERROR(RestoreModelAndOptimizer(checkpoint.files, dir, *discriminator_,
                                              *disc_optimizer_, kDiscriminatorFile,
@@ -332,11 +332,11 @@ absl::StatusOr<CheckpointFiles> TokenizerTask::CheckpointContents(bool final) {
   state_.loader = loader_->position();
   CheckpointFiles files;
   if (!group_->is_main()) return files;
-  AddModelAndOptimizer(*model_, *optimizer_, &files);
-  files[kRngFile] = SerializeCpuRng();
+  RETURN_IF_ERROR(AddModelAndOptimizer(*model_, *optimizer_, &files));
+  ASSIGN_OR_RETURN(files[kRngFile], SerializeCpuRng());
   if (discriminator_) {
-    AddModelAndOptimizer(*discriminator_, *disc_optimizer_, &files, kDiscriminatorFile,
-                         kDiscOptimizerFile);
+    RETURN_IF_ERROR(AddModelAndOptimizer(*discriminator_, *disc_optimizer_, &files,
+                                         kDiscriminatorFile, kDiscOptimizerFile));
   }
   if (preview_images_.defined()) {
     AddPreviewFile(RenderPreview(), state_.step, progress_, &files);
@@ -671,10 +671,12 @@ absl::StatusOr<LoadedTokenizer> LoadTokenizerCheckpoint(const std::string& path)
   loaded.config = *std::move(config);
   loaded.step = state.step;
   loaded.checkpoint_dir = dir;
-  RETURN_IF_ERROR(TorchCall(absl::StrCat("loading ", dir), [&] {
+  RETURN_IF_ERROR(TorchCall(absl::StrCat("loading ", dir), [&]() -> absl::Status {
     loaded.model = VqTokenizer(loaded.config.model);
-    DeserializeModule(*model_bytes, *loaded.model);
+    RETURN_IF_ERROR(
+        DeserializeModule(*model_bytes, *loaded.model, absl::StrCat(dir, "/", kModelFile)));
     loaded.model->eval();
+    return absl::OkStatus();
   }));
   return loaded;
 }
