@@ -227,10 +227,11 @@ TEST_F(EvalRunTest, FinetuneLoadsThePretrainCheckpointEvaluatesAndExports) {
   ExpectSameTensors(*file, StateDictInOfficialOrder(*loaded->model));
 }
 
-// The from-scratch preset, shortened (80 steps of 32, 500 test images, fp32 on every machine: in
-// so short a run bf16 autocast measurably lags, 16.8% against fp32's above 20%): its loss falls
-// and its top-1 is well above chance. The full recipe's figure is in docs/TRAINER.md (a
-// measurement, not a timed test).
+// The from-scratch preset, shortened (100 steps of 32, 500 test images, fp32 on every machine: in
+// so short a run bf16 autocast measurably lags): its loss falls and its top-1 is well above
+// chance. At 80 steps the top-1 sat at the threshold and depended on the CPU's kernels (19.2% on
+// an AMX machine, above 20% on others); at 100 it is 28.8% on the AMX machine. The full recipe's
+// figure is in docs/TRAINER.md (a measurement, not a timed test).
 TEST_F(EvalRunTest, FinetuneFromScratchWithThePresetLearns) {
   const std::string dir = TempDir("scratch");
   TrainRun run = RunTrain({"finetune",
@@ -241,7 +242,7 @@ TEST_F(EvalRunTest, FinetuneFromScratchWithThePresetLearns) {
                            "--set",
                            "data.batch_size=32",
                            "--set",
-                           "train.max_steps=80",
+                           "train.max_steps=100",
                            "--set",
                            "optim.warmup_steps=10",
                            "--set",
@@ -249,7 +250,7 @@ TEST_F(EvalRunTest, FinetuneFromScratchWithThePresetLearns) {
                            "--set",
                            "train.log_every=10",
                            "--set",
-                           "train.checkpoint_every=80",
+                           "train.checkpoint_every=100",
                            "--set",
                            "eval.every=0",
                            "--set",
@@ -263,8 +264,12 @@ TEST_F(EvalRunTest, FinetuneFromScratchWithThePresetLearns) {
   ASSERT_TRUE(log.ok());
   EXPECT_EQ(log->find("layer_decay"), std::string::npos) << "layer decay 1.0: no warning";
   const std::vector<YAML::Node> steps = run.Of("step");
-  ASSERT_EQ(steps.size(), 8u);
-  EXPECT_LT(steps.back()["loss"].as<double>(), steps.front()["loss"].as<double>() - 0.15);
+  ASSERT_EQ(steps.size(), 10u);
+  // Logged losses are single batches of 32: the second half's mean against the first.
+  double late = 0;
+  for (size_t i = steps.size() / 2; i < steps.size(); ++i) late += steps[i]["loss"].as<double>();
+  late /= static_cast<double>(steps.size() - steps.size() / 2);
+  EXPECT_LT(late, steps.front()["loss"].as<double>() - 0.15);
   ASSERT_EQ(run.Of("eval").size(), 1u);
   // 10 classes: chance is 10% (500 images: 1.3% standard deviation).
   EXPECT_GT(run.Of("eval")[0]["eval_top1"].as<double>(), 20.0);
