@@ -45,7 +45,10 @@ std::string EncodeValidationResponse(const ValidationResponse& response) {
   inputs.reserve(response.inputs.size());
   for (const auto& [field, path] : response.inputs)
     inputs.push_back(absl::StrCat(field, "=", path));
-  writer.Add("kind", response.kind).Add("max_steps", response.max_steps).Add("inputs", inputs);
+  writer.Add("kind", response.kind)
+      .Add("max_steps", response.max_steps)
+      .Add("inputs", inputs)
+      .Add("device", response.device);
   return writer.str();
 }
 
@@ -95,6 +98,11 @@ absl::StatusOr<ValidationResponse> ParseValidationResponse(absl::string_view lin
   }
   response.kind = *std::move(kind);
   response.max_steps = *max_steps;
+  std::optional<std::string> device = fields->String("device");
+  if (!device || (*device != "cpu" && *device != "cuda")) {
+    return Malformed("response", "a verdict of valid without a device of cpu or cuda");
+  }
+  response.device = *std::move(device);
   for (const std::string& input : *inputs) {
     const size_t eq = input.find('=');
     if (eq == std::string::npos || eq == 0) {

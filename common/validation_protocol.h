@@ -51,6 +51,8 @@ struct ValidationResponse {
   std::string kind;
   int64_t max_steps = 0;
   std::vector<std::pair<std::string, std::string>> inputs;
+  // Where each rank trains: "cpu" or "cuda" (train.device).
+  std::string device = "cpu";
 };
 
 // Returns the request or response as one line of JSON, without the trailing newline.

@@ -139,6 +139,19 @@ absl::Status TrainerSpecValidator::Validate(const v1::JobSpec& spec,
     return absl::InvalidArgumentError(absl::StrCat(
         "spec.kind: the job is a ", kind, " job but its config says kind: ", verdict.kind));
   }
+  // The placement and the trainer must agree on the device: a job given GPUs that trains on the
+  // CPU would hold them idle, one that trains on CUDA without them would fail on its worker.
+  const int gpus = spec.devices_per_rank().gpus();
+  if (gpus > 0 && verdict.device != "cuda") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.devices_per_rank.gpus is ", gpus, " but spec.config_yaml: train.device is ",
+        verdict.device, ": set train.device: cuda, or gpus: 0 for a CPU job"));
+  }
+  if (gpus == 0 && verdict.device == "cuda") {
+    return absl::InvalidArgumentError(
+        "spec.config_yaml: train.device is cuda but spec.devices_per_rank.gpus is 0: give each "
+        "rank a GPU (job: devices_per_rank: {gpus: 1}), or train.device: cpu");
+  }
   for (const auto& [field, path] : verdict.inputs) {
     if (std::find(input_fields.begin(), input_fields.end(), field) != input_fields.end()) continue;
     if (!fs::path(path).is_absolute()) {

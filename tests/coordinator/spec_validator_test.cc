@@ -111,6 +111,30 @@ TEST_F(TrainerSpecValidatorTest, NamesTheBadFieldOfTheConfig) {
   }
 }
 
+// The placement and the trainer agree on the device: GPUs for a CPU trainer, or a CUDA trainer
+// without GPUs, is refused at submit naming both fields.
+TEST_F(TrainerSpecValidatorTest, GpusAndTheTrainersDeviceMustAgree) {
+  TrainerSpecValidator validator(options_);
+  v1::JobSpec gpus_for_cpu = Spec(SmallConfig());
+  gpus_for_cpu.mutable_devices_per_rank()->set_gpus(1);
+  absl::Status idle = validator.Validate(gpus_for_cpu, {});
+  EXPECT_EQ(idle.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(idle.message(), HasSubstr("spec.devices_per_rank.gpus is 1"));
+  EXPECT_THAT(idle.message(), HasSubstr("train.device is cpu"));
+
+  const std::string cuda = absl::StrReplaceAll(
+      SmallConfig(), {{"  max_steps: 300\n", "  max_steps: 300\n  device: cuda\n"}});
+  ASSERT_NE(cuda, SmallConfig());
+  absl::Status no_gpu = validator.Validate(Spec(cuda), {});
+  EXPECT_EQ(no_gpu.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(no_gpu.message(), HasSubstr("train.device is cuda"));
+  EXPECT_THAT(no_gpu.message(), HasSubstr("devices_per_rank.gpus is 0"));
+  v1::JobSpec on_gpus = Spec(cuda);
+  on_gpus.mutable_devices_per_rank()->set_gpus(1);
+  absl::Status agreed = validator.Validate(on_gpus, {});
+  EXPECT_TRUE(agreed.ok()) << agreed;
+}
+
 TEST_F(TrainerSpecValidatorTest, RefusesPathsOutsideTheAllowedRoots) {
   TrainerSpecValidator validator(options_);
   const std::string config = absl::StrReplaceAll(

@@ -27,9 +27,9 @@ while IFS= read -r line; do
     *crash*) exit 3 ;;
     *hang*) sleep 1000 ;;
     *garbage*) echo 'this is not json' ;;
-    *wrong-id*) echo '{"id":999999,"ok":true,"kind":"tokenizer","max_steps":1,"inputs":[]}' ;;
+    *wrong-id*) echo '{"id":999999,"ok":true,"kind":"tokenizer","max_steps":1,"inputs":[],"device":"cpu"}' ;;
     *invalid*) echo "{\"id\":$id,\"ok\":false,\"code\":\"INVALID_ARGUMENT\",\"message\":\"config: x: bad\"}" ;;
-    *) echo "{\"id\":$id,\"ok\":true,\"kind\":\"tokenizer\",\"max_steps\":1,\"inputs\":[\"data.path=/d\"]}" ;;
+    *) echo "{\"id\":$id,\"ok\":true,\"kind\":\"tokenizer\",\"max_steps\":1,\"inputs\":[\"data.path=/d\"],\"device\":\"cpu\"}" ;;
   esac
 done
 )";

@@ -29,6 +29,7 @@ ValidationResponse AnswerValidationRequest(const ValidationRequest& request,
   response.kind = check->kind;
   response.max_steps = check->max_steps;
   response.inputs = std::move(check->inputs);
+  response.device = check->device;
   return response;
 }
 

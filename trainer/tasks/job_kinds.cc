@@ -40,6 +40,7 @@ absl::StatusOr<ConfigCheck> CheckContrastive(const std::string& yaml, const std:
                                              bool check_paths, ProgressSink* progress) {
   ASSIGN_OR_RETURN(ContrastiveJobConfig config, ParseContrastiveConfig(yaml, source, check_paths));
   ConfigCheck check{"contrastive", config.train.max_steps, {}};
+  check.device = config.train.device;
   if (config.data.source != "synthetic") {
     AddInput(&check, "data.path", config.data.path);
     if (config.eval.enabled) AddInput(&check, "eval.path", config.eval_data.path);
@@ -70,6 +71,7 @@ absl::StatusOr<ConfigCheck> CheckTokenizer(const std::string& yaml, const std::s
                                            bool check_paths, ProgressSink* progress) {
   ASSIGN_OR_RETURN(TokenizerJobConfig config, ParseTokenizerConfig(yaml, source, check_paths));
   ConfigCheck check{"tokenizer", config.train.max_steps, {}};
+  check.device = config.train.device;
   if (config.data.source != "synthetic") AddInput(&check, "data.path", config.data.path);
   if (config.eval.enabled && config.data.source == "image_folder") {
     AddInput(&check, "eval.path", config.eval.path);
@@ -102,6 +104,7 @@ absl::StatusOr<ConfigCheck> CheckPretrain(const std::string& yaml, const std::st
                                           bool check_paths, ProgressSink* progress) {
   ASSIGN_OR_RETURN(PretrainJobConfig config, ParsePretrainConfig(yaml, source, check_paths));
   ConfigCheck check{"pretrain", config.train.max_steps, {}};
+  check.device = config.train.device;
   if (config.data.source != "synthetic") AddInput(&check, "data.path", config.data.path);
   AddInput(&check, "tokenizer.checkpoint", config.tokenizer.checkpoint);
   if (check_paths) {
@@ -144,6 +147,7 @@ absl::StatusOr<ConfigCheck> CheckEval(const std::string& yaml, const std::string
                                       bool check_paths, ProgressSink* progress) {
   ASSIGN_OR_RETURN(EvalJobConfig config, ParseEvalConfig(yaml, source, check_paths));
   ConfigCheck check{config.kind, config.train.max_steps, {}};
+  check.device = config.train.device;
   if (config.data.source != "synthetic") {
     AddInput(&check, "data.path", config.data.path);
     AddInput(&check, "eval.path", config.eval_data.path);

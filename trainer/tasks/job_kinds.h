@@ -26,6 +26,8 @@ struct ConfigCheck {
   // Every (config field, path) the job would read, in a fixed order per kind; fields whose path
   // is empty are left out.
   std::vector<std::pair<std::string, std::string>> inputs;
+  // Where each rank trains: train.device, "cpu" or "cuda".
+  std::string device = "cpu";
 };
 
 // How a job was started: `--output_dir` (empty: the config's train.output_dir) and `--resume`.
