@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <iterator>
 #include <utility>
 #include <vector>
@@ -134,22 +135,32 @@ std::vector<int64_t> CheckpointIngest::StampOf(const std::string& dir, const Man
   return stamp;
 }
 
+std::optional<Manifest> CheckpointIngest::CachedVerification(const std::string& job_id,
+                                                             const std::string& checkpoint_id,
+                                                             std::vector<int64_t>* stamp) {
+  const std::string dir = files_->CheckpointDir(job_id, checkpoint_id);
+  if (ValidateStoreId("job_id", job_id).ok() &&
+      ValidateStoreId("checkpoint_id", checkpoint_id).ok()) {
+    absl::StatusOr<Manifest> listed = ReadManifest(dir);
+    if (listed.ok()) *stamp = StampOf(dir, *listed);
+  }
+  if (stamp->empty()) return std::nullopt;
+  absl::MutexLock lock(&verified_mu_);
+  auto it = verified_.find(dir);
+  if (it != verified_.end() && it->second.stamp == *stamp &&
+      clock_->Now() - it->second.at < kVerifiedFor) {
+    return it->second.manifest;
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<Manifest> CheckpointIngest::Verify(const std::string& job_id,
                                                   const std::string& checkpoint_id) {
   const std::string dir = files_->CheckpointDir(job_id, checkpoint_id);
   const absl::Time now = clock_->Now();
   std::vector<int64_t> stamp;
-  if (ValidateStoreId("job_id", job_id).ok() &&
-      ValidateStoreId("checkpoint_id", checkpoint_id).ok()) {
-    absl::StatusOr<Manifest> listed = ReadManifest(dir);
-    if (listed.ok()) stamp = StampOf(dir, *listed);
-  }
-  if (!stamp.empty()) {
-    absl::MutexLock lock(&verified_mu_);
-    auto it = verified_.find(dir);
-    if (it != verified_.end() && it->second.stamp == stamp && now - it->second.at < kVerifiedFor) {
-      return it->second.manifest;
-    }
+  if (std::optional<Manifest> cached = CachedVerification(job_id, checkpoint_id, &stamp)) {
+    return *std::move(cached);
   }
   absl::StatusOr<Manifest> verified = files_->OpenForRead(job_id, checkpoint_id);
   absl::MutexLock lock(&verified_mu_);
@@ -188,12 +199,30 @@ std::pair<std::string, int64_t> CheckpointIngest::NewestVerified(const std::stri
   return {"", 0};
 }
 
-absl::StatusOr<v1::CheckpointInfo> CheckpointIngest::Open(const std::string& checkpoint_id) {
+absl::StatusOr<v1::CheckpointInfo> CheckpointIngest::Open(const std::string& checkpoint_id,
+                                                          const std::vector<std::string>& only) {
   if (checkpoint_id.empty()) {
     return absl::InvalidArgumentError("checkpoint_id: must not be empty");
   }
   ASSIGN_OR_RETURN(v1::CheckpointInfo info, store_->GetCheckpoint(checkpoint_id));
-  RETURN_IF_ERROR(Verify(info.job_id(), info.id()).status());
+  if (only.empty()) {
+    RETURN_IF_ERROR(Verify(info.job_id(), info.id()).status());
+    return info;
+  }
+  std::vector<int64_t> stamp;
+  if (CachedVerification(info.job_id(), info.id(), &stamp).has_value()) return info;
+  RETURN_IF_ERROR(ValidateStoreId("checkpoint_id", info.id()));
+  const std::string dir = files_->CheckpointDir(info.job_id(), info.id());
+  ASSIGN_OR_RETURN(Manifest manifest, ReadManifest(dir));
+  for (const std::string& name : only) {
+    auto entry = std::find_if(manifest.begin(), manifest.end(),
+                              [&](const ManifestEntry& e) { return e.name == name; });
+    if (entry == manifest.end()) continue;  // SelectCheckpointFiles names what is missing
+    if (absl::Status file = VerifyCheckpointFile(dir, *entry); !file.ok()) {
+      if (metrics_ != nullptr && absl::IsDataLoss(file)) metrics_->CountVerificationFailure();
+      return file;
+    }
+  }
   return info;
 }
 

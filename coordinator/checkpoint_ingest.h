@@ -19,8 +19,10 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -88,8 +90,11 @@ class CheckpointIngest {
   // as (id, step); ("", 0) when none does (a fresh start). Refused ones are logged and counted.
   // Reads checkpoints whole: call without the Coordinator's lock.
   std::pair<std::string, int64_t> NewestVerified(const std::string& job_id);
-  // The record of a committed checkpoint, verified (NotFound for an unknown id).
-  absl::StatusOr<v1::CheckpointInfo> Open(const std::string& checkpoint_id);
+  // The record of a committed checkpoint, verified (NotFound for an unknown id). With `only`,
+  // a download of some of its files, only those files are hashed (unless the whole checkpoint
+  // is verified in the cache): one file of a large checkpoint costs that file.
+  absl::StatusOr<v1::CheckpointInfo> Open(const std::string& checkpoint_id,
+                                          const std::vector<std::string>& only = {});
   // A chunk of one file of a checkpoint returned by Open().
   absl::StatusOr<std::string> ReadChunk(const v1::CheckpointInfo& info,
                                         const std::string& file_name, int64_t offset,
@@ -105,6 +110,10 @@ class CheckpointIngest {
   };
   // The stamp of `dir`'s files as `manifest` lists them; empty when one cannot be stat'ed.
   static std::vector<int64_t> StampOf(const std::string& dir, const Manifest& manifest);
+  // The cached verification of `dir` when its files have not changed since (nullopt otherwise).
+  std::optional<Manifest> CachedVerification(const std::string& job_id,
+                                             const std::string& checkpoint_id,
+                                             std::vector<int64_t>* stamp);
 
   JobStore* const store_;
   CheckpointFileStore* const files_;

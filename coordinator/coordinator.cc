@@ -511,15 +511,16 @@ absl::StatusOr<std::vector<v1::WatchJobEvent>> Coordinator::JobHistory(const std
   return events;
 }
 
-absl::StatusOr<v1::CheckpointInfo> Coordinator::OpenCheckpoint(const std::string& checkpoint_id,
-                                                               const UserCaller& caller) {
+absl::StatusOr<v1::CheckpointInfo> Coordinator::OpenCheckpoint(
+    const std::string& checkpoint_id, const UserCaller& caller,
+    const std::vector<std::string>& only) {
   // Whose it is first: another user's download must not even cost a verification.
   absl::StatusOr<v1::CheckpointInfo> record = store_->GetCheckpoint(checkpoint_id);
   if (record.ok()) {
     ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(record->job_id()));
     RETURN_IF_ERROR(CheckAccessAudited(job, caller, "download"));
   }
-  return ingest_.Open(checkpoint_id);
+  return ingest_.Open(checkpoint_id, only);
 }
 
 absl::StatusOr<std::string> Coordinator::ReadCheckpointChunk(const v1::CheckpointInfo& info,

@@ -166,8 +166,10 @@ class Coordinator {
   // Returns the record of a committed checkpoint after verifying every file against its
   // manifest (DataLoss naming the file when one does not match); PermissionDenied (audited) when
   // its job is another user's.
+  // With `only` (a download of some files), only those files are verified.
   absl::StatusOr<v1::CheckpointInfo> OpenCheckpoint(const std::string& checkpoint_id,
-                                                    const UserCaller& caller = {});
+                                                    const UserCaller& caller = {},
+                                                    const std::vector<std::string>& only = {});
   // Reads a chunk of one file of a checkpoint opened with OpenCheckpoint().
   absl::StatusOr<std::string> ReadCheckpointChunk(const v1::CheckpointInfo& info,
                                                   const std::string& file_name, int64_t offset,

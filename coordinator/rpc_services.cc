@@ -156,9 +156,11 @@ grpc::Status JobServiceImpl::DownloadCheckpoint(
     grpc::ServerWriter<v1::DownloadCheckpointResponse>* writer) {
   UserCaller caller;
   if (grpc::Status auth = Authorize(*context, &caller); !auth.ok()) return auth;
-  return StreamCheckpoint(coordinator_,
-                          coordinator_->OpenCheckpoint(request->checkpoint_id(), caller), context,
-                          writer, &request->files());
+  return StreamCheckpoint(
+      coordinator_,
+      coordinator_->OpenCheckpoint(request->checkpoint_id(), caller,
+                                   {request->files().begin(), request->files().end()}),
+      context, writer, &request->files());
 }
 
 grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,

@@ -475,5 +475,63 @@ TEST(CheckpointIngestTest, RetentionNeverRemovesACheckpointCommittedMeanwhile) {
   EXPECT_NE(first, second);
 }
 
+// A download of one file verifies that file, not the whole checkpoint: damage in another file
+// does not stop it, damage in the file itself does, and the whole checkpoint still fails.
+TEST(CheckpointIngestTest, OpeningSomeFilesVerifiesOnlyThoseFiles) {
+  ::peco::testing::ScopedTempDir temp("ingest_partial");
+  CheckpointFileStore::Options options;
+  options.data_dir = temp.path();
+  absl::StatusOr<std::unique_ptr<CheckpointFileStore>> files = CheckpointFileStore::Open(options);
+  ASSERT_TRUE(files.ok()) << files.status();
+  MemoryJobStore store;
+  NewJob new_job;
+  new_job.spec.set_kind(v1::JOB_KIND_TOKENIZER);
+  absl::StatusOr<CreateJobResult> created = store.CreateJob(new_job);
+  ASSERT_TRUE(created.ok());
+  const std::string job_id = created->job.id();
+  NewAttempt attempt;
+  attempt.job_id = job_id;
+  v1::RankPlacement placement;
+  placement.set_worker_id("w1");
+  placement.add_ranks(0);
+  attempt.placements.push_back(placement);
+  ASSERT_TRUE(store.BeginAttempt(attempt).ok());
+  JobEventHub events;
+  FakeClock clock;
+  CheckpointIngest ingest(&store, files->get(), &events, nullptr, &clock, 3);
+  v1::CheckpointHeader header;
+  header.set_job_id(job_id);
+  header.set_attempt(1);
+  header.set_step(5);
+  absl::StatusOr<CheckpointUpload> upload = ingest.Begin(header);
+  ASSERT_TRUE(upload.ok());
+  v1::CheckpointManifest manifest;
+  for (const auto& [name, data] : std::vector<std::pair<std::string, std::string>>{
+           {"config.yaml", "kind: tokenizer"}, {"model.pt", "weights"}}) {
+    v1::CheckpointChunk chunk;
+    chunk.set_file_name(name);
+    chunk.set_data(data);
+    ASSERT_TRUE(ingest.Append(*upload, chunk).ok());
+    v1::ManifestEntry* entry = manifest.add_entries();
+    entry->set_name(name);
+    entry->set_size(static_cast<int64_t>(data.size()));
+    entry->set_sha256(Sha256Hex(data));
+  }
+  absl::StatusOr<v1::CheckpointInfo> committed = ingest.Commit(*upload, manifest);
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  // Same size, other bytes, a later time: the stamp changes, so nothing is served from the cache.
+  const std::filesystem::path model =
+      (*files)->CheckpointDir(job_id, committed->id()) + "/model.pt";
+  const auto written = std::filesystem::last_write_time(model);
+  ::peco::testing::WriteFileForTest(model, "WEIGHTS");
+  std::filesystem::last_write_time(model, written + std::chrono::seconds(1));
+
+  EXPECT_TRUE(ingest.Open(committed->id(), {"config.yaml"}).ok());
+  absl::Status damaged = ingest.Open(committed->id(), {"model.pt"}).status();
+  EXPECT_EQ(damaged.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(damaged.message(), HasSubstr("model.pt"));
+  EXPECT_EQ(ingest.Open(committed->id()).status().code(), absl::StatusCode::kDataLoss);
+}
+
 }  // namespace
 }  // namespace peco::coordinator
