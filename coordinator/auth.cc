@@ -222,6 +222,14 @@ grpc::Status CheckPeerCertificate(const grpc::ServerContext& context, absl::stri
   return grpc::Status::OK;
 }
 
+std::string PeerCommonName(const grpc::ServerContext& context) {
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) return "";
+  std::vector<grpc::string_ref> names = auth->FindPropertyValues("x509_common_name");
+  if (names.size() != 1) return "";
+  return std::string(names[0].data(), names[0].size());
+}
+
 TokenRegistry::TokenRegistry(Options options) : options_(std::move(options)) {}
 
 void TokenRegistry::ReloadIfChanged() const {

@@ -76,6 +76,9 @@ absl::Status RevokeToken(const std::string& path, const std::string& name);
 // server's client CA (mutual TLS), UNAUTHENTICATED naming `service` otherwise.
 grpc::Status CheckPeerCertificate(const grpc::ServerContext& context, absl::string_view service);
 
+// The common name (CN) of the verified client certificate of the call; empty when there is none.
+std::string PeerCommonName(const grpc::ServerContext& context);
+
 // Who is calling, once the token checked out.
 struct Caller {
   // The token's role; the primary user token is an admin.

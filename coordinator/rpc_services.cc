@@ -203,7 +203,25 @@ grpc::Status WorkerServiceImpl::Authorize(const grpc::ServerContext& context,
   if (!token.ok()) return token;
   if (caller != nullptr) caller->bound_worker_id = identity.bound_worker_id();
   if (!require_client_certificate_) return token;
-  return CheckPeerCertificate(context, "WorkerService");
+  grpc::Status certificate = CheckPeerCertificate(context, "WorkerService");
+  if (!certificate.ok()) return certificate;
+  // With mutual TLS the certificate names the worker too: its common name is the worker id the
+  // caller acts as, and must agree with an issued token's.
+  const std::string common_name = PeerCommonName(context);
+  if (common_name.empty() || caller == nullptr) return certificate;
+  if (!ValidateStoreId("certificate common name", common_name).ok()) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        absl::StrCat("the client certificate's common name '", common_name,
+                                     "' is not a worker id ([A-Za-z0-9._-], 1 to 255)"));
+  }
+  if (!caller->bound_worker_id.empty() && caller->bound_worker_id != common_name) {
+    return grpc::Status(
+        grpc::StatusCode::PERMISSION_DENIED,
+        absl::StrCat("the worker token is bound to worker '", caller->bound_worker_id,
+                     "' but the client certificate is '", common_name, "'"));
+  }
+  caller->bound_worker_id = common_name;
+  return certificate;
 }
 
 grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* context,

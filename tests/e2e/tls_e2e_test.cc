@@ -85,6 +85,8 @@ TEST_F(TlsE2eTest, OnlyWorkersWithACertificateFromTheClientCaJoinAndTheCliNeedsT
   absl::StatusOr<v1::GetJobResponse> done = cluster_.WaitForState(job_id, v1::JOB_STATE_SUCCEEDED);
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ(done->attempts(0).placements(0).worker_id(), cluster_.WorkerId(trusted));
+  // With mutual TLS the certificate names the worker: it is registered as its common name.
+  EXPECT_EQ(cluster_.WorkerId(trusted), "worker");
 
   // Only the trusted worker ever registered.
   CommandResult workers = cluster_.Peco({"--tls_ca", Pem("ca"), "-o", "name", "workers"});
