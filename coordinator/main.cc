@@ -401,7 +401,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "peco-coordinator: the peco control plane. See docs/SERVICE.md.\n"
       "  peco-coordinator [--data_dir DIR] [--listen HOST:PORT] [--metrics_listen HOST:PORT]\n"
-      "  peco-coordinator [--data_dir DIR] tokens issue --name NAME [--role user|worker] "
+      "  peco-coordinator [--data_dir DIR] tokens issue --name NAME [--role user|admin|worker] "
       "[--ttl 2160h|inf]\n"
       "  peco-coordinator [--data_dir DIR] tokens revoke --name NAME\n"
       "  peco-coordinator [--data_dir DIR] tokens list");
