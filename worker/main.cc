@@ -49,6 +49,7 @@
 #include "prometheus/exposer.h"
 #include "worker/faulty_coordinator_client.h"
 #include "worker/grpc_coordinator_client.h"
+#include "worker/host_address.h"
 #include "worker/worker_agent.h"
 #include "worker/worker_metrics.h"
 
@@ -66,7 +67,9 @@ ABSL_FLAG(std::vector<std::string>, allowed_roots, {"/usr/share/datasets"},
           "list leaves trainers unconfined");
 ABSL_FLAG(std::string, worker_id, "",
           "Id to register with (default: <work_dir>/worker.id, else assigned and stored there)");
-ABSL_FLAG(std::string, host, "127.0.0.1", "Address other ranks reach this machine at");
+ABSL_FLAG(std::string, host, "",
+          "Address other ranks reach this machine at (default: 127.0.0.1 with a coordinator on "
+          "loopback, else this machine's address on the route to the coordinator)");
 ABSL_FLAG(int, cpu_slots, -1, "CPU slots offered (default: the number of cores)");
 ABSL_FLAG(int, gpus, 0, "GPUs offered");
 ABSL_FLAG(std::string, ports, "29500-29599", "FIRST-LAST: ports for rank 0's rendezvous store");
@@ -239,7 +242,33 @@ int Run() {
     options.allowed_roots.push_back(root);
   }
   options.worker_id = absl::GetFlag(FLAGS_worker_id);
+  // Where other ranks reach this machine (worker/host_address.h): a remote coordinator means a
+  // cluster, where a loopback host would make gangs across machines hang at the rendezvous.
+  const std::string coordinator_host = HostOfTarget(address);
   options.host = absl::GetFlag(FLAGS_host);
+  if (options.host.empty()) {
+    if (IsLoopbackHost(coordinator_host)) {
+      options.host = "127.0.0.1";
+    } else {
+      absl::StatusOr<std::string> routable = LocalAddressToward(coordinator_host);
+      if (!routable.ok()) {
+        UsageError(
+            absl::StrCat("--host: not given, and this machine's address toward the "
+                         "coordinator could not be found (",
+                         routable.status().message(), "); give --host"));
+      }
+      options.host = *routable;
+    }
+  } else if (IsLoopbackHost(options.host) && !IsLoopbackHost(coordinator_host)) {
+    Log(absl::StrCat("WARNING: --host ", options.host,
+                     " is a loopback address but the "
+                     "coordinator is at ",
+                     coordinator_host,
+                     ": ranks on other machines cannot "
+                     "reach this one, and a gang spread over machines would hang at the "
+                     "rendezvous. Give --host this machine's address, or leave --host out to use "
+                     "the address on the route to the coordinator."));
+  }
   options.gpus = absl::GetFlag(FLAGS_gpus);
   options.cpu_slots = absl::GetFlag(FLAGS_cpu_slots);
   if (options.cpu_slots < 0) {

@@ -15,6 +15,7 @@
 #include "worker/coordinator_session.h"
 #include "worker/device_ledger.h"
 #include "worker/event_relay.h"
+#include "worker/host_address.h"
 
 namespace peco::worker {
 namespace {
@@ -300,6 +301,25 @@ TEST(AttemptResultTest, TheWorkersOwnShutdownIsARetryableFailureNotAStop) {
   shutdown.coordinator_cancelled = true;
   EXPECT_EQ(BuildAttemptResult("job-1", 3, stopped, {}, shutdown).result(),
             v1::AttemptResult::RESULT_STOPPED);
+}
+
+// Where other ranks reach this machine: loopback is recognised in every spelling, the host of a
+// gRPC target is found, and the address on the route to a host is this machine's (for loopback,
+// loopback itself).
+TEST(HostAddressTest, LoopbackTargetsAndTheRouteToTheCoordinator) {
+  for (const char* host : {"localhost", "127.0.0.1", "127.8.9.10", "::1", "[::1]"}) {
+    EXPECT_TRUE(IsLoopbackHost(host)) << host;
+  }
+  for (const char* host : {"10.0.0.7", "128.0.0.1", "coordinator.example", "::2", ""}) {
+    EXPECT_FALSE(IsLoopbackHost(host)) << host;
+  }
+  EXPECT_EQ(HostOfTarget("10.0.0.2:7450"), "10.0.0.2");
+  EXPECT_EQ(HostOfTarget("dns:///coord.example:7450"), "coord.example");
+  EXPECT_EQ(HostOfTarget("[fd00::1]:7450"), "[fd00::1]");
+  EXPECT_EQ(HostOfTarget("ipv4:127.0.0.1:41000"), "127.0.0.1");
+  absl::StatusOr<std::string> local = LocalAddressToward("127.0.0.1");
+  ASSERT_TRUE(local.ok()) << local.status();
+  EXPECT_EQ(*local, "127.0.0.1");
 }
 
 }  // namespace
