@@ -72,7 +72,7 @@ CoordinatorMetrics::CoordinatorMetrics(size_t max_job_series)
                                  .Help("Latest images per second of an active job (rank 0)")
                                  .Register(*registry_)),
       job_restarts_(prometheus::BuildGauge()
-                        .Name("peco_job_restarts")
+                        .Name("peco_job_restarts_so_far")
                         .Help("Restarts of an active job so far")
                         .Register(*registry_)),
       max_job_series_(max_job_series) {

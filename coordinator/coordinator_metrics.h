@@ -58,8 +58,8 @@ class CoordinatorMetrics {
   // for a job without series when max_job_series jobs have them.
   void SetJobProgress(const std::string& job_id, int64_t step,
                       const std::map<std::string, double>& values);
-  // peco_job_restarts{job}: restarts of an active job so far (its restart_count), under the
-  // same cap as SetJobProgress.
+  // peco_job_restarts_so_far{job_id}: restarts of an active job so far (its restart_count), under
+  // the same cap as SetJobProgress.
   void SetJobRestarts(const std::string& job_id, int64_t restarts);
   // Removes the per-job series of a job that is no longer active.
   void ForgetJob(const std::string& job_id);

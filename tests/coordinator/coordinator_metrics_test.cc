@@ -42,9 +42,10 @@ TEST(CoordinatorMetricsTest, PerJobSeriesAreCappedAndFreedWhenAJobEnds) {
   EXPECT_EQ(JobsWithSeries(metrics, "peco_job_loss").size(), 2u);
   metrics.SetJobRestarts("job-2", 3);
   metrics.SetJobRestarts("job-4", 1);  // over the cap: no series
-  EXPECT_THAT(JobsWithSeries(metrics, "peco_job_restarts"), UnorderedElementsAre("job-2", "job-3"));
+  EXPECT_THAT(JobsWithSeries(metrics, "peco_job_restarts_so_far"),
+              UnorderedElementsAre("job-2", "job-3"));
   metrics.ForgetJob("job-2");
-  EXPECT_THAT(JobsWithSeries(metrics, "peco_job_restarts"), UnorderedElementsAre("job-3"));
+  EXPECT_THAT(JobsWithSeries(metrics, "peco_job_restarts_so_far"), UnorderedElementsAre("job-3"));
 }
 
 }  // namespace

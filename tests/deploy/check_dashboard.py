@@ -49,7 +49,7 @@ REQUIRED_METRICS = [
     "peco_worker_rank_codes_used",
     "peco_worker_rank_perplexity",
     "peco_job_restarts_total",
-    "peco_job_restarts",
+    "peco_job_restarts_so_far",
     "peco_worker_rank_checkpoint_bytes",
     "peco_worker_rank_checkpoint_seconds",
     "peco_worker_checkpoint_upload_seconds_bucket",
