@@ -5,13 +5,19 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 
 namespace peco::cli {
 namespace {
 
+// A flag's name as users type it: words joined by dashes (`--dry-run`, kubectl's and ray's
+// convention). The underscore spelling (`--dry_run`) is the same flag.
+std::string Dashed(absl::string_view name) { return absl::StrReplaceAll(name, {{"_", "-"}}); }
+
 const FlagSpec* FindLong(const std::vector<FlagSpec>& specs, absl::string_view name) {
+  const std::string wanted = Dashed(name);
   for (const FlagSpec& spec : specs) {
-    if (spec.name == name) return &spec;
+    if (Dashed(spec.name) == wanted) return &spec;
   }
   return nullptr;
 }
@@ -98,9 +104,9 @@ std::string FlagHelp(const std::vector<FlagSpec>& specs) {
   std::vector<std::string> lefts;
   size_t width = 0;
   for (const FlagSpec& spec : specs) {
-    std::string left = spec.short_name != 0
-                           ? absl::StrCat("-", std::string(1, spec.short_name), ", --", spec.name)
-                           : absl::StrCat("    --", spec.name);
+    std::string left = spec.short_name != 0 ? absl::StrCat("-", std::string(1, spec.short_name),
+                                                           ", --", Dashed(spec.name))
+                                            : absl::StrCat("    --", Dashed(spec.name));
     if (!spec.value_name.empty()) absl::StrAppend(&left, " ", spec.value_name);
     width = std::max(width, left.size());
     lefts.push_back(std::move(left));

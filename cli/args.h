@@ -21,7 +21,9 @@
 namespace peco::cli {
 
 struct FlagSpec {
-  std::string name;        // without dashes: "coordinator"
+  // Without the leading dashes: "coordinator", "request_id". Users may type words joined by dashes
+  // or by underscores (`--request-id`, `--request_id`); help shows the dashed spelling.
+  std::string name;
   char short_name = 0;     // 'o' for -o; 0 = none
   std::string value_name;  // "ADDR"; empty = a boolean flag that takes no value
   std::string help;

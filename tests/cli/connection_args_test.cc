@@ -107,6 +107,25 @@ TEST(ParseArgsTest, Spellings) {
   EXPECT_TRUE(ParseArgs({"x", "--help"}, kSpecs)->help);
 }
 
+// Flags are dashed, as kubectl's and ray's are; the underscore spelling is the same flag.
+TEST(ParseArgsTest, DashedAndUnderscoreSpellingsAreOneFlag) {
+  const std::vector<FlagSpec> specs = {{"dry_run", 0, "", "print the request"},
+                                       {"request_id", 0, "ID", "idempotency key"}};
+  absl::StatusOr<ParsedArgs> dashed = ParseArgs({"--dry-run", "--request-id=r1"}, specs);
+  ASSERT_TRUE(dashed.ok()) << dashed.status();
+  EXPECT_TRUE(dashed->Has("dry_run"));
+  EXPECT_EQ(dashed->Last("request_id"), "r1");
+  absl::StatusOr<ParsedArgs> underscored = ParseArgs({"--dry_run", "--request_id", "r2"}, specs);
+  ASSERT_TRUE(underscored.ok()) << underscored.status();
+  EXPECT_TRUE(underscored->Has("dry_run"));
+  EXPECT_EQ(underscored->Last("request_id"), "r2");
+  const std::string help = FlagHelp(specs);
+  EXPECT_THAT(help, HasSubstr("--dry-run"));
+  EXPECT_THAT(help, HasSubstr("--request-id ID"));
+  EXPECT_THAT(ParseArgs({"--dry-runs"}, specs).status().message(),
+              HasSubstr("unknown flag --dry-runs"));
+}
+
 TEST(ParseArgsTest, ErrorsNameTheFlag) {
   EXPECT_THAT(ParseArgs({"--sett", "a=1"}, kSpecs).status().message(),
               HasSubstr("unknown flag --sett"));
