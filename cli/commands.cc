@@ -49,7 +49,7 @@ const std::vector<FlagSpec>& GlobalFlags() {
       {"token", 0, "TOKEN", "user token (else $PECO_TOKEN, else <data_dir>/user.token)"},
       {"data_dir", 0, "DIR",
        "coordinator data directory (else $PECO_DATA_DIR, else ~/.local/share/peco)"},
-      {"output", 'o', "FORMAT", "table (default), json, or name (ids only, one per line)"},
+      {"output", 'o', "FORMAT", "table (default), json, yaml, or name (ids only, one per line)"},
       {"timeout", 0, "DURATION", "deadline of each call (default 30s)"},
       {"tls_ca", 0, "FILE",
        "PEM CA certificates: connect over TLS and verify the coordinator (else $PECO_TLS_CA)"},
@@ -73,7 +73,8 @@ class Invocation {
 
   const ParsedArgs& args() const { return args_; }
   const std::string& positional(size_t i) const { return args_.positional.at(i); }
-  bool json() const { return format_ == OutputFormat::kJson; }
+  // -o json or -o yaml: the response itself rather than text for people.
+  bool json() const { return format_ == OutputFormat::kJson || format_ == OutputFormat::kYaml; }
   bool names() const { return format_ == OutputFormat::kName; }
   const CliContext& context() const { return context_; }
   std::ostream& out() const { return *context_.out; }
@@ -110,11 +111,24 @@ class Invocation {
   }
 
   // Writes `message` as JSON; returns kExitOk or the failure.
+  // The response as JSON, or as YAML with -o yaml.
   int PrintJson(const google::protobuf::Message& message) const {
-    absl::StatusOr<std::string> json = ToJson(message);
-    if (!json.ok()) return Fail(json.status());
-    out() << *json;
+    absl::StatusOr<std::string> text =
+        format_ == OutputFormat::kYaml ? ToYaml(message) : ToJson(message);
+    if (!text.ok()) return Fail(text.status());
+    out() << *text;
     return kExitOk;
+  }
+  // One event of a stream: a JSON line, or a YAML document ("---" first) with -o yaml.
+  absl::StatusOr<std::string> EventText(const google::protobuf::Message& message) const {
+    if (format_ != OutputFormat::kYaml) {
+      absl::StatusOr<std::string> line = ToJsonLine(message);
+      if (!line.ok()) return line.status();
+      return absl::StrCat(*line, "\n");
+    }
+    absl::StatusOr<std::string> document = ToYaml(message);
+    if (!document.ok()) return document.status();
+    return absl::StrCat("---\n", *document);
   }
 
  private:
@@ -154,9 +168,9 @@ int WatchUntilDone(Invocation& inv, const std::string& job_id) {
       if (renderer.events_consumed() > before) failures = 0;
       if (inv.json()) {
         if (renderer.events_consumed() == before) continue;  // a replayed duplicate
-        absl::StatusOr<std::string> line = ToJsonLine(event);
+        absl::StatusOr<std::string> line = inv.EventText(event);
         if (!line.ok()) return inv.Fail(line.status());
-        inv.out() << *line << "\n" << std::flush;
+        inv.out() << *line << std::flush;
       } else if (!text.empty()) {
         inv.out() << text << std::flush;
       }
@@ -182,8 +196,8 @@ int WatchUntilDone(Invocation& inv, const std::string& job_id) {
         change->set_time_us(response.job().end_time_us());
         const std::string text = renderer.Consume(final_event);
         if (inv.json()) {
-          absl::StatusOr<std::string> line = ToJsonLine(final_event);
-          if (line.ok()) inv.out() << *line << "\n";
+          absl::StatusOr<std::string> line = inv.EventText(final_event);
+          if (line.ok()) inv.out() << *line;
         } else {
           inv.out() << text;
         }
@@ -885,11 +899,13 @@ int RunCli(const std::vector<std::string>& args, const CliContext& context) {
     // -o names the file the command writes; it prints a line for people.
   } else if (output == "json") {
     format = OutputFormat::kJson;
+  } else if (output == "yaml") {
+    format = OutputFormat::kYaml;
   } else if (output == "name") {
     format = OutputFormat::kName;
   } else if (output != "table") {
     return usage_error(
-        absl::StrCat("-o/--output: expected table, json or name, got '", output, "'"));
+        absl::StrCat("-o/--output: expected table, json, yaml or name, got '", output, "'"));
   }
   absl::Duration timeout = absl::Seconds(30);
   if (parsed->Has("timeout")) {

@@ -1,5 +1,7 @@
 #include "cli/format.h"
 
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -9,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "cli/spec_file.h"
+#include "common/status_macros.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace peco::cli {
@@ -151,6 +154,36 @@ absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message) {
   }
   if (out.empty() || out.back() != '\n') out.push_back('\n');
   return out;
+}
+
+namespace {
+
+// Marks every mapping and sequence below `node` for block style (a node read from JSON keeps the
+// flow style it was written in).
+void UseBlockStyle(YAML::Node node) {
+  if (node.IsMap() || node.IsSequence()) {
+    if (node.size() > 0) node.SetStyle(YAML::EmitterStyle::Block);
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      UseBlockStyle(node.IsMap() ? it->second : *it);
+    }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ToYaml(const google::protobuf::Message& message) {
+  ASSIGN_OR_RETURN(std::string json, ToJson(message));
+  try {
+    // JSON is YAML: read it back and write it in block style.
+    YAML::Node node = YAML::Load(json);
+    UseBlockStyle(node);
+    YAML::Emitter out;
+    out << node;
+    if (!out.good()) return absl::InternalError(absl::StrCat("YAML output: ", out.GetLastError()));
+    return absl::StrCat(out.c_str(), "\n");
+  } catch (const YAML::Exception& e) {
+    return absl::InternalError(absl::StrCat("YAML output: ", e.what()));
+  }
 }
 
 absl::StatusOr<std::string> ToJsonLine(const google::protobuf::Message& message) {

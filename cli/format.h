@@ -25,7 +25,7 @@ namespace peco::cli {
 
 // table: aligned columns for people; json: one document for scripts; name: only the ids the
 // command lists (one per line), for shell pipelines.
-enum class OutputFormat { kTable, kJson, kName };
+enum class OutputFormat { kTable, kJson, kYaml, kName };
 
 // Builds an aligned text table row by row.
 class TextTable {
@@ -72,6 +72,10 @@ absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message);
 
 // Returns `message` as compact one-line JSON without a trailing newline (for NDJSON streams).
 absl::StatusOr<std::string> ToJsonLine(const google::protobuf::Message& message);
+
+// Returns `message` as one YAML document in block style: the same fields and values as ToJson
+// (JSON's mapping of proto3), ending in '\n'. Internal when serialisation fails.
+absl::StatusOr<std::string> ToYaml(const google::protobuf::Message& message);
 
 // Table of jobs: ID, NAME, KIND, STATE, ATTEMPT, RESTARTS, PRIORITY, AGE (since submit),
 // RUNTIME (start to end, or to now while running).

@@ -360,9 +360,13 @@ TEST_F(CommandsTest, NameOutputPrintsOnlyIds) {
   ASSERT_EQ(workers.code, kExitOk) << workers.err;
   EXPECT_EQ(workers.out, "worker-1\n");
 
-  CliResult bad = Run({"workers", "-o", "yaml"});
+  CliResult yaml = Run({"workers", "-o", "yaml"});
+  ASSERT_EQ(yaml.code, kExitOk) << yaml.err;
+  EXPECT_THAT(yaml.out, HasSubstr("workers:\n  - id: worker-1\n"));
+
+  CliResult bad = Run({"workers", "-o", "xml"});
   EXPECT_EQ(bad.code, kExitUsage);
-  EXPECT_THAT(bad.err, HasSubstr("expected table, json or name"));
+  EXPECT_THAT(bad.err, HasSubstr("expected table, json, yaml or name"));
 }
 
 TEST_F(CommandsTest, WrongTokenIsExit1NamingWhereTheTokenCameFrom) {
@@ -644,7 +648,7 @@ TEST_F(CommandsTest, UsageErrorsAreExit2AndNameTheProblem) {
            {{"download", "ck"}, "peco download: missing argument DIR"},
            {{"get", "a", "b"}, "peco get: unexpected argument 'b'"},
            {{"list", "--limt", "3"}, "peco list: unknown flag --limt"},
-           {{"list", "-o", "yaml"}, "-o/--output: expected table, json or name, got 'yaml'"},
+           {{"list", "-o", "xml"}, "-o/--output: expected table, json, yaml or name, got 'xml'"},
            {{"list", "--timeout", "soon"}, "--timeout: expected a duration"},
            {{"frobnicate"}, "peco: unknown command 'frobnicate'"},
            {{"cancel", "j", "--reason", "a", "--reason", "b"}, "--reason given more than once"},

@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include <string>
 #include <vector>
@@ -118,6 +119,22 @@ TEST(FormatTest, JobDetailsShowAttemptsAndFailure) {
   EXPECT_THAT(text, HasSubstr("worker-a"));
   EXPECT_THAT(text, HasSubstr("(step 100)"));
   EXPECT_THAT(text, HasSubstr("req-1"));
+}
+
+// -o yaml: the same fields and values as -o json, as a YAML document in block style.
+TEST(FormatTest, YamlHasTheJsonFieldsInBlockStyle) {
+  v1::GetJobResponse response;
+  *response.mutable_job() = MakeJob("job-000005", "yaml", v1::JOB_STATE_RUNNING);
+  response.mutable_job()->set_owner("alice");
+  absl::StatusOr<std::string> yaml = ToYaml(response);
+  ASSERT_TRUE(yaml.ok()) << yaml.status();
+  EXPECT_THAT(*yaml, HasSubstr("job:\n"));
+  EXPECT_THAT(*yaml, HasSubstr("  id: job-000005\n"));
+  EXPECT_THAT(*yaml, HasSubstr("  owner: alice\n"));
+  EXPECT_THAT(*yaml, HasSubstr("  state: JOB_STATE_RUNNING\n"));
+  const YAML::Node node = YAML::Load(*yaml);
+  EXPECT_EQ(node["job"]["spec"]["name"].as<std::string>(), "yaml");
+  EXPECT_EQ(yaml->back(), '\n');
 }
 
 TEST(FormatTest, JobDetailsShowTheOwnerAndTheAuditLog) {
