@@ -208,6 +208,15 @@ void Coordinator::Audit(const UserCaller& caller, absl::string_view action,
   }
 }
 
+void Coordinator::AuditChange(const UserCaller& caller, absl::string_view action,
+                              const std::string& job_id, const absl::Status& outcome,
+                              absl::string_view detail) {
+  // A refusal was recorded where it was decided (CheckAccessAudited); an unknown or empty job
+  // id names no job to record it on.
+  if (job_id.empty() || absl::IsPermissionDenied(outcome) || absl::IsNotFound(outcome)) return;
+  Audit(caller, action, job_id, outcome, detail);
+}
+
 absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJobUnsynced(
     const v1::SubmitJobRequest& request, const UserCaller& caller) {
   v1::JobSpec spec = request.spec();
@@ -273,21 +282,15 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(const v1::SubmitJob
 absl::StatusOr<v1::CancelJobResponse> Coordinator::CancelJob(const v1::CancelJobRequest& request,
                                                              const UserCaller& caller) {
   absl::StatusOr<v1::CancelJobResponse> cancelled = CancelJobUnsynced(request, caller);
-  if (!absl::IsPermissionDenied(cancelled.status()) && !absl::IsNotFound(cancelled.status()) &&
-      !request.job_id().empty()) {
-    Audit(caller, "cancel", request.job_id(), cancelled.status(), request.reason());
-  }
+  AuditChange(caller, "cancel", request.job_id(), cancelled.status(), request.reason());
   return Synced(std::move(cancelled));
 }
 
 absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJob(const v1::ResumeJobRequest& request,
                                                              const UserCaller& caller) {
   absl::StatusOr<v1::ResumeJobResponse> resumed = ResumeJobUnsynced(request, caller);
-  if (!absl::IsPermissionDenied(resumed.status()) && !absl::IsNotFound(resumed.status()) &&
-      !request.job_id().empty()) {
-    Audit(caller, "resume", request.job_id(), resumed.status(),
-          request.checkpoint_id().empty() ? "newest checkpoint" : request.checkpoint_id());
-  }
+  AuditChange(caller, "resume", request.job_id(), resumed.status(),
+              request.checkpoint_id().empty() ? "newest checkpoint" : request.checkpoint_id());
   return Synced(std::move(resumed));
 }
 

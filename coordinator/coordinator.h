@@ -234,6 +234,10 @@ class Coordinator {
   // ResourceExhausted when `caller` (not an admin) has max_pending_jobs_per_user jobs waiting to
   // start and `request_id` is none of theirs (a retry is let through to be answered).
   absl::Status CheckPendingQuota(const UserCaller& caller, const std::string& request_id);
+  // Audit() of a state-changing call on `job_id` once it returned `outcome`, unless there is
+  // nothing to record (no such job) or the refusal is recorded already (PermissionDenied).
+  void AuditChange(const UserCaller& caller, absl::string_view action, const std::string& job_id,
+                   const absl::Status& outcome, absl::string_view detail);
   // Appends `action` by `caller` on `job_id` with `outcome` to the audit log; a failure to write
   // it is logged (the call's answer does not change).
   void Audit(const UserCaller& caller, absl::string_view action, const std::string& job_id,

@@ -387,6 +387,52 @@ TEST(CheckpointIngestTest, VerificationIsCachedOnlyWhileTheFilesAreUnchanged) {
   EXPECT_EQ(ingest.Verify("job-1", "../x").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// A job of `store` with a running first attempt (checkpoints of attempt 1 may be recorded).
+std::string JobWithAnAttempt(JobStore& store) {
+  NewJob new_job;
+  new_job.spec.set_kind(v1::JOB_KIND_TOKENIZER);
+  absl::StatusOr<CreateJobResult> created = store.CreateJob(new_job);
+  EXPECT_TRUE(created.ok()) << created.status();
+  if (!created.ok()) return "";
+  NewAttempt attempt;
+  attempt.job_id = created->job.id();
+  v1::RankPlacement placement;
+  placement.set_worker_id("w1");
+  placement.add_ranks(0);
+  attempt.placements.push_back(placement);
+  absl::Status begun = store.BeginAttempt(attempt).status();
+  EXPECT_TRUE(begun.ok()) << begun;
+  return created->job.id();
+}
+
+// Uploads and commits `files` (name -> bytes) as the step-`step` checkpoint of attempt 1 of
+// `job_id` through `ingest`; returns the committed record (empty id on failure).
+v1::CheckpointInfo CommitThroughIngest(CheckpointIngest& ingest, const std::string& job_id,
+                                       int64_t step,
+                                       const std::map<std::string, std::string>& files) {
+  v1::CheckpointHeader header;
+  header.set_job_id(job_id);
+  header.set_attempt(1);
+  header.set_step(step);
+  absl::StatusOr<CheckpointUpload> upload = ingest.Begin(header);
+  EXPECT_TRUE(upload.ok()) << upload.status();
+  if (!upload.ok()) return {};
+  v1::CheckpointManifest manifest;
+  for (const auto& [name, data] : files) {
+    v1::CheckpointChunk chunk;
+    chunk.set_file_name(name);
+    chunk.set_data(data);
+    EXPECT_TRUE(ingest.Append(*upload, chunk).ok());
+    v1::ManifestEntry* entry = manifest.add_entries();
+    entry->set_name(name);
+    entry->set_size(static_cast<int64_t>(data.size()));
+    entry->set_sha256(Sha256Hex(data));
+  }
+  absl::StatusOr<v1::CheckpointInfo> info = ingest.Commit(*upload, manifest);
+  EXPECT_TRUE(info.ok()) << info.status();
+  return info.ok() ? *info : v1::CheckpointInfo();
+}
+
 // A store whose next ListCheckpoints runs a hook first: the moment a concurrent commit can land
 // while retention works from the records it listed.
 class HookedJobStore : public MemoryJobStore {
@@ -415,43 +461,12 @@ TEST(CheckpointIngestTest, RetentionNeverRemovesACheckpointCommittedMeanwhile) {
   absl::StatusOr<std::unique_ptr<CheckpointFileStore>> files = CheckpointFileStore::Open(options);
   ASSERT_TRUE(files.ok()) << files.status();
   HookedJobStore store;
-  NewJob new_job;
-  new_job.spec.set_kind(v1::JOB_KIND_TOKENIZER);
-  absl::StatusOr<CreateJobResult> created = store.CreateJob(new_job);
-  ASSERT_TRUE(created.ok()) << created.status();
-  const std::string job_id = created->job.id();
-  NewAttempt attempt;
-  attempt.job_id = job_id;
-  v1::RankPlacement placement;
-  placement.set_worker_id("w1");
-  placement.add_ranks(0);
-  attempt.placements.push_back(placement);
-  absl::StatusOr<v1::Attempt> begun = store.BeginAttempt(attempt);
-  ASSERT_TRUE(begun.ok()) << begun.status();
+  const std::string job_id = JobWithAnAttempt(store);
   JobEventHub events;
   FakeClock clock;
   CheckpointIngest ingest(&store, files->get(), &events, nullptr, &clock, /*keep_checkpoints=*/1);
-
-  auto commit = [&](int64_t step) -> std::string {
-    v1::CheckpointHeader header;
-    header.set_job_id(job_id);
-    header.set_attempt(1);
-    header.set_step(step);
-    absl::StatusOr<CheckpointUpload> upload = ingest.Begin(header);
-    EXPECT_TRUE(upload.ok()) << upload.status();
-    const std::string data = absl::StrCat("weights at ", step);
-    v1::CheckpointChunk chunk;
-    chunk.set_file_name("model.pt");
-    chunk.set_data(data);
-    EXPECT_TRUE(ingest.Append(*upload, chunk).ok());
-    v1::CheckpointManifest manifest;
-    v1::ManifestEntry* entry = manifest.add_entries();
-    entry->set_name("model.pt");
-    entry->set_size(static_cast<int64_t>(data.size()));
-    entry->set_sha256(Sha256Hex(data));
-    absl::StatusOr<v1::CheckpointInfo> info = ingest.Commit(*upload, manifest);
-    EXPECT_TRUE(info.ok()) << info.status();
-    return upload->checkpoint_id;
+  auto commit = [&](int64_t step) {
+    return CommitThroughIngest(ingest, job_id, step, {{"model.pt", absl::StrCat("w", step)}}).id();
   };
   const std::string first = commit(10);
   // While step 20's retention works from its listing, step 30's directory is published.
@@ -484,53 +499,24 @@ TEST(CheckpointIngestTest, OpeningSomeFilesVerifiesOnlyThoseFiles) {
   absl::StatusOr<std::unique_ptr<CheckpointFileStore>> files = CheckpointFileStore::Open(options);
   ASSERT_TRUE(files.ok()) << files.status();
   MemoryJobStore store;
-  NewJob new_job;
-  new_job.spec.set_kind(v1::JOB_KIND_TOKENIZER);
-  absl::StatusOr<CreateJobResult> created = store.CreateJob(new_job);
-  ASSERT_TRUE(created.ok());
-  const std::string job_id = created->job.id();
-  NewAttempt attempt;
-  attempt.job_id = job_id;
-  v1::RankPlacement placement;
-  placement.set_worker_id("w1");
-  placement.add_ranks(0);
-  attempt.placements.push_back(placement);
-  ASSERT_TRUE(store.BeginAttempt(attempt).ok());
+  const std::string job_id = JobWithAnAttempt(store);
   JobEventHub events;
   FakeClock clock;
   CheckpointIngest ingest(&store, files->get(), &events, nullptr, &clock, 3);
-  v1::CheckpointHeader header;
-  header.set_job_id(job_id);
-  header.set_attempt(1);
-  header.set_step(5);
-  absl::StatusOr<CheckpointUpload> upload = ingest.Begin(header);
-  ASSERT_TRUE(upload.ok());
-  v1::CheckpointManifest manifest;
-  for (const auto& [name, data] : std::vector<std::pair<std::string, std::string>>{
-           {"config.yaml", "kind: tokenizer"}, {"model.pt", "weights"}}) {
-    v1::CheckpointChunk chunk;
-    chunk.set_file_name(name);
-    chunk.set_data(data);
-    ASSERT_TRUE(ingest.Append(*upload, chunk).ok());
-    v1::ManifestEntry* entry = manifest.add_entries();
-    entry->set_name(name);
-    entry->set_size(static_cast<int64_t>(data.size()));
-    entry->set_sha256(Sha256Hex(data));
-  }
-  absl::StatusOr<v1::CheckpointInfo> committed = ingest.Commit(*upload, manifest);
-  ASSERT_TRUE(committed.ok()) << committed.status();
+  const v1::CheckpointInfo committed = CommitThroughIngest(
+      ingest, job_id, 5, {{"config.yaml", "kind: tokenizer"}, {"model.pt", "weights"}});
+  ASSERT_FALSE(committed.id().empty());
   // Same size, other bytes, a later time: the stamp changes, so nothing is served from the cache.
-  const std::filesystem::path model =
-      (*files)->CheckpointDir(job_id, committed->id()) + "/model.pt";
+  const std::filesystem::path model = (*files)->CheckpointDir(job_id, committed.id()) + "/model.pt";
   const auto written = std::filesystem::last_write_time(model);
   ::peco::testing::WriteFileForTest(model, "WEIGHTS");
   std::filesystem::last_write_time(model, written + std::chrono::seconds(1));
 
-  EXPECT_TRUE(ingest.Open(committed->id(), {"config.yaml"}).ok());
-  absl::Status damaged = ingest.Open(committed->id(), {"model.pt"}).status();
+  EXPECT_TRUE(ingest.Open(committed.id(), {"config.yaml"}).ok());
+  absl::Status damaged = ingest.Open(committed.id(), {"model.pt"}).status();
   EXPECT_EQ(damaged.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(damaged.message(), HasSubstr("model.pt"));
-  EXPECT_EQ(ingest.Open(committed->id()).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ingest.Open(committed.id()).status().code(), absl::StatusCode::kDataLoss);
 }
 
 }  // namespace

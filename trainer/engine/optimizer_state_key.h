@@ -1,5 +1,6 @@
 // The key of a parameter's entry in torch::optim::Optimizer's state map: LibTorch 1.x uses the
-// TensorImpl's address printed to a string, 2.x the address itself. Pass the map's key_type.
+// TensorImpl's address printed to a string, 2.x the address itself. Pass the map's key_type. The
+// key is valid while the parameter's TensorImpl lives. Thread-safety: a pure function.
 #ifndef PECO_TRAINER_ENGINE_OPTIMIZER_STATE_KEY_H_
 #define PECO_TRAINER_ENGINE_OPTIMIZER_STATE_KEY_H_
 

@@ -245,9 +245,9 @@ absl::StatusOr<FeatureSet> LoadFeatureCache(const std::string& path, const std::
   bool has_labels = false, has_indices = false, has_unreadable = false;
   for (const auto& [name, tensor] : *tensors) {
     if (name == "key" && tensor.scalar_type() == torch::kLong && tensor.dim() == 1) {
-      for (int64_t i = 0; i < tensor.numel(); ++i) {
-        stored_key.push_back(static_cast<char>(tensor[i].item<int64_t>()));
-      }
+      const torch::Tensor chars = tensor.contiguous();
+      const int64_t* data = chars.data_ptr<int64_t>();
+      for (int64_t i = 0; i < chars.numel(); ++i) stored_key.push_back(static_cast<char>(data[i]));
     } else if (name == "labels") {
       set.labels = tensor;
       has_labels = true;
