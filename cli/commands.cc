@@ -16,10 +16,12 @@
 #include "cli/format.h"
 #include "cli/log_printer.h"
 #include "cli/preview.h"
+#include "cli/run_record_export.h"
 #include "cli/spec_file.h"
 #include "cli/watch.h"
 #include "common/checkpoint_receiver.h"
 #include "common/file_util.h"
+#include "common/run_record_writer.h"
 #include "common/status_macros.h"
 #include "service/checkpoint_transfer.h"
 
@@ -255,7 +257,8 @@ int RunSubmit(Invocation& inv) {
   if (request_id.empty()) return inv.UsageError("--request_id: expected a non-empty id");
   request.set_client_request_id(request_id);
   *request.mutable_spec() = *std::move(spec);
-  if (inv.args().Has("dry_run")) return inv.PrintJson(request);
+  if (inv.args().Has("print_request")) return inv.PrintJson(request);
+  request.set_validate_only(inv.args().Has("dry_run"));
 
   absl::StatusOr<Connection*> conn = inv.Connect();
   if (!conn.ok()) return inv.Fail(conn.status());
@@ -285,6 +288,14 @@ int RunSubmit(Invocation& inv) {
                                     request_id, " returns it without creating a second one")));
   }
   if (!status.ok()) return inv.Fail(status);
+  if (request.validate_only()) {
+    if (inv.json()) return inv.PrintJson(response);
+    const v1::JobSpec& checked = response.job().spec();
+    inv.out() << "valid: " << checked.name() << " (" << JobKindName(checked.kind()) << ", "
+              << checked.world_size() << (checked.world_size() == 1 ? " rank" : " ranks")
+              << ") passed the coordinator's checks; nothing was submitted\n";
+    return kExitOk;
+  }
   if (inv.json()) {
     if (int code = inv.PrintJson(response); code != kExitOk) return code;
   } else if (inv.names()) {
@@ -307,6 +318,22 @@ int RunList(Invocation& inv) {
       if (!state.ok()) return inv.UsageError(absl::StrCat("--state: ", state.status().message()));
       request.add_states(*state);
     }
+  }
+  for (const std::string& label : inv.args().All("label")) {
+    const size_t eq = label.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return inv.UsageError(absl::StrCat("--label: expected KEY=VALUE, got '", label, "'"));
+    }
+    const std::string key = label.substr(0, eq);
+    if (request.labels().count(key) > 0) {
+      return inv.UsageError(absl::StrCat("--label: ", key, " given more than once"));
+    }
+    (*request.mutable_labels())[key] = label.substr(eq + 1);
+  }
+  if (inv.args().Has("depends_on")) {
+    request.set_depends_on_job_id(inv.args().Last("depends_on"));
+    if (request.depends_on_job_id().empty())
+      return inv.UsageError("--depends-on: expected a job id");
   }
   int64_t limit = 0;  // 0 = all
   if (inv.args().Has("limit")) {
@@ -368,9 +395,9 @@ int RunList(Invocation& inv) {
 }
 
 // Every job the coordinator knows, page by page.
-absl::StatusOr<std::vector<v1::Job>> AllJobs(Connection& conn) {
+// Every job `request`'s filters select, page by page.
+absl::StatusOr<std::vector<v1::Job>> AllJobs(Connection& conn, v1::ListJobsRequest request) {
   std::vector<v1::Job> jobs;
-  v1::ListJobsRequest request;
   request.set_page_size(500);
   do {
     std::unique_ptr<grpc::ClientContext> call = conn.UnaryContext();
@@ -398,15 +425,17 @@ absl::StatusOr<JobRelations> GatherRelations(Connection& conn, const v1::Job& jo
     parent = response.job().spec().depends_on().job_id();
     relations.upstream.insert(relations.upstream.begin(), response.job());
   }
-  ASSIGN_OR_RETURN(std::vector<v1::Job> jobs, AllJobs(conn));
+  // Dependents level by level, each level one filtered ListJobs per job (the store's index).
   std::set<std::string> level = {job.id()};
   for (int depth = 0; depth < kMaxDepth && !level.empty(); ++depth) {
     std::vector<v1::Job> next;
     std::set<std::string> ids;
-    for (const v1::Job& candidate : jobs) {
-      if (level.count(candidate.spec().depends_on().job_id()) > 0) {
-        next.push_back(candidate);
-        ids.insert(candidate.id());
+    for (const std::string& id : level) {
+      v1::ListJobsRequest dependents;
+      dependents.set_depends_on_job_id(id);
+      ASSIGN_OR_RETURN(std::vector<v1::Job> jobs, AllJobs(conn, dependents));
+      for (v1::Job& candidate : jobs) {
+        if (ids.insert(candidate.id()).second) next.push_back(std::move(candidate));
       }
     }
     if (next.empty()) break;
@@ -441,6 +470,47 @@ int RunGet(Invocation& inv) {
 }
 
 int RunWatch(Invocation& inv) { return WatchUntilDone(inv, inv.positional(0)); }
+
+// `peco tensorboard JOB DIR`: the job's history (and, for a job still running, its events until
+// it ends) as a run record in DIR (cli/run_record_export.h).
+int RunTensorboard(Invocation& inv) {
+  absl::StatusOr<Connection*> conn = inv.Connect();
+  if (!conn.ok()) return inv.Fail(conn.status());
+  const std::string& job_id = inv.positional(0);
+  const std::string& dir = inv.positional(1);
+  v1::GetJobRequest get;
+  get.set_job_id(job_id);
+  v1::GetJobResponse job;
+  std::unique_ptr<grpc::ClientContext> get_call = (*conn)->UnaryContext();
+  absl::Status status = (*conn)->ToStatus((*conn)->stub()->GetJob(get_call.get(), get, &job),
+                                          absl::StrCat("GetJob ", job_id));
+  if (!status.ok()) return inv.Fail(status);
+  absl::StatusOr<std::unique_ptr<RunRecordWriter>> writer = RunRecordWriter::Open(dir, inv.now());
+  if (!writer.ok()) return inv.Fail(writer.status());
+  RunRecordExporter exporter(writer->get());
+  status = exporter.AddJob(job.job());
+  if (!status.ok()) return inv.Fail(status);
+  std::unique_ptr<grpc::ClientContext> call = (*conn)->StreamContext();
+  v1::WatchJobRequest request;
+  request.set_job_id(job_id);
+  request.set_include_history(true);
+  std::unique_ptr<grpc::ClientReaderInterface<v1::WatchJobEvent>> reader =
+      (*conn)->stub()->WatchJob(call.get(), request);
+  v1::WatchJobEvent event;
+  while (reader->Read(&event)) {
+    status = exporter.Consume(event);
+    if (!status.ok()) {
+      call->TryCancel();
+      reader->Finish();
+      return inv.Fail(status);
+    }
+  }
+  status = (*conn)->ToStatus(reader->Finish(), absl::StrCat("WatchJob ", job_id));
+  if (!status.ok()) return inv.Fail(status);
+  inv.out() << "wrote " << exporter.points() << " metric points of " << job_id << " to "
+            << (*writer)->event_path() << " and " << (*writer)->metrics_path() << "\n";
+  return kExitOk;
+}
 
 int RunLogs(Invocation& inv) {
   absl::StatusOr<Connection*> conn = inv.Connect();
@@ -703,7 +773,10 @@ const std::vector<Command>& Commands() {
         {"request_id", 0, "ID",
          "idempotency key (default: a new random id); submitting again with the same ID "
          "returns the job it created instead of a second one"},
-        {"dry_run", 0, "", "print the request as JSON instead of sending it"}},
+        {"dry_run", 0, "",
+         "have the coordinator check the job as it would a submission (spec, trainer config, "
+         "dependency, quota, cluster fit) and store nothing"},
+        {"print_request", 0, "", "print the request as JSON instead of sending it"}},
        1,
        RunSubmit},
       {"list",
@@ -713,6 +786,9 @@ const std::vector<Command>& Commands() {
          "only jobs in this state (repeatable or comma-separated): queued, "
          "waiting, assigned, running, restarting, succeeded, failed, "
          "cancelled"},
+        {"label", 0, "KEY=VALUE", "only jobs with this label (repeatable: every one)"},
+        {"depends_on", 0, "JOB",
+         "only jobs that depend on JOB (on the job or one of its checkpoints)"},
         {"limit", 0, "N", "show at most N jobs (default: all)"}},
        0,
        RunList},
@@ -751,6 +827,13 @@ const std::vector<Command>& Commands() {
        {{"checkpoint", 0, "ID", "checkpoint to resume from (default: the latest)"}},
        1,
        RunResume},
+      {"tensorboard",
+       "JOB DIR",
+       "write a job's metric history into DIR as TensorBoard event files and metrics.jsonl "
+       "(follows a running job to its end)",
+       {},
+       2,
+       RunTensorboard},
       {"checkpoints", "JOB", "list a job's committed checkpoints", {}, 1, RunCheckpoints},
       {"download",
        "CKPT DIR",
@@ -886,9 +969,10 @@ int RunCli(const std::vector<std::string>& args, const CliContext& context) {
     return usage_error(
         absl::StrCat("unexpected argument '", parsed->positional[command->positional], "'"));
   }
-  for (const std::string& flag : {"coordinator", "token", "data_dir", "output", "timeout", "name",
-                                  "priority", "limit", "reason", "checkpoint", "tls_ca", "tls_cert",
-                                  "tls_key", "tls_server_name", "request_id", "attempt"}) {
+  for (const std::string& flag :
+       {"coordinator", "token", "data_dir", "output", "timeout", "name", "priority", "limit",
+        "reason", "checkpoint", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "request_id",
+        "attempt", "depends_on"}) {
     if (parsed->All(flag).size() > 1) {
       return usage_error(absl::StrCat("--", flag, " given more than once"));
     }

@@ -7,6 +7,7 @@
 //   list [--state S]... [--limit N]
 //   get JOB
 //   watch JOB
+//   tensorboard JOB DIR                          (the metric history as a run record in DIR)
 //   logs JOB [-f] [--attempt N] [--rank R]...
 //   cancel JOB [--reason R]
 //   resume JOB [--checkpoint ID]

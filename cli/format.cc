@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "cli/json_tree.h"
 #include "cli/spec_file.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/json_util.h"
@@ -143,17 +144,8 @@ bool IsTerminal(v1::JobState state) {
 }
 
 absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  std::string out;
-  auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
-  if (!status.ok()) {
-    return absl::InternalError(absl::StrCat("JSON output: ", status.ToString()));
-  }
-  if (out.empty() || out.back() != '\n') out.push_back('\n');
-  return out;
+  ASSIGN_OR_RETURN(YAML::Node tree, MessageTree(message));
+  return TreeToJson(tree, /*indent=*/true) + "\n";
 }
 
 namespace {
@@ -172,10 +164,8 @@ void UseBlockStyle(YAML::Node node) {
 }  // namespace
 
 absl::StatusOr<std::string> ToYaml(const google::protobuf::Message& message) {
-  ASSIGN_OR_RETURN(std::string json, ToJson(message));
+  ASSIGN_OR_RETURN(YAML::Node node, MessageTree(message));
   try {
-    // JSON is YAML: read it back and write it in block style.
-    YAML::Node node = YAML::Load(json);
     UseBlockStyle(node);
     YAML::Emitter out;
     out << node;
@@ -187,15 +177,8 @@ absl::StatusOr<std::string> ToYaml(const google::protobuf::Message& message) {
 }
 
 absl::StatusOr<std::string> ToJsonLine(const google::protobuf::Message& message) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  std::string out;
-  auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
-  if (!status.ok()) {
-    return absl::InternalError(absl::StrCat("JSON output: ", status.ToString()));
-  }
-  return out;
+  ASSIGN_OR_RETURN(YAML::Node tree, MessageTree(message));
+  return TreeToJson(tree, /*indent=*/false);
 }
 
 namespace {

@@ -67,7 +67,8 @@ absl::StatusOr<v1::JobState> ParseJobState(absl::string_view text);
 bool IsTerminal(v1::JobState state);
 
 // Returns `message` as one JSON document (field names as in the .proto files, default values
-// included, indented), ending in '\n'. Internal when serialisation fails.
+// included, timestamps as RFC 3339: cli/json_tree.h; indented), ending in '\n'. Internal when
+// serialisation fails.
 absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message);
 
 // Returns `message` as compact one-line JSON without a trailing newline (for NDJSON streams).

@@ -247,6 +247,17 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJobUnsynced(
 
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(cluster_.CheckGangFits(spec));
+  if (request.validate_only()) {
+    // Everything a submission is checked for has passed; nothing is stored or audited.
+    v1::SubmitJobResponse response;
+    v1::Job* job = response.mutable_job();
+    *job->mutable_spec() = spec;
+    job->set_state(v1::JOB_STATE_QUEUED);
+    job->set_owner(caller.name);
+    job->set_client_request_id(request.client_request_id());
+    job->set_submit_time_us(NowMicros());
+    return response;
+  }
   NewJob new_job;
   new_job.spec = spec;
   new_job.client_request_id = request.client_request_id();
@@ -333,6 +344,13 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsReq
   for (int state : request.states()) query.states.push_back(static_cast<v1::JobState>(state));
   query.page_size = request.page_size() == 0 ? 100 : request.page_size();
   query.page_token = request.page_token();
+  if (request.labels_size() > options_.spec_limits.max_labels) {
+    return absl::InvalidArgumentError(absl::StrCat("labels: at most ",
+                                                   options_.spec_limits.max_labels, " labels, got ",
+                                                   request.labels_size()));
+  }
+  query.labels.insert(request.labels().begin(), request.labels().end());
+  query.depends_on_job_id = request.depends_on_job_id();
   ASSIGN_OR_RETURN(JobPage page, store_->ListJobs(query));
   v1::ListJobsResponse response;
   for (v1::Job& job : page.jobs) {

@@ -188,6 +188,11 @@ absl::StatusOr<int64_t> PageStart(const char* operation, const JobQuery& query) 
           absl::StrCat(operation, ": states: ", static_cast<int>(state), " is not a job state"));
     }
   }
+  for (const auto& [key, value] : query.labels) {
+    if (key.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(operation, ": labels: a key is empty"));
+    }
+  }
   int64_t after_seq = 0;
   if (!query.page_token.empty() &&
       (!absl::SimpleAtoi(query.page_token, &after_seq) || after_seq < 0)) {

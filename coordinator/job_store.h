@@ -25,6 +25,7 @@
 #define PECO_COORDINATOR_JOB_STORE_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -103,8 +104,13 @@ struct JobControlUpdate {
 struct JobQuery {
   std::vector<v1::JobState> states;  // empty = every state
   std::string owner;                 // "" = every owner; else only that user's jobs
-  int32_t page_size = 100;           // 1..1000
-  std::string page_token;            // "" = first page
+  // Only jobs whose spec has every one of these labels (key -> value); served by an index.
+  std::map<std::string, std::string> labels;
+  // Only jobs that depend on this job, directly or through one of its checkpoints (the
+  // checkpoint's job as it was when the dependent was created); served by an index.
+  std::string depends_on_job_id;
+  int32_t page_size = 100;  // 1..1000
+  std::string page_token;   // "" = first page
 };
 
 struct JobPage {

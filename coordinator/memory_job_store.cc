@@ -45,6 +45,13 @@ absl::StatusOr<CreateJobResult> MemoryJobStore::CreateJob(const NewJob& new_job)
   JobEntry& entry = jobs_.emplace_back();
   entry.job = NewJobRecord(new_job, seq);
   const v1::Job& job = entry.job;
+  const v1::Dependency& dependency = job.spec().depends_on();
+  if (dependency.has_checkpoint_id()) {
+    auto checkpoint = checkpoints_.find(dependency.checkpoint_id());
+    if (checkpoint != checkpoints_.end()) entry.depends_on = checkpoint->second.job_id();
+  } else {
+    entry.depends_on = dependency.job_id();
+  }
   job_index_by_id_[job.id()] = jobs_.size() - 1;
   if (!new_job.client_request_id.empty()) {
     job_index_by_request_id_[new_job.client_request_id] = jobs_.size() - 1;
@@ -73,6 +80,16 @@ absl::StatusOr<JobPage> MemoryJobStore::ListJobs(const JobQuery& query) {
       continue;
     }
     if (!query.owner.empty() && JobOwner(job) != query.owner) continue;
+    if (!query.depends_on_job_id.empty() && jobs_[i].depends_on != query.depends_on_job_id) {
+      continue;
+    }
+    const auto& labels = job.spec().labels();
+    if (!std::all_of(query.labels.begin(), query.labels.end(), [&](const auto& label) {
+          auto it = labels.find(label.first);
+          return it != labels.end() && it->second == label.second;
+        })) {
+      continue;
+    }
     if (static_cast<int>(page.jobs.size()) == query.page_size) {
       page.next_page_token = absl::StrCat(page.jobs.back().submit_seq());
       break;

@@ -93,6 +93,7 @@ class MemoryJobStore : public JobStore {
     v1::Job job;
     std::vector<v1::Attempt> attempts;  // attempts[i].number() == i + 1
     std::map<MetricKey, MetricValue> metrics;
+    std::string depends_on;  // the job it depends on (a checkpoint's job resolved), or ""
   };
 
   // Returns the job's entry, or NotFound naming `operation`.

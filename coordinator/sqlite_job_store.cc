@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/json_writer.h"
 #include "common/status_macros.h"
 #include "coordinator/job_record_rules.h"
 #include "coordinator/job_state_machine.h"
@@ -75,6 +76,18 @@ constexpr const char* kSchemaV2[] = {
     "  job_id TEXT NOT NULL,"
     "  record BLOB NOT NULL)",
     "CREATE INDEX audit_by_job ON audit(job_id, seq)",
+};
+
+// Version 3: the indexes of ListJobs' label and dependency filters, filled from the job records
+// when a database of an earlier version is upgraded (SqliteJobStore::IndexJob).
+constexpr const char* kSchemaV3[] = {
+    "ALTER TABLE jobs ADD COLUMN depends_on TEXT",
+    "CREATE INDEX jobs_by_dependency ON jobs(depends_on, seq) WHERE depends_on IS NOT NULL",
+    "CREATE TABLE job_labels ("
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL REFERENCES jobs(seq),"
+    "  PRIMARY KEY (key, value, seq)) WITHOUT ROWID",
 };
 
 template <typename Message>
@@ -393,9 +406,26 @@ absl::Status SqliteJobStore::MigrateSchema() {
     if (version < 1) {
       for (const char* sql : kSchemaV1) RETURN_IF_ERROR(Exec(sql, kOp));
     }
-    for (const char* sql : kSchemaV2) RETURN_IF_ERROR(Exec(sql, kOp));
-    RETURN_IF_ERROR(
-        Exec(absl::StrCat("UPDATE jobs SET owner = '", kAdminUser, "' WHERE owner IS NULL"), kOp));
+    if (version < 2) {
+      for (const char* sql : kSchemaV2) RETURN_IF_ERROR(Exec(sql, kOp));
+      RETURN_IF_ERROR(Exec(
+          absl::StrCat("UPDATE jobs SET owner = '", kAdminUser, "' WHERE owner IS NULL"), kOp));
+    }
+    for (const char* sql : kSchemaV3) RETURN_IF_ERROR(Exec(sql, kOp));
+    if (version >= 1) {
+      std::vector<std::pair<int64_t, v1::Job>> jobs;
+      {
+        ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("SELECT seq, record FROM jobs", kOp));
+        Statement select(db_, stmt, kOp);
+        while (true) {
+          ASSIGN_OR_RETURN(bool has_row, select.Step());
+          if (!has_row) break;
+          ASSIGN_OR_RETURN(v1::Job job, select.Record<v1::Job>(1));
+          jobs.emplace_back(select.Int(0), std::move(job));
+        }
+      }
+      for (const auto& [seq, job] : jobs) RETURN_IF_ERROR(IndexJob(seq, job, kOp));
+    }
     return Exec(absl::StrCat("PRAGMA user_version=", kSchemaVersion), kOp);
   });
 }
@@ -489,8 +519,38 @@ absl::StatusOr<CreateJobResult> SqliteJobStore::CreateJob(const NewJob& new_job)
     }
     insert.BindBlob(5, job.SerializeAsString());
     RETURN_IF_ERROR(insert.Run());
+    RETURN_IF_ERROR(IndexJob(seq, job, kOp));
     return CreateJobResult{std::move(job), true};
   });
+}
+
+absl::Status SqliteJobStore::IndexJob(int64_t seq, const v1::Job& job, const char* op) {
+  const v1::Dependency& dependency = job.spec().depends_on();
+  std::string depends_on = dependency.job_id();
+  if (dependency.has_checkpoint_id()) {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     Prepare("SELECT job_id FROM checkpoints WHERE id = ?1", op));
+    Statement query(db_, stmt, op);
+    query.Bind(1, dependency.checkpoint_id());
+    ASSIGN_OR_RETURN(bool has_row, query.Step());
+    if (has_row) depends_on = query.Text(0);
+  }
+  if (!depends_on.empty()) {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     Prepare("UPDATE jobs SET depends_on = ?2 WHERE seq = ?1", op));
+    Statement update(db_, stmt, op);
+    update.Bind(1, seq).Bind(2, depends_on);
+    RETURN_IF_ERROR(update.Run());
+  }
+  for (const auto& [key, value] : job.spec().labels()) {
+    ASSIGN_OR_RETURN(
+        sqlite3_stmt * stmt,
+        Prepare("INSERT OR IGNORE INTO job_labels (key, value, seq) VALUES (?1, ?2, ?3)", op));
+    Statement insert(db_, stmt, op);
+    insert.Bind(1, key).Bind(2, value).Bind(3, seq);
+    RETURN_IF_ERROR(insert.Run());
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::Job> SqliteJobStore::GetJob(const std::string& job_id) {
@@ -501,20 +561,44 @@ absl::StatusOr<v1::Job> SqliteJobStore::GetJob(const std::string& job_id) {
 absl::StatusOr<JobPage> SqliteJobStore::ListJobs(const JobQuery& query) {
   constexpr const char* kOp = "listing jobs";
   ASSIGN_OR_RETURN(const int64_t after_seq, PageStart(kOp, query));
-  // One statement for every query (the states are a bit mask, 0 = all), so that no request can
-  // grow the statement cache; PageStart checked that every state is a real one.
+  // The states are a bit mask (0 = all), so that no request can grow the statement cache;
+  // PageStart checked that every state is a real one.
   int64_t state_mask = 0;
   for (v1::JobState state : query.states) state_mask |= int64_t{1} << static_cast<int>(state);
+  // Three fixed statements: by a label (the first, through job_labels' primary key; the others
+  // each a primary-key lookup), by dependency (jobs_by_dependency), or by submit order.
+  // ?5 and ?6: the first label; ?7: every label as a JSON object; ?8: how many; ?9: dependency.
+  static constexpr char kFilters[] =
+      "(?3 = 0 OR ((?3 >> j.state) & 1) = 1) AND (?4 = '' OR j.owner = ?4) AND "
+      "(?9 = '' OR j.depends_on = ?9) AND "
+      "(?8 = 0 OR (SELECT COUNT(*) FROM json_each(?7) e JOIN job_labels m ON m.key = e.key AND "
+      "m.value = e.value AND m.seq = j.seq) = ?8) ";
+  std::string sql;
+  if (!query.labels.empty()) {
+    sql = absl::StrCat(
+        "SELECT j.seq, j.record FROM job_labels l JOIN jobs j ON j.seq = l.seq "
+        "WHERE l.key = ?5 AND l.value = ?6 AND l.seq > ?1 AND ",
+        kFilters, "ORDER BY l.seq LIMIT ?2");
+  } else if (!query.depends_on_job_id.empty()) {
+    sql = absl::StrCat(
+        "SELECT j.seq, j.record FROM jobs j WHERE j.depends_on = ?9 AND j.seq > ?1 AND ", kFilters,
+        "ORDER BY j.seq LIMIT ?2");
+  } else {
+    sql = absl::StrCat("SELECT j.seq, j.record FROM jobs j WHERE j.seq > ?1 AND ", kFilters,
+                       "ORDER BY j.seq LIMIT ?2");
+  }
+  JsonWriter labels;
+  for (const auto& [key, value] : query.labels) labels.Add(key, value);
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                   Prepare("SELECT seq, record FROM jobs WHERE seq > ?1 AND "
-                           "(?3 = 0 OR ((?3 >> state) & 1) = 1) AND (?4 = '' OR owner = ?4) "
-                           "ORDER BY seq LIMIT ?2",
-                           kOp));
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql, kOp));
   Statement select(db_, stmt, kOp);
   // One extra row tells whether another page exists.
   select.Bind(1, after_seq).Bind(2, static_cast<int64_t>(query.page_size) + 1).Bind(3, state_mask);
   select.Bind(4, query.owner);
+  select.Bind(5, query.labels.empty() ? "" : query.labels.begin()->first);
+  select.Bind(6, query.labels.empty() ? "" : query.labels.begin()->second);
+  select.Bind(7, labels.str()).Bind(8, static_cast<int64_t>(query.labels.size()));
+  select.Bind(9, query.depends_on_job_id);
   JobPage page;
   int64_t last_seq = 0;
   while (true) {

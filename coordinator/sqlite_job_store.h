@@ -49,7 +49,7 @@ class SqliteJobStore : public JobStore {
  public:
   // The schema version this code writes (PRAGMA user_version).
   // 1: jobs, attempts, workers, checkpoints, metric points; 2: job owners and the audit log.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   struct Options {
     // Database file; its directory must exist. Created when missing.
@@ -128,6 +128,9 @@ class SqliteJobStore : public JobStore {
       -> decltype(body());
 
   absl::StatusOr<v1::Job> LoadJob(const std::string& job_id, const char* operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds the new job `job` (row `seq`) to the label and dependency indexes of ListJobs.
+  absl::Status IndexJob(int64_t seq, const v1::Job& job, const char* operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StoreJob(const v1::Job& job, const char* operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

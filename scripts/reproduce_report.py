@@ -18,6 +18,7 @@ Usage: reproduce_report.py --dir DIR [--wall_seconds S] [--commit REV] [--mode f
 
 import argparse
 import csv
+import datetime
 import glob
 import json
 import math
@@ -136,10 +137,19 @@ def minutes(seconds):
     return f"{seconds / 60:.1f} min" if seconds is not None else "n/a"
 
 
+def job_time(job, name):
+    """A job timestamp in seconds: `peco get -o json` writes RFC 3339 (start_time); records
+    written before it did hold microseconds (start_time_us)."""
+    if job.get(name):
+        return datetime.datetime.fromisoformat(job[name]).timestamp()
+    micros = int(job.get(name + "_us", 0) or 0)
+    return micros / 1e6 if micros else None
+
+
 def job_seconds(record):
     job = record["job"]
-    start, end = int(job.get("start_time_us", 0)), int(job.get("end_time_us", 0))
-    return (end - start) / 1e6 if start and end else None
+    start, end = job_time(job, "start_time"), job_time(job, "end_time")
+    return end - start if start and end else None
 
 
 def machine():

@@ -30,6 +30,15 @@ namespace peco::cli {
 namespace {
 
 namespace fs = std::filesystem;
+
+// Reads the CLI's JSON output into `message`: the proto fields, with the timestamps the CLI
+// prints as RFC 3339 (`submit_time` for submit_time_us, cli/json_tree.h) left out.
+google::protobuf::util::Status ParseCliJson(const std::string& json,
+                                            google::protobuf::Message* message) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  return google::protobuf::util::JsonStringToMessage(json, message, options);
+}
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -140,14 +149,28 @@ class FakeJobService final : public v1::JobService::Service {
       absl::MutexLock lock(&mu_);
       lists_.push_back(*request);
     }
+    // The filters as the coordinator applies them (on direct job dependencies here).
+    std::vector<v1::Job> selected;
+    for (const v1::Job& job : jobs) {
+      if (!request->depends_on_job_id().empty() &&
+          job.spec().depends_on().job_id() != request->depends_on_job_id()) {
+        continue;
+      }
+      bool labelled = true;
+      for (const auto& [key, value] : request->labels()) {
+        auto it = job.spec().labels().find(key);
+        labelled = labelled && it != job.spec().labels().end() && it->second == value;
+      }
+      if (labelled) selected.push_back(job);
+    }
     size_t start = 0;
     if (!request->page_token().empty()) start = std::stoul(request->page_token());
     const size_t size =
         request->page_size() > 0 && !ignore_page_size ? request->page_size() : default_page_size;
-    for (size_t i = start; i < jobs.size() && i < start + size; ++i) {
-      *response->add_jobs() = jobs[i];
+    for (size_t i = start; i < selected.size() && i < start + size; ++i) {
+      *response->add_jobs() = selected[i];
     }
-    if (start + size < jobs.size()) response->set_next_page_token(absl::StrCat(start + size));
+    if (start + size < selected.size()) response->set_next_page_token(absl::StrCat(start + size));
     return grpc::Status::OK;
   }
 
@@ -340,8 +363,7 @@ TEST_F(CommandsTest, SubmitJsonIsTheResponse) {
   CliResult result = Run({"-o", "json", "submit", path});
   ASSERT_EQ(result.code, kExitOk) << result.err;
   v1::SubmitJobResponse response;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(result.out, &response).ok())
-      << result.out;
+  ASSERT_TRUE(ParseCliJson(result.out, &response).ok()) << result.out;
   EXPECT_EQ(response.job().id(), "job-000007");
   EXPECT_EQ(response.job().client_request_id(), service_.submits().at(0).client_request_id());
 }
@@ -416,13 +438,55 @@ TEST_F(CommandsTest, ListLimitAndStatesAndJson) {
               ElementsAre(v1::JOB_STATE_RUNNING, v1::JOB_STATE_FAILED, v1::JOB_STATE_QUEUED));
   EXPECT_EQ(lists[0].page_size(), 3);
   v1::ListJobsResponse response;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(result.out, &response).ok());
+  ASSERT_TRUE(ParseCliJson(result.out, &response).ok());
   EXPECT_THAT(response.jobs(), SizeIs(3));
   EXPECT_EQ(response.next_page_token(), "3");  // scripts can continue from here
 
   CliResult bad = Run({"list", "--state", "runing"});
   EXPECT_EQ(bad.code, kExitUsage);
   EXPECT_THAT(bad.err, HasSubstr("peco list: --state: unknown job state 'runing'"));
+}
+
+TEST_F(CommandsTest, ListFiltersByLabelsAndDependencyOnTheServer) {
+  for (int i = 1; i <= 4; ++i) {
+    v1::Job job = MakeJob(i);
+    (*job.mutable_spec()->mutable_labels())["team"] = i % 2 == 0 ? "vision" : "speech";
+    if (i > 1) job.mutable_spec()->mutable_depends_on()->set_job_id("job-000001");
+    service_.jobs.push_back(job);
+  }
+  CliResult result =
+      Run({"list", "--label", "team=vision", "--depends-on", "job-000001", "-o", "name"});
+  ASSERT_EQ(result.code, kExitOk) << result.err;
+  EXPECT_EQ(result.out, "job-000002\njob-000004\n");
+  std::vector<v1::ListJobsRequest> lists = service_.lists();
+  ASSERT_THAT(lists, SizeIs(1));
+  EXPECT_EQ(lists[0].labels().at("team"), "vision");
+  EXPECT_EQ(lists[0].depends_on_job_id(), "job-000001");
+
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"list", "--label", "team"},
+        std::vector<std::string>{"list", "--label", "=x"},
+        std::vector<std::string>{"list", "--label", "a=1", "--label", "a=2"}}) {
+    CliResult refused = Run(bad);
+    EXPECT_EQ(refused.code, kExitUsage) << bad.back();
+    EXPECT_THAT(refused.err, HasSubstr("--label"));
+  }
+}
+
+TEST_F(CommandsTest, SubmitDryRunAsksTheCoordinatorToValidateOnly) {
+  const std::string path = WriteSpec("kind: tokenizer\ntrain: {max_steps: 10}\n");
+  CliResult result = Run({"submit", path, "--dry-run"});
+  ASSERT_EQ(result.code, kExitOk) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("valid: small-job (tokenizer, 1 rank) passed the "
+                                    "coordinator's checks; nothing was submitted"));
+  ASSERT_THAT(service_.submits(), SizeIs(1));
+  EXPECT_TRUE(service_.submits()[0].validate_only());
+
+  // --print-request sends nothing.
+  CliResult printed = Run({"submit", path, "--print-request"});
+  ASSERT_EQ(printed.code, kExitOk) << printed.err;
+  EXPECT_THAT(printed.out, HasSubstr("\"config_yaml\""));
+  EXPECT_THAT(service_.submits(), SizeIs(1));
 }
 
 TEST_F(CommandsTest, ListLimitInsideAPageGivesNoInexactToken) {
@@ -432,7 +496,7 @@ TEST_F(CommandsTest, ListLimitInsideAPageGivesNoInexactToken) {
   CliResult result = Run({"list", "--limit", "3", "-o", "json"});
   ASSERT_EQ(result.code, kExitOk) << result.err;
   v1::ListJobsResponse response;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(result.out, &response).ok());
+  ASSERT_TRUE(ParseCliJson(result.out, &response).ok());
   ASSERT_THAT(response.jobs(), SizeIs(3));
   EXPECT_EQ(response.jobs(2).id(), "job-000003");
   // The server's token ("4") would skip job-000004, so none is given.
@@ -512,8 +576,65 @@ TEST_F(CommandsTest, WatchJsonWritesOneEventPerLine) {
   std::vector<std::string> lines = absl::StrSplit(result.out, '\n', absl::SkipEmpty());
   ASSERT_THAT(lines, SizeIs(3));
   v1::WatchJobEvent event;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(lines[1], &event).ok());
+  ASSERT_TRUE(ParseCliJson(lines[1], &event).ok());
   EXPECT_EQ(event.metric_point().step(), 10);
+}
+
+TEST_F(CommandsTest, TensorboardWritesTheJobsHistoryAsARunRecord) {
+  service_.get_job = MakeJob(1, v1::JOB_STATE_SUCCEEDED);
+  service_.get_job.mutable_spec()->set_config_yaml("kind: tokenizer\n");
+  v1::WatchJobEvent eval = PointEvent(20, 125);
+  (*eval.mutable_metric_point()->mutable_values())["eval_top1"] = 71.5;
+  v1::WatchJobEvent other_rank = PointEvent(10, 111);
+  other_rank.mutable_metric_point()->set_rank(1);
+  service_.watches = {{{StateEvent(v1::JOB_STATE_RUNNING, 1, 100), PointEvent(10, 110), other_rank,
+                        eval, StateEvent(v1::JOB_STATE_SUCCEEDED, 1, 130)}}};
+  const std::string dir = temp_.path() + "/tb";
+  CliResult result = Run({"tensorboard", "job-000001", dir});
+  ASSERT_EQ(result.code, kExitOk) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("wrote 2 metric points of job-000001"));
+  ASSERT_THAT(service_.watch_requests(), SizeIs(1));
+  EXPECT_TRUE(service_.watch_requests()[0].include_history());
+
+  absl::StatusOr<std::string> metrics = ReadFileToString(dir + "/metrics.jsonl");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  std::vector<std::string> lines = absl::StrSplit(*metrics, '\n', absl::SkipEmpty());
+  ASSERT_THAT(lines, SizeIs(4));  // RUNNING, two rank-0 points, SUCCEEDED
+  EXPECT_THAT(lines[0], HasSubstr("\"event\":\"state\""));
+  EXPECT_THAT(lines[0], HasSubstr("\"time\":\"1970-01-01T00:01:40"));
+  EXPECT_THAT(lines[1], HasSubstr("\"event\":\"metrics\""));
+  EXPECT_THAT(lines[1], HasSubstr("\"step\":10"));
+  EXPECT_THAT(lines[2], HasSubstr("\"eval_top1\":71.5"));
+  EXPECT_THAT(lines[3], HasSubstr("\"state\":\"SUCCEEDED\""));
+
+  // One event file: the version, the config text and three scalars (loss at 10 and 20,
+  // eval/top1 at 20), each a framed record (the records' contents are read back by an
+  // independent reader in tests/scripts/run_record_test.py).
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().filename().string().rfind("events.out.tfevents.", 0) == 0) {
+      files.push_back(entry.path().string());
+    }
+  }
+  ASSERT_THAT(files, SizeIs(1));
+  absl::StatusOr<std::string> events = ReadFileToString(files[0]);
+  ASSERT_TRUE(events.ok());
+  int records = 0;
+  for (size_t offset = 0; offset + 12 <= events->size(); ++records) {
+    uint64_t length = 0;
+    for (int i = 7; i >= 0; --i)
+      length = (length << 8) | static_cast<unsigned char>((*events)[offset + i]);
+    offset += 12 + length + 4;
+  }
+  EXPECT_EQ(records, 5);
+  EXPECT_THAT(*events, HasSubstr("eval/top1"));
+  EXPECT_THAT(*events, HasSubstr("train/loss"));
+  EXPECT_THAT(*events, HasSubstr("kind: tokenizer"));
+
+  CliResult missing = Run({"tensorboard", "job-000404", temp_.path() + "/tb2"});
+  EXPECT_EQ(missing.code, kExitFailure);
+  EXPECT_THAT(missing.err, HasSubstr("no job job-000404"));
+  EXPECT_FALSE(fs::exists(temp_.path() + "/tb2"));
 }
 
 TEST_F(CommandsTest, SubmitWatchReturnsTheJobsOutcome) {

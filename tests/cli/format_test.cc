@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_split.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 
@@ -232,22 +233,52 @@ TEST(FormatTest, CheckpointAndWorkerTables) {
   EXPECT_THAT(workers[1], HasSubstr("29500-29510"));
 }
 
-TEST(FormatTest, JsonRoundTripsWithProtoFieldNames) {
+TEST(FormatTest, JsonHasProtoFieldNamesAndRfc3339Times) {
   v1::ListJobsResponse response;
   *response.add_jobs() = MakeJob("job-000001", "tok", v1::JOB_STATE_SUCCEEDED);
-  (*response.mutable_jobs(0)->mutable_spec()->mutable_labels())["team"] = "vision";
+  v1::Job* job = response.mutable_jobs(0);
+  (*job->mutable_spec()->mutable_labels())["team"] = "vision";
+  // A label that looks like a timestamp field stays a label.
+  (*job->mutable_spec()->mutable_labels())["budget_us"] = "1700000000000000";
+  job->set_submit_time_us(1700000000123456);  // 2023-11-14T22:13:20.123456Z
+  job->set_start_time_us(0);                  // not yet
+  job->set_attempt(3);
   absl::StatusOr<std::string> json = ToJson(response);
   ASSERT_TRUE(json.ok()) << json.status();
   EXPECT_THAT(*json, HasSubstr("\"client_request_id\""));
   EXPECT_THAT(*json, HasSubstr("\"JOB_STATE_SUCCEEDED\""));
   EXPECT_EQ(json->back(), '\n');
-  v1::ListJobsResponse parsed;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(*json, &parsed).ok());
-  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parsed, response));
+  // Valid JSON (protobuf's strict parser reads it as a Struct), with the fields as expected.
+  google::protobuf::Struct parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(*json, &parsed).ok()) << *json;
+  const auto& fields = parsed.fields().at("jobs").list_value().values(0).struct_value().fields();
+  EXPECT_EQ(fields.at("id").string_value(), "job-000001");
+  EXPECT_EQ(fields.at("submit_time").string_value(), "2023-11-14T22:13:20.123456+00:00");
+  EXPECT_EQ(fields.count("submit_time_us"), 0u);
+  EXPECT_TRUE(fields.at("start_time").has_null_value());
+  EXPECT_EQ(fields.at("attempt").string_value(), "3");  // int64 as proto3 JSON writes it
+  const auto& labels = fields.at("spec").struct_value().fields().at("labels").struct_value();
+  EXPECT_EQ(labels.fields().at("budget_us").string_value(), "1700000000000000");
+  EXPECT_EQ(labels.fields().at("team").string_value(), "vision");
+  // Fields keep the order of the .proto file.
+  EXPECT_LT(json->find("\"id\""), json->find("\"spec\""));
+  EXPECT_LT(json->find("\"spec\""), json->find("\"state\""));
 
   absl::StatusOr<std::string> line = ToJsonLine(response);
   ASSERT_TRUE(line.ok());
   EXPECT_EQ(line->find('\n'), std::string::npos);
+  google::protobuf::Struct from_line;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(*line, &from_line).ok()) << *line;
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(from_line, parsed));
+
+  // Metric points (watch -o json): "time" from time_us, metric names untouched.
+  v1::WatchJobEvent event;
+  event.mutable_metric_point()->set_time_us(1000000);
+  (*event.mutable_metric_point()->mutable_values())["data_wait_us"] = 2.5;
+  absl::StatusOr<std::string> point = ToJsonLine(event);
+  ASSERT_TRUE(point.ok());
+  EXPECT_THAT(*point, HasSubstr("\"time\":\"1970-01-01T00:00:01.000000+00:00\""));
+  EXPECT_THAT(*point, HasSubstr("\"data_wait_us\":2.5"));
 }
 
 TEST(FormatTest, JobStateNames) {

@@ -433,6 +433,41 @@ TEST_F(CoordinatorTest, InvalidSpecIsRefusedNamingTheFieldAndNothingIsStored) {
   EXPECT_THAT(coordinator_->ListJobs({})->jobs(), IsEmpty());
 }
 
+TEST_F(CoordinatorTest, ValidateOnlyRunsEveryCheckOfASubmissionAndStoresNothing) {
+  RegisterWorker("w1", /*cpu_slots=*/2);
+  v1::SubmitJobRequest request;
+  request.set_validate_only(true);
+  request.set_client_request_id("dry-1");
+  *request.mutable_spec() = Spec("checked");
+  absl::StatusOr<v1::SubmitJobResponse> response = coordinator_->SubmitJob(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_FALSE(response->created());
+  EXPECT_EQ(response->job().id(), "");
+  EXPECT_EQ(response->job().spec().name(), "checked");
+  EXPECT_EQ(response->job().state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(validator_.calls, 1);  // the trainer's check of its config ran
+
+  // Each refusal a submission would meet: the trainer's check, the dependency, the cluster fit.
+  validator_.verdict =
+      absl::InvalidArgumentError("spec.config_yaml: train.max_steps: expected > 0");
+  EXPECT_THAT(coordinator_->SubmitJob(request).status().message(), HasSubstr("train.max_steps"));
+  validator_.verdict = absl::OkStatus();
+  request.mutable_spec()->mutable_depends_on()->set_job_id("job-999999");
+  EXPECT_EQ(coordinator_->SubmitJob(request).status().code(), absl::StatusCode::kNotFound);
+  *request.mutable_spec() = Spec("too-big", /*world_size=*/3);
+  EXPECT_EQ(coordinator_->SubmitJob(request).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // Nothing was stored, and the request id is still free for the real submission.
+  EXPECT_THAT(coordinator_->ListJobs({})->jobs(), IsEmpty());
+  request.set_validate_only(false);
+  *request.mutable_spec() = Spec("checked");
+  response = coordinator_->SubmitJob(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_TRUE(response->created());
+  EXPECT_EQ(response->job().id(), "job-000001");
+}
+
 TEST_F(CoordinatorTest, RetriedSubmitReturnsTheFirstJob) {
   v1::Job first = Submit(Spec("a"), "request-1");
   v1::SubmitJobRequest request;

@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <memory>
 #include <ostream>
 #include <set>
@@ -440,6 +441,78 @@ TEST_P(JobStoreContractTest, ListJobsPagesAFilteredListAndChecksItsArguments) {
   EXPECT_EQ(store_->ListJobs(bad).status().code(), absl::StatusCode::kInvalidArgument);
   bad.page_size = 1000;
   EXPECT_TRUE(store_->ListJobs(bad).ok());
+}
+
+TEST_P(JobStoreContractTest, ListJobsFiltersByLabelsAndDependencyAndPages) {
+  // root <- a (on root's job), b (on root's checkpoint), c (on a); labels team/size.
+  auto submit = [&](const std::string& name, std::map<std::string, std::string> labels,
+                    const std::string& job = "", const std::string& checkpoint = "") {
+    NewJob new_job;
+    new_job.spec = Spec(name);
+    new_job.spec.clear_labels();
+    new_job.spec.clear_depends_on();
+    new_job.spec.mutable_labels()->insert(labels.begin(), labels.end());
+    if (!job.empty()) new_job.spec.mutable_depends_on()->set_job_id(job);
+    if (!checkpoint.empty()) new_job.spec.mutable_depends_on()->set_checkpoint_id(checkpoint);
+    absl::StatusOr<CreateJobResult> created = store_->CreateJob(new_job);
+    EXPECT_TRUE(created.ok()) << created.status();
+    return created.ok() ? created->job.id() : "";
+  };
+  const std::string root = submit("root", {{"team", "vision"}, {"size", "small"}});
+  ASSERT_TRUE(store_->BeginAttempt(Attempt(root, 0)).ok());
+  v1::CheckpointInfo checkpoint;
+  checkpoint.set_id("ckpt-root");
+  checkpoint.set_job_id(root);
+  checkpoint.set_attempt(1);
+  checkpoint.set_step(10);
+  ASSERT_TRUE(store_->AddCheckpoint(checkpoint).ok());
+  const std::string a = submit("a", {{"team", "vision"}, {"size", "large"}}, root);
+  const std::string b = submit("b", {{"team", "speech"}, {"size", "small"}}, "", "ckpt-root");
+  const std::string c = submit("c", {{"team", "vision"}, {"size", "small"}}, a);
+  const std::string plain = submit("plain", {});
+  Reopen();
+
+  auto list = [&](JobQuery query) {
+    std::vector<std::string> ids;
+    for (int pages = 0; pages < 10; ++pages) {
+      absl::StatusOr<JobPage> page = store_->ListJobs(query);
+      EXPECT_TRUE(page.ok()) << page.status();
+      if (!page.ok()) break;
+      for (const v1::Job& job : page->jobs) ids.push_back(job.id());
+      query.page_token = page->next_page_token;
+      if (query.page_token.empty()) break;
+    }
+    return ids;
+  };
+  JobQuery vision;
+  vision.labels["team"] = "vision";
+  vision.page_size = 1;  // pages through a filtered list
+  EXPECT_THAT(list(vision), ElementsAre(root, a, c));
+  JobQuery vision_small;
+  vision_small.labels = {{"team", "vision"}, {"size", "small"}};
+  EXPECT_THAT(list(vision_small), ElementsAre(root, c));
+  JobQuery nobody;
+  nobody.labels = {{"team", "vision"}, {"size", "medium"}};
+  EXPECT_THAT(list(nobody), IsEmpty());
+  JobQuery dependents;
+  dependents.depends_on_job_id = root;
+  dependents.page_size = 1;
+  EXPECT_THAT(list(dependents), ElementsAre(a, b));  // b through root's checkpoint
+  JobQuery small_dependents = dependents;
+  small_dependents.labels["size"] = "small";
+  EXPECT_THAT(list(small_dependents), ElementsAre(b));
+  JobQuery of_a;
+  of_a.depends_on_job_id = a;
+  of_a.states = {v1::JOB_STATE_QUEUED};
+  EXPECT_THAT(list(of_a), ElementsAre(c));
+  of_a.states = {v1::JOB_STATE_RUNNING};
+  EXPECT_THAT(list(of_a), IsEmpty());
+  JobQuery all;
+  EXPECT_THAT(list(all), ElementsAre(root, a, b, c, plain));
+
+  JobQuery bad;
+  bad.labels[""] = "x";
+  EXPECT_EQ(store_->ListJobs(bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_P(JobStoreContractTest, LifeCycleSetsTimesAndAttemptRecords) {
@@ -1014,6 +1087,7 @@ TEST_P(SqliteJobStoreTest, UpgradesASchemaOneDatabaseInPlace) {
   old.set_state(v1::JOB_STATE_QUEUED);
   old.set_submit_seq(1);
   *old.mutable_spec() = Spec("from-schema-1");
+  (*old.mutable_spec()->mutable_labels())["origin"] = "schema-1";
   const std::string record = old.SerializeAsString();
   ASSERT_EQ(sqlite3_exec(db,
                          "CREATE TABLE jobs (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
@@ -1063,9 +1137,24 @@ TEST_P(SqliteJobStoreTest, UpgradesASchemaOneDatabaseInPlace) {
   NewJob next;
   next.spec = Spec("after-upgrade");
   next.owner = "alice";
+  next.spec.mutable_depends_on()->set_job_id("job-000001");
+  (*next.spec.mutable_labels())["team"] = "vision";
   absl::StatusOr<CreateJobResult> created = (*store)->CreateJob(next);
   ASSERT_TRUE(created.ok()) << created.status();
   EXPECT_EQ(created->job.id(), "job-000002");
+  // The upgrade indexed the old job's labels; the new job is indexed as it is created.
+  JobQuery labelled;
+  labelled.labels["origin"] = "schema-1";
+  page = (*store)->ListJobs(labelled);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->jobs.size(), 1u);
+  EXPECT_EQ(page->jobs[0].id(), "job-000001");
+  JobQuery dependents;
+  dependents.depends_on_job_id = "job-000001";
+  page = (*store)->ListJobs(dependents);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->jobs.size(), 1u);
+  EXPECT_EQ(page->jobs[0].id(), "job-000002");
 }
 
 TEST_P(SqliteJobStoreTest, RefusesADatabaseFromANewerSchema) {

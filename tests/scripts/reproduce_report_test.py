@@ -42,13 +42,15 @@ def check(condition, what):
 
 def point(attempt, step, **values):
     return {"metric_point": {"job_id": "j", "attempt": str(attempt), "rank": 0,
-                             "step": str(step), "values": values, "time_us": "1"}}
+                             "step": str(step), "values": values,
+                             "time": "1970-01-01T00:00:00.000001+00:00"}}
 
 
 def write_job(directory, name, steps, batch, events, attempts=1, labels_per_class=0):
     record = {"job": {"spec": {"config_yaml": CONFIG % (steps, batch, labels_per_class)},
-                      "state": "JOB_STATE_SUCCEEDED", "start_time_us": "1000000",
-                      "end_time_us": "61000000"},
+                      "state": "JOB_STATE_SUCCEEDED",
+                      "start_time": "1970-01-01T00:00:01.000000+00:00",
+                      "end_time": "1970-01-01T00:01:01.000000+00:00"},
               "attempts": [{"cause": "oom" if a == 0 and attempts > 1 else ""}
                            for a in range(attempts)]}
     with open(os.path.join(directory, "jobs", name + ".json"), "w") as f:

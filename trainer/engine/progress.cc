@@ -21,15 +21,23 @@ void ProgressSink::WriteAll(int fd, const std::string& text) {
 }
 
 void ProgressSink::Emit(const JsonWriter& event) {
-  const std::string line = event.str() + "\n";
+  const std::string object = event.str();
   absl::MutexLock lock(&mu_);
-  WriteAll(machine_fd_, line);
+  WriteAll(machine_fd_, object + "\n");
+  if (observer_ != nullptr) observer_->OnEvent(object);
 }
 
 void ProgressSink::Heartbeat(absl::string_view phase, int64_t done) {
   JsonWriter event;
   event.Add("event", "heartbeat").Add("phase", std::string(phase)).Add("done", done);
-  Emit(event);
+  const std::string line = event.str() + "\n";
+  absl::MutexLock lock(&mu_);
+  WriteAll(machine_fd_, line);
+}
+
+void ProgressSink::SetObserver(ProgressObserver* observer) {
+  absl::MutexLock lock(&mu_);
+  observer_ = observer;
 }
 
 void ProgressSink::Log(absl::string_view line) {

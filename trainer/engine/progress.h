@@ -4,6 +4,8 @@
 // the worker daemon through an inherited pipe); a readable summary goes to the human stream
 // (stderr). Lines are written whole with a single write() each.
 //
+// An observer (the run record, engine/run_record.h) may see every event after it is written.
+//
 // Thread-safe: events from several threads are serialised by a mutex.
 #ifndef PECO_TRAINER_ENGINE_PROGRESS_H_
 #define PECO_TRAINER_ENGINE_PROGRESS_H_
@@ -15,6 +17,14 @@
 #include "common/json_writer.h"
 
 namespace peco::trainer {
+
+// Sees each event a ProgressSink emits, in order, one call at a time (under the sink's lock):
+// `line` is the event's JSON object without a newline. Must not call back into the sink.
+class ProgressObserver {
+ public:
+  virtual ~ProgressObserver() = default;
+  virtual void OnEvent(absl::string_view line) = 0;
+};
 
 class ProgressSink {
  public:
@@ -29,6 +39,9 @@ class ProgressSink {
   // {"event":"heartbeat","phase":<phase>,"done":<done>}: work between steps (an evaluation) is
   // moving. The worker's stall detector counts it as progress and does not relay it.
   void Heartbeat(absl::string_view phase, int64_t done);
+  // Shows every later event except heartbeats to `observer` (borrowed; null detaches it). The
+  // observer must outlive its attachment.
+  void SetObserver(ProgressObserver* observer);
 
  private:
   void WriteAll(int fd, const std::string& text);
@@ -36,6 +49,7 @@ class ProgressSink {
   absl::Mutex mu_;
   int machine_fd_;
   int human_fd_;
+  ProgressObserver* observer_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
 }  // namespace peco::trainer

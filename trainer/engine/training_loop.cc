@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "common/trainer_protocol.h"
 #include "trainer/engine/checkpoint_lookup.h"
+#include "trainer/engine/run_record.h"
 #include "trainer/engine/runtime.h"
 #include "trainer/engine/stop_signal.h"
 #include "trainer/util/torch_status.h"
@@ -59,6 +60,9 @@ class Loop {
         options_(options),
         progress_(*options.progress),
         root_((std::filesystem::path(options.output_dir) / "checkpoints").string()) {}
+  ~Loop() {
+    if (recorder_ != nullptr) progress_.SetObserver(nullptr);
+  }
 
   absl::Status Setup();
   absl::StatusOr<TrainingResult> Train();
@@ -79,6 +83,7 @@ class Loop {
   ProgressSink& progress_;
   const std::string root_;
   std::unique_ptr<DistributedContext> group_;
+  std::unique_ptr<RunRecorder> recorder_;  // rank 0's run record, when kept
   int64_t last_saved_step_ = -1;
   std::string last_checkpoint_;
 
@@ -111,6 +116,18 @@ absl::Status Loop::Setup() {
   }
   RETURN_IF_ERROR(
       TorchCall("joining the data-parallel group", [&] { return task_.Connect(group_.get()); }));
+
+  if (options_.record_run && group_->is_main()) {
+    absl::StatusOr<std::unique_ptr<RunRecorder>> recorder =
+        RunRecorder::Open(options_.output_dir, options_.config_text, task_.step());
+    if (recorder.ok()) {
+      recorder_ = *std::move(recorder);
+      progress_.SetObserver(recorder_.get());
+    } else {
+      progress_.Log(absl::StrCat("run record: ", recorder.status().message(),
+                                 "; training goes on without metrics.jsonl and events"));
+    }
+  }
 
   JsonWriter start;
   start.Add("event", protocol::kEventStart)
@@ -200,6 +217,7 @@ absl::Status Loop::SaveCheckpoint(bool final) {
   last_saved_step_ = step;
   if (!group_->is_main()) return absl::OkStatus();
   ASSIGN_OR_RETURN(std::string dir, WriteCheckpoint(root_, step, *files));
+  if (recorder_ != nullptr) recorder_->AddCheckpointImages(step, *files);
   RETURN_IF_ERROR(ApplyRetention(root_, options_.keep_checkpoints, dir));
   int64_t bytes = 0;
   for (const auto& [name, data] : *files) bytes += static_cast<int64_t>(data.size());

@@ -151,6 +151,10 @@ struct TrainingLoopOptions {
   // run, refused when output_dir already holds checkpoints.
   std::string resume_from;
   ProgressSink* progress = nullptr;  // not owned; required
+  // The run record (engine/run_record.h): rank 0 writes metrics.jsonl and TensorBoard event
+  // files into output_dir, with `config_text` (the effective config) as the run's text.
+  bool record_run = true;
+  std::string config_text;
 
   // Seams (tests run several ranks in one process): how this rank joins its group (default:
   // DistributedContext::Create, the torchrun environment) and whether a stop was requested of

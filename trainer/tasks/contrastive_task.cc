@@ -383,8 +383,9 @@ absl::StatusOr<TrainingResult> RunContrastiveJob(const ContrastiveJobConfig& con
                                                  const ContrastiveRunOptions& options) {
   if (options.progress == nullptr) return absl::InvalidArgumentError("progress sink is required");
   ContrastiveTask task(config, options.progress);
-  return RunTrainingLoop(task, LoopOptionsFor(kKind, config.threads, config.train, config.faults,
-                                              options.resume_from, options.progress));
+  return RunTrainingLoop(
+      task, LoopOptionsFor(kKind, config.threads, config.train, config.faults, options.resume_from,
+                           options.progress, config.source_text));
 }
 
 absl::StatusOr<LoadedContrastive> LoadContrastiveCheckpoint(const std::string& path) {

@@ -377,10 +377,10 @@ absl::StatusOr<EvalRunResult> RunEvalJob(const EvalJobConfig& config,
   if (options.progress == nullptr) return absl::InvalidArgumentError("progress sink is required");
   if (config.linear_probe()) return RunReadoutJob(config, options);
   FinetuneTask task(config, options.progress);
-  ASSIGN_OR_RETURN(
-      TrainingResult run,
-      RunTrainingLoop(task, LoopOptionsFor(config.kind, config.threads, config.train, config.faults,
-                                           options.resume_from, options.progress)));
+  ASSIGN_OR_RETURN(TrainingResult run,
+                   RunTrainingLoop(task, LoopOptionsFor(config.kind, config.threads, config.train,
+                                                        config.faults, options.resume_from,
+                                                        options.progress, config.source_text)));
   EvalRunResult result;
   static_cast<TrainingResult&>(result) = run;
   result.eval = task.last_eval();

@@ -431,7 +431,7 @@ absl::StatusOr<PretrainRunResult> RunPretrainJob(const PretrainJobConfig& config
   PretrainTask task(config, options.progress);
   return RunTrainingLoop(task,
                          LoopOptionsFor("pretrain", config.threads, config.train, config.faults,
-                                        options.resume_from, options.progress));
+                                        options.resume_from, options.progress, config.source_text));
 }
 
 absl::StatusOr<LoadedPretrain> LoadPretrainCheckpoint(const std::string& path) {

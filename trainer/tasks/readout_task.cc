@@ -447,10 +447,10 @@ absl::StatusOr<EvalRunResult> RunReadoutJob(const EvalJobConfig& config,
                                             const EvalRunOptions& options) {
   if (options.progress == nullptr) return absl::InvalidArgumentError("progress sink is required");
   ReadoutTask task(config, options.progress);
-  ASSIGN_OR_RETURN(
-      TrainingResult run,
-      RunTrainingLoop(task, LoopOptionsFor(config.kind, config.threads, config.train, config.faults,
-                                           options.resume_from, options.progress)));
+  ASSIGN_OR_RETURN(TrainingResult run,
+                   RunTrainingLoop(task, LoopOptionsFor(config.kind, config.threads, config.train,
+                                                        config.faults, options.resume_from,
+                                                        options.progress, config.source_text)));
   EvalRunResult result;
   static_cast<TrainingResult&>(result) = run;
   result.eval = task.state().eval;

@@ -4,7 +4,7 @@ namespace peco::trainer {
 
 TrainingLoopOptions LoopOptionsFor(const std::string& kind, int threads, const TrainConfig& train,
                                    const FaultPlan& faults, const std::string& resume_from,
-                                   ProgressSink* progress) {
+                                   ProgressSink* progress, const std::string& config_text) {
   TrainingLoopOptions options;
   options.kind = kind;
   options.threads = threads;
@@ -21,6 +21,7 @@ TrainingLoopOptions LoopOptionsFor(const std::string& kind, int threads, const T
   options.faults = faults;
   options.resume_from = resume_from;
   options.progress = progress;
+  options.config_text = config_text;
   return options;
 }
 

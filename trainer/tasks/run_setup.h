@@ -14,10 +14,11 @@
 
 namespace peco::trainer {
 
-// `progress` is borrowed and must outlive the run.
+// `progress` is borrowed and must outlive the run; `config_text` is the effective config, the
+// text of the run record (engine/run_record.h).
 TrainingLoopOptions LoopOptionsFor(const std::string& kind, int threads, const TrainConfig& train,
                                    const FaultPlan& faults, const std::string& resume_from,
-                                   ProgressSink* progress);
+                                   ProgressSink* progress, const std::string& config_text);
 
 }  // namespace peco::trainer
 

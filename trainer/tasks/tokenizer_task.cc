@@ -650,7 +650,7 @@ absl::StatusOr<TokenizerRunResult> RunTokenizerJob(const TokenizerJobConfig& con
   TokenizerTask task(config, options.progress);
   return RunTrainingLoop(task,
                          LoopOptionsFor("tokenizer", config.threads, config.train, config.faults,
-                                        options.resume_from, options.progress));
+                                        options.resume_from, options.progress, config.source_text));
 }
 
 absl::StatusOr<LoadedTokenizer> LoadTokenizerCheckpoint(const std::string& path) {
