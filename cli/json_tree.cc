@@ -67,8 +67,8 @@ YAML::Node Rewrite(const YAML::Node& node, const Descriptor& type) {
       int64_t time_us = 0;
       const std::string name = key.substr(0, key.size() - kMicrosSuffix.size());
       if (absl::SimpleAtoi(value.Scalar(), &time_us)) {
-        out[name] = time_us == 0 ? YAML::Node(YAML::NodeType::Null)
-                                 : Quoted(Rfc3339FromMicros(time_us));
+        out[name] =
+            time_us == 0 ? YAML::Node(YAML::NodeType::Null) : Quoted(Rfc3339FromMicros(time_us));
       } else {
         out[key] = value;
       }

@@ -33,7 +33,7 @@ absl::Status Write(std::FILE* file, const std::string& path, absl::string_view b
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RunRecordWriter>> RunRecordWriter::Open(const std::string& dir,
-                                                                        absl::Time now) {
+                                                                       absl::Time now) {
   std::error_code error;
   std::filesystem::create_directories(dir, error);
   if (error) {

@@ -3,9 +3,9 @@
 #include <cstring>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "common/crc32c.h"
 
 namespace peco::tensorboard {
@@ -176,8 +176,8 @@ absl::StatusOr<PngHeader> ReadPngHeader(absl::string_view png) {
 }
 
 std::string EventFileName(absl::Time created, absl::string_view host, int64_t pid) {
-  return absl::StrFormat("events.out.tfevents.%010d.%s.%d.peco", absl::ToUnixSeconds(created),
-                         host, pid);
+  return absl::StrFormat("events.out.tfevents.%010d.%s.%d.peco", absl::ToUnixSeconds(created), host,
+                         pid);
 }
 
 std::string MetricTag(absl::string_view metric) {

@@ -1,6 +1,7 @@
 #include "coordinator/coordinator_metrics.h"
 
 #include "absl/strings/ascii.h"
+#include "common/build_info.h"
 #include "coordinator/job_state_machine.h"
 
 namespace peco::coordinator {
@@ -75,7 +76,21 @@ CoordinatorMetrics::CoordinatorMetrics(size_t max_job_series)
                         .Name("peco_job_restarts_so_far")
                         .Help("Restarts of an active job so far")
                         .Register(*registry_)),
+      rpcs_handled_(prometheus::BuildCounter()
+                        .Name("peco_rpc_server_handled_total")
+                        .Help("RPCs the coordinator finished, by service, method and status code")
+                        .Register(*registry_)),
+      rpc_seconds_(prometheus::BuildHistogram()
+                       .Name("peco_rpc_server_handling_seconds")
+                       .Help("Time from an RPC's arrival to its status (a stream's lifetime)")
+                       .Register(*registry_)),
       max_job_series_(max_job_series) {
+  prometheus::BuildGauge()
+      .Name("peco_build_info")
+      .Help("The coordinator's build: version and source commit (always 1)")
+      .Register(*registry_)
+      .Add({{"version", kPecoVersion}, {"commit", kPecoCommit}})
+      .Set(1);
   for (int s = v1::JobState_MIN; s <= v1::JobState_MAX; ++s) {
     if (s == v1::JOB_STATE_UNSPECIFIED) continue;
     jobs_.Add({{"state", std::string(JobStateName(static_cast<v1::JobState>(s)))}}).Set(0);
@@ -182,6 +197,23 @@ void CoordinatorMetrics::ForgetJob(const std::string& job_id) {
   job_images_per_second_.Remove(it->second.images_per_second);
   job_restarts_.Remove(it->second.restarts);
   job_series_.erase(it);
+}
+
+}  // namespace peco::coordinator
+
+namespace peco::coordinator {
+
+void CoordinatorMetrics::ObserveRpc(absl::string_view service, absl::string_view method,
+                                    absl::string_view code, double seconds) {
+  rpcs_handled_
+      .Add({{"service", std::string(service)},
+            {"method", std::string(method)},
+            {"code", std::string(code)}})
+      .Increment();
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600};
+  rpc_seconds_.Add({{"service", std::string(service)}, {"method", std::string(method)}}, kBuckets)
+      .Observe(seconds);
 }
 
 }  // namespace peco::coordinator

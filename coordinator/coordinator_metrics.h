@@ -16,6 +16,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "peco/v1/job.pb.h"
 #include "peco/v1/worker.pb.h"
@@ -63,6 +64,12 @@ class CoordinatorMetrics {
   void SetJobRestarts(const std::string& job_id, int64_t restarts);
   // Removes the per-job series of a job that is no longer active.
   void ForgetJob(const std::string& job_id);
+  // peco_rpc_server_handled_total{service, method, code} and
+  // peco_rpc_server_handling_seconds{service, method}: one finished RPC of the coordinator's
+  // services (a stream's duration is its lifetime). `code` is the gRPC status name ("OK",
+  // "NOT_FOUND"); labels are bounded by the services' methods and the 17 codes.
+  void ObserveRpc(absl::string_view service, absl::string_view method, absl::string_view code,
+                  double seconds);
 
  private:
   struct JobSeries {
@@ -89,6 +96,8 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Gauge>& job_loss_;
   prometheus::Family<prometheus::Gauge>& job_images_per_second_;
   prometheus::Family<prometheus::Gauge>& job_restarts_;
+  prometheus::Family<prometheus::Counter>& rpcs_handled_;
+  prometheus::Family<prometheus::Histogram>& rpc_seconds_;
 
   const size_t max_job_series_;
   absl::Mutex mu_;

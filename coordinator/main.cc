@@ -26,10 +26,12 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "common/build_info.h"
 #include "common/clock.h"
 #include "common/file_util.h"
 #include "common/rpc_fault_plan.h"
@@ -42,6 +44,7 @@
 #include "coordinator/job_event_hub.h"
 #include "coordinator/listen_address.h"
 #include "coordinator/rpc_fault_interceptor.h"
+#include "coordinator/rpc_metrics_interceptor.h"
 #include "coordinator/rpc_services.h"
 #include "coordinator/spec_validator.h"
 #include "coordinator/sqlite_job_store.h"
@@ -304,12 +307,13 @@ int Run() {
     return 2;
   }
   RpcFaultPlan rpc_fault_plan(*std::move(rpc_faults));
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+  creators.push_back(std::make_unique<RpcMetricsInterceptorFactory>(&metrics));
   if (!rpc_fault_plan.empty()) {
     Log(absl::StrCat("RPC FAULT INJECTION armed: ", absl::GetFlag(FLAGS_rpc_faults)));
-    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
     creators.push_back(std::make_unique<RpcFaultInterceptorFactory>(&rpc_fault_plan));
-    builder.experimental().SetInterceptorCreators(std::move(creators));
   }
+  builder.experimental().SetInterceptorCreators(std::move(creators));
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
   if (!tls && !IsLoopbackListenAddress(listen)) {
@@ -398,6 +402,12 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  absl::FlagsUsageConfig usage_config;
+  usage_config.version_string = [] {
+    return absl::StrCat("peco-coordinator ", peco::kPecoVersion, " (commit ", peco::kPecoCommit,
+                        ")\n");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "peco-coordinator: the peco control plane. See docs/SERVICE.md.\n"
       "  peco-coordinator [--data_dir DIR] [--listen HOST:PORT] [--metrics_listen HOST:PORT]\n"

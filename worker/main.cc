@@ -27,6 +27,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -34,6 +35,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/build_info.h"
 #include "common/clock.h"
 #include "common/file_util.h"
 #include "common/process_launcher.h"
@@ -438,6 +440,11 @@ int Run() {
 
 int main(int argc, char** argv) {
   peco::InstallStackDumpOnSigquit(argv[0]);  // `kill -QUIT` shows where every thread is
+  absl::FlagsUsageConfig usage_config;
+  usage_config.version_string = [] {
+    return absl::StrCat("peco-worker ", peco::kPecoVersion, " (commit ", peco::kPecoCommit, ")\n");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "runs peco training attempts for a coordinator.\n"
       "  peco-worker --coordinator_data_dir DIR --work_dir DIR [--gpus N] [--host ADDR]\n"

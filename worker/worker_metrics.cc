@@ -5,11 +5,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/build_info.h"
 
 namespace peco::worker {
 namespace {
 
-// The per-rank values, with their help text.
+// The per-rank values, with their help text, exported as peco_worker_rank_<name>.
 constexpr std::pair<const char*, const char*> kRankValues[] = {
     {"step", "Latest training step of a running rank"},
     {"loss", "Latest total loss of a running rank"},
@@ -19,9 +20,6 @@ constexpr std::pair<const char*, const char*> kRankValues[] = {
     {"codes_used", "Codebook entries used in the latest step (tokenizer)"},
     {"perplexity", "Codebook perplexity of the latest step (tokenizer)"},
     {"mlm_acc", "Masked-token accuracy of the latest step (pretrain)"},
-    {"eval_top1",
-     "Top-1 accuracy in percent of the latest evaluation (finetune, linear_probe; k-NN for "
-     "contrastive)"},
     {"loss_pixel", "Pixel (reconstruction) loss of the latest step (tokenizer)"},
     {"loss_perceptual", "Perceptual loss of the latest step (tokenizer)"},
     {"loss_codebook", "Codebook (commitment) loss of the latest step (tokenizer)"},
@@ -33,9 +31,28 @@ constexpr std::pair<const char*, const char*> kRankValues[] = {
     {"checkpoint_seconds", "Time the rank took to serialise and write its latest checkpoint"},
 };
 
+// Values the trainer reports in percent, exported as ratios (0 to 1) as Prometheus names them:
+// the trainer's name, the series' name, its help.
+struct PercentValue {
+  const char* name;
+  const char* exported;
+  const char* help;
+};
+constexpr PercentValue kPercentValues[] = {
+    {"eval_top1", "peco_worker_rank_eval_top1_ratio",
+     "Top-1 accuracy of the latest evaluation, 0 to 1 (finetune, linear_probe; k-NN for "
+     "contrastive)"},
+};
+
 }  // namespace
 
 WorkerMetrics::WorkerMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  prometheus::BuildGauge()
+      .Name("peco_build_info")
+      .Help("The worker's build: version and source commit (always 1)")
+      .Register(*registry_)
+      .Add({{"version", kPecoVersion}, {"commit", kPecoCommit}})
+      .Set(1);
   trainers_running_ = &prometheus::BuildGauge()
                            .Name("peco_worker_trainers_running")
                            .Help("Trainer ranks running on this worker")
@@ -79,6 +96,11 @@ WorkerMetrics::WorkerMetrics() : registry_(std::make_shared<prometheus::Registry
                                 .Name(absl::StrCat("peco_worker_rank_", name))
                                 .Help(help)
                                 .Register(*registry_);
+  }
+  for (const PercentValue& value : kPercentValues) {
+    rank_families_[value.name] =
+        &prometheus::BuildGauge().Name(value.exported).Help(value.help).Register(*registry_);
+    percent_values_.insert(value.name);
   }
 }
 
@@ -127,7 +149,7 @@ void WorkerMetrics::SetRankValue(const std::string& job_id, int rank, absl::stri
   if (gauge == nullptr) {
     gauge = &family->Add({{"job_id", job_id}, {"rank", absl::StrCat(rank)}});
   }
-  gauge->Set(value);
+  gauge->Set(percent_values_.count(name) > 0 ? value / 100.0 : value);
 }
 
 void WorkerMetrics::RemoveJob(const std::string& job_id) {

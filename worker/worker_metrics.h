@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -78,6 +79,8 @@ class WorkerMetrics {
   prometheus::Family<prometheus::Counter>* exits_;
   // Per-rank families by value name.
   std::map<std::string, prometheus::Family<prometheus::Gauge>*, std::less<>> rank_families_;
+  // Names among rank_families_ the trainer reports in percent (exported as ratios).
+  std::set<std::string, std::less<>> percent_values_;
 
   absl::Mutex mu_;
   // (job, rank, name) -> gauge, to remove a job's gauges.

@@ -48,7 +48,7 @@ std::string PngHeaderBytes(uint32_t width, uint32_t height, char colour_type) {
 TEST(Crc32cTest, MatchesTheCastagnoliCheckValuesAndMasks) {
   EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);
   EXPECT_EQ(Crc32c(""), 0u);
-  EXPECT_EQ(Crc32c(std::string(32, '\0')), 0x8A9136AAu);  // RFC 3720 B.4: 32 zero bytes
+  EXPECT_EQ(Crc32c(std::string(32, '\0')), 0x8A9136AAu);    // RFC 3720 B.4: 32 zero bytes
   EXPECT_EQ(Crc32c(std::string(32, '\xff')), 0x62A8AB43u);  // 32 bytes of 0xFF
   std::string ascending;
   for (int i = 0; i < 32; ++i) ascending.push_back(static_cast<char>(i));

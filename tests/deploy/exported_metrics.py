@@ -7,7 +7,9 @@ panel naming a metric that no exporter has fails the test. Reads:
   coordinator/coordinator_metrics.cc  prometheus::Build<Type>().Name("peco_...") families
   worker/worker_metrics.cc            the same, plus the per-rank gauges
                                       Name(absl::StrCat("peco_worker_rank_", name)) made from
-                                      each {"field", "help"} entry of kRankValues
+                                      each {"field", "help"} entry of kRankValues, and the
+                                      gauges named by kPercentValues' {"field", "peco_...",
+                                      "help"} entries (percent values exported as ratios)
 
 and deploy/pending_metrics.yml, the metrics deploy/ already names that the exporters do not
 export yet.
@@ -38,6 +40,8 @@ _BUILD_NAME = re.compile(
     r'(?:"(?P<name>peco_[A-Za-z0-9_]+)"|absl::StrCat\(\s*"(?P<prefix>peco_[A-Za-z0-9_]+)"\s*,)')
 _TABLE = re.compile(r"kRankValues\[\]\s*=\s*\{(?P<body>.*?)\};", re.S)
 _TABLE_ENTRY = re.compile(r'\{\s*"([a-z0-9_]+)"\s*,')
+_PERCENT_TABLE = re.compile(r"kPercentValues\[\]\s*=\s*\{(?P<body>.*?)\};", re.S)
+_PERCENT_ENTRY = re.compile(r'\{\s*"[a-z0-9_]+"\s*,\s*"(peco_[a-z0-9_]+)"\s*,')
 
 
 class Family:
@@ -77,6 +81,12 @@ def exported_families(source_dir):
                 offset = table.start("body") + entry.start(1)
                 where = "%s:%d" % (relative, _line_of(text, offset))
                 families.append(Family(match.group("prefix") + entry.group(1), kind, where))
+        percent = _PERCENT_TABLE.search(text)
+        if percent is not None:
+            for entry in _PERCENT_ENTRY.finditer(percent.group("body")):
+                offset = percent.start("body") + entry.start(1)
+                where = "%s:%d" % (relative, _line_of(text, offset))
+                families.append(Family(entry.group(1), "gauge", where))
     if not families:
         raise ValueError("no metric families found in %s" % ", ".join(EXPORTER_FILES))
     return families

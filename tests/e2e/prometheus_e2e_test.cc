@@ -152,6 +152,24 @@ TEST_F(PrometheusE2eTest, ScrapedStepAndLossMatchWhatTheCliShows) {
   EXPECT_EQ(WaitForValue(prometheus, "up{job=\"peco-worker\"}", 1), 1);
   EXPECT_EQ(WaitForValue(prometheus, "peco_jobs{state=\"running\"}", 1), 1);
 
+  // Every RPC is counted by method and code, and each daemon says what build it is.
+  ASSERT_EQ(cluster_.Peco({"get", "job-404404"}).exit_code, 1);
+  const std::string coordinator_text = cluster_.CoordinatorMetrics();
+  EXPECT_THAT(coordinator_text,
+              ::testing::HasSubstr("peco_rpc_server_handled_total{code=\"OK\",method=\"SubmitJob\","
+                                   "service=\"JobService\"} 1"));
+  EXPECT_THAT(coordinator_text,
+              ::testing::HasSubstr("peco_rpc_server_handled_total{code=\"NOT_FOUND\",method="
+                                   "\"GetJob\",service=\"JobService\"} 1"));
+  EXPECT_THAT(coordinator_text,
+              ::testing::ContainsRegex("peco_rpc_server_handled_total\\{code=\"OK\",method="
+                                       "\"Heartbeat\",service=\"WorkerService\"\\} [1-9]"));
+  EXPECT_THAT(coordinator_text, ::testing::HasSubstr("peco_rpc_server_handling_seconds_bucket"));
+  for (const std::string& text : {coordinator_text, cluster_.WorkerMetrics(0)}) {
+    EXPECT_THAT(text, ::testing::ContainsRegex("peco_build_info\\{commit=\"[0-9a-z-]+\","
+                                               "version=\"[0-9.]+\"\\} 1"));
+  }
+
   // Both exporters follow Prometheus' naming and HELP conventions, as promtool checks them.
   for (const auto& [name, body] : {std::pair{"coordinator", cluster_.CoordinatorMetrics()},
                                    std::pair{"worker", cluster_.WorkerMetrics(0)}}) {

@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -142,6 +143,76 @@ TEST_F(ImageFolderTest, LabelsFromSortedFoldersAndDecoding) {
   auto b1 = d.Get(4);
   EXPECT_EQ(b1->image.channels, 1);
   EXPECT_LT(MeanAbsDiff(b1->image, Pattern(32, 32, 1, 4)), 4.0);
+}
+
+TEST_F(ImageFolderTest, UnlabelledFlatFoldersAndLabelsNone) {
+  // A flat folder (no sub-folders): every image below it, unlabelled.
+  const fs::path flat = root_ / "apple";
+  fs::remove_all(flat / "nested");
+  auto dataset = OpenImageFolder(flat.string());
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  EXPECT_EQ((*dataset)->size(), 2);
+  EXPECT_EQ((*dataset)->num_classes(), 0);
+  auto example = (*dataset)->Get(0);
+  ASSERT_TRUE(example.ok()) << example.status();
+  EXPECT_EQ(example->label, -1);
+  EXPECT_EQ(example->image.pixels, Pattern(20, 30, 3, 0).pixels);
+
+  // labels: none reads class folders as one unlabelled set, sub-folders included.
+  ImageFolderOptions none;
+  none.labels = FolderLabels::kNone;
+  dataset = OpenImageFolder(root_.string(), none);
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  EXPECT_EQ((*dataset)->size(), 8);
+  EXPECT_EQ((*dataset)->num_classes(), 0);
+  EXPECT_EQ(*(*dataset)->Label(7), -1);
+
+  // labels: folders refuses a folder without class folders, naming it.
+  ImageFolderOptions folders;
+  folders.labels = FolderLabels::kFolders;
+  dataset = OpenImageFolder(flat.string(), folders);
+  ASSERT_FALSE(dataset.ok());
+  EXPECT_THAT(dataset.status().message(), HasSubstr(flat.string()));
+}
+
+TEST_F(ImageFolderTest, ListFilesLabelledOrNotAndConfinedToTheirFolder) {
+  const fs::path unlabelled = root_ / "train.txt";
+  std::ofstream(unlabelled) << "# unlabelled\napple/a0.png\n\ncherry/c1.png\n./apple/a1.PNG\n";
+  auto dataset = OpenImageFolder(unlabelled.string());
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  ASSERT_EQ((*dataset)->size(), 3);
+  EXPECT_EQ((*dataset)->num_classes(), 0);
+  auto c1 = (*dataset)->Get(1);
+  ASSERT_TRUE(c1.ok()) << c1.status();
+  EXPECT_EQ(c1->label, -1);
+  EXPECT_EQ(c1->image.pixels, Pattern(12, 18, 3, 6).pixels);
+
+  const fs::path labelled = root_ / "labelled.txt";
+  std::ofstream(labelled) << "apple/a0.png\t2\ncherry/c1.png\t0\n";
+  dataset = OpenImageFolder(labelled.string());
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  EXPECT_EQ((*dataset)->num_classes(), 3);
+  EXPECT_EQ(*(*dataset)->Label(0), 2);
+  EXPECT_EQ((*dataset)->Get(1)->label, 0);
+
+  struct Case {
+    std::string text;
+    std::string expected;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"apple/a0.png\t1\ncherry/c1.png\n", "1 of 2 lines have a label"},
+           {"apple/a0.png\tcat\n", "line 1: expected <path>\\t<label>"},
+           {"apple/a0.png\n/etc/passwd\n", "line 2: expected a path relative"},
+           {"apple/../../secret.png\n", "line 1: '..' would leave the list's folder"},
+           {"# nothing\n\n", "no image paths"},
+       }) {
+    const fs::path bad = root_ / "bad.txt";
+    std::ofstream(bad, std::ios::trunc) << c.text;
+    dataset = OpenImageFolder(bad.string());
+    ASSERT_FALSE(dataset.ok()) << c.text;
+    EXPECT_THAT(dataset.status().message(), HasSubstr(c.expected)) << c.text;
+    EXPECT_THAT(dataset.status().message(), HasSubstr(bad.string()));
+  }
 }
 
 TEST_F(ImageFolderTest, JpegDctScaling) {

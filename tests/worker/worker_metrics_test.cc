@@ -51,7 +51,9 @@ TEST(WorkerMetricsTest, PerRankGaugesAreRemovedWithTheirJob) {
   metrics.SetRankValue("job-1", 0, "not_a_rank_metric", 1);
   metrics.SetRankValue("job-1", 0, "eval_top1", 82.5);
   std::string text = Scrape(metrics);
-  EXPECT_THAT(text, HasSubstr(R"(peco_worker_rank_eval_top1{job_id="job-1",rank="0"} 82.5)"));
+  // Percent from the trainer, a ratio in Prometheus.
+  EXPECT_THAT(text,
+              HasSubstr(R"(peco_worker_rank_eval_top1_ratio{job_id="job-1",rank="0"} 0.825)"));
   EXPECT_THAT(text, HasSubstr(R"(peco_worker_rank_loss{job_id="job-1",rank="0"} 0.5)"));
   EXPECT_THAT(text, HasSubstr(R"(peco_worker_rank_images_per_second{job_id="job-1",rank="1"} 40)"));
   EXPECT_THAT(text, Not(HasSubstr("not_a_rank_metric")));

@@ -15,7 +15,10 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "trainer/data/image_codec.h"
@@ -101,11 +104,97 @@ class ImageFolderDataset : public Dataset {
 
 }  // namespace
 
+namespace {
+
+// Image files below `dir` (recursively, through directory links), sorted by path.
+absl::StatusOr<std::vector<std::string>> ImagesBelow(const fs::path& dir) {
+  std::error_code ec;
+  std::vector<std::string> files;
+  for (fs::recursive_directory_iterator
+           it(dir, fs::directory_options::follow_directory_symlink, ec),
+       end;
+       !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    if (it->is_regular_file(type_ec) && IsImageFile(it->path())) {
+      files.push_back(it->path().string());
+    }
+  }
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("image folder ", dir.string(), ": cannot list: ", ec.message()));
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// A list file's lines; see image_folder.h.
+absl::StatusOr<std::unique_ptr<Dataset>> OpenImageList(const std::string& list,
+                                                       ImageFolderOptions options) {
+  constexpr int64_t kMaxListBytes = int64_t{1} << 30;
+  std::error_code ec;
+  const uintmax_t bytes = fs::file_size(list, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat("image list ", list, ": ", ec.message()));
+  if (bytes > static_cast<uintmax_t>(kMaxListBytes)) {
+    return absl::InvalidArgumentError(absl::StrCat("image list ", list, ": ", bytes,
+                                                   " bytes is over the limit of ", kMaxListBytes));
+  }
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(list));
+  const fs::path base = fs::path(list).parent_path();
+  std::vector<Sample> samples;
+  int64_t labelled = 0;
+  int64_t classes = 0;
+  int64_t line_number = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    line = absl::StripTrailingAsciiWhitespace(line);
+    if (line.empty() || line.front() == '#') continue;
+    auto bad = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("image list ", list, ": line ", line_number, ": ", why));
+    };
+    absl::string_view path = line;
+    int64_t label = -1;
+    if (const size_t tab = line.rfind('\t'); tab != absl::string_view::npos) {
+      path = line.substr(0, tab);
+      if (!absl::SimpleAtoi(line.substr(tab + 1), &label) || label < 0 || label > 1000000) {
+        return bad(absl::StrCat("expected <path>\\t<label> with a label in [0, 1000000], got '",
+                                line.substr(tab + 1), "'"));
+      }
+      ++labelled;
+      classes = std::max(classes, label + 1);
+    }
+    const fs::path relative(std::string{path});
+    if (path.empty() || relative.is_absolute()) {
+      return bad("expected a path relative to the list's folder");
+    }
+    for (const fs::path& part : relative) {
+      if (part == "..") return bad("'..' would leave the list's folder");
+    }
+    samples.push_back({(base / relative).lexically_normal().string(), label});
+  }
+  if (samples.empty()) {
+    return absl::NotFoundError(absl::StrCat("image list ", list, ": no image paths"));
+  }
+  if (labelled != 0 && labelled != static_cast<int64_t>(samples.size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image list ", list, ": ", labelled, " of ", samples.size(),
+                     " lines have a label; label every line (<path>\\t<label>) or none"));
+  }
+  std::vector<std::string> class_names;
+  for (int64_t c = 0; c < classes; ++c) class_names.push_back(absl::StrCat(c));
+  return std::unique_ptr<Dataset>(
+      new ImageFolderDataset(list, options, std::move(class_names), std::move(samples)));
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Dataset>> OpenImageFolder(const std::string& root,
                                                          ImageFolderOptions options) {
   std::error_code ec;
+  if (fs::is_regular_file(root, ec)) return OpenImageList(root, options);
   if (!fs::is_directory(root, ec)) {
-    return absl::NotFoundError(absl::StrCat("image folder ", root, ": not a directory"));
+    return absl::NotFoundError(
+        absl::StrCat("image folder ", root, ": not a directory or a list file"));
   }
   std::vector<std::string> classes;
   for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
@@ -117,25 +206,21 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenImageFolder(const std::string& root
         absl::StrCat("image folder ", root, ": cannot list: ", ec.message()));
   }
   std::sort(classes.begin(), classes.end());
+  const bool by_folder = options.labels == FolderLabels::kFolders ||
+                         (options.labels == FolderLabels::kAuto && !classes.empty());
 
   std::vector<Sample> samples;
+  if (!by_folder) {
+    ASSIGN_OR_RETURN(std::vector<std::string> files, ImagesBelow(root));
+    for (std::string& file : files) samples.push_back({std::move(file), -1});
+    if (samples.empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("image folder ", root, ": no .jpg/.jpeg/.png files below it"));
+    }
+    return std::unique_ptr<Dataset>(new ImageFolderDataset(root, options, {}, std::move(samples)));
+  }
   for (size_t label = 0; label < classes.size(); ++label) {
-    const fs::path class_dir = fs::path(root) / classes[label];
-    std::vector<std::string> files;
-    for (fs::recursive_directory_iterator
-             it(class_dir, fs::directory_options::follow_directory_symlink, ec),
-         end;
-         !ec && it != end; it.increment(ec)) {
-      std::error_code type_ec;
-      if (it->is_regular_file(type_ec) && IsImageFile(it->path())) {
-        files.push_back(it->path().string());
-      }
-    }
-    if (ec) {
-      return absl::UnavailableError(
-          absl::StrCat("image folder ", class_dir.string(), ": cannot list: ", ec.message()));
-    }
-    std::sort(files.begin(), files.end());
+    ASSIGN_OR_RETURN(std::vector<std::string> files, ImagesBelow(fs::path(root) / classes[label]));
     for (std::string& file : files) {
       samples.push_back({std::move(file), static_cast<int64_t>(label)});
     }

@@ -1,4 +1,9 @@
-// ImageNet-style class folders: root/<class>/<file>.{jpg,jpeg,png}.
+// Images on disk, labelled or not (docs/TRAINER.md "Image data"):
+//   class folders  root/<class>/**/<file>.{jpg,jpeg,png}   label = the class folder's rank by name
+//   a flat folder  root/**/<file>.{jpg,jpeg,png}           unlabelled (self-supervised jobs)
+//   a list file    one image path a line, relative to the list's folder; "<path>\t<label>" on
+//                  every line for labels (integers >= 0), none for unlabelled; blank lines and
+//                  lines starting with '#' are skipped
 #ifndef PECO_TRAINER_DATA_IMAGE_FOLDER_H_
 #define PECO_TRAINER_DATA_IMAGE_FOLDER_H_
 
@@ -11,7 +16,15 @@
 
 namespace peco::trainer {
 
+// How a folder's images are labelled.
+enum class FolderLabels {
+  kAuto,     // class folders when the root has sub-folders, else a flat unlabelled folder
+  kFolders,  // class folders
+  kNone,     // every image below the root, unlabelled
+};
+
 struct ImageFolderOptions {
+  FolderLabels labels = FolderLabels::kAuto;
   // JPEGs are decoded with DCT scaling at the smallest scale whose shorter side is still
   // >= min_decode_side (see DecodeJpeg). 0 decodes at full size. PNGs are always full size.
   int min_decode_side = 0;
@@ -20,11 +33,16 @@ struct ImageFolderOptions {
   ImageLimits limits;
 };
 
-// Scans `root` once: every immediate sub-directory is a class (sorted by name; label = rank in
+// Opens `root`: a list file when it is a regular file, else a folder. A folder is scanned once:
+// with class folders every immediate sub-directory is a class (sorted by name; label = rank in
 // that order), and every regular file below it (recursively) whose extension is .jpg, .jpeg or
-// .png (case-insensitive) is a sample; samples are sorted by path. Errors name the path: a
-// missing or unreadable root, or no images at all. Files are read and decoded on Get(); a file
-// that cannot be read or decoded makes Get() return an error naming it. Thread-safe.
+// .png (case-insensitive) is a sample; a flat folder's samples are every such file below the
+// root. Samples are sorted by path. An unlabelled dataset has num_classes() 0 and labels -1.
+// A list file's paths must be relative and stay inside its folder (no "..", not absolute): a
+// list cannot reach outside the folder it sits in. Errors name the path (and the line of a list):
+// a missing or unreadable root, a bad line, no images at all. Files are read and decoded on
+// Get(); a file that cannot be read or decoded makes Get() return an error naming it.
+// Thread-safe.
 absl::StatusOr<std::unique_ptr<Dataset>> OpenImageFolder(const std::string& root,
                                                          ImageFolderOptions options = {});
 

@@ -43,9 +43,8 @@ void RunRecorder::OnEvent(absl::string_view line) {
   absl::MutexLock lock(&mu_);
   if (writer_ == nullptr || line.size() < 2 || line.front() != '{') return;
   // {"time":"<RFC 3339>", <the event's fields>}
-  std::string record = absl::StrCat(
-      "{\"time\":", JsonWriter::Quote(Rfc3339(now)),
-      line.size() > 2 ? "," : "", line.substr(1));
+  std::string record = absl::StrCat("{\"time\":", JsonWriter::Quote(Rfc3339(now)),
+                                    line.size() > 2 ? "," : "", line.substr(1));
   Check(writer_->AppendJson(record));
   std::optional<JsonFields> fields = ParseJsonObjectLine(line);
   if (writer_ != nullptr && fields.has_value()) {

@@ -19,6 +19,7 @@ absl::Status ReadDataSection(ConfigReader& r, DataConfig* data) {
       r.ReadEnum("source", {"fashion_mnist", "image_folder", "synthetic"}, &data->source));
   RETURN_IF_ERROR(r.Read("path", &data->path));
   RETURN_IF_ERROR(r.ReadEnum("split", {"train", "test"}, &data->split));
+  RETURN_IF_ERROR(r.ReadEnum("labels", {"auto", "folders", "none"}, &data->labels));
   RETURN_IF_ERROR(r.Read("image_size", &data->image_size));
   RETURN_IF_ERROR(r.Read("synthetic_size", &data->synthetic_size));
   RETURN_IF_ERROR(r.Read("labels_per_class", &data->labels_per_class));
@@ -47,10 +48,15 @@ absl::Status ReadTransformSection(ConfigReader& r, TransformOptions* t) {
   return r.Finish();
 }
 
+bool IsDatasetPath(const std::string& source, const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return true;
+  return source == "image_folder" && std::filesystem::is_regular_file(path, ec);
+}
+
 absl::Status ValidateDataSection(const DataConfig& data, bool check_paths) {
   if (check_paths && data.source != "synthetic") {
-    std::error_code ec;
-    if (!std::filesystem::is_directory(data.path, ec)) {
+    if (!IsDatasetPath(data.source, data.path)) {
       return absl::InvalidArgumentError(
           absl::StrCat("data.path: expected a readable directory for the ", data.source,
                        " dataset, got '", data.path, "'"));

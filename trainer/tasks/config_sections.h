@@ -51,7 +51,12 @@ absl::Status ReadDataSection(ConfigReader& r, DataConfig* data);
 // `transform:` -> the crop, flip and colour-jitter fields of TransformOptions.
 absl::Status ReadTransformSection(ConfigReader& r, TransformOptions* transform);
 
-// Checks `data` (with `check_paths`, also that data.path is a directory unless synthetic).
+// Whether `path` can hold a dataset of `source`: a directory, or for image_folder also a list
+// file (data/image_folder.h).
+bool IsDatasetPath(const std::string& source, const std::string& path);
+
+// Checks `data` (with `check_paths`, also that data.path is a directory, or an image list,
+// unless synthetic).
 absl::Status ValidateDataSection(const DataConfig& data, bool check_paths);
 
 // Reads the TrainConfig fields of `train:` without finishing the reader.

@@ -223,7 +223,7 @@ absl::Status ContrastiveJobConfig::Validate(bool check_paths) const {
           "eval.path: expected the held-out image folder (data.source is image_folder)");
     }
     if (check_paths && data.source != "synthetic" &&
-        !std::filesystem::is_directory(eval_data.path)) {
+        !IsDatasetPath(eval_data.source, eval_data.path)) {
       return absl::InvalidArgumentError(
           absl::StrCat("eval.path: expected a readable directory for the held-out split, got '",
                        eval_data.path, "'"));

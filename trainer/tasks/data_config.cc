@@ -17,6 +17,9 @@ absl::StatusOr<std::shared_ptr<const Dataset>> OpenDataset(const DataConfig& con
   } else if (config.source == "image_folder") {
     ImageFolderOptions options;
     options.min_decode_side = static_cast<int>(config.image_size);
+    options.labels = config.labels == "folders" ? FolderLabels::kFolders
+                     : config.labels == "none"  ? FolderLabels::kNone
+                                                : FolderLabels::kAuto;
     dataset = OpenImageFolder(config.path, options);
   } else if (config.source == "synthetic") {
     const int side = static_cast<int>(config.image_size);

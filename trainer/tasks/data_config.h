@@ -18,6 +18,9 @@ struct DataConfig {
   std::string source = "fashion_mnist";  // fashion_mnist | image_folder | synthetic
   std::string path = "/usr/share/datasets/fashion-mnist";
   std::string split = "train";  // fashion_mnist: train | test
+  // image_folder: auto (class folders when the folder has sub-folders, else unlabelled),
+  // folders, or none (every image below the folder, unlabelled). A list file says itself.
+  std::string labels = "auto";
   int64_t image_size = 32;
   int64_t synthetic_size = 1024;  // images in the synthetic dataset
   // A class-balanced label subset of this many images per class (0 = every image), drawn with

@@ -105,8 +105,7 @@ absl::Status EvalJobConfig::Validate(bool check_paths) const {
         "eval.path: expected the held-out image folder (data.source is image_folder)");
   }
   if (check_paths && data.source != "synthetic") {
-    std::error_code ec;
-    if (!std::filesystem::is_directory(eval_data.path, ec)) {
+    if (!IsDatasetPath(eval_data.source, eval_data.path)) {
       return absl::InvalidArgumentError(
           absl::StrCat("eval.path: expected a readable directory for the held-out ", data.source,
                        " split, got '", eval_data.path, "'"));

@@ -164,9 +164,9 @@ absl::Status TokenizerJobConfig::Validate(bool check_paths) const {
           "eval.path: expected the held-out image folder (data.source is image_folder), or "
           "eval.enabled: false");
     }
-    if (check_paths && data.source == "image_folder" && !std::filesystem::is_directory(eval.path)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("eval.path: expected a readable directory, got '", eval.path, "'"));
+    if (check_paths && data.source == "image_folder" && !IsDatasetPath(data.source, eval.path)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "eval.path: expected a readable directory or list file, got '", eval.path, "'"));
     }
   }
   if (threads < 0) return absl::InvalidArgumentError("threads: expected >= 0 (0 = all cores)");
