@@ -20,6 +20,7 @@
 #include "cli/spec_file.h"
 #include "cli/watch.h"
 #include "common/checkpoint_receiver.h"
+#include "common/config_reader.h"
 #include "common/file_util.h"
 #include "common/run_record_writer.h"
 #include "common/status_macros.h"
@@ -574,6 +575,7 @@ int RunResume(Invocation& inv) {
   v1::ResumeJobRequest request;
   request.set_job_id(inv.positional(0));
   request.set_checkpoint_id(inv.args().Last("checkpoint"));
+  for (const std::string& entry : inv.args().All("set")) request.add_config_overrides(entry);
   v1::ResumeJobResponse response;
   std::unique_ptr<grpc::ClientContext> call = (*conn)->UnaryContext();
   absl::Status status =
@@ -585,6 +587,53 @@ int RunResume(Invocation& inv) {
             << (request.checkpoint_id().empty() ? "its latest checkpoint" : request.checkpoint_id())
             << " (" << JobStateName(response.job().state()) << ")\n";
   return kExitOk;
+}
+
+// `peco fork JOB`: a new job of JOB's spec (its trainer config with --set applied) that starts
+// from JOB's checkpoint (JobSpec.init_from).
+int RunFork(Invocation& inv) {
+  absl::StatusOr<Connection*> conn = inv.Connect();
+  if (!conn.ok()) return inv.Fail(conn.status());
+  const std::string& job_id = inv.positional(0);
+  v1::GetJobRequest get;
+  get.set_job_id(job_id);
+  v1::GetJobResponse source;
+  std::unique_ptr<grpc::ClientContext> get_call = (*conn)->UnaryContext();
+  absl::Status status = (*conn)->ToStatus((*conn)->stub()->GetJob(get_call.get(), get, &source),
+                                          absl::StrCat("GetJob ", job_id));
+  if (!status.ok()) return inv.Fail(status);
+  v1::SubmitJobRequest request;
+  request.set_client_request_id(NewClientRequestId());
+  v1::JobSpec* spec = request.mutable_spec();
+  *spec = source.job().spec();
+  absl::StatusOr<std::string> config =
+      ApplyConfigOverrides(spec->config_yaml(), inv.args().All("set"));
+  if (!config.ok()) return inv.UsageError(absl::StrCat("--set: ", config.status().message()));
+  spec->set_config_yaml(*config);
+  spec->set_name(inv.args().Has("name") ? inv.args().Last("name")
+                                        : absl::StrCat(source.job().spec().name(), "-fork"));
+  if (spec->name().empty()) return inv.UsageError("--name: expected a non-empty name");
+  if (inv.args().Has("checkpoint")) {
+    spec->mutable_init_from()->set_checkpoint_id(inv.args().Last("checkpoint"));
+  } else {
+    spec->mutable_init_from()->set_job_id(job_id);
+  }
+  v1::SubmitJobResponse response;
+  std::unique_ptr<grpc::ClientContext> call = (*conn)->UnaryContext();
+  status = (*conn)->ToStatus((*conn)->stub()->SubmitJob(call.get(), request, &response),
+                             absl::StrCat("SubmitJob (fork of ", job_id, ")"));
+  if (!status.ok()) return inv.Fail(status);
+  if (inv.json()) {
+    if (int code = inv.PrintJson(response); code != kExitOk) return code;
+  } else if (inv.names()) {
+    inv.out() << response.job().id() << "\n" << std::flush;
+  } else {
+    inv.out() << "forked " << job_id << " at " << response.job().spec().init_from().checkpoint_id()
+              << " as " << response.job().id() << " (" << response.job().spec().name() << ", "
+              << JobStateName(response.job().state()) << ")\n";
+  }
+  if (!inv.args().Has("watch")) return kExitOk;
+  return WatchUntilDone(inv, response.job().id());
 }
 
 int RunCheckpoints(Invocation& inv) {
@@ -824,9 +873,22 @@ const std::vector<Command>& Commands() {
       {"resume",
        "JOB",
        "start a new attempt of a job from a committed checkpoint",
-       {{"checkpoint", 0, "ID", "checkpoint to resume from (default: the latest)"}},
+       {{"checkpoint", 0, "ID", "checkpoint to resume from (default: the latest)"},
+        {"set", 0, "KEY=VALUE",
+         "change the trainer config as the job continues (repeatable; train.*, optim.* and "
+         "eval.* only), e.g. --set train.max_steps=2000 --set optim.lr=1e-4"}},
        1,
        RunResume},
+      {"fork",
+       "JOB",
+       "submit a new job that continues JOB from its newest checkpoint (or --checkpoint), with "
+       "JOB's spec and the --set changes",
+       {{"checkpoint", 0, "ID", "start from this checkpoint of JOB (default: its newest)"},
+        {"set", 0, "KEY=VALUE", "override a trainer config field of the copy (repeatable)"},
+        {"name", 0, "NAME", "the new job's name (default: JOB's name with -fork)"},
+        {"watch", 0, "", "watch the new job; exit status as for watch"}},
+       1,
+       RunFork},
       {"tensorboard",
        "JOB DIR",
        "write a job's metric history into DIR as TensorBoard event files and metrics.jsonl "

@@ -10,7 +10,8 @@
 //   tensorboard JOB DIR                          (the metric history as a run record in DIR)
 //   logs JOB [-f] [--attempt N] [--rank R]...
 //   cancel JOB [--reason R]
-//   resume JOB [--checkpoint ID]
+//   resume JOB [--checkpoint ID] [--set k=v]...
+//   fork JOB [--checkpoint ID] [--set k=v]... [--name N] [--watch]
 //   checkpoints JOB
 //   download CKPT DIR
 //   preview JOB [--checkpoint ID] -o FILE.png   (here -o names the file written)

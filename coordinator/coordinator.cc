@@ -8,6 +8,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/config_reader.h"
 #include "common/json_line.h"
 #include "common/status_macros.h"
 #include "coordinator/coordinator_internal.h"
@@ -217,6 +219,30 @@ void Coordinator::AuditChange(const UserCaller& caller, absl::string_view action
   Audit(caller, action, job_id, outcome, detail);
 }
 
+absl::StatusOr<v1::CheckpointInfo> Coordinator::ResolveInitFrom(const v1::Dependency& from) {
+  std::string checkpoint_id = from.checkpoint_id();
+  if (from.has_job_id()) {
+    absl::StatusOr<v1::Job> job = store_->GetJob(from.job_id());
+    if (absl::IsNotFound(job.status())) {
+      return absl::NotFoundError(absl::StrCat("spec.init_from.job_id: no job ", from.job_id()));
+    }
+    RETURN_IF_ERROR(job.status());
+    // Verifying reads the checkpoint: before any lock is taken.
+    checkpoint_id = ingest_.NewestVerified(from.job_id()).first;
+    if (checkpoint_id.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("spec.init_from.job_id: job ", from.job_id(),
+                       " has no verified checkpoint to start from"));
+    }
+  }
+  absl::StatusOr<v1::CheckpointInfo> checkpoint = store_->GetCheckpoint(checkpoint_id);
+  if (absl::IsNotFound(checkpoint.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("spec.init_from.checkpoint_id: no checkpoint ", checkpoint_id));
+  }
+  return checkpoint;
+}
+
 absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJobUnsynced(
     const v1::SubmitJobRequest& request, const UserCaller& caller) {
   v1::JobSpec spec = request.spec();
@@ -236,6 +262,19 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJobUnsynced(
     if (absl::StatusOr<v1::Job> dependency = store_->GetJob(dependency_job); dependency.ok()) {
       RETURN_IF_ERROR(CheckAccessAudited(*dependency, caller, "depend"));
     }
+  }
+  // A fork starts from a checkpoint its owner may read, of a job of its kind, pinned now.
+  if (spec.init_from().has_job_id() || spec.init_from().has_checkpoint_id()) {
+    ASSIGN_OR_RETURN(v1::CheckpointInfo from, ResolveInitFrom(spec.init_from()));
+    ASSIGN_OR_RETURN(v1::Job source, store_->GetJob(from.job_id()));
+    RETURN_IF_ERROR(CheckAccessAudited(source, caller, "fork"));
+    if (source.spec().kind() != spec.kind()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spec.init_from: ", from.id(), " is a checkpoint of the ",
+          service::JobKindName(source.spec().kind()), " job ", source.id(), "; this job is ",
+          service::JobKindName(spec.kind()), " (a fork continues a job of its own kind)"));
+    }
+    spec.mutable_init_from()->set_checkpoint_id(from.id());
   }
   // Dependencies must exist now; a dependency of a kind this job reads hands it a checkpoint.
   std::vector<std::string> input_fields;
@@ -300,8 +339,12 @@ absl::StatusOr<v1::CancelJobResponse> Coordinator::CancelJob(const v1::CancelJob
 absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJob(const v1::ResumeJobRequest& request,
                                                              const UserCaller& caller) {
   absl::StatusOr<v1::ResumeJobResponse> resumed = ResumeJobUnsynced(request, caller);
-  AuditChange(caller, "resume", request.job_id(), resumed.status(),
-              request.checkpoint_id().empty() ? "newest checkpoint" : request.checkpoint_id());
+  std::string detail =
+      request.checkpoint_id().empty() ? "newest checkpoint" : request.checkpoint_id();
+  if (request.config_overrides_size() > 0) {
+    absl::StrAppend(&detail, " with ", absl::StrJoin(request.config_overrides(), " "));
+  }
+  AuditChange(caller, "resume", request.job_id(), resumed.status(), detail);
   return Synced(std::move(resumed));
 }
 
@@ -405,9 +448,31 @@ absl::StatusOr<v1::CancelJobResponse> Coordinator::CancelJobUnsynced(
 absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJobUnsynced(
     const v1::ResumeJobRequest& request, const UserCaller& caller) {
   if (request.job_id().empty()) return absl::InvalidArgumentError("job_id: must not be empty");
+  std::optional<std::string> config_yaml;  // with the overrides, when there are some
   {
     ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(request.job_id()));
     RETURN_IF_ERROR(CheckAccessAudited(job, caller, "resume"));
+    if (request.config_overrides_size() > 0) {
+      const std::vector<std::string> overrides(request.config_overrides().begin(),
+                                               request.config_overrides().end());
+      RETURN_IF_ERROR(CheckResumeOverrides(overrides));
+      absl::StatusOr<std::string> changed =
+          ApplyConfigOverrides(job.spec().config_yaml(), overrides);
+      if (!changed.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config_overrides: ", changed.status().message()));
+      }
+      v1::JobSpec spec = job.spec();
+      spec.set_config_yaml(*changed);
+      RETURN_IF_ERROR(CheckJobSpecFields(spec, options_.spec_limits));
+      // The trainer's own check, as for a submission (outside the lock: it asks a process).
+      std::vector<std::string> input_fields;
+      ASSIGN_OR_RETURN(std::optional<std::string> input_field,
+                       DependencyInputFieldOf(spec, *store_));
+      if (input_field.has_value()) input_fields.push_back(*input_field);
+      if (validator_ != nullptr) RETURN_IF_ERROR(validator_->Validate(spec, input_fields));
+      config_yaml = *std::move(changed);
+    }
   }
   if (!request.checkpoint_id().empty()) {
     // Hashing a checkpoint takes a while: done before the lock, which heartbeats need.
@@ -439,6 +504,7 @@ absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJobUnsynced(
   update.job_id = job.id();
   update.expected_attempt = job.attempt();
   update.next_resume_checkpoint_id = request.checkpoint_id();
+  update.config_yaml = config_yaml;
   ASSIGN_OR_RETURN(job, store_->UpdateJobControl(update));
   if (metrics_ != nullptr) metrics_->CountRestart("resumed");
   ASSIGN_OR_RETURN(job,

@@ -63,6 +63,22 @@ absl::StatusOr<std::optional<NewAttempt>> Coordinator::PrepareAttemptLocked(
       attempt.resume_step = point->second.second;
     }
   }
+  // A fork without a checkpoint of its own starts from the one it was forked from.
+  if (attempt.resume_checkpoint_id.empty() && job.spec().init_from().has_checkpoint_id()) {
+    const std::string& from = job.spec().init_from().checkpoint_id();
+    absl::StatusOr<v1::CheckpointInfo> info = store_->GetCheckpoint(from);
+    if (absl::IsNotFound(info.status())) {
+      // Retention removed it before the fork wrote a checkpoint of its own: nothing to retry.
+      RETURN_IF_ERROR(TransitionLocked(job, v1::JOB_STATE_FAILED,
+                                       absl::StrCat("the checkpoint it was forked from, ", from,
+                                                    ", no longer exists"))
+                          .status());
+      return std::optional<NewAttempt>();
+    }
+    RETURN_IF_ERROR(info.status());
+    attempt.resume_checkpoint_id = info->id();
+    attempt.resume_step = info->step();
+  }
   absl::StatusOr<std::vector<v1::InputCheckpoint>> inputs = ResolveAttemptInputs(job, *store_);
   if (absl::IsFailedPrecondition(inputs.status())) {
     // The dependency succeeded without a checkpoint to hand over: retrying cannot help.

@@ -110,6 +110,7 @@ void ApplyControlUpdate(const JobControlUpdate& update, v1::Job* job) {
   if (update.next_resume_checkpoint_id.has_value()) {
     job->set_next_resume_checkpoint_id(*update.next_resume_checkpoint_id);
   }
+  if (update.config_yaml.has_value()) job->mutable_spec()->set_config_yaml(*update.config_yaml);
 }
 
 absl::Status ValidateNewAttempt(const char* operation, const NewAttempt& request) {

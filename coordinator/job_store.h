@@ -99,6 +99,8 @@ struct JobControlUpdate {
   std::optional<int64_t> cancel_requested_time_us;
   std::optional<std::string> cancel_reason;
   std::optional<std::string> next_resume_checkpoint_id;
+  // The trainer config of the job's spec (ResumeJob's config_overrides applied).
+  std::optional<std::string> config_yaml;
 };
 
 struct JobQuery {

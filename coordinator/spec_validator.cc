@@ -38,6 +38,32 @@ void NormalizeJobSpec(v1::JobSpec* spec) {
   if (spec->name().empty()) spec->set_name(service::JobKindName(spec->kind()));
 }
 
+absl::Status CheckResumeOverrides(const std::vector<std::string>& overrides) {
+  constexpr size_t kMaxOverrides = 64;
+  if (overrides.size() > kMaxOverrides) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config_overrides: at most ", kMaxOverrides, ", got ", overrides.size()));
+  }
+  for (const std::string& entry : overrides) {
+    const size_t eq = entry.find('=');
+    const std::string key = entry.substr(0, eq);
+    auto bad = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config_overrides: '", entry.substr(0, 200), "': ", why));
+    };
+    if (eq == std::string::npos || eq == 0) return bad("expected section.field=value");
+    const std::string section = key.substr(0, key.find('.'));
+    if (key.find('.') == std::string::npos ||
+        (section != "train" && section != "optim" && section != "eval")) {
+      return bad("a resumed job may change train.*, optim.* and eval.* only (its model stays)");
+    }
+    if (key == "train.device" || key == "train.output_dir") {
+      return bad("train.device and train.output_dir are not the job's to change on resume");
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckJobSpecFields(const v1::JobSpec& spec, const SpecLimits& limits) {
   if (service::JobKindName(spec.kind()).empty()) {
     return Bad("kind", absl::StrCat("expected one of ", service::KnownJobKindNames()));

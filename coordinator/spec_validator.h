@@ -42,6 +42,12 @@ void NormalizeJobSpec(v1::JobSpec* spec);
 // Checks a normalized spec's envelope fields (not the config's content, not dependencies).
 absl::Status CheckJobSpecFields(const v1::JobSpec& spec, const SpecLimits& limits);
 
+// Checks ResumeJob's config_overrides: at most 64, each `section.field=value` under train:,
+// optim: or eval: (what a continued run may change without changing its model), never
+// train.device (the job's devices are part of its spec) or train.output_dir (the worker's).
+// InvalidArgument naming the override otherwise.
+absl::Status CheckResumeOverrides(const std::vector<std::string>& overrides);
+
 // Validates a spec's trainer config. Implementations are thread-safe.
 class SpecValidator {
  public:

@@ -15,6 +15,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "cli/format.h"
@@ -40,6 +41,7 @@ google::protobuf::util::Status ParseCliJson(const std::string& json,
   return google::protobuf::util::JsonStringToMessage(json, message, options);
 }
 using ::testing::AllOf;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
@@ -185,7 +187,9 @@ class FakeJobService final : public v1::JobService::Service {
   grpc::Status ResumeJob(grpc::ServerContext* context, const v1::ResumeJobRequest* request,
                          v1::ResumeJobResponse* response) override {
     if (!Authorized(context)) return Unauthenticated();
-    Record(absl::StrCat("ResumeJob ", request->job_id(), " checkpoint=", request->checkpoint_id()));
+    Record(absl::StrCat("ResumeJob ", request->job_id(), " checkpoint=", request->checkpoint_id(),
+                        request->config_overrides_size() > 0 ? " set=" : "",
+                        absl::StrJoin(request->config_overrides(), ",")));
     *response->mutable_job() = MakeJob(1, v1::JOB_STATE_QUEUED);
     return grpc::Status::OK;
   }
@@ -757,6 +761,40 @@ TEST_F(CommandsTest, GetCancelResume) {
       service_.other_calls(),
       ElementsAre("GetJob job-000001", "ListCheckpoints job-000001", "GetJob job-000404",
                   "CancelJob job-000001 reason=wrong lr", "ResumeJob job-000001 checkpoint=ck-9"));
+}
+
+TEST_F(CommandsTest, ForkSubmitsACopyThatStartsFromTheJobAndResumeCarriesOverrides) {
+  service_.get_job = MakeJob(3, v1::JOB_STATE_SUCCEEDED);
+  service_.get_job.mutable_spec()->set_name("tok");
+  service_.get_job.mutable_spec()->set_config_yaml("kind: tokenizer\ntrain: {max_steps: 100}\n");
+  (*service_.get_job.mutable_spec()->mutable_labels())["team"] = "vision";
+  CliResult fork =
+      Run({"fork", "job-000003", "--set", "train.max_steps=400", "--set", "optim.lr=0.0001"});
+  ASSERT_EQ(fork.code, kExitOk) << fork.err;
+  EXPECT_THAT(fork.out, HasSubstr("forked job-000003"));
+  const std::vector<v1::SubmitJobRequest> submits = service_.submits();
+  ASSERT_THAT(submits, SizeIs(1));
+  const v1::JobSpec& spec = submits[0].spec();
+  EXPECT_EQ(spec.name(), "tok-fork");
+  EXPECT_EQ(spec.init_from().job_id(), "job-000003");
+  EXPECT_EQ(spec.labels().at("team"), "vision");
+  EXPECT_THAT(spec.config_yaml(), HasSubstr("max_steps: 400"));
+  EXPECT_THAT(spec.config_yaml(), HasSubstr("lr: 0.0001"));
+
+  ASSERT_EQ(Run({"fork", "job-000003", "--checkpoint", "ck-7", "--name", "again"}).code, kExitOk);
+  const std::vector<v1::SubmitJobRequest> both = service_.submits();
+  ASSERT_THAT(both, SizeIs(2));
+  EXPECT_EQ(both[1].spec().init_from().checkpoint_id(), "ck-7");
+  EXPECT_EQ(both[1].spec().name(), "again");
+  EXPECT_NE(both[1].client_request_id(), both[0].client_request_id());
+
+  CliResult bad = Run({"fork", "job-000003", "--set", "train.max_steps"});
+  EXPECT_EQ(bad.code, kExitUsage);
+  EXPECT_THAT(bad.err, HasSubstr("--set"));
+
+  ASSERT_EQ(Run({"resume", "job-000001", "--set", "train.max_steps=2000"}).code, kExitOk);
+  EXPECT_THAT(service_.other_calls(),
+              Contains("ResumeJob job-000001 checkpoint= set=train.max_steps=2000"));
 }
 
 TEST_F(CommandsTest, UsageErrorsAreExit2AndNameTheProblem) {

@@ -646,6 +646,105 @@ TEST_F(CoordinatorTest, CancelStopsGracefullyAndResumeContinuesFromTheFinalCheck
             absl::StrCat(job.id(), "-a1-step-000000000150"));
 }
 
+TEST_F(CoordinatorTest, ResumeWithOverridesContinuesWithTheChangedConfig) {
+  const std::string worker = RegisterWorker("w1");
+  v1::JobSpec spec = Spec("a");
+  spec.set_config_yaml("kind: tokenizer\ntrain: {max_steps: 100}\noptim: {lr: 0.001}\n");
+  v1::Job job = Submit(spec);
+  Heartbeat(worker, {Running(job.id(), 1)});
+  ASSERT_TRUE(Upload(job.id(), 1, 100, /*final=*/true).ok());
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(job.id());
+  ASSERT_TRUE(coordinator_->CancelJob(cancel).ok());
+  Heartbeat(worker, {}, {Result(job.id(), 1, v1::AttemptResult::RESULT_STOPPED)});
+  ASSERT_EQ(Job(job.id()).state(), v1::JOB_STATE_CANCELLED);
+
+  // Changes to the model, its devices or its output are refused, naming the override; nothing
+  // changes.
+  v1::ResumeJobRequest resume;
+  resume.set_job_id(job.id());
+  for (const std::string& bad : {"model.ch=64", "train.device=cuda", "train.output_dir=/tmp/x",
+                                 "kind=pretrain", "train.max_steps"}) {
+    resume.clear_config_overrides();
+    resume.add_config_overrides(bad);
+    absl::StatusOr<v1::ResumeJobResponse> refused = coordinator_->ResumeJob(resume);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(refused.status().message(), HasSubstr(bad)) << bad;
+  }
+  validator_.verdict = absl::InvalidArgumentError("config: optim.lr: expected > 0");
+  resume.clear_config_overrides();
+  resume.add_config_overrides("optim.lr=-1");
+  EXPECT_THAT(coordinator_->ResumeJob(resume).status().message(), HasSubstr("optim.lr"));
+  validator_.verdict = absl::OkStatus();
+  EXPECT_EQ(Job(job.id()).state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_THAT(Job(job.id()).spec().config_yaml(), HasSubstr("max_steps: 100"));
+
+  resume.clear_config_overrides();
+  resume.add_config_overrides("train.max_steps=300");
+  resume.add_config_overrides("optim.lr=0.0001");
+  ASSERT_TRUE(coordinator_->ResumeJob(resume).ok());
+  coordinator_->Tick();
+  v1::HeartbeatResponse beat = Heartbeat(worker);
+  ASSERT_THAT(beat.assignments(), SizeIs(1));
+  EXPECT_EQ(beat.assignments(0).resume_checkpoint_id(),
+            absl::StrCat(job.id(), "-a1-step-000000000100"));
+  const std::string config = beat.assignments(0).spec().config_yaml();
+  EXPECT_THAT(config, HasSubstr("max_steps: 300"));
+  EXPECT_THAT(config, HasSubstr("lr: 0.0001"));
+  EXPECT_THAT(Job(job.id()).spec().config_yaml(), HasSubstr("max_steps: 300"));  // kept
+}
+
+TEST_F(CoordinatorTest, AForkStartsFromItsSourcesCheckpointUntilItHasItsOwn) {
+  const std::string worker = RegisterWorker("w1", /*cpu_slots=*/2);
+  v1::Job source = Submit(Spec("source"));
+  Heartbeat(worker, {Running(source.id(), 1)});
+  ASSERT_TRUE(Upload(source.id(), 1, 40, /*final=*/false).ok());
+  ASSERT_TRUE(Upload(source.id(), 1, 80, /*final=*/true).ok());
+  Heartbeat(worker, {}, {Result(source.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  ASSERT_EQ(Job(source.id()).state(), v1::JOB_STATE_SUCCEEDED);
+  const std::string newest = absl::StrCat(source.id(), "-a1-step-000000000080");
+
+  // By job id: the newest verified checkpoint, pinned in the stored spec.
+  v1::JobSpec fork = Spec("fork");
+  fork.mutable_init_from()->set_job_id(source.id());
+  v1::Job forked = Submit(fork);
+  EXPECT_EQ(Job(forked.id()).spec().init_from().checkpoint_id(), newest);
+  coordinator_->Tick();
+  v1::HeartbeatResponse beat = Heartbeat(worker);
+  ASSERT_THAT(beat.assignments(), SizeIs(1));
+  EXPECT_EQ(beat.assignments(0).job_id(), forked.id());
+  EXPECT_EQ(beat.assignments(0).resume_checkpoint_id(), newest);
+
+  // Restarted before a checkpoint of its own: from the source's again.
+  Heartbeat(worker, {Running(forked.id(), 1)});
+  Heartbeat(worker, {}, {Result(forked.id(), 1, v1::AttemptResult::RESULT_FAILED, true, "crash")});
+  coordinator_->Tick();
+  beat = Heartbeat(worker);
+  ASSERT_THAT(beat.assignments(), SizeIs(1));
+  EXPECT_EQ(beat.assignments(0).attempt(), 2);
+  EXPECT_EQ(beat.assignments(0).resume_checkpoint_id(), newest);
+
+  // Refusals name the field: another kind, an unknown job or checkpoint, no checkpoint yet.
+  v1::JobSpec other_kind = Spec("pretrain-fork");
+  other_kind.set_kind(v1::JOB_KIND_PRETRAIN);
+  other_kind.mutable_init_from()->set_job_id(source.id());
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = other_kind;
+  EXPECT_THAT(coordinator_->SubmitJob(request).status().message(),
+              HasSubstr("a fork continues a job of its own kind"));
+  request.mutable_spec()->set_kind(v1::JOB_KIND_TOKENIZER);
+  request.mutable_spec()->mutable_init_from()->set_job_id("job-999999");
+  EXPECT_THAT(coordinator_->SubmitJob(request).status().message(),
+              HasSubstr("spec.init_from.job_id: no job job-999999"));
+  request.mutable_spec()->mutable_init_from()->set_checkpoint_id("nope");
+  EXPECT_THAT(coordinator_->SubmitJob(request).status().message(),
+              HasSubstr("spec.init_from.checkpoint_id: no checkpoint nope"));
+  v1::Job fresh = Submit(Spec("fresh"));
+  request.mutable_spec()->mutable_init_from()->set_job_id(fresh.id());
+  EXPECT_EQ(coordinator_->SubmitJob(request).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(CoordinatorTest, CancellingAQueuedJobIsImmediate) {
   v1::Job job = Submit(Spec("a"));  // no workers: stays queued
   EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);

@@ -354,7 +354,9 @@ INSTANTIATE_TEST_SUITE_P(Outages, CoordinatorOutageTest, ::testing::Values(20, 6
                            return absl::StrCat(info.param, "Seconds");
                          });
 
-TEST_F(ServiceE2eTest, CancelWritesAFinalCheckpointAndResumeFinishesTheJob) {
+// Cancel, resume with changes (continue to step 240 instead of 200), fork the result (a new job
+// from its final checkpoint to step 260), and the job's history as TensorBoard files.
+TEST_F(ServiceE2eTest, CancelResumeWithChangesForkAndTensorboard) {
   cluster_.StartCoordinator();
   cluster_.StartWorker();
   ASSERT_TRUE(cluster_.WaitForWorkers(1));
@@ -381,7 +383,7 @@ TEST_F(ServiceE2eTest, CancelWritesAFinalCheckpointAndResumeFinishesTheJob) {
   EXPECT_EQ(stopped_at, steps.back()) << "the stop checkpoint is at the last reported step";
   EXPECT_LT(stopped_at, 200);
 
-  CommandResult resume = cluster_.Peco({"resume", job_id});
+  CommandResult resume = cluster_.Peco({"resume", job_id, "--set", "train.max_steps=240"});
   ASSERT_EQ(resume.exit_code, 0) << resume.error;
   // `peco watch` follows the resumed attempt past the CANCELLED in the history.
   CommandResult watch = cluster_.Peco({"watch", job_id});
@@ -392,7 +394,38 @@ TEST_F(ServiceE2eTest, CancelWritesAFinalCheckpointAndResumeFinishesTheJob) {
   EXPECT_EQ(done->attempts(1).resume_step(), stopped_at);
   checkpoints = cluster_.Checkpoints(job_id);
   ASSERT_TRUE(checkpoints.ok());
-  EXPECT_EQ(FinalCheckpoint(*checkpoints)->step(), 200);
+  EXPECT_EQ(FinalCheckpoint(*checkpoints)->step(), 240);  // the resumed config's max_steps
+  EXPECT_NE(done->job().spec().config_yaml().find("max_steps: 240"), std::string::npos);
+
+  // A fork: a new job that starts where this one ended and trains on to its own max_steps.
+  CommandResult fork =
+      cluster_.Peco({"fork", job_id, "--set", "train.max_steps=260", "--name", "e2e-fork"});
+  ASSERT_EQ(fork.exit_code, 0) << fork.error;
+  const std::string fork_id = JobIdIn(fork.output.substr(fork.output.find(" as ")));
+  absl::StatusOr<v1::GetJobResponse> forked =
+      cluster_.WaitForState(fork_id, v1::JOB_STATE_SUCCEEDED, absl::Seconds(240));
+  ASSERT_TRUE(forked.ok()) << forked.status();
+  EXPECT_EQ(forked->attempts(0).resume_checkpoint_id(), FinalCheckpoint(*checkpoints)->id());
+  EXPECT_EQ(forked->attempts(0).resume_step(), 240);
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> fork_checkpoints = cluster_.Checkpoints(fork_id);
+  ASSERT_TRUE(fork_checkpoints.ok());
+  EXPECT_EQ(FinalCheckpoint(*fork_checkpoints)->step(), 260);
+  std::vector<int64_t> fork_steps = CurveSteps(*cluster_.History(fork_id));
+  ASSERT_FALSE(fork_steps.empty());
+  EXPECT_GT(fork_steps.front(), 240);  // no step of the source is trained again
+
+  // The job's history as TensorBoard files, read back by the suite's independent reader.
+  const std::string board = cluster_.root() + "/board";
+  CommandResult tensorboard = cluster_.Peco({"tensorboard", job_id, board});
+  ASSERT_EQ(tensorboard.exit_code, 0) << tensorboard.error;
+  const std::string listing = board + ".txt";
+  const std::string command =
+      absl::StrCat("/usr/bin/python3 ", PECO_SOURCE_DIR, "/tests/scripts/tensorboard_reader.py '",
+                   board, "' > '", listing, "' 2>&1");
+  ASSERT_EQ(std::system(command.c_str()), 0) << ReadFileToString(listing).value_or("");
+  const std::string summaries = ReadFileToString(listing).value_or("");
+  EXPECT_NE(summaries.find("240 scalar train/loss"), std::string::npos) << summaries;
+  EXPECT_NE(summaries.find("text config"), std::string::npos) << summaries;
 }
 
 TEST_F(ServiceE2eTest, BadInputIsRefusedAndNothingIsStored) {
