@@ -601,6 +601,9 @@ void WorkerAgent::LaunchLocked(Attempt& attempt) {
     options.extra_env.push_back(
         absl::StrCat("CUDA_VISIBLE_DEVICES=", absl::StrJoin(attempt.devices.gpus, ",")));
   }
+  // Where the other ranks reach this machine (--host): each rank's Gloo device listens on and
+  // advertises it, so a gang across machines connects to the right host.
+  options.extra_env.push_back(absl::StrCat("PECO_RANK_HOST=", options_.host));
   options.startup_timeout = options_.startup_timeout;
   options.stall_timeout_floor = options_.stall_timeout_floor;
   options.stall_timeout_factor = options_.stall_timeout_factor;

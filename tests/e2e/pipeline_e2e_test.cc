@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <png.h>
 #include <signal.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cmath>
@@ -186,6 +187,61 @@ TEST_F(PipelineE2eTest, TwoRankJobRunsOnTwoSlotsAndRestartsAsAWholeWhenARankDies
       cluster_.Peco({"logs", job_id, "--rank", "1", "--attempt", std::to_string(last.number())});
   EXPECT_THAT(rank1_log.output, HasSubstr("rank 1 of 2"));
   EXPECT_THAT(rank1_log.output, HasSubstr("completed at step 40; checkpoint: \n"));
+}
+
+// Two workers that other ranks reach at two addresses (127.0.0.2 and 127.0.0.3, both this
+// machine's loopback), one CPU slot each: a two-rank gang spans both, rank 1 rendezvouses at
+// rank 0's worker's host, each rank's Gloo device listens on its own worker's host, and the
+// ranks train one model.
+TEST_F(PipelineE2eTest, AGangAcrossTwoWorkersRendezvousesAtRankZerosHost) {
+  cluster_.StartCoordinator();
+  cluster_.StartWorker(/*cpu_slots=*/1, {"--host", "127.0.0.2"});
+  cluster_.StartWorker(/*cpu_slots=*/1, {"--host", "127.0.0.3"});
+  ASSERT_TRUE(cluster_.WaitForWorkers(2));
+  const std::string job_id =
+      Submit(cluster_.WriteSpec("e2e-two-hosts", /*max_steps=*/20, /*checkpoint_every=*/10),
+             {"--set", "job.world_size=2"});
+  ASSERT_FALSE(job_id.empty());
+  absl::StatusOr<v1::GetJobResponse> done =
+      cluster_.WaitForState(job_id, v1::JOB_STATE_SUCCEEDED, absl::Seconds(240));
+  ASSERT_TRUE(done.ok()) << done.status();
+  const v1::Attempt& attempt = done->attempts(0);
+  ASSERT_THAT(attempt.placements(), SizeIs(2));
+  std::map<std::string, std::string> host_of;  // worker id -> its --host
+  CommandResult workers = cluster_.Peco({"-o", "json", "workers"});
+  ASSERT_EQ(workers.exit_code, 0) << workers.error;
+  for (const YAML::Node& worker : YAML::Load(workers.output)["workers"]) {
+    host_of[worker["id"].as<std::string>()] = worker["host"].as<std::string>();
+  }
+  std::string rank0_worker;
+  std::set<std::string> hosts;
+  for (const v1::RankPlacement& placement : attempt.placements()) {
+    hosts.insert(host_of[placement.worker_id()]);
+    for (int rank : placement.ranks()) {
+      if (rank == 0) rank0_worker = placement.worker_id();
+    }
+  }
+  EXPECT_EQ(hosts, (std::set<std::string>{"127.0.0.2", "127.0.0.3"}));
+  EXPECT_EQ(attempt.master_addr(), host_of[rank0_worker]);
+
+  // One model: every step's loss is the mean over both ranks' batches.
+  absl::StatusOr<std::vector<v1::WatchJobEvent>> history = cluster_.History(job_id);
+  ASSERT_TRUE(history.ok()) << history.status();
+  std::map<int64_t, std::map<int, double>> losses;
+  for (const v1::WatchJobEvent& event : *history) {
+    if (!event.has_metric_point()) continue;
+    auto loss = event.metric_point().values().find("loss");
+    if (loss != event.metric_point().values().end()) {
+      losses[event.metric_point().step()][event.metric_point().rank()] = loss->second;
+    }
+  }
+  int compared = 0;
+  for (const auto& [step, by_rank] : losses) {
+    if (by_rank.size() != 2) continue;
+    EXPECT_NEAR(by_rank.at(0), by_rank.at(1), 1e-6) << "step " << step;
+    ++compared;
+  }
+  EXPECT_GT(compared, 1);
 }
 
 // A tiny MoCo v3 spec whose ViT (16 px, patch 4, 2 blocks) the tiny tokenizer of

@@ -142,10 +142,14 @@ bool IsLoopback(const std::string& host) {
 }
 
 // The address Gloo listens on and advertises to peers: GLOO_SOCKET_IFNAME's interface when set
-// (torch's convention), loopback for single-host jobs on 127.0.0.1, else this host's name.
+// (torch's convention), else PECO_RANK_HOST (the address peco-worker's --host says other ranks
+// reach this machine at), loopback for single-host jobs on 127.0.0.1, else this host's name.
 std::shared_ptr<::gloo::transport::Device> GlooDevice(const DistributedOptions& options) {
   if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname != nullptr && *ifname) {
     return ::c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
+  }
+  if (const char* host = std::getenv("PECO_RANK_HOST"); host != nullptr && *host) {
+    return ::c10d::ProcessGroupGloo::createDeviceForHostname(host);
   }
   if (IsLoopback(options.master_addr)) {
     return ::c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
