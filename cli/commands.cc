@@ -453,16 +453,23 @@ absl::StatusOr<JobRelations> GatherRelations(Connection& conn, const v1::Job& jo
   return relations;
 }
 
+// One GetJob call; errors name the call and the job.
+absl::StatusOr<v1::GetJobResponse> GetJob(Connection& conn, const std::string& job_id) {
+  v1::GetJobRequest request;
+  request.set_job_id(job_id);
+  v1::GetJobResponse response;
+  std::unique_ptr<grpc::ClientContext> call = conn.UnaryContext();
+  RETURN_IF_ERROR(conn.ToStatus(conn.stub()->GetJob(call.get(), request, &response),
+                                absl::StrCat("GetJob ", job_id)));
+  return response;
+}
+
 int RunGet(Invocation& inv) {
   absl::StatusOr<Connection*> conn = inv.Connect();
   if (!conn.ok()) return inv.Fail(conn.status());
-  v1::GetJobRequest request;
-  request.set_job_id(inv.positional(0));
-  v1::GetJobResponse response;
-  std::unique_ptr<grpc::ClientContext> call = (*conn)->UnaryContext();
-  absl::Status status = (*conn)->ToStatus((*conn)->stub()->GetJob(call.get(), request, &response),
-                                          absl::StrCat("GetJob ", request.job_id()));
-  if (!status.ok()) return inv.Fail(status);
+  absl::StatusOr<v1::GetJobResponse> got = GetJob(**conn, inv.positional(0));
+  if (!got.ok()) return inv.Fail(got.status());
+  const v1::GetJobResponse& response = *got;
   if (inv.json()) return inv.PrintJson(response);
   absl::StatusOr<JobRelations> relations = GatherRelations(**conn, response.job());
   if (!relations.ok()) return inv.Fail(relations.status());
@@ -479,17 +486,12 @@ int RunTensorboard(Invocation& inv) {
   if (!conn.ok()) return inv.Fail(conn.status());
   const std::string& job_id = inv.positional(0);
   const std::string& dir = inv.positional(1);
-  v1::GetJobRequest get;
-  get.set_job_id(job_id);
-  v1::GetJobResponse job;
-  std::unique_ptr<grpc::ClientContext> get_call = (*conn)->UnaryContext();
-  absl::Status status = (*conn)->ToStatus((*conn)->stub()->GetJob(get_call.get(), get, &job),
-                                          absl::StrCat("GetJob ", job_id));
-  if (!status.ok()) return inv.Fail(status);
+  absl::StatusOr<v1::GetJobResponse> job = GetJob(**conn, job_id);
+  if (!job.ok()) return inv.Fail(job.status());
   absl::StatusOr<std::unique_ptr<RunRecordWriter>> writer = RunRecordWriter::Open(dir, inv.now());
   if (!writer.ok()) return inv.Fail(writer.status());
   RunRecordExporter exporter(writer->get());
-  status = exporter.AddJob(job.job());
+  absl::Status status = exporter.AddJob(job->job());
   if (!status.ok()) return inv.Fail(status);
   std::unique_ptr<grpc::ClientContext> call = (*conn)->StreamContext();
   v1::WatchJobRequest request;
@@ -595,23 +597,18 @@ int RunFork(Invocation& inv) {
   absl::StatusOr<Connection*> conn = inv.Connect();
   if (!conn.ok()) return inv.Fail(conn.status());
   const std::string& job_id = inv.positional(0);
-  v1::GetJobRequest get;
-  get.set_job_id(job_id);
-  v1::GetJobResponse source;
-  std::unique_ptr<grpc::ClientContext> get_call = (*conn)->UnaryContext();
-  absl::Status status = (*conn)->ToStatus((*conn)->stub()->GetJob(get_call.get(), get, &source),
-                                          absl::StrCat("GetJob ", job_id));
-  if (!status.ok()) return inv.Fail(status);
+  absl::StatusOr<v1::GetJobResponse> source = GetJob(**conn, job_id);
+  if (!source.ok()) return inv.Fail(source.status());
   v1::SubmitJobRequest request;
   request.set_client_request_id(NewClientRequestId());
   v1::JobSpec* spec = request.mutable_spec();
-  *spec = source.job().spec();
+  *spec = source->job().spec();
   absl::StatusOr<std::string> config =
       ApplyConfigOverrides(spec->config_yaml(), inv.args().All("set"));
   if (!config.ok()) return inv.UsageError(absl::StrCat("--set: ", config.status().message()));
   spec->set_config_yaml(*config);
   spec->set_name(inv.args().Has("name") ? inv.args().Last("name")
-                                        : absl::StrCat(source.job().spec().name(), "-fork"));
+                                        : absl::StrCat(source->job().spec().name(), "-fork"));
   if (spec->name().empty()) return inv.UsageError("--name: expected a non-empty name");
   if (inv.args().Has("checkpoint")) {
     spec->mutable_init_from()->set_checkpoint_id(inv.args().Last("checkpoint"));
@@ -620,8 +617,9 @@ int RunFork(Invocation& inv) {
   }
   v1::SubmitJobResponse response;
   std::unique_ptr<grpc::ClientContext> call = (*conn)->UnaryContext();
-  status = (*conn)->ToStatus((*conn)->stub()->SubmitJob(call.get(), request, &response),
-                             absl::StrCat("SubmitJob (fork of ", job_id, ")"));
+  absl::Status status =
+      (*conn)->ToStatus((*conn)->stub()->SubmitJob(call.get(), request, &response),
+                        absl::StrCat("SubmitJob (fork of ", job_id, ")"));
   if (!status.ok()) return inv.Fail(status);
   if (inv.json()) {
     if (int code = inv.PrintJson(response); code != kExitOk) return code;

@@ -1,5 +1,5 @@
 """peco_client: a typed Python client of peco's JobService (submit, watch, list, get, cancel,
-resume, checkpoints, download, workers, logs).
+resume, fork, checkpoints, download, workers, logs).
 
     from peco_client import Client, JobState
 

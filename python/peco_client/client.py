@@ -11,9 +11,9 @@
 
 Every call sends `authorization: Bearer <token>` metadata; unary calls have a deadline of
 `timeout` seconds, streams (watch, download, logs) none. Calls refused with UNAVAILABLE are
-retried by gRPC (except ResumeJob), and `submit` asks again with the same request id when an
-answer may have been lost, so it never creates two jobs. Failures raise a PecoError subclass
-carrying the gRPC status code and the coordinator's message (peco_client.errors).
+retried by gRPC (except ResumeJob), and `submit` and `fork` ask again with the same request id
+when an answer may have been lost, so they never create two jobs. Failures raise a PecoError
+subclass carrying the gRPC status code and the coordinator's message (peco_client.errors).
 
 Thread-safety: a Client may be shared between threads (the channel and stub are thread-safe);
 close it once, when every call has returned.
@@ -21,11 +21,23 @@ close it once, when every call has returned.
 
 from __future__ import annotations
 
+import collections.abc
 import logging
 import os
 import time
 import uuid
-from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Union,
+)
 
 import grpc
 
@@ -55,7 +67,7 @@ from .models import (
     WatchEvent,
     Worker,
 )
-from .spec import read_spec_file
+from .spec import apply_config_overrides, read_spec_file
 
 _log = logging.getLogger("peco_client")
 
@@ -73,6 +85,28 @@ _PAGE_SIZE = 500
 def new_request_id() -> str:
     """A fresh idempotency key for SubmitJob (a random UUID)."""
     return str(uuid.uuid4())
+
+
+def _require_field(message: Any, field_name: str, what: str) -> None:
+    """Raises UnimplementedError when the generated `message` has no `field_name` (modules
+    generated from an older proto); `what` names the argument that needs it."""
+    if field_name not in message.DESCRIPTOR.fields_by_name:
+        raise UnimplementedError(
+            f"{what}: the generated peco.v1 has no {message.DESCRIPTOR.name}.{field_name}; "
+            "regenerate the modules from a newer proto"
+        )
+
+
+def _items(values: Sequence[str], what: str) -> List[str]:
+    """`values` as a list of strings; InvalidArgumentError for a bare string (which would be
+    read as one item per character) or an item that is not a string."""
+    if isinstance(values, (str, bytes)):
+        raise InvalidArgumentError(f"{what}: expected a list of strings, not a string")
+    items = list(values)
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidArgumentError(f"{what}: expected strings, got {item!r}")
+    return items
 
 
 def build_submit_request(
@@ -119,6 +153,25 @@ def build_submit_request(
     if not request_id:
         raise InvalidArgumentError("request_id: expected a non-empty id")
     return job_service_pb2.SubmitJobRequest(client_request_id=request_id, spec=job_spec)
+
+
+def _check_filtered(
+    job: job_pb2.Job, labels: Mapping[str, str], depends_on: Optional[str]
+) -> None:
+    """Raises FailedPreconditionError when ListJobs returned `job` although the filters exclude
+    it: a coordinator that ignores them (an older one) would list every job."""
+    missing = [key for key, value in labels.items() if job.spec.labels.get(key) != value]
+    if missing:
+        raise FailedPreconditionError(
+            f"ListJobs: the coordinator returned {job.id}, which lacks the label "
+            f"{missing[0]}={labels[missing[0]]}: it does not filter by labels (an older one)"
+        )
+    dependency = job.spec.depends_on
+    if depends_on and not dependency.checkpoint_id and dependency.job_id != depends_on:
+        raise FailedPreconditionError(
+            f"ListJobs: the coordinator returned {job.id}, which does not depend on "
+            f"{depends_on}: it does not filter by dependency (an older one)"
+        )
 
 
 class _WatchTracker:
@@ -357,13 +410,22 @@ class Client:
         self,
         states: Optional[Iterable[Union[JobState, int, str]]] = None,
         limit: Optional[int] = None,
+        *,
+        labels: Optional[Mapping[str, str]] = None,
+        depends_on: Optional[str] = None,
     ) -> List[Job]:
         """Returns the jobs this token may see (every page of ListJobs), in the coordinator's
-        order; only those in `states` when given ("running", JobState.SUCCEEDED, ...); at most
-        `limit` when given.
+        order; only those in `states` when given ("running", JobState.SUCCEEDED, ...); only
+        those whose spec has every one of `labels` with its value; only those that depend on
+        the job `depends_on`, on it or on one of its checkpoints (a fork's init_from is no
+        dependency); at most `limit` when given. The filters combine (`peco list --state
+        --label --depends-on --limit`).
 
-        Raises InvalidArgumentError for an unknown state or a limit < 1, InternalError when the
-        coordinator repeats a page token.
+        Raises InvalidArgumentError for an unknown state, a limit < 1, an empty label key, a
+        label that is not a string, an empty `depends_on` or too many labels (the
+        coordinator's limit); InternalError when the coordinator repeats a page token;
+        FailedPreconditionError when it returned a job the filters exclude (a coordinator too
+        old to know them).
         """
         request = job_service_pb2.ListJobsRequest()
         for state in states or ():
@@ -373,6 +435,28 @@ class Client:
                 raise InvalidArgumentError(f"states: {error}") from None
         if limit is not None and limit < 1:
             raise InvalidArgumentError(f"limit: expected >= 1, got {limit}")
+        wanted_labels: Dict[str, str] = {}
+        if labels is not None:
+            if not isinstance(labels, collections.abc.Mapping):
+                raise InvalidArgumentError(
+                    f"labels: expected a mapping of key to value, got {type(labels).__name__}"
+                )
+            for key, value in labels.items():
+                if not isinstance(key, str) or not key:
+                    raise InvalidArgumentError(
+                        f"labels: expected non-empty string keys, got {key!r}"
+                    )
+                if not isinstance(value, str):
+                    raise InvalidArgumentError(f"labels.{key}: expected a string, got {value!r}")
+                wanted_labels[key] = value
+            if wanted_labels:
+                _require_field(request, "labels", "labels")
+                request.labels.update(wanted_labels)
+        if depends_on is not None:
+            if not isinstance(depends_on, str) or not depends_on:
+                raise InvalidArgumentError(f"depends_on: expected a job id, got {depends_on!r}")
+            _require_field(request, "depends_on_job_id", "depends_on")
+            request.depends_on_job_id = depends_on
         jobs: List[Job] = []
         token = ""
         pages = 0
@@ -385,6 +469,7 @@ class Client:
             for job in page.jobs:
                 if limit is not None and len(jobs) >= limit:
                     break
+                _check_filtered(job, wanted_labels, depends_on)
                 jobs.append(Job.from_proto(job))
             if page.next_page_token and page.next_page_token == token:
                 raise InternalError(f"ListJobs returned page token '{token}' twice; stopping")
@@ -403,16 +488,94 @@ class Client:
         response = self._unary("CancelJob", request, f"CancelJob {job_id}")
         return Job.from_proto(response.job)
 
-    def resume(self, job_id: str, checkpoint_id: Optional[str] = None) -> Job:
+    def resume(
+        self,
+        job_id: str,
+        checkpoint_id: Optional[str] = None,
+        *,
+        config_overrides: Sequence[str] = (),
+    ) -> Job:
         """Starts a new attempt of a job from a committed checkpoint (its latest one by default)
         and returns the job. Not retried on UNAVAILABLE (a repeat could start a second attempt).
 
+        `config_overrides` are `section.field=value` items that change the trainer config as
+        the job continues (`peco resume --set`): under train., optim. or eval. only, except
+        train.device and train.output_dir, e.g. ["train.max_steps=2000", "optim.lr=1e-4"]. The
+        coordinator checks the changed config as it checks a submission's and keeps it in the
+        job's spec for every later attempt.
+
         Raises NotFoundError for an unknown job or checkpoint, FailedPreconditionError when the
-        job cannot be resumed (no checkpoint, or it is running).
+        job cannot be resumed (no checkpoint, or it has not failed or been cancelled),
+        InvalidArgumentError for an override outside train/optim/eval (the message names it)
+        or a changed config the trainer refuses (naming the field), or for overrides given as
+        a bare string.
         """
+        overrides = _items(config_overrides, "config_overrides")
         request = job_service_pb2.ResumeJobRequest(job_id=job_id, checkpoint_id=checkpoint_id or "")
+        if overrides:
+            _require_field(request, "config_overrides", "config_overrides")
+            request.config_overrides.extend(overrides)
         response = self._unary("ResumeJob", request, f"ResumeJob {job_id}")
         return Job.from_proto(response.job)
+
+    def fork(
+        self,
+        job_id: str,
+        checkpoint_id: Optional[str] = None,
+        overrides: Sequence[str] = (),
+        name: Optional[str] = None,
+        *,
+        request_id: Optional[str] = None,
+    ) -> Submission:
+        """Submits a new job that continues `job_id` from its checkpoint (JobSpec.init_from),
+        as `peco fork JOB [--checkpoint ID] [--set k=v]... [--name N]` does, and returns the
+        Submission.
+
+        The new job's spec is a copy of the source job's (GetJob): its kind, devices, labels,
+        dependency and priority, its trainer config with `overrides` (`a.b=value` items, the
+        CLI's `--set`) applied, named `name` (default "<source name>-fork"), starting from
+        `checkpoint_id` when given, else from the source job (the coordinator pins the job's
+        newest verified checkpoint at submission: the returned job's init_from_checkpoint_id
+        names it). Its first attempt, and every restart before it has a checkpoint of its own,
+        starts from that checkpoint as a resume would (weights, optimizer state, step). Sent
+        with `request_id` (default a new UUID), asked again with it as `submit` does.
+
+        Raises NotFoundError for an unknown job or checkpoint, PermissionDeniedError for
+        another user's job, SpecError for an override that is not `a.b=value` or whose path
+        runs through a value that is not a mapping (before submitting), InvalidArgumentError
+        for an empty name, checkpoint id or request id, a changed config the coordinator
+        refuses (naming the field) or a checkpoint of a job of another kind,
+        FailedPreconditionError when the source job has no verified checkpoint yet.
+        """
+        if not job_id:
+            raise InvalidArgumentError("job_id: expected a job id")
+        if name is not None and not name:
+            raise InvalidArgumentError("name: expected a non-empty name")
+        if checkpoint_id is not None and not checkpoint_id:
+            raise InvalidArgumentError("checkpoint_id: expected a checkpoint id")
+        if request_id is not None and not request_id:
+            raise InvalidArgumentError("request_id: expected a non-empty id")
+        items = _items(overrides, "overrides")
+        spec = job_pb2.JobSpec()
+        _require_field(spec, "init_from", "fork")
+        spec.CopyFrom(self.get(job_id).job.proto.spec)
+        spec.config_yaml = apply_config_overrides(
+            spec.config_yaml, items, f"fork of {job_id}: config"
+        )
+        spec.name = name if name is not None else f"{spec.name}-fork"
+        if checkpoint_id is not None:
+            spec.init_from.checkpoint_id = checkpoint_id
+        else:
+            spec.init_from.job_id = job_id
+        request = job_service_pb2.SubmitJobRequest(
+            client_request_id=request_id or new_request_id(), spec=spec
+        )
+        response = self._submit_with_retries(request, f"SubmitJob (fork of {job_id})")
+        return Submission(
+            job=Job.from_proto(response.job),
+            created=response.created,
+            request_id=request.client_request_id,
+        )
 
     def watch(
         self,

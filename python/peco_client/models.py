@@ -144,6 +144,10 @@ class Job:
     labels: Dict[str, str]
     depends_on_job_id: str
     depends_on_checkpoint_id: str
+    # A fork's start (JobSpec.init_from): the coordinator pins a job id to that job's newest
+    # verified checkpoint at submission, so a stored job names the checkpoint.
+    init_from_job_id: str
+    init_from_checkpoint_id: str
     submit_time: Optional[_dt.datetime]
     start_time: Optional[_dt.datetime]
     end_time: Optional[_dt.datetime]
@@ -157,6 +161,8 @@ class Job:
     @classmethod
     def from_proto(cls, message: job_pb2.Job) -> "Job":
         spec = message.spec
+        # Modules generated from a proto older than JobSpec.init_from have no such field.
+        init_from = spec.init_from if "init_from" in spec.DESCRIPTOR.fields_by_name else None
         return cls(
             id=message.id,
             name=spec.name,
@@ -169,6 +175,8 @@ class Job:
             labels=dict(spec.labels),
             depends_on_job_id=spec.depends_on.job_id,
             depends_on_checkpoint_id=spec.depends_on.checkpoint_id,
+            init_from_job_id=init_from.job_id if init_from is not None else "",
+            init_from_checkpoint_id=init_from.checkpoint_id if init_from is not None else "",
             submit_time=time_from_us(message.submit_time_us),
             start_time=time_from_us(message.start_time_us),
             end_time=time_from_us(message.end_time_us),

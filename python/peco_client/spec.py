@@ -301,6 +301,31 @@ def apply_overrides(root: MappingNode, overrides: Sequence[str], source: str) ->
         _set(node, path[-1], value)
 
 
+def apply_config_overrides(config_yaml: str, overrides: Sequence[str], source: str) -> str:
+    """Returns the trainer config `config_yaml` with `a.b=value` items applied (see
+    apply_overrides), as the CLI's `peco fork --set` changes a copied job's config; with no
+    overrides `config_yaml` itself, unchanged. An empty document counts as an empty mapping.
+    The result is written again from the parsed node tree (the same keys in the same order,
+    every scalar with its original text; comments dropped).
+
+    Raises SpecError starting with `source`: a bare string given as `overrides`, a config that
+    is not YAML or whose top is not a mapping, and apply_overrides' errors.
+    """
+    if isinstance(overrides, (str, bytes)):
+        raise SpecError(
+            f"{source}: overrides: expected a list of key.path=value items, not a string"
+        )
+    if not overrides:
+        return config_yaml
+    root = _compose(config_yaml, source)
+    if root is None or _is_null(root):
+        root = MappingNode(_MAP_TAG, [], flow_style=False)
+    if not isinstance(root, MappingNode):
+        raise SpecError(f"{source}: expected a mapping at the top")
+    apply_overrides(root, overrides, source)
+    return yaml.serialize(root, Dumper=yaml.SafeDumper, allow_unicode=True)
+
+
 def _set(mapping: MappingNode, key: str, value: Node) -> None:
     """Replaces the value of the first entry `key` of `mapping`, or appends the entry."""
     for index, (key_node, _) in enumerate(mapping.value):
@@ -393,4 +418,4 @@ def read_spec_file(path: Union[str, os.PathLike], overrides: Sequence[str] = ())
     return parse_spec(data, location, stem or "job", overrides)
 
 
-__all__ = ["apply_overrides", "parse_spec", "read_spec_file"]
+__all__ = ["apply_config_overrides", "apply_overrides", "parse_spec", "read_spec_file"]

@@ -5,10 +5,11 @@ It generates the peco.v1 modules into a temporary directory (so a fresh clone wi
 build works), starts a coordinator over a temporary data directory and one worker with one CPU
 slot, and drives them through the client: a tiny synthetic-data tokenizer job submitted,
 watched to SUCCEEDED with a callback, listed, read back and its final checkpoint downloaded and
-verified; a second job cancelled from a watch callback; refused requests (unknown job, bad
-fields, wrong token, unreachable address); discovery through the data directory and the
-environment; TLS against a second coordinator; and the request the client builds from spec files
-compared with the one the `peco` CLI builds.
+verified; a second job cancelled from a watch callback; a third cancelled, resumed with a new
+train.max_steps and forked, and jobs listed by labels and dependency; dry runs; refused requests
+(unknown job, bad fields, wrong token, unreachable address); discovery through the data
+directory and the environment; TLS against a second coordinator; and the request the client
+builds from spec files compared with the one the `peco` CLI builds.
 
 Usage:
     /usr/bin/python3 python/tests/client_test.py [--bin-dir build] [--keep] [-v] [unittest args]
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import time
 import unittest
+from unittest import mock
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -439,6 +442,208 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(attempts[1].resume_checkpoint_id, stopped_at.id)
         self.assertEqual(attempts[1].resume_step, stopped_at.step)
 
+    def test_resume_with_changes_fork_and_filtered_lists(self) -> None:
+        client = self.client
+        flow = {"flow": "continue"}  # this test's jobs (the fork and the CLI's fork copy it)
+        source = client.submit(
+            self.spec_path,
+            overrides=[
+                "train.max_steps=100000",
+                "train.checkpoint_every=100000",
+                "job.labels.flow=continue",
+            ],
+            name="py-client-continue",
+        ).job
+        self.assertEqual(source.labels, {"suite": "python-client", **flow})
+
+        cancelled: List[Any] = []
+
+        def cancel_on_first_point(event: Any) -> None:
+            if isinstance(event, peco_client.MetricPoint) and not cancelled:
+                cancelled.append(client.cancel(source.id, reason="continue it later"))
+
+        self.assertEqual(
+            client.watch(source.id, callback=cancel_on_first_point, timeout=WATCH_TIMEOUT_S),
+            peco_client.JobState.CANCELLED,
+        )
+        stopped_at = client.checkpoints(source.id)[-1]  # written as the trainer stopped
+        config_before = client.get(source.id).job.proto.spec.config_yaml
+
+        # Only train.*, optim.* and eval.* may change, not the model, the device or the output.
+        for refused in ("model.ch=64", "train.output_dir=/tmp/elsewhere", "kind=pretrain"):
+            with self.subTest(refused=refused):
+                with self.assertRaises(peco_client.InvalidArgumentError) as bad:
+                    client.resume(source.id, config_overrides=[refused])
+                self.assertEqual(bad.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+                self.assertIn(refused, bad.exception.server_message)
+        # A changed config is checked as a submission's is, naming the field.
+        with self.assertRaises(peco_client.InvalidArgumentError) as wrong_type:
+            client.resume(source.id, config_overrides=["train.max_steps=many"])
+        self.assertIn("train.max_steps", wrong_type.exception.server_message)
+        with self.assertRaises(peco_client.InvalidArgumentError):  # one item per character
+            client.resume(source.id, config_overrides="train.max_steps=9")
+        unchanged = client.get(source.id)
+        self.assertEqual(unchanged.job.state, peco_client.JobState.CANCELLED)
+        self.assertEqual(unchanged.job.proto.spec.config_yaml, config_before)
+        self.assertEqual(len(unchanged.attempts), 1)
+
+        # Resumed with a new max_steps: the spec keeps it and the job ends there.
+        resumed_steps = stopped_at.step + 3
+        resumed = client.resume(
+            source.id, config_overrides=[f"train.max_steps={resumed_steps}", "optim.lr=2.0e-3"]
+        )
+        self.assertFalse(resumed.state.is_terminal)
+        config = yaml.safe_load(client.get(source.id).job.proto.spec.config_yaml)
+        self.assertEqual(config["train"]["max_steps"], resumed_steps)
+        self.assertEqual(config["optim"]["lr"], 2.0e-3)
+        self.assertEqual(config["train"]["checkpoint_every"], 100000)  # the rest as it was
+        self.assertEqual(config["model"]["ch"], 32)
+        self.assertEqual(
+            client.watch(source.id, timeout=WATCH_TIMEOUT_S), peco_client.JobState.SUCCEEDED
+        )
+        details = client.get(source.id)
+        self.assertEqual(len(details.attempts), 2)
+        self.assertEqual(details.attempts[1].resume_checkpoint_id, stopped_at.id)
+        resumes = [e.detail for e in details.audit if e.action == "resume" and e.outcome == "OK"]
+        self.assertEqual(len(resumes), 1, details.audit)
+        self.assertIn(f"train.max_steps={resumed_steps}", resumes[0])
+        source_final = client.checkpoints(source.id)[-1]
+        self.assertTrue(source_final.final)
+        self.assertEqual(source_final.step, resumed_steps)
+        self.assertEqual(source_final.attempt, 2)
+
+        # Refused forks store nothing: an unknown job or checkpoint, bad overrides or name.
+        before = {job.id for job in client.list(labels=flow)}
+        with self.assertRaises(peco_client.NotFoundError):
+            client.fork("job-999999")
+        with self.assertRaises(peco_client.NotFoundError) as no_checkpoint:
+            client.fork(source.id, checkpoint_id="job-999999-a1-step-000000000001")
+        self.assertIn("spec.init_from.checkpoint_id", no_checkpoint.exception.server_message)
+        with self.assertRaises(peco_client.SpecError) as not_an_override:
+            client.fork(source.id, overrides=["train.max_steps"])
+        self.assertIn("expected key.path=value", not_an_override.exception.message)
+        with self.assertRaises(peco_client.SpecError):
+            client.fork(source.id, overrides=["seed.value=1"])  # seed is a number
+        with self.assertRaises(peco_client.InvalidArgumentError):
+            client.fork(source.id, name="")
+        with self.assertRaises(peco_client.InvalidArgumentError) as bad_config:
+            client.fork(source.id, overrides=["train.max_steps=many"])
+        self.assertIn("train.max_steps", bad_config.exception.server_message)
+        self.assertEqual({job.id for job in client.list(labels=flow)}, before)
+
+        # The fork: the source's spec with the changes, from its newest checkpoint, pinned.
+        fork_steps = resumed_steps + 3
+        forked = client.fork(source.id, overrides=[f"train.max_steps={fork_steps}"])
+        fork = forked.job
+        self.assertTrue(forked.created)
+        self.assertEqual(fork.name, "py-client-continue-fork")
+        self.assertEqual(fork.kind, source.kind)
+        self.assertEqual(fork.labels, source.labels)
+        self.assertEqual(fork.init_from_checkpoint_id, source_final.id)
+        self.assertEqual(fork.init_from_job_id, "")
+        fork_config = yaml.safe_load(fork.proto.spec.config_yaml)
+        self.assertEqual(fork_config["train"]["max_steps"], fork_steps)
+        self.assertEqual({**fork_config, "train": config["train"]}, config)
+        # The same request id returns the same fork.
+        again = client.fork(
+            source.id, overrides=[f"train.max_steps={fork_steps}"], request_id=forked.request_id
+        )
+        self.assertEqual((again.job.id, again.created), (fork.id, False))
+
+        # While the fork holds the worker's only slot, jobs queued behind it: the CLI's fork
+        # of the same source (the same spec but for the request id) and two dependent jobs,
+        # one on the source, one on a checkpoint of it, with a lower priority.
+        queued: List[str] = []
+        if OPTIONS.cli_bin and os.access(OPTIONS.cli_bin, os.X_OK):
+            result = subprocess.run(
+                [OPTIONS.cli_bin, "--coordinator", self.cluster.address,
+                 "--token", self.cluster.user_token, "-o", "json",
+                 "fork", source.id, "--set", f"train.max_steps={fork_steps}"],
+                capture_output=True, text=True, check=False, timeout=30,
+            )  # fmt: skip
+            self.assertEqual(result.returncode, 0, result.stderr)
+            answer = json.loads(result.stdout)
+            theirs = json_format.ParseDict(answer["job"]["spec"], type(fork.proto.spec)())
+            ours = type(fork.proto.spec)()
+            ours.CopyFrom(fork.proto.spec)
+            self.assertEqual(
+                yaml.safe_load(ours.config_yaml), yaml.safe_load(theirs.config_yaml)
+            )
+            ours.config_yaml = theirs.config_yaml = ""
+            self.assertEqual(ours, theirs)
+            queued.append(answer["job"]["id"])
+        dependent = ["job.labels.flow=continue", "job.labels.role=dependent"]
+        on_job = client.submit(
+            self.spec_path, overrides=dependent, after=source.id, priority=-1,
+            name="py-client-after-source",
+        ).job  # fmt: skip
+        on_checkpoint = client.submit(
+            self.spec_path,
+            overrides=[*dependent, f"job.depends_on={{checkpoint_id: {stopped_at.id}}}"],
+            priority=-1,
+            name="py-client-after-checkpoint",
+        ).job
+        self.assertEqual(on_checkpoint.depends_on_checkpoint_id, stopped_at.id)
+        dependents = [on_job.id, on_checkpoint.id]
+        queued += dependents
+
+        def ids(jobs: List[Any]) -> List[str]:
+            return [job.id for job in jobs]
+
+        everything = [source.id, fork.id, *queued]
+        self.assertEqual(sorted(ids(client.list(labels=flow))), sorted(everything))
+        self.assertEqual(ids(client.list(labels={**flow, "role": "dependent"})), dependents)
+        self.assertEqual(client.list(labels={**flow, "role": "nobody"}), [])
+        # A dependency on the job or on one of its checkpoints; a fork's init_from is none.
+        self.assertEqual(ids(client.list(depends_on=source.id)), dependents)
+        self.assertEqual(client.list(depends_on=on_job.id), [])
+        self.assertEqual(ids(client.list(depends_on=source.id, limit=1)), dependents[:1])
+        self.assertEqual(ids(client.list(states=["succeeded"], labels=flow)), [source.id])
+        # Page by page (one job a page), the filters kept on every page.
+        in_one_page = ids(client.list(labels=flow))
+        with mock.patch.object(peco_client.client, "_PAGE_SIZE", 1):
+            self.assertEqual(ids(client.list(labels=flow, limit=100)), in_one_page)
+            self.assertEqual(ids(client.list(depends_on=source.id, limit=100)), dependents)
+        if OPTIONS.cli_bin and os.access(OPTIONS.cli_bin, os.X_OK):
+            cli_listed = subprocess.run(
+                [OPTIONS.cli_bin, "--coordinator", self.cluster.address,
+                 "--token", self.cluster.user_token, "-o", "name", "list",
+                 "--label", "flow=continue", "--label", "role=dependent",
+                 "--depends-on", source.id],
+                capture_output=True, text=True, check=True, timeout=30,
+            ).stdout.split()  # fmt: skip
+            self.assertEqual(cli_listed, dependents)
+        for bad_filter in ({"labels": {"": "x"}}, {"labels": {"flow": 1}}, {"depends_on": ""},
+                           {"labels": ["flow=continue"]}):  # fmt: skip
+            with self.subTest(bad_filter=bad_filter):
+                with self.assertRaises(peco_client.InvalidArgumentError):
+                    client.list(**bad_filter)
+        for job_id in queued:
+            client.cancel(job_id, reason="listed them")
+        for job_id in queued:
+            self.assertEqual(
+                client.watch(job_id, timeout=WATCH_TIMEOUT_S), peco_client.JobState.CANCELLED
+            )
+        self.assertEqual(
+            ids(client.list(states=["cancelled"], labels={**flow, "role": "dependent"})),
+            dependents,
+        )
+
+        # The fork starts from the source's final checkpoint and ends at its own max_steps.
+        self.assertEqual(
+            client.watch(fork.id, timeout=WATCH_TIMEOUT_S), peco_client.JobState.SUCCEEDED
+        )
+        fork_details = client.get(fork.id)
+        first = fork_details.attempts[0]
+        self.assertEqual(first.number, 1)
+        self.assertEqual(first.resume_checkpoint_id, source_final.id)
+        self.assertEqual(first.resume_step, resumed_steps)
+        fork_final = client.checkpoints(fork.id)[-1]
+        self.assertTrue(fork_final.final)
+        self.assertEqual(fork_final.step, fork_steps)
+        self.assertEqual(fork_final.job_id, fork.id)
+        self.assertEqual(fork_details.job.init_from_checkpoint_id, source_final.id)
+
     def test_watch_survives_a_coordinator_restart(self) -> None:
         client = self.client
         job = client.submit(
@@ -722,9 +927,20 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(checked.job.id, "")
         self.assertFalse(checked.created)
         self.assertEqual(checked.job.name, "py-client-tiny")
+        self.assertEqual(checked.job.labels, {"suite": "python-client"})
+        self.assertEqual(checked.job.state, peco_client.JobState.QUEUED)
         with self.assertRaises(peco_client.InvalidArgumentError) as refused:
             client.submit(self.spec_path, overrides=["train.max_steps=many"], dry_run=True)
         self.assertIn("train.max_steps", refused.exception.server_message)
+        with self.assertRaises(peco_client.NotFoundError) as no_dependency:
+            client.submit(self.spec_path, after="job-424242", dry_run=True)
+        self.assertIn("spec.depends_on.job_id", no_dependency.exception.server_message)
+        # A fork from a checkpoint that does not exist, checked as a submission.
+        spec = peco_client.parse_spec(TINY_SPEC, "tiny")
+        spec.init_from.checkpoint_id = "job-424242-a1-step-000000000001"
+        with self.assertRaises(peco_client.NotFoundError) as no_checkpoint:
+            client.submit(spec, dry_run=True)
+        self.assertIn("spec.init_from.checkpoint_id", no_checkpoint.exception.server_message)
         self.assertEqual(len(client.list()), before)
 
 

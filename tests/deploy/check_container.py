@@ -67,7 +67,9 @@ for keyword, argument in steps:
                   f"RUN calls {script}, which exists and is executable")
         if "scripts/setup --build" in argument:
             setup = open(os.path.join(src, "scripts/setup"), encoding="utf-8").read()
-            check('"--build"' in setup, "scripts/setup accepts --build")
+            # An option of its argument test or of its case statement.
+            check(re.search(r'"--build"|^\s*--build\)', setup, re.M) is not None,
+                  "scripts/setup accepts --build")
 
 run_text = " ".join(a for k, a in steps if k == "RUN")
 built = re.findall(r"/build/(\w+)/([\w-]+)", run_text)
