@@ -265,15 +265,18 @@ TEST(ReadoutFeaturesTest, RanksShareTheWorkAndAllGetTheSameFeaturesAsOneRank) {
   std::thread rank1(run, 1);
   run(0);
   rank1.join();
-  EXPECT_EQ(computed[0], 7) << "rank 0 computes images 0, 2, ..., 12";
-  EXPECT_EQ(computed[1], 6);
+  // Whole batches of 4: rank 0 computes batches 0 and 2 (images 0-3, 8-11), rank 1 batches 1
+  // and 3 (images 4-7, 12).
+  EXPECT_EQ(computed[0], 8);
+  EXPECT_EQ(computed[1], 5);
   for (int rank = 0; rank < 2; ++rank) {
     ASSERT_TRUE(sets[rank].ok()) << sets[rank].status();
     EXPECT_TRUE(torch::equal(sets[rank]->labels, one->labels));
     EXPECT_TRUE(torch::equal(sets[rank]->indices, one->indices));
     ASSERT_EQ(sets[rank]->features.size(), 2u);
     for (int f = 0; f < 2; ++f) {
-      EXPECT_TRUE(torch::allclose(sets[rank]->features[f], one->features[f], 1e-6, 1e-6))
+      // Each image in the same batch as with one rank: the same bits.
+      EXPECT_TRUE(torch::equal(sets[rank]->features[f], one->features[f]))
           << "rank " << rank << " set " << f;
     }
   }

@@ -164,8 +164,12 @@ absl::StatusOr<FeatureSet> ExtractFeaturesOverRanks(FeatureBackbone& backbone,
   n = std::min(n, dataset.size());
   const int world = group == nullptr ? 1 : group->world_size();
   const int rank = group == nullptr ? 0 : group->rank();
+  if (batch_size < 1) return absl::InvalidArgumentError("eval.batch_size: expected > 0");
+  // Whole batches per rank: ExtractFeatures cuts `mine` at the same image boundaries.
   std::vector<int64_t> mine;
-  for (int64_t i = rank; i < n; i += world) mine.push_back(i);
+  for (int64_t first = rank * batch_size; first < n; first += world * batch_size) {
+    for (int64_t i = first; i < std::min(n, first + batch_size); ++i) mine.push_back(i);
+  }
   absl::StatusOr<FeatureSet> local =
       ExtractFeatures(backbone, dataset, mine, view, batch_size, device, on_batch);
   if (world == 1) return local;

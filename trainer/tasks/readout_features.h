@@ -80,11 +80,13 @@ absl::StatusOr<FeatureSet> ExtractFeatures(FeatureBackbone& backbone, const Data
                                            torch::Device device,
                                            const std::function<void(int64_t)>& on_batch = nullptr);
 
-// Data parallel: the features of images [0, n) of `dataset`, rank r of `group` computing images
-// r, r + W, r + 2W, ... and every rank receiving all of them in image order (summed into a
-// zero-filled buffer over the group; rows of images no rank could read are dropped). The same
-// features as one rank computing them all. Collective: every rank calls it with the same
-// arguments. `group` is borrowed; world size 1 (or null) computes everything locally.
+// Data parallel: the features of images [0, n) of `dataset` in batches of `batch_size` (images
+// [0, B), [B, 2B), ...), rank r of `group` computing batches r, r + W, r + 2W, ... and every rank
+// receiving all of them in image order (summed into a zero-filled buffer over the group; rows of
+// images no rank could read are dropped). Every image is computed in the same batch whatever the
+// world size, so the features are bit for bit those of one rank computing them all (a CPU's
+// kernels may round a row differently in a batch of other rows). Collective: every rank calls it
+// with the same arguments. `group` is borrowed; world size 1 (or null) computes everything locally.
 absl::StatusOr<FeatureSet> ExtractFeaturesOverRanks(
     FeatureBackbone& backbone, const Dataset& dataset, int64_t n, const TransformOptions& view,
     int64_t batch_size, torch::Device device, DistributedContext* group,
