@@ -1,6 +1,7 @@
 #include "cli/commands.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <memory>
 #include <set>
 #include <utility>
@@ -290,6 +291,12 @@ int RunSubmit(Invocation& inv) {
   }
   if (!status.ok()) return inv.Fail(status);
   if (request.validate_only()) {
+    if (!response.job().id().empty()) {
+      // A coordinator older than validate_only ignores it and creates the job.
+      return inv.Fail(absl::FailedPreconditionError(absl::StrCat(
+          "the coordinator does not support --dry-run and created ", response.job().id(),
+          "; cancel it with `peco cancel ", response.job().id(), "`")));
+    }
     if (inv.json()) return inv.PrintJson(response);
     const v1::JobSpec& checked = response.job().spec();
     inv.out() << "valid: " << checked.name() << " (" << JobKindName(checked.kind()) << ", "
@@ -395,7 +402,6 @@ int RunList(Invocation& inv) {
   return kExitOk;
 }
 
-// Every job the coordinator knows, page by page.
 // Every job `request`'s filters select, page by page.
 absl::StatusOr<std::vector<v1::Job>> AllJobs(Connection& conn, v1::ListJobsRequest request) {
   std::vector<v1::Job> jobs;
@@ -488,6 +494,11 @@ int RunTensorboard(Invocation& inv) {
   const std::string& dir = inv.positional(1);
   absl::StatusOr<v1::GetJobResponse> job = GetJob(**conn, job_id);
   if (!job.ok()) return inv.Fail(job.status());
+  // The history is written whole each time: into a directory of its own, never twice.
+  if (std::error_code ec; std::filesystem::exists(std::filesystem::path(dir) / kMetricsFile, ec)) {
+    return inv.UsageError(absl::StrCat("DIR: ", dir, " already holds a run record (", kMetricsFile,
+                                       "); choose a new directory"));
+  }
   absl::StatusOr<std::unique_ptr<RunRecordWriter>> writer = RunRecordWriter::Open(dir, inv.now());
   if (!writer.ok()) return inv.Fail(writer.status());
   RunRecordExporter exporter(writer->get());
@@ -621,6 +632,12 @@ int RunFork(Invocation& inv) {
       (*conn)->ToStatus((*conn)->stub()->SubmitJob(call.get(), request, &response),
                         absl::StrCat("SubmitJob (fork of ", job_id, ")"));
   if (!status.ok()) return inv.Fail(status);
+  if (response.job().spec().init_from().checkpoint_id().empty()) {
+    // A coordinator older than init_from ignores it: the job would train from scratch.
+    return inv.Fail(absl::FailedPreconditionError(
+        absl::StrCat("the coordinator does not support forks and created ", response.job().id(),
+                     " as a fresh job; cancel it with `peco cancel ", response.job().id(), "`")));
+  }
   if (inv.json()) {
     if (int code = inv.PrintJson(response); code != kExitOk) return code;
   } else if (inv.names()) {

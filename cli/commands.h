@@ -3,8 +3,9 @@
 //
 //   peco [global flags] COMMAND [args] [flags]
 //
-//   submit FILE.yaml [--set k=v]... [--name N] [--priority P] [--watch] [--dry_run]
-//   list [--state S]... [--limit N]
+//   submit FILE.yaml [--set k=v]... [--name N] [--priority P] [--watch]
+//                    [--dry-run | --print-request]
+//   list [--state S]... [--label K=V]... [--depends-on JOB] [--limit N]
 //   get JOB
 //   watch JOB
 //   tensorboard JOB DIR                          (the metric history as a run record in DIR)
@@ -26,8 +27,9 @@
 // Errors go to the error stream as "peco COMMAND: message", naming the flag, field or job.
 //
 // Output: tables and messages for people; with `-o json` one JSON document per command (the
-// response message, field names as in the .proto files), except `watch` (and `submit --watch`
-// after its response), which writes one JSON line per WatchJobEvent.
+// response message, field names as in the .proto files except timestamps: `<x>_us` is printed
+// as `<x>` in RFC 3339, cli/json_tree.h), except `watch` (and `submit --watch` after its
+// response), which writes one JSON line per WatchJobEvent.
 //
 // Thread-safety: RunCli may run concurrently with itself when the contexts do not share
 // streams.

@@ -219,14 +219,30 @@ void Coordinator::AuditChange(const UserCaller& caller, absl::string_view action
   Audit(caller, action, job_id, outcome, detail);
 }
 
+absl::StatusOr<v1::Job> Coordinator::InitFromJob(const v1::Dependency& from,
+                                                 const UserCaller& caller) {
+  std::string job_id = from.job_id();
+  if (from.has_checkpoint_id()) {
+    absl::StatusOr<v1::CheckpointInfo> checkpoint = store_->GetCheckpoint(from.checkpoint_id());
+    if (absl::IsNotFound(checkpoint.status())) {
+      return absl::NotFoundError(
+          absl::StrCat("spec.init_from.checkpoint_id: no checkpoint ", from.checkpoint_id()));
+    }
+    RETURN_IF_ERROR(checkpoint.status());
+    job_id = checkpoint->job_id();
+  }
+  absl::StatusOr<v1::Job> job = store_->GetJob(job_id);
+  if (absl::IsNotFound(job.status())) {
+    return absl::NotFoundError(absl::StrCat("spec.init_from.job_id: no job ", job_id));
+  }
+  RETURN_IF_ERROR(job.status());
+  RETURN_IF_ERROR(CheckAccessAudited(*job, caller, "fork"));
+  return job;
+}
+
 absl::StatusOr<v1::CheckpointInfo> Coordinator::ResolveInitFrom(const v1::Dependency& from) {
   std::string checkpoint_id = from.checkpoint_id();
   if (from.has_job_id()) {
-    absl::StatusOr<v1::Job> job = store_->GetJob(from.job_id());
-    if (absl::IsNotFound(job.status())) {
-      return absl::NotFoundError(absl::StrCat("spec.init_from.job_id: no job ", from.job_id()));
-    }
-    RETURN_IF_ERROR(job.status());
     // Verifying reads the checkpoint: before any lock is taken.
     checkpoint_id = ingest_.NewestVerified(from.job_id()).first;
     if (checkpoint_id.empty()) {
@@ -239,6 +255,16 @@ absl::StatusOr<v1::CheckpointInfo> Coordinator::ResolveInitFrom(const v1::Depend
   if (absl::IsNotFound(checkpoint.status())) {
     return absl::NotFoundError(
         absl::StrCat("spec.init_from.checkpoint_id: no checkpoint ", checkpoint_id));
+  }
+  RETURN_IF_ERROR(checkpoint.status());
+  if (from.has_checkpoint_id()) {
+    // As a resume from a named checkpoint: its files must match their digests now.
+    absl::StatusOr<Manifest> verified = ingest_.Verify(checkpoint->job_id(), checkpoint->id());
+    if (!verified.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("spec.init_from.checkpoint_id: ", checkpoint->id(),
+                       " cannot be used: ", verified.status().message()));
+    }
   }
   return checkpoint;
 }
@@ -265,9 +291,8 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJobUnsynced(
   }
   // A fork starts from a checkpoint its owner may read, of a job of its kind, pinned now.
   if (spec.init_from().has_job_id() || spec.init_from().has_checkpoint_id()) {
+    ASSIGN_OR_RETURN(v1::Job source, InitFromJob(spec.init_from(), caller));
     ASSIGN_OR_RETURN(v1::CheckpointInfo from, ResolveInitFrom(spec.init_from()));
-    ASSIGN_OR_RETURN(v1::Job source, store_->GetJob(from.job_id()));
-    RETURN_IF_ERROR(CheckAccessAudited(source, caller, "fork"));
     if (source.spec().kind() != spec.kind()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "spec.init_from: ", from.id(), " is a checkpoint of the ",
@@ -341,8 +366,12 @@ absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJob(const v1::ResumeJob
   absl::StatusOr<v1::ResumeJobResponse> resumed = ResumeJobUnsynced(request, caller);
   std::string detail =
       request.checkpoint_id().empty() ? "newest checkpoint" : request.checkpoint_id();
-  if (request.config_overrides_size() > 0) {
-    absl::StrAppend(&detail, " with ", absl::StrJoin(request.config_overrides(), " "));
+  if (request.config_overrides_size() > 0 && resumed.ok()) {
+    // Bounded: what a resume changed, not what a refused request carried.
+    constexpr size_t kMaxDetail = 1024;
+    std::string changes = absl::StrJoin(request.config_overrides(), " ");
+    if (changes.size() > kMaxDetail) changes = absl::StrCat(changes.substr(0, kMaxDetail), "...");
+    absl::StrAppend(&detail, " with ", changes);
   }
   AuditChange(caller, "resume", request.job_id(), resumed.status(), detail);
   return Synced(std::move(resumed));
@@ -449,8 +478,10 @@ absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJobUnsynced(
     const v1::ResumeJobRequest& request, const UserCaller& caller) {
   if (request.job_id().empty()) return absl::InvalidArgumentError("job_id: must not be empty");
   std::optional<std::string> config_yaml;  // with the overrides, when there are some
+  int64_t overridden_attempt = -1;         // the attempt the overrides were applied at
   {
     ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(request.job_id()));
+    overridden_attempt = job.attempt();
     RETURN_IF_ERROR(CheckAccessAudited(job, caller, "resume"));
     if (request.config_overrides_size() > 0) {
       const std::vector<std::string> overrides(request.config_overrides().begin(),
@@ -499,6 +530,12 @@ absl::StatusOr<v1::ResumeJobResponse> Coordinator::ResumeJobUnsynced(
     return absl::FailedPreconditionError(
         absl::StrCat("job ", job.id(), " is ", JobStateName(job.state()),
                      "; only failed or cancelled jobs can be resumed"));
+  }
+  if (config_yaml.has_value() && job.attempt() != overridden_attempt) {
+    // Another resume ran while these overrides were checked: they apply to an older config.
+    return absl::AbortedError(absl::StrCat("job ", job.id(), " changed (attempt ",
+                                           overridden_attempt, " -> ", job.attempt(),
+                                           ") while the overrides were checked; resume again"));
   }
   JobControlUpdate update;
   update.job_id = job.id();

@@ -234,9 +234,13 @@ class Coordinator {
   // ResourceExhausted when `caller` (not an admin) has max_pending_jobs_per_user jobs waiting to
   // start and `request_id` is none of theirs (a retry is let through to be answered).
   absl::Status CheckPendingQuota(const UserCaller& caller, const std::string& request_id);
-  // The checkpoint a fork starts from (JobSpec.init_from): the one named, or the newest verified
-  // checkpoint of the job named. NotFound or FailedPrecondition naming the field. Reads
-  // checkpoints: never under mu_.
+  // The job a fork's init_from names (directly or through its checkpoint), once `caller` may
+  // read it (PermissionDenied, audited, before anything is read or hashed). NotFound naming the
+  // field.
+  absl::StatusOr<v1::Job> InitFromJob(const v1::Dependency& from, const UserCaller& caller);
+  // The checkpoint a fork starts from (JobSpec.init_from): the one named (its digests verified),
+  // or the newest verified checkpoint of the job named. NotFound or FailedPrecondition naming
+  // the field. Reads checkpoints: never under mu_; call after InitFromJob.
   absl::StatusOr<v1::CheckpointInfo> ResolveInitFrom(const v1::Dependency& from);
   // Audit() of a state-changing call on `job_id` once it returned `outcome`, unless there is
   // nothing to record (no such job) or the refusal is recorded already (PermissionDenied).

@@ -71,11 +71,7 @@ std::string Usage() {
 }
 
 int Fail(ProgressSink& progress, const absl::Status& status) {
-  JsonWriter event;
-  event.Add("event", trainer_protocol::kEventError)
-      .Add("code", absl::StatusCodeToString(status.code()))
-      .Add("message", std::string(status.message()));
-  progress.Emit(event);
+  progress.Emit(ErrorEvent(status));
   progress.Log(absl::StrCat("error: ", status.message()));
   return trainer_protocol::ExitCodeFor(status);
 }

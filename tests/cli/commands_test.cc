@@ -128,7 +128,13 @@ class FakeJobService final : public v1::JobService::Service {
     *response->mutable_job() = MakeJob(7);
     *response->mutable_job()->mutable_spec() = request->spec();
     response->mutable_job()->set_client_request_id(request->client_request_id());
-    response->set_created(true);
+    response->set_created(!request->validate_only());
+    // As the coordinator answers: a check stores no job; a fork's source is pinned.
+    if (request->validate_only()) response->mutable_job()->clear_id();
+    if (request->spec().init_from().has_job_id()) {
+      response->mutable_job()->mutable_spec()->mutable_init_from()->set_checkpoint_id(
+          absl::StrCat(request->spec().init_from().job_id(), "-a1-step-000000000100"));
+    }
     return grpc::Status::OK;
   }
 

@@ -743,6 +743,30 @@ TEST_F(CoordinatorTest, AForkStartsFromItsSourcesCheckpointUntilItHasItsOwn) {
   request.mutable_spec()->mutable_init_from()->set_job_id(fresh.id());
   EXPECT_EQ(coordinator_->SubmitJob(request).status().code(),
             absl::StatusCode::kFailedPrecondition);
+
+  // Another user may neither fork the job nor its checkpoint, nor list its dependents: refused
+  // before anything is hashed, and audited on the source job.
+  const UserCaller bob{"bob", /*admin=*/false};
+  request.mutable_spec()->mutable_init_from()->set_job_id(source.id());
+  EXPECT_EQ(coordinator_->SubmitJob(request, bob).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  request.mutable_spec()->mutable_init_from()->set_checkpoint_id(newest);
+  EXPECT_EQ(coordinator_->SubmitJob(request, bob).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  v1::ListJobsRequest dependents;
+  dependents.set_depends_on_job_id(source.id());
+  absl::StatusOr<v1::ListJobsResponse> listed = coordinator_->ListJobs(dependents, bob);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_THAT(listed->jobs(), IsEmpty());
+  v1::GetJobRequest get;
+  get.set_job_id(source.id());
+  absl::StatusOr<v1::GetJobResponse> audited = coordinator_->GetJob(get);
+  ASSERT_TRUE(audited.ok()) << audited.status();
+  int refused_forks = 0;
+  for (const v1::AuditEntry& entry : audited->audit()) {
+    refused_forks += entry.action() == "fork" && entry.actor() == "bob";
+  }
+  EXPECT_EQ(refused_forks, 2);
 }
 
 TEST_F(CoordinatorTest, CancellingAQueuedJobIsImmediate) {

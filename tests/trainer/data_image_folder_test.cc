@@ -167,6 +167,14 @@ TEST_F(ImageFolderTest, UnlabelledFlatFoldersAndLabelsNone) {
   EXPECT_EQ((*dataset)->num_classes(), 0);
   EXPECT_EQ(*(*dataset)->Label(7), -1);
 
+  // auto refuses images beside class folders (which ones count would be a guess).
+  WritePng(root_ / "stray.png", Pattern(8, 8, 3, 9));
+  dataset = OpenImageFolder(root_.string());
+  ASSERT_FALSE(dataset.ok());
+  EXPECT_THAT(dataset.status().message(), HasSubstr("stray.png"));
+  EXPECT_THAT(dataset.status().message(), HasSubstr("data.labels"));
+  fs::remove(root_ / "stray.png");
+
   // labels: folders refuses a folder without class folders, naming it.
   ImageFolderOptions folders;
   folders.labels = FolderLabels::kFolders;
@@ -189,12 +197,20 @@ TEST_F(ImageFolderTest, ListFilesLabelledOrNotAndConfinedToTheirFolder) {
 
   const fs::path labelled = root_ / "labelled.txt";
   std::ofstream(labelled) << "apple/a0.png\t2\ncherry/c1.png\t0\n";
+  ImageFolderOptions drop_labels;
+  drop_labels.labels = FolderLabels::kNone;
+  dataset = OpenImageFolder(labelled.string(), drop_labels);
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  EXPECT_EQ((*dataset)->num_classes(), 0);
+  EXPECT_EQ(*(*dataset)->Label(0), -1);
   dataset = OpenImageFolder(labelled.string());
   ASSERT_TRUE(dataset.ok()) << dataset.status();
   EXPECT_EQ((*dataset)->num_classes(), 3);
   EXPECT_EQ(*(*dataset)->Label(0), 2);
   EXPECT_EQ((*dataset)->Get(1)->label, 0);
 
+  // A symlink inside the folder that leads out of it.
+  fs::create_symlink(fs::temp_directory_path(), root_ / "escape.png");
   struct Case {
     std::string text;
     std::string expected;
@@ -205,6 +221,7 @@ TEST_F(ImageFolderTest, ListFilesLabelledOrNotAndConfinedToTheirFolder) {
            {"apple/a0.png\n/etc/passwd\n", "line 2: expected a path relative"},
            {"apple/../../secret.png\n", "line 1: '..' would leave the list's folder"},
            {"# nothing\n\n", "no image paths"},
+           {"escape.png\n", "line 1: 'escape.png' resolves outside the list's folder"},
        }) {
     const fs::path bad = root_ / "bad.txt";
     std::ofstream(bad, std::ios::trunc) << c.text;

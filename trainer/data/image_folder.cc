@@ -130,7 +130,9 @@ absl::StatusOr<std::vector<std::string>> ImagesBelow(const fs::path& dir) {
 // A list file's lines; see image_folder.h.
 absl::StatusOr<std::unique_ptr<Dataset>> OpenImageList(const std::string& list,
                                                        ImageFolderOptions options) {
-  constexpr int64_t kMaxListBytes = int64_t{1} << 30;
+  constexpr int64_t kMaxListBytes = int64_t{256} << 20;
+  constexpr size_t kMaxListEntries = 20'000'000;
+  constexpr int64_t kMaxLabel = 99'999;
   std::error_code ec;
   const uintmax_t bytes = fs::file_size(list, ec);
   if (ec) return absl::NotFoundError(absl::StrCat("image list ", list, ": ", ec.message()));
@@ -139,7 +141,10 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenImageList(const std::string& list,
                                                    " bytes is over the limit of ", kMaxListBytes));
   }
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(list));
+  // Entries resolve (symlinks included) to files below the list's own folder, resolved too.
   const fs::path base = fs::path(list).parent_path();
+  const fs::path resolved_base = fs::weakly_canonical(base.empty() ? fs::path(".") : base, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat("image list ", list, ": ", ec.message()));
   std::vector<Sample> samples;
   int64_t labelled = 0;
   int64_t classes = 0;
@@ -156,10 +161,11 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenImageList(const std::string& list,
     int64_t label = -1;
     if (const size_t tab = line.rfind('\t'); tab != absl::string_view::npos) {
       path = line.substr(0, tab);
-      if (!absl::SimpleAtoi(line.substr(tab + 1), &label) || label < 0 || label > 1000000) {
-        return bad(absl::StrCat("expected <path>\\t<label> with a label in [0, 1000000], got '",
-                                line.substr(tab + 1), "'"));
+      if (!absl::SimpleAtoi(line.substr(tab + 1), &label) || label < 0 || label > kMaxLabel) {
+        return bad(absl::StrCat("expected <path>\\t<label> with a label in [0, ", kMaxLabel,
+                                "], got '", line.substr(tab + 1), "'"));
       }
+      if (options.labels == FolderLabels::kNone) label = -1;
       ++labelled;
       classes = std::max(classes, label + 1);
     }
@@ -170,11 +176,22 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenImageList(const std::string& list,
     for (const fs::path& part : relative) {
       if (part == "..") return bad("'..' would leave the list's folder");
     }
-    samples.push_back({(base / relative).lexically_normal().string(), label});
+    if (samples.size() == kMaxListEntries) {
+      return bad(absl::StrCat("more than ", kMaxListEntries, " images; split the list"));
+    }
+    std::error_code resolve_ec;
+    const fs::path resolved = fs::weakly_canonical(resolved_base / relative, resolve_ec);
+    const std::string prefix = resolved_base.string() + "/";
+    if (resolve_ec || resolved.string().compare(0, prefix.size(), prefix) != 0) {
+      return bad(
+          absl::StrCat("'", path, "' resolves outside the list's folder ", resolved_base.string()));
+    }
+    samples.push_back({resolved.string(), label});
   }
   if (samples.empty()) {
     return absl::NotFoundError(absl::StrCat("image list ", list, ": no image paths"));
   }
+  if (options.labels == FolderLabels::kNone) labelled = classes = 0;
   if (labelled != 0 && labelled != static_cast<int64_t>(samples.size())) {
     return absl::InvalidArgumentError(
         absl::StrCat("image list ", list, ": ", labelled, " of ", samples.size(),
@@ -191,7 +208,13 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenImageList(const std::string& list,
 absl::StatusOr<std::unique_ptr<Dataset>> OpenImageFolder(const std::string& root,
                                                          ImageFolderOptions options) {
   std::error_code ec;
-  if (fs::is_regular_file(root, ec)) return OpenImageList(root, options);
+  if (fs::is_regular_file(root, ec)) {
+    if (options.labels == FolderLabels::kFolders) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "image list ", root, ": data.labels is folders, but a list file has no class folders"));
+    }
+    return OpenImageList(root, options);
+  }
   if (!fs::is_directory(root, ec)) {
     return absl::NotFoundError(
         absl::StrCat("image folder ", root, ": not a directory or a list file"));
@@ -206,6 +229,18 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenImageFolder(const std::string& root
         absl::StrCat("image folder ", root, ": cannot list: ", ec.message()));
   }
   std::sort(classes.begin(), classes.end());
+  if (options.labels == FolderLabels::kAuto && !classes.empty()) {
+    // Images beside sub-folders: class folders would drop them, a flat read would not.
+    for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+      std::error_code type_ec;
+      if (it->is_regular_file(type_ec) && IsImageFile(it->path())) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "image folder ", root, ": holds images (", it->path().filename().string(),
+            ") beside sub-folders; set data.labels: folders (the sub-folders are classes, these "
+            "images are left out) or none (every image, unlabelled)"));
+      }
+    }
+  }
   const bool by_folder = options.labels == FolderLabels::kFolders ||
                          (options.labels == FolderLabels::kAuto && !classes.empty());
 

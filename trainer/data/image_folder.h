@@ -38,11 +38,13 @@ struct ImageFolderOptions {
 // that order), and every regular file below it (recursively) whose extension is .jpg, .jpeg or
 // .png (case-insensitive) is a sample; a flat folder's samples are every such file below the
 // root. Samples are sorted by path. An unlabelled dataset has num_classes() 0 and labels -1.
-// A list file's paths must be relative and stay inside its folder (no "..", not absolute): a
-// list cannot reach outside the folder it sits in. Errors name the path (and the line of a list):
-// a missing or unreadable root, a bad line, no images at all. Files are read and decoded on
-// Get(); a file that cannot be read or decoded makes Get() return an error naming it.
-// Thread-safe.
+// A list file's paths must be relative and resolve (symlinks followed) inside its folder: a list
+// cannot reach outside the folder it sits in; at most 20,000,000 entries of 256 MiB, labels in
+// [0, 99999]. data.labels none drops a list's labels, folders refuses a list; auto refuses a
+// folder that holds images beside sub-folders (which images count would be a guess). Errors name
+// the path (and the line of a list): a missing or unreadable root, a bad line, no images at all.
+// Files are read and decoded on Get(); a file that cannot be read or decoded makes Get() return an
+// error naming it. Thread-safe.
 absl::StatusOr<std::unique_ptr<Dataset>> OpenImageFolder(const std::string& root,
                                                          ImageFolderOptions options = {});
 

@@ -3,8 +3,19 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
+
+#include "common/trainer_protocol.h"
 
 namespace peco::trainer {
+
+JsonWriter ErrorEvent(const absl::Status& status) {
+  JsonWriter event;
+  event.Add("event", trainer_protocol::kEventError)
+      .Add("code", absl::StatusCodeToString(status.code()))
+      .Add("message", std::string(status.message()));
+  return event;
+}
 
 void ProgressSink::WriteAll(int fd, const std::string& text) {
   const char* p = text.data();

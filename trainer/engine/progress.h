@@ -12,6 +12,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/json_writer.h"
@@ -25,6 +26,10 @@ class ProgressObserver {
   virtual ~ProgressObserver() = default;
   virtual void OnEvent(absl::string_view line) = 0;
 };
+
+// {"event":"error","code":<status code name>,"message":<message>}: the last event of a failed
+// run (common/trainer_protocol.h kEventError).
+JsonWriter ErrorEvent(const absl::Status& status);
 
 class ProgressSink {
  public:

@@ -66,6 +66,11 @@ class Loop {
 
   absl::Status Setup();
   absl::StatusOr<TrainingResult> Train();
+  // Puts a failed run's error event into the run record (peco-train writes it to stdout after
+  // the loop is gone, when the record is closed).
+  void RecordFailure(const absl::Status& status) {
+    if (recorder_ != nullptr && !status.ok()) recorder_->OnEvent(ErrorEvent(status).str());
+  }
 
  private:
   absl::StatusOr<bool> AnyRankStopping();
@@ -334,8 +339,14 @@ absl::StatusOr<TrainingResult> RunTrainingLoop(TrainingTask& task,
                                                const TrainingLoopOptions& options) {
   RETURN_IF_ERROR(options.Validate());
   Loop loop(task, options);
-  RETURN_IF_ERROR(loop.Setup());
-  return loop.Train();
+  absl::Status setup = loop.Setup();
+  if (!setup.ok()) {
+    loop.RecordFailure(setup);
+    return setup;
+  }
+  absl::StatusOr<TrainingResult> result = loop.Train();
+  loop.RecordFailure(result.status());
+  return result;
 }
 
 absl::Status NonFiniteLossError(int64_t step, int rank, double loss) {

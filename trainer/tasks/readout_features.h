@@ -85,7 +85,8 @@ absl::StatusOr<FeatureSet> ExtractFeatures(FeatureBackbone& backbone, const Data
 // receiving all of them in image order (summed into a zero-filled buffer over the group; rows of
 // images no rank could read are dropped). Every image is computed in the same batch whatever the
 // world size, so the features are bit for bit those of one rank computing them all (a CPU's
-// kernels may round a row differently in a batch of other rows). Collective: every rank calls it
+// kernels may round a row differently in a batch of other rows); with fewer batches than ranks,
+// some ranks compute none. Collective: every rank calls it
 // with the same arguments. `group` is borrowed; world size 1 (or null) computes everything locally.
 absl::StatusOr<FeatureSet> ExtractFeaturesOverRanks(
     FeatureBackbone& backbone, const Dataset& dataset, int64_t n, const TransformOptions& view,
