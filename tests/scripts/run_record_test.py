@@ -9,7 +9,7 @@ version; every numeric field of every `step` and `eval` event in metrics.jsonl i
 same step and value (train/<name>, eval/<name>); the config is the text "config"; each
 checkpoint's preview.png is an image of its step, byte for byte; metrics.jsonl has an RFC 3339
 time on every line and no heartbeats; the resumed run appends to metrics.jsonl and writes a
-second event file.
+second event file; a run that fails on a NaN loss ends its metrics.jsonl with the error event.
 
 Usage: run_record_test.py SOURCE_DIR PECO_TRAIN. Prints "N passed, N failed"; exit 1 on a failure.
 """
@@ -156,6 +156,16 @@ with tempfile.TemporaryDirectory(prefix="run_record_") as tmp:
     items = tensorboard_reader.summaries(run_dir)
     scalars = {(i["tag"], i["step"]): i["value"] for i in items if i["kind"] == "scalar"}
     check_scalars(resumed, scalars, "both runs")
+
+    # A failed run's error event is in its record too (written after the loop, to stdout).
+    failed_dir = os.path.join(tmp, "failed")
+    check(run([f"--config={config}", f"--output_dir={failed_dir}", "--set",
+               "faults.nan_loss_at_step=3"]) == 3, "a NaN loss ends the run with exit code 3")
+    failed_lines = jsonl(os.path.join(failed_dir, "metrics.jsonl"))
+    check(failed_lines and failed_lines[-1]["event"] == "error" and
+          failed_lines[-1]["code"] == "FAILED_PRECONDITION" and
+          "non-finite loss" in failed_lines[-1]["message"],
+          f"the record ends with the error event: {failed_lines[-1:]}")
 
     # A damaged record is detected: flip one byte of a payload.
     with open(files[0], "rb") as f:
