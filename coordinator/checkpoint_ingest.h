@@ -18,8 +18,10 @@
 #define PECO_COORDINATOR_CHECKPOINT_INGEST_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -68,7 +70,15 @@ class CheckpointIngest {
   // AbortIdleUploads); returns how many.
   int AbortIdleUploads() { return files_->AbortIdleUploads(); }
 
-  // Deletes the job's checkpoints beyond the newest `keep_checkpoints` (final ones are kept):
+  // Checkpoints other jobs still need (a fork's init_from, a dependency named by checkpoint id):
+  // retention keeps them besides its own choice. `pinned` is called without any of the
+  // ingest's locks held and may take the caller's; set once, before uploads can commit.
+  void SetPinnedCheckpoints(std::function<std::set<std::string>()> pinned) {
+    pinned_ = std::move(pinned);
+  }
+
+  // Deletes the job's checkpoints beyond the newest `keep_checkpoints` (final ones and pinned
+  // ones are kept):
   // the record first, then the files, so a crash leaves at most an orphan directory, which
   // RemoveOrphans() removes at the next start. Removes nothing it did not choose from the
   // records: a checkpoint committed concurrently is never swept away.
@@ -121,6 +131,7 @@ class CheckpointIngest {
   CoordinatorMetrics* const metrics_;
   Clock* const clock_;
   const int keep_checkpoints_;
+  std::function<std::set<std::string>()> pinned_;  // see SetPinnedCheckpoints
 
   absl::Mutex verified_mu_;
   std::map<std::string, Verified> verified_ ABSL_GUARDED_BY(verified_mu_);  // by checkpoint dir

@@ -55,7 +55,25 @@ Coordinator::Coordinator(CoordinatorOptions options, JobStore* store,
       events_(events),
       metrics_(metrics),
       ingest_(store, checkpoints, events, metrics, clock, options_.keep_checkpoints),
-      progress_(options_.max_cached_ended_progress) {}
+      progress_(options_.max_cached_ended_progress) {
+  // Retention runs outside mu_ (CheckpointIngest::Commit): it may ask which checkpoints the
+  // coordinator's unfinished jobs start from or read.
+  ingest_.SetPinnedCheckpoints([this] {
+    std::set<std::string> pinned;
+    auto add = [&pinned](const v1::Job& job) {
+      if (job.spec().init_from().has_checkpoint_id()) {
+        pinned.insert(job.spec().init_from().checkpoint_id());
+      }
+      if (job.spec().depends_on().has_checkpoint_id()) {
+        pinned.insert(job.spec().depends_on().checkpoint_id());
+      }
+    };
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, job] : pending_) add(job);
+    for (const auto& [id, active] : cluster_.active()) add(active.job);
+    return pinned;
+  });
+}
 
 int64_t Coordinator::NowMicros() const { return absl::ToUnixMicros(clock_->Now()); }
 

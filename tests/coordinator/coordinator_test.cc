@@ -769,6 +769,33 @@ TEST_F(CoordinatorTest, AForkStartsFromItsSourcesCheckpointUntilItHasItsOwn) {
   EXPECT_EQ(refused_forks, 2);
 }
 
+TEST_F(CoordinatorTest, RetentionKeepsTheCheckpointAQueuedForkStartsFrom) {
+  const std::string worker = RegisterWorker("w1", /*cpu_slots=*/1);
+  v1::Job source = Submit(Spec("source"));
+  Heartbeat(worker, {Running(source.id(), 1)});
+  ASSERT_TRUE(Upload(source.id(), 1, 10).ok());
+  // A fork of the running source pins its newest checkpoint; the only slot is taken, so the
+  // fork waits while the source commits more than keep_checkpoints (2) newer ones.
+  v1::JobSpec fork = Spec("fork");
+  fork.mutable_init_from()->set_job_id(source.id());
+  v1::Job forked = Submit(fork);
+  const std::string pinned = absl::StrCat(source.id(), "-a1-step-000000000010");
+  ASSERT_EQ(Job(forked.id()).spec().init_from().checkpoint_id(), pinned);
+  for (int step : {20, 30, 40}) ASSERT_TRUE(Upload(source.id(), 1, step).ok());
+  EXPECT_TRUE(store_->GetCheckpoint(pinned).ok()) << "retention removed a pinned checkpoint";
+  EXPECT_EQ(
+      store_->GetCheckpoint(absl::StrCat(source.id(), "-a1-step-000000000020")).status().code(),
+      absl::StatusCode::kNotFound);  // an unpinned one beyond the newest two goes
+
+  ASSERT_TRUE(Upload(source.id(), 1, 50, /*final=*/true).ok());
+  Heartbeat(worker, {}, {Result(source.id(), 1, v1::AttemptResult::RESULT_SUCCEEDED)});
+  coordinator_->Tick();
+  v1::HeartbeatResponse beat = Heartbeat(worker);
+  ASSERT_THAT(beat.assignments(), SizeIs(1));
+  EXPECT_EQ(beat.assignments(0).job_id(), forked.id());
+  EXPECT_EQ(beat.assignments(0).resume_checkpoint_id(), pinned);
+}
+
 TEST_F(CoordinatorTest, CancellingAQueuedJobIsImmediate) {
   v1::Job job = Submit(Spec("a"));  // no workers: stays queued
   EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
