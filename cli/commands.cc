@@ -144,6 +144,16 @@ class Invocation {
   std::unique_ptr<Connection> connection_;
 };
 
+// Opens WatchJob on `job_id` with its history first; `call` (from conn.StreamContext()) must
+// outlive the reader.
+std::unique_ptr<grpc::ClientReaderInterface<v1::WatchJobEvent>> OpenWatch(
+    Connection& conn, grpc::ClientContext* call, const std::string& job_id) {
+  v1::WatchJobRequest request;
+  request.set_job_id(job_id);
+  request.set_include_history(true);
+  return conn.stub()->WatchJob(call, request);
+}
+
 // Streams WatchJob until the job ends; reconnects after UNAVAILABLE. Returns the exit code.
 int WatchUntilDone(Invocation& inv, const std::string& job_id) {
   absl::StatusOr<Connection*> conn = inv.Connect();
@@ -156,11 +166,8 @@ int WatchUntilDone(Invocation& inv, const std::string& job_id) {
   int failures = 0;
   while (!renderer.done()) {
     std::unique_ptr<grpc::ClientContext> call = (*conn)->StreamContext();
-    v1::WatchJobRequest request;
-    request.set_job_id(job_id);
-    request.set_include_history(true);
     std::unique_ptr<grpc::ClientReaderInterface<v1::WatchJobEvent>> reader =
-        (*conn)->stub()->WatchJob(call.get(), request);
+        OpenWatch(**conn, call.get(), job_id);
     v1::WatchJobEvent event;
     // Read to the end of the stream: the coordinator ends it once the job is terminal, and a
     // terminal state in the history may be followed by a resume.
@@ -505,11 +512,8 @@ int RunTensorboard(Invocation& inv) {
   absl::Status status = exporter.AddJob(job->job());
   if (!status.ok()) return inv.Fail(status);
   std::unique_ptr<grpc::ClientContext> call = (*conn)->StreamContext();
-  v1::WatchJobRequest request;
-  request.set_job_id(job_id);
-  request.set_include_history(true);
   std::unique_ptr<grpc::ClientReaderInterface<v1::WatchJobEvent>> reader =
-      (*conn)->stub()->WatchJob(call.get(), request);
+      OpenWatch(**conn, call.get(), job_id);
   v1::WatchJobEvent event;
   while (reader->Read(&event)) {
     status = exporter.Consume(event);

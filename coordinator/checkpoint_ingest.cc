@@ -91,16 +91,17 @@ void CheckpointIngest::Abort(const CheckpointUpload& upload) {
 
 absl::Status CheckpointIngest::ApplyRetention(const std::string& job_id) {
   ASSIGN_OR_RETURN(std::vector<v1::CheckpointInfo> infos, store_->ListCheckpoints(job_id));
-  const std::set<std::string> pinned = pinned_ ? pinned_() : std::set<std::string>();
   // Ordered by (step, attempt): keep the newest keep_checkpoints, every final one and every one
-  // another job still needs.
+  // another job still needs (asked of the coordinator only when something would go).
+  std::optional<std::set<std::string>> pinned;
   int kept = 0;
   for (auto it = infos.rbegin(); it != infos.rend(); ++it) {
     if (it->final() || kept < keep_checkpoints_) {
       if (!it->final()) ++kept;
       continue;
     }
-    if (pinned.count(it->id()) > 0) continue;
+    if (!pinned.has_value()) pinned = pinned_ ? pinned_() : std::set<std::string>();
+    if (pinned->count(it->id()) > 0) continue;
     RETURN_IF_ERROR(store_->DeleteCheckpoint(it->id()));
     RETURN_IF_ERROR(files_->Delete(job_id, it->id()));
   }

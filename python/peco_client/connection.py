@@ -110,6 +110,30 @@ def _read_trimmed(path: str, what: str) -> Optional[str]:
     return text or None
 
 
+def _discover(
+    given: Optional[str],
+    argument: str,
+    variable: str,
+    path: str,
+    what: str,
+    hint: str,
+    env: Mapping[str, str],
+) -> "tuple[str, str]":
+    """One discovered value and where it came from: the argument, else $variable in `env`, else
+    the trimmed contents of `path`. FailedPreconditionError naming all three otherwise."""
+    if given:
+        return given, f"{argument} argument"
+    if env.get(variable):
+        return env[variable], f"${variable}"
+    found = _read_trimmed(path, what)
+    if found is None:
+        raise FailedPreconditionError(
+            f"no {what}: the {argument} argument and ${variable} are unset and {path} does not "
+            f"exist or is empty {hint}"
+        )
+    return found, path
+
+
 def resolve_endpoint(
     coordinator: Optional[str] = None,
     token: Optional[str] = None,
@@ -130,34 +154,18 @@ def resolve_endpoint(
     env = os.environ if env is None else env
     directory = resolve_data_dir(data_dir, env)
 
-    if coordinator:
-        address, address_source = coordinator, "coordinator argument"
-    elif env.get("PECO_COORDINATOR"):
-        address, address_source = env["PECO_COORDINATOR"], "$PECO_COORDINATOR"
-    else:
-        path = f"{directory}/coordinator.addr"
-        found = _read_trimmed(path, "coordinator address")
-        if found is None:
-            raise FailedPreconditionError(
-                "no coordinator address: the coordinator argument and $PECO_COORDINATOR are "
-                f"unset and {path} does not exist or is empty (is peco-coordinator running "
-                "with this data dir? the data_dir argument or $PECO_DATA_DIR choose another)"
-            )
-        address, address_source = found, path
-
-    if token:
-        token_value, token_source = token, "token argument"
-    elif env.get("PECO_TOKEN"):
-        token_value, token_source = env["PECO_TOKEN"], "$PECO_TOKEN"
-    else:
-        path = f"{directory}/user.token"
-        found = _read_trimmed(path, "token")
-        if found is None:
-            raise FailedPreconditionError(
-                "no token: the token argument and $PECO_TOKEN are unset and "
-                f"{path} does not exist or is empty (the coordinator writes it on first start)"
-            )
-        token_value, token_source = found, path
+    address, address_source = _discover(
+        coordinator, "coordinator", "PECO_COORDINATOR", f"{directory}/coordinator.addr",
+        "coordinator address",
+        "(is peco-coordinator running with this data dir? the data_dir argument or "
+        "$PECO_DATA_DIR choose another)",
+        env,
+    )
+    token_value, token_source = _discover(
+        token, "token", "PECO_TOKEN", f"{directory}/user.token", "token",
+        "(the coordinator writes it on first start)",
+        env,
+    )
 
     endpoint = Endpoint(
         address=address,
